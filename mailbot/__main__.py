@@ -1,0 +1,7 @@
+"""`python -m mailbot` runs the command line."""
+
+import sys
+
+from mailbot.cli import main
+
+sys.exit(main())

@@ -1,0 +1,331 @@
+"""The commands; the only place that exits the process or configures logging."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlmodel import col, select
+
+from mailbot import __version__
+from mailbot.clock import Clock, FixedClock, SystemClock, parse_instant
+from mailbot.errors import ConfigError, MailbotError, NotFound, ServerError
+from mailbot.settings import Settings, config_path, load_settings
+
+log = logging.getLogger("mailbot")
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mailbot",
+        description="Email ticketing daemon that keeps a public body's service standards.",
+    )
+    parser.add_argument("--version", action="version", version=f"mailbot {__version__}")
+    parser.add_argument(
+        "--config", help="configuration file (default: $MAILBOT_CONFIG, else config/mailbot.toml)"
+    )
+    parser.add_argument(
+        "--now",
+        help="act as of this ISO-8601 instant (e.g. "
+        "2025-11-03T10:00-05:00); for tests, audits and replays",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="the daemon: watch the mailboxes, send, run jobs")
+    run.add_argument(
+        "--once",
+        action="store_true",
+        help="one full pass, then exit (non-zero if a server was unreachable)",
+    )
+
+    tickets = commands.add_parser("tickets", help="list tickets")
+    tickets.add_argument("--status", choices=["open", "on_hold", "answered", "closed"])
+    tickets.add_argument("--mailbox")
+    tickets.add_argument("--json", action="store_true")
+
+    show = commands.add_parser("show", help="one ticket with its deadlines, messages, events")
+    show.add_argument("ref")
+    show.add_argument("--json", action="store_true")
+
+    commands.add_parser("check", help="validate the configuration and log in to each server")
+
+    due = commands.add_parser("due", help="receipt day and deadlines for a receipt instant")
+    due.add_argument("received", help="ISO-8601 instant; without an offset it is office time")
+    due.add_argument(
+        "--standard", action="append", help="a commitment id (repeatable; default: all)"
+    )
+    due.add_argument("--json", action="store_true")
+
+    holidays = commands.add_parser("holidays", help="the public-service holidays of a year")
+    holidays.add_argument("year", type=int, nargs="+")
+    holidays.add_argument("--json", action="store_true")
+
+    sandbox = commands.add_parser("sandbox", help="a throwaway Dovecot + SMTP for trying mailbot")
+    sandbox.add_argument("action", choices=["demo", "serve"])
+    sandbox.add_argument("--dir", default=".sandbox", help="where the sandbox lives")
+    return parser
+
+
+def _configure_logging(verbose: bool, quiet: bool = False) -> None:
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # Migrations and the scheduler say what they do at INFO on every start; keep it for -v.
+    for noisy in ("alembic", "apscheduler"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+def _clock(now: str | None) -> Clock:
+    return FixedClock(parse_instant(now)) if now else SystemClock()
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(config_path(args.config, os.environ))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _configure_logging(args.verbose, quiet=args.command in ("sandbox", "due", "holidays"))
+    try:
+        clock = _clock(args.now)
+    except ValueError as exc:
+        print(f"mailbot: --now: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        return _dispatch(args, clock)
+    except ConfigError as exc:
+        print(f"mailbot: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except NotFound as exc:
+        print(f"mailbot: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except ServerError as exc:
+        print(f"mailbot: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except MailbotError as exc:
+        print(f"mailbot: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def _dispatch(args: argparse.Namespace, clock: Clock) -> int:
+    command = args.command
+    if command == "sandbox":
+        from mailbot.sandbox_cli import run_sandbox_command
+
+        return run_sandbox_command(args.action, Path(args.dir), clock)
+    settings = _settings(args)
+    if command == "due":
+        return _due(settings, args)
+    if command == "holidays":
+        return _holidays(settings, args)
+    if command == "check":
+        from mailbot.daemon import check_servers
+
+        return EXIT_OK if check_servers(settings, os.environ, print) else EXIT_FAILURE
+    from mailbot.app import build_app
+
+    app = build_app(settings, clock)
+    if command == "run":
+        from mailbot.daemon import run_daemon, run_once
+
+        return run_once(app) if args.once else run_daemon(app)
+    if command == "tickets":
+        return _tickets(app, args)
+    if command == "show":
+        return _show(app, args)
+    raise AssertionError(command)
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, ensure_ascii=False, indent=2, default=str))
+
+
+def _tickets(app: Any, args: argparse.Namespace) -> int:
+    from mailbot.app import ticket_json
+    from mailbot.models import Ticket
+    from mailbot.store import session_scope
+
+    with session_scope(app.engine) as session:
+        query = select(Ticket).order_by(col(Ticket.received_at), col(Ticket.id))
+        if args.status:
+            query = query.where(Ticket.status == args.status)
+        if args.mailbox:
+            query = query.where(Ticket.mailbox == args.mailbox)
+        tickets = session.exec(query).all()
+        rows = [ticket_json(t) for t in tickets]
+    if args.json:
+        _print_json(rows)
+        return EXIT_OK
+    if not rows:
+        print("no tickets")
+        return EXIT_OK
+    print(
+        f"{'ref':<16} {'mailbox':<15} {'category':<12} {'status':<9} {'received':<10} "
+        f"{'due':<10} requester"
+    )
+    for row in rows:
+        print(
+            f"{row['ref']:<16} {row['mailbox']:<15} {row['category']:<12} {row['status']:<9} "
+            f"{row['receipt_date']:<10} {row['due_date'] or '-':<10} {row['requester']}"
+        )
+    return EXIT_OK
+
+
+def _show(app: Any, args: argparse.Namespace) -> int:
+    from mailbot.app import ticket_json
+    from mailbot.models import InboundMessage, Ticket, TicketDeadline, TicketEvent
+    from mailbot.store import session_scope
+
+    with session_scope(app.engine) as session:
+        ticket = session.exec(select(Ticket).where(Ticket.ref == args.ref)).first()
+        if ticket is None:
+            raise NotFound(f"no ticket {args.ref}")
+        data = ticket_json(ticket)
+        data["deadlines"] = [
+            {
+                "commitment": d.commitment,
+                "clock_start": d.clock_start.isoformat(),
+                "due_date": d.due_date.isoformat(),
+                "due_at": d.due_at.isoformat(),
+                "met_at": d.met_at.isoformat() if d.met_at else None,
+                "days_on_hold": d.days_on_hold,
+            }
+            for d in session.exec(
+                select(TicketDeadline)
+                .where(TicketDeadline.ticket_id == ticket.id)
+                .order_by(col(TicketDeadline.id))
+            )
+        ]
+        data["messages"] = [
+            {
+                "id": m.id,
+                "message_id": m.message_id,
+                "received_at": m.internal_date.isoformat(),
+                "state": m.state,
+                "kind": m.kind,
+                "rules": m.rules.split(",") if m.rules else [],
+                "flags": m.flags.split(",") if m.flags else [],
+                "reason": m.reason,
+            }
+            for m in session.exec(
+                select(InboundMessage)
+                .where(InboundMessage.ticket_id == ticket.id)
+                .order_by(col(InboundMessage.id))
+            )
+        ]
+        data["events"] = [
+            {"at": e.at.isoformat(), "kind": e.kind, "actor": e.actor, "detail": e.detail}
+            for e in session.exec(
+                select(TicketEvent)
+                .where(TicketEvent.ticket_id == ticket.id)
+                .order_by(col(TicketEvent.id))
+            )
+        ]
+    if args.json:
+        _print_json(data)
+        return EXIT_OK
+    for key in (
+        "ref",
+        "mailbox",
+        "category",
+        "status",
+        "requester",
+        "language",
+        "subject",
+        "received_at",
+        "receipt_date",
+        "due_date",
+        "acknowledged_at",
+        "answered_at",
+        "closed_at",
+        "assignee",
+    ):
+        print(f"{key + ':':<17}{data[key] if data[key] is not None else '-'}")
+    print("deadlines:")
+    for d in data["deadlines"]:
+        met = d["met_at"] or "not yet"
+        print(f"  {d['commitment']:<20} due {d['due_date']}  met: {met}")
+    print("messages:")
+    for m in data["messages"]:
+        print(
+            f"  #{m['id']} {m['received_at']} {m['kind']} ({m['state']}) "
+            f"rules: {', '.join(m['rules']) or '-'}"
+        )
+    print("events:")
+    for e in data["events"]:
+        print(f"  {e['at']} {e['kind']} by {e['actor']}: {e['detail']}")
+    return EXIT_OK
+
+
+def _office_instant(text: str, zone: ZoneInfo) -> datetime:
+    value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=zone)
+    return value.astimezone(UTC)
+
+
+def _due(settings: Settings, args: argparse.Namespace) -> int:
+    from mailbot.business_calendar import (
+        build_calendar,
+        due_report,
+        due_report_json,
+        format_due_text,
+    )
+
+    calendar = build_calendar(settings.calendar, settings.organisation.timezone)
+    try:
+        received = _office_instant(args.received, settings.organisation.zone)
+    except ValueError as exc:
+        raise ConfigError(f"due: {args.received!r} is not an ISO-8601 instant ({exc})") from exc
+    commitments = list(settings.commitments)
+    if args.standard:
+        known = {c.id for c in commitments}
+        unknown = [s for s in args.standard if s not in known]
+        if unknown:
+            raise ConfigError(f"due: unknown commitment(s) {unknown}; known: {sorted(known)}")
+        commitments = [c for c in commitments if c.id in args.standard]
+    report = due_report(calendar, received, commitments)
+    if args.json:
+        _print_json(due_report_json(report))
+    else:
+        print(format_due_text(report))
+    return EXIT_OK
+
+
+def _holidays(settings: Settings, args: argparse.Namespace) -> int:
+    from mailbot.business_calendar import build_calendar
+
+    calendar = build_calendar(settings.calendar, settings.organisation.timezone)
+    result = {year: calendar.holidays_in(year) for year in args.year}
+    if args.json:
+        _print_json(
+            {
+                str(y): [{"date": d.isoformat(), "name": n} for d, n in days]
+                for y, days in result.items()
+            }
+        )
+        return EXIT_OK
+    for days in result.values():
+        for day, name in days:
+            print(f"{day.isoformat()}  {day.strftime('%a')}  {name}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""The daemon loop (APScheduler wakes the passes) and the server check.
+
+The scheduler only wakes code up; what is due is decided by the database. SIGTERM and SIGINT
+set a flag that the pass reads between messages, so the message in hand is finished and
+stored before the process exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from types import FrameType
+
+import aiosmtplib
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from mailbot.app import App, run_pass
+from mailbot.errors import ConfigError, ImapError
+from mailbot.ingest import ImapMailbox
+from mailbot.outbox import _client as smtp_client
+from mailbot.settings import Settings, secret
+
+log = logging.getLogger(__name__)
+
+
+def run_once(app: App) -> int:
+    """One full pass; exit code 1 when a server could not be reached."""
+    report = run_pass(app)
+    log.info("pass done: %s", report.summary())
+    return 0 if report.ok else 1
+
+
+def run_daemon(app: App) -> int:
+    """Poll every mailbox on the configured interval until SIGTERM or SIGINT."""
+    stop = threading.Event()
+    scheduler = BlockingScheduler(timezone=UTC)
+
+    def one_pass() -> None:
+        if stop.is_set():
+            return
+        try:
+            report = run_pass(app, should_stop=stop.is_set)
+        except Exception:  # keep the daemon alive; the next pass retries
+            log.exception("pass failed")
+            return
+        log.info("pass done: %s", report.summary())
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %s: stopping after the message in hand", signum)
+        stop.set()
+        scheduler.shutdown(wait=False)
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    scheduler.add_job(
+        one_pass,
+        IntervalTrigger(seconds=app.settings.daemon.poll_seconds, timezone=UTC),
+        id="pass",
+        max_instances=1,
+        coalesce=True,
+        next_run_time=datetime.now(UTC),
+        misfire_grace_time=None,
+    )
+    log.info(
+        "mailbot daemon started: %d mailbox(es), every %.0f s",
+        len(app.settings.mailboxes),
+        app.settings.daemon.poll_seconds,
+    )
+    scheduler.start()
+    log.info("mailbot daemon stopped")
+    return 0
+
+
+def check_servers(
+    settings: Settings, environ: Mapping[str, str], say: Callable[[str], None]
+) -> bool:
+    """Validate secrets and log in to every server; one line per result."""
+    ok = True
+    say(
+        f"ok   configuration: {len(settings.mailboxes)} mailbox(es), "
+        f"database {settings.database_url.split('://')[0]}"
+    )
+    for mailbox in settings.mailboxes:
+        try:
+            password = secret(environ, mailbox.password_env, f"mailbox {mailbox.name}")
+            with ImapMailbox(settings.imap, mailbox.login, password) as imap:
+                uidvalidity = imap.select(mailbox.folder)
+            say(
+                f"ok   imap {mailbox.name}: logged in as {mailbox.login}, "
+                f"{mailbox.folder} UIDVALIDITY {uidvalidity}"
+            )
+        except (ConfigError, ImapError) as exc:
+            ok = False
+            say(f"FAIL imap {mailbox.name}: {exc}")
+    try:
+        password = secret(environ, settings.smtp.password_env, "SMTP password")
+        asyncio.run(_check_smtp(settings, password))
+        say(f"ok   smtp {settings.smtp.host}:{settings.smtp.port}")
+    except (TimeoutError, ConfigError, aiosmtplib.SMTPException, OSError) as exc:
+        ok = False
+        say(f"FAIL smtp {settings.smtp.host}:{settings.smtp.port}: {exc}")
+    return ok
+
+
+async def _check_smtp(settings: Settings, password: str) -> None:
+    smtp = smtp_client(settings.smtp, password)
+    await smtp.connect()
+    await smtp.noop()
+    await smtp.quit()

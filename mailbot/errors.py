@@ -1,0 +1,35 @@
+"""The one error hierarchy of mailbot; boundaries (the CLI, the loop) catch these.
+
+MailbotError
+ ├── ConfigError       the configuration file or environment is wrong (exit 2)
+ ├── ServerError       an IMAP or SMTP server could not be reached or refused us
+ │    ├── ImapError
+ │    └── SmtpError
+ └── NotFound          a ticket, message or row named on the command line does not exist
+"""
+
+from __future__ import annotations
+
+
+class MailbotError(Exception):
+    """Base of every error mailbot raises on purpose."""
+
+
+class ConfigError(MailbotError):
+    """The configuration is invalid; the message names the key or variable."""
+
+
+class ServerError(MailbotError):
+    """A mail server could not be reached, or refused a command."""
+
+
+class ImapError(ServerError):
+    """The IMAP side failed."""
+
+
+class SmtpError(ServerError):
+    """The SMTP side failed."""
+
+
+class NotFound(MailbotError):
+    """Something named on the command line does not exist."""

@@ -1,0 +1,198 @@
+"""The database tables (SQLModel); the schema itself is owned by the Alembic migrations.
+
+All instants are stored in UTC; `UtcDateTime` gives them back aware, whatever the backend.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """An aware datetime stored as UTC; naive values are refused rather than guessed."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        instant: datetime = datetime.fromisoformat(value) if isinstance(value, str) else value
+        if instant.tzinfo is None:
+            return instant.replace(tzinfo=UTC)
+        return instant.astimezone(UTC)
+
+
+def _instant(nullable: bool = True, index: bool = False) -> Any:
+    return Field(default=None, sa_column=sa.Column(UtcDateTime(), nullable=nullable, index=index))
+
+
+class TicketCounter(SQLModel, table=True):
+    """The last sequence number given per (prefix, year): references are sequential per year."""
+
+    __tablename__ = "ticket_counter"
+
+    prefix: str = Field(primary_key=True, max_length=16)
+    year: int = Field(primary_key=True)
+    last: int = 0
+
+
+class Ticket(SQLModel, table=True):
+    __tablename__ = "ticket"
+    __table_args__ = (sa.UniqueConstraint("ref", name="uq_ticket_ref"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    ref: str = Field(max_length=32)
+    mailbox: str = Field(max_length=64, index=True)
+    category: str = Field(max_length=32)
+    status: str = Field(max_length=16, index=True)  # open | on_hold | answered | closed
+    requester: str = Field(max_length=320, index=True)
+    requester_name: str = Field(default="", max_length=200)
+    language: str = Field(max_length=2)
+    subject: str = Field(default="", max_length=1000)
+    received_at: datetime = Field(sa_column=sa.Column(UtcDateTime(), nullable=False))
+    receipt_date: date
+    due_date: date | None = Field(default=None, index=True)
+    acknowledged_at: datetime | None = _instant()
+    answered_at: datetime | None = _instant()
+    closed_at: datetime | None = _instant()
+    assignee: str | None = Field(default=None, max_length=320)
+    english_allowed: bool = False
+    english_basis: str | None = Field(default=None, max_length=500)
+    created_at: datetime = Field(sa_column=sa.Column(UtcDateTime(), nullable=False))
+    updated_at: datetime = Field(sa_column=sa.Column(UtcDateTime(), nullable=False))
+
+
+class TicketDeadline(SQLModel, table=True):
+    """One commitment's clock on one ticket: when it started, when it is due, when it was met."""
+
+    __tablename__ = "ticket_deadline"
+    __table_args__ = (sa.UniqueConstraint("ticket_id", "commitment", name="uq_deadline"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    commitment: str = Field(max_length=32)
+    clock_start: date
+    due_date: date = Field(index=True)
+    due_at: datetime = Field(sa_column=sa.Column(UtcDateTime(), nullable=False))
+    met_at: datetime | None = _instant()
+    days_on_hold: int = 0
+
+
+class TicketHold(SQLModel, table=True):
+    """A pause of the clock while the ministry waits on the citizen."""
+
+    __tablename__ = "ticket_hold"
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    started_at: datetime = Field(sa_column=sa.Column(UtcDateTime(), nullable=False))
+    ended_at: datetime | None = _instant()
+    reason: str = Field(default="", max_length=2000)
+    started_by: str = Field(default="", max_length=320)
+    ended_by: str = Field(default="", max_length=320)
+
+
+class InboundMessage(SQLModel, table=True):
+    """Every message fetched from a mailbox, raw, with what became of it and why."""
+
+    __tablename__ = "inbound_message"
+    __table_args__ = (
+        sa.UniqueConstraint("mailbox", "uidvalidity", "uid", name="uq_inbound_imap_key"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    mailbox: str = Field(max_length=64)
+    folder: str = Field(max_length=200)
+    uidvalidity: int = Field(sa_column=sa.Column(sa.BigInteger(), nullable=False))
+    uid: int = Field(sa_column=sa.Column(sa.BigInteger(), nullable=False))
+    message_id: str = Field(default="", max_length=1000, index=True)
+    sha256: str = Field(max_length=64, index=True)
+    size: int = 0
+    raw: bytes = Field(sa_column=sa.Column(sa.LargeBinary(), nullable=False))
+    internal_date: datetime = Field(sa_column=sa.Column(UtcDateTime(), nullable=False))
+    # received | processed | set_aside | quarantined
+    state: str = Field(max_length=16, index=True)
+    reason: str = Field(default="", max_length=2000)
+    kind: str = Field(default="", max_length=32)
+    rules: str = Field(default="", max_length=2000)
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
+    flags: str = Field(default="", max_length=200)
+    stored_at: datetime = Field(sa_column=sa.Column(UtcDateTime(), nullable=False))
+    moved_at: datetime | None = _instant()
+
+
+class ImapCheckpoint(SQLModel, table=True):
+    """The highest UID stored per (mailbox, UIDVALIDITY)."""
+
+    __tablename__ = "imap_checkpoint"
+
+    mailbox: str = Field(primary_key=True, max_length=64)
+    uidvalidity: int = Field(sa_column=sa.Column(sa.BigInteger(), primary_key=True))
+    last_uid: int = Field(default=0, sa_column=sa.Column(sa.BigInteger(), nullable=False))
+    updated_at: datetime = Field(sa_column=sa.Column(UtcDateTime(), nullable=False))
+
+
+class OutboxMessage(SQLModel, table=True):
+    """A message to send, written in the transaction that decided it; the worker sends it."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        sa.UniqueConstraint("dedupe_key", name="uq_outbox_dedupe"),
+        sa.UniqueConstraint("message_id", name="uq_outbox_message_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
+    purpose: str = Field(max_length=32)  # acknowledgement | notice | reply | reminder | digest
+    dedupe_key: str = Field(max_length=300)
+    message_id: str = Field(max_length=300)
+    envelope_from: str = Field(default="", max_length=320)
+    recipient: str = Field(max_length=320)
+    raw: bytes = Field(sa_column=sa.Column(sa.LargeBinary(), nullable=False))
+    state: str = Field(max_length=16, index=True)  # pending | sent | failed | held
+    attempts: int = 0
+    next_attempt_at: datetime = Field(sa_column=sa.Column(UtcDateTime(), nullable=False))
+    lease_owner: str | None = Field(default=None, max_length=64)
+    lease_until: datetime | None = _instant()
+    last_error: str = Field(default="", max_length=2000)
+    created_at: datetime = Field(sa_column=sa.Column(UtcDateTime(), nullable=False))
+    sent_at: datetime | None = _instant()
+
+
+class TicketEvent(SQLModel, table=True):
+    """The ticket's history: everything that happened to it, who did it and what caused it."""
+
+    __tablename__ = "ticket_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    at: datetime = Field(sa_column=sa.Column(UtcDateTime(), nullable=False))
+    kind: str = Field(max_length=32)
+    actor: str = Field(default="mailbot", max_length=320)
+    inbound_id: int | None = Field(default=None, foreign_key="inbound_message.id")
+    outbox_id: int | None = Field(default=None, foreign_key="outbox.id")
+    detail: str = Field(default="", max_length=4000)
+
+
+class AddressState(SQLModel, table=True):
+    """What we know of a correspondent's address: undeliverable after a permanent bounce."""
+
+    __tablename__ = "address_state"
+
+    address: str = Field(primary_key=True, max_length=320)
+    undeliverable: bool = False
+    reason: str = Field(default="", max_length=2000)
+    updated_at: datetime = Field(sa_column=sa.Column(UtcDateTime(), nullable=False))

@@ -1,0 +1,266 @@
+"""SMTP (aiosmtplib): send queued outbox rows, retry temporary failures, give up on permanent ones.
+
+A row is `sent` only after the server's 2xx to the end of DATA. Rows are claimed with a lease
+(an UPDATE that succeeds for one worker only), so two instances never send the same row; a
+worker that dies leaves a lease that simply expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import aiosmtplib
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from mailbot.models import OutboxMessage, Ticket, TicketDeadline, TicketEvent
+from mailbot.settings import SmtpSettings
+from mailbot.store import session_scope
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(minutes=10)
+MAX_BACKOFF = timedelta(hours=1)
+ACKNOWLEDGEMENT_COMMITMENTS = ("ack", "internship_ack", "cooperation_ack")
+
+
+@dataclass(frozen=True, slots=True)
+class FlushReport:
+    sent: int = 0
+    retrying: int = 0
+    failed: int = 0
+    unreachable: bool = False
+
+
+def backoff(attempts: int) -> timedelta:
+    """Minutes at first, growing to about an hour: 1, 2, 4, 8, 16, 32, 60, 60... minutes."""
+    return min(timedelta(minutes=2 ** max(attempts - 1, 0)), MAX_BACKOFF)
+
+
+def claim_rows(engine: Engine, now: datetime, owner: str, limit: int) -> list[OutboxMessage]:
+    """Lease up to `limit` due rows to `owner`; rows another worker holds are skipped."""
+    with session_scope(engine) as session:
+        candidates = session.exec(
+            select(OutboxMessage.id)
+            .where(OutboxMessage.state == "pending")
+            .where(OutboxMessage.next_attempt_at <= now)
+            .where(
+                sa.or_(
+                    col(OutboxMessage.lease_until).is_(None), col(OutboxMessage.lease_until) < now
+                )
+            )
+            .order_by(col(OutboxMessage.id))
+            .limit(limit)
+        ).all()
+        claimed: list[int] = []
+        for row_id in candidates:
+            result = session.execute(
+                sa.update(OutboxMessage)
+                .where(col(OutboxMessage.id) == row_id)
+                .where(col(OutboxMessage.state) == "pending")
+                .where(
+                    sa.or_(
+                        col(OutboxMessage.lease_until).is_(None),
+                        col(OutboxMessage.lease_until) < now,
+                    )
+                )
+                .values(lease_owner=owner, lease_until=now + LEASE)
+            )
+            if result.rowcount == 1:  # type: ignore[attr-defined]
+                claimed.append(row_id)  # type: ignore[arg-type]
+        if not claimed:
+            return []
+        rows = session.exec(
+            select(OutboxMessage)
+            .where(col(OutboxMessage.id).in_(claimed))
+            .order_by(col(OutboxMessage.id))
+        ).all()
+        return list(rows)
+
+
+def _record(
+    engine: Engine,
+    row: OutboxMessage,
+    now: datetime,
+    *,
+    state: str,
+    error: str = "",
+    give_up_after: timedelta,
+) -> str:
+    """Write the outcome of one attempt; returns the row's new state."""
+    with session_scope(engine) as session:
+        current = session.get(OutboxMessage, row.id)
+        if current is None or current.state != "pending":
+            return current.state if current else "missing"
+        current.attempts += 1
+        current.lease_owner = None
+        current.lease_until = None
+        if state == "sent":
+            current.state = "sent"
+            current.sent_at = now
+            current.last_error = ""
+        elif state == "retry" and now - current.created_at < give_up_after:
+            current.next_attempt_at = now + backoff(current.attempts)
+            current.last_error = error[:2000]
+        else:
+            current.state = "failed"
+            current.last_error = error[:2000] or "gave up after repeated temporary failures"
+        if current.state == "sent" and current.purpose == "acknowledgement":
+            _mark_acknowledged(session, current.ticket_id, now)
+        if current.ticket_id is not None and current.state in ("sent", "failed"):
+            session.add(
+                TicketEvent(
+                    ticket_id=current.ticket_id,
+                    at=now,
+                    kind=f"{current.purpose}_{current.state}",
+                    outbox_id=current.id,
+                    detail=current.last_error if current.state == "failed" else "",
+                )
+            )
+        session.add(current)
+        return current.state
+
+
+def _mark_acknowledged(session: Session, ticket_id: int | None, now: datetime) -> None:
+    """The acknowledgement commitment is met when the server accepted the message."""
+    ticket = session.get(Ticket, ticket_id) if ticket_id is not None else None
+    if ticket is None or ticket.acknowledged_at is not None:
+        return
+    ticket.acknowledged_at = now
+    session.add(ticket)
+    session.execute(
+        sa.update(TicketDeadline)
+        .where(col(TicketDeadline.ticket_id) == ticket_id)
+        .where(col(TicketDeadline.commitment).in_(ACKNOWLEDGEMENT_COMMITMENTS))
+        .where(col(TicketDeadline.met_at).is_(None))
+        .values(met_at=now)
+    )
+
+
+def _tls_context(settings: SmtpSettings) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    if not settings.verify_certificates:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _client(settings: SmtpSettings, password: str) -> aiosmtplib.SMTP:
+    return aiosmtplib.SMTP(
+        hostname=settings.host,
+        port=settings.port,
+        timeout=settings.timeout_seconds,
+        use_tls=settings.tls == "tls",
+        start_tls=settings.tls == "starttls",
+        tls_context=_tls_context(settings) if settings.tls != "none" else None,
+        username=settings.username,
+        password=password or None,
+    )
+
+
+async def _send_rows(
+    engine: Engine,
+    settings: SmtpSettings,
+    password: str,
+    rows: Sequence[OutboxMessage],
+    now: datetime,
+    give_up_after: timedelta,
+) -> FlushReport:
+    sent = retrying = failed = 0
+    smtp = _client(settings, password)
+    try:
+        await smtp.connect()
+    except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
+        log.warning("SMTP %s:%s unreachable: %s", settings.host, settings.port, exc)
+        for row in rows:
+            state = _record(
+                engine,
+                row,
+                now,
+                state="retry",
+                error=f"connection: {exc}",
+                give_up_after=give_up_after,
+            )
+            failed += state == "failed"
+            retrying += state == "pending"
+        return FlushReport(retrying=retrying, failed=failed, unreachable=True)
+    try:
+        for row in rows:
+            try:
+                errors, _response = await smtp.sendmail(row.envelope_from, [row.recipient], row.raw)
+            except aiosmtplib.SMTPRecipientsRefused as exc:
+                outcome, error = _classify_refusal(exc.recipients)
+            except aiosmtplib.SMTPResponseException as exc:
+                outcome = "failed" if exc.code >= 500 else "retry"
+                error = f"{exc.code} {exc.message}"
+            except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
+                # Includes a timeout after the final dot: retried with the same Message-ID.
+                outcome, error = "retry", f"{type(exc).__name__}: {exc}"
+            else:
+                outcome, error = ("sent", "") if not errors else _classify_refusal(errors)
+            state = _record(
+                engine, row, now, state=outcome, error=error, give_up_after=give_up_after
+            )
+            sent += state == "sent"
+            failed += state == "failed"
+            retrying += state == "pending"
+            if state == "sent":
+                log.info("sent %s %s", row.purpose, row.message_id)
+            else:
+                log.warning("outbox row %s (%s): %s", row.id, state, error)
+            if outcome == "retry" and not smtp.is_connected:
+                await smtp.connect()
+    finally:
+        if smtp.is_connected:
+            try:
+                await smtp.quit()
+            except (TimeoutError, aiosmtplib.SMTPException, OSError):
+                smtp.close()
+    return FlushReport(sent=sent, retrying=retrying, failed=failed)
+
+
+def _classify_refusal(recipients: object) -> tuple[str, str]:
+    if isinstance(recipients, dict):
+        items = [(str(k), v) for k, v in recipients.items()]
+        codes = [getattr(v, "code", 0) or (v[0] if isinstance(v, tuple) else 0) for _, v in items]
+        text = "; ".join(f"{k}: {v}" for k, v in items)
+    else:
+        codes = [getattr(item, "code", 0) for item in recipients]  # type: ignore[attr-defined]
+        text = "; ".join(str(item) for item in recipients)  # type: ignore[attr-defined]
+    permanent = bool(codes) and all(int(code) >= 500 for code in codes)
+    return ("failed" if permanent else "retry"), f"recipient refused: {text}"
+
+
+def flush_outbox(
+    engine: Engine,
+    settings: SmtpSettings,
+    password: str,
+    now: datetime,
+    *,
+    give_up_after: timedelta,
+    batch: int = 500,
+    owner: str | None = None,
+) -> FlushReport:
+    """Send every due row (in batches under one SMTP connection each) and report the counts."""
+    owner = owner or uuid.uuid4().hex[:16]
+    total = FlushReport()
+    while True:
+        rows = claim_rows(engine, now, owner, batch)
+        if not rows:
+            return total
+        report = asyncio.run(_send_rows(engine, settings, password, rows, now, give_up_after))
+        total = FlushReport(
+            sent=total.sent + report.sent,
+            retrying=total.retrying + report.retrying,
+            failed=total.failed + report.failed,
+            unreachable=total.unreachable or report.unreachable,
+        )
+        if report.unreachable or report.sent == 0:
+            return total

@@ -1,0 +1,437 @@
+"""Raw bytes -> a typed inbound message (pure; never raises on malformed mail).
+
+Everything taken from a message is decoded with replacement and has CR/LF flattened, so
+later stages can put it in a header or a log line without injection. Address fields are
+parsed strictly: any defect means "no address" (the CVE-2023-27043 trap), never a guess.
+"""
+
+from __future__ import annotations
+
+import email
+import email.parser
+import email.policy
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.header import decode_header, make_header
+from email.message import Message
+from email.utils import parsedate_to_datetime
+from html.parser import HTMLParser
+
+MAX_PARTS = 200
+MAX_DEPTH = 20
+MAX_TEXT_CHARS = 200_000
+MAX_HEADER_CHARS = 2_000
+
+_ADDR_SPEC = re.compile(r"^[^@\s<>()\[\]\\,;:\"]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
+_MSGID = re.compile(r"<[^<>\s]+>")
+_CRLF = re.compile(r"[\r\n\t]+")
+_STATUS = re.compile(r"\b([245])\.\d{1,3}\.\d{1,3}\b")
+_ESCAPED_BYTES = re.compile("[\udc80-\udcff]")
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """One strictly parsed mailbox; `address` has its domain lower-cased."""
+
+    address: str
+    display_name: str = ""
+
+    @property
+    def domain(self) -> str:
+        return self.address.rpartition("@")[2]
+
+    @property
+    def local_part(self) -> str:
+        return self.address.rpartition("@")[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """What we know of an attached file; the sender's filename is never used as a path."""
+
+    filename: str
+    content_type: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReport:
+    """The machine-readable part of a multipart/report (bounce, read receipt, feedback)."""
+
+    report_type: str  # delivery-status | disposition-notification | feedback-report | ...
+    action: str = ""  # failed | delayed | delivered | relayed | expanded
+    status: str = ""  # e.g. 5.1.1
+    final_recipient: str = ""
+    original_message_id: str = ""
+
+    @property
+    def is_permanent_failure(self) -> bool:
+        return self.report_type == "delivery-status" and (
+            self.status.startswith("5.") or (not self.status and self.action == "failed")
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMail:
+    """A parsed inbound message: what every later stage reads, never the raw bytes."""
+
+    message_id: str
+    subject: str
+    sender: Address | None
+    reply_to: tuple[Address, ...]
+    to: tuple[Address, ...]
+    cc: tuple[Address, ...]
+    return_path: str | None  # None: no header; "": the null sender <>
+    in_reply_to: tuple[str, ...]
+    references: tuple[str, ...]
+    date: datetime | None
+    content_type: str
+    text: str
+    html: str
+    attachments: tuple[Attachment, ...]
+    headers: tuple[tuple[str, str], ...]  # (lower-cased name, flattened value), in order
+    delivery_report: DeliveryReport | None = None
+    defects: tuple[str, ...] = field(default=())
+
+    def header(self, name: str) -> str | None:
+        """The first value of header `name` (case-insensitive), or None."""
+        wanted = name.lower()
+        for key, value in self.headers:
+            if key == wanted:
+                return value
+        return None
+
+    def header_values(self, name: str) -> tuple[str, ...]:
+        wanted = name.lower()
+        return tuple(value for key, value in self.headers if key == wanted)
+
+    def has_header(self, name: str) -> bool:
+        return self.header(name) is not None
+
+    @property
+    def thread_ids(self) -> tuple[str, ...]:
+        """Message-IDs this message answers, newest first (In-Reply-To, then References)."""
+        seen: list[str] = []
+        for item in (*self.in_reply_to, *reversed(self.references)):
+            if item not in seen:
+                seen.append(item)
+        return tuple(seen)
+
+
+def flatten(text: str, limit: int = MAX_HEADER_CHARS) -> str:
+    """One line, no control characters that could split a header, at most `limit` chars."""
+    return _CRLF.sub(" ", text).replace("\x00", "").strip()[:limit]
+
+
+def _header_str(value: object) -> str:
+    """A raw header value as text; raw 8-bit bytes are UTF-8 (RFC 6532), else Windows-1252.
+
+    The bytes parser keeps 8-bit header bytes as surrogate escapes, and compat32 would turn
+    them into U+FFFD, losing every accented letter of an old client's unencoded subject.
+    """
+    text = value if isinstance(value, str) else str(value)
+    if not _ESCAPED_BYTES.search(text):
+        return text
+    data = text.encode("utf-8", "surrogateescape")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("cp1252", errors="replace")
+
+
+def _raw_header(message: Message, name: str) -> str | None:
+    wanted = name.lower()
+    for key, value in message.raw_items():
+        if key.lower() == wanted:
+            return _header_str(value)
+    return None
+
+
+def _decoded(raw: str) -> str:
+    """RFC 2047 decoding that never raises: unknown charsets decode with replacement."""
+    try:
+        chunks = decode_header(raw)
+    except (ValueError, email.errors.HeaderParseError):
+        # A broken encoded word (bad base64): keep the text as sent rather than fail.
+        return raw
+    try:
+        return str(make_header(chunks))
+    except (LookupError, UnicodeError, ValueError, email.errors.HeaderParseError):
+        parts = []
+        for chunk, charset in chunks:
+            if isinstance(chunk, bytes):
+                try:
+                    parts.append(chunk.decode(charset or "ascii", errors="replace"))
+                except LookupError:
+                    parts.append(chunk.decode("utf-8", errors="replace"))
+            else:
+                parts.append(chunk)
+        return "".join(parts)
+
+
+def _header_text(message: Message, name: str) -> str:
+    raw = _raw_header(message, name)
+    return flatten(_decoded(raw)) if raw is not None else ""
+
+
+def parse_addresses(value: str) -> tuple[Address, ...] | None:
+    """Strictly parse an address list; None when it has any defect."""
+    if not value.strip():
+        return ()
+    try:
+        header = email.policy.default.header_factory("to", value)
+    except Exception:  # the header parser raises several types on hostile input
+        return None
+    if header.defects:
+        return None
+    found: list[Address] = []
+    for group in header.groups:
+        for item in group.addresses:
+            spec = item.addr_spec
+            if not _ADDR_SPEC.match(spec):
+                return None
+            local, _, domain = spec.rpartition("@")
+            found.append(
+                Address(
+                    address=f"{local}@{domain.lower()}",
+                    display_name=flatten(item.display_name or "", 200),
+                )
+            )
+    return tuple(found)
+
+
+def _addresses(message: Message, name: str) -> tuple[Address, ...]:
+    raw = _raw_header(message, name)
+    if raw is None:
+        return ()
+    return parse_addresses(flatten(raw, 10_000)) or ()
+
+
+def _single_sender(message: Message) -> Address | None:
+    raw = _raw_header(message, "From")
+    if raw is None:
+        return None
+    parsed = parse_addresses(flatten(raw, 10_000))
+    if not parsed or len(parsed) != 1:
+        return None
+    return parsed[0]
+
+
+def _message_ids(message: Message, name: str) -> tuple[str, ...]:
+    raw = _raw_header(message, name)
+    if raw is None:
+        return ()
+    return tuple(dict.fromkeys(_MSGID.findall(flatten(raw, 20_000))))
+
+
+def _return_path(message: Message) -> str | None:
+    raw = _raw_header(message, "Return-Path")
+    if raw is None:
+        return None
+    value = flatten(raw).strip().strip("<>").strip()
+    return value
+
+
+def _date(message: Message) -> datetime | None:
+    raw = _raw_header(message, "Date")
+    if not raw:
+        return None
+    try:
+        value = parsedate_to_datetime(flatten(raw))
+    except (TypeError, ValueError, IndexError):
+        return None
+    return value if value.tzinfo is not None else None
+
+
+class _TextExtractor(HTMLParser):
+    """HTML to plain text, good enough for classification and staff notices."""
+
+    _BLOCK = frozenset({"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "blockquote"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("script", "style", "head"):
+            self._skip += 1
+        elif tag in self._BLOCK:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style", "head") and self._skip:
+            self._skip -= 1
+        elif tag in self._BLOCK:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self._skip:
+            self.parts.append(data)
+
+
+def html_to_text(html: str) -> str:
+    extractor = _TextExtractor()
+    try:
+        extractor.feed(html)
+        extractor.close()
+    except Exception:  # HTMLParser is lenient, but hostile input must not escape
+        return re.sub(r"<[^>]*>", " ", html)
+    lines = (" ".join(line.split()) for line in "".join(extractor.parts).splitlines())
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+def _part_text(part: Message) -> str:
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):
+        return ""
+    charset = part.get_content_charset() or "utf-8"
+    try:
+        text = payload.decode(charset, errors="replace")
+    except LookupError:
+        text = payload.decode("utf-8", errors="replace")
+    return text.replace("\r\n", "\n")[:MAX_TEXT_CHARS]
+
+
+def _delivery_report(message: Message, report_type: str) -> DeliveryReport:
+    action = status = final_recipient = original = ""
+    for part, _depth in _walk_bounded(message, []):
+        ctype = part.get_content_type()
+        if ctype in ("message/delivery-status", "message/disposition-notification"):
+            for block in _report_blocks(part):
+                action = action or flatten(block.get("Action", "") or "").lower()
+                if not status:
+                    match = _STATUS.search(str(block.get("Status", "") or ""))
+                    status = match.group(0) if match else ""
+                recipient = str(block.get("Final-Recipient", "") or "")
+                if recipient and not final_recipient:
+                    final_recipient = flatten(recipient.rpartition(";")[2]).strip("<> ").lower()
+                original = original or flatten(str(block.get("Original-Message-ID", "") or ""))
+        elif ctype in ("message/rfc822", "text/rfc822-headers") and not original:
+            original = _embedded_message_id(part)
+    return DeliveryReport(
+        report_type=report_type,
+        action=action,
+        status=status,
+        final_recipient=final_recipient,
+        original_message_id=original,
+    )
+
+
+def _report_blocks(part: Message) -> list[Message]:
+    payload = part.get_payload()
+    if isinstance(payload, list):
+        return [item for item in payload if isinstance(item, Message)]
+    if isinstance(payload, str):
+        # Some servers send the status as text: parse its header blocks ourselves.
+        return [email.message_from_string(chunk + "\n") for chunk in payload.split("\n\n")]
+    return []
+
+
+def _embedded_message_id(part: Message) -> str:
+    if part.get_content_type() == "message/rfc822":
+        inner = part.get_payload()
+        if isinstance(inner, list) and inner and isinstance(inner[0], Message):
+            return flatten(str(inner[0].get("Message-ID", "") or ""))
+        return ""
+    headers = email.message_from_string(_part_text(part))
+    return flatten(str(headers.get("Message-ID", "") or ""))
+
+
+def _walk_bounded(message: Message, defects: list[str]) -> list[tuple[Message, int]]:
+    """The parts of `message`, depth-first, within MAX_PARTS and MAX_DEPTH."""
+    found: list[tuple[Message, int]] = []
+    stack: list[tuple[Message, int]] = [(message, 0)]
+    while stack:
+        part, depth = stack.pop()
+        if len(found) >= MAX_PARTS:
+            defects.append("too many MIME parts; the rest were ignored")
+            break
+        found.append((part, depth))
+        if part.is_multipart():
+            if depth >= MAX_DEPTH:
+                defects.append("MIME nesting too deep; inner parts were ignored")
+                continue
+            children = part.get_payload()
+            if isinstance(children, list):
+                stack.extend(
+                    (child, depth + 1) for child in reversed(children) if isinstance(child, Message)
+                )
+    return found
+
+
+def _bodies(message: Message, defects: list[str]) -> tuple[str, str, tuple[Attachment, ...]]:
+    text_parts: list[str] = []
+    html_parts: list[str] = []
+    attachments: list[Attachment] = []
+    for part, _depth in _walk_bounded(message, defects):
+        if part.is_multipart():
+            continue
+        ctype = part.get_content_type()
+        disposition = (part.get_content_disposition() or "").lower()
+        filename = part.get_filename()
+        if disposition == "attachment" or (filename and not ctype.startswith("text/")):
+            payload = part.get_payload(decode=True)
+            attachments.append(
+                Attachment(
+                    filename=flatten(_decoded(filename or ""), 255) or "sans-nom",
+                    content_type=ctype,
+                    size=len(payload) if isinstance(payload, bytes) else 0,
+                )
+            )
+        elif ctype == "text/plain":
+            text_parts.append(_part_text(part))
+        elif ctype == "text/html":
+            html_parts.append(_part_text(part))
+    html = "\n".join(html_parts)[:MAX_TEXT_CHARS]
+    text = "\n".join(text_parts)[:MAX_TEXT_CHARS] or html_to_text(html)[:MAX_TEXT_CHARS]
+    return text, html, tuple(attachments)
+
+
+def parse_message(raw: bytes) -> InboundMail:
+    """Parse raw RFC 5322 bytes; malformed input yields defects, not exceptions."""
+    try:
+        message = email.message_from_bytes(raw, policy=email.policy.compat32)
+        early_defects: list[str] = []
+    except RecursionError:
+        # The standard parser recurses once per MIME level; a hostile depth exhausts the
+        # stack before MAX_DEPTH can apply. Keep the headers and drop the body.
+        message = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(
+            raw, headersonly=True
+        )
+        early_defects = ["MIME nesting too deep to parse; the body was ignored"]
+    defects = [type(defect).__name__ for defect in message.defects] + early_defects
+    headers = tuple(
+        (str(name).lower(), flatten(_decoded(_header_str(value)), MAX_HEADER_CHARS))
+        for name, value in message.raw_items()
+    )
+    ctype = message.get_content_type()
+    text, html, attachments = _bodies(message, defects)
+    report = None
+    if ctype == "multipart/report":
+        report_type = message.get_param("report-type") or ""
+        report = _delivery_report(message, str(report_type).lower())
+    message_ids = _message_ids(message, "Message-ID")
+    sender = _single_sender(message)
+    if _raw_header(message, "From") is not None and sender is None:
+        defects.append("From header could not be parsed strictly")
+    return InboundMail(
+        message_id=message_ids[0] if message_ids else "",
+        subject=_header_text(message, "Subject"),
+        sender=sender,
+        reply_to=_addresses(message, "Reply-To"),
+        to=_addresses(message, "To"),
+        cc=_addresses(message, "Cc"),
+        return_path=_return_path(message),
+        in_reply_to=_message_ids(message, "In-Reply-To"),
+        references=_message_ids(message, "References"),
+        date=_date(message),
+        content_type=ctype,
+        text=text,
+        html=html,
+        attachments=attachments,
+        headers=headers,
+        delivery_report=report,
+        defects=tuple(defects),
+    )

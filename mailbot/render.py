@@ -1,0 +1,126 @@
+"""Templates -> outgoing EmailMessage (pure: the templates are read once, at construction).
+
+Wording lives in `templates/`; a citizen's text is only ever a variable, autoescaped in HTML.
+Every header value that may come from a message is flattened before use, and messages are
+built only with `email.message.EmailMessage` under the SMTP policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from email.headerregistry import Address as HeaderAddress
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from mailbot.parse import flatten
+
+LOOP_HEADER = "X-Mailbot-Loop"
+# Fold only past RFC 5322's hard limit: some clients mishandle a folded Message-ID.
+POLICY = SMTP.clone(max_line_length=998)
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """Who a message is from and to, and where it sits in a thread."""
+
+    from_address: str
+    from_name: str
+    to_address: str
+    message_id: str
+    date: datetime
+    in_reply_to: str = ""
+    references: tuple[str, ...] = ()
+    reply_to: str = ""
+    to_name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str | None
+
+
+class Renderer:
+    """Loads the templates folder once; renders named templates with given values."""
+
+    def __init__(self, templates_dir: Path) -> None:
+        loader = jinja2.FileSystemLoader(str(templates_dir))
+        self._text = jinja2.Environment(
+            loader=loader,
+            autoescape=False,
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=True,
+        )
+        self._html = jinja2.Environment(
+            loader=loader,
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+        )
+
+    def render(self, name: str, values: Mapping[str, Any], *, with_html: bool = True) -> Rendered:
+        """Render `name.subject.txt`, `name.txt` and (if present) `name.html`."""
+        subject = self._text.get_template(f"{name}.subject.txt").render(values)
+        text = self._text.get_template(f"{name}.txt").render(values)
+        html = None
+        if with_html:
+            try:
+                template = self._html.get_template(f"{name}.html")
+            except jinja2.TemplateNotFound:
+                template = None
+            if template is not None:
+                html = template.render(values)
+        return Rendered(subject=flatten(subject, 900), text=text.rstrip() + "\n", html=html)
+
+
+def _address(address: str, name: str) -> HeaderAddress:
+    local, _, domain = address.rpartition("@")
+    return HeaderAddress(display_name=flatten(name, 200), username=local, domain=domain)
+
+
+def compose(
+    envelope: Envelope,
+    rendered: Rendered,
+    *,
+    auto_submitted: str | None,
+    loop_token: str,
+    extra_headers: Sequence[tuple[str, str]] = (),
+    language: str = "fr",
+) -> EmailMessage:
+    """One outgoing message: plain text first, HTML alternative, threading and loop headers."""
+    message = EmailMessage(policy=POLICY)
+    message["From"] = _address(envelope.from_address, envelope.from_name)
+    message["To"] = _address(envelope.to_address, envelope.to_name)
+    if envelope.reply_to:
+        message["Reply-To"] = envelope.reply_to
+    message["Subject"] = rendered.subject
+    message["Date"] = format_datetime(envelope.date)
+    message["Message-ID"] = envelope.message_id
+    if envelope.in_reply_to:
+        message["In-Reply-To"] = flatten(envelope.in_reply_to, 998)
+    if envelope.references:
+        # Keep the thread root and the most recent ids: long chains break some servers.
+        refs = list(envelope.references)
+        if len(refs) > 20:
+            refs = refs[:1] + refs[-19:]
+        message["References"] = " ".join(flatten(item, 998) for item in refs)
+    if auto_submitted:
+        message["Auto-Submitted"] = auto_submitted
+        message["X-Auto-Response-Suppress"] = "All"
+    message[LOOP_HEADER] = loop_token
+    message["Content-Language"] = language
+    for name, value in extra_headers:
+        message[name] = flatten(value, 998)
+    message.set_content(rendered.text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    if rendered.html is not None:
+        message.add_alternative(
+            rendered.html, subtype="html", charset="utf-8", cte="quoted-printable"
+        )
+    return message

@@ -1,0 +1,132 @@
+"""`mailbot sandbox demo|serve`: show the whole path on a throwaway mail system."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+import signal
+import smtplib
+import tempfile
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+
+from mailbot.clock import Clock
+from mailbot.sandbox import SANDBOX_PASSWORD, Sandbox, write_state
+from mailbot.settings import DatabaseSettings, Settings, config_path, load_settings
+
+SAMPLES = (
+    ("josee.tremblay@example.org", "renseignements@mri.gouv.qc.ca", "demande.eml"),
+    ("marc.gagnon@example.net", "plaintes@mri.gouv.qc.ca", "plainte.eml"),
+)
+SERVE_IMAP_PORT = 10143
+SERVE_SMTP_PORT = 10025
+
+
+def sandbox_environ(settings: Settings, base: Mapping[str, str]) -> dict[str, str]:
+    """The environment mailbot needs against the sandbox: every password is the same."""
+    env = dict(base)
+    for mailbox in settings.mailboxes:
+        env.setdefault(mailbox.password_env, SANDBOX_PASSWORD)
+    if settings.smtp.password_env:
+        env.setdefault(settings.smtp.password_env, SANDBOX_PASSWORD)
+    return env
+
+
+def sandbox_settings(settings: Settings, sandbox: Sandbox, data_dir: Path) -> Settings:
+    """`settings` pointed at the sandbox's ports, with its own data directory and database."""
+    return settings.model_copy(
+        update={
+            "imap": settings.imap.model_copy(
+                update={"host": "127.0.0.1", "port": sandbox.imap_port, "tls": "none"}
+            ),
+            "smtp": settings.smtp.model_copy(
+                update={
+                    "host": "127.0.0.1",
+                    "port": sandbox.smtp_port,
+                    "tls": "none",
+                    "username": None,
+                    "password_env": None,
+                }
+            ),
+            "data_dir": data_dir,
+            "database": DatabaseSettings(url=f"sqlite:///{data_dir / 'mailbot.db'}"),
+        }
+    )
+
+
+def run_sandbox_command(action: str, directory: Path, clock: Clock) -> int:
+    settings = load_settings(config_path(None, os.environ))
+    samples = Path("config/samples")
+    if action == "serve":
+        return _serve(directory, settings)
+    return _demo(settings, samples, clock)
+
+
+def _serve(directory: Path, settings: Settings) -> int:
+    sandbox = Sandbox(
+        root=directory.resolve(), imap_port=SERVE_IMAP_PORT, smtp_port=SERVE_SMTP_PORT
+    )
+    sandbox.start()
+    write_state(sandbox, directory / "state.json")
+    print(
+        f"sandbox running: IMAP 127.0.0.1:{sandbox.imap_port}, "
+        f"SMTP 127.0.0.1:{sandbox.smtp_port}, every password is {SANDBOX_PASSWORD!r}"
+    )
+    for mailbox in settings.mailboxes:
+        print(f"  export {mailbox.password_env}={SANDBOX_PASSWORD}")
+    print("stop with Ctrl-C")
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    try:
+        done.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sandbox.stop()
+    return 0
+
+
+def _demo(settings: Settings, samples: Path, clock: Clock) -> int:
+    from mailbot.app import build_app, run_pass, ticket_json
+
+    root = Path(tempfile.mkdtemp(prefix="mailbot-demo-"))
+    root.chmod(0o711)  # Dovecot's mail processes run as another user and must reach below
+    with Sandbox(root=root / "mail-system") as sandbox:
+        demo = sandbox_settings(settings, sandbox, root / "data")
+        print(
+            f"1. Sandbox started in {root}: Dovecot on 127.0.0.1:{sandbox.imap_port}, "
+            f"SMTP on 127.0.0.1:{sandbox.smtp_port}."
+        )
+        with smtplib.SMTP("127.0.0.1", sandbox.smtp_port) as smtp:
+            for sender, recipient, name in SAMPLES:
+                smtp.sendmail(sender, [recipient], (samples / name).read_bytes())
+                print(f"2. {sender} wrote to {recipient} ({name}).")
+        app = build_app(demo, clock, sandbox_environ(demo, os.environ))
+        report = run_pass(app)
+        print(f"3. mailbot run --once: {report.summary()}")
+        from sqlmodel import select
+
+        from mailbot.models import Ticket
+        from mailbot.store import session_scope
+
+        with session_scope(app.engine) as session:
+            for ticket in session.exec(select(Ticket)).all():
+                data = ticket_json(ticket)
+                print(
+                    f"4. Ticket {data['ref']} ({data['category']}) for {data['requester']}: "
+                    f"received {data['receipt_date']}, answer due {data['due_date']}, "
+                    f"acknowledged {data['acknowledged_at']}"
+                )
+        for sender, _recipient, _name in SAMPLES:
+            for raw in sandbox.fetch_all(sender):
+                message = email.message_from_bytes(raw, policy=email.policy.default)
+                body = message.get_body(preferencelist=("plain",))
+                text = body.get_content() if body is not None else ""
+                print(f"\n5. In {sender}'s mailbox:")
+                for header in ("From", "To", "Subject", "In-Reply-To", "Auto-Submitted"):
+                    print(f"   {header}: {message[header]}")
+                print("   " + "\n   ".join(str(text).strip().splitlines()))
+        app.engine.dispose()
+    return 0 if report.ok else 1

@@ -1,0 +1,360 @@
+"""Configuration: one TOML file plus secrets from the environment, validated once, frozen.
+
+Where the file is found: ``--config PATH``, else ``$MAILBOT_CONFIG``, else ``config/mailbot.toml``.
+``$MAILBOT_DATABASE_URL`` overrides ``[database] url``. Secrets (passwords) are never in the
+file: the file names the environment variable that holds each one.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from datetime import date, time
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mailbot.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("config/mailbot.toml")
+PACKAGE_ROOT = Path(__file__).resolve().parent
+DEFAULT_TEMPLATES_DIR = PACKAGE_ROOT.parent / "templates"
+
+TlsMode = Literal["tls", "starttls", "none"]
+Category = Literal["information", "complaint", "internship", "cooperation"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSettings(_Frozen):
+    """An IMAP or SMTP server. Plain text (`none`) only when written explicitly."""
+
+    host: str
+    port: Annotated[int, Field(ge=1, le=65535)]
+    tls: TlsMode
+    timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
+    verify_certificates: bool = True
+
+
+class SmtpSettings(ServerSettings):
+    """The relay mailbot sends through; login is optional (local relays take none)."""
+
+    username: str | None = None
+    password_env: str | None = None
+    # Envelope sender of automatic mail: empty means the null sender `<>` (RFC 3834).
+    bounce_address: str = ""
+
+
+class CommitmentSettings(_Frozen):
+    """One published commitment of the service declaration."""
+
+    id: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
+    label: str
+    business_days: Annotated[int, Field(ge=0, le=365)]
+    target: Annotated[float, Field(gt=0, le=1)]
+    # What starts the clock: receipt of the request, or a date staff give (interview, committee).
+    starts_at: Literal["receipt", "staff_date"] = "receipt"
+    kind: Literal["acknowledgement", "reply", "result"] = "reply"
+
+
+DEFAULT_COMMITMENTS: tuple[CommitmentSettings, ...] = (
+    CommitmentSettings(
+        id="ack",
+        label="Accusé de réception",
+        business_days=2,
+        target=0.95,
+        kind="acknowledgement",
+    ),
+    CommitmentSettings(
+        id="info_reply",
+        label="Réponse à une demande de renseignements",
+        business_days=10,
+        target=0.90,
+    ),
+    CommitmentSettings(
+        id="complaint_reply",
+        label="Réponse à une plainte",
+        business_days=15,
+        target=0.85,
+    ),
+    CommitmentSettings(
+        id="internship_ack",
+        label="Accusé de réception d'une candidature de stage",
+        business_days=2,
+        target=0.95,
+        kind="acknowledgement",
+    ),
+    CommitmentSettings(
+        id="internship_result",
+        label="Résultat de la sélection finale de stage",
+        business_days=15,
+        target=0.85,
+        starts_at="staff_date",
+        kind="result",
+    ),
+    CommitmentSettings(
+        id="cooperation_ack",
+        label="Accusé de réception d'un projet de coopération",
+        business_days=2,
+        target=0.95,
+        kind="acknowledgement",
+    ),
+    CommitmentSettings(
+        id="cooperation_result",
+        label="Résultat de l'évaluation d'un projet de coopération",
+        business_days=30,
+        target=0.80,
+        starts_at="staff_date",
+        kind="result",
+    ),
+)
+
+
+class CalendarSettings(_Frozen):
+    """How business days are counted (see SERVICE-STANDARDS.md, "Counting business days")."""
+
+    receipt_cutoff: time = time(16, 30)
+    # The official yearly list wins: add or remove single dates, add extra closure days.
+    add_holidays: tuple[date, ...] = ()
+    remove_holidays: tuple[date, ...] = ()
+    closure_days: tuple[date, ...] = ()
+
+
+class OrganisationSettings(_Frozen):
+    """Who mailbot speaks for; the templates use these lines."""
+
+    name: str
+    timezone: str = "America/Toronto"
+    ticket_prefix: Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9]{0,9}$")]
+    office_hours: str
+    contact_lines: tuple[str, ...] = ()
+    website: str = ""
+    # The domain of our own Message-IDs; the signing key makes tokens a stranger cannot forge.
+    message_id_domain: str
+    signing_key_env: str = "MAILBOT_SIGNING_KEY"
+    # Staff are the addresses listed on mailboxes plus any address at these domains, and only
+    # with a passing verdict from our own receiving server (its authserv-id, RFC 8601).
+    staff_domains: tuple[str, ...] = ()
+    authserv_id: str = ""
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class MailboxSettings(_Frozen):
+    """One watched mailbox (a queue): where its mail arrives and which standard applies."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")]
+    address: str
+    display_name: str
+    login: str
+    password_env: str
+    folder: str = "INBOX"
+    processed_folder: str = "Traites"
+    quarantine_folder: str = "Quarantaine"
+    category: Category
+    commitments: tuple[str, ...]
+    staff: tuple[str, ...] = ()
+    supervisors: tuple[str, ...] = ()
+
+
+class DatabaseSettings(_Frozen):
+    url: str = ""
+
+
+class DaemonSettings(_Frozen):
+    poll_seconds: Annotated[float, Field(gt=0)] = 60.0
+    fetch_batch: Annotated[int, Field(ge=1, le=5000)] = 200
+    max_message_bytes: Annotated[int, Field(ge=1024)] = 25 * 1024 * 1024
+    outbox_max_attempts_hours: Annotated[float, Field(gt=0)] = 72.0
+
+
+class LanguageSettings(_Frozen):
+    """French always; an English version after it only where the policy allows it."""
+
+    english_policy: Literal["never", "detected_english"] = "never"
+
+
+class ClassificationSettings(_Frozen):
+    """Named rules' parameters (see mailbot/classify.py); every list is lower-case text."""
+
+    # Robot senders never get an automatic answer (RELIABILITY.md); a regular expression
+    # matched against the local part of the sender's address.
+    robot_pattern: str = (
+        r"^(mailer-daemon|postmaster|owner-.*|.*-request|.*-bounces?|bounces?(\+.*)?|"
+        r"no-?reply.*|ne-?pas-?repondre.*|abuse|root|daemon|notifications?)$"
+    )
+    # Phrases that make a message sent to the information mailbox a complaint.
+    complaint_phrases: tuple[str, ...] = (
+        "plainte",
+        "je porte plainte",
+        "je désire porter plainte",
+        "formuler une plainte",
+        "insatisfait",
+        "insatisfaite",
+        "mécontent",
+        "mécontente",
+        "inacceptable",
+        "complaint",
+        "i wish to complain",
+        "i want to complain",
+        "file a complaint",
+        "dissatisfied",
+        "unacceptable",
+    )
+    internship_phrases: tuple[str, ...] = (
+        "stage",
+        "stagiaire",
+        "candidature de stage",
+        "internship",
+        "intern application",
+    )
+    cooperation_phrases: tuple[str, ...] = (
+        "appel de projets",
+        "coopération",
+        "solidarité internationale",
+        "projet de coopération",
+        "call for projects",
+        "cooperation project",
+    )
+    # Automatic answers per address per office day, and the global brake.
+    per_address_daily_limit: Annotated[int, Field(ge=0)] = 10
+    burst_limit: Annotated[int, Field(ge=1)] = 100
+    burst_window_minutes: Annotated[int, Field(ge=1)] = 10
+    # A follow-up gets no new acknowledgement; at most this short notice.
+    followup_notice: bool = False
+
+
+class Settings(_Frozen):
+    """The whole configuration, as validated at start-up."""
+
+    organisation: OrganisationSettings
+    imap: ServerSettings
+    smtp: SmtpSettings
+    mailboxes: tuple[MailboxSettings, ...]
+    database: DatabaseSettings = DatabaseSettings()
+    daemon: DaemonSettings = DaemonSettings()
+    calendar: CalendarSettings = CalendarSettings()
+    language: LanguageSettings = LanguageSettings()
+    classification: ClassificationSettings = ClassificationSettings()
+    commitments: tuple[CommitmentSettings, ...] = DEFAULT_COMMITMENTS
+    data_dir: Path = Path("data")
+    templates_dir: Path = DEFAULT_TEMPLATES_DIR
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if not self.mailboxes:
+            raise ValueError("at least one [[mailboxes]] entry is required")
+        names = [m.name for m in self.mailboxes]
+        if len(set(names)) != len(names):
+            raise ValueError(f"mailbox names must be unique, got {names}")
+        known = {c.id for c in self.commitments}
+        if len(known) != len(self.commitments):
+            raise ValueError("commitment ids must be unique")
+        for mailbox in self.mailboxes:
+            unknown = [c for c in mailbox.commitments if c not in known]
+            if unknown:
+                raise ValueError(
+                    f"mailbox {mailbox.name!r} lists unknown commitment(s) {unknown}; "
+                    f"known: {sorted(known)}"
+                )
+        return self
+
+    def mailbox(self, name: str) -> MailboxSettings:
+        for mailbox in self.mailboxes:
+            if mailbox.name == name:
+                return mailbox
+        raise KeyError(name)
+
+    def commitment(self, commitment_id: str) -> CommitmentSettings:
+        for commitment in self.commitments:
+            if commitment.id == commitment_id:
+                return commitment
+        raise KeyError(commitment_id)
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{self.data_dir / 'mailbot.db'}"
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        if item["type"] == "extra_forbidden":
+            lines.append(f"unknown key {where!r}")
+        elif item["type"] == "missing":
+            lines.append(f"missing key {where!r}")
+        else:
+            lines.append(f"bad value for {where!r}: {item['msg']}")
+    return "; ".join(lines)
+
+
+def parse_settings(
+    document: Mapping[str, object], *, base_dir: Path, environ: Mapping[str, str]
+) -> Settings:
+    """Validate a parsed TOML document; relative paths are taken from the file's project root."""
+    try:
+        settings = Settings.model_validate(document)
+    except ValidationError as exc:
+        raise ConfigError(f"configuration: {_describe(exc)}") from exc
+    updates: dict[str, object] = {}
+    if not settings.data_dir.is_absolute():
+        updates["data_dir"] = base_dir / settings.data_dir
+    if not settings.templates_dir.is_absolute():
+        updates["templates_dir"] = base_dir / settings.templates_dir
+    override = environ.get("MAILBOT_DATABASE_URL")
+    if override:
+        updates["database"] = DatabaseSettings(url=override)
+    return settings.model_copy(update=updates) if updates else settings
+
+
+def config_path(explicit: str | None, environ: Mapping[str, str]) -> Path:
+    if explicit:
+        return Path(explicit)
+    if environ.get("MAILBOT_CONFIG"):
+        return Path(environ["MAILBOT_CONFIG"])
+    return DEFAULT_CONFIG_PATH
+
+
+def load_settings(path: Path, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate the file at `path`; every problem is a ConfigError naming the key."""
+    env = os.environ if environ is None else environ
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"configuration file {path}: {exc.strerror or exc}") from exc
+    try:
+        document = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"configuration file {path}: not valid TOML: {exc}") from exc
+    # Relative paths in the file are relative to the project root (the folder above config/).
+    base_dir = path.resolve().parent
+    if base_dir.name == "config":
+        base_dir = base_dir.parent
+    return parse_settings(document, base_dir=base_dir, environ=env)
+
+
+def secret(environ: Mapping[str, str], variable: str | None, what: str) -> str:
+    """The value of a secret's environment variable, or a ConfigError saying which is missing."""
+    if not variable:
+        return ""
+    value = environ.get(variable)
+    if value is None:
+        raise ConfigError(f"{what}: environment variable {variable} is not set")
+    return value

@@ -1,0 +1,121 @@
+"""Decide what one classified message does to the tickets (pure).
+
+`decide` takes the parsed mail, the classifier's verdict and the facts looked up for it, and
+returns a `Decision`: a value the application applies in one transaction. Nothing here
+writes, sends or reads the clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from mailbot.classify import Kind, Verdict
+from mailbot.parse import InboundMail, flatten
+
+
+class Outcome(StrEnum):
+    """What became of an inbound message; stored as its state with a reason."""
+
+    OPENED = "opened"  # a new ticket
+    ATTACHED = "attached"  # recorded on an existing ticket
+    SET_ASIDE = "set_aside"  # kept, on no ticket, with its reason
+    HELD = "held"  # kept for a person to review (e.g. staff mail that failed a check)
+
+
+@dataclass(frozen=True, slots=True)
+class NewTicket:
+    """The facts of a ticket to open; the reference is allocated when it is written."""
+
+    mailbox: str
+    category: str
+    requester: str
+    requester_name: str
+    language: str
+    subject: str
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    outcome: Outcome
+    reason: str
+    open_ticket: NewTicket | None = None
+    ticket_ref: str | None = None
+    acknowledge: bool = False
+    reopen: bool = False
+    flags: tuple[str, ...] = ()
+
+
+_SUBJECT_LIMIT = 500
+
+
+def _new_ticket(
+    mail: InboundMail, verdict: Verdict, mailbox: str, category: str, received_at: datetime
+) -> NewTicket:
+    assert mail.sender is not None
+    return NewTicket(
+        mailbox=mailbox,
+        category=category,
+        requester=mail.sender.address,
+        requester_name=mail.sender.display_name,
+        language=verdict.language,
+        subject=flatten(mail.subject, _SUBJECT_LIMIT),
+        received_at=received_at,
+    )
+
+
+def decide(
+    mail: InboundMail,
+    verdict: Verdict,
+    *,
+    mailbox: str,
+    default_category: str,
+    received_at: datetime,
+    ticket_status: str | None,
+) -> Decision:
+    """What `mail` does: open a ticket, join one, or be set aside, and whether to answer.
+
+    `ticket_status` is the current status of `verdict.ticket_ref`, when there is one.
+    """
+    kind = verdict.kind
+    if kind is Kind.NEW_REQUEST:
+        if mail.sender is None:
+            return Decision(Outcome.SET_ASIDE, "no sender address that parses strictly")
+        category = verdict.category or default_category
+        return Decision(
+            Outcome.OPENED,
+            f"new request ({category})",
+            open_ticket=_new_ticket(mail, verdict, mailbox, category, received_at),
+            acknowledge=verdict.may_auto_answer,
+        )
+    if kind is Kind.FOLLOW_UP and verdict.ticket_ref is not None:
+        reopen = ticket_status in ("answered", "closed")
+        return Decision(
+            Outcome.ATTACHED,
+            "follow-up from the requester" + (", ticket reopened" if reopen else ""),
+            ticket_ref=verdict.ticket_ref,
+            reopen=reopen,
+        )
+    if kind is Kind.AUTO_REPLY and verdict.ticket_ref is not None:
+        return Decision(
+            Outcome.ATTACHED,
+            "automatic reply on a ticket",
+            ticket_ref=verdict.ticket_ref,
+            flags=("auto_reply",),
+        )
+    if kind is Kind.STAFF_REPLY:
+        # Relaying staff replies needs the staff-authentication layer; until a ticket can
+        # be answered that way, staff mail is held for a person, never relayed or dropped.
+        return Decision(
+            Outcome.HELD, "staff message held for review", ticket_ref=verdict.ticket_ref
+        )
+    if kind is Kind.BOUNCE and verdict.ticket_ref is not None:
+        return Decision(
+            Outcome.ATTACHED,
+            "delivery report on a ticket",
+            ticket_ref=verdict.ticket_ref,
+            flags=("bounce",),
+        )
+    return Decision(Outcome.SET_ASIDE, f"{kind.value}: " + ", ".join(verdict.rules or ("no rule",)))

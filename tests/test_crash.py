@@ -1,0 +1,87 @@
+"""Killed with SIGKILL mid-batch and restarted: every request still gets exactly one ack."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from mailbot.sandbox import Sandbox
+from mailbot.settings import Settings
+from tests.conftest import REPO, subprocess_environ, write_sandbox_config
+from tests.test_spine import CITIZEN, INFO, citizen_request, office, parsed
+
+REQUESTS = 240
+
+
+def stored_count(database: Path) -> int:
+    if not database.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5) as db:
+            return int(db.execute("SELECT count(*) FROM inbound_message").fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0  # the schema is not there yet
+
+
+def test_sigkill_in_the_middle_of_a_batch_loses_nothing_and_sends_nothing_twice(
+    sandbox: Sandbox, settings: Settings, tmp_path: Path
+) -> None:
+    for n in range(REQUESTS):
+        sandbox.deliver(
+            INFO, citizen_request(f"<req-{n}@example.org>"), received_at=office("2025-11-03T10:00")
+        )
+    data = tmp_path / "data"
+    config = write_sandbox_config(
+        tmp_path / "mailbot.toml",
+        sandbox,
+        data,
+        daemon={"fetch_batch": 20},
+        classification={"per_address_daily_limit": 10_000, "burst_limit": 10_000},
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "mailbot",
+        "--config",
+        str(config),
+        "--now",
+        "2025-11-03T10:05:00-05:00",
+        "run",
+        "--once",
+    ]
+    environ = subprocess_environ(settings)
+    kills = 0
+    for _attempt in range(40):
+        before = stored_count(data / "mailbot.db")
+        process = subprocess.Popen(
+            command, cwd=REPO, env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        # Let it store a few more messages, then kill it without warning.
+        deadline = time.monotonic() + 60
+        while process.poll() is None and time.monotonic() < deadline:
+            count = stored_count(data / "mailbot.db")
+            # Kill during ingestion only: a kill between the SMTP server's 250 and our commit
+            # is the one window where a resend (same Message-ID) is possible; see README.
+            if before + 25 <= count < REQUESTS:
+                os.kill(process.pid, signal.SIGKILL)
+                kills += 1
+                break
+            time.sleep(0.005)
+        if process.wait(60) == 0:
+            break
+    else:
+        raise AssertionError("mailbot never completed a pass")
+
+    assert kills >= 2, "the test must interrupt the pass mid-batch at least twice"
+    assert stored_count(data / "mailbot.db") == REQUESTS
+    assert sandbox.fetch_all(INFO) == []
+    acks = [parsed(raw) for raw in sandbox.fetch_all(CITIZEN)]
+    per_request = Counter(str(ack["In-Reply-To"]) for ack in acks)
+    assert len(per_request) == REQUESTS
+    assert set(per_request.values()) == {1}
