@@ -240,7 +240,8 @@ def gather_evidence(mail: InboundMail, context: ClassifyContext) -> Evidence:
 
 
 def _is_staff(sender: str | None, context: ClassifyContext) -> bool:
-    if sender is None:
+    # Our own mailbox addresses sit in the staff domain but are not people.
+    if sender is None or sender in context.own_addresses:
         return False
     listed = context.staff_addresses | {a.lower() for a in context.mailbox.staff}
     return sender in listed or sender.rpartition("@")[2] in context.staff_domains

@@ -25,6 +25,7 @@ MAX_CHARS = 4_000
 # English must beat French by this factor, and reach this much evidence, to win.
 ENGLISH_MARGIN = 1.5
 ENGLISH_MINIMUM = 3.0
+ENGLISH_MINIMUM_WORDS = 2
 
 _WORD_WEIGHT = 2.0
 _ELISION_WEIGHT = 1.5
@@ -88,10 +89,15 @@ class LanguageScores:
 
     french: float
     english: float
+    english_words: int = 0  # trigrams alone never make a text English
 
     @property
     def language(self) -> Language:
-        wins = self.english >= ENGLISH_MINIMUM and self.english > self.french * ENGLISH_MARGIN
+        wins = (
+            self.english_words >= ENGLISH_MINIMUM_WORDS
+            and self.english >= ENGLISH_MINIMUM
+            and self.english > self.french * ENGLISH_MARGIN
+        )
         return "en" if wins else "fr"
 
 
@@ -111,14 +117,15 @@ def score_language(text: str) -> LanguageScores:
     # English contractions ("don't") are words of their own; French elisions ("qu'il") count
     # once as an elision and once for the word after the apostrophe.
     split_words = [part for word in words for part in word.split("'") if part]
+    english_words = sum(word in _ENGLISH_WORDS for word in words)
     french = _WORD_WEIGHT * sum(word in _FRENCH_WORDS for word in split_words)
-    english = _WORD_WEIGHT * sum(word in _ENGLISH_WORDS for word in words)
+    english = _WORD_WEIGHT * english_words
     french += _ELISION_WEIGHT * len(_ELISION.findall(lowered))
     french += _ACCENT_WEIGHT * min(len(_FRENCH_LETTERS.findall(lowered)), _ACCENT_CAP)
     grams = _trigrams(split_words)
     french += _TRIGRAM_WEIGHT * sum(gram in _FRENCH_TRIGRAMS for gram in grams)
     english += _TRIGRAM_WEIGHT * sum(gram in _ENGLISH_TRIGRAMS for gram in grams)
-    return LanguageScores(french=french, english=english)
+    return LanguageScores(french=french, english=english, english_words=english_words)
 
 
 def detect_language(text: str) -> Language:

@@ -152,6 +152,10 @@ class OutboxMessage(SQLModel, table=True):
     __table_args__ = (
         sa.UniqueConstraint("dedupe_key", name="uq_outbox_dedupe"),
         sa.UniqueConstraint("message_id", name="uq_outbox_message_id"),
+        # The rate limits count automatic answers per recipient and in a recent window.
+        sa.Index("ix_outbox_recipient_purpose_created", "recipient", "purpose", "created_at"),
+        sa.Index("ix_outbox_purpose_created", "purpose", "created_at"),
+        sa.Index("ix_outbox_due", "state", "next_attempt_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

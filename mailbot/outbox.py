@@ -17,8 +17,8 @@ from datetime import datetime, timedelta
 
 import aiosmtplib
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
+from sqlalchemy.engine import Connection, Engine
+from sqlmodel import col, select
 
 from mailbot.models import OutboxMessage, Ticket, TicketDeadline, TicketEvent
 from mailbot.settings import SmtpSettings
@@ -94,48 +94,60 @@ def _record(
     error: str = "",
     give_up_after: timedelta,
 ) -> str:
-    """Write the outcome of one attempt; returns the row's new state."""
-    with session_scope(engine) as session:
-        current = session.get(OutboxMessage, row.id)
-        if current is None or current.state != "pending":
-            return current.state if current else "missing"
-        current.attempts += 1
-        current.lease_owner = None
-        current.lease_until = None
-        if state == "sent":
-            current.state = "sent"
-            current.sent_at = now
-            current.last_error = ""
-        elif state == "retry" and now - current.created_at < give_up_after:
-            current.next_attempt_at = now + backoff(current.attempts)
-            current.last_error = error[:2000]
-        else:
-            current.state = "failed"
-            current.last_error = error[:2000] or "gave up after repeated temporary failures"
-        if current.state == "sent" and current.purpose == "acknowledgement":
-            _mark_acknowledged(session, current.ticket_id, now)
-        if current.ticket_id is not None and current.state in ("sent", "failed"):
-            session.add(
-                TicketEvent(
-                    ticket_id=current.ticket_id,
+    """Write the outcome of one attempt in its own transaction; returns the row's new state.
+
+    The update only applies while we still hold the row's lease, so a worker whose lease
+    expired (and whose row another worker took) cannot overwrite that worker's outcome.
+    """
+    attempts = row.attempts + 1
+    values: dict[str, object] = {"attempts": attempts, "lease_owner": None, "lease_until": None}
+    if state == "sent":
+        values.update(state="sent", sent_at=now, last_error="")
+    elif state == "retry" and now - row.created_at < give_up_after:
+        values.update(next_attempt_at=now + backoff(attempts), last_error=error[:2000])
+    else:
+        values.update(
+            state="failed",
+            last_error=error[:2000] or "gave up after repeated temporary failures",
+        )
+    new_state = str(values.get("state", "pending"))
+    with engine.begin() as connection:
+        result = connection.execute(
+            sa.update(OutboxMessage)
+            .where(col(OutboxMessage.id) == row.id)
+            .where(col(OutboxMessage.state) == "pending")
+            .where(col(OutboxMessage.lease_owner) == row.lease_owner)
+            .values(**values)
+        )
+        if result.rowcount != 1:
+            return "lease_lost"
+        if new_state == "sent" and row.purpose == "acknowledgement":
+            _mark_acknowledged(connection, row.ticket_id, now)
+        if row.ticket_id is not None and new_state in ("sent", "failed"):
+            connection.execute(
+                sa.insert(TicketEvent).values(
+                    ticket_id=row.ticket_id,
                     at=now,
-                    kind=f"{current.purpose}_{current.state}",
-                    outbox_id=current.id,
-                    detail=current.last_error if current.state == "failed" else "",
+                    kind=f"{row.purpose}_{new_state}",
+                    actor="mailbot",
+                    outbox_id=row.id,
+                    detail=str(values["last_error"]) if new_state == "failed" else "",
                 )
             )
-        session.add(current)
-        return current.state
+    return new_state
 
 
-def _mark_acknowledged(session: Session, ticket_id: int | None, now: datetime) -> None:
+def _mark_acknowledged(connection: Connection, ticket_id: int | None, now: datetime) -> None:
     """The acknowledgement commitment is met when the server accepted the message."""
-    ticket = session.get(Ticket, ticket_id) if ticket_id is not None else None
-    if ticket is None or ticket.acknowledged_at is not None:
+    if ticket_id is None:
         return
-    ticket.acknowledged_at = now
-    session.add(ticket)
-    session.execute(
+    connection.execute(
+        sa.update(Ticket)
+        .where(col(Ticket.id) == ticket_id)
+        .where(col(Ticket.acknowledged_at).is_(None))
+        .values(acknowledged_at=now)
+    )
+    connection.execute(
         sa.update(TicketDeadline)
         .where(col(TicketDeadline.ticket_id) == ticket_id)
         .where(col(TicketDeadline.commitment).in_(ACKNOWLEDGEMENT_COMMITMENTS))

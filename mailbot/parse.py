@@ -133,11 +133,15 @@ def _header_str(value: object) -> str:
     text = value if isinstance(value, str) else str(value)
     if not _ESCAPED_BYTES.search(text):
         return text
-    data = text.encode("utf-8", "surrogateescape")
+    return _text_from_bytes(text.encode("utf-8", "surrogateescape"))
+
+
+def _text_from_bytes(data: bytes) -> str:
+    """Bytes of no declared charset: UTF-8 when they are, else Windows-1252; never raises."""
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8").replace("\r\n", "\n")
     except UnicodeDecodeError:
-        return data.decode("cp1252", errors="replace")
+        return data.decode("cp1252", errors="replace").replace("\r\n", "\n")
 
 
 def _raw_header(message: Message, name: str) -> str | None:
@@ -286,7 +290,11 @@ def _part_text(part: Message) -> str:
     payload = part.get_payload(decode=True)
     if not isinstance(payload, bytes):
         return ""
-    charset = part.get_content_charset() or "utf-8"
+    charset = part.get_content_charset()
+    if charset in (None, "us-ascii", "ascii") and not payload.isascii():
+        # 8-bit text with no charset (or a false "us-ascii"): old French clients send Latin-1.
+        return _text_from_bytes(payload)[:MAX_TEXT_CHARS]
+    charset = charset or "utf-8"
     try:
         text = payload.decode(charset, errors="replace")
     except LookupError:
@@ -369,6 +377,14 @@ def _bodies(message: Message, defects: list[str]) -> tuple[str, str, tuple[Attac
         if part.is_multipart():
             continue
         ctype = part.get_content_type()
+        if ctype.startswith("multipart/"):
+            # The parser could not split it (boundary missing or wrong): keep the raw body
+            # as text rather than lose the sender's words.
+            raw_body = part.get_payload(decode=True)
+            if isinstance(raw_body, bytes) and raw_body.strip():
+                defects.append("multipart body without usable boundaries; kept as plain text")
+                text_parts.append(_text_from_bytes(raw_body)[:MAX_TEXT_CHARS])
+            continue
         disposition = (part.get_content_disposition() or "").lower()
         filename = part.get_filename()
         if disposition == "attachment" or (filename and not ctype.startswith("text/")):
@@ -400,7 +416,7 @@ def parse_message(raw: bytes) -> InboundMail:
         message = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(
             raw, headersonly=True
         )
-        early_defects = ["MIME nesting too deep to parse; the body was ignored"]
+        early_defects = ["MIME nesting too deep to parse; the body is kept as raw text"]
     defects = [type(defect).__name__ for defect in message.defects] + early_defects
     headers = tuple(
         (str(name).lower(), flatten(_decoded(_header_str(value)), MAX_HEADER_CHARS))

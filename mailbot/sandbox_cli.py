@@ -7,13 +7,12 @@ import email.policy
 import os
 import signal
 import smtplib
-import tempfile
 import threading
 from collections.abc import Mapping
 from pathlib import Path
 
 from mailbot.clock import Clock
-from mailbot.sandbox import SANDBOX_PASSWORD, Sandbox, write_state
+from mailbot.sandbox import SANDBOX_PASSWORD, Sandbox, make_sandbox_dir, write_state
 from mailbot.settings import DatabaseSettings, Settings, config_path, load_settings
 
 SAMPLES = (
@@ -91,8 +90,7 @@ def _serve(directory: Path, settings: Settings) -> int:
 def _demo(settings: Settings, samples: Path, clock: Clock) -> int:
     from mailbot.app import build_app, run_pass, ticket_json
 
-    root = Path(tempfile.mkdtemp(prefix="mailbot-demo-"))
-    root.chmod(0o711)  # Dovecot's mail processes run as another user and must reach below
+    root = make_sandbox_dir("mailbot-demo-")
     with Sandbox(root=root / "mail-system") as sandbox:
         demo = sandbox_settings(settings, sandbox, root / "data")
         print(

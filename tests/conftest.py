@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import pytest
 
 from mailbot.app import App, build_app
 from mailbot.clock import FixedClock, parse_instant
-from mailbot.sandbox import Sandbox
+from mailbot.sandbox import Sandbox, make_sandbox_dir
 from mailbot.sandbox_cli import sandbox_environ, sandbox_settings
 from mailbot.settings import Settings, load_settings
 
@@ -22,7 +21,7 @@ TEST_SIGNING_KEY = "test-signing-key-0123456789abcdef"
 @pytest.fixture
 def sandbox() -> Iterator[Sandbox]:
     """Dovecot + SMTP in a fresh directory on free ports. Never skipped: no Dovecot = error."""
-    root = Path(tempfile.mkdtemp(prefix="mailbot-test-"))
+    root = make_sandbox_dir("mailbot-test-")
     box = Sandbox(root=root)
     box.start()
     try:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-27 16:03:44.546020
+Create Date: 2026-11-27 16:11:14.587911
 """
 
 from collections.abc import Sequence
@@ -135,6 +135,13 @@ def upgrade() -> None:
         sa.UniqueConstraint("message_id", name="uq_outbox_message_id"),
     )
     with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.create_index("ix_outbox_due", ["state", "next_attempt_at"], unique=False)
+        batch_op.create_index("ix_outbox_purpose_created", ["purpose", "created_at"], unique=False)
+        batch_op.create_index(
+            "ix_outbox_recipient_purpose_created",
+            ["recipient", "purpose", "created_at"],
+            unique=False,
+        )
         batch_op.create_index(batch_op.f("ix_outbox_state"), ["state"], unique=False)
         batch_op.create_index(batch_op.f("ix_outbox_ticket_id"), ["ticket_id"], unique=False)
 
@@ -224,6 +231,9 @@ def downgrade() -> None:
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_outbox_ticket_id"))
         batch_op.drop_index(batch_op.f("ix_outbox_state"))
+        batch_op.drop_index("ix_outbox_recipient_purpose_created")
+        batch_op.drop_index("ix_outbox_purpose_created")
+        batch_op.drop_index("ix_outbox_due")
 
     op.drop_table("outbox")
     with op.batch_alter_table("inbound_message", schema=None) as batch_op:

@@ -1,0 +1,375 @@
+"""One fetched message -> stored, classified, decided and applied, in one transaction.
+
+The raw bytes, the classification, the ticket change, the outgoing mail rows and the IMAP key
+are written together; the caller moves the message on the server only after the commit. A
+message that raises anywhere in here is stored raw and quarantined with the reason, and
+never blocks the messages behind it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from sqlalchemy.engine import Connection
+
+from mailbot import records, tokens
+from mailbot.business_calendar import BusinessCalendar
+from mailbot.classify import ClassifyContext, Kind, TicketFacts, Verdict, candidate_refs, classify
+from mailbot.ingest import FetchedMessage
+from mailbot.parse import InboundMail, parse_message
+from mailbot.render import Envelope, Renderer, compose
+from mailbot.settings import MailboxSettings, Settings
+from mailbot.tickets import Decision, Outcome, decide
+
+log = logging.getLogger(__name__)
+
+STATE_OF_OUTCOME: Mapping[Outcome, str] = {
+    Outcome.OPENED: "processed",
+    Outcome.ATTACHED: "processed",
+    Outcome.SET_ASIDE: "set_aside",
+    Outcome.HELD: "held",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Pipeline:
+    """What processing a message needs; built once per pass."""
+
+    settings: Settings
+    calendar: BusinessCalendar
+    renderer: Renderer
+    signing_key: bytes
+    staff_addresses: frozenset[str]
+    own_addresses: frozenset[str]
+
+    @classmethod
+    def build(
+        cls, settings: Settings, calendar: BusinessCalendar, renderer: Renderer, signing_key: bytes
+    ) -> Pipeline:
+        staff = {a.lower() for m in settings.mailboxes for a in (*m.staff, *m.supervisors)}
+        return cls(
+            settings=settings,
+            calendar=calendar,
+            renderer=renderer,
+            signing_key=signing_key,
+            staff_addresses=frozenset(staff),
+            own_addresses=frozenset(m.address.lower() for m in settings.mailboxes),
+        )
+
+    def context(
+        self,
+        mailbox: MailboxSettings,
+        tickets: Mapping[str, TicketFacts],
+        known_message_ids: Mapping[str, str],
+    ) -> ClassifyContext:
+        settings = self.settings
+        return ClassifyContext(
+            mailbox=mailbox,
+            rules=settings.classification,
+            own_addresses=self.own_addresses,
+            message_id_domain=settings.organisation.message_id_domain,
+            staff_addresses=self.staff_addresses,
+            staff_domains=frozenset(d.lower() for d in settings.organisation.staff_domains),
+            signing_key=self.signing_key,
+            tickets=tickets,
+            known_message_ids=known_message_ids,
+            available_categories=frozenset(m.category for m in settings.mailboxes),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Processed:
+    """What became of one message: its stored state and a label for the pass report."""
+
+    state: str
+    label: str
+
+
+def process_fetched(
+    connection: Connection,
+    pipeline: Pipeline,
+    mailbox: MailboxSettings,
+    uidvalidity: int,
+    fetched: FetchedMessage,
+    now: datetime,
+) -> Processed:
+    """Store and process one message on `connection` (the caller's transaction)."""
+    existing = records.stored_state(connection, mailbox.name, uidvalidity, fetched.uid)
+    if existing is not None:  # another instance got here first
+        return Processed(existing, "already_stored")
+    base: dict[str, object] = {
+        "mailbox": mailbox.name,
+        "folder": mailbox.folder,
+        "uidvalidity": uidvalidity,
+        "uid": fetched.uid,
+        "sha256": hashlib.sha256(fetched.raw).hexdigest(),
+        "size": fetched.size,
+        "raw": fetched.raw,
+        "internal_date": fetched.internal_date,
+        "stored_at": now,
+        "message_id": "",
+        "kind": "",
+        "rules": "",
+        "flags": "",
+    }
+    try:
+        with connection.begin_nested():
+            return _process(connection, pipeline, mailbox, base, fetched, now)
+    except Exception as exc:  # a poison message must never block the ones behind it
+        log.exception("inbound %s uid %s quarantined", mailbox.name, fetched.uid)
+        records.insert_inbound(
+            connection,
+            {
+                **base,
+                "state": "quarantined",
+                "reason": f"{type(exc).__name__}: {exc}"[:2000],
+            },
+        )
+        return Processed("quarantined", "quarantined")
+
+
+def _process(
+    connection: Connection,
+    pipeline: Pipeline,
+    mailbox: MailboxSettings,
+    base: dict[str, object],
+    fetched: FetchedMessage,
+    now: datetime,
+) -> Processed:
+    mail = parse_message(fetched.raw)
+    base["message_id"] = mail.message_id[:1000]
+    duplicate = records.duplicate_of(connection, mailbox.name, str(base["sha256"]), mail.message_id)
+    if duplicate is not None:
+        records.insert_inbound(
+            connection,
+            {
+                **base,
+                "state": "set_aside",
+                "kind": "duplicate",
+                "reason": f"same message as inbound #{duplicate} (delivered again)",
+            },
+        )
+        return Processed("set_aside", "duplicate")
+    verdict = _classify(connection, pipeline, mailbox, mail)
+    ticket = records.ticket_by_ref(connection, verdict.ticket_ref) if verdict.ticket_ref else None
+    decision = decide(
+        mail,
+        verdict,
+        mailbox=mailbox.name,
+        default_category=mailbox.category,
+        received_at=fetched.internal_date,
+        ticket_status=ticket.status if ticket else None,
+    )
+    if fetched.truncated:
+        decision = replace(
+            decision,
+            flags=(*decision.flags, "oversized"),
+            reason=f"{decision.reason}; over the size cap ({fetched.size} bytes): headers only",
+        )
+    if decision.open_ticket is not None:
+        ticket = records.insert_ticket(
+            connection, pipeline.settings, pipeline.calendar, decision.open_ticket, now
+        )
+    state = STATE_OF_OUTCOME[decision.outcome]
+    if fetched.truncated and state == "processed":
+        state = "set_aside"  # kept on the server in the quarantine folder, whole
+    inbound_id = records.insert_inbound(
+        connection,
+        {
+            **base,
+            "state": state,
+            "kind": verdict.kind.value,
+            "rules": ",".join(verdict.rules)[:2000],
+            "flags": ",".join(decision.flags),
+            "reason": decision.reason[:2000],
+            "ticket_id": ticket.id if ticket else None,
+        },
+    )
+    _record_bounce(connection, mail, verdict, now)
+    if ticket is not None:
+        _apply(connection, pipeline, mailbox, ticket, inbound_id, mail, verdict, decision, now)
+    log.info(
+        "inbound %s uid %s: %s (%s)%s",
+        mailbox.name,
+        fetched.uid,
+        verdict.kind.value,
+        decision.outcome.value,
+        f" ticket {ticket.ref}" if ticket else "",
+    )
+    label = verdict.kind.value if state == "processed" else state
+    return Processed(state, label)
+
+
+def _classify(
+    connection: Connection, pipeline: Pipeline, mailbox: MailboxSettings, mail: InboundMail
+) -> Verdict:
+    refs = candidate_refs(mail, pipeline.signing_key, pipeline.settings.organisation.ticket_prefix)
+    known = records.tickets_of_message_ids(connection, mail.thread_ids)
+    rows = records.tickets_by_ref(connection, set(refs) | set(known.values()))
+    facts = {
+        ref: TicketFacts(ref=t.ref, requester=t.requester, status=t.status)
+        for ref, t in rows.items()
+    }
+    return classify(mail, pipeline.context(mailbox, facts, known))
+
+
+def _record_bounce(
+    connection: Connection, mail: InboundMail, verdict: Verdict, now: datetime
+) -> None:
+    report = mail.delivery_report
+    if verdict.kind is not Kind.BOUNCE or report is None or not report.is_permanent_failure:
+        return
+    if report.final_recipient:
+        records.mark_undeliverable(
+            connection,
+            report.final_recipient,
+            f"permanent failure {report.status or report.action}",
+            now,
+        )
+
+
+def _apply(
+    connection: Connection,
+    pipeline: Pipeline,
+    mailbox: MailboxSettings,
+    ticket: records.TicketRow,
+    inbound_id: int,
+    mail: InboundMail,
+    verdict: Verdict,
+    decision: Decision,
+    now: datetime,
+) -> None:
+    detail = f"{verdict.kind.value}; rules: {', '.join(verdict.rules) or '-'}; {decision.reason}"
+    sender = mail.sender.address if mail.sender else "unknown"
+    if decision.open_ticket is not None:
+        records.add_event(
+            connection, ticket.id, now, "opened", detail, actor=sender, inbound_id=inbound_id
+        )
+        if decision.acknowledge:
+            queue_acknowledgement(connection, pipeline, mailbox, ticket, mail, inbound_id, now)
+        else:
+            records.add_event(
+                connection,
+                ticket.id,
+                now,
+                "acknowledgement_withheld",
+                "automatic message: no automatic answer",
+                inbound_id=inbound_id,
+            )
+        return
+    kind = {Outcome.ATTACHED: "message_attached", Outcome.HELD: "message_held"}.get(
+        decision.outcome, "message_set_aside"
+    )
+    records.add_event(connection, ticket.id, now, kind, detail, actor=sender, inbound_id=inbound_id)
+    if decision.reopen and ticket.status in ("answered", "closed"):
+        records.set_ticket_fields(connection, ticket.id, now, status="open", closed_at=None)
+        records.add_event(
+            connection,
+            ticket.id,
+            now,
+            "reopened",
+            "follow-up from the requester",
+            inbound_id=inbound_id,
+        )
+
+
+def automatic_mail_blocked(
+    connection: Connection,
+    settings: Settings,
+    calendar: BusinessCalendar,
+    recipient: str,
+    now: datetime,
+) -> str | None:
+    """Why no automatic answer may go to `recipient` now, or None."""
+    undeliverable = records.undeliverable_reason(connection, recipient)
+    if undeliverable is not None:
+        return f"address undeliverable ({undeliverable})"
+    rules = settings.classification
+    today = records.start_of_office_day(calendar, now)
+    if (
+        records.automatic_answers_since(connection, today, recipient)
+        >= rules.per_address_daily_limit
+    ):
+        return f"per-address limit of {rules.per_address_daily_limit} automatic answers a day"
+    window = now - timedelta(minutes=rules.burst_window_minutes)
+    recent = records.automatic_answers_since(connection, window)
+    if recent >= rules.burst_limit:
+        return f"global brake: {recent} automatic answers in {rules.burst_window_minutes} minutes"
+    return None
+
+
+def queue_acknowledgement(
+    connection: Connection,
+    pipeline: Pipeline,
+    mailbox: MailboxSettings,
+    ticket: records.TicketRow,
+    mail: InboundMail,
+    inbound_id: int,
+    now: datetime,
+) -> None:
+    """Write the acknowledgement's outbox row in the ticket's transaction (or say why not)."""
+    settings = pipeline.settings
+    blocked = automatic_mail_blocked(connection, settings, pipeline.calendar, ticket.requester, now)
+    if blocked is not None:
+        records.add_event(
+            connection, ticket.id, now, "acknowledgement_withheld", blocked, inbound_id=inbound_id
+        )
+        log.warning("ticket %s: acknowledgement withheld: %s", ticket.ref, blocked)
+        return
+    english = settings.language.english_policy == "detected_english" and ticket.language == "en"
+    rendered = pipeline.renderer.render(
+        "acknowledgement",
+        {
+            "ticket": ticket,
+            "org": settings.organisation,
+            "mailbox": mailbox,
+            "is_complaint": ticket.category == "complaint",
+            "english": english or ticket.english_allowed,
+        },
+    )
+    message_id = tokens.make_message_id(
+        pipeline.signing_key,
+        ticket.ref,
+        tokens.new_nonce(),
+        settings.organisation.message_id_domain,
+    )
+    envelope = Envelope(
+        from_address=mailbox.address,
+        from_name=mailbox.display_name,
+        to_address=ticket.requester,
+        to_name=ticket.requester_name,
+        message_id=message_id,
+        date=now,
+        in_reply_to=mail.message_id,
+        references=tuple(item for item in (*mail.references, mail.message_id) if item),
+    )
+    message = compose(
+        envelope,
+        rendered,
+        auto_submitted="auto-replied",
+        loop_token=settings.organisation.message_id_domain,
+    )
+    outbox_id = records.queue_message(
+        connection,
+        ticket_id=ticket.id,
+        purpose="acknowledgement",
+        dedupe_key=f"ack:{ticket.ref}",
+        message_id=message_id,
+        envelope_from=settings.smtp.bounce_address,
+        recipient=ticket.requester,
+        raw=message.as_bytes(),
+        now=now,
+    )
+    records.add_event(
+        connection,
+        ticket.id,
+        now,
+        "acknowledgement_queued",
+        message_id,
+        inbound_id=inbound_id,
+        outbox_id=outbox_id,
+    )

@@ -1,0 +1,342 @@
+"""Ticket rows written and read on one open connection: tickets, deadlines, events, outbox.
+
+Every function here takes the caller's `Connection`, so whatever a message or a command
+causes is written in the caller's single transaction. SQLAlchemy Core statements on the
+SQLModel tables: the hot path of ingestion creates several rows per message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from mailbot.business_calendar import BusinessCalendar
+from mailbot.models import (
+    AddressState,
+    InboundMessage,
+    OutboxMessage,
+    Ticket,
+    TicketCounter,
+    TicketDeadline,
+    TicketEvent,
+)
+from mailbot.settings import Settings
+from mailbot.tickets import NewTicket
+
+# The commitments of each category when no mailbox of that category says otherwise.
+CATEGORY_COMMITMENTS: Mapping[str, tuple[str, ...]] = {
+    "information": ("ack", "info_reply"),
+    "complaint": ("ack", "complaint_reply"),
+    "internship": ("internship_ack", "internship_result"),
+    "cooperation": ("cooperation_ack", "cooperation_result"),
+}
+
+TICKET = Ticket.__table__  # type: ignore[attr-defined]
+INBOUND = InboundMessage.__table__  # type: ignore[attr-defined]
+OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
+EVENT = TicketEvent.__table__  # type: ignore[attr-defined]
+DEADLINE = TicketDeadline.__table__  # type: ignore[attr-defined]
+COUNTER = TicketCounter.__table__  # type: ignore[attr-defined]
+ADDRESS = AddressState.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class TicketRow:
+    """The ticket facts the pipeline and the templates need (a read-only view)."""
+
+    id: int
+    ref: str
+    mailbox: str
+    category: str
+    status: str
+    requester: str
+    requester_name: str
+    language: str
+    subject: str
+    received_at: datetime
+    receipt_date: date
+    due_date: date | None
+    english_allowed: bool
+
+
+def _ticket_row(row: Any) -> TicketRow:
+    return TicketRow(
+        id=row.id,
+        ref=row.ref,
+        mailbox=row.mailbox,
+        category=row.category,
+        status=row.status,
+        requester=row.requester,
+        requester_name=row.requester_name,
+        language=row.language,
+        subject=row.subject,
+        received_at=row.received_at,
+        receipt_date=row.receipt_date,
+        due_date=row.due_date,
+        english_allowed=row.english_allowed,
+    )
+
+
+def ticket_by_ref(connection: Connection, ref: str) -> TicketRow | None:
+    row = connection.execute(sa.select(TICKET).where(TICKET.c.ref == ref)).first()
+    return _ticket_row(row) if row is not None else None
+
+
+def tickets_by_ref(connection: Connection, refs: Iterable[str]) -> dict[str, TicketRow]:
+    wanted = list(refs)
+    if not wanted:
+        return {}
+    rows = connection.execute(sa.select(TICKET).where(TICKET.c.ref.in_(wanted))).all()
+    return {row.ref: _ticket_row(row) for row in rows}
+
+
+def tickets_of_message_ids(connection: Connection, message_ids: Sequence[str]) -> dict[str, str]:
+    """Message-ID of a stored inbound message -> the reference of its ticket."""
+    if not message_ids:
+        return {}
+    rows = connection.execute(
+        sa.select(INBOUND.c.message_id, TICKET.c.ref)
+        .join(TICKET, TICKET.c.id == INBOUND.c.ticket_id)
+        .where(INBOUND.c.message_id.in_(list(message_ids)[:50]))
+    ).all()
+    return {message_id: ref for message_id, ref in rows}
+
+
+def commitments_for(settings: Settings, category: str) -> tuple[str, ...]:
+    """The commitments of a category: from the mailbox of that category, else the defaults."""
+    for mailbox in settings.mailboxes:
+        if mailbox.category == category:
+            return mailbox.commitments
+    return CATEGORY_COMMITMENTS.get(category, ("ack",))
+
+
+def allocate_ref(connection: Connection, prefix: str, year: int) -> str:
+    """The next reference of the year. The write transaction holds the database's write lock
+    (BEGIN IMMEDIATE on SQLite, the row lock elsewhere), so two processes never share one."""
+    updated = connection.execute(
+        sa.update(COUNTER)
+        .where(COUNTER.c.prefix == prefix)
+        .where(COUNTER.c.year == year)
+        .values(last=COUNTER.c.last + 1)
+        .returning(COUNTER.c.last)
+    ).scalar()
+    if updated is None:
+        connection.execute(sa.insert(COUNTER).values(prefix=prefix, year=year, last=1))
+        updated = 1
+    return f"{prefix}-{year}-{int(updated):05d}"
+
+
+def insert_ticket(
+    connection: Connection,
+    settings: Settings,
+    calendar: BusinessCalendar,
+    new: NewTicket,
+    now: datetime,
+) -> TicketRow:
+    """Open a ticket with the deadline of every commitment its category has from receipt."""
+    receipt_day = calendar.receipt_day(new.received_at)
+    # The year of arrival in office time, even when the receipt day rolls into January.
+    ref = allocate_ref(
+        connection, settings.organisation.ticket_prefix, calendar.office_date(new.received_at).year
+    )
+    deadlines = []
+    due_date: date | None = None
+    for commitment_id in commitments_for(settings, new.category):
+        commitment = settings.commitment(commitment_id)
+        if commitment.starts_at != "receipt":
+            continue  # started later by a date staff give (interview, committee)
+        deadline = calendar.deadline(new.received_at, commitment.business_days)
+        deadlines.append(
+            {
+                "commitment": commitment.id,
+                "clock_start": deadline.receipt_day,
+                "due_date": deadline.due_date,
+                "due_at": deadline.due_at,
+                "days_on_hold": 0,
+            }
+        )
+        if commitment.kind == "reply":
+            due_date = deadline.due_date
+    values = {
+        "ref": ref,
+        "mailbox": new.mailbox,
+        "category": new.category,
+        "status": "open",
+        "requester": new.requester,
+        "requester_name": new.requester_name,
+        "language": new.language,
+        "subject": new.subject,
+        "received_at": new.received_at,
+        "receipt_date": receipt_day,
+        "due_date": due_date,
+        "english_allowed": False,
+        "created_at": now,
+        "updated_at": now,
+    }
+    ticket_id = connection.execute(
+        sa.insert(TICKET).values(**values).returning(TICKET.c.id)
+    ).scalar_one()
+    if deadlines:
+        connection.execute(sa.insert(DEADLINE), [{**d, "ticket_id": ticket_id} for d in deadlines])
+    return TicketRow(
+        id=ticket_id,
+        ref=ref,
+        mailbox=new.mailbox,
+        category=new.category,
+        status="open",
+        requester=new.requester,
+        requester_name=new.requester_name,
+        language=new.language,
+        subject=new.subject,
+        received_at=new.received_at,
+        receipt_date=receipt_day,
+        due_date=due_date,
+        english_allowed=False,
+    )
+
+
+def add_event(
+    connection: Connection,
+    ticket_id: int,
+    at: datetime,
+    kind: str,
+    detail: str = "",
+    *,
+    actor: str = "mailbot",
+    inbound_id: int | None = None,
+    outbox_id: int | None = None,
+) -> None:
+    connection.execute(
+        sa.insert(EVENT).values(
+            ticket_id=ticket_id,
+            at=at,
+            kind=kind,
+            actor=actor,
+            inbound_id=inbound_id,
+            outbox_id=outbox_id,
+            detail=detail[:4000],
+        )
+    )
+
+
+def set_ticket_fields(
+    connection: Connection, ticket_id: int, now: datetime, **values: object
+) -> None:
+    connection.execute(
+        sa.update(TICKET).where(TICKET.c.id == ticket_id).values(updated_at=now, **values)
+    )
+
+
+def insert_inbound(connection: Connection, values: Mapping[str, object]) -> int:
+    return int(
+        connection.execute(sa.insert(INBOUND).values(**values).returning(INBOUND.c.id)).scalar_one()
+    )
+
+
+def stored_state(connection: Connection, mailbox: str, uidvalidity: int, uid: int) -> str | None:
+    state: str | None = connection.execute(
+        sa.select(INBOUND.c.state)
+        .where(INBOUND.c.mailbox == mailbox)
+        .where(INBOUND.c.uidvalidity == uidvalidity)
+        .where(INBOUND.c.uid == uid)
+    ).scalar()
+    return state
+
+
+def duplicate_of(connection: Connection, mailbox: str, digest: str, message_id: str) -> int | None:
+    """An earlier stored copy of the same bytes (same Message-ID and hash) in this mailbox."""
+    if not message_id:
+        return None
+    found: int | None = connection.execute(
+        sa.select(INBOUND.c.id)
+        .where(INBOUND.c.sha256 == digest)
+        .where(INBOUND.c.mailbox == mailbox)
+        .where(INBOUND.c.message_id == message_id[:1000])
+        .limit(1)
+    ).scalar()
+    return found
+
+
+def mark_undeliverable(connection: Connection, address: str, reason: str, now: datetime) -> None:
+    updated = connection.execute(
+        sa.update(ADDRESS)
+        .where(ADDRESS.c.address == address)
+        .values(undeliverable=True, reason=reason, updated_at=now)
+    )
+    if updated.rowcount == 0:
+        connection.execute(
+            sa.insert(ADDRESS).values(
+                address=address, undeliverable=True, reason=reason, updated_at=now
+            )
+        )
+
+
+def undeliverable_reason(connection: Connection, address: str) -> str | None:
+    row = connection.execute(
+        sa.select(ADDRESS.c.undeliverable, ADDRESS.c.reason).where(ADDRESS.c.address == address)
+    ).first()
+    return row.reason or "undeliverable" if row is not None and row.undeliverable else None
+
+
+def automatic_answers_since(
+    connection: Connection, since: datetime, recipient: str | None = None
+) -> int:
+    """Acknowledgements queued since `since`, to one recipient or to anyone."""
+    query = (
+        sa.select(sa.func.count())
+        .select_from(OUTBOX)
+        .where(OUTBOX.c.purpose == "acknowledgement")
+        .where(OUTBOX.c.created_at >= since)
+    )
+    if recipient is not None:
+        query = query.where(OUTBOX.c.recipient == recipient)
+    return int(connection.execute(query).scalar_one())
+
+
+def queue_message(
+    connection: Connection,
+    *,
+    ticket_id: int | None,
+    purpose: str,
+    dedupe_key: str,
+    message_id: str,
+    envelope_from: str,
+    recipient: str,
+    raw: bytes,
+    now: datetime,
+) -> int | None:
+    """Add an outbox row; None when a row with the same dedupe key exists (already queued)."""
+    exists = connection.execute(
+        sa.select(OUTBOX.c.id).where(OUTBOX.c.dedupe_key == dedupe_key)
+    ).scalar()
+    if exists is not None:
+        return None
+    return int(
+        connection.execute(
+            sa.insert(OUTBOX)
+            .values(
+                ticket_id=ticket_id,
+                purpose=purpose,
+                dedupe_key=dedupe_key,
+                message_id=message_id,
+                envelope_from=envelope_from,
+                recipient=recipient,
+                raw=raw,
+                state="pending",
+                attempts=0,
+                next_attempt_at=now,
+                last_error="",
+                created_at=now,
+            )
+            .returning(OUTBOX.c.id)
+        ).scalar_one()
+    )
+
+
+def start_of_office_day(calendar: BusinessCalendar, now: datetime) -> datetime:
+    return calendar.end_of_day(calendar.office_date(now) - timedelta(days=1))
