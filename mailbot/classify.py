@@ -12,6 +12,11 @@ How a verdict is reached:
   3. for a new request, `CATEGORY_RULES` may move it from the information queue to another
      queue that exists (a complaint sent to the information mailbox, for example).
 
+Threading: a signed token (mailbot/tokens.py) in In-Reply-To/References or in a To/Cc/Reply-To
+address links a message to its ticket, whoever sends it; then a stored Message-ID; a reference
+typed in the subject counts only when the sender is that ticket's requester. Staff reach a
+ticket only through a signed token: anything less is a staff reply without a ticket, held.
+
 Automatic mail is never answered (RELIABILITY.md, "When never to answer automatically"), but
 it is not dropped: when it belongs to a ticket, `ticket_ref` says which, so the caller can
 attach it with a flag. Only our own looped mail (`Kind.OWN_MAIL`) is set aside.
@@ -196,7 +201,7 @@ def _thread(mail: InboundMail, context: ClassifyContext, sender: str | None) -> 
         address_token=any(ref in tickets for ref in address_refs),
         known_message_id=bool(known_ids),
         unknown_refs=tuple(ref for ref in token_refs if ref not in tickets),
-        several_tickets=len(set(known_tokens)) > 1,
+        several_tickets=len(known_tokens) > 1,
         forged_token=tokens.has_forged_token(key, (*_link_texts(mail), mail.message_id)),
         report_ref=report_refs[0] if report_refs else None,
     )
@@ -228,7 +233,7 @@ class Evidence:
         return self.mail.header_values(name)
 
 
-def gather_evidence(mail: InboundMail, context: ClassifyContext) -> Evidence:
+def _gather_evidence(mail: InboundMail, context: ClassifyContext) -> Evidence:
     sender = mail.sender.address.lower() if mail.sender is not None else None
     return Evidence(
         mail=mail,
@@ -320,9 +325,12 @@ _BOUNCE_SUBJECT = re.compile(
 def _is_bounce_by_subject(e: Evidence) -> bool:
     """Non-standard bounces: a bounce subject, from a sender that is not a person."""
     machine_sent = (
-        e.mail.sender is None or _is_robot_sender(e) or _has_null_return_path(e)
-    ) or _auto_submitted_values(e)
-    return bool(machine_sent) and bool(_BOUNCE_SUBJECT.match(fold(e.mail.subject)))
+        e.mail.sender is None
+        or _is_robot_sender(e)
+        or _has_null_return_path(e)
+        or bool(_auto_submitted_values(e))
+    )
+    return machine_sent and bool(_BOUNCE_SUBJECT.match(fold(e.mail.subject)))
 
 
 def _auto_submitted_values(e: Evidence) -> tuple[str, ...]:
@@ -749,7 +757,7 @@ def _ticket_ref(kind: Kind, thread: Threading) -> str | None:
 
 def classify(mail: InboundMail, context: ClassifyContext) -> Verdict:
     """Test every rule on `mail`; the verdict names the rules that fired and what follows."""
-    evidence = gather_evidence(mail, context)
+    evidence = _gather_evidence(mail, context)
     fired = tuple(rule for rule in RULES if rule.test(evidence))
     signals = frozenset(rule.signal for rule in fired)
     kind = _kind(signals, evidence)

@@ -73,6 +73,25 @@ def _parser() -> argparse.ArgumentParser:
     holidays.add_argument("year", type=int, nargs="+")
     holidays.add_argument("--json", action="store_true")
 
+    report = commands.add_parser(
+        "report", help="compliance per commitment and queue over a period (published figures)"
+    )
+    report.add_argument("--since", required=True, help="first day, YYYY-MM-DD (clock start)")
+    report.add_argument("--until", required=True, help="last day, YYYY-MM-DD, included")
+    report.add_argument("--queue", help="one queue (mailbox name)")
+    report.add_argument("--format", default="table", choices=["table", "json", "csv", "html"])
+    report.add_argument("--output", help="write to this file instead of standard output")
+    report.add_argument("--details", action="store_true", help="list every case behind it")
+
+    quarantine = commands.add_parser("quarantine", help="messages that could not be processed")
+    quarantine_actions = quarantine.add_subparsers(dest="action", required=True)
+    quarantine_list = quarantine_actions.add_parser("list", help="list quarantined messages")
+    quarantine_list.add_argument("--json", action="store_true")
+    quarantine_retry = quarantine_actions.add_parser(
+        "retry", help="process a quarantined message again (after a fix)"
+    )
+    quarantine_retry.add_argument("id", type=int, help="the message number from `list`")
+
     sandbox = commands.add_parser("sandbox", help="a throwaway Dovecot + SMTP for trying mailbot")
     sandbox.add_argument("action", choices=["demo", "serve"])
     sandbox.add_argument("--dir", default=".sandbox", help="where the sandbox lives")
@@ -149,6 +168,10 @@ def _dispatch(args: argparse.Namespace, clock: Clock) -> int:
         return _tickets(app, args)
     if command == "show":
         return _show(app, args)
+    if command == "report":
+        return _report(app, args)
+    if command == "quarantine":
+        return _quarantine(app, args)
     raise AssertionError(command)
 
 
@@ -271,6 +294,51 @@ def _show(app: Any, args: argparse.Namespace) -> int:
     for e in data["events"]:
         print(f"  {e['at']} {e['kind']} by {e['actor']}: {e['detail']}")
     return EXIT_OK
+
+
+def _report(app: Any, args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from mailbot.report import ReportRequest, build_report, render_report
+
+    try:
+        request = ReportRequest(
+            since=date.fromisoformat(args.since),
+            until=date.fromisoformat(args.until),
+            queue=args.queue,
+            details=args.details,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"report: {exc}") from exc
+    report = build_report(app.engine, app.settings, app.calendar, request, as_of=app.clock.now())
+    text = render_report(report, args.format, app.settings.templates_dir)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8", newline="")
+        print(f"report written to {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return EXIT_OK
+
+
+def _quarantine(app: Any, args: argparse.Namespace) -> int:
+    from mailbot.app import list_quarantine, retry_quarantined
+
+    if args.action == "list":
+        rows = list_quarantine(app)
+        if args.json:
+            _print_json(rows)
+        elif not rows:
+            print("quarantine is empty")
+        else:
+            for row in rows:
+                print(
+                    f"#{row['id']:<6} {row['mailbox']:<15} {row['received_at']} "
+                    f"{row['size']:>9} bytes  {row['reason']}"
+                )
+        return EXIT_OK
+    state = retry_quarantined(app, args.id)
+    print(f"message #{args.id}: {state}")
+    return EXIT_OK if state != "quarantined" else EXIT_FAILURE
 
 
 def _office_instant(text: str, zone: ZoneInfo) -> datetime:

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import ssl
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -28,7 +28,22 @@ log = logging.getLogger(__name__)
 
 LEASE = timedelta(minutes=10)
 MAX_BACKOFF = timedelta(hours=1)
-ACKNOWLEDGEMENT_COMMITMENTS = ("ack", "internship_ack", "cooperation_ack")
+
+
+@dataclass(frozen=True, slots=True)
+class SendPolicy:
+    """How long to keep retrying, and what a sent message of each purpose fulfils.
+
+    `meets` maps a purpose ("acknowledgement", "reply") to the commitments its sending meets:
+    the server's acceptance is the instant the compliance figures count.
+    """
+
+    give_up_after: timedelta
+    meets: Mapping[str, tuple[str, ...]]
+
+
+# The ticket column each fulfilling purpose stamps when it is first sent.
+STAMPS = {"acknowledgement": "acknowledged_at", "reply": "answered_at"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +107,7 @@ def _record(
     *,
     state: str,
     error: str = "",
-    give_up_after: timedelta,
+    policy: SendPolicy,
 ) -> str:
     """Write the outcome of one attempt in its own transaction; returns the row's new state.
 
@@ -103,7 +118,7 @@ def _record(
     values: dict[str, object] = {"attempts": attempts, "lease_owner": None, "lease_until": None}
     if state == "sent":
         values.update(state="sent", sent_at=now, last_error="")
-    elif state == "retry" and now - row.created_at < give_up_after:
+    elif state == "retry" and now - row.created_at < policy.give_up_after:
         values.update(next_attempt_at=now + backoff(attempts), last_error=error[:2000])
     else:
         values.update(
@@ -121,8 +136,8 @@ def _record(
         )
         if result.rowcount != 1:
             return "lease_lost"
-        if new_state == "sent" and row.purpose == "acknowledgement":
-            _mark_acknowledged(connection, row.ticket_id, now)
+        if new_state == "sent" and row.purpose in policy.meets:
+            _mark_fulfilled(connection, row, policy.meets[row.purpose], now)
         if row.ticket_id is not None and new_state in ("sent", "failed"):
             connection.execute(
                 sa.insert(TicketEvent).values(
@@ -137,20 +152,32 @@ def _record(
     return new_state
 
 
-def _mark_acknowledged(connection: Connection, ticket_id: int | None, now: datetime) -> None:
-    """The acknowledgement commitment is met when the server accepted the message."""
-    if ticket_id is None:
+def _mark_fulfilled(
+    connection: Connection, row: OutboxMessage, commitments: Sequence[str], now: datetime
+) -> None:
+    """Stamp the ticket (first time only) and meet its open deadlines of `commitments`."""
+    if row.ticket_id is None:
         return
-    connection.execute(
-        sa.update(Ticket)
-        .where(col(Ticket.id) == ticket_id)
-        .where(col(Ticket.acknowledged_at).is_(None))
-        .values(acknowledged_at=now)
-    )
+    column = STAMPS.get(row.purpose)
+    if column is not None:
+        values: dict[str, object] = {column: now}
+        connection.execute(
+            sa.update(Ticket)
+            .where(col(Ticket.id) == row.ticket_id)
+            .where(getattr(Ticket, column).is_(None))
+            .values(**values)
+        )
+    if row.purpose == "reply":
+        connection.execute(
+            sa.update(Ticket)
+            .where(col(Ticket.id) == row.ticket_id)
+            .where(col(Ticket.status) == "open")
+            .values(status="answered", updated_at=now)
+        )
     connection.execute(
         sa.update(TicketDeadline)
-        .where(col(TicketDeadline.ticket_id) == ticket_id)
-        .where(col(TicketDeadline.commitment).in_(ACKNOWLEDGEMENT_COMMITMENTS))
+        .where(col(TicketDeadline.ticket_id) == row.ticket_id)
+        .where(col(TicketDeadline.commitment).in_(list(commitments)))
         .where(col(TicketDeadline.met_at).is_(None))
         .values(met_at=now)
     )
@@ -183,7 +210,7 @@ async def _send_rows(
     password: str,
     rows: Sequence[OutboxMessage],
     now: datetime,
-    give_up_after: timedelta,
+    policy: SendPolicy,
 ) -> FlushReport:
     sent = retrying = failed = 0
     smtp = _client(settings, password)
@@ -198,7 +225,7 @@ async def _send_rows(
                 now,
                 state="retry",
                 error=f"connection: {exc}",
-                give_up_after=give_up_after,
+                policy=policy,
             )
             failed += state == "failed"
             retrying += state == "pending"
@@ -217,9 +244,7 @@ async def _send_rows(
                 outcome, error = "retry", f"{type(exc).__name__}: {exc}"
             else:
                 outcome, error = ("sent", "") if not errors else _classify_refusal(errors)
-            state = _record(
-                engine, row, now, state=outcome, error=error, give_up_after=give_up_after
-            )
+            state = _record(engine, row, now, state=outcome, error=error, policy=policy)
             sent += state == "sent"
             failed += state == "failed"
             retrying += state == "pending"
@@ -256,7 +281,7 @@ def flush_outbox(
     password: str,
     now: datetime,
     *,
-    give_up_after: timedelta,
+    policy: SendPolicy,
     batch: int = 500,
     owner: str | None = None,
 ) -> FlushReport:
@@ -267,7 +292,7 @@ def flush_outbox(
         rows = claim_rows(engine, now, owner, batch)
         if not rows:
             return total
-        report = asyncio.run(_send_rows(engine, settings, password, rows, now, give_up_after))
+        report = asyncio.run(_send_rows(engine, settings, password, rows, now, policy))
         total = FlushReport(
             sent=total.sent + report.sent,
             retrying=total.retrying + report.retrying,

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Connection
 
-from mailbot import records, tokens
+from mailbot import records, tokens, workflow
 from mailbot.business_calendar import BusinessCalendar
 from mailbot.classify import ClassifyContext, Kind, TicketFacts, Verdict, candidate_refs, classify
 from mailbot.ingest import FetchedMessage
@@ -45,6 +45,7 @@ class Pipeline:
     signing_key: bytes
     staff_addresses: frozenset[str]
     own_addresses: frozenset[str]
+    workflow: workflow.Context
 
     @classmethod
     def build(
@@ -58,6 +59,9 @@ class Pipeline:
             signing_key=signing_key,
             staff_addresses=frozenset(staff),
             own_addresses=frozenset(m.address.lower() for m in settings.mailboxes),
+            workflow=workflow.Context(
+                settings=settings, renderer=renderer, signing_key=signing_key, calendar=calendar
+            ),
         )
 
     def context(
@@ -190,8 +194,28 @@ def _process(
         },
     )
     _record_bounce(connection, mail, verdict, now)
-    if ticket is not None:
-        _apply(connection, pipeline, mailbox, ticket, inbound_id, mail, verdict, decision, now)
+    staff = None
+    if verdict.kind is Kind.STAFF_REPLY:
+        staff = workflow.handle_staff_message(
+            connection, pipeline.workflow, mailbox, ticket, mail, fetched.raw, inbound_id, now
+        )
+    elif decision.outcome is Outcome.HELD:
+        workflow.hold_for_review(
+            connection, pipeline.workflow, mailbox, ticket, mail, inbound_id, [decision.reason], now
+        )
+    elif ticket is not None:
+        _apply(
+            connection, pipeline, mailbox, ticket, inbound_id, mail, fetched, verdict, decision, now
+        )
+    if staff is not None and (staff.state, staff.reason) != (state, decision.reason):
+        state = staff.state
+        records.update_inbound(
+            connection,
+            inbound_id,
+            state=state,
+            reason=staff.reason[:2000],
+            flags=",".join((*decision.flags, *staff.flags)),
+        )
     log.info(
         "inbound %s uid %s: %s (%s)%s",
         mailbox.name,
@@ -239,10 +263,12 @@ def _apply(
     ticket: records.TicketRow,
     inbound_id: int,
     mail: InboundMail,
+    fetched: FetchedMessage,
     verdict: Verdict,
     decision: Decision,
     now: datetime,
 ) -> None:
+    """What a citizen's or a machine's message does to its ticket."""
     detail = f"{verdict.kind.value}; rules: {', '.join(verdict.rules) or '-'}; {decision.reason}"
     sender = mail.sender.address if mail.sender else "unknown"
     if decision.open_ticket is not None:
@@ -260,20 +286,22 @@ def _apply(
                 "automatic message: no automatic answer",
                 inbound_id=inbound_id,
             )
+        workflow.notify_new_ticket(
+            connection, pipeline.workflow, ticket, mail, fetched.raw, inbound_id, now
+        )
         return
-    kind = {Outcome.ATTACHED: "message_attached", Outcome.HELD: "message_held"}.get(
-        decision.outcome, "message_set_aside"
-    )
+    kind = "message_attached" if decision.outcome is Outcome.ATTACHED else "message_set_aside"
     records.add_event(connection, ticket.id, now, kind, detail, actor=sender, inbound_id=inbound_id)
-    if decision.reopen and ticket.status in ("answered", "closed"):
-        records.set_ticket_fields(connection, ticket.id, now, status="open", closed_at=None)
-        records.add_event(
+    if verdict.kind is Kind.FOLLOW_UP:
+        workflow.handle_follow_up(
             connection,
-            ticket.id,
+            pipeline.workflow,
+            ticket,
+            mail,
+            fetched.raw,
+            inbound_id,
+            fetched.internal_date,
             now,
-            "reopened",
-            "follow-up from the requester",
-            inbound_id=inbound_id,
         )
 
 
@@ -319,6 +347,10 @@ def queue_acknowledgement(
             connection, ticket.id, now, "acknowledgement_withheld", blocked, inbound_id=inbound_id
         )
         log.warning("ticket %s: acknowledgement withheld: %s", ticket.ref, blocked)
+        if blocked.startswith("global brake"):
+            workflow.tell_staff_of_brake(
+                connection, pipeline.workflow, mailbox, ticket, blocked, now
+            )
         return
     english = settings.language.english_policy == "detected_english" and ticket.language == "en"
     rendered = pipeline.renderer.render(

@@ -24,6 +24,7 @@ from mailbot.models import (
     TicketCounter,
     TicketDeadline,
     TicketEvent,
+    TicketHold,
 )
 from mailbot.settings import Settings
 from mailbot.tickets import NewTicket
@@ -43,6 +44,7 @@ EVENT = TicketEvent.__table__  # type: ignore[attr-defined]
 DEADLINE = TicketDeadline.__table__  # type: ignore[attr-defined]
 COUNTER = TicketCounter.__table__  # type: ignore[attr-defined]
 ADDRESS = AddressState.__table__  # type: ignore[attr-defined]
+HOLD = TicketHold.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +238,10 @@ def insert_inbound(connection: Connection, values: Mapping[str, object]) -> int:
     return int(
         connection.execute(sa.insert(INBOUND).values(**values).returning(INBOUND.c.id)).scalar_one()
     )
+
+
+def update_inbound(connection: Connection, inbound_id: int, **values: object) -> None:
+    connection.execute(sa.update(INBOUND).where(INBOUND.c.id == inbound_id).values(**values))
 
 
 def stored_state(connection: Connection, mailbox: str, uidvalidity: int, uid: int) -> str | None:

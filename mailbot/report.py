@@ -81,7 +81,6 @@ from mailbot.errors import NotFound
 from mailbot.settings import Settings
 
 FORMATS = ("table", "json", "csv", "html")
-OUTCOMES = ("met", "late", "open_late", "pending")
 # Ticket statuses whose cases are left out of every figure (none exists yet: see the module
 # docstring). Adding a status here is the whole change, e.g. ("withdrawn", "merged").
 EXCLUDED_STATUSES: tuple[str, ...] = ()
@@ -219,7 +218,6 @@ class _Scope:
     is_met: sa.ColumnElement[bool]
     is_late: sa.ColumnElement[bool]
     is_open_late: sa.ColumnElement[bool]
-    is_decided: sa.ColumnElement[bool]
     outcome: sa.ColumnElement[str]
 
 
@@ -260,7 +258,6 @@ def _scope(request: ReportRequest, as_of: datetime) -> _Scope:
         is_met=is_met,
         is_late=is_late,
         is_open_late=is_open_late,
-        is_decided=sa.or_(is_answered, is_open_late),
         outcome=outcome,
     )
 

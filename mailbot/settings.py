@@ -240,6 +240,20 @@ class ClassificationSettings(_Frozen):
     followup_notice: bool = False
 
 
+class ReminderSettings(_Frozen):
+    """Reminders before reply deadlines and the supervisors' morning digest."""
+
+    # Business days before a reply deadline at which the assignee (else the queue's staff)
+    # is reminded; 0 is the deadline day itself. A ticket past its deadline escalates.
+    offsets: tuple[Annotated[int, Field(ge=0, le=30)], ...] = (3, 1, 0)
+    # Reminders go out from this office time on the day they fall due.
+    reminder_time: time = time(8, 0)
+    digest_time: time = time(8, 30)
+    # "Due soon" in the digest: within this many business days.
+    digest_horizon_days: Annotated[int, Field(ge=1, le=30)] = 5
+    enabled: bool = True
+
+
 class Settings(_Frozen):
     """The whole configuration, as validated at start-up."""
 
@@ -252,6 +266,7 @@ class Settings(_Frozen):
     calendar: CalendarSettings = CalendarSettings()
     language: LanguageSettings = LanguageSettings()
     classification: ClassificationSettings = ClassificationSettings()
+    reminders: ReminderSettings = ReminderSettings()
     commitments: tuple[CommitmentSettings, ...] = DEFAULT_COMMITMENTS
     data_dir: Path = Path("data")
     templates_dir: Path = DEFAULT_TEMPLATES_DIR

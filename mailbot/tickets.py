@@ -91,6 +91,13 @@ def decide(
             acknowledge=verdict.may_auto_answer,
         )
     if kind is Kind.FOLLOW_UP and verdict.ticket_ref is not None:
+        if "sender_not_requester" in verdict.rules:
+            # Someone other than the requester wrote on the ticket: a person decides.
+            return Decision(
+                Outcome.HELD,
+                "message on a ticket from someone other than its requester",
+                ticket_ref=verdict.ticket_ref,
+            )
         reopen = ticket_status in ("answered", "closed")
         return Decision(
             Outcome.ATTACHED,
@@ -106,10 +113,15 @@ def decide(
             flags=("auto_reply",),
         )
     if kind is Kind.STAFF_REPLY:
-        # Relaying staff replies needs the staff-authentication layer; until a ticket can
-        # be answered that way, staff mail is held for a person, never relayed or dropped.
+        # The staff workflow authenticates the sender before anything reaches a citizen;
+        # without a signed link to a ticket it is held for a person, never dropped.
+        if verdict.ticket_ref is None:
+            return Decision(Outcome.HELD, "staff message without a signed link to a ticket")
         return Decision(
-            Outcome.HELD, "staff message held for review", ticket_ref=verdict.ticket_ref
+            Outcome.ATTACHED,
+            "staff message on a ticket",
+            ticket_ref=verdict.ticket_ref,
+            flags=("staff",),
         )
     if kind is Kind.BOUNCE and verdict.ticket_ref is not None:
         return Decision(

@@ -184,7 +184,9 @@ def test_with_smtp_down_the_ticket_is_created_and_the_ack_goes_out_later(
     [ticket] = tickets(app.engine)
     assert ticket.acknowledged_at is None
     with session_scope(app.engine) as session:
-        [row] = session.exec(select(OutboxMessage)).all()
+        [row] = session.exec(
+            select(OutboxMessage).where(OutboxMessage.purpose == "acknowledgement")
+        ).all()
         assert (row.state, row.attempts) == ("pending", 1)
         message_id = row.message_id
 
@@ -194,7 +196,7 @@ def test_with_smtp_down_the_ticket_is_created_and_the_ack_goes_out_later(
     later = make_app("2025-11-03T10:10:00-05:00")
     report = run_pass(later)
 
-    assert report.ok and report.outbox.sent == 1
+    assert report.ok and report.outbox.sent >= 1
     [raw] = sandbox.fetch_all(CITIZEN)
     assert parsed(raw)["Message-ID"] == message_id  # the retry reuses the Message-ID
     [ticket] = tickets(later.engine)

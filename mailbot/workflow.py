@@ -1,0 +1,1003 @@
+"""Staff work from their mail client: notices, relayed replies, commands, follow-ups, holds.
+
+Everything here runs inside the transaction of the inbound message that caused it, on the
+caller's connection: the ticket change, the event log and the outgoing rows commit together.
+
+A staff message reaches a citizen only when all of these hold (RELIABILITY.md, "Staff identity
+and threading"): the sender is on the staff list, the topmost Authentication-Results header of
+our own receiving server says DMARC (or aligned DKIM) passed, and the message answers one of
+our own messages carrying the ticket's signed token. Anything short of that is held, the
+queue's staff are told, and nothing is relayed.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from email.message import EmailMessage
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from mailbot import records, tokens
+from mailbot.business_calendar import Hold
+from mailbot.parse import InboundMail, flatten
+from mailbot.render import Envelope, compose
+from mailbot.settings import MailboxSettings, Settings
+from mailbot.staff import (
+    COMMAND_HELP_FR,
+    Command,
+    CommandName,
+    check_authentication,
+    extract_new_text,
+    parse_commands,
+)
+
+log = logging.getLogger(__name__)
+
+# Appears only in mailbot's internal mail to staff: if it survives in a staff reply, the
+# quoted history was not cut cleanly and the reply is held.
+INTERNAL_MARKER = "--- Usage interne : ne pas transmettre ---"
+MAX_RELAYED_ATTACHMENT_BYTES = 15 * 1024 * 1024
+CONFIRM_WORDS = frozenset({"confirmer", "confirm", "#confirmer", "#confirm"})
+
+CATEGORY_LABELS = {
+    "information": "demande de renseignements",
+    "complaint": "plainte (confidentielle)",
+    "internship": "candidature de stage",
+    "cooperation": "projet de coopération",
+}
+
+
+def queue_of(settings: Settings, ticket: records.TicketRow) -> MailboxSettings:
+    """The queue that works a ticket: the mailbox of its category (a complaint found in the
+    information mailbox goes to the complaints staff), else the mailbox it arrived in."""
+    for mailbox in settings.mailboxes:
+        if mailbox.category == ticket.category:
+            return mailbox
+    return settings.mailbox(ticket.mailbox)
+
+
+def staff_recipients(
+    settings: Settings, ticket: records.TicketRow, assignee: str | None
+) -> tuple[str, ...]:
+    if assignee:
+        return (assignee,)
+    return queue_of(settings, ticket).staff
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What the workflow needs besides the connection (built by the pipeline)."""
+
+    settings: Settings
+    renderer: object  # mailbot.render.Renderer; typed loosely to keep this module's imports light
+    signing_key: bytes
+    calendar: object  # mailbot.business_calendar.BusinessCalendar
+
+
+def _render(context: Context, name: str, values: dict[str, object]) -> object:
+    return context.renderer.render(name, values, with_html=False)  # type: ignore[attr-defined]
+
+
+def _message_id(context: Context, ref: str | None) -> str:
+    domain = context.settings.organisation.message_id_domain
+    if ref is None:
+        return f"<mb-internal.{tokens.new_nonce()}@{domain}>"
+    return tokens.make_message_id(context.signing_key, ref, tokens.new_nonce(), domain)
+
+
+def _queue_internal(
+    connection: Connection,
+    context: Context,
+    *,
+    template: str,
+    values: dict[str, object],
+    queue: MailboxSettings,
+    recipients: Sequence[str],
+    ticket_id: int | None,
+    ref: str | None,
+    purpose: str,
+    dedupe: str,
+    now: datetime,
+    in_reply_to: str = "",
+    attachments_from: bytes | None = None,
+) -> list[int]:
+    """Internal mail to staff, from the queue's address, with Reply-To back to the queue."""
+    values = {
+        "marker": INTERNAL_MARKER,
+        "command_help": COMMAND_HELP_FR,
+        "queue": queue,
+        "org": context.settings.organisation,
+        **values,
+    }
+    rendered = _render(context, template, values)
+    queued: list[int] = []
+    for recipient in dict.fromkeys(r.lower() for r in recipients):
+        message_id = _message_id(context, ref)
+        envelope = Envelope(
+            from_address=queue.address,
+            from_name=f"{queue.display_name} (mailbot)",
+            to_address=recipient,
+            message_id=message_id,
+            date=now,
+            reply_to=queue.address,
+            in_reply_to=in_reply_to,
+            references=(in_reply_to,) if in_reply_to else (),
+        )
+        message = compose(
+            envelope,
+            rendered,
+            auto_submitted="auto-generated",  # type: ignore[arg-type]
+            loop_token=context.settings.organisation.message_id_domain,
+        )
+        if attachments_from is not None:
+            _copy_attachments(attachments_from, message)
+        row = records.queue_message(
+            connection,
+            ticket_id=ticket_id,
+            purpose=purpose,
+            dedupe_key=f"{dedupe}:{recipient}",
+            message_id=message_id,
+            envelope_from=context.settings.smtp.bounce_address,
+            recipient=recipient,
+            raw=message.as_bytes(),
+            now=now,
+        )
+        if row is not None:
+            queued.append(row)
+    return queued
+
+
+def _copy_attachments(raw: bytes, message: EmailMessage) -> int:
+    """Attach the files of the message `raw` to `message`; returns the bytes attached."""
+    original = email.message_from_bytes(raw, policy=email.policy.default)
+    total = 0
+    for part in original.walk():
+        if part.is_multipart() or part.get_content_disposition() != "attachment":
+            continue
+        payload = part.get_payload(decode=True)
+        if not isinstance(payload, bytes):
+            continue
+        if total + len(payload) > MAX_RELAYED_ATTACHMENT_BYTES:
+            break
+        total += len(payload)
+        maintype, _, subtype = part.get_content_type().partition("/")
+        filename = flatten(part.get_filename() or "piece-jointe", 200).replace("/", "_")
+        message.add_attachment(
+            payload, maintype=maintype, subtype=subtype or "octet-stream", filename=filename
+        )
+    return total
+
+
+# --- a new ticket ----------------------------------------------------------------------------
+
+
+def notify_new_ticket(
+    connection: Connection,
+    context: Context,
+    ticket: records.TicketRow,
+    mail: InboundMail,
+    raw: bytes,
+    inbound_id: int,
+    now: datetime,
+    *,
+    recipients: Sequence[str] | None = None,
+    reason: str = "",
+) -> None:
+    """Send the queue's staff (or the assignee) the request itself, with its attachments."""
+    queue = queue_of(context.settings, ticket)
+    to = (
+        tuple(recipients)
+        if recipients is not None
+        else staff_recipients(context.settings, ticket, None)
+    )
+    if not to:
+        records.add_event(
+            connection,
+            ticket.id,
+            now,
+            "notice_skipped",
+            f"queue {queue.name} has no staff address configured",
+            inbound_id=inbound_id,
+        )
+        return
+    ids = _queue_internal(
+        connection,
+        context,
+        template="notice",
+        values={
+            "ticket": ticket,
+            "subject": mail.subject,
+            "text": mail.text,
+            "attachments": mail.attachments,
+            "reason": reason,
+            "category_label": CATEGORY_LABELS.get(ticket.category, ticket.category),
+        },
+        queue=queue,
+        recipients=to,
+        ticket_id=ticket.id,
+        ref=ticket.ref,
+        purpose="notice",
+        dedupe=f"notice:{ticket.ref}:{inbound_id}",
+        now=now,
+        attachments_from=raw,
+    )
+    records.add_event(
+        connection,
+        ticket.id,
+        now,
+        "notice_queued",
+        ", ".join(to),
+        inbound_id=inbound_id,
+        outbox_id=ids[0] if ids else None,
+    )
+
+
+def tell_staff_of_brake(
+    connection: Connection,
+    context: Context,
+    mailbox: MailboxSettings,
+    ticket: records.TicketRow,
+    reason: str,
+    now: datetime,
+) -> None:
+    """Tell the queue's staff, once per brake window, that acknowledgements are paused."""
+    minutes = context.settings.classification.burst_window_minutes
+    window = int(now.timestamp()) // (minutes * 60)
+    _queue_internal(
+        connection,
+        context,
+        template="brake",
+        values={"ticket": ticket, "reason": reason},
+        queue=mailbox,
+        recipients=(*mailbox.staff, *mailbox.supervisors),
+        ticket_id=None,
+        ref=None,
+        purpose="brake_notice",
+        dedupe=f"brake:{mailbox.name}:{window}",
+        now=now,
+    )
+
+
+# --- a citizen's follow-up ------------------------------------------------------------------
+
+
+def handle_follow_up(
+    connection: Connection,
+    context: Context,
+    ticket: records.TicketRow,
+    mail: InboundMail,
+    raw: bytes,
+    inbound_id: int,
+    received_at: datetime,
+    now: datetime,
+) -> None:
+    """Record the requester's follow-up: end a hold, reopen, and forward it to staff."""
+    hold_ended = end_hold(
+        connection, context, ticket, received_at, now, actor=ticket.requester, inbound_id=inbound_id
+    )
+    reopened = ticket.status in ("answered", "closed")
+    if reopened:
+        records.set_ticket_fields(connection, ticket.id, now, status="open", closed_at=None)
+        records.add_event(
+            connection,
+            ticket.id,
+            now,
+            "reopened",
+            "follow-up from the requester",
+            actor=ticket.requester,
+            inbound_id=inbound_id,
+        )
+    current = records.ticket_by_ref(connection, ticket.ref) or ticket
+    assignee = _assignee(connection, ticket.id)
+    to = staff_recipients(context.settings, ticket, assignee)
+    if not to:
+        return
+    ids = _queue_internal(
+        connection,
+        context,
+        template="forward",
+        values={
+            "ticket": current,
+            "subject": mail.subject,
+            "text": mail.text,
+            "reopened": reopened,
+            "hold_ended": hold_ended,
+            "due_date": current.due_date,
+        },
+        queue=queue_of(context.settings, ticket),
+        recipients=to,
+        ticket_id=ticket.id,
+        ref=ticket.ref,
+        purpose="forward",
+        dedupe=f"forward:{inbound_id}",
+        now=now,
+        attachments_from=raw,
+    )
+    records.add_event(
+        connection,
+        ticket.id,
+        now,
+        "follow_up_forwarded",
+        ", ".join(to),
+        inbound_id=inbound_id,
+        outbox_id=ids[0] if ids else None,
+    )
+
+
+def _assignee(connection: Connection, ticket_id: int) -> str | None:
+    value: str | None = connection.execute(
+        sa.select(records.TICKET.c.assignee).where(records.TICKET.c.id == ticket_id)
+    ).scalar()
+    return value
+
+
+# --- held messages --------------------------------------------------------------------------
+
+
+def hold_for_review(
+    connection: Connection,
+    context: Context,
+    queue: MailboxSettings,
+    ticket: records.TicketRow | None,
+    mail: InboundMail,
+    inbound_id: int,
+    reasons: Sequence[str],
+    now: datetime,
+) -> None:
+    """Keep the message, relay nothing, and tell the queue's staff why (never the sender)."""
+    target = queue_of(context.settings, ticket) if ticket is not None else queue
+    _queue_internal(
+        connection,
+        context,
+        template="held",
+        values={
+            "ref": ticket.ref if ticket else None,
+            "sender": mail.sender.address if mail.sender else None,
+            "subject": mail.subject,
+            "received_at": now.isoformat(timespec="minutes"),
+            "inbound_id": inbound_id,
+            "reasons": list(reasons),
+        },
+        queue=target,
+        recipients=target.staff,
+        ticket_id=ticket.id if ticket else None,
+        ref=ticket.ref if ticket else None,
+        purpose="held_notice",
+        dedupe=f"held:{inbound_id}",
+        now=now,
+    )
+    if ticket is not None:
+        records.add_event(
+            connection,
+            ticket.id,
+            now,
+            "message_held",
+            "; ".join(reasons),
+            actor=mail.sender.address if mail.sender else "unknown",
+            inbound_id=inbound_id,
+        )
+    log.warning("inbound #%s held: %s", inbound_id, "; ".join(reasons))
+
+
+# --- a staff message ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StaffOutcome:
+    state: str  # processed | held
+    reason: str
+    flags: tuple[str, ...] = ()
+
+
+def authenticate_staff(
+    context: Context, mail: InboundMail, ticket: records.TicketRow | None
+) -> list[str]:
+    """Every reason this message may not act on a ticket as staff (empty: it may)."""
+    reasons: list[str] = []
+    if mail.sender is None:
+        return ["the sender address does not parse strictly"]
+    if ticket is None:
+        reasons.append("no signed link to a ticket (not a reply to one of our messages)")
+    verdict = check_authentication(
+        mail.headers, mail.sender.domain, context.settings.organisation.authserv_id
+    )
+    if not verdict.passed:
+        reasons.extend(f"authentication: {reason}" for reason in verdict.reasons)
+    if ticket is not None:
+        signed = tokens.find_tokens(context.signing_key, mail.thread_ids)
+        if not any(token.ticket_ref == ticket.ref for token in signed):
+            reasons.append("the signed token does not name this ticket")
+    return reasons
+
+
+def handle_staff_message(
+    connection: Connection,
+    context: Context,
+    mailbox: MailboxSettings,
+    ticket: records.TicketRow | None,
+    mail: InboundMail,
+    raw: bytes,
+    inbound_id: int,
+    now: datetime,
+) -> StaffOutcome:
+    reasons = authenticate_staff(context, mail, ticket)
+    if reasons or ticket is None or mail.sender is None:
+        hold_for_review(connection, context, mailbox, ticket, mail, inbound_id, reasons, now)
+        return StaffOutcome("held", "staff message held: " + "; ".join(reasons))
+    sender = mail.sender.address
+    extracted = extract_new_text(mail.text, internal_markers=(INTERNAL_MARKER,))
+    first_line = (
+        extracted.text.strip().splitlines()[0].strip().lower() if extracted.text.strip() else ""
+    )
+    if first_line in CONFIRM_WORDS:
+        return _confirm_held_reply(connection, context, ticket, sender, inbound_id, now)
+    parsed = parse_commands(extracted.text)
+    if parsed.errors:
+        _reply_to_staff(
+            connection,
+            context,
+            ticket,
+            sender,
+            "command_error",
+            {"errors": [f"{e.line} : {e.message}" for e in parsed.errors]},
+            inbound_id,
+            now,
+            mail.message_id,
+        )
+        records.add_event(
+            connection,
+            ticket.id,
+            now,
+            "command_rejected",
+            "; ".join(e.message for e in parsed.errors),
+            actor=sender,
+            inbound_id=inbound_id,
+        )
+        return StaffOutcome("processed", "command error answered to the sender")
+    errors = _validate(context, ticket, parsed.commands)
+    if errors:
+        _reply_to_staff(
+            connection,
+            context,
+            ticket,
+            sender,
+            "command_error",
+            {"errors": errors},
+            inbound_id,
+            now,
+            mail.message_id,
+        )
+        records.add_event(
+            connection,
+            ticket.id,
+            now,
+            "command_rejected",
+            "; ".join(errors),
+            actor=sender,
+            inbound_id=inbound_id,
+        )
+        return StaffOutcome("processed", "command error answered to the sender")
+    names = {command.name for command in parsed.commands}
+    is_note = CommandName.NOTE in names
+    hold = next((c for c in parsed.commands if c.name is CommandName.HOLD), None)
+    text_for_citizen = "" if is_note else parsed.body
+    if hold is not None:
+        text_for_citizen = "\n\n".join(part for part in (hold.argument, parsed.body) if part)
+    if text_for_citizen and not extracted.certain:
+        _reply_to_staff(
+            connection,
+            context,
+            ticket,
+            sender,
+            "confirm",
+            {"text": text_for_citizen},
+            inbound_id,
+            now,
+            mail.message_id,
+        )
+        records.add_event(
+            connection,
+            ticket.id,
+            now,
+            "reply_held_for_confirmation",
+            f"cut uncertain ({extracted.cut_by or 'no quote header found'})",
+            actor=sender,
+            inbound_id=inbound_id,
+        )
+        return StaffOutcome(
+            "held",
+            "reply held: the quoted history could not be cut with "
+            "certainty; the sender was asked to confirm",
+            flags=("uncertain_cut",),
+        )
+    for command in parsed.commands:
+        _apply_command(connection, context, ticket, command, sender, inbound_id, now)
+    if is_note:
+        records.add_event(
+            connection, ticket.id, now, "note", parsed.body, actor=sender, inbound_id=inbound_id
+        )
+    if text_for_citizen:
+        relay_reply(
+            connection,
+            context,
+            ticket,
+            text_for_citizen,
+            raw,
+            sender,
+            inbound_id,
+            mail.message_id,
+            now,
+            purpose="hold_request" if hold else "reply",
+        )
+    if not parsed.commands and not text_for_citizen:
+        records.add_event(
+            connection,
+            ticket.id,
+            now,
+            "staff_message_empty",
+            "nothing to relay and no command",
+            actor=sender,
+            inbound_id=inbound_id,
+        )
+    return StaffOutcome("processed", "staff message applied")
+
+
+def _validate(
+    context: Context, ticket: records.TicketRow, commands: Sequence[Command]
+) -> list[str]:
+    errors = []
+    names = [command.name for command in commands]
+    if CommandName.NOTE in names and CommandName.HOLD in names:
+        errors.append(
+            "« note » et « attente » ne vont pas ensemble : une note n'est jamais "
+            "transmise, la raison d'une attente l'est"
+        )
+    categories = {m.category for m in context.settings.mailboxes} | {"information", "complaint"}
+    for command in commands:
+        if command.name is CommandName.CATEGORY and command.argument not in categories:
+            errors.append(f"catégorie « {command.argument} » : aucune file de ce type")
+        if command.name in (CommandName.INTERVIEW, CommandName.COMMITTEE):
+            commitment = _result_commitment(context, ticket, command.name)
+            if commitment is None:
+                errors.append(
+                    f"« {command.line} » : ce dossier n'a pas d'engagement de résultat "
+                    "qui commence à cette date"
+                )
+    return errors
+
+
+def _result_commitment(
+    context: Context, ticket: records.TicketRow, name: CommandName
+) -> str | None:
+    wanted = "internship_result" if name is CommandName.INTERVIEW else "cooperation_result"
+    return wanted if wanted in records.commitments_for(context.settings, ticket.category) else None
+
+
+def _apply_command(
+    connection: Connection,
+    context: Context,
+    ticket: records.TicketRow,
+    command: Command,
+    sender: str,
+    inbound_id: int,
+    now: datetime,
+) -> None:
+    name = command.name
+    detail = command.line
+    if name is CommandName.CLOSE:
+        records.set_ticket_fields(connection, ticket.id, now, status="closed", closed_at=now)
+    elif name is CommandName.HOLD:
+        start_hold(connection, ticket, command.argument, sender, now)
+    elif name is CommandName.ASSIGN:
+        records.set_ticket_fields(connection, ticket.id, now, assignee=command.argument)
+    elif name is CommandName.ENGLISH:
+        records.set_ticket_fields(
+            connection, ticket.id, now, english_allowed=True, english_basis=command.argument[:500]
+        )
+    elif name is CommandName.CATEGORY:
+        if command.argument != ticket.category:
+            records.set_ticket_fields(connection, ticket.id, now, category=command.argument)
+            recompute_deadlines(connection, context, ticket.id, now)
+    elif name in (CommandName.INTERVIEW, CommandName.COMMITTEE):
+        commitment_id = _result_commitment(context, ticket, name)
+        assert commitment_id is not None  # checked by _validate
+        start_result_clock(
+            connection, context, ticket, commitment_id, date.fromisoformat(command.argument)
+        )
+    elif name is CommandName.NOTE:
+        return  # recorded by the caller with the message's text
+    records.add_event(
+        connection,
+        ticket.id,
+        now,
+        f"command_{name.value}",
+        detail,
+        actor=sender,
+        inbound_id=inbound_id,
+    )
+
+
+def _reply_to_staff(
+    connection: Connection,
+    context: Context,
+    ticket: records.TicketRow,
+    sender: str,
+    template: str,
+    values: dict[str, object],
+    inbound_id: int,
+    now: datetime,
+    in_reply_to: str,
+) -> None:
+    _queue_internal(
+        connection,
+        context,
+        template=template,
+        values={"ticket": ticket, **values},
+        queue=queue_of(context.settings, ticket),
+        recipients=(sender,),
+        ticket_id=ticket.id,
+        ref=ticket.ref,
+        purpose=f"staff_{template}",
+        dedupe=f"{template}:{inbound_id}",
+        now=now,
+        in_reply_to=in_reply_to,
+    )
+
+
+def _confirm_held_reply(
+    connection: Connection,
+    context: Context,
+    ticket: records.TicketRow,
+    sender: str,
+    inbound_id: int,
+    now: datetime,
+) -> StaffOutcome:
+    """Relay the sender's latest reply on this ticket that was held for confirmation."""
+    table = records.INBOUND
+    held = connection.execute(
+        sa.select(table.c.id, table.c.raw)
+        .where(table.c.ticket_id == ticket.id)
+        .where(table.c.state == "held")
+        .where(table.c.flags.contains("uncertain_cut"))
+        .order_by(table.c.id.desc())
+    ).all()
+    from mailbot.parse import parse_message
+
+    for row in held:
+        original = parse_message(row.raw)
+        if original.sender is None or original.sender.address != sender:
+            continue
+        extracted = extract_new_text(original.text, internal_markers=(INTERNAL_MARKER,))
+        parsed = parse_commands(extracted.text)
+        for command in parsed.commands:
+            _apply_command(connection, context, ticket, command, sender, row.id, now)
+        hold = next((c for c in parsed.commands if c.name is CommandName.HOLD), None)
+        text = "\n\n".join(p for p in ((hold.argument if hold else ""), parsed.body) if p)
+        relay_reply(
+            connection,
+            context,
+            ticket,
+            text,
+            row.raw,
+            sender,
+            row.id,
+            original.message_id,
+            now,
+            purpose="hold_request" if hold else "reply",
+        )
+        connection.execute(
+            sa.update(table)
+            .where(table.c.id == row.id)
+            .values(state="processed", reason=f"confirmed by the sender (inbound #{inbound_id})")
+        )
+        records.add_event(
+            connection,
+            ticket.id,
+            now,
+            "reply_confirmed",
+            f"inbound #{row.id}",
+            actor=sender,
+            inbound_id=inbound_id,
+        )
+        return StaffOutcome("processed", f"confirmed held reply #{row.id}")
+    return StaffOutcome("processed", "confirmation with no held reply to confirm")
+
+
+def relay_reply(
+    connection: Connection,
+    context: Context,
+    ticket: records.TicketRow,
+    text: str,
+    raw: bytes,
+    sender: str,
+    inbound_id: int,
+    staff_message_id: str,
+    now: datetime,
+    *,
+    purpose: str,
+) -> None:
+    """Queue the staff member's words to the citizen from the queue's official address."""
+    queue = queue_of(context.settings, ticket)
+    citizen_ids, our_ids = _citizen_thread(connection, ticket.id)
+    rendered = _render(
+        context,
+        "reply",
+        {
+            "ticket": ticket,
+            "text": text.rstrip(),
+            "subject": _strip_reply_prefix(ticket.subject),
+            "queue": queue,
+            "org": context.settings.organisation,
+        },
+    )
+    message_id = _message_id(context, ticket.ref)
+    envelope = Envelope(
+        from_address=queue.address,
+        from_name=queue.display_name,
+        to_address=ticket.requester,
+        to_name=ticket.requester_name,
+        message_id=message_id,
+        date=now,
+        in_reply_to=citizen_ids[-1] if citizen_ids else "",
+        references=(*citizen_ids, *our_ids),
+    )
+    message = compose(
+        envelope,
+        rendered,
+        auto_submitted=None,  # type: ignore[arg-type]
+        loop_token=context.settings.organisation.message_id_domain,
+    )
+    attached = _copy_attachments(raw, message)
+    dedupe = f"relay:{staff_message_id or inbound_id}"
+    row = records.queue_message(
+        connection,
+        ticket_id=ticket.id,
+        purpose=purpose,
+        dedupe_key=dedupe,
+        message_id=message_id,
+        envelope_from=queue.address,
+        recipient=ticket.requester,
+        raw=message.as_bytes(),
+        now=now,
+    )
+    if row is None:
+        records.add_event(
+            connection,
+            ticket.id,
+            now,
+            "reply_duplicate",
+            f"already relayed ({dedupe})",
+            actor=sender,
+            inbound_id=inbound_id,
+        )
+        return
+    records.add_event(
+        connection,
+        ticket.id,
+        now,
+        f"{purpose}_queued",
+        f"{len(text)} characters, {attached} bytes attached",
+        actor=sender,
+        inbound_id=inbound_id,
+        outbox_id=row,
+    )
+
+
+def _strip_reply_prefix(subject: str) -> str:
+    import re
+
+    return (
+        re.sub(r"^(\s*(re|tr|fwd?|réf|ref|aw|wg)\s*:\s*)+", "", subject, flags=re.I)
+        or "Votre demande"
+    )
+
+
+def _citizen_thread(connection: Connection, ticket_id: int) -> tuple[list[str], list[str]]:
+    """Message-IDs of the citizen's messages on the ticket and of ours to the citizen."""
+    inbound = records.INBOUND
+    outbox = records.OUTBOX
+    citizen = [
+        row.message_id
+        for row in connection.execute(
+            sa.select(inbound.c.message_id)
+            .where(inbound.c.ticket_id == ticket_id)
+            .where(inbound.c.kind.in_(("new_request", "follow_up")))
+            .order_by(inbound.c.id)
+        )
+        if row.message_id
+    ]
+    ours = [
+        row.message_id
+        for row in connection.execute(
+            sa.select(outbox.c.message_id)
+            .where(outbox.c.ticket_id == ticket_id)
+            .where(outbox.c.purpose.in_(("acknowledgement", "reply", "hold_request")))
+            .order_by(outbox.c.id)
+        )
+    ]
+    return citizen, ours
+
+
+# --- clocks ---------------------------------------------------------------------------------
+
+
+def start_hold(
+    connection: Connection, ticket: records.TicketRow, reason: str, actor: str, now: datetime
+) -> None:
+    holds = records.HOLD
+    open_hold = connection.execute(
+        sa.select(holds.c.id)
+        .where(holds.c.ticket_id == ticket.id)
+        .where(holds.c.ended_at.is_(None))
+    ).first()
+    if open_hold is None:
+        connection.execute(
+            sa.insert(holds).values(
+                ticket_id=ticket.id,
+                started_at=now,
+                reason=reason[:2000],
+                started_by=actor,
+                ended_by="",
+            )
+        )
+    records.set_ticket_fields(connection, ticket.id, now, status="on_hold")
+
+
+def end_hold(
+    connection: Connection,
+    context: Context,
+    ticket: records.TicketRow,
+    at: datetime,
+    now: datetime,
+    *,
+    actor: str,
+    inbound_id: int | None,
+) -> bool:
+    """Close the ticket's open hold at `at` (the information's arrival); True if one was open."""
+    holds = records.HOLD
+    result = connection.execute(
+        sa.update(holds)
+        .where(holds.c.ticket_id == ticket.id)
+        .where(holds.c.ended_at.is_(None))
+        .values(ended_at=max(at, _hold_start(connection, ticket.id) or at), ended_by=actor)
+    )
+    if result.rowcount == 0:
+        return False
+    if ticket.status == "on_hold":
+        records.set_ticket_fields(connection, ticket.id, now, status="open")
+    recompute_deadlines(connection, context, ticket.id, now)
+    records.add_event(
+        connection,
+        ticket.id,
+        now,
+        "hold_ended",
+        "the requester wrote back",
+        actor=actor,
+        inbound_id=inbound_id,
+    )
+    return True
+
+
+def _hold_start(connection: Connection, ticket_id: int) -> datetime | None:
+    holds = records.HOLD
+    value: datetime | None = connection.execute(
+        sa.select(holds.c.started_at)
+        .where(holds.c.ticket_id == ticket_id)
+        .where(holds.c.ended_at.is_(None))
+    ).scalar()
+    return value
+
+
+def recompute_deadlines(
+    connection: Connection, context: Context, ticket_id: int, now: datetime
+) -> None:
+    """Recompute every receipt-started deadline of a ticket from its original receipt time,
+    its current category and its holds; deadlines already met keep their row."""
+    from mailbot.business_calendar import BusinessCalendar
+
+    calendar = context.calendar
+    assert isinstance(calendar, BusinessCalendar)
+    settings = context.settings
+    ticket = connection.execute(
+        sa.select(records.TICKET).where(records.TICKET.c.id == ticket_id)
+    ).one()
+    holds = [
+        Hold(start=row.started_at, end=row.ended_at)
+        for row in connection.execute(
+            sa.select(records.HOLD).where(records.HOLD.c.ticket_id == ticket_id)
+        )
+    ]
+    table = records.DEADLINE
+    existing = {
+        row.commitment: row
+        for row in connection.execute(sa.select(table).where(table.c.ticket_id == ticket_id))
+    }
+    wanted = [settings.commitment(c) for c in records.commitments_for(settings, ticket.category)]
+    due_date: date | None = None
+    for commitment in wanted:
+        if commitment.starts_at != "receipt":
+            if commitment.id in existing and commitment.kind != "acknowledgement":
+                due_date = existing[commitment.id].due_date
+            continue
+        deadline = calendar.deadline_with_holds(
+            ticket.received_at, commitment.business_days, holds, now
+        )
+        values = {
+            "clock_start": deadline.receipt_day,
+            "due_date": deadline.due_date,
+            "due_at": deadline.due_at,
+            "days_on_hold": deadline.days_on_hold,
+        }
+        if commitment.id in existing:
+            if existing[commitment.id].met_at is None:
+                connection.execute(
+                    sa.update(table)
+                    .where(table.c.id == existing[commitment.id].id)
+                    .values(**values)
+                )
+        else:
+            connection.execute(
+                sa.insert(table).values(ticket_id=ticket_id, commitment=commitment.id, **values)
+            )
+        if commitment.kind == "reply":
+            due_date = deadline.due_date
+    stale = [c for c in existing if c not in {w.id for w in wanted} and existing[c].met_at is None]
+    if stale:
+        connection.execute(
+            sa.delete(table)
+            .where(table.c.ticket_id == ticket_id)
+            .where(table.c.commitment.in_(stale))
+        )
+    connection.execute(
+        sa.update(records.TICKET)
+        .where(records.TICKET.c.id == ticket_id)
+        .values(due_date=due_date, updated_at=now)
+    )
+
+
+def start_result_clock(
+    connection: Connection,
+    context: Context,
+    ticket: records.TicketRow,
+    commitment_id: str,
+    start: date,
+) -> None:
+    """Start a programme's result clock on the date staff gave (interview, committee)."""
+    from mailbot.business_calendar import BusinessCalendar
+
+    calendar = context.calendar
+    assert isinstance(calendar, BusinessCalendar)
+    commitment = context.settings.commitment(commitment_id)
+    deadline = calendar.deadline_from_day(start, commitment.business_days)
+    table = records.DEADLINE
+    values = {
+        "clock_start": deadline.receipt_day,
+        "due_date": deadline.due_date,
+        "due_at": deadline.due_at,
+        "days_on_hold": 0,
+    }
+    updated = connection.execute(
+        sa.update(table)
+        .where(table.c.ticket_id == ticket.id)
+        .where(table.c.commitment == commitment_id)
+        .values(**values)
+    )
+    if updated.rowcount == 0:
+        connection.execute(
+            sa.insert(table).values(ticket_id=ticket.id, commitment=commitment_id, **values)
+        )
+    connection.execute(
+        sa.update(records.TICKET)
+        .where(records.TICKET.c.id == ticket.id)
+        .values(due_date=deadline.due_date)
+    )
+
+
+def office_noon(day: date) -> time:
+    return time(12, 0)
