@@ -65,7 +65,7 @@ def child(imap_port: int, smtp_port: int, root: Path, count: int) -> dict[str, f
     report = run_pass(app)
     elapsed = time.perf_counter() - started
     rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    if report.fetched != count or report.outbox.sent != count:
+    if report.fetched != count or report.outbox.sent != 2 * count:  # ack + staff notice
         raise SystemExit(f"pass incomplete: {report.summary()}")
     return {
         "count": count,
@@ -78,7 +78,9 @@ def child(imap_port: int, smtp_port: int, root: Path, count: int) -> dict[str, f
 
 def one_run(count: int) -> dict[str, float]:
     root = make_sandbox_dir("mailbot-bench-")
-    users = [INFO, "plaintes@mri.gouv.qc.ca"] + [f"citoyen{n}@example.org" for n in range(count)]
+    users = [INFO, "plaintes@mri.gouv.qc.ca", "agent.info@mri.gouv.qc.ca"] + [
+        f"citoyen{n}@example.org" for n in range(count)
+    ]
     try:
         with Sandbox(root=root / "mail", users=users) as sandbox:
             received = datetime(2025, 11, 3, 10, 0, tzinfo=ZoneInfo("America/Toronto"))

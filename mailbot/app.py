@@ -23,8 +23,9 @@ from mailbot.business_calendar import BusinessCalendar, build_calendar
 from mailbot.clock import Clock
 from mailbot.errors import ConfigError, ImapError
 from mailbot.ingest import ImapMailbox
+from mailbot.jobs import run_due_jobs
 from mailbot.models import ImapCheckpoint, InboundMessage, Ticket
-from mailbot.outbox import FlushReport, flush_outbox
+from mailbot.outbox import FlushReport, SendPolicy, flush_outbox
 from mailbot.pipeline import Pipeline, process_fetched
 from mailbot.render import Renderer
 from mailbot.settings import MailboxSettings, Settings, secret
@@ -132,6 +133,16 @@ def run_pass(app: App, should_stop: StopCheck = lambda: False) -> PassReport:
         except ImapError as exc:
             log.error("mailbox %s: %s", mailbox.name, exc)
             report.errors.append(f"imap:{mailbox.name}")
+    try:
+        jobs = run_due_jobs(app, app.clock.now())
+    except Exception:  # reminders must never stop ingestion or sending
+        log.exception("scheduled jobs failed")
+        report.errors.append("jobs")
+    else:
+        for name, n in jobs.counts().items():
+            report.outcomes[name] = report.outcomes.get(name, 0) + n
+        if jobs.failed:
+            report.errors.append("jobs")
     report.outbox = send_outbox(app)
     return report
 
@@ -143,7 +154,21 @@ def send_outbox(app: App) -> FlushReport:
         smtp,
         app.password(smtp.password_env, "SMTP password"),
         app.clock.now(),
-        give_up_after=timedelta(hours=app.settings.daemon.outbox_max_attempts_hours),
+        policy=send_policy(app.settings),
+    )
+
+
+def send_policy(settings: Settings) -> SendPolicy:
+    """Acknowledgements meet the acknowledgement commitments; replies the reply and result ones."""
+    by_kind: dict[str, list[str]] = {}
+    for commitment in settings.commitments:
+        by_kind.setdefault(commitment.kind, []).append(commitment.id)
+    return SendPolicy(
+        give_up_after=timedelta(hours=settings.daemon.outbox_max_attempts_hours),
+        meets={
+            "acknowledgement": tuple(by_kind.get("acknowledgement", ())),
+            "reply": (*by_kind.get("reply", ()), *by_kind.get("result", ())),
+        },
     )
 
 
@@ -257,6 +282,57 @@ def _move(
                     .where(col(InboundMessage.uid).in_(batch))
                     .values(moved_at=now, folder=folder)
                 )
+
+
+def list_quarantine(app: App) -> list[dict[str, Any]]:
+    """Quarantined messages, oldest first: number, mailbox, arrival, size and reason."""
+    with session_scope(app.engine) as session:
+        rows = session.exec(
+            select(InboundMessage)
+            .where(InboundMessage.state == "quarantined")
+            .order_by(col(InboundMessage.id))
+        ).all()
+        return [
+            {
+                "id": row.id,
+                "mailbox": row.mailbox,
+                "received_at": row.internal_date.isoformat(),
+                "size": row.size,
+                "message_id": row.message_id,
+                "reason": row.reason,
+            }
+            for row in rows
+        ]
+
+
+def retry_quarantined(app: App, inbound_id: int) -> str:
+    """Process a quarantined message again from its stored bytes; returns its new state.
+
+    The stored row is replaced in the same transaction by the outcome of a fresh pass over
+    the same bytes, keeping its IMAP key; a message that fails again stays quarantined.
+    """
+    from mailbot.errors import NotFound
+    from mailbot.ingest import FetchedMessage
+    from mailbot.records import INBOUND
+
+    pipeline = Pipeline.build(app.settings, app.calendar, app.renderer, app.signing_key)
+    now = app.clock.now()
+    with app.engine.begin() as connection:
+        row = connection.execute(sa.select(INBOUND).where(INBOUND.c.id == inbound_id)).first()
+        if row is None or row.state != "quarantined":
+            raise NotFound(f"no quarantined message #{inbound_id}")
+        mailbox = app.settings.mailbox(row.mailbox)
+        fetched = FetchedMessage(
+            uid=row.uid,
+            internal_date=row.internal_date,
+            size=row.size,
+            raw=row.raw,
+            truncated=False,
+        )
+        connection.execute(sa.delete(INBOUND).where(INBOUND.c.id == inbound_id))
+        processed = process_fetched(connection, pipeline, mailbox, row.uidvalidity, fetched, now)
+    log.info("quarantined message #%s retried: %s", inbound_id, processed.state)
+    return processed.state
 
 
 def ticket_json(ticket: Ticket) -> dict[str, Any]:

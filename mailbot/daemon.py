@@ -17,6 +17,7 @@ from types import FrameType
 
 import aiosmtplib
 from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from mailbot.app import App, run_pass
@@ -40,14 +41,17 @@ def run_daemon(app: App) -> int:
     stop = threading.Event()
     scheduler = BlockingScheduler(timezone=UTC)
 
+    passing = threading.Lock()
+
     def one_pass() -> None:
         if stop.is_set():
             return
-        try:
-            report = run_pass(app, should_stop=stop.is_set)
-        except Exception:  # keep the daemon alive; the next pass retries
-            log.exception("pass failed")
-            return
+        with passing:  # the poll and the wake-ups below never run two passes at once
+            try:
+                report = run_pass(app, should_stop=stop.is_set)
+            except Exception:  # keep the daemon alive; the next pass retries
+                log.exception("pass failed")
+                return
         log.info("pass done: %s", report.summary())
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
@@ -66,6 +70,24 @@ def run_daemon(app: App) -> int:
         next_run_time=datetime.now(UTC),
         misfire_grace_time=None,
     )
+    # Reminders and digests are due by the database; these wake a pass at their office times
+    # on weekdays, so a long poll interval never delays them.
+    reminders = app.settings.reminders
+    for name, at in (("reminders", reminders.reminder_time), ("digest", reminders.digest_time)):
+        scheduler.add_job(
+            one_pass,
+            CronTrigger(
+                day_of_week="mon-fri",
+                hour=at.hour,
+                minute=at.minute,
+                second=at.second,
+                timezone=app.settings.organisation.zone,
+            ),
+            id=name,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+        )
     log.info(
         "mailbot daemon started: %d mailbox(es), every %.0f s",
         len(app.settings.mailboxes),

@@ -53,6 +53,14 @@ class FlushReport:
     failed: int = 0
     unreachable: bool = False
 
+    def plus(self, other: FlushReport) -> FlushReport:
+        return FlushReport(
+            sent=self.sent + other.sent,
+            retrying=self.retrying + other.retrying,
+            failed=self.failed + other.failed,
+            unreachable=self.unreachable or other.unreachable,
+        )
+
 
 def backoff(attempts: int) -> timedelta:
     """Minutes at first, growing to about an hour: 1, 2, 4, 8, 16, 32, 60, 60... minutes."""
@@ -60,41 +68,42 @@ def backoff(attempts: int) -> timedelta:
 
 
 def claim_rows(engine: Engine, now: datetime, owner: str, limit: int) -> list[OutboxMessage]:
-    """Lease up to `limit` due rows to `owner`; rows another worker holds are skipped."""
-    with session_scope(engine) as session:
-        candidates = session.exec(
-            select(OutboxMessage.id)
-            .where(OutboxMessage.state == "pending")
-            .where(OutboxMessage.next_attempt_at <= now)
-            .where(
-                sa.or_(
-                    col(OutboxMessage.lease_until).is_(None), col(OutboxMessage.lease_until) < now
-                )
-            )
-            .order_by(col(OutboxMessage.id))
-            .limit(limit)
-        ).all()
-        claimed: list[int] = []
-        for row_id in candidates:
-            result = session.execute(
-                sa.update(OutboxMessage)
-                .where(col(OutboxMessage.id) == row_id)
-                .where(col(OutboxMessage.state) == "pending")
-                .where(
-                    sa.or_(
-                        col(OutboxMessage.lease_until).is_(None),
-                        col(OutboxMessage.lease_until) < now,
-                    )
-                )
+    """Lease up to `limit` due rows to `owner`; rows another worker holds are skipped.
+
+    One UPDATE both chooses and leases the rows, inside a write transaction, so two workers
+    can never lease the same row; the rows are then read back by their lease.
+    """
+    table = OutboxMessage.__table__  # type: ignore[attr-defined]
+    available = sa.or_(table.c.lease_until.is_(None), table.c.lease_until < now)
+    due = (
+        sa.select(table.c.id)
+        .where(table.c.state == "pending")
+        .where(table.c.next_attempt_at <= now)
+        .where(available)
+        .order_by(table.c.id)
+        .limit(limit)
+        .scalar_subquery()
+    )
+    with engine.begin() as connection:
+        claimed = (
+            connection.execute(
+                sa.update(table)
+                .where(table.c.id.in_(due))
+                .where(table.c.state == "pending")
+                .where(available)
                 .values(lease_owner=owner, lease_until=now + LEASE)
+                .returning(table.c.id)
             )
-            if result.rowcount == 1:  # type: ignore[attr-defined]
-                claimed.append(row_id)  # type: ignore[arg-type]
-        if not claimed:
-            return []
+            .scalars()
+            .all()
+        )
+    if not claimed:
+        return []
+    with session_scope(engine) as session:
         rows = session.exec(
             select(OutboxMessage)
-            .where(col(OutboxMessage.id).in_(claimed))
+            .where(col(OutboxMessage.id).in_(list(claimed)))
+            .where(col(OutboxMessage.lease_owner) == owner)
             .order_by(col(OutboxMessage.id))
         ).all()
         return list(rows)
@@ -293,11 +302,6 @@ def flush_outbox(
         if not rows:
             return total
         report = asyncio.run(_send_rows(engine, settings, password, rows, now, policy))
-        total = FlushReport(
-            sent=total.sent + report.sent,
-            retrying=total.retrying + report.retrying,
-            failed=total.failed + report.failed,
-            unreachable=total.unreachable or report.unreachable,
-        )
+        total = total.plus(report)
         if report.unreachable or report.sent == 0:
             return total

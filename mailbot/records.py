@@ -317,31 +317,36 @@ def queue_message(
     now: datetime,
 ) -> int | None:
     """Add an outbox row; None when a row with the same dedupe key exists (already queued)."""
-    exists = connection.execute(
-        sa.select(OUTBOX.c.id).where(OUTBOX.c.dedupe_key == dedupe_key)
+    inserted = connection.execute(
+        _insert_ignoring(connection, OUTBOX, "dedupe_key")
+        .values(
+            ticket_id=ticket_id,
+            purpose=purpose,
+            dedupe_key=dedupe_key,
+            message_id=message_id,
+            envelope_from=envelope_from,
+            recipient=recipient,
+            raw=raw,
+            state="pending",
+            attempts=0,
+            next_attempt_at=now,
+            last_error="",
+            created_at=now,
+        )
+        .returning(OUTBOX.c.id)
     ).scalar()
-    if exists is not None:
-        return None
-    return int(
-        connection.execute(
-            sa.insert(OUTBOX)
-            .values(
-                ticket_id=ticket_id,
-                purpose=purpose,
-                dedupe_key=dedupe_key,
-                message_id=message_id,
-                envelope_from=envelope_from,
-                recipient=recipient,
-                raw=raw,
-                state="pending",
-                attempts=0,
-                next_attempt_at=now,
-                last_error="",
-                created_at=now,
-            )
-            .returning(OUTBOX.c.id)
-        ).scalar_one()
-    )
+    return int(inserted) if inserted is not None else None
+
+
+def _insert_ignoring(connection: Connection, table: sa.Table, key: str) -> Any:
+    """INSERT ... ON CONFLICT (key) DO NOTHING, in the dialect of the connection."""
+    if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).on_conflict_do_nothing(index_elements=[key])
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table).on_conflict_do_nothing(index_elements=[key])
 
 
 def start_of_office_day(calendar: BusinessCalendar, now: datetime) -> datetime:

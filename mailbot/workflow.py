@@ -17,16 +17,16 @@ import email.policy
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import date, datetime
 from email.message import EmailMessage
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from mailbot import records, tokens
-from mailbot.business_calendar import Hold
+from mailbot.business_calendar import BusinessCalendar, Hold
 from mailbot.parse import InboundMail, flatten
-from mailbot.render import Envelope, compose
+from mailbot.render import Envelope, Rendered, Renderer, compose
 from mailbot.settings import MailboxSettings, Settings
 from mailbot.staff import (
     COMMAND_HELP_FR,
@@ -75,13 +75,13 @@ class Context:
     """What the workflow needs besides the connection (built by the pipeline)."""
 
     settings: Settings
-    renderer: object  # mailbot.render.Renderer; typed loosely to keep this module's imports light
+    renderer: Renderer
     signing_key: bytes
-    calendar: object  # mailbot.business_calendar.BusinessCalendar
+    calendar: BusinessCalendar
 
 
-def _render(context: Context, name: str, values: dict[str, object]) -> object:
-    return context.renderer.render(name, values, with_html=False)  # type: ignore[attr-defined]
+def _render(context: Context, name: str, values: dict[str, object]) -> Rendered:
+    return context.renderer.render(name, values, with_html=False)
 
 
 def _message_id(context: Context, ref: str | None) -> str:
@@ -106,6 +106,7 @@ def _queue_internal(
     now: datetime,
     in_reply_to: str = "",
     attachments_from: bytes | None = None,
+    has_attachments: bool = False,
 ) -> list[int]:
     """Internal mail to staff, from the queue's address, with Reply-To back to the queue."""
     values = {
@@ -132,10 +133,10 @@ def _queue_internal(
         message = compose(
             envelope,
             rendered,
-            auto_submitted="auto-generated",  # type: ignore[arg-type]
+            auto_submitted="auto-generated",
             loop_token=context.settings.organisation.message_id_domain,
         )
-        if attachments_from is not None:
+        if attachments_from is not None and has_attachments:
             _copy_attachments(attachments_from, message)
         row = records.queue_message(
             connection,
@@ -151,6 +152,10 @@ def _queue_internal(
         if row is not None:
             queued.append(row)
     return queued
+
+
+def _has_attachment_parts(raw: bytes) -> bool:
+    return b"attachment" in raw.lower()
 
 
 def _copy_attachments(raw: bytes, message: EmailMessage) -> int:
@@ -750,10 +755,10 @@ def relay_reply(
     message = compose(
         envelope,
         rendered,
-        auto_submitted=None,  # type: ignore[arg-type]
+        auto_submitted=None,
         loop_token=context.settings.organisation.message_id_domain,
     )
-    attached = _copy_attachments(raw, message)
+    attached = _copy_attachments(raw, message) if _has_attachment_parts(raw) else 0
     dedupe = f"relay:{staff_message_id or inbound_id}"
     row = records.queue_message(
         connection,
@@ -899,10 +904,7 @@ def recompute_deadlines(
 ) -> None:
     """Recompute every receipt-started deadline of a ticket from its original receipt time,
     its current category and its holds; deadlines already met keep their row."""
-    from mailbot.business_calendar import BusinessCalendar
-
     calendar = context.calendar
-    assert isinstance(calendar, BusinessCalendar)
     settings = context.settings
     ticket = connection.execute(
         sa.select(records.TICKET).where(records.TICKET.c.id == ticket_id)
@@ -969,10 +971,7 @@ def start_result_clock(
     start: date,
 ) -> None:
     """Start a programme's result clock on the date staff gave (interview, committee)."""
-    from mailbot.business_calendar import BusinessCalendar
-
     calendar = context.calendar
-    assert isinstance(calendar, BusinessCalendar)
     commitment = context.settings.commitment(commitment_id)
     deadline = calendar.deadline_from_day(start, commitment.business_days)
     table = records.DEADLINE
@@ -997,7 +996,3 @@ def start_result_clock(
         .where(records.TICKET.c.id == ticket.id)
         .values(due_date=deadline.due_date)
     )
-
-
-def office_noon(day: date) -> time:
-    return time(12, 0)
