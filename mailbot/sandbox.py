@@ -29,7 +29,12 @@ from typing import Any
 from mailbot.errors import MailbotError
 
 SANDBOX_PASSWORD = "sandbox"
-MINISTRY_ADDRESSES = ("renseignements@mri.gouv.qc.ca", "plaintes@mri.gouv.qc.ca")
+MINISTRY_ADDRESSES = (
+    "renseignements@mri.gouv.qc.ca",
+    "plaintes@mri.gouv.qc.ca",
+    "stages@mri.gouv.qc.ca",
+    "cooperation@mri.gouv.qc.ca",
+)
 STAFF_ADDRESSES = (
     "agent.info@mri.gouv.qc.ca",
     "agent.plaintes@mri.gouv.qc.ca",
@@ -223,7 +228,7 @@ class _SmtpHandler:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         now = datetime.now(UTC)
-        sender = envelope.mail_from or ""
+        sender = (envelope.mail_from or "").strip("<>")
         content = envelope.original_content or b""
         for recipient in envelope.rcpt_tos:
             prefix = (

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import shutil
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 
@@ -12,7 +15,7 @@ from mailbot.app import App, build_app
 from mailbot.clock import FixedClock, parse_instant
 from mailbot.sandbox import Sandbox, make_sandbox_dir
 from mailbot.sandbox_cli import sandbox_environ, sandbox_settings
-from mailbot.settings import Settings, load_settings
+from mailbot.settings import DatabaseSettings, Settings, load_settings
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_SIGNING_KEY = "test-signing-key-0123456789abcdef"
@@ -37,11 +40,38 @@ def base_settings() -> Settings:
 
 
 @pytest.fixture
-def settings(base_settings: Settings, sandbox: Sandbox, tmp_path: Path) -> Settings:
-    return sandbox_settings(base_settings, sandbox, tmp_path / "data")
+def database_url(tmp_path: Path) -> Iterator[str]:
+    """SQLite in the test's directory; or, with MAILBOT_TEST_POSTGRES_URL set (an admin URL,
+    e.g. postgresql+psycopg://postgres@127.0.0.1:5432/postgres), a fresh PostgreSQL database
+    per test, dropped afterwards."""
+    admin_url = os.environ.get("MAILBOT_TEST_POSTGRES_URL")
+    if not admin_url:
+        yield f"sqlite:///{tmp_path / 'data' / 'mailbot.db'}"
+        return
+    import sqlalchemy as sa
+
+    name = f"mailbot_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
-AppFactory = Callable[[str], App]
+@pytest.fixture
+def settings(
+    base_settings: Settings, sandbox: Sandbox, tmp_path: Path, database_url: str
+) -> Settings:
+    chosen = sandbox_settings(base_settings, sandbox, tmp_path / "data")
+    return chosen.model_copy(update={"database": DatabaseSettings(url=database_url)})
+
+
+class AppFactory(Protocol):
+    def __call__(self, now: str, custom: Settings | None = None) -> App: ...
 
 
 @pytest.fixture

@@ -6,17 +6,18 @@ from datetime import timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
-from sqlmodel import select
+from sqlmodel import col, select
 
 from mailbot.app import run_pass
 from mailbot.models import AddressState, InboundMessage, OutboxMessage, Ticket
 from mailbot.sandbox import Sandbox
 from mailbot.store import session_scope
 from tests.conftest import AppFactory
-from tests.test_spine import CITIZEN, INFO, citizen_request, office, parsed
+from tests.test_spine import CITIZEN, INFO, citizen_request, office, parsed, text_of
 
 CORPUS = Path(__file__).parent / "corpus"
 MINISTRY = "@mri.gouv.qc.ca"
+SUPERVISOR = "superviseur@mri.gouv.qc.ca"
 
 
 def outbox_recipients(engine: sa.Engine) -> list[tuple[str, str]]:
@@ -168,3 +169,75 @@ def test_a_pass_over_malformed_mail_leaves_the_inbox_empty(
             assert row.reason, f"message #{row.id} has no reason"
     moved = len(sandbox.fetch_all(INFO, "Traites")) + len(sandbox.fetch_all(INFO, "Quarantaine"))
     assert moved == len(names) + 1
+
+
+def test_the_global_brake_pauses_acknowledgements_and_tells_staff(
+    sandbox: Sandbox, make_app: AppFactory
+) -> None:
+    senders = ("josee.tremblay@example.org", "john.smith@example.com", "marc.gagnon@example.net")
+    for n in range(6):
+        sandbox.deliver(
+            INFO,
+            citizen_request(f"<burst-{n}@example.org>", sender=senders[n % 3]),
+            received_at=office("2025-11-03T10:00"),
+        )
+    base = make_app("2025-11-03T10:01:00-05:00").settings
+    braked = base.model_copy(
+        update={"classification": base.classification.model_copy(update={"burst_limit": 4})}
+    )
+    app = make_app("2025-11-03T10:01:00-05:00", braked)
+
+    run_pass(app)
+
+    with session_scope(app.engine) as session:
+        assert session.exec(select(sa.func.count()).select_from(Ticket)).one() == 6
+        acknowledgements = session.exec(
+            select(OutboxMessage.id).where(col(OutboxMessage.purpose) == "acknowledgement")
+        ).all()
+        brakes = session.exec(
+            select(OutboxMessage.recipient).where(col(OutboxMessage.purpose) == "brake_notice")
+        ).all()
+    assert len(acknowledgements) == 4
+    assert sorted(brakes) == ["agent.info@mri.gouv.qc.ca", "superviseur@mri.gouv.qc.ca"]
+    subjects = [str(parsed(raw)["Subject"]) for raw in sandbox.fetch_all(SUPERVISOR)]
+    assert sum("suspendus" in subject for subject in subjects) == 1
+
+
+def test_english_follows_the_french_only_where_the_policy_allows(
+    sandbox: Sandbox, make_app: AppFactory
+) -> None:
+    english = citizen_request(
+        subject="Information request",
+        body="Hello, I would like to know how to apply for the grant. "
+        "Could you please send me the forms? Thank you.",
+    )
+    sandbox.deliver(INFO, english, received_at=office("2025-11-03T10:00"))
+    base = make_app("2025-11-03T10:01:00-05:00").settings
+    allowed = base.model_copy(
+        update={"language": base.language.model_copy(update={"english_policy": "detected_english"})}
+    )
+    app = make_app("2025-11-03T10:01:00-05:00", allowed)
+
+    run_pass(app)
+
+    [raw] = sandbox.fetch_all(CITIZEN)
+    text = text_of(parsed(raw))
+    assert text.index("Nous avons bien reçu") < text.index("We received your request")
+    with session_scope(app.engine) as session:
+        [ticket] = session.exec(select(Ticket)).all()
+    assert ticket.language == "en"
+
+
+def test_without_a_policy_an_english_request_is_acknowledged_in_french_only(
+    sandbox: Sandbox, make_app: AppFactory
+) -> None:
+    english = citizen_request(
+        subject="Information request",
+        body="Hello, I would like to know how to apply for the grant. "
+        "Could you please send me the forms? Thank you.",
+    )
+    sandbox.deliver(INFO, english, received_at=office("2025-11-03T10:00"))
+    run_pass(make_app("2025-11-03T10:01:00-05:00"))
+    [raw] = sandbox.fetch_all(CITIZEN)
+    text = text_of(parsed(raw))
+    assert "Nous avons bien reçu" in text and "We received" not in text

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import date, datetime
 
 import pytest
 import sqlalchemy as sa
@@ -317,3 +317,74 @@ def test_a_follow_up_is_forwarded_to_the_staff_threaded(
 def test_times_are_the_clocks(sandbox: Sandbox, make_app: AppFactory) -> None:
     app = run_command(sandbox, make_app, "Votre réponse.", now="2025-11-05T11:00:00-05:00")
     assert ticket_row(app).answered_at == datetime.fromisoformat("2025-11-05T16:00:00+00:00")
+
+
+def test_staff_attachments_are_relayed_to_the_citizen(
+    sandbox: Sandbox, make_app: AppFactory
+) -> None:
+    _app, notice = open_ticket(sandbox, make_app)
+    text_reply = staff_reply(notice, "Voici le formulaire demandé.")
+    headers, _, body = text_reply.partition(b"\r\n\r\n")
+    headers = headers.replace(
+        b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit",
+        b'Content-Type: multipart/mixed; boundary="b1"',
+    )
+    with_attachment = (
+        headers + b"\r\n\r\n--b1\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        b"Content-Transfer-Encoding: 8bit\r\n\r\n" + body + b"\r\n--b1\r\n"
+        b"Content-Type: application/pdf\r\n"
+        b'Content-Disposition: attachment; filename="formulaire.pdf"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQKJcfsj6IK\r\n--b1--\r\n"
+    )
+    sandbox.deliver(INFO, with_attachment, received_at=office("2025-11-04T09:00"))
+    run_pass(make_app("2025-11-04T09:05:00-05:00"))
+
+    [raw] = citizen_replies(sandbox)
+    answer = parsed(raw)
+    assert "Voici le formulaire demandé." in text_of(answer)
+    [attachment] = list(answer.iter_attachments())
+    assert attachment.get_filename() == "formulaire.pdf"
+    assert attachment.get_content().startswith(b"%PDF-1.4")
+
+
+def test_an_interview_date_starts_the_internship_result_clock(
+    sandbox: Sandbox, make_app: AppFactory
+) -> None:
+    base = make_app("2025-11-03T10:00:00-05:00").settings
+    stages = base.mailboxes[0].model_copy(
+        update={
+            "name": "stages",
+            "address": "stages@mri.gouv.qc.ca",
+            "display_name": "Stages - MRIF",
+            "login": "stages@mri.gouv.qc.ca",
+            "password_env": "MAILBOT_IMAP_PASSWORD_STAGES",
+            "category": "internship",
+            "commitments": ("internship_ack", "internship_result"),
+            "staff": (AGENT,),
+        }
+    )
+    with_stages = base.model_copy(update={"mailboxes": (*base.mailboxes, stages)})
+    application = citizen_request(subject="Candidature de stage").replace(
+        f"To: {INFO}".encode(), b"To: stages@mri.gouv.qc.ca"
+    )
+    sandbox.deliver("stages@mri.gouv.qc.ca", application, received_at=office("2025-11-03T10:00"))
+    run_pass(make_app("2025-11-03T10:01:00-05:00", with_stages))
+    [notice] = sandbox.fetch_all(AGENT)
+    reply = staff_reply(notice, "entrevue 2025-11-20").replace(
+        f"To: {INFO}".encode(), b"To: stages@mri.gouv.qc.ca"
+    )
+    sandbox.deliver("stages@mri.gouv.qc.ca", reply, received_at=office("2025-11-04T09:00"))
+    app = make_app("2025-11-04T09:05:00-05:00", with_stages)
+
+    run_pass(app)
+
+    with session_scope(app.engine) as session:
+        deadlines: dict[str, date] = dict(
+            session.exec(select(col(TicketDeadline.commitment), col(TicketDeadline.due_date))).all()
+        )
+    assert {k: v.isoformat() for k, v in deadlines.items()} == {
+        "internship_ack": "2025-11-05",
+        "internship_result": "2025-12-11",
+    }
+    assert citizen_replies(sandbox) == []
+    assert "command_interview" in event_kinds(app)
