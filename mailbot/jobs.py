@@ -378,7 +378,8 @@ def digests_due(
                 queues=queues,
                 planned_at=planned_at,
                 missed_days=tuple(missed),
-                is_late=now - planned_at > LATE_AFTER,
+                # A supervisor's very first digest is not "late": nothing was missed.
+                is_late=last is not None and now - planned_at > LATE_AFTER,
             )
         )
     return due

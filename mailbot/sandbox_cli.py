@@ -6,7 +6,6 @@ import email
 import email.policy
 import os
 import signal
-import smtplib
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -97,10 +96,10 @@ def _demo(settings: Settings, samples: Path, clock: Clock) -> int:
             f"1. Sandbox started in {root}: Dovecot on 127.0.0.1:{sandbox.imap_port}, "
             f"SMTP on 127.0.0.1:{sandbox.smtp_port}."
         )
-        with smtplib.SMTP("127.0.0.1", sandbox.smtp_port) as smtp:
-            for sender, recipient, name in SAMPLES:
-                smtp.sendmail(sender, [recipient], (samples / name).read_bytes())
-                print(f"2. {sender} wrote to {recipient} ({name}).")
+        for sender, recipient, name in SAMPLES:
+            # Arrival at the clock's instant, so `--now` replays a whole day consistently.
+            sandbox.deliver(recipient, (samples / name).read_bytes(), received_at=clock.now())
+            print(f"2. {sender} wrote to {recipient} ({name}).")
         app = build_app(demo, clock, sandbox_environ(demo, os.environ))
         report = run_pass(app)
         print(f"3. mailbot run --once: {report.summary()}")
@@ -126,5 +125,13 @@ def _demo(settings: Settings, samples: Path, clock: Clock) -> int:
                 for header in ("From", "To", "Subject", "In-Reply-To", "Auto-Submitted"):
                     print(f"   {header}: {message[header]}")
                 print("   " + "\n   ".join(str(text).strip().splitlines()))
+        for staff in sorted({a for m in demo.mailboxes for a in (*m.staff, *m.supervisors)}):
+            subjects = [
+                str(email.message_from_bytes(raw, policy=email.policy.default)["Subject"])
+                for raw in sandbox.fetch_all(staff)
+            ]
+            if subjects:
+                print(f"\n6. In {staff}'s mailbox (staff):")
+                print("   " + "\n   ".join(subjects))
         app.engine.dispose()
     return 0 if report.ok else 1

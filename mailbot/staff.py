@@ -698,20 +698,6 @@ CATEGORY_WORDS: dict[str, Category] = {
     "co-operation": "cooperation",
 }
 
-COMMAND_HELP_FR = """\
-Commandes reconnues (une par ligne, tout en haut de votre réponse, en français ou en anglais ;
-préfixe « # » ou « / » facultatif) :
-  fermer                      ferme le dossier (close)
-  attente : MOTIF             met le dossier en attente ; le motif est transmis au citoyen (hold)
-  note                        tout le message est une note interne, jamais transmise (note)
-  assigner ADRESSE            confie le dossier à un collègue (assign)
-  catégorie VALEUR            renseignements, plainte, stage ou coopération (category)
-  anglais : FONDEMENT         réponse en anglais ; le fondement légal est consigné (english)
-  entrevue DATE               date de l'entrevue (interview)
-  comité DATE                 date du comité (committee)
-Dates : 2025-11-20, 20/11/2025 ou 20 novembre 2025.
-Sans préfixe, « attente », « anglais » et « note » suivis d'un texte demandent le « : »."""
-
 _RECOGNISED_FR = "fermer, attente, note, assigner, catégorie, anglais, entrevue, comité"
 _DATE_FORMATS_FR = "2025-11-20, 20/11/2025 ou 20 novembre 2025"
 _CATEGORIES_FR = "renseignements, plainte, stage, coopération"

@@ -29,7 +29,6 @@ from mailbot.parse import InboundMail, flatten
 from mailbot.render import Envelope, Rendered, Renderer, compose
 from mailbot.settings import MailboxSettings, Settings
 from mailbot.staff import (
-    COMMAND_HELP_FR,
     Command,
     CommandName,
     check_authentication,
@@ -111,7 +110,6 @@ def _queue_internal(
     """Internal mail to staff, from the queue's address, with Reply-To back to the queue."""
     values = {
         "marker": INTERNAL_MARKER,
-        "command_help": COMMAND_HELP_FR,
         "queue": queue,
         "org": context.settings.organisation,
         **values,
