@@ -36,14 +36,6 @@ class FetchedMessage:
     truncated: bool
 
 
-def _tls_context(server: ServerSettings) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    if not server.verify_certificates:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
-
-
 def _aware(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
@@ -65,11 +57,11 @@ class ImapMailbox:
                 server.host,
                 port=server.port,
                 ssl=server.tls == "tls",
-                ssl_context=_tls_context(server) if server.tls == "tls" else None,
+                ssl_context=server.tls_context() if server.tls == "tls" else None,
                 timeout=server.timeout_seconds,
             )
             if server.tls == "starttls":
-                client.starttls(_tls_context(server))
+                client.starttls(server.tls_context())
             client.login(self._login, self._password)
         except (OSError, IMAPClientError, ssl.SSLError) as exc:
             raise ImapError(f"IMAP {server.host}:{server.port} as {self._login}: {exc}") from exc

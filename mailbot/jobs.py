@@ -56,7 +56,7 @@ from sqlalchemy.exc import IntegrityError
 from mailbot import records, tokens
 from mailbot.business_calendar import BusinessCalendar
 from mailbot.models import TicketHold
-from mailbot.render import Envelope, Rendered, Renderer, compose
+from mailbot.render import Rendered, Renderer, compose_staff_mail
 from mailbot.settings import CommitmentSettings, MailboxSettings, Settings
 
 if TYPE_CHECKING:
@@ -69,7 +69,6 @@ QUIET_STATUSES = frozenset({"closed", "on_hold"})
 # Queued later than this after its planned moment, a message says it is late. Passes run every
 # minute or so, and the daemon also wakes at the reminder and digest times.
 LATE_AFTER = timedelta(hours=1)
-PURPOSE_HEADER = "X-Mailbot-Purpose"
 HOLD = TicketHold.__table__  # type: ignore[attr-defined]
 
 
@@ -590,34 +589,6 @@ def render_digest(
     )
 
 
-def compose_staff_mail(
-    rendered: Rendered,
-    *,
-    queue: MailboxSettings,
-    recipient: str,
-    message_id: str,
-    now: datetime,
-    purpose: str,
-    loop_token: str,
-) -> EmailMessage:
-    """Automatic mail to staff: from and Reply-To the queue, `Auto-Submitted: auto-generated`."""
-    envelope = Envelope(
-        from_address=queue.address,
-        from_name=f"{queue.display_name} (mailbot)",
-        to_address=recipient,
-        message_id=message_id,
-        date=now,
-        reply_to=queue.address,
-    )
-    return compose(
-        envelope,
-        rendered,
-        auto_submitted="auto-generated",
-        loop_token=loop_token,
-        extra_headers=((PURPOSE_HEADER, purpose),),
-    )
-
-
 # --- the effectful edge -----------------------------------------------------------------------
 
 
@@ -816,22 +787,29 @@ def _queue(
     return True
 
 
-def _queue_reminder(connection: Connection, app: App, item: ReminderDue, now: datetime) -> bool:
-    settings = app.settings
-    domain = settings.organisation.message_id_domain
-    ref = item.deadline.ref
-    message_id = tokens.make_message_id(app.signing_key, ref, tokens.new_nonce(), domain)
-    rendered = render_reminder(app.renderer, item, app.calendar, settings)
+def _queue_ticket_mail(
+    connection: Connection,
+    app: App,
+    item: ReminderDue | EscalationDue,
+    rendered: Rendered,
+    purpose: str,
+    detail: str,
+    now: datetime,
+) -> bool:
+    """A reminder or an escalation: staff mail threaded to its ticket by the signed token."""
+    domain = app.settings.organisation.message_id_domain
+    message_id = tokens.make_message_id(
+        app.signing_key, item.deadline.ref, tokens.new_nonce(), domain
+    )
     message = compose_staff_mail(
         rendered,
-        queue=settings.mailbox(item.queue),
+        queue=app.settings.mailbox(item.queue),
         recipient=item.recipient,
         message_id=message_id,
         now=now,
-        purpose="reminder",
+        purpose=purpose,
         loop_token=domain,
     )
-    late = " (late)" if item.is_late else ""
     return _queue(
         connection,
         app,
@@ -839,42 +817,25 @@ def _queue_reminder(connection: Connection, app: App, item: ReminderDue, now: da
         message=message,
         message_id=message_id,
         recipient=item.recipient,
-        purpose="reminder",
+        purpose=purpose,
         ticket_id=item.deadline.ticket_id,
         now=now,
-        detail=f"{item.deadline.commitment} due {item.deadline.due_date}, "
-        f"{item.offset} business day(s) before{late}, to {item.recipient}",
+        detail=f"{item.deadline.commitment} due {item.deadline.due_date}, {detail}, "
+        f"to {item.recipient}",
     )
+
+
+def _queue_reminder(connection: Connection, app: App, item: ReminderDue, now: datetime) -> bool:
+    rendered = render_reminder(app.renderer, item, app.calendar, app.settings)
+    late = " (late)" if item.is_late else ""
+    detail = f"{item.offset} business day(s) before{late}"
+    return _queue_ticket_mail(connection, app, item, rendered, "reminder", detail, now)
 
 
 def _queue_escalation(connection: Connection, app: App, item: EscalationDue, now: datetime) -> bool:
-    settings = app.settings
-    domain = settings.organisation.message_id_domain
-    ref = item.deadline.ref
-    message_id = tokens.make_message_id(app.signing_key, ref, tokens.new_nonce(), domain)
-    rendered = render_escalation(app.renderer, item, app.calendar, settings)
-    message = compose_staff_mail(
-        rendered,
-        queue=settings.mailbox(item.queue),
-        recipient=item.recipient,
-        message_id=message_id,
-        now=now,
-        purpose="escalation",
-        loop_token=domain,
-    )
-    return _queue(
-        connection,
-        app,
-        key=item.dedupe_key,
-        message=message,
-        message_id=message_id,
-        recipient=item.recipient,
-        purpose="escalation",
-        ticket_id=item.deadline.ticket_id,
-        now=now,
-        detail=f"{item.deadline.commitment} due {item.deadline.due_date}, "
-        f"{item.business_days_late} business day(s) late, to {item.recipient}",
-    )
+    rendered = render_escalation(app.renderer, item, app.calendar, app.settings)
+    detail = f"{item.business_days_late} business day(s) late"
+    return _queue_ticket_mail(connection, app, item, rendered, "escalation", detail, now)
 
 
 def _queue_digest(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -192,14 +191,6 @@ def _mark_fulfilled(
     )
 
 
-def _tls_context(settings: SmtpSettings) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    if not settings.verify_certificates:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
-
-
 def _client(settings: SmtpSettings, password: str) -> aiosmtplib.SMTP:
     return aiosmtplib.SMTP(
         hostname=settings.host,
@@ -207,7 +198,7 @@ def _client(settings: SmtpSettings, password: str) -> aiosmtplib.SMTP:
         timeout=settings.timeout_seconds,
         use_tls=settings.tls == "tls",
         start_tls=settings.tls == "starttls",
-        tls_context=_tls_context(settings) if settings.tls != "none" else None,
+        tls_context=settings.tls_context() if settings.tls != "none" else None,
         username=settings.username,
         password=password or None,
     )

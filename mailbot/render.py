@@ -20,8 +20,11 @@ from typing import Any
 import jinja2
 
 from mailbot.parse import flatten
+from mailbot.settings import MailboxSettings
 
 LOOP_HEADER = "X-Mailbot-Loop"
+# What an automatic message to staff is (reminder, digest, notice...), for filters and audits.
+PURPOSE_HEADER = "X-Mailbot-Purpose"
 # Fold only past RFC 5322's hard limit: some clients mishandle a folded Message-ID.
 POLICY = SMTP.clone(max_line_length=998)
 
@@ -124,3 +127,34 @@ def compose(
             rendered.html, subtype="html", charset="utf-8", cte="quoted-printable"
         )
     return message
+
+
+def compose_staff_mail(
+    rendered: Rendered,
+    *,
+    queue: MailboxSettings,
+    recipient: str,
+    message_id: str,
+    now: datetime,
+    purpose: str,
+    loop_token: str,
+    in_reply_to: str = "",
+) -> EmailMessage:
+    """Automatic mail to staff: from and Reply-To the queue, `Auto-Submitted: auto-generated`."""
+    envelope = Envelope(
+        from_address=queue.address,
+        from_name=f"{queue.display_name} (mailbot)",
+        to_address=recipient,
+        message_id=message_id,
+        date=now,
+        reply_to=queue.address,
+        in_reply_to=in_reply_to,
+        references=(in_reply_to,) if in_reply_to else (),
+    )
+    return compose(
+        envelope,
+        rendered,
+        auto_submitted="auto-generated",
+        loop_token=loop_token,
+        extra_headers=((PURPOSE_HEADER, purpose),),
+    )

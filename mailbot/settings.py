@@ -8,6 +8,7 @@ file: the file names the environment variable that holds each one.
 from __future__ import annotations
 
 import os
+import ssl
 import tomllib
 from collections.abc import Mapping
 from datetime import date, time
@@ -39,6 +40,14 @@ class ServerSettings(_Frozen):
     tls: TlsMode
     timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
     verify_certificates: bool = True
+
+    def tls_context(self) -> ssl.SSLContext:
+        """Certificate and host name checks, unless the configuration turns them off."""
+        context = ssl.create_default_context()
+        if not self.verify_certificates:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
 
 
 class SmtpSettings(ServerSettings):

@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection
 from mailbot import records, tokens
 from mailbot.business_calendar import BusinessCalendar, Hold
 from mailbot.parse import InboundMail, flatten
-from mailbot.render import Envelope, Rendered, Renderer, compose
+from mailbot.render import Envelope, Rendered, Renderer, compose, compose_staff_mail
 from mailbot.settings import MailboxSettings, Settings
 from mailbot.staff import (
     Command,
@@ -106,8 +106,13 @@ def _queue_internal(
     in_reply_to: str = "",
     attachments_from: bytes | None = None,
     has_attachments: bool = False,
+    event: str | None = None,
+    inbound_id: int | None = None,
 ) -> list[int]:
-    """Internal mail to staff, from the queue's address, with Reply-To back to the queue."""
+    """Internal mail to staff, from the queue's address, with Reply-To back to the queue.
+
+    With `event`, the ticket's log records it with the recipients.
+    """
     values = {
         "marker": INTERNAL_MARKER,
         "queue": queue,
@@ -118,21 +123,15 @@ def _queue_internal(
     queued: list[int] = []
     for recipient in dict.fromkeys(r.lower() for r in recipients):
         message_id = _message_id(context, ref)
-        envelope = Envelope(
-            from_address=queue.address,
-            from_name=f"{queue.display_name} (mailbot)",
-            to_address=recipient,
-            message_id=message_id,
-            date=now,
-            reply_to=queue.address,
-            in_reply_to=in_reply_to,
-            references=(in_reply_to,) if in_reply_to else (),
-        )
-        message = compose(
-            envelope,
+        message = compose_staff_mail(
             rendered,
-            auto_submitted="auto-generated",
+            queue=queue,
+            recipient=recipient,
+            message_id=message_id,
+            now=now,
+            purpose=purpose,
             loop_token=context.settings.organisation.message_id_domain,
+            in_reply_to=in_reply_to,
         )
         if attachments_from is not None and has_attachments:
             _copy_attachments(attachments_from, message)
@@ -149,6 +148,16 @@ def _queue_internal(
         )
         if row is not None:
             queued.append(row)
+    if event is not None and ticket_id is not None:
+        records.add_event(
+            connection,
+            ticket_id,
+            now,
+            event,
+            ", ".join(recipients),
+            inbound_id=inbound_id,
+            outbox_id=queued[0] if queued else None,
+        )
     return queued
 
 
@@ -209,7 +218,7 @@ def notify_new_ticket(
             inbound_id=inbound_id,
         )
         return
-    ids = _queue_internal(
+    _queue_internal(
         connection,
         context,
         template="notice",
@@ -229,15 +238,9 @@ def notify_new_ticket(
         dedupe=f"notice:{ticket.ref}:{inbound_id}",
         now=now,
         attachments_from=raw,
-    )
-    records.add_event(
-        connection,
-        ticket.id,
-        now,
-        "notice_queued",
-        ", ".join(to),
+        has_attachments=bool(mail.attachments),
+        event="notice_queued",
         inbound_id=inbound_id,
-        outbox_id=ids[0] if ids else None,
     )
 
 
@@ -301,7 +304,7 @@ def handle_follow_up(
     to = staff_recipients(context.settings, ticket, assignee)
     if not to:
         return
-    ids = _queue_internal(
+    _queue_internal(
         connection,
         context,
         template="forward",
@@ -321,15 +324,9 @@ def handle_follow_up(
         dedupe=f"forward:{inbound_id}",
         now=now,
         attachments_from=raw,
-    )
-    records.add_event(
-        connection,
-        ticket.id,
-        now,
-        "follow_up_forwarded",
-        ", ".join(to),
+        has_attachments=bool(mail.attachments),
+        event="follow_up_forwarded",
         inbound_id=inbound_id,
-        outbox_id=ids[0] if ids else None,
     )
 
 

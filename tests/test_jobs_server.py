@@ -21,8 +21,9 @@ from sqlmodel import col, select
 from mailbot import records, tokens
 from mailbot.app import PassReport, run_pass
 from mailbot.business_calendar import build_calendar
-from mailbot.jobs import PURPOSE_HEADER, load_open_deadlines, month_compliance
+from mailbot.jobs import load_open_deadlines, month_compliance
 from mailbot.models import OutboxMessage, TicketEvent, TicketHold
+from mailbot.render import PURPOSE_HEADER
 from mailbot.sandbox import Sandbox
 from mailbot.settings import Settings
 from mailbot.store import make_engine, migrate, session_scope

@@ -388,3 +388,24 @@ def test_an_interview_date_starts_the_internship_result_clock(
     }
     assert citizen_replies(sandbox) == []
     assert "command_interview" in event_kinds(app)
+
+
+def test_the_citizens_attachments_reach_the_staff_with_the_notice(
+    sandbox: Sandbox, make_app: AppFactory
+) -> None:
+    request = (
+        f"From: Josée Tremblay <{CITIZEN}>\r\nTo: {INFO}\r\nSubject: Demande avec pièce\r\n"
+        "Message-ID: <req-att@example.org>\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/mixed; boundary="b2"\r\n\r\n'
+        "--b2\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nVoir la pièce jointe.\r\n"
+        "--b2\r\nContent-Type: application/pdf\r\n"
+        'Content-Disposition: attachment; filename="passeport.pdf"\r\n'
+        "Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQKJcfsj6IK\r\n--b2--\r\n"
+    ).encode()
+    sandbox.deliver(INFO, request, received_at=office("2025-11-03T10:00"))
+    run_pass(make_app("2025-11-03T10:01:00-05:00"))
+
+    [notice] = [parsed(raw) for raw in sandbox.fetch_all(AGENT)]
+    [attachment] = list(notice.iter_attachments())
+    assert attachment.get_filename() == "passeport.pdf"
+    assert "passeport.pdf" in text_of(notice)
