@@ -193,3 +193,51 @@ def test_quarantine_list_and_retry(
     assert state == "processed"
     assert list_quarantine(app) == []
     assert len(sandbox.fetch_all(CITIZEN)) == 2
+
+
+def test_report_writes_the_html_page(
+    sandbox: Sandbox, config: Path, environ: dict[str, str], tmp_path: Path
+) -> None:
+    sandbox.deliver(INFO, citizen_request(), received_at=office("2025-11-03T10:00"))
+    mailbot(config, environ, "--now", "2025-11-03T10:01:00-05:00", "run", "--once")
+    page = tmp_path / "rapport.html"
+
+    result = mailbot(
+        config,
+        environ,
+        "--now",
+        "2025-12-01T12:00:00-05:00",
+        "report",
+        "--since",
+        "2025-11-01",
+        "--until",
+        "2025-11-30",
+        "--format",
+        "html",
+        "--output",
+        str(page),
+    )
+    table = mailbot(
+        config,
+        environ,
+        "--now",
+        "2025-12-01T12:00:00-05:00",
+        "report",
+        "--since",
+        "2025-11-01",
+        "--until",
+        "2025-11-30",
+        "--format",
+        "json",
+    )
+
+    assert result.returncode == 0, result.stderr
+    html = page.read_text()
+    assert "<svg" in html and "http://" not in html.replace("http://www.w3.org/2000/svg", "")
+    figures = json.loads(table.stdout)
+    assert "MRI-2025-00001" not in html  # no case listing without --details
+    assert figures["as_of"].startswith("2025-12-01")
+    by_id = {item["id"]: item["all_queues"] for item in figures["commitments"]}
+    assert (by_id["ack"]["cases"], by_id["ack"]["met"]) == (1, 1)
+    # Never answered and due 2025-11-17: counted late, not left out.
+    assert (by_id["info_reply"]["cases"], by_id["info_reply"]["open_late"]) == (1, 1)
