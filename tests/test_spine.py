@@ -220,3 +220,38 @@ def test_references_are_sequential_per_year(sandbox: Sandbox, make_app: AppFacto
 
     refs = sorted(t.ref for t in tickets(app.engine))
     assert refs == ["MRI-2025-00001", "MRI-2025-00002", "MRI-2026-00001"]
+
+
+def test_without_move_the_message_is_copied_flagged_and_expunged_by_uid(
+    sandbox: Sandbox, make_app: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sandbox.deliver(INFO, citizen_request(), received_at=office("2025-11-03T10:00"))
+    # A message someone else flagged \Deleted stays: only our own UIDs are expunged.
+    sandbox.deliver(
+        INFO, citizen_request("<other@example.org>"), received_at=office("2025-11-03T10:00")
+    )
+    from imapclient import IMAPClient
+
+    with IMAPClient("127.0.0.1", port=sandbox.imap_port, ssl=False) as client:
+        client.login(INFO, "sandbox")
+        client.select_folder("INBOX")
+        [_ours, theirs] = sorted(client.search("ALL"))
+        client.add_flags([theirs], [b"\\Deleted"])
+    original_enter = ImapMailbox.__enter__
+
+    def without_move(self: ImapMailbox) -> ImapMailbox:
+        entered = original_enter(self)
+        entered.has_move = False
+        return entered
+
+    monkeypatch.setattr(ImapMailbox, "__enter__", without_move)
+    app = make_app("2025-11-03T10:01:00-05:00")
+
+    report = run_pass(app)
+
+    assert report.ok and report.fetched == 1 and report.moved == 1
+    assert len(sandbox.fetch_all(INFO, "Traites")) == 1
+    with IMAPClient("127.0.0.1", port=sandbox.imap_port, ssl=False) as client:
+        client.login(INFO, "sandbox")
+        client.select_folder("INBOX", readonly=True)
+        assert client.search("ALL") == [theirs]  # still there, still flagged by its owner
