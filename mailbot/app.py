@@ -187,6 +187,7 @@ def ingest_mailbox(
         imap.ensure_folder(mailbox.processed_folder)
         imap.ensure_folder(mailbox.quarantine_folder)
         uidvalidity = imap.select(mailbox.folder)
+        _warn_if_uidvalidity_changed(app.engine, mailbox.name, uidvalidity)
         uids = imap.list_uids()
         stored = _stored_states(app.engine, mailbox.name, uidvalidity, uids)
         # Stored but not yet moved (the process stopped in between): move, never reprocess.
@@ -210,6 +211,29 @@ def ingest_mailbox(
             _move(app, imap, mailbox, uidvalidity, states, report)
             if should_stop():
                 return
+
+
+def _warn_if_uidvalidity_changed(engine: Engine, mailbox: str, uidvalidity: int) -> None:
+    """A new UIDVALIDITY (the mailbox was rebuilt or restored) is worth a person's look.
+
+    Nothing is processed twice: a message seen before is recognised by its Message-ID and
+    hash and set aside as a duplicate.
+    """
+    table = ImapCheckpoint.__table__  # type: ignore[attr-defined]
+    with engine.connect() as connection:
+        known = set(
+            connection.execute(
+                sa.select(table.c.uidvalidity).where(table.c.mailbox == mailbox)
+            ).scalars()
+        )
+    if known and uidvalidity not in known:
+        log.warning(
+            "mailbox %s: UIDVALIDITY changed (%s, was %s); earlier messages found again "
+            "are recognised by Message-ID and hash and set aside as duplicates",
+            mailbox,
+            uidvalidity,
+            max(known),
+        )
 
 
 def _advance_checkpoint(

@@ -92,6 +92,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     quarantine_retry.add_argument("id", type=int, help="the message number from `list`")
 
+    export = commands.add_parser(
+        "export", help="everything held about one requester, as JSON (access requests)"
+    )
+    export.add_argument("--requester", required=True, help="the requester's email address")
+    export.add_argument("--output", help="write to this file instead of standard output")
+
     sandbox = commands.add_parser("sandbox", help="a throwaway Dovecot + SMTP for trying mailbot")
     sandbox.add_argument("action", choices=["demo", "serve"])
     sandbox.add_argument("--dir", default=".sandbox", help="where the sandbox lives")
@@ -172,6 +178,8 @@ def _dispatch(args: argparse.Namespace, clock: Clock) -> int:
         return _report(app, args)
     if command == "quarantine":
         return _quarantine(app, args)
+    if command == "export":
+        return _export(app, args)
     raise AssertionError(command)
 
 
@@ -317,6 +325,19 @@ def _report(app: Any, args: argparse.Namespace) -> int:
         print(f"report written to {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return EXIT_OK
+
+
+def _export(app: Any, args: argparse.Namespace) -> int:
+    from mailbot.export import export_requester
+
+    data = export_requester(app.engine, args.requester)
+    text = json.dumps(data, ensure_ascii=False, indent=2)
+    if args.output:
+        Path(args.output).write_text(text + "\n", encoding="utf-8")
+        print(f"{len(data['tickets'])} ticket(s) written to {args.output}", file=sys.stderr)
+    else:
+        print(text)
     return EXIT_OK
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -59,6 +60,18 @@ class FlushReport:
             failed=self.failed + other.failed,
             unreachable=self.unreachable or other.unreachable,
         )
+
+
+_SMTP_CODES = re.compile(r"\b([245]\d\d)\b(?:[ ,']+([245]\.\d{1,3}\.\d{1,3}))?")
+
+
+def error_summary(error: str) -> str:
+    """The SMTP codes of an error, or its first word: server texts often name the recipient,
+    and logs carry no addresses (the full text stays on the outbox row)."""
+    match = _SMTP_CODES.search(error)
+    if match:
+        return " ".join(code for code in match.groups() if code)
+    return error.split(":", 1)[0].split(" ", 1)[0][:40] or "error"
 
 
 def backoff(attempts: int) -> timedelta:
@@ -251,7 +264,9 @@ async def _send_rows(
             if state == "sent":
                 log.info("sent %s %s", row.purpose, row.message_id)
             else:
-                log.warning("outbox row %s (%s): %s", row.id, state, error)
+                log.warning(
+                    "outbox row %s %s (%s): %s", row.id, row.message_id, state, error_summary(error)
+                )
             if outcome == "retry" and not smtp.is_connected:
                 await smtp.connect()
     finally:

@@ -241,3 +241,28 @@ def test_report_writes_the_html_page(
     assert (by_id["ack"]["cases"], by_id["ack"]["met"]) == (1, 1)
     # Never answered and due 2025-11-17: counted late, not left out.
     assert (by_id["info_reply"]["cases"], by_id["info_reply"]["open_late"]) == (1, 1)
+
+
+def test_export_gives_a_requester_their_tickets_and_messages(
+    sandbox: Sandbox, config: Path, environ: dict[str, str]
+) -> None:
+    sandbox.deliver(INFO, citizen_request(), received_at=office("2025-11-03T10:00"))
+    sandbox.deliver(
+        INFO,
+        citizen_request("<other@example.org>", sender="john.smith@example.com"),
+        received_at=office("2025-11-03T10:00"),
+    )
+    mailbot(config, environ, "--now", "2025-11-03T10:01:00-05:00", "run", "--once")
+
+    result = mailbot(config, environ, "export", "--requester", CITIZEN.upper())
+
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    [ticket] = data["tickets"]
+    assert ticket["ref"] == "MRI-2025-00001"
+    [received] = ticket["messages_received"]
+    assert "bourses" in received["text"]
+    [sent] = ticket["messages_sent"]
+    assert sent["purpose"] == "acknowledgement" and "MRI-2025-00001" in sent["text"]
+    assert "agent.info@mri.gouv.qc.ca" not in result.stdout  # internal details stay out
+    assert "john.smith" not in result.stdout

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import email
 import email.policy
+import logging
+import time
 from datetime import datetime
 from email.message import EmailMessage
 from zoneinfo import ZoneInfo
@@ -15,7 +17,7 @@ from mailbot.app import run_pass, ticket_json
 from mailbot.errors import ImapError
 from mailbot.ingest import ImapMailbox
 from mailbot.models import InboundMessage, OutboxMessage, Ticket
-from mailbot.sandbox import Sandbox
+from mailbot.sandbox import Sandbox, maildir_for
 from mailbot.store import session_scope
 from tests.conftest import AppFactory
 
@@ -255,3 +257,28 @@ def test_without_move_the_message_is_copied_flagged_and_expunged_by_uid(
         client.login(INFO, "sandbox")
         client.select_folder("INBOX", readonly=True)
         assert client.search("ALL") == [theirs]  # still there, still flagged by its owner
+
+
+def test_a_restored_mailbox_with_a_new_uidvalidity_opens_no_duplicate(
+    sandbox: Sandbox, make_app: AppFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    raw = citizen_request()
+    sandbox.deliver(INFO, raw, received_at=office("2025-11-03T10:00"))
+    run_pass(make_app("2025-11-03T10:01:00-05:00"))
+    # The mailbox is rebuilt from a backup: new UIDVALIDITY, the old message is back.
+    sandbox.stop_imap()
+    maildir = maildir_for(sandbox.root, INFO)
+    for index in [*maildir.glob("dovecot*"), *maildir.glob(".*/dovecot*")]:
+        index.unlink()
+    time.sleep(1.1)  # Dovecot derives a new UIDVALIDITY from the clock
+    sandbox.start_imap()
+    sandbox.deliver(INFO, raw, received_at=office("2025-11-03T10:00"))
+    app = make_app("2025-11-04T09:00:00-05:00")
+
+    with caplog.at_level(logging.WARNING, logger="mailbot.app"):
+        report = run_pass(app)
+
+    assert "UIDVALIDITY changed" in caplog.text
+    assert report.outcomes.get("duplicate") == 1
+    assert len(tickets(app.engine)) == 1
+    assert len(sandbox.fetch_all(CITIZEN)) == 1
