@@ -22,7 +22,15 @@ from mailbot.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("config/mailbot.toml")
 PACKAGE_ROOT = Path(__file__).resolve().parent
-DEFAULT_TEMPLATES_DIR = PACKAGE_ROOT.parent / "templates"
+# The repository's templates/ in a checkout; the copy shipped inside the package otherwise.
+DEFAULT_TEMPLATES_DIR = next(
+    (
+        path
+        for path in (PACKAGE_ROOT.parent / "templates", PACKAGE_ROOT / "templates")
+        if (path / "acknowledgement.txt").exists()
+    ),
+    PACKAGE_ROOT.parent / "templates",
+)
 
 TlsMode = Literal["tls", "starttls", "none"]
 Category = Literal["information", "complaint", "internship", "cooperation"]
