@@ -61,6 +61,14 @@ def queue_of(settings: Settings, ticket: records.TicketRow) -> MailboxSettings:
     return settings.mailbox(ticket.mailbox)
 
 
+def is_staff_address(settings: Settings, address: str) -> bool:
+    """On a queue's staff or supervisor list, or at one of the organisation's staff domains."""
+    address = address.lower()
+    listed = {a.lower() for m in settings.mailboxes for a in (*m.staff, *m.supervisors)}
+    domain = address.rpartition("@")[2]
+    return address in listed or domain in {d.lower() for d in settings.organisation.staff_domains}
+
+
 def staff_recipients(
     settings: Settings, ticket: records.TicketRow, assignee: str | None
 ) -> tuple[str, ...]:
@@ -562,6 +570,14 @@ def _validate(
     for command in commands:
         if command.name is CommandName.CATEGORY and command.argument not in categories:
             errors.append(f"catégorie « {command.argument} » : aucune file de ce type")
+        if command.name is CommandName.ASSIGN and not is_staff_address(
+            context.settings, command.argument
+        ):
+            # Reminders and follow-ups (complaint text included) go to the assignee.
+            errors.append(
+                f"« {command.argument} » n'est pas une adresse du personnel : un dossier ne "
+                "peut être confié qu'au personnel du ministère"
+            )
         if command.name in (CommandName.INTERVIEW, CommandName.COMMITTEE):
             commitment = _result_commitment(context, ticket, command.name)
             if commitment is None:

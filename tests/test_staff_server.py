@@ -409,3 +409,13 @@ def test_the_citizens_attachments_reach_the_staff_with_the_notice(
     [attachment] = list(notice.iter_attachments())
     assert attachment.get_filename() == "passeport.pdf"
     assert "passeport.pdf" in text_of(notice)
+
+
+def test_a_ticket_cannot_be_assigned_outside_the_staff(
+    sandbox: Sandbox, make_app: AppFactory
+) -> None:
+    app = run_command(sandbox, make_app, "assigner quelquun@example.com")
+    assert ticket_row(app).assignee is None
+    assert "command_rejected" in event_kinds(app)
+    error = [parsed(r) for r in sandbox.fetch_all(AGENT)][-1]
+    assert "personnel" in text_of(error)
