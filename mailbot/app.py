@@ -21,12 +21,13 @@ from sqlmodel import col, select
 
 from mailbot.business_calendar import BusinessCalendar, build_calendar
 from mailbot.clock import Clock
-from mailbot.errors import ConfigError, ImapError
-from mailbot.ingest import ImapMailbox
+from mailbot.errors import ConfigError, ImapError, NotFound
+from mailbot.ingest import FetchedMessage, ImapMailbox
 from mailbot.jobs import run_due_jobs
 from mailbot.models import ImapCheckpoint, InboundMessage, Ticket
 from mailbot.outbox import FlushReport, SendPolicy, flush_outbox
 from mailbot.pipeline import Pipeline, process_fetched
+from mailbot.records import INBOUND
 from mailbot.render import Renderer
 from mailbot.settings import MailboxSettings, Settings, secret
 from mailbot.store import make_engine, migrate, session_scope
@@ -335,10 +336,6 @@ def retry_quarantined(app: App, inbound_id: int) -> str:
     The stored row is replaced in the same transaction by the outcome of a fresh pass over
     the same bytes, keeping its IMAP key; a message that fails again stays quarantined.
     """
-    from mailbot.errors import NotFound
-    from mailbot.ingest import FetchedMessage
-    from mailbot.records import INBOUND
-
     pipeline = Pipeline.build(app.settings, app.calendar, app.renderer, app.signing_key)
     now = app.clock.now()
     with app.engine.begin() as connection:

@@ -35,9 +35,8 @@ from typing import Literal
 from mailbot import tokens
 from mailbot.language import detect_language
 from mailbot.parse import InboundMail
+from mailbot.render import LOOP_HEADER
 from mailbot.settings import Category, ClassificationSettings, MailboxSettings
-
-LOOP_HEADER = "X-Mailbot-Loop"
 
 # How much of the body the category phrases read: the request itself, not a quoted thread.
 CATEGORY_TEXT_CHARS = 2_000

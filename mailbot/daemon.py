@@ -23,7 +23,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from mailbot.app import App, run_pass
 from mailbot.errors import ConfigError, ImapError
 from mailbot.ingest import ImapMailbox
-from mailbot.outbox import _client as smtp_client
+from mailbot.outbox import smtp_client
 from mailbot.settings import Settings, secret
 
 log = logging.getLogger(__name__)

@@ -197,14 +197,8 @@ def business_day_before(calendar: BusinessCalendar, day: date, n: int) -> date:
 
 
 def queue_of(settings: Settings, deadline: OpenDeadline) -> MailboxSettings | None:
-    """The queue that works a ticket: the mailbox of its category, else the one it came in."""
-    for mailbox in settings.mailboxes:
-        if mailbox.category == deadline.category:
-            return mailbox
-    for mailbox in settings.mailboxes:
-        if mailbox.name == deadline.mailbox:
-            return mailbox
-    return None
+    """The queue that works a ticket (see `Settings.queue_for`); None if none is configured."""
+    return settings.queue_for(deadline.category, deadline.mailbox)
 
 
 def _addresses(values: Iterable[str]) -> tuple[str, ...]:

@@ -204,7 +204,7 @@ def _mark_fulfilled(
     )
 
 
-def _client(settings: SmtpSettings, password: str) -> aiosmtplib.SMTP:
+def smtp_client(settings: SmtpSettings, password: str) -> aiosmtplib.SMTP:
     return aiosmtplib.SMTP(
         hostname=settings.host,
         port=settings.port,
@@ -226,7 +226,7 @@ async def _send_rows(
     policy: SendPolicy,
 ) -> FlushReport:
     sent = retrying = failed = 0
-    smtp = _client(settings, password)
+    smtp = smtp_client(settings, password)
     try:
         await smtp.connect()
     except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:

@@ -44,7 +44,9 @@ class Pipeline:
     renderer: Renderer
     signing_key: bytes
     staff_addresses: frozenset[str]
+    staff_domains: frozenset[str]
     own_addresses: frozenset[str]
+    categories: frozenset[str]
     workflow: workflow.Context
 
     @classmethod
@@ -58,7 +60,9 @@ class Pipeline:
             renderer=renderer,
             signing_key=signing_key,
             staff_addresses=frozenset(staff),
+            staff_domains=frozenset(d.lower() for d in settings.organisation.staff_domains),
             own_addresses=frozenset(m.address.lower() for m in settings.mailboxes),
+            categories=frozenset(m.category for m in settings.mailboxes),
             workflow=workflow.Context(
                 settings=settings, renderer=renderer, signing_key=signing_key, calendar=calendar
             ),
@@ -77,11 +81,11 @@ class Pipeline:
             own_addresses=self.own_addresses,
             message_id_domain=settings.organisation.message_id_domain,
             staff_addresses=self.staff_addresses,
-            staff_domains=frozenset(d.lower() for d in settings.organisation.staff_domains),
+            staff_domains=self.staff_domains,
             signing_key=self.signing_key,
             tickets=tickets,
             known_message_ids=known_message_ids,
-            available_categories=frozenset(m.category for m in settings.mailboxes),
+            available_categories=self.categories,
         )
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from mailbot.business_calendar import BusinessCalendar
+from mailbot.business_calendar import BusinessCalendar, Deadline, Hold
 from mailbot.models import (
     AddressState,
     InboundMessage,
@@ -111,10 +111,46 @@ def tickets_of_message_ids(connection: Connection, message_ids: Sequence[str]) -
 
 def commitments_for(settings: Settings, category: str) -> tuple[str, ...]:
     """The commitments of a category: from the mailbox of that category, else the defaults."""
-    for mailbox in settings.mailboxes:
-        if mailbox.category == category:
-            return mailbox.commitments
-    return CATEGORY_COMMITMENTS.get(category, ("ack",))
+    mailbox = settings.mailbox_of_category(category)
+    return mailbox.commitments if mailbox else CATEGORY_COMMITMENTS.get(category, ("ack",))
+
+
+def receipt_deadlines(
+    settings: Settings,
+    calendar: BusinessCalendar,
+    category: str,
+    received_at: datetime,
+    holds: Sequence[Hold],
+    as_of: datetime,
+) -> dict[str, Deadline]:
+    """The deadline of each commitment of `category` whose clock starts at receipt, moved by
+    `holds` as known at `as_of`. Result clocks start later, at a date staff give."""
+    deadlines = {}
+    for commitment_id in commitments_for(settings, category):
+        commitment = settings.commitment(commitment_id)
+        if commitment.starts_at == "receipt":
+            deadlines[commitment.id] = calendar.deadline_with_holds(
+                received_at, commitment.business_days, holds, as_of
+            )
+    return deadlines
+
+
+def reply_due_date(settings: Settings, deadlines: Mapping[str, Deadline]) -> date | None:
+    """The date promised to the citizen: that of the commitment of kind "reply", if any."""
+    for commitment_id, deadline in deadlines.items():
+        if settings.commitment(commitment_id).kind == "reply":
+            return deadline.due_date
+    return None
+
+
+def deadline_values(deadline: Deadline) -> dict[str, object]:
+    """The columns of a ticket_deadline row for `deadline`."""
+    return {
+        "clock_start": deadline.receipt_day,
+        "due_date": deadline.due_date,
+        "due_at": deadline.due_at,
+        "days_on_hold": deadline.days_on_hold,
+    }
 
 
 def allocate_ref(connection: Connection, prefix: str, year: int) -> str:
@@ -146,24 +182,8 @@ def insert_ticket(
     ref = allocate_ref(
         connection, settings.organisation.ticket_prefix, calendar.office_date(new.received_at).year
     )
-    deadlines = []
-    due_date: date | None = None
-    for commitment_id in commitments_for(settings, new.category):
-        commitment = settings.commitment(commitment_id)
-        if commitment.starts_at != "receipt":
-            continue  # started later by a date staff give (interview, committee)
-        deadline = calendar.deadline(new.received_at, commitment.business_days)
-        deadlines.append(
-            {
-                "commitment": commitment.id,
-                "clock_start": deadline.receipt_day,
-                "due_date": deadline.due_date,
-                "due_at": deadline.due_at,
-                "days_on_hold": 0,
-            }
-        )
-        if commitment.kind == "reply":
-            due_date = deadline.due_date
+    deadlines = receipt_deadlines(settings, calendar, new.category, new.received_at, (), now)
+    due_date = reply_due_date(settings, deadlines)
     values = {
         "ref": ref,
         "mailbox": new.mailbox,
@@ -184,7 +204,13 @@ def insert_ticket(
         sa.insert(TICKET).values(**values).returning(TICKET.c.id)
     ).scalar_one()
     if deadlines:
-        connection.execute(sa.insert(DEADLINE), [{**d, "ticket_id": ticket_id} for d in deadlines])
+        connection.execute(
+            sa.insert(DEADLINE),
+            [
+                {"ticket_id": ticket_id, "commitment": commitment, **deadline_values(deadline)}
+                for commitment, deadline in deadlines.items()
+            ],
+        )
     return TicketRow(
         id=ticket_id,
         ref=ref,

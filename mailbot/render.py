@@ -25,6 +25,9 @@ from mailbot.settings import MailboxSettings
 LOOP_HEADER = "X-Mailbot-Loop"
 # What an automatic message to staff is (reminder, digest, notice...), for filters and audits.
 PURPOSE_HEADER = "X-Mailbot-Purpose"
+# Appears only in mailbot's internal mail to staff: if it survives in a staff reply, the
+# quoted history was not cut cleanly and the reply is held (see mailbot/workflow.py).
+INTERNAL_MARKER = "--- Usage interne : ne pas transmettre ---"
 # Fold only past RFC 5322's hard limit: some clients mishandle a folded Message-ID.
 POLICY = SMTP.clone(max_line_length=998)
 
@@ -67,6 +70,8 @@ class Renderer:
             autoescape=True,
             undefined=jinja2.StrictUndefined,
         )
+        for environment in (self._text, self._html):
+            environment.globals["internal_marker"] = INTERNAL_MARKER
 
     def render(self, name: str, values: Mapping[str, Any], *, with_html: bool = True) -> Rendered:
         """Render `name.subject.txt`, `name.txt` and (if present) `name.html`."""

@@ -313,6 +313,17 @@ class Settings(_Frozen):
                 return mailbox
         raise KeyError(name)
 
+    def mailbox_of_category(self, category: str) -> MailboxSettings | None:
+        """The first mailbox whose queue handles `category`."""
+        return next((m for m in self.mailboxes if m.category == category), None)
+
+    def queue_for(self, category: str, arrived_in: str) -> MailboxSettings | None:
+        """The queue that works a ticket: the mailbox of its category (a complaint found in the
+        information mailbox goes to the complaints staff), else the one it arrived in."""
+        return self.mailbox_of_category(category) or next(
+            (m for m in self.mailboxes if m.name == arrived_in), None
+        )
+
     def commitment(self, commitment_id: str) -> CommitmentSettings:
         for commitment in self.commitments:
             if commitment.id == commitment_id:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import email
 import email.policy
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -25,8 +26,15 @@ from sqlalchemy.engine import Connection
 
 from mailbot import records, tokens
 from mailbot.business_calendar import BusinessCalendar, Hold
-from mailbot.parse import InboundMail, flatten
-from mailbot.render import Envelope, Rendered, Renderer, compose, compose_staff_mail
+from mailbot.parse import InboundMail, flatten, parse_message
+from mailbot.render import (
+    INTERNAL_MARKER,
+    Envelope,
+    Rendered,
+    Renderer,
+    compose,
+    compose_staff_mail,
+)
 from mailbot.settings import MailboxSettings, Settings
 from mailbot.staff import (
     Command,
@@ -38,9 +46,6 @@ from mailbot.staff import (
 
 log = logging.getLogger(__name__)
 
-# Appears only in mailbot's internal mail to staff: if it survives in a staff reply, the
-# quoted history was not cut cleanly and the reply is held.
-INTERNAL_MARKER = "--- Usage interne : ne pas transmettre ---"
 MAX_RELAYED_ATTACHMENT_BYTES = 15 * 1024 * 1024
 CONFIRM_WORDS = frozenset({"confirmer", "confirm", "#confirmer", "#confirm"})
 
@@ -53,12 +58,9 @@ CATEGORY_LABELS = {
 
 
 def queue_of(settings: Settings, ticket: records.TicketRow) -> MailboxSettings:
-    """The queue that works a ticket: the mailbox of its category (a complaint found in the
-    information mailbox goes to the complaints staff), else the mailbox it arrived in."""
-    for mailbox in settings.mailboxes:
-        if mailbox.category == ticket.category:
-            return mailbox
-    return settings.mailbox(ticket.mailbox)
+    """The queue that works a ticket (see `Settings.queue_for`); a mailbox no longer
+    configured is a KeyError naming it."""
+    return settings.queue_for(ticket.category, ticket.mailbox) or settings.mailbox(ticket.mailbox)
 
 
 def is_staff_address(settings: Settings, address: str) -> bool:
@@ -122,7 +124,6 @@ def _queue_internal(
     With `event`, the ticket's log records it with the recipients.
     """
     values = {
-        "marker": INTERNAL_MARKER,
         "queue": queue,
         "org": context.settings.organisation,
         **values,
@@ -440,9 +441,7 @@ def handle_staff_message(
         return StaffOutcome("held", "staff message held: " + "; ".join(reasons))
     sender = mail.sender.address
     extracted = extract_new_text(mail.text, internal_markers=(INTERNAL_MARKER,))
-    first_line = (
-        extracted.text.strip().splitlines()[0].strip().lower() if extracted.text.strip() else ""
-    )
+    first_line = next(iter(extracted.text.strip().splitlines()), "").strip().lower()
     if first_line in CONFIRM_WORDS:
         return _confirm_held_reply(connection, context, ticket, sender, inbound_id, now)
     parsed = parse_commands(extracted.text)
@@ -683,8 +682,6 @@ def _confirm_held_reply(
         .where(table.c.flags.contains("uncertain_cut"))
         .order_by(table.c.id.desc())
     ).all()
-    from mailbot.parse import parse_message
-
     for row in held:
         original = parse_message(row.raw)
         if original.sender is None or original.sender.address != sender:
@@ -806,8 +803,6 @@ def relay_reply(
 
 
 def _strip_reply_prefix(subject: str) -> str:
-    import re
-
     return (
         re.sub(r"^(\s*(re|tr|fwd?|réf|ref|aw|wg)\s*:\s*)+", "", subject, flags=re.I)
         or "Votre demande"
@@ -931,36 +926,31 @@ def recompute_deadlines(
         row.commitment: row
         for row in connection.execute(sa.select(table).where(table.c.ticket_id == ticket_id))
     }
-    wanted = [settings.commitment(c) for c in records.commitments_for(settings, ticket.category)]
-    due_date: date | None = None
-    for commitment in wanted:
-        if commitment.starts_at != "receipt":
-            if commitment.id in existing and commitment.kind != "acknowledgement":
-                due_date = existing[commitment.id].due_date
-            continue
-        deadline = calendar.deadline_with_holds(
-            ticket.received_at, commitment.business_days, holds, now
-        )
-        values = {
-            "clock_start": deadline.receipt_day,
-            "due_date": deadline.due_date,
-            "due_at": deadline.due_at,
-            "days_on_hold": deadline.days_on_hold,
-        }
-        if commitment.id in existing:
-            if existing[commitment.id].met_at is None:
-                connection.execute(
-                    sa.update(table)
-                    .where(table.c.id == existing[commitment.id].id)
-                    .values(**values)
-                )
-        else:
+    deadlines = records.receipt_deadlines(
+        settings, calendar, ticket.category, ticket.received_at, holds, now
+    )
+    for commitment_id, deadline in deadlines.items():
+        values = records.deadline_values(deadline)
+        row = existing.get(commitment_id)
+        if row is None:
             connection.execute(
-                sa.insert(table).values(ticket_id=ticket_id, commitment=commitment.id, **values)
+                sa.insert(table).values(ticket_id=ticket_id, commitment=commitment_id, **values)
             )
-        if commitment.kind == "reply":
-            due_date = deadline.due_date
-    stale = [c for c in existing if c not in {w.id for w in wanted} and existing[c].met_at is None]
+        elif row.met_at is None:
+            connection.execute(sa.update(table).where(table.c.id == row.id).values(**values))
+    wanted = set(records.commitments_for(settings, ticket.category))
+    # Without a reply commitment (programme queues), the result clock staff started is promised.
+    due_date = records.reply_due_date(settings, deadlines) or next(
+        (
+            row.due_date
+            for c, row in existing.items()
+            if c in wanted
+            and c not in deadlines
+            and settings.commitment(c).kind != "acknowledgement"
+        ),
+        None,
+    )
+    stale = [c for c in existing if c not in wanted and existing[c].met_at is None]
     if stale:
         connection.execute(
             sa.delete(table)

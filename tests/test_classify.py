@@ -11,7 +11,6 @@ import pytest
 from mailbot import classify as classify_module
 from mailbot.classify import (
     CATEGORY_RULES,
-    LOOP_HEADER,
     RULES,
     ClassifyContext,
     Kind,
@@ -22,6 +21,7 @@ from mailbot.classify import (
     new_text,
 )
 from mailbot.parse import parse_message
+from mailbot.render import LOOP_HEADER
 from mailbot.settings import ClassificationSettings, MailboxSettings
 from mailbot.tokens import make_message_id, make_token
 

@@ -11,9 +11,9 @@ from sqlmodel import col, select
 
 from mailbot.app import App, run_pass
 from mailbot.models import OutboxMessage, Ticket, TicketDeadline, TicketEvent, TicketHold
+from mailbot.render import INTERNAL_MARKER
 from mailbot.sandbox import Sandbox
 from mailbot.store import session_scope
-from mailbot.workflow import INTERNAL_MARKER
 from tests.conftest import AppFactory
 from tests.test_spine import CITIZEN, INFO, citizen_request, office, parsed, text_of
 
