@@ -19,15 +19,17 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import col, select
 
+from mailbot import workflow
 from mailbot.business_calendar import BusinessCalendar, build_calendar
 from mailbot.clock import Clock
-from mailbot.errors import ConfigError, ImapError, NotFound
+from mailbot.delivery import report_failures, review_pacing
+from mailbot.errors import ClockRefused, ConfigError, ImapError, NotFound
 from mailbot.ingest import FetchedMessage, ImapMailbox
 from mailbot.jobs import run_due_jobs
 from mailbot.models import ImapCheckpoint, InboundMessage, Ticket
 from mailbot.outbox import FlushReport, SendPolicy, flush_outbox
-from mailbot.pipeline import Pipeline, process_fetched
-from mailbot.records import INBOUND
+from mailbot.pipeline import Pipeline, goes_to_quarantine, process_fetched
+from mailbot.records import INBOUND, claim_meta
 from mailbot.render import Renderer
 from mailbot.settings import MailboxSettings, Settings, secret
 from mailbot.store import make_engine, migrate, session_scope
@@ -123,8 +125,38 @@ class PassReport:
 StopCheck = Callable[[], bool]
 
 
+LIVE, REPLAY = "live", "replay"
+
+
+def guard_clock(app: App) -> None:
+    """Refuse to mix replayed and real time in one database.
+
+    The first command that writes a database fixes which clock writes it from then on: the
+    real one (a live database) or `--now` (a replay database: tests, demos, audits on a
+    copy). A pass as of another instant on a live database would record late answers, send
+    reminders early and use up today's digest; the real clock on a replay database would mix
+    invented dates with real ones. Both are refused before anything is written.
+    """
+    wanted = REPLAY if app.clock.replays else LIVE
+    with app.engine.begin() as connection:
+        mode = claim_meta(connection, "clock", wanted)
+    if mode == wanted:
+        return
+    if mode == LIVE:
+        raise ClockRefused(
+            "--now cannot write to this database: it is a live one (written by the real "
+            "clock). Read-only commands (report, tickets, show, due) accept --now; replay a "
+            "pass on a separate database (MAILBOT_DATABASE_URL) against test mail servers"
+        )
+    raise ClockRefused(
+        "this database holds replayed time (it was written under --now): the real clock "
+        "never writes to it; give --now, or point mailbot at the live database"
+    )
+
+
 def run_pass(app: App, should_stop: StopCheck = lambda: False) -> PassReport:
     """One full pass: every mailbox's new mail, then the outbox."""
+    guard_clock(app)
     report = PassReport()
     for mailbox in app.settings.mailboxes:
         if should_stop():
@@ -149,13 +181,25 @@ def run_pass(app: App, should_stop: StopCheck = lambda: False) -> PassReport:
 
 
 def send_outbox(app: App) -> FlushReport:
+    """Flush the outbox; the brake's notices go before, failure reports after (and out)."""
     smtp = app.settings.smtp
-    return flush_outbox(
-        app.engine,
-        smtp,
-        app.password(smtp.password_env, "SMTP password"),
-        app.clock.now(),
-        policy=send_policy(app.settings),
+    policy = send_policy(app.settings)
+    context = workflow_context(app)
+    now = app.clock.now()
+    review_pacing(app.engine, context, policy, now)
+    password = app.password(smtp.password_env, "SMTP password")
+    report = flush_outbox(app.engine, smtp, password, now, policy=policy)
+    if report_failures(app.engine, context, now):
+        report = report.plus(flush_outbox(app.engine, smtp, password, now, policy=policy))
+    return report
+
+
+def workflow_context(app: App) -> workflow.Context:
+    return workflow.Context(
+        settings=app.settings,
+        renderer=app.renderer,
+        signing_key=app.signing_key,
+        calendar=app.calendar,
     )
 
 
@@ -164,7 +208,10 @@ def send_policy(settings: Settings) -> SendPolicy:
     by_kind: dict[str, list[str]] = {}
     for commitment in settings.commitments:
         by_kind.setdefault(commitment.kind, []).append(commitment.id)
+    rules = settings.classification
     return SendPolicy(
+        pace_limit=rules.burst_limit,
+        pace_window=timedelta(minutes=rules.burst_window_minutes),
         give_up_after=timedelta(hours=settings.daemon.outbox_max_attempts_hours),
         meets={
             "acknowledgement": tuple(by_kind.get("acknowledgement", ())),
@@ -195,7 +242,7 @@ def ingest_mailbox(
         _move(app, imap, mailbox, uidvalidity, stored, report)
         new = [uid for uid in uids if uid not in stored]
         for batch in _chunks(new, app.settings.daemon.fetch_batch):
-            states: dict[int, str] = {}
+            states: dict[int, bool] = {}
             for fetched in imap.fetch(batch, app.settings.daemon.max_message_bytes):
                 with app.engine.begin() as connection:
                     processed = process_fetched(
@@ -204,7 +251,7 @@ def ingest_mailbox(
                     _advance_checkpoint(
                         connection, mailbox.name, uidvalidity, fetched.uid, app.clock.now()
                     )
-                states[fetched.uid] = processed.state
+                states[fetched.uid] = processed.goes_to_quarantine
                 report.count(processed.label)
                 report.fetched += 1
                 if should_stop():
@@ -265,19 +312,25 @@ def _advance_checkpoint(
 
 def _stored_states(
     engine: Engine, mailbox: str, uidvalidity: int, uids: Sequence[int]
-) -> dict[int, str]:
+) -> dict[int, bool]:
+    """Messages of `uids` already stored: whether each goes to the quarantine folder."""
     if not uids:
         return {}
-    found: dict[int, str] = {}
+    found: dict[int, bool] = {}
     with session_scope(engine) as session:
         for batch in _chunks(list(uids), 500):
             rows = session.exec(
-                select(InboundMessage.uid, InboundMessage.state)
+                select(InboundMessage.uid, InboundMessage.state, InboundMessage.flags)
                 .where(InboundMessage.mailbox == mailbox)
                 .where(InboundMessage.uidvalidity == uidvalidity)
                 .where(col(InboundMessage.uid).in_(batch))
             ).all()
-            found.update({int(uid): state for uid, state in rows})
+            found.update(
+                {
+                    int(uid): goes_to_quarantine(state, flags.split(","))
+                    for uid, state, flags in rows
+                }
+            )
     return found
 
 
@@ -286,13 +339,13 @@ def _move(
     imap: ImapMailbox,
     mailbox: MailboxSettings,
     uidvalidity: int,
-    states: Mapping[int, str],
+    quarantine: Mapping[int, bool],
     report: PassReport,
 ) -> None:
     """Move stored messages to the processed or quarantine folder and record it."""
     by_folder: dict[str, list[int]] = {}
-    for uid, state in states.items():
-        folder = mailbox.quarantine_folder if state == "quarantined" else mailbox.processed_folder
+    for uid, to_quarantine in quarantine.items():
+        folder = mailbox.quarantine_folder if to_quarantine else mailbox.processed_folder
         by_folder.setdefault(folder, []).append(uid)
     now = app.clock.now()
     for folder, uids in by_folder.items():
@@ -336,6 +389,7 @@ def retry_quarantined(app: App, inbound_id: int) -> str:
     The stored row is replaced in the same transaction by the outcome of a fresh pass over
     the same bytes, keeping its IMAP key; a message that fails again stays quarantined.
     """
+    guard_clock(app)
     pipeline = Pipeline.build(app.settings, app.calendar, app.renderer, app.signing_key)
     now = app.clock.now()
     with app.engine.begin() as connection:

@@ -34,7 +34,7 @@ from typing import Literal
 
 from mailbot import tokens
 from mailbot.language import detect_language
-from mailbot.parse import InboundMail
+from mailbot.parse import InboundMail, addresses_in
 from mailbot.render import LOOP_HEADER
 from mailbot.settings import Category, ClassificationSettings, MailboxSettings
 
@@ -81,6 +81,8 @@ class ClassifyContext:
     known_message_ids: Mapping[str, str] = field(default_factory=dict)
     # Queues that exist: a new request is only ever moved to one of these.
     available_categories: frozenset[str] = frozenset({"information", "complaint"})
+    # Addresses of the complaint mailboxes (lower-case).
+    complaint_addresses: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,7 +226,7 @@ class Evidence:
 
     mail: InboundMail
     context: ClassifyContext
-    sender: str | None  # the strictly parsed From address, lower-cased; None: no usable From
+    sender: str | None  # the one usable From address (parse.usable_address); None: none
     is_staff: bool
     thread: Threading
 
@@ -233,7 +235,7 @@ class Evidence:
 
 
 def _gather_evidence(mail: InboundMail, context: ClassifyContext) -> Evidence:
-    sender = mail.sender.address.lower() if mail.sender is not None else None
+    sender = mail.from_address.address if mail.from_address is not None else None
     return Evidence(
         mail=mail,
         context=context,
@@ -324,7 +326,7 @@ _BOUNCE_SUBJECT = re.compile(
 def _is_bounce_by_subject(e: Evidence) -> bool:
     """Non-standard bounces: a bounce subject, from a sender that is not a person."""
     machine_sent = (
-        e.mail.sender is None
+        e.sender is None
         or _is_robot_sender(e)
         or _has_null_return_path(e)
         or bool(_auto_submitted_values(e))
@@ -389,9 +391,10 @@ def _robot_pattern(pattern: str) -> re.Pattern[str]:
 
 
 def _is_robot_sender(e: Evidence) -> bool:
-    if e.mail.sender is None:
+    if e.mail.from_address is None:
         return False
-    return bool(_robot_pattern(e.context.rules.robot_pattern).match(e.mail.sender.local_part))
+    pattern = _robot_pattern(e.context.rules.robot_pattern)
+    return bool(pattern.match(e.mail.from_address.local_part))
 
 
 def _suppresses_auto_responses(e: Evidence) -> bool:
@@ -606,9 +609,15 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "unparsable_sender",
         Signal.NOTE,
-        lambda e: e.mail.sender is None,
-        "adresse d'expéditeur absente ou illisible",
+        lambda e: e.sender is None,
+        "adresse d'expéditeur absente, illisible ou ambiguë",
         blocks_answer=True,
+    ),
+    Rule(
+        "loose_sender_syntax",
+        Signal.NOTE,
+        lambda e: e.sender is not None and e.mail.sender is None,
+        "adresse d'expéditeur lue avec tolérance (syntaxe non conforme)",
     ),
     Rule(
         "sender_not_requester",
@@ -667,10 +676,24 @@ def _phrase_pattern(phrases: tuple[str, ...]) -> re.Pattern[str] | None:
     return re.compile(r"(?<!\w)(?:" + "|".join(alternatives) + r")(?!\w)")
 
 
+ADDRESSED_TO_COMPLAINTS = CategoryRule(
+    "addressed_to_complaints",
+    "complaint",
+    lambda rules: (),
+    "adressé aussi à la boîte des plaintes : classé comme plainte",
+)
+
+
 def _category(
     mail: InboundMail, context: ClassifyContext
 ) -> tuple[Category, tuple[CategoryRule, ...]]:
+    """The queue of a new request. A message the citizen addressed to the complaints mailbox
+    too (To or Cc) is a complaint whichever copy is read first: one request, one ticket."""
     default = context.mailbox.category
+    if default != "complaint" and context.complaint_addresses & addresses_in(
+        " ".join((*mail.header_values("to"), *mail.header_values("cc")))
+    ):
+        return "complaint", (ADDRESSED_TO_COMPLAINTS,)
     if default != "information":
         return default, ()
     text = fold(f"{mail.subject}\n{mail.text[:CATEGORY_TEXT_CHARS]}")
@@ -769,7 +792,7 @@ def classify(mail: InboundMail, context: ClassifyContext) -> Verdict:
         reasons.extend(rule.reason for rule in category_rules)
     may_auto_answer = (
         kind in (Kind.NEW_REQUEST, Kind.FOLLOW_UP)
-        and mail.sender is not None
+        and evidence.sender is not None
         and not any(rule.blocks_answer for rule in fired)
     )
     return Verdict(

@@ -8,13 +8,22 @@ from typing import Protocol
 
 
 class Clock(Protocol):
-    """Something that tells the current instant, always timezone-aware and in UTC."""
+    """Something that tells the current instant, always timezone-aware and in UTC.
+
+    `replays` is True for a clock that is not the real one (`--now`): a database is written
+    by one kind of clock only (see `mailbot.app.guard_clock`).
+    """
+
+    @property
+    def replays(self) -> bool: ...
 
     def now(self) -> datetime: ...
 
 
 class SystemClock:
     """The real clock."""
+
+    replays = False
 
     def now(self) -> datetime:
         return datetime.now(UTC)
@@ -25,6 +34,10 @@ class FixedClock:
     """A clock stopped at one instant: `--now`, tests and audits replay time with it."""
 
     instant: datetime
+
+    @property
+    def replays(self) -> bool:
+        return True
 
     def __post_init__(self) -> None:
         if self.instant.tzinfo is None:

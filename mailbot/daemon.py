@@ -20,7 +20,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from mailbot.app import App, run_pass
+from mailbot.app import App, guard_clock, run_pass
 from mailbot.errors import ConfigError, ImapError
 from mailbot.ingest import ImapMailbox
 from mailbot.outbox import smtp_client
@@ -38,6 +38,7 @@ def run_once(app: App) -> int:
 
 def run_daemon(app: App) -> int:
     """Poll every mailbox on the configured interval until SIGTERM or SIGINT."""
+    guard_clock(app)
     stop = threading.Event()
     scheduler = BlockingScheduler(timezone=UTC)
 

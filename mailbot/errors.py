@@ -2,6 +2,7 @@
 
 MailbotError
  ├── ConfigError       the configuration file or environment is wrong (exit 2)
+ │    └── ClockRefused  replayed and real time would mix in one database (exit 2)
  ├── ServerError       an IMAP or SMTP server could not be reached or refused us
  │    ├── ImapError
  │    └── SmtpError
@@ -17,6 +18,10 @@ class MailbotError(Exception):
 
 class ConfigError(MailbotError):
     """The configuration is invalid; the message names the key or variable."""
+
+
+class ClockRefused(ConfigError):
+    """A write under `--now` to a live database, or by the real clock to a replay one."""
 
 
 class ServerError(MailbotError):

@@ -120,6 +120,8 @@ class InboundMessage(SQLModel, table=True):
     uid: int = Field(sa_column=sa.Column(sa.BigInteger(), nullable=False))
     message_id: str = Field(default="", max_length=1000, index=True)
     sha256: str = Field(max_length=64, index=True)
+    # Same request, however delivered (parse.request_fingerprint): duplicates are found by it.
+    fingerprint: str = Field(default="", max_length=64, index=True)
     size: int = 0
     raw: bytes = Field(sa_column=sa.Column(sa.LargeBinary(), nullable=False))
     internal_date: datetime = Field(sa_column=sa.Column(UtcDateTime(), nullable=False))
@@ -200,3 +202,24 @@ class AddressState(SQLModel, table=True):
     undeliverable: bool = False
     reason: str = Field(default="", max_length=2000)
     updated_at: datetime = Field(sa_column=sa.Column(UtcDateTime(), nullable=False))
+
+
+class ServiceAlert(SQLModel, table=True):
+    """A condition that needs people told once when it starts and once when it ends (the
+    brake pacing acknowledgements, ...): at most one open episode per name."""
+
+    __tablename__ = "service_alert"
+
+    name: str = Field(primary_key=True, max_length=64)
+    started_at: datetime | None = _instant()
+    resolved_at: datetime | None = _instant()
+    detail: str = Field(default="", max_length=2000)
+
+
+class ServiceMeta(SQLModel, table=True):
+    """Facts about the database itself (which clock writes it, ...)."""
+
+    __tablename__ = "service_meta"
+
+    key: str = Field(primary_key=True, max_length=64)
+    value: str = Field(default="", max_length=2000)

@@ -40,6 +40,10 @@ class SendPolicy:
 
     give_up_after: timedelta
     meets: Mapping[str, tuple[str, ...]]
+    # The brake: at most `pace_limit` automatic answers sent in any `pace_window`; the rest
+    # wait for the next pass. It paces; it never drops (mailbot/pacing.py tells staff).
+    pace_limit: int | None = None
+    pace_window: timedelta = timedelta(minutes=10)
 
 
 # The ticket column each fulfilling purpose stamps when it is first sent.
@@ -79,36 +83,95 @@ def backoff(attempts: int) -> timedelta:
     return min(timedelta(minutes=2 ** max(attempts - 1, 0)), MAX_BACKOFF)
 
 
-def claim_rows(engine: Engine, now: datetime, owner: str, limit: int) -> list[OutboxMessage]:
-    """Lease up to `limit` due rows to `owner`; rows another worker holds are skipped.
+PACED_PURPOSE = "acknowledgement"
+_TABLE = OutboxMessage.__table__  # type: ignore[attr-defined]
 
-    One UPDATE both chooses and leases the rows, inside a write transaction, so two workers
-    can never lease the same row; the rows are then read back by their lease.
-    """
-    table = OutboxMessage.__table__  # type: ignore[attr-defined]
+
+def paced_capacity(connection: Connection, policy: SendPolicy, now: datetime) -> int | None:
+    """How many automatic answers may still be sent now under the brake (None: no brake)."""
+    if policy.pace_limit is None:
+        return None
+    sent = connection.execute(
+        sa.select(sa.func.count())
+        .select_from(_TABLE)
+        .where(_TABLE.c.purpose == PACED_PURPOSE)
+        .where(_TABLE.c.state == "sent")
+        .where(_TABLE.c.sent_at > now - policy.pace_window)
+    ).scalar_one()
+    return max(policy.pace_limit - int(sent), 0)
+
+
+def due_paced(connection: Connection, now: datetime) -> int:
+    """Automatic answers due now and not sent yet (what the brake may hold back)."""
+    return int(
+        connection.execute(
+            sa.select(sa.func.count())
+            .select_from(_TABLE)
+            .where(_TABLE.c.purpose == PACED_PURPOSE)
+            .where(_TABLE.c.state == "pending")
+            .where(_TABLE.c.next_attempt_at <= now)
+        ).scalar_one()
+    )
+
+
+def _lease(
+    connection: Connection,
+    now: datetime,
+    owner: str,
+    limit: int,
+    purpose: sa.ColumnElement[bool],
+) -> list[int]:
+    """One UPDATE both chooses and leases up to `limit` due rows matching `purpose`."""
+    if limit <= 0:
+        return []
+    table = _TABLE
     available = sa.or_(table.c.lease_until.is_(None), table.c.lease_until < now)
     due = (
         sa.select(table.c.id)
         .where(table.c.state == "pending")
         .where(table.c.next_attempt_at <= now)
         .where(available)
+        .where(purpose)
         .order_by(table.c.id)
         .limit(limit)
         .scalar_subquery()
     )
-    with engine.begin() as connection:
-        claimed = (
-            connection.execute(
-                sa.update(table)
-                .where(table.c.id.in_(due))
-                .where(table.c.state == "pending")
-                .where(available)
-                .values(lease_owner=owner, lease_until=now + LEASE)
-                .returning(table.c.id)
-            )
-            .scalars()
-            .all()
+    return list(
+        connection.execute(
+            sa.update(table)
+            .where(table.c.id.in_(due))
+            .where(table.c.state == "pending")
+            .where(available)
+            .values(lease_owner=owner, lease_until=now + LEASE)
+            .returning(table.c.id)
         )
+        .scalars()
+        .all()
+    )
+
+
+def claim_rows(
+    engine: Engine,
+    now: datetime,
+    owner: str,
+    limit: int,
+    policy: SendPolicy | None = None,
+) -> list[OutboxMessage]:
+    """Lease up to `limit` due rows to `owner`; rows another worker holds are skipped, and
+    automatic answers beyond the brake's capacity wait (they stay pending, never dropped).
+
+    Each UPDATE both chooses and leases the rows, inside a write transaction, so two workers
+    can never lease the same row; the rows are then read back by their lease.
+    """
+    table = _TABLE
+    with engine.begin() as connection:
+        capacity = paced_capacity(connection, policy, now) if policy is not None else None
+        if capacity is None:
+            claimed = _lease(connection, now, owner, limit, sa.true())
+        else:
+            claimed = _lease(connection, now, owner, limit, table.c.purpose != PACED_PURPOSE)
+            paced = min(capacity, limit - len(claimed))
+            claimed += _lease(connection, now, owner, paced, table.c.purpose == PACED_PURPOSE)
     if not claimed:
         return []
     with session_scope(engine) as session:
@@ -139,6 +202,8 @@ def _record(
     values: dict[str, object] = {"attempts": attempts, "lease_owner": None, "lease_until": None}
     if state == "sent":
         values.update(state="sent", sent_at=now, last_error="")
+    elif state == "held":
+        values.update(state="held", last_error=error[:2000])
     elif state == "retry" and now - row.created_at < policy.give_up_after:
         values.update(next_attempt_at=now + backoff(attempts), last_error=error[:2000])
     else:
@@ -159,7 +224,7 @@ def _record(
             return "lease_lost"
         if new_state == "sent" and row.purpose in policy.meets:
             _mark_fulfilled(connection, row, policy.meets[row.purpose], now)
-        if row.ticket_id is not None and new_state in ("sent", "failed"):
+        if row.ticket_id is not None and new_state in ("sent", "failed", "held"):
             connection.execute(
                 sa.insert(TicketEvent).values(
                     ticket_id=row.ticket_id,
@@ -167,7 +232,7 @@ def _record(
                     kind=f"{row.purpose}_{new_state}",
                     actor="mailbot",
                     outbox_id=row.id,
-                    detail=str(values["last_error"]) if new_state == "failed" else "",
+                    detail=error_summary(str(values["last_error"])) if new_state != "sent" else "",
                 )
             )
     return new_state
@@ -225,57 +290,107 @@ async def _send_rows(
     now: datetime,
     policy: SendPolicy,
 ) -> FlushReport:
-    sent = retrying = failed = 0
+    tally = _Tally()
     smtp = smtp_client(settings, password)
+    pending = list(rows)
     try:
-        await smtp.connect()
-    except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
-        log.warning("SMTP %s:%s unreachable: %s", settings.host, settings.port, exc)
-        for row in rows:
-            state = _record(
-                engine,
-                row,
-                now,
-                state="retry",
-                error=f"connection: {exc}",
-                policy=policy,
-            )
-            failed += state == "failed"
-            retrying += state == "pending"
-        return FlushReport(retrying=retrying, failed=failed, unreachable=True)
-    try:
-        for row in rows:
-            try:
-                errors, _response = await smtp.sendmail(row.envelope_from, [row.recipient], row.raw)
-            except aiosmtplib.SMTPRecipientsRefused as exc:
-                outcome, error = _classify_refusal(exc.recipients)
-            except aiosmtplib.SMTPResponseException as exc:
-                outcome = "failed" if exc.code >= 500 else "retry"
-                error = f"{exc.code} {exc.message}"
-            except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
-                # Includes a timeout after the final dot: retried with the same Message-ID.
-                outcome, error = "retry", f"{type(exc).__name__}: {exc}"
-            else:
-                outcome, error = ("sent", "") if not errors else _classify_refusal(errors)
+        try:
+            await smtp.connect()
+        except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
+            log.warning("SMTP %s:%s unreachable: %s", settings.host, settings.port, exc)
+            _retry_all(engine, pending, now, f"connection: {exc}", policy, tally)
+            return tally.report(unreachable=True)
+        while pending:
+            row = pending.pop(0)
+            outcome, error = await _send_one(smtp, row)
             state = _record(engine, row, now, state=outcome, error=error, policy=policy)
-            sent += state == "sent"
-            failed += state == "failed"
-            retrying += state == "pending"
+            tally.count(state)
             if state == "sent":
                 log.info("sent %s %s", row.purpose, row.message_id)
             else:
                 log.warning(
                     "outbox row %s %s (%s): %s", row.id, row.message_id, state, error_summary(error)
                 )
-            if outcome == "retry" and not smtp.is_connected:
-                await smtp.connect()
+            if pending and not smtp.is_connected:
+                try:
+                    await smtp.connect()
+                except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
+                    # The relay went away mid-batch: what is left waits for the next pass.
+                    log.warning("SMTP %s:%s lost: %s", settings.host, settings.port, exc)
+                    _retry_all(engine, pending, now, f"connection: {exc}", policy, tally)
+                    return tally.report(unreachable=True)
     finally:
         if smtp.is_connected:
             try:
                 await smtp.quit()
             except (TimeoutError, aiosmtplib.SMTPException, OSError):
                 smtp.close()
-    return FlushReport(sent=sent, retrying=retrying, failed=failed)
+    return tally.report()
+
+
+async def _send_one(smtp: aiosmtplib.SMTP, row: OutboxMessage) -> tuple[str, str]:
+    """One message over the open session: ("sent" | "retry" | "failed" | "held", error)."""
+    # An internationalised address can only travel over SMTPUTF8 (RFC 6531).
+    utf8 = not (row.recipient.isascii() and row.envelope_from.isascii())
+    try:
+        errors, _response = await smtp.sendmail(
+            row.envelope_from,
+            [row.recipient],
+            row.raw,
+            mail_options=["SMTPUTF8"] if utf8 else [],
+        )
+    except aiosmtplib.SMTPNotSupported as exc:
+        # The relay cannot carry this address at all: a person must answer another way.
+        return "held", f"not supported by the relay: {exc}"
+    except aiosmtplib.SMTPRecipientsRefused as exc:
+        return _classify_refusal(exc.recipients)
+    except aiosmtplib.SMTPResponseException as exc:
+        return ("failed" if exc.code >= 500 else "retry"), f"{exc.code} {exc.message}"
+    except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
+        # Includes a timeout after the final dot: retried with the same Message-ID.
+        return "retry", f"{type(exc).__name__}: {exc}"
+    return ("sent", "") if not errors else _classify_refusal(errors)
+
+
+@dataclass
+class _Tally:
+    sent: int = 0
+    retrying: int = 0
+    failed: int = 0
+
+    def count(self, state: str) -> None:
+        self.sent += state == "sent"
+        self.failed += state in ("failed", "held")
+        self.retrying += state == "pending"
+
+    def report(self, *, unreachable: bool = False) -> FlushReport:
+        return FlushReport(
+            sent=self.sent, retrying=self.retrying, failed=self.failed, unreachable=unreachable
+        )
+
+
+def _retry_all(
+    engine: Engine,
+    rows: Sequence[OutboxMessage],
+    now: datetime,
+    error: str,
+    policy: SendPolicy,
+    tally: _Tally,
+) -> None:
+    for row in rows:
+        tally.count(_record(engine, row, now, state="retry", error=error, policy=policy))
+
+
+def release_leases(engine: Engine, owner: str) -> int:
+    """Give back every row `owner` still holds, at once (not after the lease expires)."""
+    with engine.begin() as connection:
+        result = connection.execute(
+            sa.update(_TABLE)
+            .where(_TABLE.c.lease_owner == owner)
+            .where(_TABLE.c.state == "pending")
+            .values(lease_owner=None, lease_until=None)
+        )
+    return int(result.rowcount or 0)
 
 
 def _classify_refusal(recipients: object) -> tuple[str, str]:
@@ -300,14 +415,25 @@ def flush_outbox(
     batch: int = 500,
     owner: str | None = None,
 ) -> FlushReport:
-    """Send every due row (in batches under one SMTP connection each) and report the counts."""
+    """Send every due row (in batches under one SMTP connection each) and report the counts.
+
+    Whatever goes wrong while sending, the rows this worker still holds are released before
+    it returns, so another pass or instance can take them at once.
+    """
     owner = owner or uuid.uuid4().hex[:16]
     total = FlushReport()
-    while True:
-        rows = claim_rows(engine, now, owner, batch)
-        if not rows:
-            return total
-        report = asyncio.run(_send_rows(engine, settings, password, rows, now, policy))
-        total = total.plus(report)
-        if report.unreachable or report.sent == 0:
-            return total
+    try:
+        while True:
+            rows = claim_rows(engine, now, owner, batch, policy)
+            if not rows:
+                return total
+            report = asyncio.run(_send_rows(engine, settings, password, rows, now, policy))
+            total = total.plus(report)
+            if report.unreachable or report.sent == 0:
+                return total
+    except Exception as exc:  # never leave rows leased behind a crash of the sender
+        log.error("sending stopped: %s", error_summary(f"{type(exc).__name__}: {exc}"))
+        log.debug("sending stopped", exc_info=True)
+        return total.plus(FlushReport(unreachable=True))
+    finally:
+        release_leases(engine, owner)

@@ -1,8 +1,17 @@
 """Raw bytes -> a typed inbound message (pure; never raises on malformed mail).
 
-Everything taken from a message is decoded with replacement and has CR/LF flattened, so
-later stages can put it in a header or a log line without injection. Address fields are
-parsed strictly: any defect means "no address" (the CVE-2023-27043 trap), never a guess.
+Everything taken from a message is decoded with replacement and has every control and
+line-separator character flattened, so later stages can put it in a header or a log line
+without injection. Two readings of the From header serve two purposes:
+
+* `sender` is parsed strictly: any defect means "no address" (the CVE-2023-27043 trap). It
+  decides whether mail is from staff, which grants power.
+* `from_address` is "the one usable address", extracted the way mature mail software does
+  (an unquoted dot or comma in the display name, a stray separator, a trailing dot in the
+  domain, an internationalised address): it is where an answer to a citizen goes. It is
+  None when the header holds no address, or more than one distinct one (ambiguous).
+
+Addresses are lower-cased whole: they compare without regard to case everywhere.
 """
 
 from __future__ import annotations
@@ -10,6 +19,7 @@ from __future__ import annotations
 import email
 import email.parser
 import email.policy
+import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,6 +28,8 @@ from email.message import Message
 from email.utils import parsedate_to_datetime
 from html.parser import HTMLParser
 
+from email_validator import EmailNotValidError, validate_email
+
 MAX_PARTS = 200
 MAX_DEPTH = 20
 MAX_TEXT_CHARS = 200_000
@@ -25,14 +37,17 @@ MAX_HEADER_CHARS = 2_000
 
 _ADDR_SPEC = re.compile(r"^[^@\s<>()\[\]\\,;:\"]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
 _MSGID = re.compile(r"<[^<>\s]+>")
-_CRLF = re.compile(r"[\r\n\t]+")
+# Every character that may end or split a header line, or that no header may carry: C0 and
+# C1 controls, DEL, and the Unicode line and paragraph separators (str.splitlines breaks on
+# several of them, and so does the email package's folding).
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 _STATUS = re.compile(r"\b([245])\.\d{1,3}\.\d{1,3}\b")
 _ESCAPED_BYTES = re.compile("[\udc80-\udcff]")
 
 
 @dataclass(frozen=True, slots=True)
 class Address:
-    """One strictly parsed mailbox; `address` has its domain lower-cased."""
+    """One mailbox; `address` is lower-cased whole (addresses compare without case)."""
 
     address: str
     display_name: str = ""
@@ -44,6 +59,11 @@ class Address:
     @property
     def local_part(self) -> str:
         return self.address.rpartition("@")[0]
+
+    @property
+    def needs_smtputf8(self) -> bool:
+        """A non-ASCII local part can only be sent to over SMTPUTF8 (RFC 6531)."""
+        return not self.address.isascii()
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +98,8 @@ class InboundMail:
 
     message_id: str
     subject: str
-    sender: Address | None
+    sender: Address | None  # strictly parsed From: decides staff identity
+    from_address: Address | None  # the one usable From address: where answers go
     reply_to: tuple[Address, ...]
     to: tuple[Address, ...]
     cc: tuple[Address, ...]
@@ -120,8 +141,9 @@ class InboundMail:
 
 
 def flatten(text: str, limit: int = MAX_HEADER_CHARS) -> str:
-    """One line, no control characters that could split a header, at most `limit` chars."""
-    return _CRLF.sub(" ", text).replace("\x00", "").strip()[:limit]
+    """One line, no control or line-separator character, at most `limit` characters: safe in
+    any header we write and in a log line."""
+    return _UNSAFE.sub(" ", text).strip()[:limit]
 
 
 def _header_str(value: object) -> str:
@@ -195,14 +217,78 @@ def parse_addresses(value: str) -> tuple[Address, ...] | None:
             spec = item.addr_spec
             if not _ADDR_SPEC.match(spec):
                 return None
-            local, _, domain = spec.rpartition("@")
             found.append(
-                Address(
-                    address=f"{local}@{domain.lower()}",
-                    display_name=flatten(item.display_name or "", 200),
-                )
+                Address(address=spec.lower(), display_name=flatten(item.display_name or "", 200))
             )
     return tuple(found)
+
+
+# An address in angle brackets, and a bare one (no brackets anywhere in the header).
+_ANGLE_ADDRESS = re.compile(r"<\s*([^<>\s]+@[^<>\s]+?)\s*>")
+_BARE_ADDRESS = re.compile(r"[^\s<>()\[\],;:\"]+@[^\s<>()\[\],;:\"]+")
+_COMMENT = re.compile(r"\([^()]*\)")
+
+
+def normalise_address(candidate: str) -> str | None:
+    """A deliverable address in its canonical form, or None: trailing dots of the domain
+    dropped, international domains in their ASCII form when the local part is ASCII (no
+    SMTPUTF8 needed then), lower-cased. `email_validator` does the syntax and IDNA work."""
+    text = candidate.strip().strip(".,;:").rstrip(".")
+    local, at, domain = text.rpartition("@")
+    if not at or not local or not domain:
+        return None
+    try:
+        checked = validate_email(
+            f"{local}@{domain.rstrip('.')}", check_deliverability=False, allow_smtputf8=True
+        )
+    except (EmailNotValidError, UnicodeError, ValueError):
+        return None
+    return str(checked.ascii_email or checked.normalized).lower()
+
+
+def usable_address(raw: str) -> Address | None:
+    """The one usable address of a From header value (undecoded), or None.
+
+    A strictly valid single mailbox is taken as it is. Otherwise every address-like string,
+    in angle brackets or bare, must name one and the same address (``J. Smith
+    <js@example.org>``, ``Roy, Marie <m@example.org>``, ``<m@example.org>,``,
+    ``m@example.org. (Marie)``). Addresses are looked for in the undecoded value, so an RFC
+    2047 encoded word in a display name can never add one. Two different addresses
+    (``victim@example.org <evil@example.net>``) are ambiguous: None, and a person decides.
+    """
+    value = flatten(raw, 10_000)
+    strict = parse_addresses(value)
+    if strict is not None and len(strict) == 1:
+        address = normalise_address(strict[0].address)
+        if address is not None:
+            return Address(address=address, display_name=strict[0].display_name)
+    bracketed = _ANGLE_ADDRESS.findall(value)
+    outside = _COMMENT.sub(" ", _ANGLE_ADDRESS.sub(" ", value))
+    found = {normalise_address(item) for item in (*bracketed, *_BARE_ADDRESS.findall(outside))}
+    if len(found) != 1 or None in found:
+        return None
+    [address] = found
+    assert address is not None
+    if bracketed:
+        name = value[: value.find("<")]
+    else:
+        comments = _COMMENT.findall(value)
+        name = comments[0][1:-1] if comments else ""
+    return Address(address=address, display_name=_decoded_name(name))
+
+
+def addresses_in(text: str) -> frozenset[str]:
+    """Every address a header value names, read loosely and normalised: for "was this
+    mailbox among the recipients?", never for a decision that grants power."""
+    candidates = [*_ANGLE_ADDRESS.findall(text), *_BARE_ADDRESS.findall(text)]
+    return frozenset(a for a in map(normalise_address, candidates) if a is not None)
+
+
+def _decoded_name(name: str) -> str:
+    text = flatten(_decoded(name), 200).strip(" \t,;:")
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        text = text[1:-1].replace('\\"', '"').strip()
+    return text
 
 
 def _addresses(message: Message, name: str) -> tuple[Address, ...]:
@@ -405,6 +491,53 @@ def _bodies(message: Message, defects: list[str]) -> tuple[str, str, tuple[Attac
     return text, html, tuple(attachments)
 
 
+# Headers a relay adds on the way: a redelivered message differs from the first copy in
+# these only.
+TRACE_HEADERS = frozenset(
+    {
+        "received",
+        "return-path",
+        "delivered-to",
+        "x-original-to",
+        "x-delivered-to",
+        "envelope-to",
+        "x-envelope-to",
+        "received-spf",
+        "authentication-results",
+        "arc-seal",
+        "arc-message-signature",
+        "arc-authentication-results",
+        "x-resent",
+    }
+)
+_HEADER_START = re.compile(rb"^([!-9;-~]+):", re.M)
+
+
+def request_fingerprint(mail: InboundMail, raw: bytes) -> str:
+    """What makes two deliveries the same message: the same sender and Message-ID; without a
+    Message-ID, the same bytes once the relays' trace headers are set aside. An MTA
+    redelivery, or one message sent to several of our mailboxes, has one fingerprint."""
+    sender = mail.from_address.address if mail.from_address else ""
+    if mail.message_id:
+        key = f"id\n{sender}\n{mail.message_id}".encode()
+    else:
+        key = b"content\n" + _without_trace(raw)
+    return hashlib.sha256(key).hexdigest()
+
+
+def _without_trace(raw: bytes) -> bytes:
+    head, separator, body = raw.replace(b"\r\n", b"\n").partition(b"\n\n")
+    kept: list[bytes] = []
+    keep = True
+    for line in head.split(b"\n"):
+        if line[:1] not in (b" ", b"\t"):
+            match = _HEADER_START.match(line)
+            keep = not (match and match.group(1).decode("ascii").lower() in TRACE_HEADERS)
+        if keep:
+            kept.append(line)
+    return b"\n".join(kept) + separator + body
+
+
 def parse_message(raw: bytes) -> InboundMail:
     """Parse raw RFC 5322 bytes; malformed input yields defects, not exceptions."""
     try:
@@ -430,12 +563,14 @@ def parse_message(raw: bytes) -> InboundMail:
         report = _delivery_report(message, str(report_type).lower())
     message_ids = _message_ids(message, "Message-ID")
     sender = _single_sender(message)
-    if _raw_header(message, "From") is not None and sender is None:
+    raw_from = _raw_header(message, "From")
+    if raw_from is not None and sender is None:
         defects.append("From header could not be parsed strictly")
     return InboundMail(
         message_id=message_ids[0] if message_ids else "",
         subject=_header_text(message, "Subject"),
         sender=sender,
+        from_address=usable_address(raw_from) if raw_from is not None else None,
         reply_to=_addresses(message, "Reply-To"),
         to=_addresses(message, "To"),
         cc=_addresses(message, "Cc"),

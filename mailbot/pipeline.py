@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy.engine import Connection
 
@@ -20,12 +20,16 @@ from mailbot import records, tokens, workflow
 from mailbot.business_calendar import BusinessCalendar
 from mailbot.classify import ClassifyContext, Kind, TicketFacts, Verdict, candidate_refs, classify
 from mailbot.ingest import FetchedMessage
-from mailbot.parse import InboundMail, parse_message
+from mailbot.parse import InboundMail, parse_message, request_fingerprint
 from mailbot.render import Envelope, Renderer, compose
 from mailbot.settings import MailboxSettings, Settings
 from mailbot.tickets import Decision, Outcome, decide
 
 log = logging.getLogger(__name__)
+
+# A message over the size cap: a ticket from its headers; the whole message stays on the
+# server, in the quarantine folder, where staff open it (the notice says so).
+OVERSIZED = "oversized"
 
 STATE_OF_OUTCOME: Mapping[Outcome, str] = {
     Outcome.OPENED: "processed",
@@ -47,6 +51,7 @@ class Pipeline:
     staff_domains: frozenset[str]
     own_addresses: frozenset[str]
     categories: frozenset[str]
+    complaint_addresses: frozenset[str]
     workflow: workflow.Context
 
     @classmethod
@@ -54,6 +59,7 @@ class Pipeline:
         cls, settings: Settings, calendar: BusinessCalendar, renderer: Renderer, signing_key: bytes
     ) -> Pipeline:
         staff = {a.lower() for m in settings.mailboxes for a in (*m.staff, *m.supervisors)}
+        complaints = {m.address.lower() for m in settings.mailboxes if m.category == "complaint"}
         return cls(
             settings=settings,
             calendar=calendar,
@@ -63,6 +69,7 @@ class Pipeline:
             staff_domains=frozenset(d.lower() for d in settings.organisation.staff_domains),
             own_addresses=frozenset(m.address.lower() for m in settings.mailboxes),
             categories=frozenset(m.category for m in settings.mailboxes),
+            complaint_addresses=frozenset(complaints),
             workflow=workflow.Context(
                 settings=settings, renderer=renderer, signing_key=signing_key, calendar=calendar
             ),
@@ -86,6 +93,7 @@ class Pipeline:
             tickets=tickets,
             known_message_ids=known_message_ids,
             available_categories=self.categories,
+            complaint_addresses=self.complaint_addresses,
         )
 
 
@@ -95,6 +103,18 @@ class Processed:
 
     state: str
     label: str
+    flags: tuple[str, ...] = ()
+
+    @property
+    def goes_to_quarantine(self) -> bool:
+        return goes_to_quarantine(self.state, self.flags)
+
+
+def goes_to_quarantine(state: str, flags: Sequence[str]) -> bool:
+    """Which folder a stored message moves to on the server: the quarantine folder for a
+    message that could not be processed, and for one over the size cap (mailbot read only its
+    headers; staff open it whole there); the processed folder otherwise."""
+    return state == "quarantined" or OVERSIZED in flags
 
 
 def process_fetched(
@@ -120,6 +140,7 @@ def process_fetched(
         "internal_date": fetched.internal_date,
         "stored_at": now,
         "message_id": "",
+        "fingerprint": "",
         "kind": "",
         "rules": "",
         "flags": "",
@@ -150,18 +171,12 @@ def _process(
 ) -> Processed:
     mail = parse_message(fetched.raw)
     base["message_id"] = mail.message_id[:1000]
-    duplicate = records.duplicate_of(connection, mailbox.name, str(base["sha256"]), mail.message_id)
+    base["fingerprint"] = request_fingerprint(mail, fetched.raw)
+    duplicate = records.duplicate_of(connection, str(base["fingerprint"]), str(base["sha256"]))
     if duplicate is not None:
-        records.insert_inbound(
-            connection,
-            {
-                **base,
-                "state": "set_aside",
-                "kind": "duplicate",
-                "reason": f"same message as inbound #{duplicate} (delivered again)",
-            },
+        return _record_duplicate(
+            connection, pipeline, mailbox, base, duplicate, mail, fetched.raw, now
         )
-        return Processed("set_aside", "duplicate")
     verdict = _classify(connection, pipeline, mailbox, mail)
     ticket = records.ticket_by_ref(connection, verdict.ticket_ref) if verdict.ticket_ref else None
     decision = decide(
@@ -175,16 +190,15 @@ def _process(
     if fetched.truncated:
         decision = replace(
             decision,
-            flags=(*decision.flags, "oversized"),
-            reason=f"{decision.reason}; over the size cap ({fetched.size} bytes): headers only",
+            flags=(*decision.flags, OVERSIZED),
+            reason=f"{decision.reason}; over the size cap ({fetched.size} bytes): headers "
+            "only; the whole message is kept in the quarantine folder",
         )
     if decision.open_ticket is not None:
         ticket = records.insert_ticket(
             connection, pipeline.settings, pipeline.calendar, decision.open_ticket, now
         )
     state = STATE_OF_OUTCOME[decision.outcome]
-    if fetched.truncated and state == "processed":
-        state = "set_aside"  # kept on the server in the quarantine folder, whole
     inbound_id = records.insert_inbound(
         connection,
         {
@@ -197,7 +211,11 @@ def _process(
             "ticket_id": ticket.id if ticket else None,
         },
     )
-    _record_bounce(connection, mail, verdict, now)
+    if verdict.kind is Kind.BOUNCE:
+        _record_bounce(connection, mail, ticket, inbound_id, now)
+    elif verdict.kind in (Kind.NEW_REQUEST, Kind.FOLLOW_UP) and mail.from_address is not None:
+        # A person who writes again is reachable again (a bounce may have been transient).
+        records.clear_undeliverable(connection, mail.from_address.address)
     staff = None
     if verdict.kind is Kind.STAFF_REPLY:
         staff = workflow.handle_staff_message(
@@ -229,7 +247,7 @@ def _process(
         f" ticket {ticket.ref}" if ticket else "",
     )
     label = verdict.kind.value if state == "processed" else state
-    return Processed(state, label)
+    return Processed(state, label, decision.flags)
 
 
 def _classify(
@@ -246,18 +264,91 @@ def _classify(
 
 
 def _record_bounce(
-    connection: Connection, mail: InboundMail, verdict: Verdict, now: datetime
+    connection: Connection,
+    mail: InboundMail,
+    ticket: records.TicketRow | None,
+    inbound_id: int,
+    now: datetime,
 ) -> None:
+    """A permanent failure stops automatic mail to an address only when the report names a
+    message we really sent to that address (its Message-ID is an outbox row's, and the failed
+    recipient is that row's): anyone can mail a report naming any address."""
     report = mail.delivery_report
-    if verdict.kind is not Kind.BOUNCE or report is None or not report.is_permanent_failure:
+    if report is None or not report.is_permanent_failure:
         return
-    if report.final_recipient:
-        records.mark_undeliverable(
+    sent = records.outbox_row_by_message_id(connection, report.original_message_id)
+    failed = report.final_recipient.lower()
+    if sent is None or (failed and failed != sent.recipient.lower()):
+        records.update_inbound(
             connection,
-            report.final_recipient,
-            f"permanent failure {report.status or report.action}",
-            now,
+            inbound_id,
+            reason="delivery report that matches no message we sent to that address: ignored",
         )
+        return
+    records.mark_undeliverable(
+        connection, sent.recipient, f"permanent failure {report.status or report.action}", now
+    )
+    if sent.ticket_id is not None:
+        records.add_event(
+            connection,
+            sent.ticket_id,
+            now,
+            "address_undeliverable",
+            f"permanent failure {report.status or report.action} for outbox #{sent.id}",
+            inbound_id=inbound_id,
+            outbox_id=sent.id,
+        )
+
+
+def _record_duplicate(
+    connection: Connection,
+    pipeline: Pipeline,
+    mailbox: MailboxSettings,
+    base: dict[str, object],
+    duplicate: records.Duplicate,
+    mail: InboundMail,
+    raw: bytes,
+    now: datetime,
+) -> Processed:
+    """The same request again (an MTA redelivery, or one message sent to several of our
+    mailboxes): one ticket, one acknowledgement. A copy that reached a complaint mailbox
+    makes its ticket a complaint: a complaint stays a complaint."""
+    where = f" to {mailbox.name}" if mailbox.name != duplicate.mailbox else ""
+    inbound_id = records.insert_inbound(
+        connection,
+        {
+            **base,
+            "state": "set_aside",
+            "kind": "duplicate",
+            "reason": f"same message as inbound #{duplicate.inbound_id} (delivered again{where})",
+            "ticket_id": duplicate.ticket_id,
+        },
+    )
+    if duplicate.ticket_id is not None and mailbox.category == "complaint":
+        ticket = records.ticket_by_id(connection, duplicate.ticket_id)
+        if ticket is not None and ticket.category != "complaint":
+            workflow.reclassify(
+                connection,
+                pipeline.workflow,
+                ticket,
+                "complaint",
+                actor="mailbot",
+                inbound_id=inbound_id,
+                now=now,
+                reason=f"the same message reached the {mailbox.name} mailbox",
+            )
+            current = records.ticket_by_id(connection, duplicate.ticket_id) or ticket
+            workflow.notify_new_ticket(
+                connection,
+                pipeline.workflow,
+                current,
+                mail,
+                raw,
+                inbound_id,
+                now,
+                reason="complaint_copy",
+            )
+    return Processed("set_aside", "duplicate")
 
 
 def _apply(
@@ -274,7 +365,7 @@ def _apply(
 ) -> None:
     """What a citizen's or a machine's message does to its ticket."""
     detail = f"{verdict.kind.value}; rules: {', '.join(verdict.rules) or '-'}; {decision.reason}"
-    sender = mail.sender.address if mail.sender else "unknown"
+    sender = mail.from_address.address if mail.from_address else "unknown"
     if decision.open_ticket is not None:
         records.add_event(
             connection, ticket.id, now, "opened", detail, actor=sender, inbound_id=inbound_id
@@ -291,7 +382,14 @@ def _apply(
                 inbound_id=inbound_id,
             )
         workflow.notify_new_ticket(
-            connection, pipeline.workflow, ticket, mail, fetched.raw, inbound_id, now
+            connection,
+            pipeline.workflow,
+            ticket,
+            mail,
+            fetched.raw,
+            inbound_id,
+            now,
+            reason=OVERSIZED if OVERSIZED in decision.flags else "",
         )
         return
     kind = "message_attached" if decision.outcome is Outcome.ATTACHED else "message_set_aside"
@@ -316,7 +414,11 @@ def automatic_mail_blocked(
     recipient: str,
     now: datetime,
 ) -> str | None:
-    """Why no automatic answer may go to `recipient` now, or None."""
+    """Why no automatic answer may go to `recipient` now, or None.
+
+    The per-address cap stops loops with one correspondent; a flood from many addresses is
+    not refused here but paced by the sender (mailbot/pacing.py): it never drops anyone.
+    """
     undeliverable = records.undeliverable_reason(connection, recipient)
     if undeliverable is not None:
         return f"address undeliverable ({undeliverable})"
@@ -327,10 +429,6 @@ def automatic_mail_blocked(
         >= rules.per_address_daily_limit
     ):
         return f"per-address limit of {rules.per_address_daily_limit} automatic answers a day"
-    window = now - timedelta(minutes=rules.burst_window_minutes)
-    recent = records.automatic_answers_since(connection, window)
-    if recent >= rules.burst_limit:
-        return f"global brake: {recent} automatic answers in {rules.burst_window_minutes} minutes"
     return None
 
 
@@ -351,10 +449,6 @@ def queue_acknowledgement(
             connection, ticket.id, now, "acknowledgement_withheld", blocked, inbound_id=inbound_id
         )
         log.warning("ticket %s: acknowledgement withheld: %s", ticket.ref, blocked)
-        if blocked.startswith("global brake"):
-            workflow.tell_staff_of_brake(
-                connection, pipeline.workflow, mailbox, ticket, blocked, now
-            )
         return
     english = settings.language.english_policy == "detected_english" and ticket.language == "en"
     rendered = pipeline.renderer.render(

@@ -20,6 +20,8 @@ from mailbot.models import (
     AddressState,
     InboundMessage,
     OutboxMessage,
+    ServiceAlert,
+    ServiceMeta,
     Ticket,
     TicketCounter,
     TicketDeadline,
@@ -45,6 +47,8 @@ DEADLINE = TicketDeadline.__table__  # type: ignore[attr-defined]
 COUNTER = TicketCounter.__table__  # type: ignore[attr-defined]
 ADDRESS = AddressState.__table__  # type: ignore[attr-defined]
 HOLD = TicketHold.__table__  # type: ignore[attr-defined]
+ALERT = ServiceAlert.__table__  # type: ignore[attr-defined]
+META = ServiceMeta.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +68,7 @@ class TicketRow:
     receipt_date: date
     due_date: date | None
     english_allowed: bool
+    assignee: str | None = None
 
 
 def _ticket_row(row: Any) -> TicketRow:
@@ -81,7 +86,13 @@ def _ticket_row(row: Any) -> TicketRow:
         receipt_date=row.receipt_date,
         due_date=row.due_date,
         english_allowed=row.english_allowed,
+        assignee=row.assignee,
     )
+
+
+def ticket_by_id(connection: Connection, ticket_id: int) -> TicketRow | None:
+    row = connection.execute(sa.select(TICKET).where(TICKET.c.id == ticket_id)).first()
+    return _ticket_row(row) if row is not None else None
 
 
 def ticket_by_ref(connection: Connection, ref: str) -> TicketRow | None:
@@ -280,21 +291,62 @@ def stored_state(connection: Connection, mailbox: str, uidvalidity: int, uid: in
     return state
 
 
-def duplicate_of(connection: Connection, mailbox: str, digest: str, message_id: str) -> int | None:
-    """An earlier stored copy of the same bytes (same Message-ID and hash) in this mailbox."""
-    if not message_id:
-        return None
-    found: int | None = connection.execute(
-        sa.select(INBOUND.c.id)
-        .where(INBOUND.c.sha256 == digest)
-        .where(INBOUND.c.mailbox == mailbox)
-        .where(INBOUND.c.message_id == message_id[:1000])
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    """The first stored copy of a message delivered again."""
+
+    inbound_id: int
+    mailbox: str
+    ticket_id: int | None
+
+
+def duplicate_of(connection: Connection, fingerprint: str, digest: str) -> Duplicate | None:
+    """The first stored copy with this fingerprint (parse.request_fingerprint), in any of our
+    mailboxes, or (rows stored before fingerprints existed) with the same bytes; a quarantined
+    copy does not count (processing it failed: try again)."""
+    same = sa.or_(
+        INBOUND.c.fingerprint == fingerprint,
+        sa.and_(INBOUND.c.fingerprint == "", INBOUND.c.sha256 == digest),
+    )
+    row = connection.execute(
+        sa.select(INBOUND.c.id, INBOUND.c.mailbox, INBOUND.c.ticket_id)
+        .where(same)
+        .where(INBOUND.c.state != "quarantined")
+        .order_by(INBOUND.c.id)
         .limit(1)
-    ).scalar()
-    return found
+    ).first()
+    return Duplicate(row.id, row.mailbox, row.ticket_id) if row is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class SentMessage:
+    """An outbox row, as a delivery report is matched against it."""
+
+    id: int
+    ticket_id: int | None
+    recipient: str
+    purpose: str
+
+
+def outbox_row_by_message_id(connection: Connection, message_id: str) -> SentMessage | None:
+    """The outbox row whose Message-ID is `message_id` (with or without angle brackets)."""
+    value = message_id.strip()
+    if not value:
+        return None
+    if not value.startswith("<"):
+        value = f"<{value}>"
+    row = connection.execute(
+        sa.select(OUTBOX.c.id, OUTBOX.c.ticket_id, OUTBOX.c.recipient, OUTBOX.c.purpose).where(
+            OUTBOX.c.message_id == value
+        )
+    ).first()
+    if row is None:
+        return None
+    return SentMessage(row.id, row.ticket_id, row.recipient, row.purpose)
 
 
 def mark_undeliverable(connection: Connection, address: str, reason: str, now: datetime) -> None:
+    address = address.lower()
     updated = connection.execute(
         sa.update(ADDRESS)
         .where(ADDRESS.c.address == address)
@@ -308,9 +360,21 @@ def mark_undeliverable(connection: Connection, address: str, reason: str, now: d
         )
 
 
+def clear_undeliverable(connection: Connection, address: str) -> None:
+    """The person wrote again: automatic mail may go to the address again."""
+    connection.execute(
+        sa.update(ADDRESS)
+        .where(ADDRESS.c.address == address.lower())
+        .where(ADDRESS.c.undeliverable.is_(True))
+        .values(undeliverable=False, reason="")
+    )
+
+
 def undeliverable_reason(connection: Connection, address: str) -> str | None:
     row = connection.execute(
-        sa.select(ADDRESS.c.undeliverable, ADDRESS.c.reason).where(ADDRESS.c.address == address)
+        sa.select(ADDRESS.c.undeliverable, ADDRESS.c.reason).where(
+            ADDRESS.c.address == address.lower()
+        )
     ).first()
     return row.reason or "undeliverable" if row is not None and row.undeliverable else None
 
@@ -326,7 +390,7 @@ def automatic_answers_since(
         .where(OUTBOX.c.created_at >= since)
     )
     if recipient is not None:
-        query = query.where(OUTBOX.c.recipient == recipient)
+        query = query.where(OUTBOX.c.recipient == recipient.lower())
     return int(connection.execute(query).scalar_one())
 
 
@@ -351,7 +415,7 @@ def queue_message(
             dedupe_key=dedupe_key,
             message_id=message_id,
             envelope_from=envelope_from,
-            recipient=recipient,
+            recipient=recipient.lower(),
             raw=raw,
             state="pending",
             attempts=0,
@@ -377,3 +441,56 @@ def _insert_ignoring(connection: Connection, table: sa.Table, key: str) -> Any:
 
 def start_of_office_day(calendar: BusinessCalendar, now: datetime) -> datetime:
     return calendar.end_of_day(calendar.office_date(now) - timedelta(days=1))
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    name: str
+    started_at: datetime
+    detail: str
+
+
+def open_alert(connection: Connection, name: str) -> Alert | None:
+    row = connection.execute(
+        sa.select(ALERT)
+        .where(ALERT.c.name == name)
+        .where(ALERT.c.started_at.is_not(None))
+        .where(ALERT.c.resolved_at.is_(None))
+    ).first()
+    return Alert(row.name, row.started_at, row.detail) if row is not None else None
+
+
+def start_alert(connection: Connection, name: str, now: datetime, detail: str) -> bool:
+    """Open an episode of `name`; False when one is already open (another instance won)."""
+    updated = connection.execute(
+        sa.update(ALERT)
+        .where(ALERT.c.name == name)
+        .where(sa.or_(ALERT.c.started_at.is_(None), ALERT.c.resolved_at.is_not(None)))
+        .values(started_at=now, resolved_at=None, detail=detail[:2000])
+    )
+    if updated.rowcount:
+        return True
+    inserted = connection.execute(
+        _insert_ignoring(connection, ALERT, "name").values(
+            name=name, started_at=now, resolved_at=None, detail=detail[:2000]
+        )
+    )
+    return bool(inserted.rowcount)
+
+
+def resolve_alert(connection: Connection, name: str, now: datetime) -> bool:
+    """Close the open episode of `name`; False when none was open."""
+    updated = connection.execute(
+        sa.update(ALERT)
+        .where(ALERT.c.name == name)
+        .where(ALERT.c.started_at.is_not(None))
+        .where(ALERT.c.resolved_at.is_(None))
+        .values(resolved_at=now)
+    )
+    return bool(updated.rowcount)
+
+
+def claim_meta(connection: Connection, key: str, value: str) -> str:
+    """The stored value of `key`, which becomes `value` if the key was never set."""
+    connection.execute(_insert_ignoring(connection, META, "key").values(key=key, value=value))
+    return str(connection.execute(sa.select(META.c.value).where(META.c.key == key)).scalar_one())

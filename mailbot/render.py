@@ -103,7 +103,9 @@ def compose(
     language: str = "fr",
 ) -> EmailMessage:
     """One outgoing message: plain text first, HTML alternative, threading and loop headers."""
-    message = EmailMessage(policy=POLICY)
+    # An internationalised address travels only over SMTPUTF8, with UTF-8 headers (RFC 6532).
+    utf8 = not envelope.to_address.isascii()
+    message = EmailMessage(policy=POLICY.clone(utf8=True) if utf8 else POLICY)
     message["From"] = _address(envelope.from_address, envelope.from_name)
     message["To"] = _address(envelope.to_address, envelope.to_name)
     if envelope.reply_to:

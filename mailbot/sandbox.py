@@ -250,6 +250,8 @@ class Sandbox:
     users: Sequence[str] = DEFAULT_USERS
     imap_port: int = 0
     smtp_port: int = 0
+    # Whether the SMTP server offers SMTPUTF8 (RFC 6531), as most relays do.
+    smtputf8: bool = True
     _dovecot: subprocess.Popen[bytes] | None = None
     _smtp: Any = None
     handler: _SmtpHandler | None = None
@@ -306,6 +308,7 @@ class Sandbox:
             hostname="127.0.0.1",
             port=self.smtp_port,
             server_hostname="sandbox.localhost",
+            enable_SMTPUTF8=self.smtputf8,
         )
         self._smtp.start()
 
@@ -329,9 +332,21 @@ class Sandbox:
         self.stop_smtp()
         self.stop_imap()
 
+    def accept_mail_for(self, *addresses: str) -> None:
+        """Let the SMTP server take mail for more addresses (read back with `delivered`);
+        they get a Maildir but no IMAP login."""
+        assert self.handler is not None, "start the SMTP server first"
+        self.handler.users = self.handler.users | {a.lower() for a in addresses}
+
     def deliver(self, address: str, raw: bytes, received_at: datetime | None = None) -> None:
         """Put a message straight into `address`'s inbox, as if it had just arrived."""
         deliver_to_maildir(self.root, address, raw, received_at)
+
+    def delivered_to(self, address: str) -> list[bytes]:
+        """What the SMTP server delivered to `address`, read from its Maildir (no IMAP)."""
+        maildir = maildir_for(self.root, address)
+        files = [*maildir.glob("new/*"), *maildir.glob("cur/*")]
+        return [path.read_bytes() for path in sorted(files, key=lambda path: path.name)]
 
     def fetch_all(self, address: str, folder: str = "INBOX") -> list[bytes]:
         """Every message in `address`'s folder, as raw bytes, oldest first (via IMAP)."""

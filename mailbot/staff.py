@@ -267,40 +267,61 @@ _JUDGES: dict[str, Callable[[AuthResult, str], tuple[bool, str]]] = {
 }
 
 
+def _first_token(value: str) -> str:
+    """The authserv-id a header claims, read loosely (to own a malformed header)."""
+    return re.split(r"[\s;(]", value.strip(), maxsplit=1)[0].strip('"').lower()
+
+
+# Results that are an explicit failure or error (RFC 8601 section 2.7): any of them, for any
+# method, in our server's verdict holds the message, whatever else passed.
+FAILING_RESULTS = frozenset({"fail", "permerror", "temperror", "policy"})
+
+
 def check_authentication(
     headers: Sequence[tuple[str, str]], sender_domain: str, authserv_id: str
 ) -> AuthVerdict:
-    """RFC 8601: use only the topmost Authentication-Results header (the one our receiving
-    server prepends); its authserv-id must equal `authserv_id` (case-insensitive; an empty
-    configured id means nothing can pass). Pass = dmarc=pass with header.from equal to
-    sender_domain, or dkim=pass whose header.d (or header.i domain) is aligned with
-    sender_domain (relaxed alignment: equal, or sender_domain is a subdomain of it).
-    Comments in parentheses ignored; properties may be quoted; several results separated by
-    ';'. Anything malformed -> not passed with a reason. `headers` is InboundMail.headers
-    (lower-cased names, in message order)."""
+    """Our receiving server's verdict on a message, failing closed (RFC 8601).
+
+    The verdict is the one Authentication-Results header whose authserv-id equals
+    `authserv_id` (case-insensitive; an empty configured id means nothing can pass). Our
+    server must remove any copy claiming its id from mail it receives (RFC 8601 section 5),
+    so finding two means it did not, and nothing is trusted; a malformed header that starts
+    with our id counts as ours and fails. In our verdict, any explicit failure or error
+    (dkim=fail next to dkim=pass, dmarc=fail, spf=permerror...) fails. Otherwise pass =
+    dmarc=pass with header.from equal to sender_domain, or dkim=pass whose header.d (or
+    header.i domain) is aligned with sender_domain (relaxed alignment). Comments are ignored
+    and properties may be quoted. `headers` is InboundMail.headers (lower-cased names)."""
     wanted_id = authserv_id.strip().lower()
     if not wanted_id:
         return AuthVerdict(False, ("no authserv-id configured",))
     sender = _domain(sender_domain)
     if not sender:
         return AuthVerdict(False, ("no sender domain",))
-    topmost = next(
-        (value for name, value in headers if name.lower() == "authentication-results"), None
-    )
-    if topmost is None:
-        return AuthVerdict(False, ("no Authentication-Results header",))
-    try:
-        parsed = parse_authentication_results(topmost)
-    except MalformedHeader as exc:
-        return AuthVerdict(False, (f"malformed Authentication-Results: {exc}",))
-    if parsed.authserv_id.lower() != wanted_id:
+    ours: list[AuthResults] = []
+    for name, value in headers:
+        if name.lower() != "authentication-results":
+            continue
+        try:
+            parsed = parse_authentication_results(value)
+        except MalformedHeader as exc:
+            if _first_token(value) == wanted_id:
+                return AuthVerdict(False, (f"malformed Authentication-Results: {exc}",))
+            continue
+        if parsed.authserv_id.lower() == wanted_id:
+            ours.append(parsed)
+    if not ours:
+        return AuthVerdict(False, (f"no Authentication-Results header from {wanted_id}",))
+    if len(ours) > 1:
         return AuthVerdict(
-            False,
-            (f"topmost Authentication-Results is from another server ({parsed.authserv_id})",),
+            False, (f"{len(ours)} Authentication-Results headers claim {wanted_id}: ambiguous",)
         )
+    [verdict] = ours
+    failing = [f"{r.method}={r.result}" for r in verdict.results if r.result in FAILING_RESULTS]
+    if failing:
+        return AuthVerdict(False, tuple(f"explicit failure: {item}" for item in failing))
     passes: list[str] = []
     failures: list[str] = []
-    for result in parsed.results:
+    for result in verdict.results:
         judge = _JUDGES.get(result.method)
         if judge is None:
             continue

@@ -54,12 +54,12 @@ _SUBJECT_LIMIT = 500
 def _new_ticket(
     mail: InboundMail, verdict: Verdict, mailbox: str, category: str, received_at: datetime
 ) -> NewTicket:
-    assert mail.sender is not None
+    assert mail.from_address is not None
     return NewTicket(
         mailbox=mailbox,
         category=category,
-        requester=mail.sender.address,
-        requester_name=mail.sender.display_name,
+        requester=mail.from_address.address,
+        requester_name=mail.from_address.display_name,
         language=verdict.language,
         subject=flatten(mail.subject, _SUBJECT_LIMIT),
         received_at=received_at,
@@ -81,8 +81,9 @@ def decide(
     """
     kind = verdict.kind
     if kind is Kind.NEW_REQUEST:
-        if mail.sender is None:
-            return Decision(Outcome.SET_ASIDE, "no sender address that parses strictly")
+        if mail.from_address is None:
+            # Not automatic mail, but nowhere to answer: a person decides, never a drop.
+            return Decision(Outcome.HELD, "new request without a usable reply address")
         category = verdict.category or default_category
         return Decision(
             Outcome.OPENED,

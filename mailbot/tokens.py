@@ -16,9 +16,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 _SIGNATURE_CHARS = 20
+# Matched without regard to case (addresses are compared, and stored, lower-cased); the
+# parts are put back in their canonical case before the signature is checked.
 _TOKEN = re.compile(
     r"mb\.(?P<ref>[A-Z][A-Z0-9]{0,9}-\d{4}-\d{5,})\.(?P<nonce>[a-z0-9]{12})\.(?P<sig>[a-z2-7]{20})",
+    re.IGNORECASE,
 )
+
+
+def _parts(match: re.Match[str]) -> tuple[str, str, str]:
+    ref, nonce, signature = match.group("ref", "nonce", "sig")
+    return ref.upper(), nonce.lower(), signature.lower()
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +61,7 @@ def find_tokens(key: bytes, texts: Iterable[str]) -> tuple[ThreadToken, ...]:
     found: list[ThreadToken] = []
     for text in texts:
         for match in _TOKEN.finditer(text):
-            ref, nonce, signature = match.group("ref", "nonce", "sig")
+            ref, nonce, signature = _parts(match)
             if hmac.compare_digest(signature, _signature(key, ref, nonce)):
                 token = ThreadToken(ticket_ref=ref, nonce=nonce)
                 if token not in found:
@@ -65,7 +73,7 @@ def has_forged_token(key: bytes, texts: Iterable[str]) -> bool:
     """True when something shaped like our token fails its signature (an altered reply)."""
     for text in texts:
         for match in _TOKEN.finditer(text):
-            ref, nonce, signature = match.group("ref", "nonce", "sig")
+            ref, nonce, signature = _parts(match)
             if not hmac.compare_digest(signature, _signature(key, ref, nonce)):
                 return True
     return False

@@ -39,6 +39,7 @@ from mailbot.settings import MailboxSettings, Settings
 from mailbot.staff import (
     Command,
     CommandName,
+    StaffMessage,
     check_authentication,
     extract_new_text,
     parse_commands,
@@ -100,7 +101,7 @@ def _message_id(context: Context, ref: str | None) -> str:
     return tokens.make_message_id(context.signing_key, ref, tokens.new_nonce(), domain)
 
 
-def _queue_internal(
+def queue_internal(
     connection: Connection,
     context: Context,
     *,
@@ -227,7 +228,7 @@ def notify_new_ticket(
             inbound_id=inbound_id,
         )
         return
-    _queue_internal(
+    queue_internal(
         connection,
         context,
         template="notice",
@@ -250,32 +251,6 @@ def notify_new_ticket(
         has_attachments=bool(mail.attachments),
         event="notice_queued",
         inbound_id=inbound_id,
-    )
-
-
-def tell_staff_of_brake(
-    connection: Connection,
-    context: Context,
-    mailbox: MailboxSettings,
-    ticket: records.TicketRow,
-    reason: str,
-    now: datetime,
-) -> None:
-    """Tell the queue's staff, once per brake window, that acknowledgements are paused."""
-    minutes = context.settings.classification.burst_window_minutes
-    window = int(now.timestamp()) // (minutes * 60)
-    _queue_internal(
-        connection,
-        context,
-        template="brake",
-        values={"ticket": ticket, "reason": reason},
-        queue=mailbox,
-        recipients=(*mailbox.staff, *mailbox.supervisors),
-        ticket_id=None,
-        ref=None,
-        purpose="brake_notice",
-        dedupe=f"brake:{mailbox.name}:{window}",
-        now=now,
     )
 
 
@@ -313,7 +288,7 @@ def handle_follow_up(
     to = staff_recipients(context.settings, ticket, assignee)
     if not to:
         return
-    _queue_internal(
+    queue_internal(
         connection,
         context,
         template="forward",
@@ -361,13 +336,13 @@ def hold_for_review(
 ) -> None:
     """Keep the message, relay nothing, and tell the queue's staff why (never the sender)."""
     target = queue_of(context.settings, ticket) if ticket is not None else queue
-    _queue_internal(
+    queue_internal(
         connection,
         context,
         template="held",
         values={
             "ref": ticket.ref if ticket else None,
-            "sender": mail.sender.address if mail.sender else None,
+            "sender": mail.from_address.address if mail.from_address else None,
             "subject": mail.subject,
             "received_at": now.isoformat(timespec="minutes"),
             "inbound_id": inbound_id,
@@ -388,7 +363,7 @@ def hold_for_review(
             now,
             "message_held",
             "; ".join(reasons),
-            actor=mail.sender.address if mail.sender else "unknown",
+            actor=mail.from_address.address if mail.from_address else "unknown",
             inbound_id=inbound_id,
         )
     log.warning("inbound #%s held: %s", inbound_id, "; ".join(reasons))
@@ -411,6 +386,8 @@ def authenticate_staff(
     reasons: list[str] = []
     if mail.sender is None:
         return ["the sender address does not parse strictly"]
+    if mail.from_address is None or mail.from_address.address != mail.sender.address:
+        return ["the From header names more than one address"]
     if ticket is None:
         reasons.append("no signed link to a ticket (not a reply to one of our messages)")
     verdict = check_authentication(
@@ -423,6 +400,26 @@ def authenticate_staff(
         if not any(token.ticket_ref == ticket.ref for token in signed):
             reasons.append("the signed token does not name this ticket")
     return reasons
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why one command of a staff reply cannot apply to the ticket as the commands before it
+    left it; the template `_refusal.j2` words it for the sender."""
+
+    line: str
+    code: str  # unknown_category | not_staff | own_mailbox | outside_complaints | no_result_clock
+    argument: str = ""
+
+
+class _Refused(Exception):
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(refusal.code)
+        self.refusal = refusal
+
+
+class _NeedsConfirmation(Exception):
+    """The commands are valid but the cut is doubtful: nothing applies until `confirmer`."""
 
 
 def handle_staff_message(
@@ -446,102 +443,128 @@ def handle_staff_message(
         return _confirm_held_reply(connection, context, ticket, sender, inbound_id, now)
     parsed = parse_commands(extracted.text)
     if parsed.errors:
-        _reply_to_staff(
+        return _reject(
             connection,
             context,
             ticket,
             sender,
-            "command_error",
-            {"errors": [f"{e.line} : {e.message}" for e in parsed.errors]},
-            inbound_id,
-            now,
-            mail.message_id,
-        )
-        records.add_event(
-            connection,
-            ticket.id,
-            now,
-            "command_rejected",
+            {"errors": [f"{e.line} : {e.message}" for e in parsed.errors], "refusals": []},
             "; ".join(e.message for e in parsed.errors),
-            actor=sender,
-            inbound_id=inbound_id,
-        )
-        return StaffOutcome("processed", "command error answered to the sender")
-    errors = _validate(context, ticket, parsed.commands)
-    if errors:
-        _reply_to_staff(
-            connection,
-            context,
-            ticket,
-            sender,
-            "command_error",
-            {"errors": errors},
             inbound_id,
             now,
             mail.message_id,
         )
-        records.add_event(
-            connection,
-            ticket.id,
-            now,
-            "command_rejected",
-            "; ".join(errors),
-            actor=sender,
-            inbound_id=inbound_id,
-        )
-        return StaffOutcome("processed", "command error answered to the sender")
-    names = {command.name for command in parsed.commands}
-    is_note = CommandName.NOTE in names
-    hold = next((c for c in parsed.commands if c.name is CommandName.HOLD), None)
-    text_for_citizen = "" if is_note else parsed.body
-    if hold is not None:
-        text_for_citizen = "\n\n".join(part for part in (hold.argument, parsed.body) if part)
-    if text_for_citizen and not extracted.certain:
-        _reply_to_staff(
+    return _act_on_reply(
+        connection,
+        context,
+        ticket,
+        parsed,
+        certain=extracted.certain,
+        cut_by=extracted.cut_by,
+        raw=raw,
+        sender=sender,
+        inbound_id=inbound_id,
+        reply_message_id=mail.message_id,
+        answer_to=mail.message_id,
+        now=now,
+    )
+
+
+def _act_on_reply(
+    connection: Connection,
+    context: Context,
+    ticket: records.TicketRow,
+    parsed: StaffMessage,
+    *,
+    certain: bool,
+    cut_by: str,
+    raw: bytes,
+    sender: str,
+    inbound_id: int,
+    reply_message_id: str,
+    answer_to: str,
+    now: datetime,
+) -> StaffOutcome:
+    """Apply a staff reply: its commands in order, each checked against the ticket as the
+    ones before it left it, then its text relayed. All of it or nothing: a refused command,
+    a doubtful cut or a relay that cannot be built undoes the rest, and the sender is told."""
+    text_for_citizen, hold = _text_for_citizen(parsed)
+    try:
+        with connection.begin_nested():
+            _apply_in_order(connection, context, ticket, parsed.commands, sender, inbound_id, now)
+            if text_for_citizen and not certain:
+                raise _NeedsConfirmation
+            if CommandName.NOTE in {command.name for command in parsed.commands}:
+                records.add_event(
+                    connection,
+                    ticket.id,
+                    now,
+                    "note",
+                    parsed.body,
+                    actor=sender,
+                    inbound_id=inbound_id,
+                )
+            if text_for_citizen:
+                current = records.ticket_by_id(connection, ticket.id) or ticket
+                relay_reply(
+                    connection,
+                    context,
+                    current,
+                    text_for_citizen,
+                    raw,
+                    sender,
+                    inbound_id,
+                    reply_message_id,
+                    now,
+                    purpose="hold_request" if hold else "reply",
+                )
+    except _Refused as refused:
+        return _reject(
             connection,
             context,
             ticket,
             sender,
-            "confirm",
-            {"text": text_for_citizen},
+            {"errors": [], "refusals": [refused.refusal]},
+            f"{refused.refusal.code}: {refused.refusal.line}",
             inbound_id,
             now,
-            mail.message_id,
+            answer_to,
         )
-        records.add_event(
-            connection,
-            ticket.id,
-            now,
-            "reply_held_for_confirmation",
-            f"cut uncertain ({extracted.cut_by or 'no quote header found'})",
-            actor=sender,
-            inbound_id=inbound_id,
-        )
-        return StaffOutcome(
-            "held",
-            "reply held: the quoted history could not be cut with "
-            "certainty; the sender was asked to confirm",
-            flags=("uncertain_cut",),
-        )
-    for command in parsed.commands:
-        _apply_command(connection, context, ticket, command, sender, inbound_id, now)
-    if is_note:
-        records.add_event(
-            connection, ticket.id, now, "note", parsed.body, actor=sender, inbound_id=inbound_id
-        )
-    if text_for_citizen:
-        relay_reply(
+    except _NeedsConfirmation:
+        return _ask_confirmation(
             connection,
             context,
             ticket,
+            sender,
             text_for_citizen,
-            raw,
-            sender,
+            cut_by,
             inbound_id,
-            mail.message_id,
             now,
-            purpose="hold_request" if hold else "reply",
+            answer_to,
         )
+    except Exception as exc:  # the reply cannot be relayed: its author must know, at once
+        log.exception("ticket %s: staff reply #%s could not be relayed", ticket.ref, inbound_id)
+        _reply_to_staff(
+            connection,
+            context,
+            ticket,
+            sender,
+            "relay_failed",
+            {"error": type(exc).__name__},
+            inbound_id,
+            now,
+            answer_to,
+        )
+        records.add_event(
+            connection,
+            ticket.id,
+            now,
+            "relay_failed",
+            f"{type(exc).__name__}: nothing applied, the sender was told",
+            actor=sender,
+            inbound_id=inbound_id,
+        )
+        return StaffOutcome("held", f"staff reply could not be relayed ({type(exc).__name__})")
     if not parsed.commands and not text_for_citizen:
         records.add_event(
             connection,
@@ -555,36 +578,118 @@ def handle_staff_message(
     return StaffOutcome("processed", "staff message applied")
 
 
-def _validate(
-    context: Context, ticket: records.TicketRow, commands: Sequence[Command]
-) -> list[str]:
-    errors = []
-    names = [command.name for command in commands]
-    if CommandName.NOTE in names and CommandName.HOLD in names:
-        errors.append(
-            "« note » et « attente » ne vont pas ensemble : une note n'est jamais "
-            "transmise, la raison d'une attente l'est"
-        )
-    categories = {m.category for m in context.settings.mailboxes} | {"information", "complaint"}
+def _text_for_citizen(parsed: StaffMessage) -> tuple[str, Command | None]:
+    """What reaches the citizen: the hold's reason, then the body unless it is a note."""
+    names = {command.name for command in parsed.commands}
+    hold = next((c for c in parsed.commands if c.name is CommandName.HOLD), None)
+    body = "" if CommandName.NOTE in names else parsed.body
+    parts = (hold.argument if hold else "", body)
+    return "\n\n".join(part for part in parts if part), hold
+
+
+def _reject(
+    connection: Connection,
+    context: Context,
+    ticket: records.TicketRow,
+    sender: str,
+    values: dict[str, object],
+    detail: str,
+    inbound_id: int,
+    now: datetime,
+    in_reply_to: str,
+) -> StaffOutcome:
+    """Nothing applied: tell the sender which line and why."""
+    _reply_to_staff(
+        connection, context, ticket, sender, "command_error", values, inbound_id, now, in_reply_to
+    )
+    records.add_event(
+        connection, ticket.id, now, "command_rejected", detail, actor=sender, inbound_id=inbound_id
+    )
+    return StaffOutcome("processed", "command error answered to the sender")
+
+
+def _ask_confirmation(
+    connection: Connection,
+    context: Context,
+    ticket: records.TicketRow,
+    sender: str,
+    text: str,
+    cut_by: str,
+    inbound_id: int,
+    now: datetime,
+    answer_to: str,
+) -> StaffOutcome:
+    _reply_to_staff(
+        connection, context, ticket, sender, "confirm", {"text": text}, inbound_id, now, answer_to
+    )
+    records.add_event(
+        connection,
+        ticket.id,
+        now,
+        "reply_held_for_confirmation",
+        f"cut uncertain ({cut_by or 'no quote header found'})",
+        actor=sender,
+        inbound_id=inbound_id,
+    )
+    return StaffOutcome(
+        "held",
+        "reply held: the quoted history could not be cut with "
+        "certainty; the sender was asked to confirm",
+        flags=("uncertain_cut",),
+    )
+
+
+def _apply_in_order(
+    connection: Connection,
+    context: Context,
+    ticket: records.TicketRow,
+    commands: Sequence[Command],
+    sender: str,
+    inbound_id: int,
+    now: datetime,
+) -> None:
+    """Check and apply each command against the ticket as the previous ones left it; the
+    first refusal raises `_Refused` (the caller's savepoint undoes the ones before)."""
     for command in commands:
-        if command.name is CommandName.CATEGORY and command.argument not in categories:
-            errors.append(f"catégorie « {command.argument} » : aucune file de ce type")
-        if command.name is CommandName.ASSIGN and not is_staff_address(
-            context.settings, command.argument
-        ):
-            # Reminders and follow-ups (complaint text included) go to the assignee.
-            errors.append(
-                f"« {command.argument} » n'est pas une adresse du personnel : un dossier ne "
-                "peut être confié qu'au personnel du ministère"
-            )
-        if command.name in (CommandName.INTERVIEW, CommandName.COMMITTEE):
-            commitment = _result_commitment(context, ticket, command.name)
-            if commitment is None:
-                errors.append(
-                    f"« {command.line} » : ce dossier n'a pas d'engagement de résultat "
-                    "qui commence à cette date"
-                )
-    return errors
+        current = records.ticket_by_id(connection, ticket.id) or ticket
+        refusal = refusal_of(context, current, command)
+        if refusal is not None:
+            raise _Refused(refusal)
+        _apply_command(connection, context, current, command, sender, inbound_id, now)
+
+
+def refusal_of(context: Context, ticket: records.TicketRow, command: Command) -> Refusal | None:
+    """Why `command` cannot apply to `ticket` as it stands, or None."""
+    settings = context.settings
+    name, argument = command.name, command.argument
+    if name is CommandName.CATEGORY:
+        categories = {m.category for m in settings.mailboxes} | {"information", "complaint"}
+        if argument not in categories:
+            return Refusal(command.line, "unknown_category", argument)
+    if name is CommandName.ASSIGN:
+        # Reminders and follow-ups (complaint text included) go to the assignee.
+        if argument in {m.address.lower() for m in settings.mailboxes}:
+            return Refusal(command.line, "own_mailbox", argument)
+        if not is_staff_address(settings, argument):
+            return Refusal(command.line, "not_staff", argument)
+        if not may_work_on(settings, ticket.category, ticket.mailbox, argument):
+            return Refusal(command.line, "outside_complaints", argument)
+    if name in (CommandName.INTERVIEW, CommandName.COMMITTEE) and (
+        _result_commitment(context, ticket, name) is None
+    ):
+        return Refusal(command.line, "no_result_clock", argument)
+    return None
+
+
+def may_work_on(settings: Settings, category: str, arrived_in: str, address: str) -> bool:
+    """Complaints are confidential: only the complaint queue's own staff and supervisors may
+    be given one. Other tickets may go to any staff member."""
+    if category != "complaint":
+        return True
+    queue = settings.queue_for(category, arrived_in)
+    return queue is not None and address.lower() in {
+        a.lower() for a in (*queue.staff, *queue.supervisors)
+    }
 
 
 def _result_commitment(
@@ -592,6 +697,47 @@ def _result_commitment(
 ) -> str | None:
     wanted = "internship_result" if name is CommandName.INTERVIEW else "cooperation_result"
     return wanted if wanted in records.commitments_for(context.settings, ticket.category) else None
+
+
+def reclassify(
+    connection: Connection,
+    context: Context,
+    ticket: records.TicketRow,
+    category: str,
+    *,
+    actor: str,
+    inbound_id: int | None,
+    now: datetime,
+    reason: str,
+) -> None:
+    """Move a ticket to another category: its deadlines are recomputed from the original
+    receipt time, and an assignee who may not work on the new category is unassigned."""
+    if category == ticket.category:
+        return
+    records.set_ticket_fields(connection, ticket.id, now, category=category)
+    recompute_deadlines(connection, context, ticket.id, now)
+    records.add_event(
+        connection,
+        ticket.id,
+        now,
+        "reclassified",
+        f"{ticket.category} -> {category}: {reason}",
+        actor=actor,
+        inbound_id=inbound_id,
+    )
+    if ticket.assignee and not may_work_on(
+        context.settings, category, ticket.mailbox, ticket.assignee
+    ):
+        records.set_ticket_fields(connection, ticket.id, now, assignee=None)
+        records.add_event(
+            connection,
+            ticket.id,
+            now,
+            "unassigned",
+            f"{ticket.assignee} is not on the {category} queue",
+            actor=actor,
+            inbound_id=inbound_id,
+        )
 
 
 def _apply_command(
@@ -616,12 +762,19 @@ def _apply_command(
             connection, ticket.id, now, english_allowed=True, english_basis=command.argument[:500]
         )
     elif name is CommandName.CATEGORY:
-        if command.argument != ticket.category:
-            records.set_ticket_fields(connection, ticket.id, now, category=command.argument)
-            recompute_deadlines(connection, context, ticket.id, now)
+        reclassify(
+            connection,
+            context,
+            ticket,
+            command.argument,
+            actor=sender,
+            inbound_id=inbound_id,
+            now=now,
+            reason="staff command",
+        )
     elif name in (CommandName.INTERVIEW, CommandName.COMMITTEE):
         commitment_id = _result_commitment(context, ticket, name)
-        assert commitment_id is not None  # checked by _validate
+        assert commitment_id is not None  # checked by refusal_of
         start_result_clock(
             connection, context, ticket, commitment_id, date.fromisoformat(command.argument)
         )
@@ -649,7 +802,7 @@ def _reply_to_staff(
     now: datetime,
     in_reply_to: str,
 ) -> None:
-    _queue_internal(
+    queue_internal(
         connection,
         context,
         template=template,
@@ -687,23 +840,22 @@ def _confirm_held_reply(
         if original.sender is None or original.sender.address != sender:
             continue
         extracted = extract_new_text(original.text, internal_markers=(INTERNAL_MARKER,))
-        parsed = parse_commands(extracted.text)
-        for command in parsed.commands:
-            _apply_command(connection, context, ticket, command, sender, row.id, now)
-        hold = next((c for c in parsed.commands if c.name is CommandName.HOLD), None)
-        text = "\n\n".join(p for p in ((hold.argument if hold else ""), parsed.body) if p)
-        relay_reply(
+        outcome = _act_on_reply(
             connection,
             context,
             ticket,
-            text,
-            row.raw,
-            sender,
-            row.id,
-            original.message_id,
-            now,
-            purpose="hold_request" if hold else "reply",
+            parse_commands(extracted.text),
+            certain=True,
+            cut_by=extracted.cut_by,
+            raw=row.raw,
+            sender=sender,
+            inbound_id=row.id,
+            reply_message_id=original.message_id,
+            answer_to=original.message_id,
+            now=now,
         )
+        if outcome.state != "processed":
+            return outcome
         connection.execute(
             sa.update(table)
             .where(table.c.id == row.id)

@@ -6,10 +6,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
-from sqlmodel import col, select
+from sqlmodel import select
 
 from mailbot.app import run_pass
-from mailbot.models import AddressState, InboundMessage, OutboxMessage, Ticket
+from mailbot.models import InboundMessage, OutboxMessage, Ticket
 from mailbot.sandbox import Sandbox
 from mailbot.store import session_scope
 from tests.conftest import AppFactory
@@ -70,30 +70,6 @@ def test_own_mail_out_of_office_bounce_and_list_mail_send_nothing_outside(
         assert all(state in ("processed", "set_aside", "held") for state in states.values())
         assert session.exec(select(sa.func.count()).select_from(Ticket)).one() == 1
     assert sandbox.fetch_all(INFO) == []
-
-
-def test_a_permanent_bounce_marks_the_address_and_stops_automatic_mail(
-    sandbox: Sandbox, make_app: AppFactory
-) -> None:
-    bounce = (CORPUS / "bounce_postfix_dsn_5_1_1.eml").read_bytes()
-    sandbox.deliver(INFO, bounce, received_at=office("2025-11-06T09:00"))
-    app = make_app("2025-11-06T09:01:00-05:00")
-    run_pass(app)
-    with session_scope(app.engine) as session:
-        [state] = session.exec(select(AddressState)).all()
-    assert state.undeliverable
-    bounced = state.address
-    # The next request from that address is a ticket, but gets no acknowledgement.
-    sandbox.deliver(INFO, citizen_request(sender=bounced), received_at=office("2025-11-06T10:00"))
-    later = make_app("2025-11-06T10:01:00-05:00")
-
-    run_pass(later)
-
-    with session_scope(later.engine) as session:
-        [ticket] = session.exec(select(Ticket)).all()
-        assert ticket.requester == bounced
-        assert ticket.acknowledged_at is None
-    assert all(r != bounced for _p, r in outbox_recipients(later.engine))
 
 
 def test_a_misdirected_complaint_becomes_a_complaint_with_the_15_day_deadline(
@@ -169,38 +145,6 @@ def test_a_pass_over_malformed_mail_leaves_the_inbox_empty(
             assert row.reason, f"message #{row.id} has no reason"
     moved = len(sandbox.fetch_all(INFO, "Traites")) + len(sandbox.fetch_all(INFO, "Quarantaine"))
     assert moved == len(names) + 1
-
-
-def test_the_global_brake_pauses_acknowledgements_and_tells_staff(
-    sandbox: Sandbox, make_app: AppFactory
-) -> None:
-    senders = ("josee.tremblay@example.org", "john.smith@example.com", "marc.gagnon@example.net")
-    for n in range(6):
-        sandbox.deliver(
-            INFO,
-            citizen_request(f"<burst-{n}@example.org>", sender=senders[n % 3]),
-            received_at=office("2025-11-03T10:00"),
-        )
-    base = make_app("2025-11-03T10:01:00-05:00").settings
-    braked = base.model_copy(
-        update={"classification": base.classification.model_copy(update={"burst_limit": 4})}
-    )
-    app = make_app("2025-11-03T10:01:00-05:00", braked)
-
-    run_pass(app)
-
-    with session_scope(app.engine) as session:
-        assert session.exec(select(sa.func.count()).select_from(Ticket)).one() == 6
-        acknowledgements = session.exec(
-            select(OutboxMessage.id).where(col(OutboxMessage.purpose) == "acknowledgement")
-        ).all()
-        brakes = session.exec(
-            select(OutboxMessage.recipient).where(col(OutboxMessage.purpose) == "brake_notice")
-        ).all()
-    assert len(acknowledgements) == 4
-    assert sorted(brakes) == ["agent.info@mri.gouv.qc.ca", "superviseur@mri.gouv.qc.ca"]
-    subjects = [str(parsed(raw)["Subject"]) for raw in sandbox.fetch_all(SUPERVISOR)]
-    assert sum("suspendus" in subject for subject in subjects) == 1
 
 
 def test_english_follows_the_french_only_where_the_policy_allows(

@@ -70,9 +70,32 @@ AUTH_CASES = [
         id="gmail-style-all-pass",
     ),
     pytest.param(
-        headers("mx.mri.gouv.qc.ca; dkim=pass header.d=mri.gouv.qc.ca; dmarc=fail"),
+        headers("mx.mri.gouv.qc.ca; dkim=pass header.d=mri.gouv.qc.ca; dmarc=none"),
         AuthVerdict(True, ("dkim=pass aligned (header.d=mri.gouv.qc.ca)",)),
         id="aligned-dkim-is-enough",
+    ),
+    pytest.param(
+        headers("mx.mri.gouv.qc.ca; dkim=pass header.d=mri.gouv.qc.ca; dmarc=fail"),
+        AuthVerdict(False, ("explicit failure: dmarc=fail",)),
+        id="dmarc-fail-next-to-dkim-pass-holds",
+    ),
+    pytest.param(
+        headers(
+            "mx.mri.gouv.qc.ca; dkim=pass header.d=mri.gouv.qc.ca; dkim=fail header.d=x.example;"
+            " dmarc=pass header.from=mri.gouv.qc.ca"
+        ),
+        AuthVerdict(False, ("explicit failure: dkim=fail",)),
+        id="a-failing-signature-next-to-a-passing-one-holds",
+    ),
+    pytest.param(
+        headers("mx.mri.gouv.qc.ca; spf=temperror; dmarc=pass header.from=mri.gouv.qc.ca"),
+        AuthVerdict(False, ("explicit failure: spf=temperror",)),
+        id="an-error-holds",
+    ),
+    pytest.param(
+        headers("mx.mri.gouv.qc.ca; dmarc=permerror header.from=mri.gouv.qc.ca"),
+        AuthVerdict(False, ("explicit failure: dmarc=permerror",)),
+        id="a-permanent-error-holds",
     ),
     pytest.param(
         headers("mx.mri.gouv.qc.ca; dkim=pass header.d=gouv.qc.ca header.s=s1"),
@@ -122,7 +145,14 @@ AUTH_CASES = [
             " spf=fail smtp.mailfrom=mri.gouv.qc.ca;"
             " dmarc=fail (p=reject) header.from=mri.gouv.qc.ca",
         ),
-        AuthVerdict(False, ("dkim=fail", "dmarc=fail")),
+        AuthVerdict(
+            False,
+            (
+                "explicit failure: dkim=fail",
+                "explicit failure: spf=fail",
+                "explicit failure: dmarc=fail",
+            ),
+        ),
         id="everything-fails-every-reason-listed",
     ),
     pytest.param(
@@ -130,23 +160,37 @@ AUTH_CASES = [
             "mx.mri.gouv.qc.ca; dmarc=fail header.from=mri.gouv.qc.ca",
             "mx.mri.gouv.qc.ca; dmarc=pass header.from=mri.gouv.qc.ca",
         ),
-        AuthVerdict(False, ("dmarc=fail",)),
-        id="pass-below-a-failing-top-header-is-ignored",
+        AuthVerdict(
+            False, ("2 Authentication-Results headers claim mx.mri.gouv.qc.ca: ambiguous",)
+        ),
+        id="two-verdicts-with-our-id-are-ambiguous",
+    ),
+    pytest.param(
+        headers(
+            "mx.mri.gouv.qc.ca; dmarc=pass header.from=mri.gouv.qc.ca",
+            "mx.mri.gouv.qc.ca; dmarc=pass header.from=mri.gouv.qc.ca",
+        ),
+        AuthVerdict(
+            False, ("2 Authentication-Results headers claim mx.mri.gouv.qc.ca: ambiguous",)
+        ),
+        id="two-passing-verdicts-with-our-id-are-ambiguous-too",
     ),
     pytest.param(
         headers(
             "relay.partenaire.example; dmarc=pass header.from=mri.gouv.qc.ca",
             "mx.mri.gouv.qc.ca; dmarc=pass header.from=mri.gouv.qc.ca",
         ),
-        AuthVerdict(
-            False,
-            ("topmost Authentication-Results is from another server (relay.partenaire.example)",),
-        ),
-        id="top-header-from-another-server",
+        AuthVerdict(True, ("dmarc=pass for mri.gouv.qc.ca",)),
+        id="another-servers-verdict-is-ignored",
+    ),
+    pytest.param(
+        headers("relay.partenaire.example; dmarc=pass header.from=mri.gouv.qc.ca"),
+        AuthVerdict(False, ("no Authentication-Results header from mx.mri.gouv.qc.ca",)),
+        id="only-another-servers-verdict",
     ),
     pytest.param(
         headers(),
-        AuthVerdict(False, ("no Authentication-Results header",)),
+        AuthVerdict(False, ("no Authentication-Results header from mx.mri.gouv.qc.ca",)),
         id="missing-header",
     ),
     pytest.param(
@@ -235,7 +279,7 @@ AUTH_CASES = [
             " (signature was verified) header.d=mri.gouv.qc.ca;dmarc=pass action=none"
             " header.from=mri.gouv.qc.ca;compauth=pass reason=100",
         ),
-        AuthVerdict(False, ("malformed Authentication-Results: no authserv-id",)),
+        AuthVerdict(False, ("no Authentication-Results header from mx.mri.gouv.qc.ca",)),
         id="microsoft-365-style-without-authserv-id",
     ),
     pytest.param(
@@ -247,7 +291,7 @@ AUTH_CASES = [
     ),
     pytest.param(
         headers(""),
-        AuthVerdict(False, ("malformed Authentication-Results: no authserv-id",)),
+        AuthVerdict(False, ("no Authentication-Results header from mx.mri.gouv.qc.ca",)),
         id="malformed-empty",
     ),
 ]

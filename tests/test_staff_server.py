@@ -141,7 +141,9 @@ def test_an_authenticated_reply_reaches_the_citizen_once_without_the_quoted_text
     with session_scope(app.engine) as session:
         met = session.exec(select(TicketDeadline.commitment, TicketDeadline.met_at)).all()
     assert dict(met)["info_reply"] == ticket.answered_at
-    assert "reply_duplicate" in event_kinds(app)
+    with session_scope(app.engine) as session:
+        kinds = session.execute(sa.text("SELECT kind FROM inbound_message ORDER BY id")).all()
+    assert [k[0] for k in kinds] == ["new_request", "staff_reply", "duplicate"]
 
 
 @pytest.mark.parametrize(
@@ -266,7 +268,8 @@ def test_assign_category_and_english(sandbox: Sandbox, make_app: AppFactory) -> 
         "categorie plainte\r\nanglais : correspondant hors Québec",
     )
     ticket = ticket_row(app)
-    assert ticket.assignee == "marie.roy@mri.gouv.qc.ca"
+    # A complaint is confidential: the colleague outside the complaints queue is unassigned.
+    assert ticket.assignee is None
     assert ticket.category == "complaint"
     assert ticket.due_date is not None and ticket.due_date.isoformat() == "2025-11-24"
     assert ticket.english_allowed and ticket.english_basis == "correspondant hors Québec"
@@ -274,7 +277,7 @@ def test_assign_category_and_english(sandbox: Sandbox, make_app: AppFactory) -> 
         commitments = set(session.exec(select(TicketDeadline.commitment)).all())
     assert commitments == {"ack", "complaint_reply"}
     kinds = event_kinds(app)
-    assert {"command_assign", "command_category", "command_english"} <= set(kinds)
+    assert {"command_assign", "command_category", "command_english", "unassigned"} <= set(kinds)
 
 
 def test_an_unknown_command_is_answered_to_its_sender_and_changes_nothing(
