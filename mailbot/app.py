@@ -26,6 +26,7 @@ from mailbot.delivery import report_failures, review_pacing
 from mailbot.errors import ClockRefused, ConfigError, ImapError, NotFound
 from mailbot.ingest import FetchedMessage, ImapMailbox
 from mailbot.jobs import run_due_jobs
+from mailbot.logformat import log_fields
 from mailbot.models import ImapCheckpoint, InboundMessage, Ticket
 from mailbot.outbox import FlushReport, SendPolicy, flush_outbox
 from mailbot.pipeline import Pipeline, goes_to_quarantine, process_fetched
@@ -164,7 +165,7 @@ def run_pass(app: App, should_stop: StopCheck = lambda: False) -> PassReport:
         try:
             ingest_mailbox(app, mailbox, report, should_stop)
         except ImapError as exc:
-            log.error("mailbox %s: %s", mailbox.name, exc)
+            log.error("mailbox %s: %s", mailbox.name, exc, extra=log_fields(mailbox=mailbox.name))
             report.errors.append(f"imap:{mailbox.name}")
     try:
         jobs = run_due_jobs(app, app.clock.now())
@@ -281,6 +282,7 @@ def _warn_if_uidvalidity_changed(engine: Engine, mailbox: str, uidvalidity: int)
             mailbox,
             uidvalidity,
             max(known),
+            extra=log_fields(mailbox=mailbox),
         )
 
 
@@ -406,7 +408,12 @@ def retry_quarantined(app: App, inbound_id: int) -> str:
         )
         connection.execute(sa.delete(INBOUND).where(INBOUND.c.id == inbound_id))
         processed = process_fetched(connection, pipeline, mailbox, row.uidvalidity, fetched, now)
-    log.info("quarantined message #%s retried: %s", inbound_id, processed.state)
+    log.info(
+        "quarantined message #%s retried: %s",
+        inbound_id,
+        processed.state,
+        extra=log_fields(mailbox=row.mailbox, uid=row.uid, inbound=inbound_id),
+    )
     return processed.state
 
 

@@ -18,9 +18,12 @@ from sqlmodel import col, select
 from mailbot import __version__
 from mailbot.clock import Clock, FixedClock, SystemClock, parse_instant
 from mailbot.errors import ConfigError, MailbotError, NotFound, ServerError
-from mailbot.settings import Settings, config_path, load_settings
+from mailbot.logformat import JsonFormatter, TextFormatter
+from mailbot.settings import LoggingSettings, Settings, config_path, load_settings
 
 log = logging.getLogger("mailbot")
+# Names the handler mailbot installs, so that loading the configuration can replace it.
+LOG_HANDLER = "mailbot-stderr"
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -104,16 +107,34 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging(verbose: bool, quiet: bool = False) -> None:
-    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def _configure_logging(args: argparse.Namespace, chosen: LoggingSettings | None = None) -> None:
+    """One handler on standard error, in the configured format and level.
+
+    Called once before the configuration is read (text, INFO) and again with its `[logging]`
+    section. Commands that print results keep the log to warnings; `-v` gives DEBUG. When
+    something else already configured logging (a program embedding mailbot, pytest), it is
+    left as it is.
+    """
+    chosen = chosen or LoggingSettings()
+    root = logging.getLogger()
+    ours = [handler for handler in root.handlers if handler.get_name() == LOG_HANDLER]
     # Migrations and the scheduler say what they do at INFO on every start; keep it for -v.
     for noisy in ("alembic", "apscheduler"):
-        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+        logging.getLogger(noisy).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+    if root.handlers and not ours:
+        return
+    level = logging.getLevelNamesMapping()[chosen.level]
+    if args.command in ("sandbox", "due", "holidays"):
+        level = max(level, logging.WARNING)
+    if args.verbose:
+        level = logging.DEBUG
+    handler = logging.StreamHandler(sys.stderr)
+    handler.set_name(LOG_HANDLER)
+    handler.setFormatter(JsonFormatter() if chosen.format == "json" else TextFormatter())
+    for old in ours:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
 
 
 def _clock(now: str | None) -> Clock:
@@ -126,7 +147,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    _configure_logging(args.verbose, quiet=args.command in ("sandbox", "due", "holidays"))
+    _configure_logging(args)
     try:
         clock = _clock(args.now)
     except ValueError as exc:
@@ -155,6 +176,7 @@ def _dispatch(args: argparse.Namespace, clock: Clock) -> int:
 
         return run_sandbox_command(args.action, Path(args.dir), clock)
     settings = _settings(args)
+    _configure_logging(args, settings.logging)
     if command == "due":
         return _due(settings, args)
     if command == "holidays":

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import col, select
 
+from mailbot.logformat import log_fields
 from mailbot.models import OutboxMessage, Ticket, TicketDeadline, TicketEvent
 from mailbot.settings import SmtpSettings
 from mailbot.store import session_scope
@@ -69,13 +70,16 @@ class FlushReport:
 _SMTP_CODES = re.compile(r"\b([245]\d\d)\b(?:[ ,']+([245]\.\d{1,3}\.\d{1,3}))?")
 
 
+def smtp_code(error: str) -> str | None:
+    """The SMTP reply code of an error and its enhanced status code ("550 5.1.1"), if any."""
+    match = _SMTP_CODES.search(error)
+    return " ".join(code for code in match.groups() if code) if match else None
+
+
 def error_summary(error: str) -> str:
     """The SMTP codes of an error, or its first word: server texts often name the recipient,
     and logs carry no addresses (the full text stays on the outbox row)."""
-    match = _SMTP_CODES.search(error)
-    if match:
-        return " ".join(code for code in match.groups() if code)
-    return error.split(":", 1)[0].split(" ", 1)[0][:40] or "error"
+    return smtp_code(error) or error.split(":", 1)[0].split(" ", 1)[0][:40] or "error"
 
 
 def backoff(attempts: int) -> timedelta:
@@ -305,11 +309,12 @@ async def _send_rows(
             outcome, error = await _send_one(smtp, row)
             state = _record(engine, row, now, state=outcome, error=error, policy=policy)
             tally.count(state)
+            fields = log_fields(outbox=row.id, purpose=row.purpose, smtp_code=smtp_code(error))
             if state == "sent":
-                log.info("sent %s %s", row.purpose, row.message_id)
+                log.info("sent %s", row.message_id, extra=fields)
             else:
                 log.warning(
-                    "outbox row %s %s (%s): %s", row.id, row.message_id, state, error_summary(error)
+                    "outbox %s %s: %s", row.message_id, state, error_summary(error), extra=fields
                 )
             if pending and not smtp.is_connected:
                 try:

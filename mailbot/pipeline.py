@@ -20,6 +20,7 @@ from mailbot import records, tokens, workflow
 from mailbot.business_calendar import BusinessCalendar
 from mailbot.classify import ClassifyContext, Kind, TicketFacts, Verdict, candidate_refs, classify
 from mailbot.ingest import FetchedMessage
+from mailbot.logformat import log_fields
 from mailbot.parse import InboundMail, parse_message, request_fingerprint
 from mailbot.render import Envelope, Renderer, compose
 from mailbot.settings import MailboxSettings, Settings
@@ -149,7 +150,9 @@ def process_fetched(
         with connection.begin_nested():
             return _process(connection, pipeline, mailbox, base, fetched, now)
     except Exception as exc:  # a poison message must never block the ones behind it
-        log.exception("inbound %s uid %s quarantined", mailbox.name, fetched.uid)
+        log.exception(
+            "inbound message quarantined", extra=log_fields(mailbox=mailbox.name, uid=fetched.uid)
+        )
         records.insert_inbound(
             connection,
             {
@@ -239,12 +242,10 @@ def _process(
             flags=",".join((*decision.flags, *staff.flags)),
         )
     log.info(
-        "inbound %s uid %s: %s (%s)%s",
-        mailbox.name,
-        fetched.uid,
+        "inbound %s (%s)",
         verdict.kind.value,
         decision.outcome.value,
-        f" ticket {ticket.ref}" if ticket else "",
+        extra=log_fields(mailbox=mailbox.name, uid=fetched.uid, ref=ticket.ref if ticket else None),
     )
     label = verdict.kind.value if state == "processed" else state
     return Processed(state, label, decision.flags)
@@ -448,7 +449,11 @@ def queue_acknowledgement(
         records.add_event(
             connection, ticket.id, now, "acknowledgement_withheld", blocked, inbound_id=inbound_id
         )
-        log.warning("ticket %s: acknowledgement withheld: %s", ticket.ref, blocked)
+        log.warning(
+            "acknowledgement withheld: %s",
+            blocked,
+            extra=log_fields(mailbox=mailbox.name, ref=ticket.ref, inbound=inbound_id),
+        )
         return
     english = settings.language.english_policy == "detected_english" and ticket.language == "en"
     rendered = pipeline.renderer.render(

@@ -2,7 +2,9 @@
 
 Wording lives in `templates/`; a citizen's text is only ever a variable, autoescaped in HTML.
 Every header value that may come from a message is flattened before use, and messages are
-built only with `email.message.EmailMessage` under the SMTP policy.
+built only with `email.message.EmailMessage` under `POLICY`: the SMTP policy with RFC 2045's
+76-character lines (quoted-printable and base64 bodies, folded headers), message identifiers
+kept whole (see `MailPolicy`). Spam filters penalise longer lines.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.headerregistry import Address as HeaderAddress
 from email.message import EmailMessage
-from email.policy import SMTP
+from email.policy import EmailPolicy
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
@@ -28,8 +30,42 @@ PURPOSE_HEADER = "X-Mailbot-Purpose"
 # Appears only in mailbot's internal mail to staff: if it survives in a staff reply, the
 # quoted history was not cut cleanly and the reply is held (see mailbot/workflow.py).
 INTERNAL_MARKER = "--- Usage interne : ne pas transmettre ---"
-# Fold only past RFC 5322's hard limit: some clients mishandle a folded Message-ID.
-POLICY = SMTP.clone(max_line_length=998)
+# RFC 2045: quoted-printable and base64 lines are at most 76 characters, the soft line break
+# included. Headers fold at the same width, within RFC 5322's recommended 78.
+MAX_LINE_LENGTH = 76
+IDENTIFIER_HEADERS = frozenset({"message-id", "in-reply-to", "references"})
+
+
+def fold_identifiers(name: str, value: str, width: int, linesep: str) -> str:
+    """`Name: <id> <id>...` folded between identifiers only, the first one always on the
+    field's own line; an identifier longer than the width stays whole on its line."""
+    lines = [f"{name}:"]
+    for number, identifier in enumerate(value.split()):
+        if number > 0 and len(lines[-1]) + 1 + len(identifier) > width:
+            lines.append("")
+        lines[-1] += f" {identifier}"
+    return linesep.join(lines) + linesep
+
+
+class MailPolicy(EmailPolicy):
+    """The SMTP policy, except that message identifiers are never folded inside or before an
+    identifier nor turned into encoded words: some clients mishandle a folded Message-ID,
+    and an encoded In-Reply-To or References breaks threading."""
+
+    def fold(self, name: str, value: str) -> str:
+        if name.lower() in IDENTIFIER_HEADERS:
+            return fold_identifiers(name, str(value), self.max_line_length or 998, self.linesep)
+        folded: str = super().fold(name, value)
+        return folded
+
+    def fold_binary(self, name: str, value: str) -> bytes:
+        if name.lower() in IDENTIFIER_HEADERS:
+            # compose() keeps ASCII identifiers only; never raise on another caller's value.
+            return self.fold(name, value).encode("ascii", "replace")
+        return super().fold_binary(name, value)
+
+
+POLICY = MailPolicy(linesep="\r\n", max_line_length=MAX_LINE_LENGTH)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,9 +124,21 @@ class Renderer:
         return Rendered(subject=flatten(subject, 900), text=text.rstrip() + "\n", html=html)
 
 
-def _address(address: str, name: str) -> HeaderAddress:
+def _address(address: str, name: str) -> HeaderAddress | str:
     local, _, domain = address.rpartition("@")
-    return HeaderAddress(display_name=flatten(name, 200), username=local, domain=domain)
+    mailbox = HeaderAddress(display_name=flatten(name, 200), username=local, domain=domain)
+    if mailbox.display_name:
+        return mailbox
+    # Angle brackets even without a name: spam filters score a bare To address
+    # (SpamAssassin's TO_NO_BRKTS_* rules).
+    return f"<{mailbox.addr_spec}>"
+
+
+def _identifiers(values: Sequence[str]) -> list[str]:
+    """Message identifiers that can go in a header as they are: a msg-id is ASCII without
+    spaces (RFC 5322), and one that is not cannot be encoded without breaking the thread."""
+    found = (flatten(value, 998) for value in values)
+    return [value for value in found if value and value.isascii() and " " not in value]
 
 
 def compose(
@@ -113,19 +161,19 @@ def compose(
     message["Subject"] = rendered.subject
     message["Date"] = format_datetime(envelope.date)
     message["Message-ID"] = envelope.message_id
-    if envelope.in_reply_to:
-        message["In-Reply-To"] = flatten(envelope.in_reply_to, 998)
-    if envelope.references:
+    in_reply_to = _identifiers([envelope.in_reply_to])
+    if in_reply_to:
+        message["In-Reply-To"] = in_reply_to[0]
+    refs = _identifiers(envelope.references)
+    if refs:
         # Keep the thread root and the most recent ids: long chains break some servers.
-        refs = list(envelope.references)
         if len(refs) > 20:
             refs = refs[:1] + refs[-19:]
-        message["References"] = " ".join(flatten(item, 998) for item in refs)
+        message["References"] = " ".join(refs)
     if auto_submitted:
         message["Auto-Submitted"] = auto_submitted
         message["X-Auto-Response-Suppress"] = "All"
     message[LOOP_HEADER] = loop_token
-    message["Content-Language"] = language
     for name, value in extra_headers:
         message[name] = flatten(value, 998)
     message.set_content(rendered.text, subtype="plain", charset="utf-8", cte="quoted-printable")
@@ -133,6 +181,8 @@ def compose(
         message.add_alternative(
             rendered.html, subtype="html", charset="utf-8", cte="quoted-printable"
         )
+    # After the body: setting content clears every Content-* header set before it.
+    message["Content-Language"] = language
     return message
 
 

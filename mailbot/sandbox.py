@@ -217,6 +217,9 @@ class _SmtpHandler:
     root: Path
     users: frozenset[str]
     delivered: list[tuple[str, str]] = field(default_factory=list)
+    # A list keeps each message's DATA exactly as the server received it, for tests of the
+    # wire form; None (the default) keeps nothing, so a long-running sandbox does not grow.
+    received: list[bytes] | None = None
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
@@ -230,6 +233,8 @@ class _SmtpHandler:
         now = datetime.now(UTC)
         sender = (envelope.mail_from or "").strip("<>")
         content = envelope.original_content or b""
+        if self.received is not None:
+            self.received.append(content)
         for recipient in envelope.rcpt_tos:
             prefix = (
                 f"Return-Path: <{sender}>\r\n"

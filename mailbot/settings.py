@@ -271,6 +271,19 @@ class ReminderSettings(_Frozen):
     enabled: bool = True
 
 
+class LoggingSettings(_Frozen):
+    """The log on standard error: `text` lines, or one JSON object a line for a log collector
+    (mailbot/logformat.py); and the least severe level written (`-v` gives DEBUG)."""
+
+    format: Literal["text", "json"] = "text"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper_case(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+
 class Settings(_Frozen):
     """The whole configuration, as validated at start-up."""
 
@@ -284,6 +297,7 @@ class Settings(_Frozen):
     language: LanguageSettings = LanguageSettings()
     classification: ClassificationSettings = ClassificationSettings()
     reminders: ReminderSettings = ReminderSettings()
+    logging: LoggingSettings = LoggingSettings()
     commitments: tuple[CommitmentSettings, ...] = DEFAULT_COMMITMENTS
     data_dir: Path = Path("data")
     templates_dir: Path = DEFAULT_TEMPLATES_DIR

@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection
 
 from mailbot import records, tokens
 from mailbot.business_calendar import BusinessCalendar, Hold
+from mailbot.logformat import log_fields
 from mailbot.parse import InboundMail, flatten, parse_message
 from mailbot.render import (
     INTERNAL_MARKER,
@@ -366,7 +367,13 @@ def hold_for_review(
             actor=mail.from_address.address if mail.from_address else "unknown",
             inbound_id=inbound_id,
         )
-    log.warning("inbound #%s held: %s", inbound_id, "; ".join(reasons))
+    log.warning(
+        "inbound message held: %s",
+        "; ".join(reasons),
+        extra=log_fields(
+            mailbox=queue.name, inbound=inbound_id, ref=ticket.ref if ticket else None
+        ),
+    )
 
 
 # --- a staff message ------------------------------------------------------------------------
