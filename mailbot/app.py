@@ -24,6 +24,7 @@ from mailbot.clock import Clock
 from mailbot.errors import ConfigError, ImapError, NotFound
 from mailbot.ingest import FetchedMessage, ImapMailbox
 from mailbot.jobs import run_due_jobs
+from mailbot.logins import Logins
 from mailbot.models import ImapCheckpoint, InboundMessage, Ticket
 from mailbot.outbox import FlushReport, SendPolicy, flush_outbox
 from mailbot.pipeline import Pipeline, process_fetched
@@ -46,6 +47,7 @@ class App:
     calendar: BusinessCalendar
     signing_key: bytes
     environ: Mapping[str, str]
+    logins: Logins  # kept for the process's life: OAuth2 tokens are cached across passes
 
     def password(self, variable: str | None, what: str) -> str:
         return secret(self.environ, variable, what)
@@ -85,6 +87,7 @@ def build_app(
         calendar=build_calendar(settings.calendar, settings.organisation.timezone),
         signing_key=load_signing_key(settings, env),
         environ=env,
+        logins=Logins(settings, env),
     )
 
 
@@ -153,7 +156,7 @@ def send_outbox(app: App) -> FlushReport:
     return flush_outbox(
         app.engine,
         smtp,
-        app.password(smtp.password_env, "SMTP password"),
+        app.logins.smtp(),
         app.clock.now(),
         policy=send_policy(app.settings),
     )
@@ -182,9 +185,9 @@ def ingest_mailbox(
     app: App, mailbox: MailboxSettings, report: PassReport, should_stop: StopCheck
 ) -> None:
     """Store and process each new message of `mailbox`, then move it out of the inbox."""
-    password = app.password(mailbox.password_env, f"IMAP password of mailbox {mailbox.name}")
+    login = app.logins.imap(mailbox)
     pipeline = Pipeline.build(app.settings, app.calendar, app.renderer, app.signing_key)
-    with ImapMailbox(app.settings.imap, mailbox.login, password) as imap:
+    with ImapMailbox(app.settings.imap, login, app.clock.now()) as imap:
         imap.ensure_folder(mailbox.processed_folder)
         imap.ensure_folder(mailbox.quarantine_folder)
         uidvalidity = imap.select(mailbox.folder)

@@ -4,7 +4,8 @@ MailbotError
  ├── ConfigError       the configuration file or environment is wrong (exit 2)
  ├── ServerError       an IMAP or SMTP server could not be reached or refused us
  │    ├── ImapError
- │    └── SmtpError
+ │    ├── SmtpError
+ │    └── TokenError   no OAuth2 access token could be obtained from the provider
  └── NotFound          a ticket, message or row named on the command line does not exist
 """
 
@@ -29,6 +30,10 @@ class ImapError(ServerError):
 
 class SmtpError(ServerError):
     """The SMTP side failed."""
+
+
+class TokenError(ServerError):
+    """The OAuth2 provider gave no access token; the message says why, never the secret."""
 
 
 class NotFound(MailbotError):

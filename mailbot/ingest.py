@@ -17,7 +17,8 @@ from types import TracebackType
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
-from mailbot.errors import ImapError
+from mailbot.errors import ImapError, TokenError
+from mailbot.logins import Login, login_imap
 from mailbot.settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -41,12 +42,13 @@ def _aware(value: datetime) -> datetime:
 
 
 class ImapMailbox:
-    """One logged-in IMAP session on one mailbox; use as a context manager."""
+    """One logged-in IMAP session on one mailbox; use as a context manager. `now` is the
+    instant of the login (an OAuth2 token is taken or renewed as of it)."""
 
-    def __init__(self, server: ServerSettings, login: str, password: str) -> None:
+    def __init__(self, server: ServerSettings, login: Login, now: datetime) -> None:
         self._server = server
         self._login = login
-        self._password = password
+        self._now = now
         self._client: IMAPClient | None = None
         self.has_move = False
 
@@ -62,9 +64,13 @@ class ImapMailbox:
             )
             if server.tls == "starttls":
                 client.starttls(server.tls_context())
-            client.login(self._login, self._password)
+            login_imap(client, self._login, self._now)
         except (OSError, IMAPClientError, ssl.SSLError) as exc:
-            raise ImapError(f"IMAP {server.host}:{server.port} as {self._login}: {exc}") from exc
+            raise ImapError(
+                f"IMAP {server.host}:{server.port} as {self._login.user}: {exc}"
+            ) from exc
+        except TokenError as exc:
+            raise ImapError(f"IMAP as {self._login.user}: no OAuth2 token: {exc}") from exc
         client.normalise_times = False
         self.has_move = client.has_capability("MOVE")
         self._client = client
