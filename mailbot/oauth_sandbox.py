@@ -145,7 +145,7 @@ class OAuthServer:
 
 def _handler_for(server: OAuthServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
+        def log_message(self, format: str, *args: Any) -> None:
             pass  # a token in a request line must not reach the test output
 
         def _form(self) -> dict[str, str]:

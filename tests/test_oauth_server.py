@@ -128,7 +128,10 @@ def acknowledgements(box: OAuthSandbox, address: str = CITIZEN) -> list[bytes]:
 
 
 def test_a_pass_with_oauth2_on_both_sides(
-    oauth: OAuthServer, box: OAuthSandbox, base_settings: Settings, tmp_path: Path,
+    oauth: OAuthServer,
+    box: OAuthSandbox,
+    base_settings: Settings,
+    tmp_path: Path,
     database_url: str,
 ) -> None:
     box.deliver(INFO, citizen_request(), received_at=office("2025-11-03T10:00"))
@@ -151,7 +154,10 @@ def test_a_pass_with_oauth2_on_both_sides(
 
 
 def test_xoauth2_when_configured_and_a_token_the_server_dropped_is_renewed_once(
-    oauth: OAuthServer, box: OAuthSandbox, base_settings: Settings, tmp_path: Path,
+    oauth: OAuthServer,
+    box: OAuthSandbox,
+    base_settings: Settings,
+    tmp_path: Path,
     database_url: str,
 ) -> None:
     settings = oauth_settings(
@@ -183,9 +189,10 @@ def test_check_shows_each_step_and_a_revoked_secret_loses_nothing(
     config = write_oauth_config(tmp_path / "mailbot.toml", box, tmp_path / "data")
     good = mailbot(config, environ(), "check")
     assert good.returncode == 0, good.stdout + good.stderr
-    assert f"ok   token for imap renseignements: from {oauth.token_endpoint}, client {CLIENT_ID}" in (
-        good.stdout
+    token_step = (
+        f"ok   token for imap renseignements: from {oauth.token_endpoint}, client {CLIENT_ID}"
     )
+    assert token_step in good.stdout
     assert f"ok   imap plaintes: logged in as {COMPLAINTS} with an OAuth2 token" in good.stdout
     assert f"logged in as {INFO} with an OAuth2 token" in good.stdout.split("smtp")[-1]
 
@@ -201,8 +208,11 @@ def test_check_shows_each_step_and_a_revoked_secret_loses_nothing(
 
     assert bad.returncode == 1
     reason = "the client was refused: wrong client_id or secret, or the secret was revoked"
-    assert f"FAIL token for imap renseignements: {oauth.token_endpoint}, client {CLIENT_ID}: "
-    assert reason in bad.stdout and "FAIL token for smtp" in bad.stdout
+    failed_step = (
+        f"FAIL token for imap renseignements: {oauth.token_endpoint}, client {CLIENT_ID}: "
+    )
+    assert failed_step + reason in bad.stdout
+    assert "FAIL token for smtp" in bad.stdout
     assert SECRET not in bad.stdout + bad.stderr + run.stdout + run.stderr
     assert run.returncode == 1
     # Nothing was fetched, nothing moved: the three messages wait in the inbox.
@@ -228,7 +238,10 @@ def test_a_mailbox_not_granted_to_the_application_is_named_by_check(
 
 
 def test_a_session_dropped_when_its_token_expires_is_reopened_without_loss_or_repeat(
-    oauth: OAuthServer, box: OAuthSandbox, base_settings: Settings, tmp_path: Path,
+    oauth: OAuthServer,
+    box: OAuthSandbox,
+    base_settings: Settings,
+    tmp_path: Path,
     database_url: str,
 ) -> None:
     for number in range(6):
@@ -278,9 +291,7 @@ def test_the_daemon_runs_across_several_token_lifetimes_and_processes_each_messa
 ) -> None:
     assert box.oauth is not None
     box.oauth.lifetime = 2.0  # seconds: the run below spans several token lifetimes
-    config = write_oauth_config(
-        tmp_path / "mailbot.toml", box, tmp_path / "data", poll_seconds=0.5
-    )
+    config = write_oauth_config(tmp_path / "mailbot.toml", box, tmp_path / "data", poll_seconds=0.5)
     import os
 
     process = subprocess.Popen(
