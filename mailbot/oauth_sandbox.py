@@ -310,7 +310,7 @@ class OAuthSandbox(Sandbox):
             *lines[3:],
         ]
 
-    def smtp_options(self) -> dict[str, object]:
+    def smtp_options(self) -> dict[str, Any]:
         return {
             "auth_required": True,
             "auth_require_tls": False,

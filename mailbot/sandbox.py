@@ -304,7 +304,7 @@ class Sandbox:
     def auth_lines(self) -> list[str]:
         return password_auth_lines(self.root)
 
-    def smtp_options(self) -> dict[str, object]:
+    def smtp_options(self) -> dict[str, Any]:
         """Extra aiosmtpd SMTP options (a subclass changes how logins work)."""
         return {}
 
