@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +19,8 @@ import tomli_w
 
 from mailbot.app import build_app, run_pass
 from mailbot.clock import FixedClock, parse_instant
+from mailbot.errors import ImapError
+from mailbot.ingest import ImapMailbox
 from mailbot.oauth_sandbox import SCOPE, OAuthSandbox, OAuthServer
 from mailbot.sandbox import make_sandbox_dir
 from mailbot.sandbox_cli import sandbox_settings
@@ -271,11 +273,12 @@ def test_a_session_dropped_when_its_token_expires_is_reopened_without_loss_or_re
     second = run_pass(app)
 
     assert not first.ok and "imap:renseignements" in first.errors
-    # Two stored, then the move of their batch failed with the session: the next pass moves
-    # them without processing them again, and processes the four others.
-    assert first.fetched == 2 and first.moved == 0
+    # Two stored, then the session is gone (the move of their batch, or the next fetch,
+    # fails): the next pass logs in with a new token, moves what was stored but not moved
+    # without processing it again, and processes the four others.
+    assert first.fetched == 2 and first.moved in (0, 2)
     assert second.ok, second.summary()
-    assert second.fetched == 4 and second.moved == 6
+    assert second.fetched == 4 and first.moved + second.moved == 6
     assert oauth.issued == 2
     with app.engine.connect() as connection:
         refs = connection.execute(sa.text("SELECT ref FROM ticket")).scalars().all()
@@ -332,3 +335,32 @@ def test_the_daemon_runs_across_several_token_lifetimes_and_processes_each_messa
     assert box.oauth.issued >= 4
     assert "auth failed" not in box.dovecot_log()
     assert SECRET not in err
+
+
+def test_a_session_closed_by_the_server_is_an_imap_error_at_every_step(
+    oauth: OAuthServer,
+    box: OAuthSandbox,
+    base_settings: Settings,
+    tmp_path: Path,
+    database_url: str,
+) -> None:
+    # An ImapError ends the pass for that mailbox with a reason; anything else would stop
+    # the pass for every mailbox.
+    box.deliver(INFO, citizen_request(), received_at=office("2025-11-03T10:00"))
+    settings = oauth_settings(base_settings, box, tmp_path / "data", database_url)
+    app = build_app(settings, FixedClock(parse_instant("2025-11-03T10:01:00-05:00")), environ())
+    mailbox = settings.mailbox("renseignements")
+    steps: list[Callable[[ImapMailbox], object]] = [
+        lambda imap: imap.list_uids(),
+        lambda imap: list(imap.fetch([1], 1_000_000)),
+        lambda imap: imap.move([1], "Traites"),
+    ]
+    for step in steps:
+        with ImapMailbox(settings.imap, app.logins.imap(mailbox), app.clock.now()) as imap:
+            imap.select(mailbox.folder)
+            box.kick(INFO)
+            time.sleep(0.5)  # the server's BYE arrives
+            with pytest.raises(ImapError):
+                step(imap)
+    assert box.fetch_all(INFO) != []  # still in the inbox
+    app.engine.dispose()
