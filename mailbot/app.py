@@ -27,6 +27,7 @@ from mailbot.errors import ClockRefused, ConfigError, ImapError, NotFound
 from mailbot.ingest import FetchedMessage, ImapMailbox
 from mailbot.jobs import run_due_jobs
 from mailbot.logformat import log_fields
+from mailbot.logins import Logins
 from mailbot.models import ImapCheckpoint, InboundMessage, Ticket
 from mailbot.outbox import FlushReport, SendPolicy, flush_outbox
 from mailbot.pipeline import Pipeline, goes_to_quarantine, process_fetched
@@ -49,6 +50,7 @@ class App:
     calendar: BusinessCalendar
     signing_key: bytes
     environ: Mapping[str, str]
+    logins: Logins  # kept for the process's life: OAuth2 tokens are cached across passes
 
     def password(self, variable: str | None, what: str) -> str:
         return secret(self.environ, variable, what)
@@ -88,6 +90,7 @@ def build_app(
         calendar=build_calendar(settings.calendar, settings.organisation.timezone),
         signing_key=load_signing_key(settings, env),
         environ=env,
+        logins=Logins(settings, env),
     )
 
 
@@ -188,10 +191,10 @@ def send_outbox(app: App) -> FlushReport:
     context = workflow_context(app)
     now = app.clock.now()
     review_pacing(app.engine, context, policy, now)
-    password = app.password(smtp.password_env, "SMTP password")
-    report = flush_outbox(app.engine, smtp, password, now, policy=policy)
+    login = app.logins.smtp()
+    report = flush_outbox(app.engine, smtp, login, now, policy=policy)
     if report_failures(app.engine, context, now):
-        report = report.plus(flush_outbox(app.engine, smtp, password, now, policy=policy))
+        report = report.plus(flush_outbox(app.engine, smtp, login, now, policy=policy))
     return report
 
 
@@ -230,9 +233,9 @@ def ingest_mailbox(
     app: App, mailbox: MailboxSettings, report: PassReport, should_stop: StopCheck
 ) -> None:
     """Store and process each new message of `mailbox`, then move it out of the inbox."""
-    password = app.password(mailbox.password_env, f"IMAP password of mailbox {mailbox.name}")
+    login = app.logins.imap(mailbox)
     pipeline = Pipeline.build(app.settings, app.calendar, app.renderer, app.signing_key)
-    with ImapMailbox(app.settings.imap, mailbox.login, password) as imap:
+    with ImapMailbox(app.settings.imap, login, app.clock.now()) as imap:
         imap.ensure_folder(mailbox.processed_folder)
         imap.ensure_folder(mailbox.quarantine_folder)
         uidvalidity = imap.select(mailbox.folder)

@@ -184,7 +184,8 @@ def _dispatch(args: argparse.Namespace, clock: Clock) -> int:
     if command == "check":
         from mailbot.daemon import check_servers
 
-        return EXIT_OK if check_servers(settings, os.environ, print) else EXIT_FAILURE
+        ok = check_servers(settings, os.environ, print, clock.now())
+        return EXIT_OK if ok else EXIT_FAILURE
     from mailbot.app import build_app
 
     app = build_app(settings, clock)

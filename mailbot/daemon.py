@@ -21,10 +21,11 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from mailbot.app import App, guard_clock, run_pass
-from mailbot.errors import ConfigError, ImapError
+from mailbot.errors import ConfigError, ImapError, SmtpError, TokenError
 from mailbot.ingest import ImapMailbox
-from mailbot.outbox import smtp_client
-from mailbot.settings import Settings, secret
+from mailbot.logins import Login, Logins, OAuthLogin
+from mailbot.outbox import connect_smtp, smtp_client
+from mailbot.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,9 @@ def run_daemon(app: App) -> int:
     def request_stop(signum: int, _frame: FrameType | None) -> None:
         log.info("signal %s: stopping after the message in hand", signum)
         stop.set()
-        scheduler.shutdown(wait=False)
+        # Not from inside the handler: it interrupts the main thread, which may be holding
+        # one of the scheduler's locks at that instant.
+        threading.Thread(target=scheduler.shutdown, kwargs={"wait": False}, daemon=True).start()
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
@@ -100,9 +103,15 @@ def run_daemon(app: App) -> int:
 
 
 def check_servers(
-    settings: Settings, environ: Mapping[str, str], say: Callable[[str], None]
+    settings: Settings,
+    environ: Mapping[str, str],
+    say: Callable[[str], None],
+    now: datetime,
+    logins: Logins | None = None,
 ) -> bool:
-    """Validate secrets and log in to every server; one line per result."""
+    """Validate secrets, obtain each OAuth2 token and log in to every server; one line per
+    step, with the reason on failure (never a secret or a token)."""
+    logins = logins or Logins(settings, environ)
     ok = True
     say(
         f"ok   configuration: {len(settings.mailboxes)} mailbox(es), "
@@ -110,28 +119,53 @@ def check_servers(
     )
     for mailbox in settings.mailboxes:
         try:
-            password = secret(environ, mailbox.password_env, f"mailbox {mailbox.name}")
-            with ImapMailbox(settings.imap, mailbox.login, password) as imap:
+            login = logins.imap(mailbox)
+            if not _check_token(login, f"imap {mailbox.name}", now, say):
+                ok = False
+                continue
+            with ImapMailbox(settings.imap, login, now) as imap:
                 uidvalidity = imap.select(mailbox.folder)
             say(
-                f"ok   imap {mailbox.name}: logged in as {mailbox.login}, "
+                f"ok   imap {mailbox.name}: logged in as {mailbox.login}{_how(login)}, "
                 f"{mailbox.folder} UIDVALIDITY {uidvalidity}"
             )
         except (ConfigError, ImapError) as exc:
             ok = False
             say(f"FAIL imap {mailbox.name}: {exc}")
+    where = f"smtp {settings.smtp.host}:{settings.smtp.port}"
     try:
-        password = secret(environ, settings.smtp.password_env, "SMTP password")
-        asyncio.run(_check_smtp(settings, password))
-        say(f"ok   smtp {settings.smtp.host}:{settings.smtp.port}")
-    except (TimeoutError, ConfigError, aiosmtplib.SMTPException, OSError) as exc:
+        smtp_login = logins.smtp()
+        if smtp_login is not None and not _check_token(smtp_login, "smtp", now, say):
+            return False
+        asyncio.run(_check_smtp(settings, smtp_login, now))
+        user = f": logged in as {smtp_login.user}{_how(smtp_login)}" if smtp_login else ""
+        say(f"ok   {where}{user}")
+    except (TimeoutError, ConfigError, aiosmtplib.SMTPException, OSError, SmtpError) as exc:
         ok = False
-        say(f"FAIL smtp {settings.smtp.host}:{settings.smtp.port}: {exc}")
+        say(f"FAIL {where}: {exc}")
     return ok
 
 
-async def _check_smtp(settings: Settings, password: str) -> None:
-    smtp = smtp_client(settings.smtp, password)
-    await smtp.connect()
+def _how(login: Login) -> str:
+    return " with an OAuth2 token" if isinstance(login, OAuthLogin) else ""
+
+
+def _check_token(login: Login, what: str, now: datetime, say: Callable[[str], None]) -> bool:
+    """The token step of an OAuth2 login: which authority gave it, for which client."""
+    if not isinstance(login, OAuthLogin):
+        return True
+    try:
+        token = login.tokens.token(now)
+    except TokenError as exc:
+        say(f"FAIL token for {what}: {exc}")
+        return False
+    seconds = int((token.expires_at - now).total_seconds())
+    say(f"ok   token for {what}: from {login.tokens.description}, valid {seconds} s")
+    return True
+
+
+async def _check_smtp(settings: Settings, login: Login | None, now: datetime) -> None:
+    smtp = smtp_client(settings.smtp)
+    await connect_smtp(smtp, login, now)
     await smtp.noop()
     await smtp.quit()

@@ -5,7 +5,8 @@ MailbotError
  │    └── ClockRefused  replayed and real time would mix in one database (exit 2)
  ├── ServerError       an IMAP or SMTP server could not be reached or refused us
  │    ├── ImapError
- │    └── SmtpError
+ │    ├── SmtpError
+ │    └── TokenError   no OAuth2 access token could be obtained from the provider
  └── NotFound          a ticket, message or row named on the command line does not exist
 """
 
@@ -34,6 +35,10 @@ class ImapError(ServerError):
 
 class SmtpError(ServerError):
     """The SMTP side failed."""
+
+
+class TokenError(ServerError):
+    """The OAuth2 provider gave no access token; the message says why, never the secret."""
 
 
 class NotFound(MailbotError):

@@ -17,7 +17,8 @@ from types import TracebackType
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
-from mailbot.errors import ImapError
+from mailbot.errors import ImapError, TokenError
+from mailbot.logins import Login, login_imap
 from mailbot.settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -41,12 +42,13 @@ def _aware(value: datetime) -> datetime:
 
 
 class ImapMailbox:
-    """One logged-in IMAP session on one mailbox; use as a context manager."""
+    """One logged-in IMAP session on one mailbox; use as a context manager. `now` is the
+    instant of the login (an OAuth2 token is taken or renewed as of it)."""
 
-    def __init__(self, server: ServerSettings, login: str, password: str) -> None:
+    def __init__(self, server: ServerSettings, login: Login, now: datetime) -> None:
         self._server = server
         self._login = login
-        self._password = password
+        self._now = now
         self._client: IMAPClient | None = None
         self.has_move = False
 
@@ -62,9 +64,13 @@ class ImapMailbox:
             )
             if server.tls == "starttls":
                 client.starttls(server.tls_context())
-            client.login(self._login, self._password)
+            login_imap(client, self._login, self._now)
         except (OSError, IMAPClientError, ssl.SSLError) as exc:
-            raise ImapError(f"IMAP {server.host}:{server.port} as {self._login}: {exc}") from exc
+            raise ImapError(
+                f"IMAP {server.host}:{server.port} as {self._login.user}: {exc}"
+            ) from exc
+        except TokenError as exc:
+            raise ImapError(f"IMAP as {self._login.user}: no OAuth2 token: {exc}") from exc
         client.normalise_times = False
         self.has_move = client.has_capability("MOVE")
         self._client = client
@@ -105,17 +111,28 @@ class ImapMailbox:
 
     def list_uids(self) -> list[int]:
         """Every message in the selected folder, deleted ones excluded, lowest UID first."""
-        return sorted(int(uid) for uid in self.client.search(["NOT", "DELETED"]))
+        try:
+            found = self.client.search(["NOT", "DELETED"])
+        except (OSError, IMAPClientError) as exc:
+            raise ImapError(f"cannot list the folder: {exc}") from exc
+        return sorted(int(uid) for uid in found)
 
     def fetch(self, uids: Sequence[int], max_bytes: int) -> Iterator[FetchedMessage]:
         """Fetch `uids` with BODY.PEEK (never sets \\Seen); an oversized one as headers only."""
         if not uids:
             return
-        meta = self.client.fetch(list(uids), ["INTERNALDATE", "RFC822.SIZE"])
-        small = [uid for uid in uids if uid in meta and int(meta[uid][b"RFC822.SIZE"]) <= max_bytes]
-        large = [uid for uid in uids if uid in meta and uid not in small]
-        bodies = self.client.fetch(small, ["BODY.PEEK[]"]) if small else {}
-        headers = self.client.fetch(large, ["BODY.PEEK[HEADER]"]) if large else {}
+        try:
+            meta = self.client.fetch(list(uids), ["INTERNALDATE", "RFC822.SIZE"])
+            small = [
+                uid for uid in uids if uid in meta and int(meta[uid][b"RFC822.SIZE"]) <= max_bytes
+            ]
+            large = [uid for uid in uids if uid in meta and uid not in small]
+            bodies = self.client.fetch(small, ["BODY.PEEK[]"]) if small else {}
+            headers = self.client.fetch(large, ["BODY.PEEK[HEADER]"]) if large else {}
+        except (OSError, IMAPClientError) as exc:
+            # A server that closes the session (its token expired) ends this pass for the
+            # mailbox; what was stored is kept and the next pass logs in again.
+            raise ImapError(f"cannot fetch {len(uids)} message(s): {exc}") from exc
         for uid in uids:
             if uid not in meta:
                 continue  # expunged meanwhile by someone else
@@ -138,7 +155,7 @@ class ImapMailbox:
                 self.client.add_flags(list(uids), [b"\\Deleted"], silent=True)
                 # UID EXPUNGE touches only these messages, never someone else's deletions.
                 self.client.uid_expunge(list(uids))
-        except IMAPClientError as exc:
+        except (OSError, IMAPClientError) as exc:
             raise ImapError(f"cannot move {len(uids)} message(s) to {folder!r}: {exc}") from exc
 
     def noop(self) -> None:

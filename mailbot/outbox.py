@@ -20,7 +20,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import col, select
 
+from mailbot.errors import ServerError
 from mailbot.logformat import log_fields
+from mailbot.logins import Login, login_smtp
 from mailbot.models import OutboxMessage, Ticket, TicketDeadline, TicketEvent
 from mailbot.settings import SmtpSettings
 from mailbot.store import session_scope
@@ -273,7 +275,8 @@ def _mark_fulfilled(
     )
 
 
-def smtp_client(settings: SmtpSettings, password: str) -> aiosmtplib.SMTP:
+def smtp_client(settings: SmtpSettings) -> aiosmtplib.SMTP:
+    """A client for the relay; `connect_smtp` connects and logs it in."""
     return aiosmtplib.SMTP(
         hostname=settings.host,
         port=settings.port,
@@ -281,27 +284,30 @@ def smtp_client(settings: SmtpSettings, password: str) -> aiosmtplib.SMTP:
         use_tls=settings.tls == "tls",
         start_tls=settings.tls == "starttls",
         tls_context=settings.tls_context() if settings.tls != "none" else None,
-        username=settings.username,
-        password=password or None,
     )
+
+
+async def connect_smtp(smtp: aiosmtplib.SMTP, login: Login | None, now: datetime) -> None:
+    await smtp.connect()
+    await login_smtp(smtp, login, now)
 
 
 async def _send_rows(
     engine: Engine,
     settings: SmtpSettings,
-    password: str,
+    login: Login | None,
     rows: Sequence[OutboxMessage],
     now: datetime,
     policy: SendPolicy,
 ) -> FlushReport:
     tally = _Tally()
-    smtp = smtp_client(settings, password)
+    smtp = smtp_client(settings)
     pending = list(rows)
     try:
         try:
-            await smtp.connect()
-        except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
-            log.warning("SMTP %s:%s unreachable: %s", settings.host, settings.port, exc)
+            await connect_smtp(smtp, login, now)
+        except (TimeoutError, aiosmtplib.SMTPException, OSError, ServerError) as exc:
+            log.warning("SMTP %s:%s unreachable or refused: %s", settings.host, settings.port, exc)
             _retry_all(engine, pending, now, f"connection: {exc}", policy, tally)
             return tally.report(unreachable=True)
         while pending:
@@ -318,8 +324,8 @@ async def _send_rows(
                 )
             if pending and not smtp.is_connected:
                 try:
-                    await smtp.connect()
-                except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
+                    await connect_smtp(smtp, login, now)
+                except (TimeoutError, aiosmtplib.SMTPException, OSError, ServerError) as exc:
                     # The relay went away mid-batch: what is left waits for the next pass.
                     log.warning("SMTP %s:%s lost: %s", settings.host, settings.port, exc)
                     _retry_all(engine, pending, now, f"connection: {exc}", policy, tally)
@@ -413,7 +419,7 @@ def _classify_refusal(recipients: object) -> tuple[str, str]:
 def flush_outbox(
     engine: Engine,
     settings: SmtpSettings,
-    password: str,
+    login: Login | None,
     now: datetime,
     *,
     policy: SendPolicy,
@@ -432,7 +438,7 @@ def flush_outbox(
             rows = claim_rows(engine, now, owner, batch, policy)
             if not rows:
                 return total
-            report = asyncio.run(_send_rows(engine, settings, password, rows, now, policy))
+            report = asyncio.run(_send_rows(engine, settings, login, rows, now, policy))
             total = total.plus(report)
             if report.unreachable or report.sent == 0:
                 return total

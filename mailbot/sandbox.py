@@ -132,7 +132,18 @@ def deliver_to_maildir(
     return final
 
 
-def _dovecot_config(root: Path, imap_port: int) -> str:
+def password_auth_lines(root: Path) -> list[str]:
+    """Dovecot's authentication: every user logs in with the sandbox password."""
+    return [
+        "auth_mechanisms = plain login",
+        "passdb {",
+        "  driver = passwd-file",
+        f"  args = scheme=PLAIN username_format=%Lu {root}/passwd",
+        "}",
+    ]
+
+
+def _dovecot_config(root: Path, imap_port: int, auth_lines: Sequence[str]) -> str:
     is_root = os.geteuid() == 0
     uid, gid = mail_owner()
     internal_user = "dovecot" if is_root else _user_name()
@@ -146,7 +157,7 @@ def _dovecot_config(root: Path, imap_port: int) -> str:
         "listen = 127.0.0.1",
         "ssl = no",
         "disable_plaintext_auth = no",
-        "auth_mechanisms = plain login",
+        *auth_lines,
         f"default_internal_user = {internal_user}",
         f"default_login_user = {login_user}",
         f"first_valid_uid = {uid}",
@@ -154,10 +165,6 @@ def _dovecot_config(root: Path, imap_port: int) -> str:
         "mail_fsync = never",
         "mailbox_list_index = yes",
         "imap_capability = +MOVE",
-        "passdb {",
-        "  driver = passwd-file",
-        f"  args = scheme=PLAIN username_format=%Lu {root}/passwd",
-        "}",
         "userdb {",
         "  driver = static",
         f"  args = uid={uid} gid={gid} home={root}/mail/%Lu",
@@ -287,7 +294,7 @@ class Sandbox:
             make_maildir(self.root, user)
         self.imap_port = self.imap_port or free_port()
         config = self.root / "dovecot.conf"
-        config.write_text(_dovecot_config(self.root, self.imap_port))
+        config.write_text(_dovecot_config(self.root, self.imap_port, self.auth_lines()))
         self._dovecot = subprocess.Popen(
             [binary, "-F", "-c", str(config)],
             stdout=subprocess.DEVNULL,
@@ -300,6 +307,13 @@ class Sandbox:
             self.stop_imap()
             log = (self.root / "dovecot.stderr").read_text(errors="replace")[-2000:]
             raise SandboxError(f"Dovecot did not start: {exc}\n{log}") from exc
+
+    def auth_lines(self) -> list[str]:
+        return password_auth_lines(self.root)
+
+    def smtp_options(self) -> dict[str, Any]:
+        """Extra aiosmtpd SMTP options (a subclass changes how logins work)."""
+        return {}
 
     def start_smtp(self) -> None:
         from aiosmtpd.controller import Controller
@@ -314,6 +328,7 @@ class Sandbox:
             port=self.smtp_port,
             server_hostname="sandbox.localhost",
             enable_SMTPUTF8=self.smtputf8,
+            **self.smtp_options(),
         )
         self._smtp.start()
 

@@ -1,13 +1,15 @@
 """Configuration: one TOML file plus secrets from the environment, validated once, frozen.
 
 Where the file is found: ``--config PATH``, else ``$MAILBOT_CONFIG``, else ``config/mailbot.toml``.
-``$MAILBOT_DATABASE_URL`` overrides ``[database] url``. Secrets (passwords) are never in the
-file: the file names the environment variable that holds each one.
+``$MAILBOT_DATABASE_URL`` overrides ``[database] url``. Secrets (passwords, OAuth2 client
+secrets) are never in the file: the file names the environment variable that holds each one,
+or the path of a key file.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import ssl
 import tomllib
 from collections.abc import Mapping
@@ -34,10 +36,119 @@ DEFAULT_TEMPLATES_DIR = next(
 
 TlsMode = Literal["tls", "starttls", "none"]
 Category = Literal["information", "complaint", "internship", "cooperation"]
+Provider = Literal["microsoft", "google", "generic"]
+Mechanism = Literal["auto", "xoauth2", "oauthbearer"]
+
+# Exchange Online takes one scope for IMAP and SMTP alike; Gmail one for all mail protocols.
+MICROSOFT_SCOPE = "https://outlook.office365.com/.default"
+GOOGLE_SCOPE = "https://mail.google.com/"
+_PROVIDER_KEYS: dict[str, frozenset[str]] = {
+    "microsoft": frozenset(
+        {
+            "tenant_id",
+            "client_id",
+            "client_secret_env",
+            "certificate_file",
+            "private_key_file",
+            "private_key_passphrase_env",
+            "authority_host",
+            "scope",
+        }
+    ),
+    "google": frozenset({"service_account_file", "scope"}),
+    "generic": frozenset({"token_endpoint", "client_id", "client_secret_env", "scope"}),
+}
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+_LOOPBACK_HTTP = re.compile(r"^http://(127\.\d+\.\d+\.\d+|localhost|\[::1\])(:\d+)?/")
 
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AuthSettings(_Frozen):
+    """How mailbot logs in to a server: a password (the default), or an OAuth2 access token
+    sent with SASL XOAUTH2 or OAUTHBEARER (`mechanism = "auto"`: OAUTHBEARER when the server
+    offers it, else XOAUTH2).
+
+    Providers: `microsoft` (an Entra ID app registration, client-credentials flow, secret or
+    certificate), `google` (a service account with domain-wide delegation; the mailbox is the
+    subject) and `generic` (RFC 6749 client credentials against `token_endpoint`).
+    """
+
+    method: Literal["password", "oauth2"] = "password"
+    provider: Provider | None = None
+    mechanism: Mechanism = "auto"
+    tenant_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]*$")] | None = None
+    client_id: str = ""
+    client_secret_env: str = ""
+    certificate_file: Path | None = None
+    private_key_file: Path | None = None
+    private_key_passphrase_env: str = ""
+    # Sovereign clouds: login.microsoftonline.us (US Government), login.partner.microsoftonline.cn.
+    authority_host: Annotated[str, Field(pattern=r"^[A-Za-z0-9.-]+(:\d+)?$")] = (
+        "login.microsoftonline.com"
+    )
+    token_endpoint: str = ""
+    scope: str = ""
+    service_account_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> AuthSettings:
+        given = self.model_fields_set - {"method", "mechanism"}
+        if self.method == "password":
+            if given:
+                raise ValueError(
+                    f'{sorted(given)} only apply with method = "oauth2" (method is "password")'
+                )
+            return self
+        if self.provider is None:
+            raise ValueError(
+                'method = "oauth2" needs provider = "microsoft", "google" or "generic"'
+            )
+        unused = sorted(given - {"provider"} - _PROVIDER_KEYS[self.provider])
+        if unused:
+            raise ValueError(f"{unused} are not used with provider = {self.provider!r}")
+        missing = [key for key in self._required() if not getattr(self, key)]
+        if missing:
+            raise ValueError(f"provider = {self.provider!r} needs {missing}")
+        if self.provider == "microsoft":
+            has_secret = bool(self.client_secret_env)
+            has_certificate = self.certificate_file is not None or self.private_key_file is not None
+            if has_secret == has_certificate:
+                raise ValueError(
+                    "provider = 'microsoft' needs either client_secret_env or "
+                    "certificate_file + private_key_file (one of the two)"
+                )
+            if has_certificate and (self.certificate_file is None or self.private_key_file is None):
+                raise ValueError("certificate_file and private_key_file go together")
+        if self.provider == "generic" and not (
+            self.token_endpoint.startswith("https://") or _LOOPBACK_HTTP.match(self.token_endpoint)
+        ):
+            raise ValueError("token_endpoint must be an https:// URL (http:// only on loopback)")
+        return self
+
+    def _required(self) -> tuple[str, ...]:
+        if self.provider == "microsoft":
+            return ("tenant_id", "client_id")
+        if self.provider == "google":
+            return ("service_account_file",)
+        return ("token_endpoint", "client_id", "client_secret_env")
+
+    @property
+    def is_oauth2(self) -> bool:
+        return self.method == "oauth2"
+
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        """The scopes asked for: `scope` (space-separated), else the provider's mail scope."""
+        if self.scope.strip():
+            return tuple(self.scope.split())
+        if self.provider == "microsoft":
+            return (MICROSOFT_SCOPE,)
+        if self.provider == "google":
+            return (GOOGLE_SCOPE,)
+        return ()
 
 
 class ServerSettings(_Frozen):
@@ -48,6 +159,7 @@ class ServerSettings(_Frozen):
     tls: TlsMode
     timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
     verify_certificates: bool = True
+    auth: AuthSettings = AuthSettings()
 
     def tls_context(self) -> ssl.SSLContext:
         """Certificate and host name checks, unless the configuration turns them off."""
@@ -158,6 +270,22 @@ class OrganisationSettings(_Frozen):
     # with a passing verdict from our own receiving server (its authserv-id, RFC 8601).
     staff_domains: tuple[str, ...] = ()
     authserv_id: str = ""
+    # How a staff reply proves it came from inside: our receiving server's verdict
+    # (`authentication_results`, with authserv_id), or Exchange Online's organisation headers
+    # for mail sent inside the Microsoft 365 tenant `tenant_id` (`exchange_online`).
+    staff_authentication: Literal["authentication_results", "exchange_online"] = (
+        "authentication_results"
+    )
+    tenant_id: str = ""
+
+    @model_validator(mode="after")
+    def _tenant_for_exchange(self) -> OrganisationSettings:
+        if self.staff_authentication == "exchange_online" and not _GUID.match(self.tenant_id):
+            raise ValueError(
+                'staff_authentication = "exchange_online" needs tenant_id, the directory '
+                "(tenant) ID of the Microsoft 365 tenant, e.g. 72f988bf-86f1-41af-91ab-2d7cd011db47"
+            )
+        return self
 
     @field_validator("timezone")
     @classmethod
@@ -180,7 +308,8 @@ class MailboxSettings(_Frozen):
     address: str
     display_name: str
     login: str
-    password_env: str
+    # The IMAP password's variable; not used when [imap.auth] method = "oauth2".
+    password_env: str = ""
     folder: str = "INBOX"
     processed_folder: str = "Traites"
     quarantine_folder: str = "Quarantaine"
@@ -313,12 +442,26 @@ class Settings(_Frozen):
         if len(known) != len(self.commitments):
             raise ValueError("commitment ids must be unique")
         for mailbox in self.mailboxes:
+            if self.imap.auth.is_oauth2 == bool(mailbox.password_env):
+                raise ValueError(
+                    f"mailbox {mailbox.name!r}: password_env is "
+                    + (
+                        'not used with [imap.auth] method = "oauth2"'
+                        if mailbox.password_env
+                        else 'required (or set [imap.auth] method = "oauth2")'
+                    )
+                )
             unknown = [c for c in mailbox.commitments if c not in known]
             if unknown:
                 raise ValueError(
                     f"mailbox {mailbox.name!r} lists unknown commitment(s) {unknown}; "
                     f"known: {sorted(known)}"
                 )
+        if self.smtp.auth.is_oauth2 and (not self.smtp.username or self.smtp.password_env):
+            raise ValueError(
+                '[smtp.auth] method = "oauth2" needs [smtp] username (the mailbox that sends) '
+                "and no password_env"
+            )
         return self
 
     def mailbox(self, name: str) -> MailboxSettings:
@@ -375,10 +518,28 @@ def parse_settings(
         updates["data_dir"] = base_dir / settings.data_dir
     if not settings.templates_dir.is_absolute():
         updates["templates_dir"] = base_dir / settings.templates_dir
+    for server in ("imap", "smtp"):
+        resolved = _resolve_key_files(getattr(settings, server), base_dir)
+        if resolved is not None:
+            updates[server] = resolved
     override = environ.get("MAILBOT_DATABASE_URL")
     if override:
         updates["database"] = DatabaseSettings(url=override)
     return settings.model_copy(update=updates) if updates else settings
+
+
+def _resolve_key_files(server: ServerSettings, base_dir: Path) -> ServerSettings | None:
+    """The server with its key file paths made absolute, or None when none is relative."""
+    auth = server.auth
+    keys = ("certificate_file", "private_key_file", "service_account_file")
+    relative = {
+        key: base_dir / path
+        for key in keys
+        if (path := getattr(auth, key)) is not None and not path.is_absolute()
+    }
+    if not relative:
+        return None
+    return server.model_copy(update={"auth": auth.model_copy(update=relative)})
 
 
 def config_path(explicit: str | None, environ: Mapping[str, str]) -> Path:

@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection
 
 from mailbot import records, tokens
 from mailbot.business_calendar import BusinessCalendar, Hold
+from mailbot.exchange import check_exchange_origin
 from mailbot.logformat import log_fields
 from mailbot.parse import InboundMail, flatten, parse_message
 from mailbot.render import (
@@ -397,8 +398,11 @@ def authenticate_staff(
         return ["the From header names more than one address"]
     if ticket is None:
         reasons.append("no signed link to a ticket (not a reply to one of our messages)")
-    verdict = check_authentication(
-        mail.headers, mail.sender.domain, context.settings.organisation.authserv_id
+    organisation = context.settings.organisation
+    verdict = (
+        check_exchange_origin(mail.headers, organisation.tenant_id)
+        if organisation.staff_authentication == "exchange_online"
+        else check_authentication(mail.headers, mail.sender.domain, organisation.authserv_id)
     )
     if not verdict.passed:
         reasons.extend(f"authentication: {reason}" for reason in verdict.reasons)
