@@ -27,8 +27,10 @@ from zoneinfo import ZoneInfo
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from mailbot.app import PassReport, build_app, ingest_mailbox, send_outbox  # noqa: E402
+from mailbot.app import PassReport, send_outbox  # noqa: E402
 from mailbot.clock import FixedClock, parse_instant  # noqa: E402
+from mailbot.context import build_app  # noqa: E402
+from mailbot.ingest import ingest_mailbox  # noqa: E402
 from mailbot.sandbox import Sandbox, make_sandbox_dir  # noqa: E402
 from mailbot.sandbox_cli import sandbox_environ, sandbox_settings  # noqa: E402
 from mailbot.settings import ClassificationSettings, load_settings  # noqa: E402
@@ -65,7 +67,7 @@ def child(imap_port: int, smtp_port: int, root: Path, count: int) -> dict[str, f
     report = PassReport()
     started = time.perf_counter()
     for mailbox in settings.mailboxes:
-        ingest_mailbox(app, mailbox, report, lambda: False)
+        ingest_mailbox(app, mailbox, report.ingest, lambda: False)
     ingested = time.perf_counter()
     report.outbox = send_outbox(app)
     finished = time.perf_counter()

@@ -25,7 +25,6 @@ attach it with a flag. Only our own looped mail (`Kind.OWN_MAIL`) is set aside.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -36,7 +35,14 @@ from mailbot import tokens
 from mailbot.language import detect_language
 from mailbot.parse import InboundMail, addresses_in
 from mailbot.render import LOOP_HEADER
-from mailbot.settings import Category, ClassificationSettings, MailboxSettings
+from mailbot.settings import (
+    Category,
+    ClassificationSettings,
+    MailboxSettings,
+    is_staff_address,
+)
+from mailbot.staff import extract_new_text
+from mailbot.text import fold, strip_reply_prefix
 
 # How much of the body the category phrases read: the request itself, not a quoted thread.
 CATEGORY_TEXT_CHARS = 2_000
@@ -246,18 +252,14 @@ def _gather_evidence(mail: InboundMail, context: ClassifyContext) -> Evidence:
 
 
 def _is_staff(sender: str | None, context: ClassifyContext) -> bool:
-    # Our own mailbox addresses sit in the staff domain but are not people.
-    if sender is None or sender in context.own_addresses:
+    if sender is None:
         return False
-    listed = context.staff_addresses | {a.lower() for a in context.mailbox.staff}
-    return sender in listed or sender.rpartition("@")[2] in context.staff_domains
-
-
-def fold(text: str) -> str:
-    """Lower-case, accents removed, typographic apostrophes made plain: for phrase matching."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    plain = "".join(char for char in decomposed if not unicodedata.combining(char))
-    return plain.casefold().replace("\u2019", "'")
+    return is_staff_address(
+        sender,
+        listed=context.staff_addresses | {a.lower() for a in context.mailbox.staff},
+        domains=context.staff_domains,
+        own=context.own_addresses,
+    )
 
 
 def _first_token(value: str) -> str:
@@ -709,29 +711,16 @@ def _category(
 
 # --- Language ----------------------------------------------------------------------------
 
-_SUBJECT_PREFIX = re.compile(
-    r"^\s*(?:(?:re|tr|r[ée]f|ref|fw|fwd|aw|wg|rv|sv|antw)\s*(?:\[\d+\])?\s*:\s*)+", re.I
-)
-_QUOTE_HEADER = re.compile(
-    r"^(?:-{2,}\s*(?:original message|message d'origine|forwarded message|message transf[ée]r[ée])"
-    r"|_{10,}\s*$"
-    r"|(?:le|on)\b[^\n]*(?:\n[^\n]*)?(?:a [ée]crit|wrote)\s*:\s*$"
-    r"|(?:de|from)\s*:[^\n]*\n(?:[^\n]*\n)?(?:envoy[ée]|sent|date)\s*:)",
-    re.I | re.M,
-)
-
 
 def new_text(text: str) -> str:
-    """The text above the first quoted-message header (the whole text if that is empty)."""
-    match = _QUOTE_HEADER.search(text)
-    if match is None:
-        return text
-    above = text[: match.start()]
-    return above if len(above.split()) >= 3 else text
+    """The text above the quoted history (the cut staff replies get, staff.extract_new_text);
+    the whole text when fewer than three words stand above it."""
+    kept = extract_new_text(text).text
+    return kept if len(kept.split()) >= 3 else text
 
 
 def _language(mail: InboundMail) -> Literal["fr", "en"]:
-    subject = _SUBJECT_PREFIX.sub("", mail.subject)
+    subject = strip_reply_prefix(mail.subject)
     return detect_language(f"{subject}\n{new_text(mail.text[:_LANGUAGE_TEXT_CHARS])}")
 
 

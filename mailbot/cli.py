@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlmodel import col, select
-
 from mailbot import __version__
 from mailbot.clock import Clock, FixedClock, SystemClock, parse_instant
+from mailbot.context import App
 from mailbot.errors import ConfigError, MailbotError, NotFound, ServerError
 from mailbot.logformat import JsonFormatter, TextFormatter
 from mailbot.settings import LoggingSettings, Settings, config_path, load_settings
@@ -186,7 +185,7 @@ def _dispatch(args: argparse.Namespace, clock: Clock) -> int:
 
         ok = check_servers(settings, os.environ, print, clock.now())
         return EXIT_OK if ok else EXIT_FAILURE
-    from mailbot.app import build_app
+    from mailbot.context import build_app
 
     app = build_app(settings, clock)
     if command == "run":
@@ -210,19 +209,13 @@ def _print_json(value: Any) -> None:
     print(json.dumps(value, ensure_ascii=False, indent=2, default=str))
 
 
-def _tickets(app: Any, args: argparse.Namespace) -> int:
-    from mailbot.app import ticket_json
-    from mailbot.models import Ticket
-    from mailbot.store import session_scope
+def _tickets(app: App, args: argparse.Namespace) -> int:
+    from mailbot.db.tickets import ticket_records
+    from mailbot.views import ticket_json
 
-    with session_scope(app.engine) as session:
-        query = select(Ticket).order_by(col(Ticket.received_at), col(Ticket.id))
-        if args.status:
-            query = query.where(Ticket.status == args.status)
-        if args.mailbox:
-            query = query.where(Ticket.mailbox == args.mailbox)
-        tickets = session.exec(query).all()
-        rows = [ticket_json(t) for t in tickets]
+    with app.engine.connect() as connection:
+        records = ticket_records(connection, status=args.status, mailbox=args.mailbox)
+    rows = [ticket_json(record) for record in records]
     if args.json:
         _print_json(rows)
         return EXIT_OK
@@ -241,56 +234,15 @@ def _tickets(app: Any, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _show(app: Any, args: argparse.Namespace) -> int:
-    from mailbot.app import ticket_json
-    from mailbot.models import InboundMessage, Ticket, TicketDeadline, TicketEvent
-    from mailbot.store import session_scope
+def _show(app: App, args: argparse.Namespace) -> int:
+    from mailbot.db.tickets import ticket_history, ticket_record
+    from mailbot.views import ticket_detail_json
 
-    with session_scope(app.engine) as session:
-        ticket = session.exec(select(Ticket).where(Ticket.ref == args.ref)).first()
-        if ticket is None:
+    with app.engine.connect() as connection:
+        record = ticket_record(connection, args.ref)
+        if record is None:
             raise NotFound(f"no ticket {args.ref}")
-        data = ticket_json(ticket)
-        data["deadlines"] = [
-            {
-                "commitment": d.commitment,
-                "clock_start": d.clock_start.isoformat(),
-                "due_date": d.due_date.isoformat(),
-                "due_at": d.due_at.isoformat(),
-                "met_at": d.met_at.isoformat() if d.met_at else None,
-                "days_on_hold": d.days_on_hold,
-            }
-            for d in session.exec(
-                select(TicketDeadline)
-                .where(TicketDeadline.ticket_id == ticket.id)
-                .order_by(col(TicketDeadline.id))
-            )
-        ]
-        data["messages"] = [
-            {
-                "id": m.id,
-                "message_id": m.message_id,
-                "received_at": m.internal_date.isoformat(),
-                "state": m.state,
-                "kind": m.kind,
-                "rules": m.rules.split(",") if m.rules else [],
-                "flags": m.flags.split(",") if m.flags else [],
-                "reason": m.reason,
-            }
-            for m in session.exec(
-                select(InboundMessage)
-                .where(InboundMessage.ticket_id == ticket.id)
-                .order_by(col(InboundMessage.id))
-            )
-        ]
-        data["events"] = [
-            {"at": e.at.isoformat(), "kind": e.kind, "actor": e.actor, "detail": e.detail}
-            for e in session.exec(
-                select(TicketEvent)
-                .where(TicketEvent.ticket_id == ticket.id)
-                .order_by(col(TicketEvent.id))
-            )
-        ]
+        data = ticket_detail_json(record, ticket_history(connection, record["id"]))
     if args.json:
         _print_json(data)
         return EXIT_OK
@@ -327,7 +279,7 @@ def _show(app: Any, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _report(app: Any, args: argparse.Namespace) -> int:
+def _report(app: App, args: argparse.Namespace) -> int:
     from datetime import date
 
     from mailbot.report import ReportRequest, build_report, render_report
@@ -351,7 +303,7 @@ def _report(app: Any, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _export(app: Any, args: argparse.Namespace) -> int:
+def _export(app: App, args: argparse.Namespace) -> int:
     from mailbot.export import export_requester
 
     data = export_requester(app.engine, args.requester)
@@ -364,20 +316,33 @@ def _export(app: Any, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _quarantine(app: Any, args: argparse.Namespace) -> int:
-    from mailbot.app import list_quarantine, retry_quarantined
+def _quarantine(app: App, args: argparse.Namespace) -> int:
+    from mailbot.quarantine import list_quarantine, retry_quarantined
+    from mailbot.views import instant
 
     if args.action == "list":
         rows = list_quarantine(app)
         if args.json:
-            _print_json(rows)
+            _print_json(
+                [
+                    {
+                        "id": row.id,
+                        "mailbox": row.mailbox,
+                        "received_at": instant(row.received_at),
+                        "size": row.size,
+                        "message_id": row.message_id,
+                        "reason": row.reason,
+                    }
+                    for row in rows
+                ]
+            )
         elif not rows:
             print("quarantine is empty")
         else:
             for row in rows:
                 print(
-                    f"#{row['id']:<6} {row['mailbox']:<15} {row['received_at']} "
-                    f"{row['size']:>9} bytes  {row['reason']}"
+                    f"#{row.id:<6} {row.mailbox:<15} {instant(row.received_at)} "
+                    f"{row.size:>9} bytes  {row.reason}"
                 )
         return EXIT_OK
     state = retry_quarantined(app, args.id)

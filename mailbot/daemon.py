@@ -20,11 +20,12 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from mailbot.app import App, guard_clock, run_pass
+from mailbot.app import guard_clock, run_pass
+from mailbot.context import App
 from mailbot.errors import ConfigError, ImapError, SmtpError, TokenError
-from mailbot.ingest import ImapMailbox
 from mailbot.logins import Login, Logins, OAuthLogin
-from mailbot.outbox import connect_smtp, smtp_client
+from mailbot.mailbox import ImapMailbox
+from mailbot.sender import connect_smtp, smtp_client
 from mailbot.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -13,11 +13,15 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
-from mailbot import records, workflow
-from mailbot.outbox import PACED_PURPOSE, SendPolicy, due_paced, error_summary, paced_capacity
+from mailbot import citizens, outgoing
+from mailbot.context import App
+from mailbot.db import outbox as outbox_rows
+from mailbot.db import service
+from mailbot.db import tickets as ticket_rows
+from mailbot.db.outbox import PACED_PURPOSE, Failure
+from mailbot.outbox import SendPolicy, error_summary, paced_capacity
 
 log = logging.getLogger(__name__)
 
@@ -27,48 +31,32 @@ PACING = "pacing"
 REPORTED_PURPOSES = ("acknowledgement", "reply", "hold_request")
 
 
-def review_pacing(
-    engine: Engine, context: workflow.Context, policy: SendPolicy, now: datetime
-) -> None:
+def review_pacing(app: App, policy: SendPolicy, now: datetime) -> None:
     """Open or close the brake's episode and tell the queues' staff and supervisors."""
     if policy.pace_limit is None:
         return
-    with engine.begin() as connection:
+    with app.engine.begin() as connection:
         capacity = paced_capacity(connection, policy, now) or 0
-        waiting = due_paced(connection, now)
-        alert = records.open_alert(connection, PACING)
+        waiting = outbox_rows.due_paced(connection, now)
+        alert = service.open_alert(connection, PACING)
         if alert is None and waiting > capacity:
-            queues = _queues_waiting(connection, now)
-            if records.start_alert(connection, PACING, now, ",".join(queues)):
+            queues = outbox_rows.queues_waiting(connection, now)
+            if service.start_alert(connection, PACING, now, ",".join(queues)):
                 log.warning("brake: %d acknowledgement(s) paced", waiting - capacity)
-                _tell(connection, context, queues, now, ended=False, waiting=waiting, since=now)
+                _tell(connection, app, queues, now, ended=False, waiting=waiting, since=now)
         elif (
             alert is not None
             and waiting <= capacity
-            and records.resolve_alert(connection, PACING, now)
+            and service.resolve_alert(connection, PACING, now)
         ):
             log.warning("brake released")
             queues = [name for name in alert.detail.split(",") if name]
-            _tell(connection, context, queues, now, ended=True, since=alert.started_at)
-
-
-def _queues_waiting(connection: Connection, now: datetime) -> list[str]:
-    outbox, ticket = records.OUTBOX, records.TICKET
-    rows = connection.execute(
-        sa.select(ticket.c.mailbox)
-        .distinct()
-        .join(ticket, ticket.c.id == outbox.c.ticket_id)
-        .where(outbox.c.purpose == PACED_PURPOSE)
-        .where(outbox.c.state == "pending")
-        .where(outbox.c.next_attempt_at <= now)
-        .order_by(ticket.c.mailbox)
-    ).scalars()
-    return list(rows)
+            _tell(connection, app, queues, now, ended=True, since=alert.started_at)
 
 
 def _tell(
     connection: Connection,
-    context: workflow.Context,
+    app: App,
     queues: list[str],
     now: datetime,
     *,
@@ -76,113 +64,73 @@ def _tell(
     since: datetime,
     waiting: int = 0,
 ) -> None:
-    settings = context.settings
-    rules = settings.classification
-    for mailbox in settings.mailboxes:
+    rules = app.settings.classification
+    for mailbox in app.settings.mailboxes:
         if mailbox.name not in queues:
             continue
-        workflow.queue_internal(
+        outgoing.to_staff(
             connection,
-            context,
+            app,
             template="brake",
             values={
                 "ended": ended,
                 "waiting": waiting,
                 "limit": rules.burst_limit,
                 "window_minutes": rules.burst_window_minutes,
-                "started_at": since.astimezone(context.calendar.zone).strftime("%Y-%m-%d %H:%M"),
+                "started_at": since.astimezone(app.calendar.zone).strftime("%Y-%m-%d %H:%M"),
             },
             queue=mailbox,
             recipients=(*mailbox.staff, *mailbox.supervisors),
-            ticket_id=None,
-            ref=None,
             purpose="brake_notice",
             dedupe=f"brake:{mailbox.name}:{since.isoformat()}:{'end' if ended else 'start'}",
             now=now,
         )
 
 
-def report_failures(engine: Engine, context: workflow.Context, now: datetime) -> int:
+def report_failures(app: App, now: datetime) -> int:
     """Tell a person of each citizen-bound message that failed for good or was held; returns
     how many reports were queued."""
-    outbox, event = records.OUTBOX, records.EVENT
-    reported = sa.select(event.c.outbox_id).where(event.c.kind == "failure_reported")
-    with engine.connect() as connection:
-        rows = connection.execute(
-            sa.select(outbox.c.id, outbox.c.ticket_id, outbox.c.purpose, outbox.c.state)
-            .add_columns(outbox.c.last_error)
-            .where(outbox.c.state.in_(("failed", "held")))
-            .where(outbox.c.purpose.in_(REPORTED_PURPOSES))
-            .where(outbox.c.ticket_id.is_not(None))
-            .where(outbox.c.id.not_in(reported.where(event.c.outbox_id.is_not(None))))
-            .order_by(outbox.c.id)
-        ).all()
-    queued = 0
-    for row in rows:
-        with engine.begin() as connection:
-            queued += _report_failure(
-                connection,
-                context,
-                now,
-                outbox_id=row.id,
-                ticket_id=row.ticket_id,
-                purpose=row.purpose,
-                state=row.state,
-                error=row.last_error or "",
-            )
-    return queued
+    with app.engine.connect() as connection:
+        failures = outbox_rows.unreported_failures(connection, REPORTED_PURPOSES)
+    for failure in failures:
+        with app.engine.begin() as connection:
+            _report(connection, app, failure, now)
+    return len(failures)
 
 
-def _report_failure(
-    connection: Connection,
-    context: workflow.Context,
-    now: datetime,
-    *,
-    outbox_id: int,
-    ticket_id: int,
-    purpose: str,
-    state: str,
-    error: str,
-) -> int:
-    ticket = records.ticket_by_id(connection, ticket_id)
+def _report(connection: Connection, app: App, failure: Failure, now: datetime) -> None:
+    ticket = ticket_rows.ticket_by_id(connection, failure.ticket_id)
     if ticket is None:
-        return 0
-    author = connection.execute(
-        sa.select(records.EVENT.c.actor)
-        .where(records.EVENT.c.outbox_id == outbox_id)
-        .where(records.EVENT.c.kind == f"{purpose}_queued")
-    ).scalar()
+        return
+    author = ticket_rows.actor_of(connection, failure.outbox_id, f"{failure.purpose}_queued")
     # A relayed reply's author learns it did not arrive; an acknowledgement's failure goes to
     # whoever works the ticket.
     recipients = (
-        (str(author),)
-        if purpose != PACED_PURPOSE and author and author != "mailbot"
-        else workflow.staff_recipients(context.settings, ticket, ticket.assignee)
+        (author,)
+        if failure.purpose != PACED_PURPOSE and author and author != "mailbot"
+        else citizens.staff_recipients(app.settings, ticket)
     )
-    workflow.queue_internal(
+    outgoing.to_staff(
         connection,
-        context,
+        app,
         template="delivery_failed",
         values={
-            "ticket": ticket,
-            "purpose": purpose,
-            "held": state == "held",
-            "error": error_summary(error),
+            "purpose": failure.purpose,
+            "held": failure.state == "held",
+            "error": error_summary(failure.error),
         },
-        queue=workflow.queue_of(context.settings, ticket),
+        queue=app.settings.queue_for(ticket.category, ticket.mailbox),
         recipients=recipients,
-        ticket_id=ticket.id,
-        ref=ticket.ref,
+        ticket=ticket,
         purpose="failure_notice",
-        dedupe=f"failure:{outbox_id}",
+        dedupe=f"failure:{failure.outbox_id}",
         now=now,
     )
-    records.add_event(
+    ticket_rows.add_event(
         connection,
         ticket.id,
         now,
         "failure_reported",
-        f"{purpose} {state}: told {', '.join(recipients)}",
-        outbox_id=outbox_id,
+        f"{failure.purpose} {failure.state}: told {', '.join(recipients)}",
+        outbox_id=failure.outbox_id,
     )
-    return 1

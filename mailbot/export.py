@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from mailbot import records
+from mailbot.models import DEADLINE, EVENT, HOLD, INBOUND, OUTBOX, TICKET
 from mailbot.parse import parse_message
 
 
@@ -33,7 +33,7 @@ def _outgoing_text(raw: bytes) -> tuple[str, str]:
 def export_requester(engine: Engine, requester: str) -> dict[str, Any]:
     """The requester's data as a JSON-ready mapping (addresses compared case-insensitively)."""
     address = requester.strip().lower()
-    ticket_table, inbound, outbox = records.TICKET, records.INBOUND, records.OUTBOX
+    ticket_table, inbound, outbox = TICKET, INBOUND, OUTBOX
     result: dict[str, Any] = {"requester": address, "tickets": []}
     with engine.connect() as connection:
         tickets = connection.execute(
@@ -43,14 +43,10 @@ def export_requester(engine: Engine, requester: str) -> dict[str, Any]:
         ).all()
         for ticket in tickets:
             deadlines = connection.execute(
-                sa.select(records.DEADLINE)
-                .where(records.DEADLINE.c.ticket_id == ticket.id)
-                .order_by(records.DEADLINE.c.id)
+                sa.select(DEADLINE).where(DEADLINE.c.ticket_id == ticket.id).order_by(DEADLINE.c.id)
             ).all()
             holds = connection.execute(
-                sa.select(records.HOLD)
-                .where(records.HOLD.c.ticket_id == ticket.id)
-                .order_by(records.HOLD.c.id)
+                sa.select(HOLD).where(HOLD.c.ticket_id == ticket.id).order_by(HOLD.c.id)
             ).all()
             received = connection.execute(
                 sa.select(inbound.c.internal_date, inbound.c.raw, inbound.c.kind)
@@ -65,9 +61,9 @@ def export_requester(engine: Engine, requester: str) -> dict[str, Any]:
                 .order_by(outbox.c.id)
             ).all()
             events = connection.execute(
-                sa.select(records.EVENT.c.at, records.EVENT.c.kind)
-                .where(records.EVENT.c.ticket_id == ticket.id)
-                .order_by(records.EVENT.c.id)
+                sa.select(EVENT.c.at, EVENT.c.kind)
+                .where(EVENT.c.ticket_id == ticket.id)
+                .order_by(EVENT.c.id)
             ).all()
             result["tickets"].append(
                 {

@@ -1,162 +1,125 @@
-"""IMAP (imapclient): list, fetch without marking seen, and mark processed by moving.
+"""A pass over one mailbox: new messages stored and processed, then moved out of the inbox.
 
-No value taken from a message ever reaches an IMAP command: only UIDs we were given by the
-server and folder names from the configuration do.
+Order, for nothing lost and nothing twice: fetch a batch; in one database transaction (a
+savepoint per message, so a poison message is quarantined alone) store each message with its
+outcome and advance the checkpoint; commit; only then move the batch on the server. A message
+stored but not yet moved (the process stopped in between) is moved on the next pass, never
+processed again; a crash before the commit leaves the whole batch in the inbox, untouched.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import ssl
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from types import TracebackType
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
-from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientError
-
-from mailbot.errors import ImapError, TokenError
-from mailbot.logins import Login, login_imap
-from mailbot.settings import ServerSettings
+from mailbot.context import App
+from mailbot.db import inbound as inbound_rows
+from mailbot.logformat import log_fields
+from mailbot.mailbox import Mailbox
+from mailbot.pipeline import goes_to_quarantine, process_fetched
+from mailbot.settings import MailboxSettings
 
 log = logging.getLogger(__name__)
 
-HEADER_ONLY_LIMIT = 256 * 1024
+StopCheck = Callable[[], bool]
 
 
-@dataclass(frozen=True, slots=True)
-class FetchedMessage:
-    """One message as the server gave it; `raw` is the headers alone when `truncated`."""
+@dataclass
+class IngestReport:
+    """What ingestion did in one pass, over every mailbox."""
 
-    uid: int
-    internal_date: datetime
-    size: int
-    raw: bytes
-    truncated: bool
+    fetched: int = 0
+    moved: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
 
-
-def _aware(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    def count(self, label: str, n: int = 1) -> None:
+        self.outcomes[label] = self.outcomes.get(label, 0) + n
 
 
-class ImapMailbox:
-    """One logged-in IMAP session on one mailbox; use as a context manager. `now` is the
-    instant of the login (an OAuth2 token is taken or renewed as of it)."""
+def _chunks(items: Sequence[int], size: int) -> Iterable[Sequence[int]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
-    def __init__(self, server: ServerSettings, login: Login, now: datetime) -> None:
-        self._server = server
-        self._login = login
-        self._now = now
-        self._client: IMAPClient | None = None
-        self.has_move = False
 
-    def __enter__(self) -> ImapMailbox:
-        server = self._server
-        try:
-            client = IMAPClient(
-                server.host,
-                port=server.port,
-                ssl=server.tls == "tls",
-                ssl_context=server.tls_context() if server.tls == "tls" else None,
-                timeout=server.timeout_seconds,
-            )
-            if server.tls == "starttls":
-                client.starttls(server.tls_context())
-            login_imap(client, self._login, self._now)
-        except (OSError, IMAPClientError, ssl.SSLError) as exc:
-            raise ImapError(
-                f"IMAP {server.host}:{server.port} as {self._login.user}: {exc}"
-            ) from exc
-        except TokenError as exc:
-            raise ImapError(f"IMAP as {self._login.user}: no OAuth2 token: {exc}") from exc
-        client.normalise_times = False
-        self.has_move = client.has_capability("MOVE")
-        self._client = client
-        return self
+def ingest_mailbox(
+    app: App, mailbox: MailboxSettings, report: IngestReport, should_stop: StopCheck
+) -> None:
+    """Store and process each new message of `mailbox`, then move it out of the inbox."""
+    daemon = app.settings.daemon
+    with app.open_mailbox(mailbox, app.clock.now()) as box:
+        uidvalidity = box.prepare(mailbox)
+        _warn_if_uidvalidity_changed(app, mailbox.name, uidvalidity)
+        uids = box.list_uids()
+        with app.engine.connect() as connection:
+            stored = inbound_rows.stored_outcomes(connection, mailbox.name, uidvalidity, uids)
+        # Stored but not yet moved (the process stopped in between): move, never reprocess.
+        _move(
+            app,
+            box,
+            mailbox,
+            uidvalidity,
+            {
+                uid: goes_to_quarantine(state, flags.split(","))
+                for uid, (state, flags) in stored.items()
+            },
+            report,
+        )
+        new = [uid for uid in uids if uid not in stored]
+        for batch in _chunks(new, daemon.fetch_batch):
+            fetched = list(box.fetch(batch, daemon.max_message_bytes))
+            to_quarantine: dict[int, bool] = {}
+            with app.engine.begin() as connection:
+                for message in fetched:
+                    now = app.clock.now()
+                    processed = process_fetched(connection, app, mailbox, uidvalidity, message, now)
+                    inbound_rows.advance_checkpoint(
+                        connection, mailbox.name, uidvalidity, message.uid, now
+                    )
+                    to_quarantine[message.uid] = processed.goes_to_quarantine
+                    report.count(processed.label)
+                    report.fetched += 1
+                    if should_stop():
+                        break
+            _move(app, box, mailbox, uidvalidity, to_quarantine, report)
+            if should_stop():
+                return
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._client is not None:
-            with contextlib.suppress(OSError, IMAPClientError):
-                self._client.logout()
-            self._client = None
 
-    @property
-    def client(self) -> IMAPClient:
-        if self._client is None:
-            raise ImapError("not connected")
-        return self._client
+def _warn_if_uidvalidity_changed(app: App, mailbox: str, uidvalidity: int) -> None:
+    """A new UIDVALIDITY (the mailbox was rebuilt or restored) is worth a person's look.
 
-    def select(self, folder: str) -> int:
-        """Select `folder` read-write; returns its UIDVALIDITY."""
-        try:
-            info = self.client.select_folder(folder)
-        except IMAPClientError as exc:
-            raise ImapError(f"cannot select folder {folder!r}: {exc}") from exc
-        return int(info[b"UIDVALIDITY"])
+    Nothing is processed twice: a message seen before is recognised by its fingerprint and
+    set aside as a duplicate.
+    """
+    with app.engine.connect() as connection:
+        known = inbound_rows.known_uidvalidities(connection, mailbox)
+    if known and uidvalidity not in known:
+        log.warning(
+            "UIDVALIDITY changed (%s, was %s); earlier messages found again are recognised by "
+            "their fingerprint and set aside as duplicates",
+            uidvalidity,
+            max(known),
+            extra=log_fields(mailbox=mailbox),
+        )
 
-    def ensure_folder(self, folder: str) -> None:
-        try:
-            if not self.client.folder_exists(folder):
-                self.client.create_folder(folder)
-                log.info("created IMAP folder %s", folder)
-        except IMAPClientError as exc:
-            raise ImapError(f"cannot create folder {folder!r}: {exc}") from exc
 
-    def list_uids(self) -> list[int]:
-        """Every message in the selected folder, deleted ones excluded, lowest UID first."""
-        try:
-            found = self.client.search(["NOT", "DELETED"])
-        except (OSError, IMAPClientError) as exc:
-            raise ImapError(f"cannot list the folder: {exc}") from exc
-        return sorted(int(uid) for uid in found)
-
-    def fetch(self, uids: Sequence[int], max_bytes: int) -> Iterator[FetchedMessage]:
-        """Fetch `uids` with BODY.PEEK (never sets \\Seen); an oversized one as headers only."""
-        if not uids:
-            return
-        try:
-            meta = self.client.fetch(list(uids), ["INTERNALDATE", "RFC822.SIZE"])
-            small = [
-                uid for uid in uids if uid in meta and int(meta[uid][b"RFC822.SIZE"]) <= max_bytes
-            ]
-            large = [uid for uid in uids if uid in meta and uid not in small]
-            bodies = self.client.fetch(small, ["BODY.PEEK[]"]) if small else {}
-            headers = self.client.fetch(large, ["BODY.PEEK[HEADER]"]) if large else {}
-        except (OSError, IMAPClientError) as exc:
-            # A server that closes the session (its token expired) ends this pass for the
-            # mailbox; what was stored is kept and the next pass logs in again.
-            raise ImapError(f"cannot fetch {len(uids)} message(s): {exc}") from exc
-        for uid in uids:
-            if uid not in meta:
-                continue  # expunged meanwhile by someone else
-            size = int(meta[uid][b"RFC822.SIZE"])
-            when = _aware(meta[uid][b"INTERNALDATE"])
-            if uid in bodies:
-                yield FetchedMessage(uid, when, size, bytes(bodies[uid][b"BODY[]"]), False)
-            elif uid in headers:
-                yield FetchedMessage(uid, when, size, bytes(headers[uid][b"BODY[HEADER]"]), True)
-
-    def move(self, uids: Sequence[int], folder: str) -> None:
-        """Move `uids` out of the selected folder: MOVE, else COPY + \\Deleted + UID EXPUNGE."""
-        if not uids:
-            return
-        try:
-            if self.has_move:
-                self.client.move(list(uids), folder)
-            else:
-                self.client.copy(list(uids), folder)
-                self.client.add_flags(list(uids), [b"\\Deleted"], silent=True)
-                # UID EXPUNGE touches only these messages, never someone else's deletions.
-                self.client.uid_expunge(list(uids))
-        except (OSError, IMAPClientError) as exc:
-            raise ImapError(f"cannot move {len(uids)} message(s) to {folder!r}: {exc}") from exc
-
-    def noop(self) -> None:
-        self.client.noop()
+def _move(
+    app: App,
+    box: Mailbox,
+    mailbox: MailboxSettings,
+    uidvalidity: int,
+    to_quarantine: Mapping[int, bool],
+    report: IngestReport,
+) -> None:
+    """Move stored messages to the processed or quarantine folder and record it."""
+    by_folder: dict[str, list[int]] = {}
+    for uid, quarantine in to_quarantine.items():
+        folder = mailbox.quarantine_folder if quarantine else mailbox.processed_folder
+        by_folder.setdefault(folder, []).append(uid)
+    now = app.clock.now()
+    for folder, uids in by_folder.items():
+        box.move(sorted(uids), folder)
+        report.moved += len(uids)
+        with app.engine.begin() as connection:
+            inbound_rows.record_moves(connection, mailbox.name, uidvalidity, uids, folder, now)

@@ -223,3 +223,17 @@ class ServiceMeta(SQLModel, table=True):
 
     key: str = Field(primary_key=True, max_length=64)
     value: str = Field(default="", max_length=2000)
+
+
+# The tables, for SQLAlchemy Core statements (the database modules write with these).
+TICKET: sa.Table = Ticket.__table__  # type: ignore[attr-defined]
+COUNTER: sa.Table = TicketCounter.__table__  # type: ignore[attr-defined]
+DEADLINE: sa.Table = TicketDeadline.__table__  # type: ignore[attr-defined]
+HOLD: sa.Table = TicketHold.__table__  # type: ignore[attr-defined]
+INBOUND: sa.Table = InboundMessage.__table__  # type: ignore[attr-defined]
+CHECKPOINT: sa.Table = ImapCheckpoint.__table__  # type: ignore[attr-defined]
+OUTBOX: sa.Table = OutboxMessage.__table__  # type: ignore[attr-defined]
+EVENT: sa.Table = TicketEvent.__table__  # type: ignore[attr-defined]
+ADDRESS: sa.Table = AddressState.__table__  # type: ignore[attr-defined]
+ALERT: sa.Table = ServiceAlert.__table__  # type: ignore[attr-defined]
+META: sa.Table = ServiceMeta.__table__  # type: ignore[attr-defined]

@@ -1,8 +1,9 @@
-"""One fetched message -> stored, classified, decided and applied, in one transaction.
+"""One fetched message -> stored, classified, decided and applied, on the caller's connection.
 
 The raw bytes, the classification, the ticket change, the outgoing mail rows and the IMAP key
-are written together; the caller moves the message on the server only after the commit. A
-message that raises anywhere in here is stored raw and quarantined with the reason, and
+are written in the caller's transaction (one per batch, with a savepoint per message); the
+caller moves the message on the server only after the commit. A message that raises anywhere
+in here is stored raw and quarantined with the reason (its savepoint undoes the rest), and
 never blocks the messages behind it.
 """
 
@@ -13,94 +14,39 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import lru_cache
 
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
-from mailbot import records, tokens, workflow
-from mailbot.business_calendar import BusinessCalendar
+from mailbot import citizens, clocks, staff_replies
+from mailbot.citizens import OVERSIZED
 from mailbot.classify import ClassifyContext, Kind, TicketFacts, Verdict, candidate_refs, classify
-from mailbot.ingest import FetchedMessage
+from mailbot.context import App
+from mailbot.db import inbound as inbound_rows
+from mailbot.db import tickets as ticket_rows
+from mailbot.db.inbound import Duplicate
+from mailbot.db.tickets import TicketRow
 from mailbot.logformat import log_fields
+from mailbot.mailbox import FetchedMessage
 from mailbot.parse import InboundMail, parse_message, request_fingerprint
-from mailbot.render import Envelope, Renderer, compose
 from mailbot.settings import MailboxSettings, Settings
+from mailbot.states import MessageState
 from mailbot.tickets import Decision, Outcome, decide
 
 log = logging.getLogger(__name__)
 
-# A message over the size cap: a ticket from its headers; the whole message stays on the
-# server, in the quarantine folder, where staff open it (the notice says so).
-OVERSIZED = "oversized"
-
-STATE_OF_OUTCOME: Mapping[Outcome, str] = {
-    Outcome.OPENED: "processed",
-    Outcome.ATTACHED: "processed",
-    Outcome.SET_ASIDE: "set_aside",
-    Outcome.HELD: "held",
+STATE_OF_OUTCOME: Mapping[Outcome, MessageState] = {
+    Outcome.OPENED: MessageState.PROCESSED,
+    Outcome.ATTACHED: MessageState.PROCESSED,
+    Outcome.SET_ASIDE: MessageState.SET_ASIDE,
+    Outcome.HELD: MessageState.HELD,
 }
 
 
 @dataclass(frozen=True, slots=True)
-class Pipeline:
-    """What processing a message needs; built once per pass."""
-
-    settings: Settings
-    calendar: BusinessCalendar
-    renderer: Renderer
-    signing_key: bytes
-    staff_addresses: frozenset[str]
-    staff_domains: frozenset[str]
-    own_addresses: frozenset[str]
-    categories: frozenset[str]
-    complaint_addresses: frozenset[str]
-    workflow: workflow.Context
-
-    @classmethod
-    def build(
-        cls, settings: Settings, calendar: BusinessCalendar, renderer: Renderer, signing_key: bytes
-    ) -> Pipeline:
-        staff = {a.lower() for m in settings.mailboxes for a in (*m.staff, *m.supervisors)}
-        complaints = {m.address.lower() for m in settings.mailboxes if m.category == "complaint"}
-        return cls(
-            settings=settings,
-            calendar=calendar,
-            renderer=renderer,
-            signing_key=signing_key,
-            staff_addresses=frozenset(staff),
-            staff_domains=frozenset(d.lower() for d in settings.organisation.staff_domains),
-            own_addresses=frozenset(m.address.lower() for m in settings.mailboxes),
-            categories=frozenset(m.category for m in settings.mailboxes),
-            complaint_addresses=frozenset(complaints),
-            workflow=workflow.Context(
-                settings=settings, renderer=renderer, signing_key=signing_key, calendar=calendar
-            ),
-        )
-
-    def context(
-        self,
-        mailbox: MailboxSettings,
-        tickets: Mapping[str, TicketFacts],
-        known_message_ids: Mapping[str, str],
-    ) -> ClassifyContext:
-        settings = self.settings
-        return ClassifyContext(
-            mailbox=mailbox,
-            rules=settings.classification,
-            own_addresses=self.own_addresses,
-            message_id_domain=settings.organisation.message_id_domain,
-            staff_addresses=self.staff_addresses,
-            staff_domains=self.staff_domains,
-            signing_key=self.signing_key,
-            tickets=tickets,
-            known_message_ids=known_message_ids,
-            available_categories=self.categories,
-            complaint_addresses=self.complaint_addresses,
-        )
-
-
-@dataclass(frozen=True, slots=True)
 class Processed:
-    """What became of one message: its stored state and a label for the pass report."""
+    """What became of one message: its stored state, a label for the pass report, flags."""
 
     state: str
     label: str
@@ -115,19 +61,19 @@ def goes_to_quarantine(state: str, flags: Sequence[str]) -> bool:
     """Which folder a stored message moves to on the server: the quarantine folder for a
     message that could not be processed, and for one over the size cap (mailbot read only its
     headers; staff open it whole there); the processed folder otherwise."""
-    return state == "quarantined" or OVERSIZED in flags
+    return state == MessageState.QUARANTINED or OVERSIZED in flags
 
 
 def process_fetched(
     connection: Connection,
-    pipeline: Pipeline,
+    app: App,
     mailbox: MailboxSettings,
     uidvalidity: int,
     fetched: FetchedMessage,
     now: datetime,
 ) -> Processed:
     """Store and process one message on `connection` (the caller's transaction)."""
-    existing = records.stored_state(connection, mailbox.name, uidvalidity, fetched.uid)
+    existing = inbound_rows.stored_state(connection, mailbox.name, uidvalidity, fetched.uid)
     if existing is not None:  # another instance got here first
         return Processed(existing, "already_stored")
     base: dict[str, object] = {
@@ -148,25 +94,28 @@ def process_fetched(
     }
     try:
         with connection.begin_nested():
-            return _process(connection, pipeline, mailbox, base, fetched, now)
+            return _process(connection, app, mailbox, base, fetched, now)
+    except IntegrityError:
+        # Another instance stored it meanwhile (its transaction committed first).
+        existing = inbound_rows.stored_state(connection, mailbox.name, uidvalidity, fetched.uid)
+        if existing is None:
+            raise
+        return Processed(existing, "already_stored")
     except Exception as exc:  # a poison message must never block the ones behind it
         log.exception(
             "inbound message quarantined", extra=log_fields(mailbox=mailbox.name, uid=fetched.uid)
         )
-        records.insert_inbound(
+        state = MessageState.QUARANTINED
+        inbound_rows.insert_inbound(
             connection,
-            {
-                **base,
-                "state": "quarantined",
-                "reason": f"{type(exc).__name__}: {exc}"[:2000],
-            },
+            {**base, "state": state.value, "reason": f"{type(exc).__name__}: {exc}"[:2000]},
         )
-        return Processed("quarantined", "quarantined")
+        return Processed(state, state.value)
 
 
 def _process(
     connection: Connection,
-    pipeline: Pipeline,
+    app: App,
     mailbox: MailboxSettings,
     base: dict[str, object],
     fetched: FetchedMessage,
@@ -175,13 +124,13 @@ def _process(
     mail = parse_message(fetched.raw)
     base["message_id"] = mail.message_id[:1000]
     base["fingerprint"] = request_fingerprint(mail, fetched.raw)
-    duplicate = records.duplicate_of(connection, str(base["fingerprint"]), str(base["sha256"]))
+    duplicate = inbound_rows.duplicate_of(connection, str(base["fingerprint"]), str(base["sha256"]))
     if duplicate is not None:
-        return _record_duplicate(
-            connection, pipeline, mailbox, base, duplicate, mail, fetched.raw, now
-        )
-    verdict = _classify(connection, pipeline, mailbox, mail)
-    ticket = records.ticket_by_ref(connection, verdict.ticket_ref) if verdict.ticket_ref else None
+        return _duplicate(connection, app, mailbox, base, duplicate, mail, fetched.raw, now)
+    verdict = _classify(connection, app.settings, app.signing_key, mailbox, mail)
+    ticket = (
+        ticket_rows.ticket_by_ref(connection, verdict.ticket_ref) if verdict.ticket_ref else None
+    )
     decision = decide(
         mail,
         verdict,
@@ -198,165 +147,132 @@ def _process(
             "only; the whole message is kept in the quarantine folder",
         )
     if decision.open_ticket is not None:
-        ticket = records.insert_ticket(
-            connection, pipeline.settings, pipeline.calendar, decision.open_ticket, now
-        )
-    state = STATE_OF_OUTCOME[decision.outcome]
-    inbound_id = records.insert_inbound(
+        ticket = clocks.open_ticket(connection, app, decision.open_ticket, now)
+    is_staff = verdict.kind is Kind.STAFF_REPLY
+    bounce = citizens.match_bounce(connection, mail) if verdict.kind is Kind.BOUNCE else None
+    reason = decision.reason
+    if bounce is not None and bounce.sent is None:
+        reason = f"{reason}; {citizens.Bounce.IGNORED}"
+    # A staff message's outcome is decided by the staff work below, written once then.
+    state = MessageState.RECEIVED if is_staff else STATE_OF_OUTCOME[decision.outcome]
+    inbound_id = inbound_rows.insert_inbound(
         connection,
         {
             **base,
-            "state": state,
+            "state": state.value,
             "kind": verdict.kind.value,
             "rules": ",".join(verdict.rules)[:2000],
             "flags": ",".join(decision.flags),
-            "reason": decision.reason[:2000],
+            "reason": reason[:2000],
             "ticket_id": ticket.id if ticket else None,
         },
     )
-    if verdict.kind is Kind.BOUNCE:
-        _record_bounce(connection, mail, ticket, inbound_id, now)
-    elif verdict.kind in (Kind.NEW_REQUEST, Kind.FOLLOW_UP) and mail.from_address is not None:
-        # A person who writes again is reachable again (a bounce may have been transient).
-        records.clear_undeliverable(connection, mail.from_address.address)
-    staff = None
-    if verdict.kind is Kind.STAFF_REPLY:
-        staff = workflow.handle_staff_message(
-            connection, pipeline.workflow, mailbox, ticket, mail, fetched.raw, inbound_id, now
+    if verdict.kind in (Kind.NEW_REQUEST, Kind.FOLLOW_UP) and mail.from_address is not None:
+        citizens.mark_reachable(connection, mail.from_address.address)
+    flags = decision.flags
+    if is_staff:
+        staff = staff_replies.handle(
+            connection, app, mailbox, ticket, mail, fetched.raw, inbound_id, now
+        )
+        state, flags = staff.state, (*decision.flags, *staff.flags)
+        inbound_rows.record_outcome(
+            connection, inbound_id, state=state, reason=staff.reason, flags=",".join(flags)
         )
     elif decision.outcome is Outcome.HELD:
-        workflow.hold_for_review(
-            connection, pipeline.workflow, mailbox, ticket, mail, inbound_id, [decision.reason], now
+        citizens.hold_for_review(
+            connection, app, mailbox, ticket, mail, inbound_id, [decision.reason], now
         )
     elif ticket is not None:
-        _apply(
-            connection, pipeline, mailbox, ticket, inbound_id, mail, fetched, verdict, decision, now
-        )
-    if staff is not None and (staff.state, staff.reason) != (state, decision.reason):
-        state = staff.state
-        records.update_inbound(
-            connection,
-            inbound_id,
-            state=state,
-            reason=staff.reason[:2000],
-            flags=",".join((*decision.flags, *staff.flags)),
-        )
+        _apply(connection, app, mailbox, ticket, inbound_id, mail, fetched, verdict, decision, now)
+    if bounce is not None:
+        citizens.record_bounce(connection, bounce, inbound_id, now)
     log.info(
         "inbound %s (%s)",
         verdict.kind.value,
         decision.outcome.value,
         extra=log_fields(mailbox=mailbox.name, uid=fetched.uid, ref=ticket.ref if ticket else None),
     )
-    label = verdict.kind.value if state == "processed" else state
-    return Processed(state, label, decision.flags)
+    label = verdict.kind.value if state == MessageState.PROCESSED else state.value
+    return Processed(state, label, flags)
+
+
+@lru_cache(maxsize=8)
+def _static_context(settings: Settings) -> tuple[frozenset[str], ...]:
+    """The address sets classification needs, computed once per configuration."""
+    return (
+        settings.own_addresses,
+        settings.staff_addresses,
+        frozenset(d.lower() for d in settings.organisation.staff_domains),
+        frozenset(m.category for m in settings.mailboxes),
+        frozenset(m.address.lower() for m in settings.mailboxes if m.category == "complaint"),
+    )
 
 
 def _classify(
-    connection: Connection, pipeline: Pipeline, mailbox: MailboxSettings, mail: InboundMail
-) -> Verdict:
-    refs = candidate_refs(mail, pipeline.signing_key, pipeline.settings.organisation.ticket_prefix)
-    known = records.tickets_of_message_ids(connection, mail.thread_ids)
-    rows = records.tickets_by_ref(connection, set(refs) | set(known.values()))
-    facts = {
-        ref: TicketFacts(ref=t.ref, requester=t.requester, status=t.status)
-        for ref, t in rows.items()
-    }
-    return classify(mail, pipeline.context(mailbox, facts, known))
-
-
-def _record_bounce(
     connection: Connection,
+    settings: Settings,
+    signing_key: bytes,
+    mailbox: MailboxSettings,
     mail: InboundMail,
-    ticket: records.TicketRow | None,
-    inbound_id: int,
-    now: datetime,
-) -> None:
-    """A permanent failure stops automatic mail to an address only when the report names a
-    message we really sent to that address (its Message-ID is an outbox row's, and the failed
-    recipient is that row's): anyone can mail a report naming any address."""
-    report = mail.delivery_report
-    if report is None or not report.is_permanent_failure:
-        return
-    sent = records.outbox_row_by_message_id(connection, report.original_message_id)
-    failed = report.final_recipient.lower()
-    if sent is None or (failed and failed != sent.recipient.lower()):
-        records.update_inbound(
-            connection,
-            inbound_id,
-            reason="delivery report that matches no message we sent to that address: ignored",
-        )
-        return
-    records.mark_undeliverable(
-        connection, sent.recipient, f"permanent failure {report.status or report.action}", now
+) -> Verdict:
+    refs = candidate_refs(mail, signing_key, settings.organisation.ticket_prefix)
+    known = ticket_rows.tickets_of_message_ids(connection, mail.thread_ids)
+    rows = ticket_rows.tickets_by_ref(connection, set(refs) | set(known.values()))
+    own, staff, domains, categories, complaints = _static_context(settings)
+    context = ClassifyContext(
+        mailbox=mailbox,
+        rules=settings.classification,
+        own_addresses=own,
+        message_id_domain=settings.organisation.message_id_domain,
+        staff_addresses=staff,
+        staff_domains=domains,
+        signing_key=signing_key,
+        tickets={
+            ref: TicketFacts(ref=t.ref, requester=t.requester, status=t.status)
+            for ref, t in rows.items()
+        },
+        known_message_ids=known,
+        available_categories=categories,
+        complaint_addresses=complaints,
     )
-    if sent.ticket_id is not None:
-        records.add_event(
-            connection,
-            sent.ticket_id,
-            now,
-            "address_undeliverable",
-            f"permanent failure {report.status or report.action} for outbox #{sent.id}",
-            inbound_id=inbound_id,
-            outbox_id=sent.id,
-        )
+    return classify(mail, context)
 
 
-def _record_duplicate(
+def _duplicate(
     connection: Connection,
-    pipeline: Pipeline,
+    app: App,
     mailbox: MailboxSettings,
     base: dict[str, object],
-    duplicate: records.Duplicate,
+    duplicate: Duplicate,
     mail: InboundMail,
     raw: bytes,
     now: datetime,
 ) -> Processed:
     """The same request again (an MTA redelivery, or one message sent to several of our
-    mailboxes): one ticket, one acknowledgement. A copy that reached a complaint mailbox
-    makes its ticket a complaint: a complaint stays a complaint."""
+    mailboxes): one ticket, one acknowledgement."""
     where = f" to {mailbox.name}" if mailbox.name != duplicate.mailbox else ""
-    inbound_id = records.insert_inbound(
+    state = MessageState.SET_ASIDE
+    inbound_id = inbound_rows.insert_inbound(
         connection,
         {
             **base,
-            "state": "set_aside",
+            "state": state.value,
             "kind": "duplicate",
             "reason": f"same message as inbound #{duplicate.inbound_id} (delivered again{where})",
             "ticket_id": duplicate.ticket_id,
         },
     )
-    if duplicate.ticket_id is not None and mailbox.category == "complaint":
-        ticket = records.ticket_by_id(connection, duplicate.ticket_id)
-        if ticket is not None and ticket.category != "complaint":
-            workflow.reclassify(
-                connection,
-                pipeline.workflow,
-                ticket,
-                "complaint",
-                actor="mailbot",
-                inbound_id=inbound_id,
-                now=now,
-                reason=f"the same message reached the {mailbox.name} mailbox",
-            )
-            current = records.ticket_by_id(connection, duplicate.ticket_id) or ticket
-            workflow.notify_new_ticket(
-                connection,
-                pipeline.workflow,
-                current,
-                mail,
-                raw,
-                inbound_id,
-                now,
-                reason="complaint_copy",
-            )
-    return Processed("set_aside", "duplicate")
+    citizens.copy_reached_complaints(
+        connection, app, mailbox, duplicate, mail, raw, inbound_id, now
+    )
+    return Processed(state, "duplicate")
 
 
 def _apply(
     connection: Connection,
-    pipeline: Pipeline,
+    app: App,
     mailbox: MailboxSettings,
-    ticket: records.TicketRow,
+    ticket: TicketRow,
     inbound_id: int,
     mail: InboundMail,
     fetched: FetchedMessage,
@@ -368,13 +284,13 @@ def _apply(
     detail = f"{verdict.kind.value}; rules: {', '.join(verdict.rules) or '-'}; {decision.reason}"
     sender = mail.from_address.address if mail.from_address else "unknown"
     if decision.open_ticket is not None:
-        records.add_event(
+        ticket_rows.add_event(
             connection, ticket.id, now, "opened", detail, actor=sender, inbound_id=inbound_id
         )
         if decision.acknowledge:
-            queue_acknowledgement(connection, pipeline, mailbox, ticket, mail, inbound_id, now)
+            citizens.acknowledge(connection, app, mailbox, ticket, mail, inbound_id, now)
         else:
-            records.add_event(
+            ticket_rows.add_event(
                 connection,
                 ticket.id,
                 now,
@@ -382,9 +298,9 @@ def _apply(
                 "automatic message: no automatic answer",
                 inbound_id=inbound_id,
             )
-        workflow.notify_new_ticket(
+        citizens.notify_new_ticket(
             connection,
-            pipeline.workflow,
+            app,
             ticket,
             mail,
             fetched.raw,
@@ -394,117 +310,18 @@ def _apply(
         )
         return
     kind = "message_attached" if decision.outcome is Outcome.ATTACHED else "message_set_aside"
-    records.add_event(connection, ticket.id, now, kind, detail, actor=sender, inbound_id=inbound_id)
+    ticket_rows.add_event(
+        connection, ticket.id, now, kind, detail, actor=sender, inbound_id=inbound_id
+    )
     if verdict.kind is Kind.FOLLOW_UP:
-        workflow.handle_follow_up(
+        citizens.follow_up(
             connection,
-            pipeline.workflow,
+            app,
             ticket,
             mail,
             fetched.raw,
             inbound_id,
-            fetched.internal_date,
-            now,
+            received_at=fetched.internal_date,
+            reopen=decision.reopen,
+            now=now,
         )
-
-
-def automatic_mail_blocked(
-    connection: Connection,
-    settings: Settings,
-    calendar: BusinessCalendar,
-    recipient: str,
-    now: datetime,
-) -> str | None:
-    """Why no automatic answer may go to `recipient` now, or None.
-
-    The per-address cap stops loops with one correspondent; a flood from many addresses is
-    not refused here but paced by the sender (mailbot/pacing.py): it never drops anyone.
-    """
-    undeliverable = records.undeliverable_reason(connection, recipient)
-    if undeliverable is not None:
-        return f"address undeliverable ({undeliverable})"
-    rules = settings.classification
-    today = records.start_of_office_day(calendar, now)
-    if (
-        records.automatic_answers_since(connection, today, recipient)
-        >= rules.per_address_daily_limit
-    ):
-        return f"per-address limit of {rules.per_address_daily_limit} automatic answers a day"
-    return None
-
-
-def queue_acknowledgement(
-    connection: Connection,
-    pipeline: Pipeline,
-    mailbox: MailboxSettings,
-    ticket: records.TicketRow,
-    mail: InboundMail,
-    inbound_id: int,
-    now: datetime,
-) -> None:
-    """Write the acknowledgement's outbox row in the ticket's transaction (or say why not)."""
-    settings = pipeline.settings
-    blocked = automatic_mail_blocked(connection, settings, pipeline.calendar, ticket.requester, now)
-    if blocked is not None:
-        records.add_event(
-            connection, ticket.id, now, "acknowledgement_withheld", blocked, inbound_id=inbound_id
-        )
-        log.warning(
-            "acknowledgement withheld: %s",
-            blocked,
-            extra=log_fields(mailbox=mailbox.name, ref=ticket.ref, inbound=inbound_id),
-        )
-        return
-    english = settings.language.english_policy == "detected_english" and ticket.language == "en"
-    rendered = pipeline.renderer.render(
-        "acknowledgement",
-        {
-            "ticket": ticket,
-            "org": settings.organisation,
-            "mailbox": mailbox,
-            "is_complaint": ticket.category == "complaint",
-            "english": english or ticket.english_allowed,
-        },
-    )
-    message_id = tokens.make_message_id(
-        pipeline.signing_key,
-        ticket.ref,
-        tokens.new_nonce(),
-        settings.organisation.message_id_domain,
-    )
-    envelope = Envelope(
-        from_address=mailbox.address,
-        from_name=mailbox.display_name,
-        to_address=ticket.requester,
-        to_name=ticket.requester_name,
-        message_id=message_id,
-        date=now,
-        in_reply_to=mail.message_id,
-        references=tuple(item for item in (*mail.references, mail.message_id) if item),
-    )
-    message = compose(
-        envelope,
-        rendered,
-        auto_submitted="auto-replied",
-        loop_token=settings.organisation.message_id_domain,
-    )
-    outbox_id = records.queue_message(
-        connection,
-        ticket_id=ticket.id,
-        purpose="acknowledgement",
-        dedupe_key=f"ack:{ticket.ref}",
-        message_id=message_id,
-        envelope_from=settings.smtp.bounce_address,
-        recipient=ticket.requester,
-        raw=message.as_bytes(),
-        now=now,
-    )
-    records.add_event(
-        connection,
-        ticket.id,
-        now,
-        "acknowledgement_queued",
-        message_id,
-        inbound_id=inbound_id,
-        outbox_id=outbox_id,
-    )

@@ -87,7 +87,10 @@ def _serve(directory: Path, settings: Settings) -> int:
 
 
 def _demo(settings: Settings, samples: Path, clock: Clock) -> int:
-    from mailbot.app import build_app, run_pass, ticket_json
+    from mailbot.app import run_pass
+    from mailbot.context import build_app
+    from mailbot.db.tickets import ticket_records
+    from mailbot.views import ticket_json
 
     root = make_sandbox_dir("mailbot-demo-")
     with Sandbox(root=root / "mail-system") as sandbox:
@@ -103,14 +106,9 @@ def _demo(settings: Settings, samples: Path, clock: Clock) -> int:
         app = build_app(demo, clock, sandbox_environ(demo, os.environ))
         report = run_pass(app)
         print(f"3. mailbot run --once: {report.summary()}")
-        from sqlmodel import select
-
-        from mailbot.models import Ticket
-        from mailbot.store import session_scope
-
-        with session_scope(app.engine) as session:
-            for ticket in session.exec(select(Ticket)).all():
-                data = ticket_json(ticket)
+        with app.engine.connect() as connection:
+            for record in ticket_records(connection):
+                data = ticket_json(record)
                 print(
                     f"4. Ticket {data['ref']} ({data['category']}) for {data['requester']}: "
                     f"received {data['receipt_date']}, answer due {data['due_date']}, "

@@ -474,12 +474,38 @@ class Settings(_Frozen):
         """The first mailbox whose queue handles `category`."""
         return next((m for m in self.mailboxes if m.category == category), None)
 
-    def queue_for(self, category: str, arrived_in: str) -> MailboxSettings | None:
+    def queue_for(self, category: str, arrived_in: str) -> MailboxSettings:
         """The queue that works a ticket: the mailbox of its category (a complaint found in the
-        information mailbox goes to the complaints staff), else the one it arrived in."""
-        return self.mailbox_of_category(category) or next(
-            (m for m in self.mailboxes if m.name == arrived_in), None
+        information mailbox goes to the complaints staff), else the one it arrived in. A
+        KeyError names a mailbox no longer configured."""
+        return self.mailbox_of_category(category) or self.mailbox(arrived_in)
+
+    @property
+    def own_addresses(self) -> frozenset[str]:
+        """mailbot's own mailbox addresses (lower-case): never people, never staff."""
+        return frozenset(m.address.lower() for m in self.mailboxes)
+
+    @property
+    def staff_addresses(self) -> frozenset[str]:
+        """Every address listed as staff or supervisor of a queue (lower-case)."""
+        return frozenset(a.lower() for m in self.mailboxes for a in (*m.staff, *m.supervisors))
+
+    def is_staff(self, address: str) -> bool:
+        """Whether `address` belongs to the ministry's staff (see `is_staff_address`)."""
+        return is_staff_address(
+            address,
+            listed=self.staff_addresses,
+            domains=frozenset(d.lower() for d in self.organisation.staff_domains),
+            own=self.own_addresses,
         )
+
+    def may_work_on(self, category: str, arrived_in: str, address: str) -> bool:
+        """Complaints are confidential: only the complaint queue's own staff and supervisors
+        may be given one. Any staff member may be given another ticket."""
+        if category != "complaint":
+            return True
+        queue = self.queue_for(category, arrived_in)
+        return address.lower() in {a.lower() for a in (*queue.staff, *queue.supervisors)}
 
     def commitment(self, commitment_id: str) -> CommitmentSettings:
         for commitment in self.commitments:
@@ -490,6 +516,17 @@ class Settings(_Frozen):
     @property
     def database_url(self) -> str:
         return self.database.url or f"sqlite:///{self.data_dir / 'mailbot.db'}"
+
+
+def is_staff_address(
+    address: str, *, listed: frozenset[str], domains: frozenset[str], own: frozenset[str]
+) -> bool:
+    """Staff: an address on a queue's staff or supervisor list, or at one of the staff domains;
+    mailbot's own mailbox addresses sit in the staff domain but are not people."""
+    address = address.lower()
+    if address in own:
+        return False
+    return address in listed or address.rpartition("@")[2] in domains
 
 
 def _describe(error: ValidationError) -> str:

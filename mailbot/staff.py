@@ -24,13 +24,13 @@ argument is free text (attente, anglais, note) need the ':' or the prefix to tak
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from enum import Enum, StrEnum
 
 from mailbot.settings import Category
+from mailbot.text import fold
 
 # --- Authentication (RFC 8601) -------------------------------------------------------------
 
@@ -582,7 +582,7 @@ _ANNOUNCED_INLINE = re.compile(
 
 def _answers_announced_inline(reading: _Reading) -> bool:
     """The kept text says the answers are in the quoted message ("mes réponses en rouge")."""
-    return bool(_ANNOUNCED_INLINE.search(_fold(reading.kept)))
+    return bool(_ANNOUNCED_INLINE.search(fold(reading.kept)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -654,8 +654,13 @@ class Command:
 
 @dataclass(frozen=True, slots=True)
 class CommandError:
+    """A command line that cannot be read; `templates/_refusal.j2` words it for the sender."""
+
     line: str
-    message: str  # in French, for the reply to the sender
+    code: str  # unknown_command | takes_no_argument | missing_argument | bad_address |
+    #            bad_category | bad_date
+    argument: str = ""  # what was written (the unknown word, the unreadable value)
+    command: str = ""  # the CommandName value the line called, when known
 
 
 @dataclass(frozen=True, slots=True)
@@ -679,26 +684,17 @@ class CommandSpec:
     name: CommandName
     words: tuple[str, ...]  # accent-free, lower-case: the words that call it
     argument: ArgumentKind
-    usage: str  # French syntax, for help and error messages
 
 
 COMMANDS: tuple[CommandSpec, ...] = (
-    CommandSpec(CommandName.CLOSE, ("fermer", "close"), ArgumentKind.NONE, "fermer"),
-    CommandSpec(CommandName.HOLD, ("attente", "hold"), ArgumentKind.TEXT, "attente : MOTIF"),
-    CommandSpec(CommandName.NOTE, ("note",), ArgumentKind.OPTIONAL_TEXT, "note"),
-    CommandSpec(
-        CommandName.ASSIGN, ("assigner", "assign"), ArgumentKind.ADDRESS, "assigner ADRESSE"
-    ),
-    CommandSpec(
-        CommandName.CATEGORY, ("categorie", "category"), ArgumentKind.CATEGORY, "catégorie VALEUR"
-    ),
-    CommandSpec(
-        CommandName.ENGLISH, ("anglais", "english"), ArgumentKind.TEXT, "anglais : FONDEMENT"
-    ),
-    CommandSpec(
-        CommandName.INTERVIEW, ("entrevue", "interview"), ArgumentKind.DATE, "entrevue DATE"
-    ),
-    CommandSpec(CommandName.COMMITTEE, ("comite", "committee"), ArgumentKind.DATE, "comité DATE"),
+    CommandSpec(CommandName.CLOSE, ("fermer", "close"), ArgumentKind.NONE),
+    CommandSpec(CommandName.HOLD, ("attente", "hold"), ArgumentKind.TEXT),
+    CommandSpec(CommandName.NOTE, ("note",), ArgumentKind.OPTIONAL_TEXT),
+    CommandSpec(CommandName.ASSIGN, ("assigner", "assign"), ArgumentKind.ADDRESS),
+    CommandSpec(CommandName.CATEGORY, ("categorie", "category"), ArgumentKind.CATEGORY),
+    CommandSpec(CommandName.ENGLISH, ("anglais", "english"), ArgumentKind.TEXT),
+    CommandSpec(CommandName.INTERVIEW, ("entrevue", "interview"), ArgumentKind.DATE),
+    CommandSpec(CommandName.COMMITTEE, ("comite", "committee"), ArgumentKind.DATE),
 )
 _SPEC_BY_WORD = {word: spec for spec in COMMANDS for word in spec.words}
 
@@ -718,10 +714,6 @@ CATEGORY_WORDS: dict[str, Category] = {
     "cooperation": "cooperation",
     "co-operation": "cooperation",
 }
-
-_RECOGNISED_FR = "fermer, attente, note, assigner, catégorie, anglais, entrevue, comité"
-_DATE_FORMATS_FR = "2025-11-20, 20/11/2025 ou 20 novembre 2025"
-_CATEGORIES_FR = "renseignements, plainte, stage, coopération"
 
 _COMMAND_LINE = re.compile(
     rf"^(?P<prefix>[#/])?{_SPACE}*(?P<token>[^\s:]+)(?P<rest>.*)$", re.DOTALL
@@ -761,15 +753,8 @@ _FRENCH_DATE = re.compile(
 )
 
 
-def _fold(text: str) -> str:
-    """Lower-case, accents dropped, typographic apostrophe made plain: for comparisons."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    plain = "".join(char for char in decomposed if not unicodedata.combining(char))
-    return plain.casefold().replace("\u2019", "'")
-
-
 def _fold_spaces(text: str) -> str:
-    return " ".join(_fold(text).split())
+    return " ".join(fold(text).split())
 
 
 def parse_date(text: str) -> date | None:
@@ -808,7 +793,7 @@ def parse_address(text: str) -> str | None:
 def _without_preposition(argument: str) -> str:
     """Drop "à" / "to" before the address: "assigner à x@y", "assign to x@y"."""
     words = argument.split(maxsplit=1)
-    if len(words) == 2 and _fold(words[0]) in ("a", "to"):
+    if len(words) == 2 and fold(words[0]) in ("a", "to"):
         return words[1]
     return argument
 
@@ -816,7 +801,7 @@ def _without_preposition(argument: str) -> str:
 def _has_argument_shape(spec: CommandSpec, argument: str) -> bool:
     """Whether an unprefixed line's argument looks like this command's own argument."""
     if spec.argument is ArgumentKind.DATE:
-        return _fold(argument).removeprefix("le ")[:1].isdigit()
+        return fold(argument).removeprefix("le ")[:1].isdigit()
     if spec.argument is ArgumentKind.ADDRESS:
         return len(_without_preposition(argument).split()) == 1
     if spec.argument is ArgumentKind.CATEGORY:
@@ -825,53 +810,31 @@ def _has_argument_shape(spec: CommandSpec, argument: str) -> bool:
 
 
 def _read_argument(spec: CommandSpec, argument: str, line: str) -> Command | CommandError:
-    label = spec.usage.split()[0]
     kind = spec.argument
     if kind is ArgumentKind.NONE:
         if argument:
-            return CommandError(line, f"La commande « {label} » ne prend pas d'argument.")
+            return CommandError(line, "takes_no_argument", argument, spec.name.value)
         return Command(spec.name, "", line)
     if kind is ArgumentKind.OPTIONAL_TEXT:
         return Command(spec.name, argument, line)
     if not argument:
-        return CommandError(line, _missing_argument_message(spec))
+        return CommandError(line, "missing_argument", "", spec.name.value)
     if kind is ArgumentKind.TEXT:
         return Command(spec.name, argument, line)
     if kind is ArgumentKind.ADDRESS:
         address = parse_address(_without_preposition(argument))
         if address is None:
-            return CommandError(
-                line,
-                f"Adresse illisible : « {argument} ». "
-                "Exemple : « assigner sophie.lavoie@mri.gouv.qc.ca ».",
-            )
+            return CommandError(line, "bad_address", argument, spec.name.value)
         return Command(spec.name, address, line)
     if kind is ArgumentKind.CATEGORY:
-        category = CATEGORY_WORDS.get(_fold(argument).rstrip("."))
+        category = CATEGORY_WORDS.get(fold(argument).rstrip("."))
         if category is None:
-            return CommandError(
-                line, f"Catégorie inconnue : « {argument} ». Catégories : {_CATEGORIES_FR}."
-            )
+            return CommandError(line, "bad_category", argument, spec.name.value)
         return Command(spec.name, category, line)
     when = parse_date(argument.rstrip("."))
     if when is None:
-        return CommandError(
-            line, f"Date illisible : « {argument} ». Formats acceptés : {_DATE_FORMATS_FR}."
-        )
+        return CommandError(line, "bad_date", argument, spec.name.value)
     return Command(spec.name, when.isoformat(), line)
-
-
-def _missing_argument_message(spec: CommandSpec) -> str:
-    label = spec.usage.split()[0]
-    needed = {
-        CommandName.HOLD: "un motif (il est transmis au citoyen)",
-        CommandName.ENGLISH: "le fondement légal de la réponse en anglais",
-        CommandName.ASSIGN: "l'adresse du collègue",
-        CommandName.CATEGORY: f"une catégorie ({_CATEGORIES_FR})",
-        CommandName.INTERVIEW: f"une date ({_DATE_FORMATS_FR})",
-        CommandName.COMMITTEE: f"une date ({_DATE_FORMATS_FR})",
-    }.get(spec.name, "un argument")
-    return f"La commande « {label} » demande {needed}. Syntaxe : « {spec.usage} »."
 
 
 def read_command_line(line: str) -> Command | CommandError | None:
@@ -882,7 +845,7 @@ def read_command_line(line: str) -> Command | CommandError | None:
         return None
     prefixed = match.group("prefix") is not None
     token = match.group("token")
-    word = _fold(token).rstrip(".!")
+    word = fold(token).rstrip(".!")
     if not word.isalpha():
         return None  # "#123", "/s/", "#MRI-2025-00042": not a command word
     rest = match.group("rest")
@@ -892,10 +855,7 @@ def read_command_line(line: str) -> Command | CommandError | None:
     spec = _SPEC_BY_WORD.get(word)
     if spec is None:
         if prefixed:
-            return CommandError(
-                written,
-                f"Commande inconnue : « {token} ». Commandes reconnues : {_RECOGNISED_FR}.",
-            )
+            return CommandError(written, "unknown_command", token)
         return None
     if not prefixed and token != token.rstrip(".!") and argument:
         return None  # "Fermer. Merci de votre patience": a sentence

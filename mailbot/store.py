@@ -1,4 +1,9 @@
-"""The database: engine, migrations at start-up, and the only place that opens a session."""
+"""The database: engine, migrations at start-up, sessions, and dialect-specific helpers.
+
+Every SQL statement mailbot runs lives in the database modules: this one, `models.py` (the
+tables) and the `mailbot.db` package (one module per room: tickets, inbound mail, outbox,
+clocks, service state, jobs, report, export). The rest of mailbot calls their functions.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
 
@@ -72,3 +78,10 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+def insert_ignoring(connection: sa.Connection, table: sa.Table, key: str) -> Any:
+    """INSERT ... ON CONFLICT (key) DO NOTHING, in the dialect of the connection."""
+    if connection.dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=[key])
+    return sqlite.insert(table).on_conflict_do_nothing(index_elements=[key])

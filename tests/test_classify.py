@@ -792,9 +792,9 @@ def test_quoted_french_history_does_not_make_an_english_reply_french() -> None:
 
 def test_new_text_cuts_at_the_first_quote_header() -> None:
     text = "Merci pour tout.\nÀ bientôt.\n\nOn Mon, Nov 3, 2025 at 10:05 AM X <x@y> wrote:\n> old"
-    assert new_text(text) == "Merci pour tout.\nÀ bientôt.\n\n"
+    assert new_text(text) == "Merci pour tout.\nÀ bientôt."
     outlook = "Voici la pièce demandée.\n\nDe : X\nEnvoyé : lundi\nÀ : Y\nObjet : Z\nancien texte"
-    assert new_text(outlook) == "Voici la pièce demandée.\n\n"
+    assert new_text(outlook) == "Voici la pièce demandée."
     assert new_text("Pas de citation ici.") == "Pas de citation ici."
 
 

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from mailbot import pipeline
-from mailbot.app import list_quarantine, retry_quarantined, run_pass
+from mailbot.app import run_pass
 from mailbot.cli import main
 from mailbot.parse import InboundMail, parse_message
+from mailbot.quarantine import list_quarantine, retry_quarantined
 from mailbot.sandbox import Sandbox
 from mailbot.settings import Settings
 from tests.conftest import REPO, AppFactory, subprocess_environ, write_sandbox_config
@@ -182,12 +183,12 @@ def test_quarantine_list_and_retry(
 
     assert (report.outcomes["quarantined"], report.outcomes["new_request"]) == (1, 1)
     [row] = list_quarantine(app)
-    assert row["reason"] == "RuntimeError: a parser bug"
+    assert row.reason == "RuntimeError: a parser bug"
     assert len(sandbox.fetch_all(INFO, "Quarantaine")) == 1
     assert len(sandbox.fetch_all(INFO, "Traites")) == 1  # the one behind it was not blocked
 
     later = make_app("2025-11-03T10:30:00-05:00")
-    state = retry_quarantined(later, int(row["id"]))
+    state = retry_quarantined(later, row.id)
     run_pass(later)  # the next pass sends what the retry queued
 
     assert state == "processed"

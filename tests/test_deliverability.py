@@ -29,8 +29,9 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from mailbot.app import build_app, run_pass
+from mailbot.app import run_pass
 from mailbot.clock import FixedClock, parse_instant
+from mailbot.context import build_app
 from mailbot.models import OutboxMessage, Ticket
 from mailbot.sandbox import Sandbox, make_sandbox_dir
 from mailbot.sandbox_cli import sandbox_environ, sandbox_settings

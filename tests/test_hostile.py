@@ -18,8 +18,9 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import col, select
 
-from mailbot import workflow
-from mailbot.app import App, run_pass
+from mailbot import outgoing
+from mailbot.app import run_pass
+from mailbot.context import App
 from mailbot.models import AddressState, InboundMessage, OutboxMessage, Ticket
 from mailbot.sandbox import Sandbox, _SmtpHandler
 from mailbot.settings import Settings
@@ -494,7 +495,7 @@ def test_a_reply_that_cannot_be_built_changes_nothing_and_tells_its_author(
     def broken(*args: object, **kwargs: object) -> None:
         raise ValueError("a header value that cannot be written")
 
-    monkeypatch.setattr(workflow, "relay_reply", broken)
+    monkeypatch.setattr(outgoing, "relay", broken)
     app = make_app("2025-11-04T09:05:00-05:00")
 
     run_pass(app)

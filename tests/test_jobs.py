@@ -13,18 +13,20 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from mailbot.business_calendar import BusinessCalendar, build_calendar
-from mailbot.jobs import (
-    DigestDue,
-    OpenDeadline,
+from mailbot.digest import (
     build_digest,
-    business_day_before,
     compliance_lines,
-    digests_due,
-    escalations_due,
-    reminders_due,
     render_digest,
     render_escalation,
     render_reminder,
+)
+from mailbot.jobs import (
+    DigestDue,
+    OpenDeadline,
+    business_day_before,
+    digests_due,
+    escalations_due,
+    reminders_due,
 )
 from mailbot.render import Renderer
 from mailbot.settings import Settings, load_settings

@@ -18,15 +18,18 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlmodel import col, select
 
-from mailbot import records, tokens
+from mailbot import clocks, tokens
 from mailbot.app import PassReport, run_pass
-from mailbot.business_calendar import build_calendar
-from mailbot.jobs import load_open_deadlines, month_compliance
-from mailbot.models import OutboxMessage, TicketEvent, TicketHold
+from mailbot.clock import FixedClock
+from mailbot.context import build_app
+from mailbot.db.jobs import month_compliance, open_deadlines
+from mailbot.db.tickets import set_ticket_fields
+from mailbot.jobs import WATCHED_KINDS
+from mailbot.models import DEADLINE, OutboxMessage, TicketEvent, TicketHold
 from mailbot.render import PURPOSE_HEADER
 from mailbot.sandbox import Sandbox
-from mailbot.settings import Settings
-from mailbot.store import make_engine, migrate, session_scope
+from mailbot.settings import DatabaseSettings, Settings
+from mailbot.store import session_scope
 from mailbot.tickets import NewTicket
 from tests.conftest import TEST_SIGNING_KEY, AppFactory
 from tests.test_spine import CITIZEN, INFO, OFFICE, citizen_request, office, parsed
@@ -255,10 +258,12 @@ def test_a_reminder_missed_while_down_goes_out_once_late_even_with_two_instances
 def test_the_database_facts_open_deadlines_and_the_months_compliance(
     base_settings: Settings, tmp_path: Path
 ) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'mailbot.db'}")
-    migrate(engine)
-    calendar = build_calendar(base_settings.calendar, base_settings.organisation.timezone)
     now = office("2025-12-22T12:00")
+    settings = base_settings.model_copy(
+        update={"database": DatabaseSettings(url=f"sqlite:///{tmp_path / 'mailbot.db'}")}
+    )
+    app = build_app(settings, FixedClock(now), {"MAILBOT_SIGNING_KEY": TEST_SIGNING_KEY})
+    engine = app.engine
     tickets = {}
     with engine.begin() as connection:
         for name, received_at, category in [
@@ -278,13 +283,13 @@ def test_the_database_facts_open_deadlines_and_the_months_compliance(
                 subject="",
                 received_at=office(received_at),
             )
-            tickets[name] = records.insert_ticket(connection, base_settings, calendar, new, now)
+            tickets[name] = clocks.open_ticket(connection, app, new, now)
 
         def meet(name: str, commitment: str, at: str) -> None:
             connection.execute(
-                sa.update(records.DEADLINE)
-                .where(records.DEADLINE.c.ticket_id == tickets[name].id)
-                .where(records.DEADLINE.c.commitment == commitment)
+                sa.update(DEADLINE)
+                .where(DEADLINE.c.ticket_id == tickets[name].id)
+                .where(DEADLINE.c.commitment == commitment)
                 .values(met_at=office(at))
             )
 
@@ -294,7 +299,7 @@ def test_the_database_facts_open_deadlines_and_the_months_compliance(
         meet("late", "info_reply", "2025-12-10T09:00")
         meet("next_month", "info_reply", "2025-12-23T09:00")  # after `now`: not known yet
         meet("next_month", "ack", "2025-12-23T09:00")
-        records.set_ticket_fields(connection, tickets["held"].id, now, status="on_hold")
+        set_ticket_fields(connection, tickets["held"].id, now, status="on_hold")
         connection.execute(
             sa.insert(TicketHold.__table__).values(  # type: ignore[attr-defined]
                 ticket_id=tickets["held"].id,
@@ -306,7 +311,8 @@ def test_the_database_facts_open_deadlines_and_the_months_compliance(
         )
 
     with engine.connect() as connection:
-        deadlines = load_open_deadlines(connection, base_settings, now)
+        watched = [c.id for c in base_settings.commitments if c.kind in WATCHED_KINDS]
+        deadlines = open_deadlines(connection, watched, now)
         info = base_settings.mailbox("renseignements")
         complaints = base_settings.mailbox("plaintes")
         december = month_compliance(connection, base_settings, info, date(2025, 12, 1), now)

@@ -19,10 +19,11 @@ import pytest
 import sqlalchemy as sa
 import tomli_w
 
-from mailbot.app import build_app, run_pass
+from mailbot.app import run_pass
 from mailbot.clock import FixedClock, parse_instant
+from mailbot.context import build_app
 from mailbot.errors import ImapError
-from mailbot.ingest import ImapMailbox
+from mailbot.mailbox import ImapMailbox
 from mailbot.oauth_sandbox import SCOPE, OAuthSandbox, OAuthServer
 from mailbot.sandbox import make_sandbox_dir
 from mailbot.sandbox_cli import sandbox_settings

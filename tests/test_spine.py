@@ -13,12 +13,13 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlmodel import select
 
-from mailbot.app import run_pass, ticket_json
+from mailbot.app import run_pass
 from mailbot.errors import ImapError
-from mailbot.ingest import ImapMailbox
+from mailbot.mailbox import ImapMailbox
 from mailbot.models import InboundMessage, OutboxMessage, Ticket
 from mailbot.sandbox import Sandbox, maildir_for
 from mailbot.store import session_scope
+from mailbot.views import ticket_json
 from tests.conftest import AppFactory
 
 OFFICE = ZoneInfo("America/Toronto")
@@ -81,7 +82,7 @@ def test_a_french_request_gets_one_threaded_acknowledgement(
 
     assert report.ok, report.summary()
     [ticket] = tickets(app.engine)
-    data = ticket_json(ticket)
+    data = ticket_json(ticket.model_dump())
     assert data["ref"] == "MRI-2025-00001"
     assert data["mailbox"] == "renseignements"
     assert data["category"] == "information"

@@ -12,7 +12,8 @@ from datetime import date
 import pytest
 from sqlmodel import col, select
 
-from mailbot.app import App, run_pass
+from mailbot.app import run_pass
+from mailbot.context import App
 from mailbot.models import TicketDeadline, TicketEvent, TicketHold
 from mailbot.sandbox import Sandbox
 from mailbot.settings import Settings

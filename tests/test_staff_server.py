@@ -9,7 +9,8 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import col, select
 
-from mailbot.app import App, run_pass
+from mailbot.app import run_pass
+from mailbot.context import App
 from mailbot.models import OutboxMessage, Ticket, TicketDeadline, TicketEvent, TicketHold
 from mailbot.render import INTERNAL_MARKER
 from mailbot.sandbox import Sandbox

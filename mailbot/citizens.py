@@ -1,0 +1,355 @@
+"""What a citizen's (or a machine's) message does to the tickets, once decided.
+
+Everything here runs on the caller's connection, inside the transaction of the inbound message
+that caused it: the ticket change, its event log and the outgoing rows commit together.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.engine import Connection
+
+from mailbot import clocks, outgoing
+from mailbot.context import App
+from mailbot.db import outbox as outbox_rows
+from mailbot.db import service
+from mailbot.db import tickets as ticket_rows
+from mailbot.db.inbound import Duplicate
+from mailbot.db.outbox import SentMessage
+from mailbot.db.tickets import TicketRow
+from mailbot.logformat import log_fields
+from mailbot.parse import InboundMail
+from mailbot.settings import MailboxSettings, Settings
+from mailbot.states import TicketStatus
+
+log = logging.getLogger(__name__)
+
+# A message over the size cap: a ticket from its headers; the whole message stays on the
+# server, in the quarantine folder, where staff open it (the notice says so).
+OVERSIZED = "oversized"
+
+
+def staff_recipients(settings: Settings, ticket: TicketRow) -> tuple[str, ...]:
+    """Who works a ticket: its assignee, else its queue's staff."""
+    if ticket.assignee:
+        return (ticket.assignee,)
+    return settings.queue_for(ticket.category, ticket.mailbox).staff
+
+
+def automatic_mail_blocked(
+    connection: Connection, app: App, recipient: str, now: datetime
+) -> str | None:
+    """Why no automatic answer may go to `recipient` now, or None.
+
+    The per-address cap stops loops with one correspondent; a flood from many addresses is
+    not refused here but paced by the sender (mailbot/delivery.py): it never drops anyone.
+    """
+    undeliverable = service.undeliverable_reason(connection, recipient)
+    if undeliverable is not None:
+        return f"address undeliverable ({undeliverable})"
+    limit = app.settings.classification.per_address_daily_limit
+    start_of_day = app.calendar.end_of_day(app.calendar.office_date(now) - timedelta(days=1))
+    if outbox_rows.automatic_answers_since(connection, start_of_day, recipient) >= limit:
+        return f"per-address limit of {limit} automatic answers a day"
+    return None
+
+
+def acknowledge(
+    connection: Connection,
+    app: App,
+    mailbox: MailboxSettings,
+    ticket: TicketRow,
+    mail: InboundMail,
+    inbound_id: int,
+    now: datetime,
+) -> None:
+    """Queue the acknowledgement, or record why none may go."""
+    blocked = automatic_mail_blocked(connection, app, ticket.requester, now)
+    if blocked is None:
+        outgoing.acknowledgement(connection, app, mailbox, ticket, mail, inbound_id, now)
+        return
+    ticket_rows.add_event(
+        connection, ticket.id, now, "acknowledgement_withheld", blocked, inbound_id=inbound_id
+    )
+    log.warning(
+        "acknowledgement withheld: %s",
+        blocked,
+        extra=log_fields(mailbox=mailbox.name, ref=ticket.ref, inbound=inbound_id),
+    )
+
+
+def notify_new_ticket(
+    connection: Connection,
+    app: App,
+    ticket: TicketRow,
+    mail: InboundMail,
+    raw: bytes,
+    inbound_id: int,
+    now: datetime,
+    *,
+    reason: str = "",
+) -> None:
+    """Send the queue's staff (or the assignee) the request itself, with its attachments."""
+    queue = app.settings.queue_for(ticket.category, ticket.mailbox)
+    to = staff_recipients(app.settings, ticket)
+    if not to:
+        ticket_rows.add_event(
+            connection,
+            ticket.id,
+            now,
+            "notice_skipped",
+            f"queue {queue.name} has no staff address configured",
+            inbound_id=inbound_id,
+        )
+        return
+    outgoing.to_staff(
+        connection,
+        app,
+        template="notice",
+        values={
+            "subject": mail.subject,
+            "text": mail.text,
+            "attachments": mail.attachments,
+            "reason": reason,
+        },
+        queue=queue,
+        recipients=to,
+        ticket=ticket,
+        purpose="notice",
+        dedupe=f"notice:{ticket.ref}:{inbound_id}",
+        now=now,
+        attachments_from=raw if mail.attachments else None,
+        event="notice_queued",
+        inbound_id=inbound_id,
+    )
+
+
+def follow_up(
+    connection: Connection,
+    app: App,
+    ticket: TicketRow,
+    mail: InboundMail,
+    raw: bytes,
+    inbound_id: int,
+    *,
+    received_at: datetime,
+    reopen: bool,
+    now: datetime,
+) -> None:
+    """The requester wrote again: end a hold, reopen when `reopen` (decided by
+    `tickets.decide`), and forward the message to whoever works the ticket."""
+    hold_ended = clocks.end_hold(
+        connection, app, ticket, received_at, now, actor=ticket.requester, inbound_id=inbound_id
+    )
+    if reopen:
+        ticket_rows.set_ticket_fields(
+            connection, ticket.id, now, status=TicketStatus.OPEN.value, closed_at=None
+        )
+        ticket_rows.add_event(
+            connection,
+            ticket.id,
+            now,
+            "reopened",
+            "follow-up from the requester",
+            actor=ticket.requester,
+            inbound_id=inbound_id,
+        )
+    current = ticket_rows.ticket_by_id(connection, ticket.id) or ticket
+    to = staff_recipients(app.settings, current)
+    if not to:
+        return
+    outgoing.to_staff(
+        connection,
+        app,
+        template="forward",
+        values={
+            "subject": mail.subject,
+            "text": mail.text,
+            "reopened": reopen,
+            "hold_ended": hold_ended,
+            "due_date": current.due_date,
+        },
+        queue=app.settings.queue_for(current.category, current.mailbox),
+        recipients=to,
+        ticket=current,
+        purpose="forward",
+        dedupe=f"forward:{inbound_id}",
+        now=now,
+        attachments_from=raw if mail.attachments else None,
+        event="follow_up_forwarded",
+        inbound_id=inbound_id,
+    )
+
+
+def hold_for_review(
+    connection: Connection,
+    app: App,
+    mailbox: MailboxSettings,
+    ticket: TicketRow | None,
+    mail: InboundMail,
+    inbound_id: int,
+    reasons: Sequence[str],
+    now: datetime,
+) -> None:
+    """Keep the message, relay nothing, and tell the queue's staff why (never the sender)."""
+    queue = app.settings.queue_for(ticket.category, ticket.mailbox) if ticket else mailbox
+    sender = mail.from_address.address if mail.from_address else None
+    outgoing.to_staff(
+        connection,
+        app,
+        template="held",
+        values={
+            "ref": ticket.ref if ticket else None,
+            "sender": sender,
+            "subject": mail.subject,
+            "received_at": now.astimezone(app.calendar.zone).strftime("%Y-%m-%d %H:%M"),
+            "inbound_id": inbound_id,
+            "reasons": list(reasons),
+        },
+        queue=queue,
+        recipients=queue.staff,
+        ticket=ticket,
+        purpose="held_notice",
+        dedupe=f"held:{inbound_id}",
+        now=now,
+    )
+    if ticket is not None:
+        ticket_rows.add_event(
+            connection,
+            ticket.id,
+            now,
+            "message_held",
+            "; ".join(reasons),
+            actor=sender or "unknown",
+            inbound_id=inbound_id,
+        )
+    log.warning(
+        "inbound message held: %s",
+        "; ".join(reasons),
+        extra=log_fields(
+            mailbox=mailbox.name, inbound=inbound_id, ref=ticket.ref if ticket else None
+        ),
+    )
+
+
+def reclassify(
+    connection: Connection,
+    app: App,
+    ticket: TicketRow,
+    category: str,
+    *,
+    actor: str,
+    inbound_id: int | None,
+    now: datetime,
+    reason: str,
+) -> None:
+    """Move a ticket to another category: its deadlines are recomputed from the original
+    receipt time, and an assignee who may not work on the new category is unassigned."""
+    if category == ticket.category:
+        return
+    ticket_rows.set_ticket_fields(connection, ticket.id, now, category=category)
+    clocks.recompute(connection, app, ticket.id, now)
+    ticket_rows.add_event(
+        connection,
+        ticket.id,
+        now,
+        "reclassified",
+        f"{ticket.category} -> {category}: {reason}",
+        actor=actor,
+        inbound_id=inbound_id,
+    )
+    if ticket.assignee and not app.settings.may_work_on(category, ticket.mailbox, ticket.assignee):
+        ticket_rows.set_ticket_fields(connection, ticket.id, now, assignee=None)
+        ticket_rows.add_event(
+            connection,
+            ticket.id,
+            now,
+            "unassigned",
+            f"{ticket.assignee} is not on the {category} queue",
+            actor=actor,
+            inbound_id=inbound_id,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Bounce:
+    """A permanent failure report about a message we really sent (`sent`), or not (`None`)."""
+
+    sent: SentMessage | None
+    status: str
+
+    IGNORED = "delivery report that matches no message we sent to that address: ignored"
+
+
+def match_bounce(connection: Connection, mail: InboundMail) -> Bounce | None:
+    """A permanent failure stops automatic mail to an address only when the report names a
+    message we really sent to that address (its Message-ID is an outbox row's, and the failed
+    recipient is that row's): anyone can mail a report naming any address. None when the
+    message is no permanent failure report at all."""
+    report = mail.delivery_report
+    if report is None or not report.is_permanent_failure:
+        return None
+    sent = outbox_rows.row_by_message_id(connection, report.original_message_id)
+    failed = report.final_recipient.lower()
+    if sent is not None and failed and failed != sent.recipient.lower():
+        sent = None
+    return Bounce(sent, report.status or report.action)
+
+
+def record_bounce(connection: Connection, bounce: Bounce, inbound_id: int, now: datetime) -> None:
+    """Mark the address of a matching report undeliverable, on its ticket's log too."""
+    sent = bounce.sent
+    if sent is None:
+        return
+    reason = f"permanent failure {bounce.status}"
+    service.mark_undeliverable(connection, sent.recipient, reason, now)
+    if sent.ticket_id is not None:
+        ticket_rows.add_event(
+            connection,
+            sent.ticket_id,
+            now,
+            "address_undeliverable",
+            f"{reason} for outbox #{sent.id}",
+            inbound_id=inbound_id,
+            outbox_id=sent.id,
+        )
+
+
+def copy_reached_complaints(
+    connection: Connection,
+    app: App,
+    mailbox: MailboxSettings,
+    duplicate: Duplicate,
+    mail: InboundMail,
+    raw: bytes,
+    inbound_id: int,
+    now: datetime,
+) -> None:
+    """A copy of a request reached a complaint mailbox (a blind copy): a complaint stays a
+    complaint, so its ticket becomes one and the complaints staff receive it."""
+    if duplicate.ticket_id is None or mailbox.category != "complaint":
+        return
+    ticket = ticket_rows.ticket_by_id(connection, duplicate.ticket_id)
+    if ticket is None or ticket.category == "complaint":
+        return
+    reclassify(
+        connection,
+        app,
+        ticket,
+        "complaint",
+        actor="mailbot",
+        inbound_id=inbound_id,
+        now=now,
+        reason=f"the same message reached the {mailbox.name} mailbox",
+    )
+    current = ticket_rows.ticket_by_id(connection, ticket.id) or ticket
+    notify_new_ticket(connection, app, current, mail, raw, inbound_id, now, reason="complaint_copy")
+
+
+def mark_reachable(connection: Connection, address: str) -> None:
+    """A person who writes again is reachable again (a bounce may have been transient)."""
+    service.clear_undeliverable(connection, address)

@@ -1,0 +1,139 @@
+"""The commands of a staff reply, checked and applied in order, on the caller's connection.
+
+Each command is checked against the ticket as the commands before it left it (category, queue,
+assignee, clocks), so "catégorie stage" then "entrevue 2025-11-20" works in one reply. The
+first refusal raises `Refused`; the caller's savepoint then undoes the commands before it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlalchemy.engine import Connection
+
+from mailbot import citizens, clocks
+from mailbot.context import App
+from mailbot.db import tickets as ticket_rows
+from mailbot.db.tickets import TicketRow
+from mailbot.staff import Command, CommandName
+from mailbot.states import TicketStatus
+
+# The staff date that starts a programme's result clock.
+RESULT_CLOCK_STARTS = {CommandName.INTERVIEW: "interview", CommandName.COMMITTEE: "committee"}
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why one command cannot apply to the ticket as the commands before it left it; the
+    template `_refusal.j2` words it for the sender."""
+
+    line: str
+    code: str  # unknown_category | not_staff | own_mailbox | outside_complaints | no_result_clock
+    argument: str = ""
+    command: str = ""
+
+
+class Refused(Exception):
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(refusal.code)
+        self.refusal = refusal
+
+
+def refusal_of(app: App, ticket: TicketRow, command: Command) -> Refusal | None:
+    """Why `command` cannot apply to `ticket` as it stands, or None."""
+    settings = app.settings
+    name, argument = command.name, command.argument
+
+    def refuse(code: str) -> Refusal:
+        return Refusal(command.line, code, argument, name.value)
+
+    if name is CommandName.CATEGORY:
+        categories = {m.category for m in settings.mailboxes} | {"information", "complaint"}
+        if argument not in categories:
+            return refuse("unknown_category")
+    if name is CommandName.ASSIGN:
+        # Reminders and follow-ups (complaint text included) go to the assignee.
+        if argument in settings.own_addresses:
+            return refuse("own_mailbox")
+        if not settings.is_staff(argument):
+            return refuse("not_staff")
+        if not settings.may_work_on(ticket.category, ticket.mailbox, argument):
+            return refuse("outside_complaints")
+    starts = RESULT_CLOCK_STARTS.get(name)
+    if starts is not None and clocks.result_commitment(settings, ticket.category, starts) is None:
+        return refuse("no_result_clock")
+    return None
+
+
+def apply_in_order(
+    connection: Connection,
+    app: App,
+    ticket: TicketRow,
+    commands: Sequence[Command],
+    sender: str,
+    inbound_id: int,
+    now: datetime,
+) -> None:
+    """Check and apply each command against the ticket as the previous ones left it."""
+    for command in commands:
+        current = ticket_rows.ticket_by_id(connection, ticket.id) or ticket
+        refusal = refusal_of(app, current, command)
+        if refusal is not None:
+            raise Refused(refusal)
+        _apply(connection, app, current, command, sender, inbound_id, now)
+
+
+def _apply(
+    connection: Connection,
+    app: App,
+    ticket: TicketRow,
+    command: Command,
+    sender: str,
+    inbound_id: int,
+    now: datetime,
+) -> None:
+    name = command.name
+    if name is CommandName.NOTE:
+        return  # recorded by the caller with the message's text
+    if name is CommandName.CLOSE:
+        ticket_rows.set_ticket_fields(
+            connection, ticket.id, now, status=TicketStatus.CLOSED.value, closed_at=now
+        )
+    elif name is CommandName.HOLD:
+        clocks.start_hold(connection, ticket, command.argument, sender, now)
+    elif name is CommandName.ASSIGN:
+        ticket_rows.set_ticket_fields(connection, ticket.id, now, assignee=command.argument)
+    elif name is CommandName.ENGLISH:
+        ticket_rows.set_ticket_fields(
+            connection, ticket.id, now, english_allowed=True, english_basis=command.argument[:500]
+        )
+    elif name is CommandName.CATEGORY:
+        citizens.reclassify(
+            connection,
+            app,
+            ticket,
+            command.argument,
+            actor=sender,
+            inbound_id=inbound_id,
+            now=now,
+            reason="staff command",
+        )
+    else:
+        commitment = clocks.result_commitment(
+            app.settings, ticket.category, RESULT_CLOCK_STARTS[name]
+        )
+        assert commitment is not None  # checked by refusal_of
+        clocks.start_result_clock(
+            connection, app, ticket, commitment, date.fromisoformat(command.argument), now
+        )
+    ticket_rows.add_event(
+        connection,
+        ticket.id,
+        now,
+        f"command_{name.value}",
+        command.line,
+        actor=sender,
+        inbound_id=inbound_id,
+    )

@@ -1,0 +1,88 @@
+"""The one shared context: everything mailbot's stages need, built once from the settings.
+
+`App` holds the configuration, the one clock, the database engine, the renderer, the business
+calendar, the signing key, and the two effects at the edges: how to open a mailbox
+(`Mailbox`, IMAP by default) and how to send (`Sender`, SMTP by default). Tests build it with
+in-memory mailboxes and senders; nothing else reads the environment or the wall clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+
+from mailbot.business_calendar import BusinessCalendar, build_calendar
+from mailbot.clock import Clock
+from mailbot.errors import ConfigError
+from mailbot.logins import Logins
+from mailbot.mailbox import MailboxOpener, imap_opener
+from mailbot.render import Renderer
+from mailbot.sender import Sender, SmtpSender
+from mailbot.settings import Settings
+from mailbot.store import make_engine, migrate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class App:
+    """Everything a pass needs, built once from the settings."""
+
+    settings: Settings
+    engine: Engine
+    clock: Clock
+    renderer: Renderer
+    calendar: BusinessCalendar
+    signing_key: bytes
+    logins: Logins  # kept for the process's life: OAuth2 tokens are cached across passes
+    open_mailbox: MailboxOpener
+    sender: Sender
+
+
+def load_signing_key(settings: Settings, environ: Mapping[str, str]) -> bytes:
+    """The key from the environment, else a key file in the data directory (made once)."""
+    value = environ.get(settings.organisation.signing_key_env)
+    if value:
+        if len(value) < 16:
+            raise ConfigError(f"{settings.organisation.signing_key_env} must be 16+ characters")
+        return value.encode()
+    path = settings.data_dir / "signing.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(32))
+        log.info("created a signing key in %s", path)
+    return path.read_text().strip().encode()
+
+
+def build_app(
+    settings: Settings,
+    clock: Clock,
+    environ: Mapping[str, str] | None = None,
+    engine: Engine | None = None,
+    *,
+    open_mailbox: MailboxOpener | None = None,
+    sender: Sender | None = None,
+) -> App:
+    """The context for `settings`, its schema migrated; IMAP and SMTP unless others are given."""
+    env = os.environ if environ is None else environ
+    engine = engine or make_engine(settings.database_url)
+    migrate(engine)
+    logins = Logins(settings, env)
+    return App(
+        settings=settings,
+        engine=engine,
+        clock=clock,
+        renderer=Renderer(settings.templates_dir),
+        calendar=build_calendar(settings.calendar, settings.organisation.timezone),
+        signing_key=load_signing_key(settings, env),
+        logins=logins,
+        open_mailbox=open_mailbox or imap_opener(settings.imap, logins),
+        sender=sender or SmtpSender(settings.smtp, logins),
+    )

@@ -1,0 +1,130 @@
+"""The clock rows of tickets: one deadline per commitment, and the holds that pause them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from mailbot.business_calendar import Hold
+from mailbot.models import DEADLINE, HOLD
+
+
+@dataclass(frozen=True, slots=True)
+class DeadlineRow:
+    id: int
+    commitment: str
+    due_date: date
+    met_at: datetime | None
+
+
+def deadlines_of(connection: Connection, ticket_id: int) -> dict[str, DeadlineRow]:
+    rows = connection.execute(
+        sa.select(
+            DEADLINE.c.id, DEADLINE.c.commitment, DEADLINE.c.due_date, DEADLINE.c.met_at
+        ).where(DEADLINE.c.ticket_id == ticket_id)
+    ).all()
+    return {row.commitment: DeadlineRow(*row) for row in rows}
+
+
+def insert_deadlines(
+    connection: Connection, ticket_id: int, values: Mapping[str, Mapping[str, object]]
+) -> None:
+    """One row per commitment: {commitment: {clock_start, due_date, due_at, days_on_hold}}."""
+    if values:
+        connection.execute(
+            sa.insert(DEADLINE),
+            [{"ticket_id": ticket_id, "commitment": c, **v} for c, v in values.items()],
+        )
+
+
+def update_deadline(connection: Connection, row_id: int, values: Mapping[str, object]) -> None:
+    connection.execute(sa.update(DEADLINE).where(DEADLINE.c.id == row_id).values(**values))
+
+
+def set_deadline(
+    connection: Connection, ticket_id: int, commitment: str, values: Mapping[str, object]
+) -> None:
+    """Insert or replace the deadline of one commitment on a ticket."""
+    updated = connection.execute(
+        sa.update(DEADLINE)
+        .where(DEADLINE.c.ticket_id == ticket_id)
+        .where(DEADLINE.c.commitment == commitment)
+        .values(**values)
+    )
+    if updated.rowcount == 0:
+        insert_deadlines(connection, ticket_id, {commitment: values})
+
+
+def delete_deadlines(connection: Connection, ticket_id: int, commitments: Iterable[str]) -> None:
+    wanted = list(commitments)
+    if wanted:
+        connection.execute(
+            sa.delete(DEADLINE)
+            .where(DEADLINE.c.ticket_id == ticket_id)
+            .where(DEADLINE.c.commitment.in_(wanted))
+        )
+
+
+def meet_deadlines(
+    connection: Connection, ticket_id: int, commitments: Iterable[str], at: datetime
+) -> None:
+    """Record `at` as the instant the open deadlines of `commitments` were met."""
+    connection.execute(
+        sa.update(DEADLINE)
+        .where(DEADLINE.c.ticket_id == ticket_id)
+        .where(DEADLINE.c.commitment.in_(list(commitments)))
+        .where(DEADLINE.c.met_at.is_(None))
+        .values(met_at=at)
+    )
+
+
+def holds_of(connection: Connection, ticket_id: int) -> list[Hold]:
+    return [
+        Hold(start=row.started_at, end=row.ended_at)
+        for row in connection.execute(
+            sa.select(HOLD.c.started_at, HOLD.c.ended_at).where(HOLD.c.ticket_id == ticket_id)
+        )
+    ]
+
+
+def open_hold_start(connection: Connection, ticket_id: int) -> datetime | None:
+    value: datetime | None = connection.execute(
+        sa.select(HOLD.c.started_at)
+        .where(HOLD.c.ticket_id == ticket_id)
+        .where(HOLD.c.ended_at.is_(None))
+    ).scalar()
+    return value
+
+
+def open_hold(
+    connection: Connection, ticket_id: int, at: datetime, reason: str, actor: str
+) -> None:
+    """Start a hold unless one is already open."""
+    if open_hold_start(connection, ticket_id) is None:
+        connection.execute(
+            sa.insert(HOLD).values(
+                ticket_id=ticket_id,
+                started_at=at,
+                reason=reason[:2000],
+                started_by=actor,
+                ended_by="",
+            )
+        )
+
+
+def close_hold(connection: Connection, ticket_id: int, at: datetime, actor: str) -> bool:
+    """End the open hold at `at` (never before it started); False when none was open."""
+    started = open_hold_start(connection, ticket_id)
+    if started is None:
+        return False
+    connection.execute(
+        sa.update(HOLD)
+        .where(HOLD.c.ticket_id == ticket_id)
+        .where(HOLD.c.ended_at.is_(None))
+        .values(ended_at=max(at, started), ended_by=actor)
+    )
+    return True

@@ -1,0 +1,295 @@
+"""The outbox table: rows queued in the deciding transaction, leased, and their outcomes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from mailbot.models import EVENT, OUTBOX, TICKET
+from mailbot.states import OutboxState
+from mailbot.store import insert_ignoring
+
+# The one purpose the brake paces: acknowledgements (automatic answers to citizens).
+PACED_PURPOSE = "acknowledgement"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """A leased row, as the sender needs it."""
+
+    id: int
+    ticket_id: int | None
+    purpose: str
+    message_id: str
+    envelope_from: str
+    recipient: str
+    raw: bytes
+    attempts: int
+    created_at: datetime
+    lease_owner: str
+
+
+def queue_message(
+    connection: Connection,
+    *,
+    ticket_id: int | None,
+    purpose: str,
+    dedupe_key: str,
+    message_id: str,
+    envelope_from: str,
+    recipient: str,
+    raw: bytes,
+    now: datetime,
+) -> int | None:
+    """Add an outbox row; None when a row with the same dedupe key exists (already queued)."""
+    inserted = connection.execute(
+        insert_ignoring(connection, OUTBOX, "dedupe_key")
+        .values(
+            ticket_id=ticket_id,
+            purpose=purpose,
+            dedupe_key=dedupe_key,
+            message_id=message_id,
+            envelope_from=envelope_from,
+            recipient=recipient.lower(),
+            raw=raw,
+            state=OutboxState.PENDING.value,
+            attempts=0,
+            next_attempt_at=now,
+            last_error="",
+            created_at=now,
+        )
+        .returning(OUTBOX.c.id)
+    ).scalar()
+    return int(inserted) if inserted is not None else None
+
+
+def is_queued(connection: Connection, dedupe_key: str) -> bool:
+    found = connection.execute(
+        sa.select(OUTBOX.c.id).where(OUTBOX.c.dedupe_key == dedupe_key)
+    ).first()
+    return found is not None
+
+
+@dataclass(frozen=True, slots=True)
+class SentMessage:
+    """An outbox row, as a delivery report is matched against it."""
+
+    id: int
+    ticket_id: int | None
+    recipient: str
+    purpose: str
+
+
+def row_by_message_id(connection: Connection, message_id: str) -> SentMessage | None:
+    """The outbox row whose Message-ID is `message_id` (with or without angle brackets)."""
+    value = message_id.strip()
+    if not value:
+        return None
+    if not value.startswith("<"):
+        value = f"<{value}>"
+    row = connection.execute(
+        sa.select(OUTBOX.c.id, OUTBOX.c.ticket_id, OUTBOX.c.recipient, OUTBOX.c.purpose).where(
+            OUTBOX.c.message_id == value
+        )
+    ).first()
+    return SentMessage(row.id, row.ticket_id, row.recipient, row.purpose) if row else None
+
+
+def automatic_answers_since(
+    connection: Connection, since: datetime, recipient: str | None = None
+) -> int:
+    """Acknowledgements queued since `since`, to one recipient or to anyone."""
+    query = (
+        sa.select(sa.func.count())
+        .select_from(OUTBOX)
+        .where(OUTBOX.c.purpose == PACED_PURPOSE)
+        .where(OUTBOX.c.created_at >= since)
+    )
+    if recipient is not None:
+        query = query.where(OUTBOX.c.recipient == recipient.lower())
+    return int(connection.execute(query).scalar_one())
+
+
+def paced_sent_since(connection: Connection, since: datetime) -> int:
+    """Acknowledgements sent since `since` (what the brake counts)."""
+    return int(
+        connection.execute(
+            sa.select(sa.func.count())
+            .select_from(OUTBOX)
+            .where(OUTBOX.c.purpose == PACED_PURPOSE)
+            .where(OUTBOX.c.state == OutboxState.SENT.value)
+            .where(OUTBOX.c.sent_at > since)
+        ).scalar_one()
+    )
+
+
+def _due_paced(now: datetime) -> sa.ColumnElement[bool]:
+    return sa.and_(
+        OUTBOX.c.purpose == PACED_PURPOSE,
+        OUTBOX.c.state == OutboxState.PENDING.value,
+        OUTBOX.c.next_attempt_at <= now,
+    )
+
+
+def due_paced(connection: Connection, now: datetime) -> int:
+    """Acknowledgements due now and not sent yet (what the brake may hold back)."""
+    return int(
+        connection.execute(
+            sa.select(sa.func.count()).select_from(OUTBOX).where(_due_paced(now))
+        ).scalar_one()
+    )
+
+
+def queues_waiting(connection: Connection, now: datetime) -> list[str]:
+    """The mailboxes of the tickets whose acknowledgements are due and not sent yet."""
+    rows = connection.execute(
+        sa.select(TICKET.c.mailbox)
+        .distinct()
+        .join(TICKET, TICKET.c.id == OUTBOX.c.ticket_id)
+        .where(_due_paced(now))
+        .order_by(TICKET.c.mailbox)
+    ).scalars()
+    return list(rows)
+
+
+def lease(
+    connection: Connection,
+    now: datetime,
+    until: datetime,
+    owner: str,
+    limit: int,
+    *,
+    paced: bool | None,
+) -> list[int]:
+    """One UPDATE both chooses and leases up to `limit` due rows (only the paced purpose, only
+    the others, or any when `paced` is None): two workers never lease the same row."""
+    if limit <= 0:
+        return []
+    available = sa.or_(OUTBOX.c.lease_until.is_(None), OUTBOX.c.lease_until < now)
+    purpose: sa.ColumnElement[bool] = sa.true()
+    if paced is not None:
+        purpose = (
+            (OUTBOX.c.purpose == PACED_PURPOSE) if paced else (OUTBOX.c.purpose != PACED_PURPOSE)
+        )
+    due = (
+        sa.select(OUTBOX.c.id)
+        .where(OUTBOX.c.state == OutboxState.PENDING.value)
+        .where(OUTBOX.c.next_attempt_at <= now)
+        .where(available)
+        .where(purpose)
+        .order_by(OUTBOX.c.id)
+        .limit(limit)
+        .scalar_subquery()
+    )
+    return list(
+        connection.execute(
+            sa.update(OUTBOX)
+            .where(OUTBOX.c.id.in_(due))
+            .where(OUTBOX.c.state == OutboxState.PENDING.value)
+            .where(available)
+            .values(lease_owner=owner, lease_until=until)
+            .returning(OUTBOX.c.id)
+        )
+        .scalars()
+        .all()
+    )
+
+
+def leased_rows(connection: Connection, ids: Sequence[int], owner: str) -> list[OutboxRow]:
+    if not ids:
+        return []
+    rows = connection.execute(
+        sa.select(
+            OUTBOX.c.id,
+            OUTBOX.c.ticket_id,
+            OUTBOX.c.purpose,
+            OUTBOX.c.message_id,
+            OUTBOX.c.envelope_from,
+            OUTBOX.c.recipient,
+            OUTBOX.c.raw,
+            OUTBOX.c.attempts,
+            OUTBOX.c.created_at,
+            OUTBOX.c.lease_owner,
+        )
+        .where(OUTBOX.c.id.in_(list(ids)))
+        .where(OUTBOX.c.lease_owner == owner)
+        .order_by(OUTBOX.c.id)
+    ).all()
+    return [OutboxRow(**row._mapping) for row in rows]
+
+
+def record_attempt(connection: Connection, row: OutboxRow, values: Mapping[str, object]) -> bool:
+    """Write an attempt's outcome, only while `row`'s lease is still ours (a worker whose lease
+    expired, and whose row another worker took, cannot overwrite that outcome)."""
+    result = connection.execute(
+        sa.update(OUTBOX)
+        .where(OUTBOX.c.id == row.id)
+        .where(OUTBOX.c.state == OutboxState.PENDING.value)
+        .where(OUTBOX.c.lease_owner == row.lease_owner)
+        .values(**values, lease_owner=None, lease_until=None)
+    )
+    return result.rowcount == 1
+
+
+def release_leases(connection: Connection, owner: str) -> int:
+    """Give back every pending row `owner` still holds."""
+    result = connection.execute(
+        sa.update(OUTBOX)
+        .where(OUTBOX.c.lease_owner == owner)
+        .where(OUTBOX.c.state == OutboxState.PENDING.value)
+        .values(lease_owner=None, lease_until=None)
+    )
+    return int(result.rowcount or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A row that could not be delivered and that no person has been told of yet."""
+
+    outbox_id: int
+    ticket_id: int
+    purpose: str
+    state: str
+    error: str
+
+
+def unreported_failures(connection: Connection, purposes: Sequence[str]) -> list[Failure]:
+    reported = (
+        sa.select(EVENT.c.outbox_id)
+        .where(EVENT.c.kind == "failure_reported")
+        .where(EVENT.c.outbox_id.is_not(None))
+    )
+    rows = connection.execute(
+        sa.select(
+            OUTBOX.c.id, OUTBOX.c.ticket_id, OUTBOX.c.purpose, OUTBOX.c.state, OUTBOX.c.last_error
+        )
+        .where(OUTBOX.c.state.in_((OutboxState.FAILED.value, OutboxState.HELD.value)))
+        .where(OUTBOX.c.purpose.in_(list(purposes)))
+        .where(OUTBOX.c.ticket_id.is_not(None))
+        .where(OUTBOX.c.id.not_in(reported))
+        .order_by(OUTBOX.c.id)
+    ).all()
+    return [Failure(row[0], row[1], row[2], row[3], row[4] or "") for row in rows]
+
+
+def last_digest_days(connection: Connection, recipients: Sequence[str]) -> dict[str, date]:
+    """Each recipient's latest digest day, read from the outbox keys ``digest:{to}:{day}``."""
+    if not recipients:
+        return {}
+    rows = connection.execute(
+        sa.select(OUTBOX.c.recipient, sa.func.max(OUTBOX.c.dedupe_key))
+        .where(OUTBOX.c.purpose == "digest")
+        .where(OUTBOX.c.recipient.in_(list(recipients)))
+        .group_by(OUTBOX.c.recipient)
+    ).all()
+    found: dict[str, date] = {}
+    for recipient, key in rows:
+        try:
+            found[recipient] = date.fromisoformat(str(key).rsplit(":", 1)[1])
+        except (IndexError, ValueError):
+            continue
+    return found

@@ -1,0 +1,100 @@
+"""What mailbot knows outside tickets: correspondents' addresses, alert episodes, and facts
+about the database itself."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from mailbot.models import ADDRESS, ALERT, META
+from mailbot.store import insert_ignoring
+
+
+def mark_undeliverable(connection: Connection, address: str, reason: str, now: datetime) -> None:
+    address = address.lower()
+    updated = connection.execute(
+        sa.update(ADDRESS)
+        .where(ADDRESS.c.address == address)
+        .values(undeliverable=True, reason=reason, updated_at=now)
+    )
+    if updated.rowcount == 0:
+        connection.execute(
+            sa.insert(ADDRESS).values(
+                address=address, undeliverable=True, reason=reason, updated_at=now
+            )
+        )
+
+
+def clear_undeliverable(connection: Connection, address: str) -> None:
+    """The person wrote again: automatic mail may go to the address again."""
+    connection.execute(
+        sa.update(ADDRESS)
+        .where(ADDRESS.c.address == address.lower())
+        .where(ADDRESS.c.undeliverable.is_(True))
+        .values(undeliverable=False, reason="")
+    )
+
+
+def undeliverable_reason(connection: Connection, address: str) -> str | None:
+    row = connection.execute(
+        sa.select(ADDRESS.c.undeliverable, ADDRESS.c.reason).where(
+            ADDRESS.c.address == address.lower()
+        )
+    ).first()
+    return row.reason or "undeliverable" if row is not None and row.undeliverable else None
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    name: str
+    started_at: datetime
+    detail: str
+
+
+def open_alert(connection: Connection, name: str) -> Alert | None:
+    row = connection.execute(
+        sa.select(ALERT)
+        .where(ALERT.c.name == name)
+        .where(ALERT.c.started_at.is_not(None))
+        .where(ALERT.c.resolved_at.is_(None))
+    ).first()
+    return Alert(row.name, row.started_at, row.detail) if row is not None else None
+
+
+def start_alert(connection: Connection, name: str, now: datetime, detail: str) -> bool:
+    """Open an episode of `name`; False when one is already open (another instance won)."""
+    updated = connection.execute(
+        sa.update(ALERT)
+        .where(ALERT.c.name == name)
+        .where(sa.or_(ALERT.c.started_at.is_(None), ALERT.c.resolved_at.is_not(None)))
+        .values(started_at=now, resolved_at=None, detail=detail[:2000])
+    )
+    if updated.rowcount:
+        return True
+    inserted = connection.execute(
+        insert_ignoring(connection, ALERT, "name").values(
+            name=name, started_at=now, resolved_at=None, detail=detail[:2000]
+        )
+    )
+    return bool(inserted.rowcount)
+
+
+def resolve_alert(connection: Connection, name: str, now: datetime) -> bool:
+    """Close the open episode of `name`; False when none was open."""
+    updated = connection.execute(
+        sa.update(ALERT)
+        .where(ALERT.c.name == name)
+        .where(ALERT.c.started_at.is_not(None))
+        .where(ALERT.c.resolved_at.is_(None))
+        .values(resolved_at=now)
+    )
+    return bool(updated.rowcount)
+
+
+def claim_meta(connection: Connection, key: str, value: str) -> str:
+    """The stored value of `key`, which becomes `value` if the key was never set."""
+    connection.execute(insert_ignoring(connection, META, "key").values(key=key, value=value))
+    return str(connection.execute(sa.select(META.c.value).where(META.c.key == key)).scalar_one())

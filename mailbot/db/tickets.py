@@ -1,0 +1,230 @@
+"""Ticket rows, their references and their event log, on the caller's connection.
+
+Every function takes the caller's `Connection`, so whatever a message or a command causes is
+written in the caller's single transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from mailbot.models import COUNTER, DEADLINE, EVENT, INBOUND, TICKET
+from mailbot.states import TicketStatus
+
+
+@dataclass(frozen=True, slots=True)
+class TicketRow:
+    """The ticket facts the middle and the templates need (a read-only view)."""
+
+    id: int
+    ref: str
+    mailbox: str
+    category: str
+    status: str
+    requester: str
+    requester_name: str
+    language: str
+    subject: str
+    received_at: datetime
+    receipt_date: date
+    due_date: date | None
+    english_allowed: bool
+    assignee: str | None = None
+
+
+def _ticket_row(row: Any) -> TicketRow:
+    return TicketRow(
+        id=row.id,
+        ref=row.ref,
+        mailbox=row.mailbox,
+        category=row.category,
+        status=row.status,
+        requester=row.requester,
+        requester_name=row.requester_name,
+        language=row.language,
+        subject=row.subject,
+        received_at=row.received_at,
+        receipt_date=row.receipt_date,
+        due_date=row.due_date,
+        english_allowed=row.english_allowed,
+        assignee=row.assignee,
+    )
+
+
+def ticket_by_id(connection: Connection, ticket_id: int) -> TicketRow | None:
+    row = connection.execute(sa.select(TICKET).where(TICKET.c.id == ticket_id)).first()
+    return _ticket_row(row) if row is not None else None
+
+
+def ticket_by_ref(connection: Connection, ref: str) -> TicketRow | None:
+    row = connection.execute(sa.select(TICKET).where(TICKET.c.ref == ref)).first()
+    return _ticket_row(row) if row is not None else None
+
+
+def tickets_by_ref(connection: Connection, refs: Iterable[str]) -> dict[str, TicketRow]:
+    wanted = list(refs)
+    if not wanted:
+        return {}
+    rows = connection.execute(sa.select(TICKET).where(TICKET.c.ref.in_(wanted))).all()
+    return {row.ref: _ticket_row(row) for row in rows}
+
+
+def tickets_of_message_ids(connection: Connection, message_ids: Sequence[str]) -> dict[str, str]:
+    """Message-ID of a stored inbound message -> the reference of its ticket."""
+    if not message_ids:
+        return {}
+    rows = connection.execute(
+        sa.select(INBOUND.c.message_id, TICKET.c.ref)
+        .join(TICKET, TICKET.c.id == INBOUND.c.ticket_id)
+        .where(INBOUND.c.message_id.in_(list(message_ids)[:50]))
+    ).all()
+    return {message_id: ref for message_id, ref in rows}
+
+
+def allocate_ref(connection: Connection, prefix: str, year: int) -> str:
+    """The next reference of the year. The write transaction holds the database's write lock
+    (BEGIN IMMEDIATE on SQLite, the row lock elsewhere), so two processes never share one."""
+    updated = connection.execute(
+        sa.update(COUNTER)
+        .where(COUNTER.c.prefix == prefix)
+        .where(COUNTER.c.year == year)
+        .values(last=COUNTER.c.last + 1)
+        .returning(COUNTER.c.last)
+    ).scalar()
+    if updated is None:
+        connection.execute(sa.insert(COUNTER).values(prefix=prefix, year=year, last=1))
+        updated = 1
+    return f"{prefix}-{year}-{int(updated):05d}"
+
+
+def insert_ticket(connection: Connection, values: Mapping[str, Any], now: datetime) -> TicketRow:
+    """A new open ticket with `values` (ref, mailbox, category, requester, requester_name,
+    language, subject, received_at, receipt_date, due_date)."""
+    row = {
+        **values,
+        "status": TicketStatus.OPEN.value,
+        "english_allowed": False,
+        "created_at": now,
+        "updated_at": now,
+    }
+    ticket_id = connection.execute(
+        sa.insert(TICKET).values(**row).returning(TICKET.c.id)
+    ).scalar_one()
+    fields = {name: row[name] for name in TicketRow.__slots__ if name in row}
+    return TicketRow(id=ticket_id, **fields)
+
+
+def set_ticket_fields(
+    connection: Connection, ticket_id: int, now: datetime, **values: object
+) -> None:
+    connection.execute(
+        sa.update(TICKET).where(TICKET.c.id == ticket_id).values(updated_at=now, **values)
+    )
+
+
+def set_status_where(
+    connection: Connection, ticket_id: int, now: datetime, status: str, *, was: str
+) -> None:
+    """Set the status only if it is `was` now (another event may have moved it)."""
+    connection.execute(
+        sa.update(TICKET)
+        .where(TICKET.c.id == ticket_id)
+        .where(TICKET.c.status == was)
+        .values(status=status, updated_at=now)
+    )
+
+
+def stamp_first(connection: Connection, ticket_id: int, column: str, at: datetime) -> None:
+    """Set the instant `column` (acknowledged_at, answered_at) unless it is already set."""
+    connection.execute(
+        sa.update(TICKET)
+        .where(TICKET.c.id == ticket_id)
+        .where(TICKET.c[column].is_(None))
+        .values({column: at})
+    )
+
+
+def set_due_date(connection: Connection, ticket_id: int, due: date | None, now: datetime) -> None:
+    connection.execute(
+        sa.update(TICKET).where(TICKET.c.id == ticket_id).values(due_date=due, updated_at=now)
+    )
+
+
+def add_event(
+    connection: Connection,
+    ticket_id: int,
+    at: datetime,
+    kind: str,
+    detail: str = "",
+    *,
+    actor: str = "mailbot",
+    inbound_id: int | None = None,
+    outbox_id: int | None = None,
+) -> None:
+    connection.execute(
+        sa.insert(EVENT).values(
+            ticket_id=ticket_id,
+            at=at,
+            kind=kind,
+            actor=actor,
+            inbound_id=inbound_id,
+            outbox_id=outbox_id,
+            detail=detail[:4000],
+        )
+    )
+
+
+def actor_of(connection: Connection, outbox_id: int, kind: str) -> str | None:
+    """Who caused the event `kind` that queued outbox row `outbox_id` (a relay's author)."""
+    value: str | None = connection.execute(
+        sa.select(EVENT.c.actor).where(EVENT.c.outbox_id == outbox_id).where(EVENT.c.kind == kind)
+    ).scalar()
+    return value
+
+
+# --- what people read (the CLI, the demo, exports) -------------------------------------------
+
+
+def ticket_records(
+    connection: Connection, *, status: str | None = None, mailbox: str | None = None
+) -> list[sa.RowMapping]:
+    """Every column of the tickets, oldest arrival first, optionally of one status or mailbox."""
+    query = sa.select(TICKET).order_by(TICKET.c.received_at, TICKET.c.id)
+    if status:
+        query = query.where(TICKET.c.status == status)
+    if mailbox:
+        query = query.where(TICKET.c.mailbox == mailbox)
+    return list(connection.execute(query).mappings())
+
+
+def ticket_record(connection: Connection, ref: str) -> sa.RowMapping | None:
+    return connection.execute(sa.select(TICKET).where(TICKET.c.ref == ref)).mappings().first()
+
+
+def ticket_history(connection: Connection, ticket_id: int) -> dict[str, list[sa.RowMapping]]:
+    """A ticket's deadlines, inbound messages (without their bytes) and events, in order."""
+
+    inbound = [c for c in INBOUND.c if c.name != "raw"]
+    return {
+        "deadlines": list(
+            connection.execute(
+                sa.select(DEADLINE).where(DEADLINE.c.ticket_id == ticket_id).order_by(DEADLINE.c.id)
+            ).mappings()
+        ),
+        "messages": list(
+            connection.execute(
+                sa.select(*inbound).where(INBOUND.c.ticket_id == ticket_id).order_by(INBOUND.c.id)
+            ).mappings()
+        ),
+        "events": list(
+            connection.execute(
+                sa.select(EVENT).where(EVENT.c.ticket_id == ticket_id).order_by(EVENT.c.id)
+            ).mappings()
+        ),
+    }

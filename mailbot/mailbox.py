@@ -1,0 +1,204 @@
+"""The mailboxes mailbot reads: the `Mailbox` interface, and its IMAP implementation.
+
+Ingestion (mailbot/ingest.py) talks only to `Mailbox`: list the inbox, fetch without marking
+anything seen, and mark processed by moving. `ImapMailbox` does it with imapclient; tests pass
+an in-memory one. No value taken from a message ever reaches an IMAP command: only UIDs the
+server gave and folder names from the configuration do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import ssl
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Protocol
+
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError
+
+from mailbot.errors import ImapError, TokenError
+from mailbot.logins import Login, Logins, login_imap
+from mailbot.settings import MailboxSettings, ServerSettings
+
+log = logging.getLogger(__name__)
+
+HEADER_ONLY_LIMIT = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedMessage:
+    """One message as the server gave it; `raw` is the headers alone when `truncated`."""
+
+    uid: int
+    internal_date: datetime
+    size: int
+    raw: bytes
+    truncated: bool
+
+
+class Mailbox(Protocol):
+    """One watched mailbox, opened for a pass."""
+
+    def prepare(self, mailbox: MailboxSettings) -> int:
+        """Make the processed and quarantine folders if missing, select the watched folder
+        read-write, and return its UIDVALIDITY."""
+        ...
+
+    def list_uids(self) -> list[int]:
+        """Every message in the watched folder, deleted ones excluded, lowest UID first."""
+        ...
+
+    def fetch(self, uids: Sequence[int], max_bytes: int) -> Iterator[FetchedMessage]:
+        """The messages of `uids` still there, unread flags untouched; above `max_bytes`,
+        the headers alone (`truncated`)."""
+        ...
+
+    def move(self, uids: Sequence[int], folder: str) -> None:
+        """Move `uids` from the watched folder to `folder`."""
+        ...
+
+
+# Opens a mailbox for a pass, as of an instant (an OAuth2 token is taken as of it).
+MailboxOpener = Callable[[MailboxSettings, datetime], AbstractContextManager[Mailbox]]
+
+
+def imap_opener(server: ServerSettings, logins: Logins) -> MailboxOpener:
+    def open_mailbox(mailbox: MailboxSettings, now: datetime) -> ImapMailbox:
+        return ImapMailbox(server, logins.imap(mailbox), now)
+
+    return open_mailbox
+
+
+def _aware(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class ImapMailbox:
+    """One logged-in IMAP session on one mailbox; use as a context manager. `now` is the
+    instant of the login (an OAuth2 token is taken or renewed as of it)."""
+
+    def __init__(self, server: ServerSettings, login: Login, now: datetime) -> None:
+        self._server = server
+        self._login = login
+        self._now = now
+        self._client: IMAPClient | None = None
+        self.has_move = False
+
+    def __enter__(self) -> ImapMailbox:
+        server = self._server
+        try:
+            client = IMAPClient(
+                server.host,
+                port=server.port,
+                ssl=server.tls == "tls",
+                ssl_context=server.tls_context() if server.tls == "tls" else None,
+                timeout=server.timeout_seconds,
+            )
+            if server.tls == "starttls":
+                client.starttls(server.tls_context())
+            login_imap(client, self._login, self._now)
+        except (OSError, IMAPClientError, ssl.SSLError) as exc:
+            raise ImapError(
+                f"IMAP {server.host}:{server.port} as {self._login.user}: {exc}"
+            ) from exc
+        except TokenError as exc:
+            raise ImapError(f"IMAP as {self._login.user}: no OAuth2 token: {exc}") from exc
+        client.normalise_times = False
+        self.has_move = client.has_capability("MOVE")
+        self._client = client
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._client is not None:
+            with contextlib.suppress(OSError, IMAPClientError):
+                self._client.logout()
+            self._client = None
+
+    @property
+    def client(self) -> IMAPClient:
+        if self._client is None:
+            raise ImapError("not connected")
+        return self._client
+
+    def prepare(self, mailbox: MailboxSettings) -> int:
+        self.ensure_folder(mailbox.processed_folder)
+        self.ensure_folder(mailbox.quarantine_folder)
+        return self.select(mailbox.folder)
+
+    def select(self, folder: str) -> int:
+        """Select `folder` read-write; returns its UIDVALIDITY."""
+        try:
+            info = self.client.select_folder(folder)
+        except IMAPClientError as exc:
+            raise ImapError(f"cannot select folder {folder!r}: {exc}") from exc
+        return int(info[b"UIDVALIDITY"])
+
+    def ensure_folder(self, folder: str) -> None:
+        try:
+            if not self.client.folder_exists(folder):
+                self.client.create_folder(folder)
+                log.info("created IMAP folder %s", folder)
+        except IMAPClientError as exc:
+            raise ImapError(f"cannot create folder {folder!r}: {exc}") from exc
+
+    def list_uids(self) -> list[int]:
+        """Every message in the selected folder, deleted ones excluded, lowest UID first."""
+        try:
+            found = self.client.search(["NOT", "DELETED"])
+        except (OSError, IMAPClientError) as exc:
+            raise ImapError(f"cannot list the folder: {exc}") from exc
+        return sorted(int(uid) for uid in found)
+
+    def fetch(self, uids: Sequence[int], max_bytes: int) -> Iterator[FetchedMessage]:
+        """Fetch `uids` with BODY.PEEK (never sets \\Seen); an oversized one as headers only."""
+        if not uids:
+            return
+        try:
+            meta = self.client.fetch(list(uids), ["INTERNALDATE", "RFC822.SIZE"])
+            small = [
+                uid for uid in uids if uid in meta and int(meta[uid][b"RFC822.SIZE"]) <= max_bytes
+            ]
+            large = [uid for uid in uids if uid in meta and uid not in small]
+            bodies = self.client.fetch(small, ["BODY.PEEK[]"]) if small else {}
+            headers = self.client.fetch(large, ["BODY.PEEK[HEADER]"]) if large else {}
+        except (OSError, IMAPClientError) as exc:
+            # A server that closes the session (its token expired) ends this pass for the
+            # mailbox; what was stored is kept and the next pass logs in again.
+            raise ImapError(f"cannot fetch {len(uids)} message(s): {exc}") from exc
+        for uid in uids:
+            if uid not in meta:
+                continue  # expunged meanwhile by someone else
+            size = int(meta[uid][b"RFC822.SIZE"])
+            when = _aware(meta[uid][b"INTERNALDATE"])
+            if uid in bodies:
+                yield FetchedMessage(uid, when, size, bytes(bodies[uid][b"BODY[]"]), False)
+            elif uid in headers:
+                yield FetchedMessage(uid, when, size, bytes(headers[uid][b"BODY[HEADER]"]), True)
+
+    def move(self, uids: Sequence[int], folder: str) -> None:
+        """Move `uids` out of the selected folder: MOVE, else COPY + \\Deleted + UID EXPUNGE."""
+        if not uids:
+            return
+        try:
+            if self.has_move:
+                self.client.move(list(uids), folder)
+            else:
+                self.client.copy(list(uids), folder)
+                self.client.add_flags(list(uids), [b"\\Deleted"], silent=True)
+                # UID EXPUNGE touches only these messages, never someone else's deletions.
+                self.client.uid_expunge(list(uids))
+        except (OSError, IMAPClientError) as exc:
+            raise ImapError(f"cannot move {len(uids)} message(s) to {folder!r}: {exc}") from exc
+
+    def noop(self) -> None:
+        self.client.noop()

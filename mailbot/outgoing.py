@@ -1,0 +1,329 @@
+"""Every message mailbot sends is built and queued here, and only here.
+
+Three shapes: the acknowledgement to a citizen, a staff member's words relayed to a citizen,
+and automatic mail to staff (notices, forwarded follow-ups, held notices, confirmations,
+command errors, reminders, escalations, digests, the brake's and the failures' notices). Each
+gets its Message-ID once, here (a signed thread token when it concerns a ticket, so a reply to
+it finds the ticket), is rendered from `templates/`, and becomes one outbox row written on the
+caller's connection, in the transaction that decided it. A dedupe key per message makes every
+queueing safe to repeat; the sender (mailbot/outbox.py) sends the rows.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from email.message import EmailMessage
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from mailbot import tokens
+from mailbot.context import App
+from mailbot.db import outbox as outbox_rows
+from mailbot.db import tickets as ticket_rows
+from mailbot.db.inbound import citizen_thread
+from mailbot.db.tickets import TicketRow
+from mailbot.parse import InboundMail, flatten
+from mailbot.render import Envelope, Rendered, compose, compose_staff_mail
+from mailbot.settings import MailboxSettings
+from mailbot.text import strip_reply_prefix
+
+MAX_RELAYED_ATTACHMENT_BYTES = 15 * 1024 * 1024
+
+
+def message_id(app: App, ref: str | None, kind: str = "internal") -> str:
+    """A new Message-ID: with a signed token for ticket `ref`, else ``<mb-KIND.NONCE@domain>``."""
+    domain = app.settings.organisation.message_id_domain
+    if ref is None:
+        return f"<mb-{kind}.{tokens.new_nonce()}@{domain}>"
+    return tokens.make_message_id(app.signing_key, ref, tokens.new_nonce(), domain)
+
+
+def _queue(
+    connection: Connection,
+    app: App,
+    message: EmailMessage,
+    *,
+    message_id: str,
+    purpose: str,
+    key: str,
+    recipient: str,
+    envelope_from: str,
+    ticket_id: int | None,
+    now: datetime,
+) -> int | None:
+    return outbox_rows.queue_message(
+        connection,
+        ticket_id=ticket_id,
+        purpose=purpose,
+        dedupe_key=key,
+        message_id=message_id,
+        envelope_from=envelope_from,
+        recipient=recipient,
+        raw=message.as_bytes(),
+        now=now,
+    )
+
+
+# --- to citizens ---------------------------------------------------------------------------
+
+
+def acknowledgement(
+    connection: Connection,
+    app: App,
+    mailbox: MailboxSettings,
+    ticket: TicketRow,
+    mail: InboundMail,
+    inbound_id: int,
+    now: datetime,
+) -> None:
+    """The acknowledgement of a new ticket, threaded under the citizen's message."""
+    settings = app.settings
+    english = settings.language.english_policy == "detected_english" and ticket.language == "en"
+    rendered = app.renderer.render(
+        "acknowledgement",
+        {
+            "ticket": ticket,
+            "org": settings.organisation,
+            "mailbox": mailbox,
+            "is_complaint": ticket.category == "complaint",
+            "english": english or ticket.english_allowed,
+        },
+    )
+    new_id = message_id(app, ticket.ref)
+    envelope = Envelope(
+        from_address=mailbox.address,
+        from_name=mailbox.display_name,
+        to_address=ticket.requester,
+        to_name=ticket.requester_name,
+        message_id=new_id,
+        date=now,
+        in_reply_to=mail.message_id,
+        references=tuple(item for item in (*mail.references, mail.message_id) if item),
+    )
+    message = compose(
+        envelope,
+        rendered,
+        auto_submitted="auto-replied",
+        loop_token=settings.organisation.message_id_domain,
+    )
+    row = _queue(
+        connection,
+        app,
+        message,
+        message_id=new_id,
+        purpose="acknowledgement",
+        key=f"ack:{ticket.ref}",
+        recipient=ticket.requester,
+        envelope_from=settings.smtp.bounce_address,
+        ticket_id=ticket.id,
+        now=now,
+    )
+    ticket_rows.add_event(
+        connection,
+        ticket.id,
+        now,
+        "acknowledgement_queued",
+        new_id,
+        inbound_id=inbound_id,
+        outbox_id=row,
+    )
+
+
+def relay(
+    connection: Connection,
+    app: App,
+    ticket: TicketRow,
+    text: str,
+    *,
+    raw: bytes,
+    author: str,
+    inbound_id: int,
+    staff_message_id: str,
+    purpose: str,
+    now: datetime,
+) -> None:
+    """A staff member's words to the citizen, from the queue's official address, threaded
+    under the citizen's messages, with the staff member's attachments."""
+    queue = app.settings.queue_for(ticket.category, ticket.mailbox)
+    citizen_ids, our_ids = citizen_thread(connection, ticket.id)
+    rendered = app.renderer.render(
+        "reply",
+        {
+            "ticket": ticket,
+            "text": text.rstrip(),
+            "subject": strip_reply_prefix(ticket.subject),
+            "queue": queue,
+            "org": app.settings.organisation,
+        },
+    )
+    new_id = message_id(app, ticket.ref)
+    envelope = Envelope(
+        from_address=queue.address,
+        from_name=queue.display_name,
+        to_address=ticket.requester,
+        to_name=ticket.requester_name,
+        message_id=new_id,
+        date=now,
+        in_reply_to=citizen_ids[-1] if citizen_ids else "",
+        references=(*citizen_ids, *our_ids),
+    )
+    message = compose(
+        envelope,
+        rendered,
+        auto_submitted=None,
+        loop_token=app.settings.organisation.message_id_domain,
+    )
+    attached = copy_attachments(raw, message)
+    key = f"relay:{staff_message_id or inbound_id}"
+    row = _queue(
+        connection,
+        app,
+        message,
+        message_id=new_id,
+        purpose=purpose,
+        key=key,
+        recipient=ticket.requester,
+        envelope_from=queue.address,
+        ticket_id=ticket.id,
+        now=now,
+    )
+    if row is None:
+        kind, detail = "reply_duplicate", f"already relayed ({key})"
+    else:
+        kind, detail = f"{purpose}_queued", f"{len(text)} characters, {attached} bytes attached"
+    ticket_rows.add_event(
+        connection, ticket.id, now, kind, detail, actor=author, inbound_id=inbound_id, outbox_id=row
+    )
+
+
+# --- to staff ------------------------------------------------------------------------------
+
+
+def staff_message(
+    connection: Connection,
+    app: App,
+    rendered: Rendered,
+    *,
+    queue: MailboxSettings,
+    recipient: str,
+    key: str,
+    purpose: str,
+    ref: str | None,
+    ticket_id: int | None,
+    now: datetime,
+    kind: str = "internal",
+    in_reply_to: str = "",
+    attachments_from: bytes | None = None,
+) -> int | None:
+    """One automatic message to one staff member, from and Reply-To the queue; with `ref`
+    its Message-ID carries the ticket's signed token, so a reply to it acts on the ticket.
+    None when `key` was queued already."""
+    new_id = message_id(app, ref, kind)
+    message = compose_staff_mail(
+        rendered,
+        queue=queue,
+        recipient=recipient,
+        message_id=new_id,
+        now=now,
+        purpose=purpose,
+        loop_token=app.settings.organisation.message_id_domain,
+        in_reply_to=in_reply_to,
+    )
+    if attachments_from is not None:
+        copy_attachments(attachments_from, message)
+    return _queue(
+        connection,
+        app,
+        message,
+        message_id=new_id,
+        purpose=purpose,
+        key=key,
+        recipient=recipient,
+        envelope_from=app.settings.smtp.bounce_address,
+        ticket_id=ticket_id,
+        now=now,
+    )
+
+
+def to_staff(
+    connection: Connection,
+    app: App,
+    *,
+    template: str,
+    values: Mapping[str, Any],
+    queue: MailboxSettings,
+    recipients: Sequence[str],
+    purpose: str,
+    dedupe: str,
+    now: datetime,
+    ticket: TicketRow | None = None,
+    in_reply_to: str = "",
+    attachments_from: bytes | None = None,
+    event: str | None = None,
+    inbound_id: int | None = None,
+) -> list[int]:
+    """The template `template` (plain text) to each of `recipients`, one row each under the
+    key ``{dedupe}:{recipient}``. With `event`, the ticket's log records it with the
+    recipients."""
+    rendered = app.renderer.render(
+        template,
+        {"queue": queue, "org": app.settings.organisation, "ticket": ticket, **values},
+        with_html=False,
+    )
+    queued: list[int] = []
+    for recipient in dict.fromkeys(r.lower() for r in recipients):
+        row = staff_message(
+            connection,
+            app,
+            rendered,
+            queue=queue,
+            recipient=recipient,
+            key=f"{dedupe}:{recipient}",
+            purpose=purpose,
+            ref=ticket.ref if ticket else None,
+            ticket_id=ticket.id if ticket else None,
+            now=now,
+            in_reply_to=in_reply_to,
+            attachments_from=attachments_from,
+        )
+        if row is not None:
+            queued.append(row)
+    if event is not None and ticket is not None:
+        ticket_rows.add_event(
+            connection,
+            ticket.id,
+            now,
+            event,
+            ", ".join(recipients),
+            inbound_id=inbound_id,
+            outbox_id=queued[0] if queued else None,
+        )
+    return queued
+
+
+def copy_attachments(raw: bytes, message: EmailMessage) -> int:
+    """Attach the files of the message `raw` to `message` (up to a total size); returns the
+    bytes attached. The sender's file name is flattened, never used as a path."""
+    if b"attachment" not in raw.lower():
+        return 0
+    original = email.message_from_bytes(raw, policy=email.policy.default)
+    total = 0
+    for part in original.walk():
+        if part.is_multipart() or part.get_content_disposition() != "attachment":
+            continue
+        payload = part.get_payload(decode=True)
+        if not isinstance(payload, bytes):
+            continue
+        if total + len(payload) > MAX_RELAYED_ATTACHMENT_BYTES:
+            break
+        total += len(payload)
+        maintype, _, subtype = part.get_content_type().partition("/")
+        filename = flatten(part.get_filename() or "piece-jointe", 200).replace("/", "_")
+        message.add_attachment(
+            payload, maintype=maintype, subtype=subtype or "octet-stream", filename=filename
+        )
+    return total

@@ -1,0 +1,154 @@
+"""The relay mailbot sends through: the `Sender` interface, and its SMTP implementation.
+
+The outbox (mailbot/outbox.py) talks only to `Sender`: open a session, send one message at a
+time, learn its outcome. `SmtpSender` does it with aiosmtplib over one connection per session;
+tests pass an in-memory one.
+
+Outcomes: ``sent`` only after the server's 2xx at the end of DATA; ``retry`` for a 4xx, a
+connection error or a timeout (also after the final dot: the retry keeps the Message-ID);
+``failed`` for a permanent refusal (5xx); ``held`` when the relay cannot carry the message at
+all (an internationalised address without SMTPUTF8): a person must answer another way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, Protocol
+
+import aiosmtplib
+
+from mailbot.errors import ServerError, SmtpError
+from mailbot.logins import Login, Logins, login_smtp
+from mailbot.settings import SmtpSettings
+
+log = logging.getLogger(__name__)
+
+Outcome = Literal["sent", "retry", "failed", "held"]
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    outcome: Outcome
+    error: str = ""  # the server's words; may name the recipient, so never logged whole
+
+
+class SenderSession(Protocol):
+    def send(self, envelope_from: str, recipient: str, raw: bytes) -> SendResult:
+        """Send one message; a session that cannot reach the relay again raises SmtpError."""
+        ...
+
+
+class Sender(Protocol):
+    def session(self, now: datetime) -> AbstractContextManager[SenderSession]:
+        """A connected, logged-in session; SmtpError when the relay cannot be reached."""
+        ...
+
+
+class SmtpSender:
+    """aiosmtplib over one connection per session, reconnecting when the server drops it."""
+
+    def __init__(self, settings: SmtpSettings, logins: Logins) -> None:
+        self._settings = settings
+        self._logins = logins
+
+    @contextmanager
+    def session(self, now: datetime) -> Iterator[SmtpSession]:
+        loop = asyncio.new_event_loop()
+        session = SmtpSession(self._settings, self._logins.smtp(), now, loop)
+        try:
+            session.connect()
+            yield session
+        finally:
+            session.close()
+            loop.close()
+
+
+class SmtpSession:
+    def __init__(
+        self,
+        settings: SmtpSettings,
+        login: Login | None,
+        now: datetime,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self._settings = settings
+        self._login = login
+        self._now = now
+        self._loop = loop
+        self._smtp = smtp_client(settings)
+
+    def connect(self) -> None:
+        """Connect and log in; SmtpError (naming the server, never a secret) when it fails."""
+        try:
+            self._loop.run_until_complete(connect_smtp(self._smtp, self._login, self._now))
+        except (TimeoutError, aiosmtplib.SMTPException, OSError, ServerError) as exc:
+            self._smtp.close()
+            where = f"{self._settings.host}:{self._settings.port}"
+            raise SmtpError(f"SMTP {where}: {type(exc).__name__}: {exc}") from exc
+
+    def send(self, envelope_from: str, recipient: str, raw: bytes) -> SendResult:
+        if not self._smtp.is_connected:
+            self.connect()
+        return self._loop.run_until_complete(_send(self._smtp, envelope_from, recipient, raw))
+
+    def close(self) -> None:
+        if not self._smtp.is_connected:
+            return
+        try:
+            self._loop.run_until_complete(self._smtp.quit())
+        except (TimeoutError, aiosmtplib.SMTPException, OSError):
+            self._smtp.close()
+
+
+def smtp_client(settings: SmtpSettings) -> aiosmtplib.SMTP:
+    """A client for the relay; `connect_smtp` connects and logs it in."""
+    return aiosmtplib.SMTP(
+        hostname=settings.host,
+        port=settings.port,
+        timeout=settings.timeout_seconds,
+        use_tls=settings.tls == "tls",
+        start_tls=settings.tls == "starttls",
+        tls_context=settings.tls_context() if settings.tls != "none" else None,
+    )
+
+
+async def connect_smtp(smtp: aiosmtplib.SMTP, login: Login | None, now: datetime) -> None:
+    await smtp.connect()
+    await login_smtp(smtp, login, now)
+
+
+async def _send(
+    smtp: aiosmtplib.SMTP, envelope_from: str, recipient: str, raw: bytes
+) -> SendResult:
+    # An internationalised address can only travel over SMTPUTF8 (RFC 6531).
+    utf8 = not (recipient.isascii() and envelope_from.isascii())
+    try:
+        errors, _response = await smtp.sendmail(
+            envelope_from, [recipient], raw, mail_options=["SMTPUTF8"] if utf8 else []
+        )
+    except aiosmtplib.SMTPNotSupported as exc:
+        return SendResult("held", f"not supported by the relay: {exc}")
+    except aiosmtplib.SMTPRecipientsRefused as exc:
+        return _refusal(exc.recipients)
+    except aiosmtplib.SMTPResponseException as exc:
+        return SendResult("failed" if exc.code >= 500 else "retry", f"{exc.code} {exc.message}")
+    except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
+        return SendResult("retry", f"{type(exc).__name__}: {exc}")
+    return SendResult("sent") if not errors else _refusal(errors)
+
+
+def _refusal(recipients: object) -> SendResult:
+    if isinstance(recipients, dict):
+        items = [(str(k), v) for k, v in recipients.items()]
+        codes = [getattr(v, "code", 0) or (v[0] if isinstance(v, tuple) else 0) for _, v in items]
+        text = "; ".join(f"{k}: {v}" for k, v in items)
+    else:
+        codes = [getattr(item, "code", 0) for item in recipients]  # type: ignore[attr-defined]
+        text = "; ".join(str(item) for item in recipients)  # type: ignore[attr-defined]
+    permanent = bool(codes) and all(int(code) >= 500 for code in codes)
+    return SendResult("failed" if permanent else "retry", f"recipient refused: {text}")

@@ -1,0 +1,353 @@
+"""Staff work from their mail client: a staff reply is authenticated, cut, its commands
+applied in order and its text relayed to the citizen, all or nothing.
+
+A staff message reaches a citizen only when all of these hold: the sender's strictly parsed
+address is staff, the ministry's receiving server vouches for it (one Authentication-Results
+verdict with its server id and no failure in it, or the Exchange Online tenant's own
+headers), and it answers one of our messages carrying the ticket's signed token (the
+classifier's verdict names the ticket only then). Anything short of that is held, the queue's
+staff are told, and nothing is relayed. Everything runs on the caller's connection, in the
+inbound message's transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from mailbot import citizens, commands, outgoing
+from mailbot.context import App
+from mailbot.db import inbound as inbound_rows
+from mailbot.db import tickets as ticket_rows
+from mailbot.db.tickets import TicketRow
+from mailbot.exchange import check_exchange_origin
+from mailbot.parse import InboundMail, parse_message
+from mailbot.render import INTERNAL_MARKER
+from mailbot.settings import MailboxSettings
+from mailbot.staff import (
+    Command,
+    CommandName,
+    StaffMessage,
+    check_authentication,
+    extract_new_text,
+    parse_commands,
+)
+from mailbot.states import MessageState
+
+log = logging.getLogger(__name__)
+
+CONFIRM_WORDS = frozenset({"confirmer", "confirm", "#confirmer", "#confirm"})
+UNCERTAIN_CUT = "uncertain_cut"
+
+
+@dataclass(frozen=True, slots=True)
+class StaffOutcome:
+    """What became of the staff message: its stored state, reason and flags."""
+
+    state: MessageState
+    reason: str
+    flags: tuple[str, ...] = ()
+
+
+class _NeedsConfirmation(Exception):
+    """The commands are valid but the cut is doubtful: nothing applies until `confirmer`."""
+
+
+def authenticate(app: App, mail: InboundMail, ticket: TicketRow | None) -> list[str]:
+    """Every reason this message may not act on a ticket as staff (empty: it may)."""
+    if mail.sender is None:
+        return ["the sender address does not parse strictly"]
+    if mail.from_address is None or mail.from_address.address != mail.sender.address:
+        return ["the From header names more than one address"]
+    reasons = []
+    if ticket is None:
+        reasons.append("no signed link to a ticket (not a reply to one of our messages)")
+    organisation = app.settings.organisation
+    verdict = (
+        check_exchange_origin(mail.headers, organisation.tenant_id)
+        if organisation.staff_authentication == "exchange_online"
+        else check_authentication(mail.headers, mail.sender.domain, organisation.authserv_id)
+    )
+    if not verdict.passed:
+        reasons.extend(f"authentication: {reason}" for reason in verdict.reasons)
+    return reasons
+
+
+def handle(
+    connection: Connection,
+    app: App,
+    mailbox: MailboxSettings,
+    ticket: TicketRow | None,
+    mail: InboundMail,
+    raw: bytes,
+    inbound_id: int,
+    now: datetime,
+) -> StaffOutcome:
+    reasons = authenticate(app, mail, ticket)
+    if reasons or ticket is None or mail.sender is None:
+        citizens.hold_for_review(connection, app, mailbox, ticket, mail, inbound_id, reasons, now)
+        return StaffOutcome(MessageState.HELD, "staff message held: " + "; ".join(reasons))
+    sender = mail.sender.address
+    extracted = extract_new_text(mail.text, internal_markers=(INTERNAL_MARKER,))
+    first_line = next(iter(extracted.text.strip().splitlines()), "").strip().lower()
+    if first_line in CONFIRM_WORDS:
+        return _confirm_held_reply(connection, app, ticket, sender, inbound_id, now)
+    parsed = parse_commands(extracted.text)
+    if parsed.errors:
+        return _reject(
+            connection,
+            app,
+            ticket,
+            sender,
+            list(parsed.errors),
+            inbound_id,
+            now,
+            mail.message_id,
+        )
+    return _act(
+        connection,
+        app,
+        ticket,
+        parsed,
+        certain=extracted.certain,
+        cut_by=extracted.cut_by,
+        raw=raw,
+        sender=sender,
+        inbound_id=inbound_id,
+        reply_message_id=mail.message_id,
+        now=now,
+    )
+
+
+def _act(
+    connection: Connection,
+    app: App,
+    ticket: TicketRow,
+    parsed: StaffMessage,
+    *,
+    certain: bool,
+    cut_by: str,
+    raw: bytes,
+    sender: str,
+    inbound_id: int,
+    reply_message_id: str,
+    now: datetime,
+) -> StaffOutcome:
+    """Apply a staff reply: its commands in order, then its text relayed. All of it or
+    nothing: a refused command, a doubtful cut or a relay that cannot be built undoes the
+    rest (the savepoint), and the sender is told."""
+    text_for_citizen, hold = text_for_citizen_of(parsed)
+    try:
+        with connection.begin_nested():
+            commands.apply_in_order(
+                connection, app, ticket, parsed.commands, sender, inbound_id, now
+            )
+            if text_for_citizen and not certain:
+                raise _NeedsConfirmation
+            if CommandName.NOTE in {command.name for command in parsed.commands}:
+                ticket_rows.add_event(
+                    connection,
+                    ticket.id,
+                    now,
+                    "note",
+                    parsed.body,
+                    actor=sender,
+                    inbound_id=inbound_id,
+                )
+            if text_for_citizen:
+                outgoing.relay(
+                    connection,
+                    app,
+                    ticket_rows.ticket_by_id(connection, ticket.id) or ticket,
+                    text_for_citizen,
+                    raw=raw,
+                    author=sender,
+                    inbound_id=inbound_id,
+                    staff_message_id=reply_message_id,
+                    purpose="hold_request" if hold else "reply",
+                    now=now,
+                )
+    except commands.Refused as refused:
+        return _reject(
+            connection, app, ticket, sender, [refused.refusal], inbound_id, now, reply_message_id
+        )
+    except _NeedsConfirmation:
+        _tell_sender(
+            connection,
+            app,
+            ticket,
+            sender,
+            "confirm",
+            {"text": text_for_citizen},
+            inbound_id,
+            now,
+            reply_message_id,
+        )
+        ticket_rows.add_event(
+            connection,
+            ticket.id,
+            now,
+            "reply_held_for_confirmation",
+            f"cut uncertain ({cut_by or 'no quote header found'})",
+            actor=sender,
+            inbound_id=inbound_id,
+        )
+        return StaffOutcome(
+            MessageState.HELD,
+            "reply held: the quoted history could not be cut with certainty; the sender was "
+            "asked to confirm",
+            flags=(UNCERTAIN_CUT,),
+        )
+    except Exception as exc:  # the reply cannot be relayed: its author must know, at once
+        log.exception("ticket %s: staff reply #%s could not be relayed", ticket.ref, inbound_id)
+        _tell_sender(
+            connection,
+            app,
+            ticket,
+            sender,
+            "relay_failed",
+            {"error": type(exc).__name__},
+            inbound_id,
+            now,
+            reply_message_id,
+        )
+        ticket_rows.add_event(
+            connection,
+            ticket.id,
+            now,
+            "relay_failed",
+            f"{type(exc).__name__}: nothing applied, the sender was told",
+            actor=sender,
+            inbound_id=inbound_id,
+        )
+        return StaffOutcome(
+            MessageState.HELD, f"staff reply could not be relayed ({type(exc).__name__})"
+        )
+    if not parsed.commands and not text_for_citizen:
+        ticket_rows.add_event(
+            connection,
+            ticket.id,
+            now,
+            "staff_message_empty",
+            "nothing to relay and no command",
+            actor=sender,
+            inbound_id=inbound_id,
+        )
+    return StaffOutcome(MessageState.PROCESSED, "staff message applied")
+
+
+def text_for_citizen_of(parsed: StaffMessage) -> tuple[str, Command | None]:
+    """What reaches the citizen: the hold's reason, then the body unless it is a note."""
+    names = {command.name for command in parsed.commands}
+    hold = next((c for c in parsed.commands if c.name is CommandName.HOLD), None)
+    body = "" if CommandName.NOTE in names else parsed.body
+    parts = (hold.argument if hold else "", body)
+    return "\n\n".join(part for part in parts if part), hold
+
+
+def _reject(
+    connection: Connection,
+    app: App,
+    ticket: TicketRow,
+    sender: str,
+    problems: list[Any],
+    inbound_id: int,
+    now: datetime,
+    in_reply_to: str,
+) -> StaffOutcome:
+    """Nothing applied: tell the sender which line and why."""
+    _tell_sender(
+        connection,
+        app,
+        ticket,
+        sender,
+        "command_error",
+        {"problems": problems},
+        inbound_id,
+        now,
+        in_reply_to,
+    )
+    detail = "; ".join(f"{problem.code}: {problem.line}" for problem in problems)
+    ticket_rows.add_event(
+        connection, ticket.id, now, "command_rejected", detail, actor=sender, inbound_id=inbound_id
+    )
+    return StaffOutcome(MessageState.PROCESSED, "command error answered to the sender")
+
+
+def _tell_sender(
+    connection: Connection,
+    app: App,
+    ticket: TicketRow,
+    sender: str,
+    template: str,
+    values: dict[str, object],
+    inbound_id: int,
+    now: datetime,
+    in_reply_to: str,
+) -> None:
+    outgoing.to_staff(
+        connection,
+        app,
+        template=template,
+        values=values,
+        queue=app.settings.queue_for(ticket.category, ticket.mailbox),
+        recipients=(sender,),
+        ticket=ticket,
+        purpose=f"staff_{template}",
+        dedupe=f"{template}:{inbound_id}",
+        now=now,
+        in_reply_to=in_reply_to,
+    )
+
+
+def _confirm_held_reply(
+    connection: Connection,
+    app: App,
+    ticket: TicketRow,
+    sender: str,
+    inbound_id: int,
+    now: datetime,
+) -> StaffOutcome:
+    """Apply the sender's latest reply on this ticket that was held for confirmation."""
+    for held in inbound_rows.held_for_confirmation(connection, ticket.id):
+        original = parse_message(held.raw)
+        if original.sender is None or original.sender.address != sender:
+            continue
+        extracted = extract_new_text(original.text, internal_markers=(INTERNAL_MARKER,))
+        outcome = _act(
+            connection,
+            app,
+            ticket,
+            parse_commands(extracted.text),
+            certain=True,
+            cut_by=extracted.cut_by,
+            raw=held.raw,
+            sender=sender,
+            inbound_id=held.id,
+            reply_message_id=original.message_id,
+            now=now,
+        )
+        if outcome.state != MessageState.PROCESSED:
+            return outcome
+        inbound_rows.record_outcome(
+            connection,
+            held.id,
+            state=MessageState.PROCESSED,
+            reason=f"confirmed by the sender (inbound #{inbound_id})",
+            flags=UNCERTAIN_CUT,
+        )
+        ticket_rows.add_event(
+            connection,
+            ticket.id,
+            now,
+            "reply_confirmed",
+            f"inbound #{held.id}",
+            actor=sender,
+            inbound_id=inbound_id,
+        )
+        return StaffOutcome(MessageState.PROCESSED, f"confirmed held reply #{held.id}")
+    return StaffOutcome(MessageState.PROCESSED, "confirmation with no held reply to confirm")

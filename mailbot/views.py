@@ -1,0 +1,84 @@
+"""The JSON shapes people read: a ticket, its detail, a quarantined message (pure).
+
+Instants are ISO 8601 with their offset (UTC as stored); dates are YYYY-MM-DD. One definition
+of each shape, used by the CLI, the demo and the exports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime
+from typing import Any
+
+
+def instant(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def day(value: date | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def ticket_json(ticket: Mapping[Any, Any]) -> dict[str, Any]:
+    """The public JSON shape of a ticket."""
+    return {
+        "ref": ticket["ref"],
+        "mailbox": ticket["mailbox"],
+        "category": ticket["category"],
+        "status": ticket["status"],
+        "requester": ticket["requester"],
+        "language": ticket["language"],
+        "subject": ticket["subject"],
+        "received_at": instant(ticket["received_at"]),
+        "receipt_date": day(ticket["receipt_date"]),
+        "due_date": day(ticket["due_date"]),
+        "acknowledged_at": instant(ticket["acknowledged_at"]),
+        "answered_at": instant(ticket["answered_at"]),
+        "closed_at": instant(ticket["closed_at"]),
+        "assignee": ticket["assignee"],
+    }
+
+
+def deadline_json(deadline: Mapping[Any, Any]) -> dict[str, Any]:
+    return {
+        "commitment": deadline["commitment"],
+        "clock_start": day(deadline["clock_start"]),
+        "due_date": day(deadline["due_date"]),
+        "due_at": instant(deadline["due_at"]),
+        "met_at": instant(deadline["met_at"]),
+        "days_on_hold": deadline["days_on_hold"],
+    }
+
+
+def message_json(message: Mapping[Any, Any]) -> dict[str, Any]:
+    return {
+        "id": message["id"],
+        "message_id": message["message_id"],
+        "received_at": instant(message["internal_date"]),
+        "state": message["state"],
+        "kind": message["kind"],
+        "rules": message["rules"].split(",") if message["rules"] else [],
+        "flags": message["flags"].split(",") if message["flags"] else [],
+        "reason": message["reason"],
+    }
+
+
+def event_json(event: Mapping[Any, Any]) -> dict[str, Any]:
+    return {
+        "at": instant(event["at"]),
+        "kind": event["kind"],
+        "actor": event["actor"],
+        "detail": event["detail"],
+    }
+
+
+def ticket_detail_json(
+    ticket: Mapping[Any, Any], history: Mapping[str, Sequence[Mapping[Any, Any]]]
+) -> dict[str, Any]:
+    """A ticket with its deadlines, messages (with the rules that fired) and events."""
+    return {
+        **ticket_json(ticket),
+        "deadlines": [deadline_json(d) for d in history["deadlines"]],
+        "messages": [message_json(m) for m in history["messages"]],
+        "events": [event_json(e) for e in history["events"]],
+    }
