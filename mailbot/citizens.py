@@ -33,6 +33,21 @@ log = logging.getLogger(__name__)
 OVERSIZED = "oversized"
 
 
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """An inbound message as stored: what the stages after storage act on."""
+
+    mailbox: MailboxSettings  # where it arrived
+    mail: InboundMail
+    raw: bytes
+    inbound_id: int
+    received_at: datetime  # the server's arrival instant (INTERNALDATE)
+
+    @property
+    def sender(self) -> str | None:
+        return self.mail.from_address.address if self.mail.from_address else None
+
+
 def staff_recipients(settings: Settings, ticket: TicketRow) -> tuple[str, ...]:
     """Who works a ticket: its assignee, else its queue's staff."""
     if ticket.assignee:
@@ -61,24 +76,70 @@ def automatic_mail_blocked(
 def acknowledge(
     connection: Connection,
     app: App,
-    mailbox: MailboxSettings,
     ticket: TicketRow,
-    mail: InboundMail,
-    inbound_id: int,
+    arrival: Arrival,
     now: datetime,
+    *,
+    automatic: bool,
 ) -> None:
-    """Queue the acknowledgement, or record why none may go."""
-    blocked = automatic_mail_blocked(connection, app, ticket.requester, now)
+    """Queue the acknowledgement of a new ticket, or record why none may go (`automatic`:
+    the message is automatic mail, which is never answered)."""
+    blocked = (
+        "automatic message: no automatic answer"
+        if automatic
+        else automatic_mail_blocked(connection, app, ticket.requester, now)
+    )
     if blocked is None:
-        outgoing.acknowledgement(connection, app, mailbox, ticket, mail, inbound_id, now)
+        outgoing.acknowledgement(
+            connection, app, arrival.mailbox, ticket, arrival.mail, arrival.inbound_id, now
+        )
         return
     ticket_rows.add_event(
-        connection, ticket.id, now, "acknowledgement_withheld", blocked, inbound_id=inbound_id
-    )
-    log.warning(
-        "acknowledgement withheld: %s",
+        connection,
+        ticket.id,
+        now,
+        "acknowledgement_withheld",
         blocked,
-        extra=log_fields(mailbox=mailbox.name, ref=ticket.ref, inbound=inbound_id),
+        inbound_id=arrival.inbound_id,
+    )
+    if not automatic:
+        log.warning(
+            "acknowledgement withheld: %s",
+            blocked,
+            extra=log_fields(
+                mailbox=arrival.mailbox.name, ref=ticket.ref, inbound=arrival.inbound_id
+            ),
+        )
+
+
+def _to_workers(
+    connection: Connection,
+    app: App,
+    ticket: TicketRow,
+    arrival: Arrival,
+    now: datetime,
+    *,
+    template: str,
+    values: dict[str, object],
+    purpose: str,
+    dedupe: str,
+    event: str,
+) -> None:
+    """The citizen's message, with its text and attachments, to whoever works the ticket."""
+    outgoing.to_staff(
+        connection,
+        app,
+        template=template,
+        values={"subject": arrival.mail.subject, "text": arrival.mail.text, **values},
+        queue=app.settings.queue_for(ticket.category, ticket.mailbox),
+        recipients=staff_recipients(app.settings, ticket),
+        ticket=ticket,
+        purpose=purpose,
+        dedupe=dedupe,
+        now=now,
+        attachments_from=arrival.raw if arrival.mail.attachments else None,
+        event=event,
+        inbound_id=arrival.inbound_id,
     )
 
 
@@ -86,45 +147,34 @@ def notify_new_ticket(
     connection: Connection,
     app: App,
     ticket: TicketRow,
-    mail: InboundMail,
-    raw: bytes,
-    inbound_id: int,
+    arrival: Arrival,
     now: datetime,
     *,
     reason: str = "",
 ) -> None:
     """Send the queue's staff (or the assignee) the request itself, with its attachments."""
-    queue = app.settings.queue_for(ticket.category, ticket.mailbox)
-    to = staff_recipients(app.settings, ticket)
-    if not to:
+    if not staff_recipients(app.settings, ticket):
+        queue = app.settings.queue_for(ticket.category, ticket.mailbox)
         ticket_rows.add_event(
             connection,
             ticket.id,
             now,
             "notice_skipped",
             f"queue {queue.name} has no staff address configured",
-            inbound_id=inbound_id,
+            inbound_id=arrival.inbound_id,
         )
         return
-    outgoing.to_staff(
+    _to_workers(
         connection,
         app,
+        ticket,
+        arrival,
+        now,
         template="notice",
-        values={
-            "subject": mail.subject,
-            "text": mail.text,
-            "attachments": mail.attachments,
-            "reason": reason,
-        },
-        queue=queue,
-        recipients=to,
-        ticket=ticket,
+        values={"attachments": arrival.mail.attachments, "reason": reason},
         purpose="notice",
-        dedupe=f"notice:{ticket.ref}:{inbound_id}",
-        now=now,
-        attachments_from=raw if mail.attachments else None,
+        dedupe=f"notice:{ticket.ref}:{arrival.inbound_id}",
         event="notice_queued",
-        inbound_id=inbound_id,
     )
 
 
@@ -132,18 +182,21 @@ def follow_up(
     connection: Connection,
     app: App,
     ticket: TicketRow,
-    mail: InboundMail,
-    raw: bytes,
-    inbound_id: int,
-    *,
-    received_at: datetime,
-    reopen: bool,
+    arrival: Arrival,
     now: datetime,
+    *,
+    reopen: bool,
 ) -> None:
     """The requester wrote again: end a hold, reopen when `reopen` (decided by
     `tickets.decide`), and forward the message to whoever works the ticket."""
     hold_ended = clocks.end_hold(
-        connection, app, ticket, received_at, now, actor=ticket.requester, inbound_id=inbound_id
+        connection,
+        app,
+        ticket,
+        arrival.received_at,
+        now,
+        actor=ticket.requester,
+        inbound_id=arrival.inbound_id,
     )
     if reopen:
         ticket_rows.set_ticket_fields(
@@ -156,65 +209,52 @@ def follow_up(
             "reopened",
             "follow-up from the requester",
             actor=ticket.requester,
-            inbound_id=inbound_id,
+            inbound_id=arrival.inbound_id,
         )
     current = ticket_rows.ticket_by_id(connection, ticket.id) or ticket
-    to = staff_recipients(app.settings, current)
-    if not to:
+    if not staff_recipients(app.settings, current):
         return
-    outgoing.to_staff(
+    _to_workers(
         connection,
         app,
+        current,
+        arrival,
+        now,
         template="forward",
-        values={
-            "subject": mail.subject,
-            "text": mail.text,
-            "reopened": reopen,
-            "hold_ended": hold_ended,
-            "due_date": current.due_date,
-        },
-        queue=app.settings.queue_for(current.category, current.mailbox),
-        recipients=to,
-        ticket=current,
+        values={"reopened": reopen, "hold_ended": hold_ended, "due_date": current.due_date},
         purpose="forward",
-        dedupe=f"forward:{inbound_id}",
-        now=now,
-        attachments_from=raw if mail.attachments else None,
+        dedupe=f"forward:{arrival.inbound_id}",
         event="follow_up_forwarded",
-        inbound_id=inbound_id,
     )
 
 
 def hold_for_review(
     connection: Connection,
     app: App,
-    mailbox: MailboxSettings,
     ticket: TicketRow | None,
-    mail: InboundMail,
-    inbound_id: int,
+    arrival: Arrival,
     reasons: Sequence[str],
     now: datetime,
 ) -> None:
     """Keep the message, relay nothing, and tell the queue's staff why (never the sender)."""
-    queue = app.settings.queue_for(ticket.category, ticket.mailbox) if ticket else mailbox
-    sender = mail.from_address.address if mail.from_address else None
+    queue = app.settings.queue_for(ticket.category, ticket.mailbox) if ticket else arrival.mailbox
     outgoing.to_staff(
         connection,
         app,
         template="held",
         values={
             "ref": ticket.ref if ticket else None,
-            "sender": sender,
-            "subject": mail.subject,
+            "sender": arrival.sender,
+            "subject": arrival.mail.subject,
             "received_at": now.astimezone(app.calendar.zone).strftime("%Y-%m-%d %H:%M"),
-            "inbound_id": inbound_id,
+            "inbound_id": arrival.inbound_id,
             "reasons": list(reasons),
         },
         queue=queue,
         recipients=queue.staff,
         ticket=ticket,
         purpose="held_notice",
-        dedupe=f"held:{inbound_id}",
+        dedupe=f"held:{arrival.inbound_id}",
         now=now,
     )
     if ticket is not None:
@@ -224,14 +264,16 @@ def hold_for_review(
             now,
             "message_held",
             "; ".join(reasons),
-            actor=sender or "unknown",
-            inbound_id=inbound_id,
+            actor=arrival.sender or "unknown",
+            inbound_id=arrival.inbound_id,
         )
     log.warning(
         "inbound message held: %s",
         "; ".join(reasons),
         extra=log_fields(
-            mailbox=mailbox.name, inbound=inbound_id, ref=ticket.ref if ticket else None
+            mailbox=arrival.mailbox.name,
+            inbound=arrival.inbound_id,
+            ref=ticket.ref if ticket else None,
         ),
     )
 
@@ -320,18 +362,11 @@ def record_bounce(connection: Connection, bounce: Bounce, inbound_id: int, now: 
 
 
 def copy_reached_complaints(
-    connection: Connection,
-    app: App,
-    mailbox: MailboxSettings,
-    duplicate: Duplicate,
-    mail: InboundMail,
-    raw: bytes,
-    inbound_id: int,
-    now: datetime,
+    connection: Connection, app: App, duplicate: Duplicate, arrival: Arrival, now: datetime
 ) -> None:
     """A copy of a request reached a complaint mailbox (a blind copy): a complaint stays a
     complaint, so its ticket becomes one and the complaints staff receive it."""
-    if duplicate.ticket_id is None or mailbox.category != "complaint":
+    if duplicate.ticket_id is None or arrival.mailbox.category != "complaint":
         return
     ticket = ticket_rows.ticket_by_id(connection, duplicate.ticket_id)
     if ticket is None or ticket.category == "complaint":
@@ -342,12 +377,12 @@ def copy_reached_complaints(
         ticket,
         "complaint",
         actor="mailbot",
-        inbound_id=inbound_id,
+        inbound_id=arrival.inbound_id,
         now=now,
-        reason=f"the same message reached the {mailbox.name} mailbox",
+        reason=f"the same message reached the {arrival.mailbox.name} mailbox",
     )
     current = ticket_rows.ticket_by_id(connection, ticket.id) or ticket
-    notify_new_ticket(connection, app, current, mail, raw, inbound_id, now, reason="complaint_copy")
+    notify_new_ticket(connection, app, current, arrival, now, reason="complaint_copy")
 
 
 def mark_reachable(connection: Connection, address: str) -> None:

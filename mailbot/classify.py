@@ -34,6 +34,7 @@ from typing import Literal
 from mailbot import tokens
 from mailbot.language import detect_language
 from mailbot.parse import InboundMail, addresses_in
+from mailbot.quotes import extract_new_text
 from mailbot.render import LOOP_HEADER
 from mailbot.settings import (
     Category,
@@ -41,7 +42,6 @@ from mailbot.settings import (
     MailboxSettings,
     is_staff_address,
 )
-from mailbot.staff import extract_new_text
 from mailbot.text import fold, strip_reply_prefix
 
 # How much of the body the category phrases read: the request itself, not a quoted thread.

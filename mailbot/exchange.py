@@ -3,11 +3,12 @@ headers Exchange Online stamps on them (pure).
 
     check_exchange_origin(headers, tenant_id) -> AuthVerdict
 
-Exchange Online's own Authentication-Results carries no server id, so the RFC 8601 check of
-`mailbot.staff` cannot tell its verdict from a copy a sender wrote. What Exchange does guarantee
-is its header firewall: `X-MS-Exchange-Organization-*` headers are removed from mail that enters
-the organisation from an untrusted source and stamped by the service itself, so mail from the
-Internet arrives with `X-MS-Exchange-Organization-AuthAs: Anonymous` whatever its sender wrote.
+Exchange Online's own Authentication-Results carries no server id, so the RFC 8601 check
+of `mailbot.authresults` cannot tell its verdict from a copy a sender wrote. What Exchange
+does guarantee is its header firewall: `X-MS-Exchange-Organization-*` headers are removed
+from mail that enters the organisation from an untrusted source and stamped by the service
+itself, so mail from the Internet arrives with `X-MS-Exchange-Organization-AuthAs:
+Anonymous` whatever its sender wrote.
 A reply passes only when every one of these is present exactly once and says so:
 
     X-MS-Exchange-Organization-AuthAs        Internal (an authenticated sender of the tenant)
@@ -25,7 +26,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from mailbot.staff import AuthVerdict
+from mailbot.authresults import AuthVerdict
 
 AUTH_AS = "x-ms-exchange-organization-authas"
 AUTH_SOURCE = "x-ms-exchange-organization-authsource"

@@ -42,29 +42,34 @@ def message_id(app: App, ref: str | None, kind: str = "internal") -> str:
     return tokens.make_message_id(app.signing_key, ref, tokens.new_nonce(), domain)
 
 
-def _queue(
-    connection: Connection,
+def _to_citizen(
     app: App,
-    message: EmailMessage,
+    ticket: TicketRow,
+    rendered: Rendered,
     *,
+    sender: MailboxSettings,
     message_id: str,
-    purpose: str,
-    key: str,
-    recipient: str,
-    envelope_from: str,
-    ticket_id: int | None,
+    thread: tuple[str, ...],
+    auto_submitted: str | None,
     now: datetime,
-) -> int | None:
-    return outbox_rows.queue_message(
-        connection,
-        ticket_id=ticket_id,
-        purpose=purpose,
-        dedupe_key=key,
+) -> EmailMessage:
+    """A message to the ticket's requester from `sender`'s official address, threaded under
+    `thread` (Message-IDs, oldest first: In-Reply-To is the last citizen's one)."""
+    envelope = Envelope(
+        from_address=sender.address,
+        from_name=sender.display_name,
+        to_address=ticket.requester,
+        to_name=ticket.requester_name,
         message_id=message_id,
-        envelope_from=envelope_from,
-        recipient=recipient,
-        raw=message.as_bytes(),
-        now=now,
+        date=now,
+        in_reply_to=thread[-1] if thread else "",
+        references=thread,
+    )
+    return compose(
+        envelope,
+        rendered,
+        auto_submitted=auto_submitted,
+        loop_token=app.settings.organisation.message_id_domain,
     )
 
 
@@ -94,32 +99,25 @@ def acknowledgement(
         },
     )
     new_id = message_id(app, ticket.ref)
-    envelope = Envelope(
-        from_address=mailbox.address,
-        from_name=mailbox.display_name,
-        to_address=ticket.requester,
-        to_name=ticket.requester_name,
-        message_id=new_id,
-        date=now,
-        in_reply_to=mail.message_id,
-        references=tuple(item for item in (*mail.references, mail.message_id) if item),
-    )
-    message = compose(
-        envelope,
-        rendered,
-        auto_submitted="auto-replied",
-        loop_token=settings.organisation.message_id_domain,
-    )
-    row = _queue(
-        connection,
+    message = _to_citizen(
         app,
-        message,
+        ticket,
+        rendered,
+        sender=mailbox,
         message_id=new_id,
-        purpose="acknowledgement",
-        key=f"ack:{ticket.ref}",
-        recipient=ticket.requester,
-        envelope_from=settings.smtp.bounce_address,
+        thread=tuple(item for item in (*mail.references, mail.message_id) if item),
+        auto_submitted="auto-replied",
+        now=now,
+    )
+    row = outbox_rows.queue_message(
+        connection,
         ticket_id=ticket.id,
+        purpose="acknowledgement",
+        dedupe_key=f"ack:{ticket.ref}",
+        message_id=new_id,
+        envelope_from=settings.smtp.bounce_address,
+        recipient=ticket.requester,
+        raw=message.as_bytes(),
         now=now,
     )
     ticket_rows.add_event(
@@ -161,34 +159,27 @@ def relay(
         },
     )
     new_id = message_id(app, ticket.ref)
-    envelope = Envelope(
-        from_address=queue.address,
-        from_name=queue.display_name,
-        to_address=ticket.requester,
-        to_name=ticket.requester_name,
-        message_id=new_id,
-        date=now,
-        in_reply_to=citizen_ids[-1] if citizen_ids else "",
-        references=(*citizen_ids, *our_ids),
-    )
-    message = compose(
-        envelope,
+    message = _to_citizen(
+        app,
+        ticket,
         rendered,
+        sender=queue,
+        message_id=new_id,
+        thread=(*our_ids, *citizen_ids),
         auto_submitted=None,
-        loop_token=app.settings.organisation.message_id_domain,
+        now=now,
     )
     attached = copy_attachments(raw, message)
     key = f"relay:{staff_message_id or inbound_id}"
-    row = _queue(
+    row = outbox_rows.queue_message(
         connection,
-        app,
-        message,
-        message_id=new_id,
-        purpose=purpose,
-        key=key,
-        recipient=ticket.requester,
-        envelope_from=queue.address,
         ticket_id=ticket.id,
+        purpose=purpose,
+        dedupe_key=key,
+        message_id=new_id,
+        envelope_from=queue.address,
+        recipient=ticket.requester,
+        raw=message.as_bytes(),
         now=now,
     )
     if row is None:
@@ -235,16 +226,15 @@ def staff_message(
     )
     if attachments_from is not None:
         copy_attachments(attachments_from, message)
-    return _queue(
+    return outbox_rows.queue_message(
         connection,
-        app,
-        message,
-        message_id=new_id,
-        purpose=purpose,
-        key=key,
-        recipient=recipient,
-        envelope_from=app.settings.smtp.bounce_address,
         ticket_id=ticket_id,
+        purpose=purpose,
+        dedupe_key=key,
+        message_id=new_id,
+        envelope_from=app.settings.smtp.bounce_address,
+        recipient=recipient,
+        raw=message.as_bytes(),
         now=now,
     )
 

@@ -126,7 +126,7 @@ def _process(
     base["fingerprint"] = request_fingerprint(mail, fetched.raw)
     duplicate = inbound_rows.duplicate_of(connection, str(base["fingerprint"]), str(base["sha256"]))
     if duplicate is not None:
-        return _duplicate(connection, app, mailbox, base, duplicate, mail, fetched.raw, now)
+        return _duplicate(connection, app, mailbox, base, duplicate, mail, fetched, now)
     verdict = _classify(connection, app.settings, app.signing_key, mailbox, mail)
     ticket = (
         ticket_rows.ticket_by_ref(connection, verdict.ticket_ref) if verdict.ticket_ref else None
@@ -169,21 +169,18 @@ def _process(
     )
     if verdict.kind in (Kind.NEW_REQUEST, Kind.FOLLOW_UP) and mail.from_address is not None:
         citizens.mark_reachable(connection, mail.from_address.address)
+    arrival = citizens.Arrival(mailbox, mail, fetched.raw, inbound_id, fetched.internal_date)
     flags = decision.flags
     if is_staff:
-        staff = staff_replies.handle(
-            connection, app, mailbox, ticket, mail, fetched.raw, inbound_id, now
-        )
+        staff = staff_replies.handle(connection, app, ticket, arrival, now)
         state, flags = staff.state, (*decision.flags, *staff.flags)
         inbound_rows.record_outcome(
             connection, inbound_id, state=state, reason=staff.reason, flags=",".join(flags)
         )
     elif decision.outcome is Outcome.HELD:
-        citizens.hold_for_review(
-            connection, app, mailbox, ticket, mail, inbound_id, [decision.reason], now
-        )
+        citizens.hold_for_review(connection, app, ticket, arrival, [decision.reason], now)
     elif ticket is not None:
-        _apply(connection, app, mailbox, ticket, inbound_id, mail, fetched, verdict, decision, now)
+        _apply(connection, app, ticket, arrival, verdict, decision, now)
     if bounce is not None:
         citizens.record_bounce(connection, bounce, inbound_id, now)
     log.info(
@@ -245,7 +242,7 @@ def _duplicate(
     base: dict[str, object],
     duplicate: Duplicate,
     mail: InboundMail,
-    raw: bytes,
+    fetched: FetchedMessage,
     now: datetime,
 ) -> Processed:
     """The same request again (an MTA redelivery, or one message sent to several of our
@@ -262,66 +259,36 @@ def _duplicate(
             "ticket_id": duplicate.ticket_id,
         },
     )
-    citizens.copy_reached_complaints(
-        connection, app, mailbox, duplicate, mail, raw, inbound_id, now
-    )
+    arrival = citizens.Arrival(mailbox, mail, fetched.raw, inbound_id, fetched.internal_date)
+    citizens.copy_reached_complaints(connection, app, duplicate, arrival, now)
     return Processed(state, "duplicate")
 
 
 def _apply(
     connection: Connection,
     app: App,
-    mailbox: MailboxSettings,
     ticket: TicketRow,
-    inbound_id: int,
-    mail: InboundMail,
-    fetched: FetchedMessage,
+    arrival: citizens.Arrival,
     verdict: Verdict,
     decision: Decision,
     now: datetime,
 ) -> None:
     """What a citizen's or a machine's message does to its ticket."""
     detail = f"{verdict.kind.value}; rules: {', '.join(verdict.rules) or '-'}; {decision.reason}"
-    sender = mail.from_address.address if mail.from_address else "unknown"
+    actor, inbound_id = arrival.sender or "unknown", arrival.inbound_id
     if decision.open_ticket is not None:
         ticket_rows.add_event(
-            connection, ticket.id, now, "opened", detail, actor=sender, inbound_id=inbound_id
+            connection, ticket.id, now, "opened", detail, actor=actor, inbound_id=inbound_id
         )
-        if decision.acknowledge:
-            citizens.acknowledge(connection, app, mailbox, ticket, mail, inbound_id, now)
-        else:
-            ticket_rows.add_event(
-                connection,
-                ticket.id,
-                now,
-                "acknowledgement_withheld",
-                "automatic message: no automatic answer",
-                inbound_id=inbound_id,
-            )
-        citizens.notify_new_ticket(
-            connection,
-            app,
-            ticket,
-            mail,
-            fetched.raw,
-            inbound_id,
-            now,
-            reason=OVERSIZED if OVERSIZED in decision.flags else "",
+        citizens.acknowledge(
+            connection, app, ticket, arrival, now, automatic=not decision.acknowledge
         )
+        reason = OVERSIZED if OVERSIZED in decision.flags else ""
+        citizens.notify_new_ticket(connection, app, ticket, arrival, now, reason=reason)
         return
     kind = "message_attached" if decision.outcome is Outcome.ATTACHED else "message_set_aside"
     ticket_rows.add_event(
-        connection, ticket.id, now, kind, detail, actor=sender, inbound_id=inbound_id
+        connection, ticket.id, now, kind, detail, actor=actor, inbound_id=inbound_id
     )
     if verdict.kind is Kind.FOLLOW_UP:
-        citizens.follow_up(
-            connection,
-            app,
-            ticket,
-            mail,
-            fetched.raw,
-            inbound_id,
-            received_at=fetched.internal_date,
-            reopen=decision.reopen,
-            now=now,
-        )
+        citizens.follow_up(connection, app, ticket, arrival, now, reopen=decision.reopen)

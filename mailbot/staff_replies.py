@@ -20,22 +20,16 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from mailbot import citizens, commands, outgoing
+from mailbot.authresults import check_authentication
 from mailbot.context import App
 from mailbot.db import inbound as inbound_rows
 from mailbot.db import tickets as ticket_rows
 from mailbot.db.tickets import TicketRow
 from mailbot.exchange import check_exchange_origin
 from mailbot.parse import InboundMail, parse_message
+from mailbot.quotes import extract_new_text
 from mailbot.render import INTERNAL_MARKER
-from mailbot.settings import MailboxSettings
-from mailbot.staff import (
-    Command,
-    CommandName,
-    StaffMessage,
-    check_authentication,
-    extract_new_text,
-    parse_commands,
-)
+from mailbot.staff import Command, CommandName, StaffMessage, parse_commands
 from mailbot.states import MessageState
 
 log = logging.getLogger(__name__)
@@ -80,16 +74,14 @@ def authenticate(app: App, mail: InboundMail, ticket: TicketRow | None) -> list[
 def handle(
     connection: Connection,
     app: App,
-    mailbox: MailboxSettings,
     ticket: TicketRow | None,
-    mail: InboundMail,
-    raw: bytes,
-    inbound_id: int,
+    arrival: citizens.Arrival,
     now: datetime,
 ) -> StaffOutcome:
+    mail, raw, inbound_id = arrival.mail, arrival.raw, arrival.inbound_id
     reasons = authenticate(app, mail, ticket)
     if reasons or ticket is None or mail.sender is None:
-        citizens.hold_for_review(connection, app, mailbox, ticket, mail, inbound_id, reasons, now)
+        citizens.hold_for_review(connection, app, ticket, arrival, reasons, now)
         return StaffOutcome(MessageState.HELD, "staff message held: " + "; ".join(reasons))
     sender = mail.sender.address
     extracted = extract_new_text(mail.text, internal_markers=(INTERNAL_MARKER,))
@@ -141,6 +133,16 @@ def _act(
     nothing: a refused command, a doubtful cut or a relay that cannot be built undoes the
     rest (the savepoint), and the sender is told."""
     text_for_citizen, hold = text_for_citizen_of(parsed)
+
+    def tell(template: str, values: dict[str, object], event: str, detail: str) -> None:
+        """Answer the sender with `template` and log `event` on the ticket."""
+        _tell_sender(
+            connection, app, ticket, sender, template, values, inbound_id, now, reply_message_id
+        )
+        ticket_rows.add_event(
+            connection, ticket.id, now, event, detail, actor=sender, inbound_id=inbound_id
+        )
+
     try:
         with connection.begin_nested():
             commands.apply_in_order(
@@ -176,25 +178,11 @@ def _act(
             connection, app, ticket, sender, [refused.refusal], inbound_id, now, reply_message_id
         )
     except _NeedsConfirmation:
-        _tell_sender(
-            connection,
-            app,
-            ticket,
-            sender,
+        tell(
             "confirm",
             {"text": text_for_citizen},
-            inbound_id,
-            now,
-            reply_message_id,
-        )
-        ticket_rows.add_event(
-            connection,
-            ticket.id,
-            now,
             "reply_held_for_confirmation",
             f"cut uncertain ({cut_by or 'no quote header found'})",
-            actor=sender,
-            inbound_id=inbound_id,
         )
         return StaffOutcome(
             MessageState.HELD,
@@ -204,25 +192,11 @@ def _act(
         )
     except Exception as exc:  # the reply cannot be relayed: its author must know, at once
         log.exception("ticket %s: staff reply #%s could not be relayed", ticket.ref, inbound_id)
-        _tell_sender(
-            connection,
-            app,
-            ticket,
-            sender,
+        tell(
             "relay_failed",
             {"error": type(exc).__name__},
-            inbound_id,
-            now,
-            reply_message_id,
-        )
-        ticket_rows.add_event(
-            connection,
-            ticket.id,
-            now,
             "relay_failed",
             f"{type(exc).__name__}: nothing applied, the sender was told",
-            actor=sender,
-            inbound_id=inbound_id,
         )
         return StaffOutcome(
             MessageState.HELD, f"staff reply could not be relayed ({type(exc).__name__})"

@@ -1,4 +1,5 @@
-"""Fixtures: a real Dovecot and SMTP server per test, a real SQLite database, a fixed clock."""
+"""Fixtures: a real Dovecot and SMTP server per test (marked `server`), or in-memory ones for
+the fast suite; a real database (SQLite, or PostgreSQL in CI); a fixed clock."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from mailbot.context import App, build_app
 from mailbot.sandbox import Sandbox, make_sandbox_dir
 from mailbot.sandbox_cli import sandbox_environ, sandbox_settings
 from mailbot.settings import DatabaseSettings, Settings, load_settings
+from tests.fakes import MemoryMailboxes, RecordingSender
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_SIGNING_KEY = "test-signing-key-0123456789abcdef"
@@ -114,3 +116,59 @@ def subprocess_environ(settings: Settings) -> dict[str, str]:
     import os
 
     return sandbox_environ(settings, {**os.environ, "MAILBOT_SIGNING_KEY": TEST_SIGNING_KEY})
+
+
+SERVER_FIXTURES = frozenset({"sandbox"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that starts the real servers is a `server` test: marked so, whatever its file
+    says (`pytest -m "not server"` is the fast suite)."""
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.server)
+
+
+@pytest.fixture
+def memory() -> MemoryMailboxes:
+    """The IMAP server, in memory."""
+    return MemoryMailboxes()
+
+
+@pytest.fixture
+def relay() -> RecordingSender:
+    """The SMTP relay, in memory."""
+    return RecordingSender()
+
+
+@pytest.fixture
+def fast_settings(base_settings: Settings, tmp_path: Path) -> Settings:
+    return base_settings.model_copy(
+        update={
+            "data_dir": tmp_path / "data",
+            "database": DatabaseSettings(url=f"sqlite:///{tmp_path / 'data' / 'mailbot.db'}"),
+        }
+    )
+
+
+@pytest.fixture
+def fast_app(
+    fast_settings: Settings, memory: MemoryMailboxes, relay: RecordingSender
+) -> Iterator[AppFactory]:
+    """mailbot as of an instant, with the in-memory mailboxes and relay."""
+    built: list[App] = []
+
+    def factory(now: str, custom: Settings | None = None) -> App:
+        app = build_app(
+            custom or fast_settings,
+            FixedClock(parse_instant(now)),
+            {"MAILBOT_SIGNING_KEY": TEST_SIGNING_KEY},
+            open_mailbox=memory,
+            sender=relay,
+        )
+        built.append(app)
+        return app
+
+    yield factory
+    for app in built:
+        app.engine.dispose()

@@ -41,6 +41,8 @@ from tests.conftest import REPO, TEST_SIGNING_KEY
 from tests.test_spine import CITIZEN, COMPLAINTS, INFO, citizen_request, office, parsed
 from tests.test_staff_server import AGENT, staff_reply
 
+pytestmark = pytest.mark.server  # real servers or system tools: not the fast suite
+
 # Well below SpamAssassin's default of 5.0: a message that scores this much from its form
 # alone has no margin left for what a receiving server adds (reputation, network tests).
 MAX_SCORE = 2.0

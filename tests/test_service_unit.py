@@ -19,6 +19,8 @@ import pytest
 
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.server  # real servers or system tools: not the fast suite
+
 UNIT = REPO / "deploy" / "mailbot.service"
 PROGRAM = "/opt/mailbot/bin/mailbot"
 

@@ -13,21 +13,20 @@ from pathlib import Path
 import jinja2
 import pytest
 
+from mailbot.authresults import (
+    AuthVerdict,
+    MalformedHeader,
+    check_authentication,
+    is_aligned,
+    parse_authentication_results,
+)
+from mailbot.quotes import CUT_RULES, DOUBT_RULES, ReplyText, extract_new_text
 from mailbot.staff import (
     COMMANDS,
-    CUT_RULES,
-    DOUBT_RULES,
-    AuthVerdict,
     Command,
     CommandError,
     CommandName,
-    MalformedHeader,
-    ReplyText,
     StaffMessage,
-    check_authentication,
-    extract_new_text,
-    is_aligned,
-    parse_authentication_results,
     parse_commands,
     parse_date,
     read_command_line,

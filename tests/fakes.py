@@ -1,0 +1,123 @@
+"""In-memory mailboxes and sender: the middle of mailbot, tested without servers.
+
+`MemoryMailboxes` stands for the IMAP server (one folder tree per configured mailbox) and
+`RecordingSender` for the SMTP relay. They implement the same interfaces as `ImapMailbox`
+and `SmtpSender` (mailbot/mailbox.py, mailbot/sender.py), so the code under test is the
+production code, with only the two edges replaced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from mailbot.errors import SmtpError
+from mailbot.mailbox import FetchedMessage
+from mailbot.sender import SendResult
+from mailbot.settings import MailboxSettings
+
+
+@dataclass
+class MemoryMailbox:
+    """One mailbox's folders: folder -> uid -> (raw bytes, arrival instant)."""
+
+    uidvalidity: int = 1
+    folders: dict[str, dict[int, tuple[bytes, datetime]]] = field(
+        default_factory=lambda: {"INBOX": {}}
+    )
+    next_uid: int = 1
+    selected: str = "INBOX"
+
+    def deliver(self, raw: bytes, at: datetime, folder: str = "INBOX") -> int:
+        uid = self.next_uid
+        self.next_uid += 1
+        self.folders.setdefault(folder, {})[uid] = (raw, at.astimezone(UTC))
+        return uid
+
+    def prepare(self, mailbox: MailboxSettings) -> int:
+        for folder in (mailbox.processed_folder, mailbox.quarantine_folder, mailbox.folder):
+            self.folders.setdefault(folder, {})
+        self.selected = mailbox.folder
+        return self.uidvalidity
+
+    def list_uids(self) -> list[int]:
+        return sorted(self.folders[self.selected])
+
+    def fetch(self, uids: Sequence[int], max_bytes: int) -> Iterator[FetchedMessage]:
+        inbox = self.folders[self.selected]
+        for uid in uids:
+            if uid not in inbox:
+                continue
+            raw, at = inbox[uid]
+            if len(raw) > max_bytes:
+                head = raw.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
+                yield FetchedMessage(uid, at, len(raw), head, True)
+            else:
+                yield FetchedMessage(uid, at, len(raw), raw, False)
+
+    def move(self, uids: Sequence[int], folder: str) -> None:
+        inbox = self.folders[self.selected]
+        target = self.folders.setdefault(folder, {})
+        for uid in uids:
+            target[uid] = inbox.pop(uid)
+
+    def inbox(self) -> list[bytes]:
+        return [raw for raw, _at in self.folders[self.selected].values()]
+
+    def folder(self, name: str) -> list[bytes]:
+        return [raw for raw, _at in self.folders.get(name, {}).values()]
+
+
+@dataclass
+class MemoryMailboxes:
+    """The IMAP server: a `MailboxOpener` over one `MemoryMailbox` per mailbox name."""
+
+    boxes: dict[str, MemoryMailbox] = field(default_factory=dict)
+    opened: int = 0
+
+    def __getitem__(self, name: str) -> MemoryMailbox:
+        return self.boxes.setdefault(name, MemoryMailbox())
+
+    @contextmanager
+    def __call__(self, mailbox: MailboxSettings, now: datetime) -> Iterator[MemoryMailbox]:
+        self.opened += 1
+        yield self[mailbox.name]
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    envelope_from: str
+    recipient: str
+    raw: bytes
+
+
+Answer = Callable[[str, bytes], SendResult]
+
+
+@dataclass
+class RecordingSender:
+    """The relay: records what it accepts. `answer` decides each message's outcome (all
+    accepted by default); `reachable = False` makes every session fail to open."""
+
+    sent: list[Sent] = field(default_factory=list)
+    answer: Answer = lambda _recipient, _raw: SendResult("sent")
+    reachable: bool = True
+    sessions: int = 0
+
+    @contextmanager
+    def session(self, now: datetime) -> Iterator[RecordingSender]:
+        if not self.reachable:
+            raise SmtpError("SMTP relay.test:25: ConnectionRefusedError: refused")
+        self.sessions += 1
+        yield self
+
+    def send(self, envelope_from: str, recipient: str, raw: bytes) -> SendResult:
+        result = self.answer(recipient, raw)
+        if result.outcome == "sent":
+            self.sent.append(Sent(envelope_from, recipient, raw))
+        return result
+
+    def to(self, recipient: str) -> list[bytes]:
+        return [item.raw for item in self.sent if item.recipient == recipient]

@@ -1,0 +1,136 @@
+"""The outbox and the scheduled jobs as a specification, without servers (in-memory relay,
+real SQLite): what is sent, retried, given up, reported, paced, and queued exactly once."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from mailbot.app import run_pass
+from mailbot.context import App
+from mailbot.sender import SendResult
+from tests.conftest import AppFactory
+from tests.fakes import MemoryMailboxes, RecordingSender
+from tests.test_pipeline import AGENT, CITIZEN, at, request
+
+
+def outbox(app: App) -> list[tuple[object, ...]]:
+    with app.engine.connect() as connection:
+        return [
+            tuple(row)
+            for row in connection.execute(
+                sa.text(
+                    "SELECT purpose, recipient, state, attempts, lease_owner FROM outbox "
+                    "ORDER BY id"
+                )
+            )
+        ]
+
+
+def deadline_met(app: App, commitment: str) -> object:
+    with app.engine.connect() as connection:
+        return connection.execute(
+            sa.text("SELECT met_at FROM ticket_deadline WHERE commitment = :c"), {"c": commitment}
+        ).scalar()
+
+
+def one_request(memory: MemoryMailboxes, n: int = 1, sender: str = CITIZEN) -> None:
+    memory["renseignements"].deliver(
+        request(f"<req-{n}@example.org>", sender=sender), at("2025-11-03T10:00")
+    )
+
+
+def test_the_relays_acceptance_meets_the_acknowledgement_commitment(
+    fast_app: AppFactory, memory: MemoryMailboxes
+) -> None:
+    one_request(memory)
+    app = fast_app("2025-11-03T10:01:00-05:00")
+
+    run_pass(app)
+
+    assert [row[:3] for row in outbox(app)] == [
+        ("acknowledgement", CITIZEN, "sent"),
+        ("notice", AGENT, "sent"),
+        ("digest", "superviseur@mri.gouv.qc.ca", "sent"),
+    ]
+    assert deadline_met(app, "ack") is not None
+
+
+def test_a_temporary_failure_is_retried_later_with_the_same_message(
+    fast_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
+) -> None:
+    relay.answer = lambda _to, _raw: SendResult("retry", "451 4.3.0 try later")
+    one_request(memory)
+    app = fast_app("2025-11-03T10:01:00-05:00")
+    run_pass(app)
+    assert {row[2] for row in outbox(app)} == {"pending"}
+    assert deadline_met(app, "ack") is None
+
+    relay.answer = lambda _to, _raw: SendResult("sent")
+    run_pass(fast_app("2025-11-03T10:03:00-05:00"))  # after the first backoff (1 minute)
+
+    assert [row[2:4] for row in outbox(app)] == [("sent", 2), ("sent", 2), ("sent", 2)]
+    assert len(relay.to(CITIZEN)) == 1
+
+
+def test_a_permanent_refusal_fails_the_row_and_tells_the_staff(
+    fast_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
+) -> None:
+    relay.answer = lambda to, _raw: (
+        SendResult("failed", "550 5.1.1 no such user") if to == CITIZEN else SendResult("sent")
+    )
+    one_request(memory)
+    app = fast_app("2025-11-03T10:01:00-05:00")
+
+    run_pass(app)
+
+    assert outbox(app)[0][:3] == ("acknowledgement", CITIZEN, "failed")
+    assert ("failure_notice", AGENT, "sent") in [row[:3] for row in outbox(app)]
+
+
+def test_an_unreachable_relay_leaves_every_row_pending_and_released(
+    fast_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
+) -> None:
+    relay.reachable = False
+    one_request(memory)
+    app = fast_app("2025-11-03T10:01:00-05:00")
+
+    report = run_pass(app)
+
+    assert not report.ok
+    assert all(row[2] == "pending" and row[4] is None for row in outbox(app))
+
+
+def test_the_brake_paces_acknowledgements_and_tells_staff_once_each_way(
+    fast_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
+) -> None:
+    for n in range(5):
+        one_request(memory, n, sender=f"citoyen{n}@example.org")
+    base = fast_app("2025-11-03T10:00:00-05:00").settings
+    braked = base.model_copy(
+        update={"classification": base.classification.model_copy(update={"burst_limit": 2})}
+    )
+
+    sent = []
+    for now in ("10:01", "10:02", "10:12", "10:23", "10:34"):
+        run_pass(fast_app(f"2025-11-03T{now}:00-05:00", braked))
+        sent.append(sum(1 for item in relay.sent if item.recipient.startswith("citoyen")))
+
+    assert sent == [2, 2, 4, 5, 5]
+    brake = [
+        row for row in outbox(fast_app("2025-11-03T10:35:00-05:00")) if row[0] == "brake_notice"
+    ]
+    assert len(brake) == 4  # start and end, to the queue's agent and supervisor
+
+
+def test_reminders_and_digests_are_queued_once_whatever_the_number_of_passes(
+    fast_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
+) -> None:
+    one_request(memory)  # info_reply due 2025-11-17
+    run_pass(fast_app("2025-11-03T10:01:00-05:00"))
+    for now in ("2025-11-12T08:05", "2025-11-12T09:00", "2025-11-12T15:00"):  # J-3
+        run_pass(fast_app(f"{now}:00-05:00"))
+
+    app = fast_app("2025-11-12T15:01:00-05:00")
+    purposes = [row[0] for row in outbox(app)]
+    assert purposes.count("reminder") == 1
+    assert purposes.count("digest") == 2  # Nov 3 and Nov 12

@@ -1,0 +1,133 @@
+"""Staff work as a specification, without servers: replies relayed, commands applied in
+order, anything doubtful held (in-memory mailboxes and relay, real SQLite)."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from email.message import EmailMessage
+
+import sqlalchemy as sa
+
+from mailbot.app import run_pass
+from mailbot.context import App
+from tests.conftest import AppFactory
+from tests.fakes import MemoryMailboxes, RecordingSender
+from tests.test_pipeline import AGENT, CITIZEN, INFO, at, request
+
+PASSING = (
+    "Authentication-Results: mx.mri.gouv.qc.ca; dkim=pass header.d=mri.gouv.qc.ca; "
+    "dmarc=pass header.from=mri.gouv.qc.ca\r\n"
+)
+
+
+def parsed(raw: bytes) -> EmailMessage:
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+def text_of(raw: bytes) -> str:
+    body = parsed(raw).get_body(preferencelist=("plain",))
+    assert body is not None
+    return str(body.get_content())
+
+
+def opened(fast_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender) -> bytes:
+    """A request on 2025-11-03, processed: the notice the agent received."""
+    memory["renseignements"].deliver(request(), at("2025-11-03T10:00"))
+    run_pass(fast_app("2025-11-03T10:01:00-05:00"))
+    [notice] = relay.to(AGENT)
+    return notice
+
+
+def reply(notice: bytes, body: str, *, auth: str = PASSING) -> bytes:
+    """What Outlook sends when the agent presses Reply on the notice and writes `body`."""
+    original = parsed(notice)
+    return (
+        f"{auth}From: Agente Info <{AGENT}>\r\nTo: {INFO}\r\n"
+        f"Subject: RE: {original['Subject']}\r\nMessage-ID: <reply-1@mri.gouv.qc.ca>\r\n"
+        f"In-Reply-To: {original['Message-ID']}\r\nReferences: {original['Message-ID']}\r\n"
+        "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+        f"{body}\r\n\r\n-----Message d'origine-----\r\nDe : Renseignements <{INFO}>\r\n"
+        f"Envoyé : 3 novembre 2025 10:01\r\nÀ : {AGENT}\r\nObjet : x\r\n\r\n{text_of(notice)}\r\n"
+    ).encode()
+
+
+def staff_pass(
+    fast_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender, body: str, **kw: str
+) -> App:
+    notice = opened(fast_app, memory, relay)
+    memory["renseignements"].deliver(reply(notice, body, **kw), at("2025-11-04T09:00"))
+    app = fast_app("2025-11-04T09:05:00-05:00")
+    run_pass(app)
+    return app
+
+
+def ticket(app: App) -> dict[str, object]:
+    with app.engine.connect() as connection:
+        return dict(connection.execute(sa.text("SELECT * FROM ticket")).mappings().one())
+
+
+def events(app: App) -> list[str]:
+    with app.engine.connect() as connection:
+        return list(
+            connection.execute(sa.text("SELECT kind FROM ticket_event ORDER BY id")).scalars()
+        )
+
+
+def test_an_authenticated_reply_reaches_the_citizen_without_the_quoted_history(
+    fast_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
+) -> None:
+    app = staff_pass(fast_app, memory, relay, "La bourse est offerte jusqu'au 1er mars.")
+
+    [_ack, answer] = relay.to(CITIZEN)
+    assert "La bourse est offerte jusqu'au 1er mars." in text_of(answer)
+    assert "Message d'origine" not in text_of(answer)
+    assert parsed(answer)["From"].addresses[0].addr_spec == INFO
+    assert ticket(app)["status"] == "answered"
+
+
+def test_a_reply_without_our_servers_verdict_is_held_and_the_queue_told(
+    fast_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
+) -> None:
+    app = staff_pass(fast_app, memory, relay, "Voici la réponse.", auth="")
+
+    assert len(relay.to(CITIZEN)) == 1  # the acknowledgement only
+    assert "message_held" in events(app)
+    assert "retenu" in str(parsed(relay.to(AGENT)[-1])["Subject"])
+
+
+def test_commands_apply_in_order_each_seeing_the_ones_before(
+    fast_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
+) -> None:
+    app = staff_pass(
+        fast_app,
+        memory,
+        relay,
+        "catégorie plainte\r\nassigner agent.plaintes@mri.gouv.qc.ca",
+    )
+
+    row = ticket(app)
+    assert (row["category"], row["assignee"]) == ("complaint", "agent.plaintes@mri.gouv.qc.ca")
+    assert [e for e in events(app) if e.startswith("command_")] == [
+        "command_category",
+        "command_assign",
+    ]
+
+
+def test_one_refused_command_undoes_the_reply_and_tells_its_author(
+    fast_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
+) -> None:
+    app = staff_pass(
+        fast_app,
+        memory,
+        relay,
+        "fermer\r\nassigner renseignements@mri.gouv.qc.ca\r\n\r\nBonjour.",
+    )
+
+    assert ticket(app)["status"] == "open"
+    assert len(relay.to(CITIZEN)) == 1
+    error = relay.to(AGENT)[-1]
+    assert "assigner renseignements@mri.gouv.qc.ca : " in text_of(error)
+    assert "boîte de mailbot" in text_of(error)
