@@ -53,7 +53,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from mailbot import records, tokens
+from mailbot import compliance, records, tokens
 from mailbot.business_calendar import BusinessCalendar
 from mailbot.models import TicketHold
 from mailbot.render import Rendered, Renderer, compose_staff_mail
@@ -413,11 +413,11 @@ class Compliance:
 
     @property
     def rate(self) -> float | None:
-        return self.met / self.decided if self.decided else None
+        return compliance.rate(self.met, self.decided)
 
     @property
     def meets_target(self) -> bool | None:
-        return None if self.rate is None else self.met >= self.target * self.decided
+        return compliance.meets(self.met, self.decided, self.target)
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,8 @@ These make the published figures defensible; ``docs/report-rules.md`` says the s
       by a hold that is open at ``as_of`` and began before the deadline.
 * **The rate** is ``met / (met + late + open_late)``. Pending cases are reported but are not in
   the rate: their outcome is not known yet. The target is met when the rate is at least the
-  commitment's target, compared exactly (``7/8`` against ``0.85`` with fractions, no rounding).
+  commitment's target, compared exactly (``7/8`` against ``0.85`` with fractions, no rounding;
+  `mailbot.compliance`, the rule the supervisors' digest uses too).
 * **Delays** are in business days, for answered cases only: the business days from the clock
   start (day 0) to the office date of the reply, less the days the clock was on hold, never
   below 0. So a case is met exactly when its delay is at most the commitment's N days (unless
@@ -76,6 +77,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlmodel import SQLModel
 
 import mailbot.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from mailbot import compliance
 from mailbot.business_calendar import BusinessCalendar
 from mailbot.errors import NotFound
 from mailbot.settings import Settings
@@ -129,13 +131,11 @@ class Figures:
 
     @property
     def rate(self) -> float | None:
-        return self.met / self.decided if self.decided else None
+        return compliance.rate(self.met, self.decided)
 
     def meets(self, target: float | None) -> bool | None:
         """Whether the rate reaches `target`, exactly; None without a target or a decided case."""
-        if target is None or not self.decided:
-            return None
-        return Fraction(self.met, self.decided) >= Fraction(repr(target))
+        return compliance.meets(self.met, self.decided, target)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +158,7 @@ class MonthFigures:
 
     @property
     def rate(self) -> float | None:
-        return self.met / self.decided if self.decided else None
+        return compliance.rate(self.met, self.decided)
 
 
 @dataclass(frozen=True, slots=True)
