@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from mailbot import compliance
 from mailbot.business_calendar import BusinessCalendar
 from mailbot.jobs import (
     WATCHED_KINDS,
@@ -60,11 +61,11 @@ class Compliance:
 
     @property
     def rate(self) -> float | None:
-        return self.met / self.decided if self.decided else None
+        return compliance.rate(self.met, self.decided)
 
     @property
     def meets_target(self) -> bool | None:
-        return None if self.rate is None else self.met >= self.target * self.decided
+        return compliance.meets(self.met, self.decided, self.target)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from mailbot.business_calendar import BusinessCalendar, Hold, build_calendar
+from mailbot.db.report import office_date_sql, offset_segments
 from mailbot.errors import NotFound
 from mailbot.models import Ticket, TicketDeadline, TicketHold, UtcDateTime
 from mailbot.report import (
@@ -31,8 +32,6 @@ from mailbot.report import (
     ReportRequest,
     build_report,
     nearest_rank,
-    office_date_sql,
-    offset_segments,
     render_report,
 )
 from mailbot.settings import CalendarSettings, Settings, load_settings
