@@ -73,9 +73,7 @@ def run_sink(port: int, count: Any, done: Any) -> None:
                 count.value += 1
             return "250 2.0.0 Accepted"
 
-    controller = Controller(
-        Handler(), hostname="127.0.0.1", port=port, enable_SMTPUTF8=True
-    )
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port, enable_SMTPUTF8=True)
     controller.start()
     done.wait()
     controller.stop()

@@ -15,6 +15,7 @@ computed rather than written (``0.1 + 0.2``) is taken as the decimal it prints a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from fractions import Fraction
 
 
@@ -36,3 +37,26 @@ def meets(met: int, decided: int, target: float | Fraction | None) -> bool | Non
     if target is None or not decided:
         return None
     return Fraction(met, decided) >= exact_target(target)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcomes:
+    """The outcomes of a commitment's cases: the counts both the digest and the report show."""
+
+    met: int
+    late: int
+    open_late: int
+    pending: int
+
+    @property
+    def decided(self) -> int:
+        """The rate's denominator: every case whose outcome is known."""
+        return self.met + self.late + self.open_late
+
+    @property
+    def rate(self) -> float | None:
+        return rate(self.met, self.decided)
+
+    def meets(self, target: float | Fraction | None) -> bool | None:
+        """Whether the rate reaches `target`, exactly; None without a target or a case."""
+        return meets(self.met, self.decided, target)

@@ -44,28 +44,16 @@ class DigestLine:
 
 
 @dataclass(frozen=True, slots=True)
-class Compliance:
+class Compliance(compliance.Outcomes):
     """One commitment's cases due this month in one queue, as of the digest."""
 
     commitment: str
     label: str
     target: float
-    met: int
-    late: int
-    open_late: int
-    pending: int
-
-    @property
-    def decided(self) -> int:
-        return self.met + self.late + self.open_late
-
-    @property
-    def rate(self) -> float | None:
-        return compliance.rate(self.met, self.decided)
 
     @property
     def meets_target(self) -> bool | None:
-        return compliance.meets(self.met, self.decided, self.target)
+        return self.meets(self.target)
 
 
 @dataclass(frozen=True, slots=True)

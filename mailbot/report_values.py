@@ -28,31 +28,14 @@ class ReportRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class Figures:
+class Figures(compliance.Outcomes):
     """The counts behind one line of the report (see `mailbot.report` for each rule)."""
 
     cases: int
-    met: int
-    late: int
-    open_late: int
-    pending: int
     median_days: int | None
     p90_days: int | None
     days_on_hold: int
     cases_with_hold: int
-
-    @property
-    def decided(self) -> int:
-        """The rate's denominator: every case whose outcome is known."""
-        return self.met + self.late + self.open_late
-
-    @property
-    def rate(self) -> float | None:
-        return compliance.rate(self.met, self.decided)
-
-    def meets(self, target: float | None) -> bool | None:
-        """Whether the rate reaches `target`, exactly; None without a target or a decided case."""
-        return compliance.meets(self.met, self.decided, target)
 
 
 @dataclass(frozen=True, slots=True)
