@@ -8,7 +8,7 @@ scheduler (mailbot/daemon.py) only wakes passes up; what is due is in the databa
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from mailbot.context import App
@@ -19,6 +19,7 @@ from mailbot.ingest import IngestReport, ingest_mailbox
 from mailbot.logformat import log_fields
 from mailbot.outbox import FlushReport, SendPolicy, flush_outbox
 from mailbot.scheduled import run_due_jobs
+from mailbot.settings import MailboxSettings
 
 log = logging.getLogger(__name__)
 
@@ -91,11 +92,17 @@ def guard_clock(app: App) -> None:
     )
 
 
-def run_pass(app: App, should_stop: StopCheck = lambda: False) -> PassReport:
-    """One full pass: every mailbox's new mail, the jobs that are due, then the outbox."""
+def run_pass(
+    app: App,
+    should_stop: StopCheck = lambda: False,
+    *,
+    mailboxes: Sequence[MailboxSettings] | None = None,
+) -> PassReport:
+    """One pass: the new mail of `mailboxes` (default: every one), the jobs that are due,
+    then the outbox."""
     guard_clock(app)
     report = PassReport()
-    for mailbox in app.settings.mailboxes:
+    for mailbox in app.settings.mailboxes if mailboxes is None else mailboxes:
         if should_stop():
             break
         try:

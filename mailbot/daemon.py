@@ -1,8 +1,10 @@
-"""The daemon loop (APScheduler wakes the passes) and the server check.
+"""The daemon loop and the server check.
 
-The scheduler only wakes code up; what is due is decided by the database. SIGTERM and SIGINT
-set a flag that the pass reads between messages, so the message in hand is finished and
-stored before the process exits.
+IMAP IDLE watchers (mailbot/watch.py) ask for a pass of their mailbox the moment mail lands;
+APScheduler asks for a full pass every `poll_seconds` and at the reminder and digest times;
+one loop runs the passes, one at a time. What is due is decided by the database. SIGTERM and
+SIGINT set a flag that the pass reads between messages, so the message in hand is finished
+and stored before the process exits.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from datetime import UTC, datetime
 from types import FrameType
 
 import aiosmtplib
-from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -27,6 +29,7 @@ from mailbot.logins import Login, Logins, OAuthLogin
 from mailbot.mailbox import ImapMailbox
 from mailbot.sender import connect_smtp, smtp_client
 from mailbot.settings import Settings
+from mailbot.watch import IdleWatcher, PassRequests
 
 log = logging.getLogger(__name__)
 
@@ -39,40 +42,27 @@ def run_once(app: App) -> int:
 
 
 def run_daemon(app: App) -> int:
-    """Poll every mailbox on the configured interval until SIGTERM or SIGINT."""
+    """Watch every mailbox (IMAP IDLE where offered, a poll always) and run the passes they
+    ask for, one at a time, until SIGTERM or SIGINT."""
     guard_clock(app)
     stop = threading.Event()
-    scheduler = BlockingScheduler(timezone=UTC)
-
-    passing = threading.Lock()
-
-    def one_pass() -> None:
-        if stop.is_set():
-            return
-        with passing:  # the poll and the wake-ups below never run two passes at once
-            try:
-                report = run_pass(app, should_stop=stop.is_set)
-            except Exception:  # keep the daemon alive; the next pass retries
-                log.exception("pass failed")
-                return
-        log.info("pass done: %s", report.summary())
+    requests = PassRequests()
+    scheduler = BackgroundScheduler(timezone=UTC)
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
         log.info("signal %s: stopping after the message in hand", signum)
         stop.set()
-        # Not from inside the handler: it interrupts the main thread, which may be holding
-        # one of the scheduler's locks at that instant.
-        threading.Thread(target=scheduler.shutdown, kwargs={"wait": False}, daemon=True).start()
+        requests.wake()
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
+    daemon = app.settings.daemon
     scheduler.add_job(
-        one_pass,
-        IntervalTrigger(seconds=app.settings.daemon.poll_seconds, timezone=UTC),
-        id="pass",
-        max_instances=1,
-        coalesce=True,
+        requests.everything,
+        IntervalTrigger(seconds=daemon.poll_seconds, timezone=UTC),
+        id="poll",
         next_run_time=datetime.now(UTC),
+        coalesce=True,
         misfire_grace_time=None,
     )
     # Reminders and digests are due by the database; these wake a pass at their office times
@@ -80,7 +70,7 @@ def run_daemon(app: App) -> int:
     reminders = app.settings.reminders
     for name, at in (("reminders", reminders.reminder_time), ("digest", reminders.digest_time)):
         scheduler.add_job(
-            one_pass,
+            requests.everything,
             CronTrigger(
                 day_of_week="mon-fri",
                 hour=at.hour,
@@ -89,18 +79,50 @@ def run_daemon(app: App) -> int:
                 timezone=app.settings.organisation.zone,
             ),
             id=name,
-            max_instances=1,
             coalesce=True,
             misfire_grace_time=None,
         )
-    log.info(
-        "mailbot daemon started: %d mailbox(es), every %.0f s",
-        len(app.settings.mailboxes),
-        app.settings.daemon.poll_seconds,
+    watchers = (
+        [IdleWatcher(app, mailbox, requests.mailbox, stop) for mailbox in app.settings.mailboxes]
+        if daemon.idle
+        else []
     )
     scheduler.start()
+    for watcher in watchers:
+        watcher.start()
+    log.info(
+        "mailbot daemon started: %d mailbox(es), IDLE %s, poll every %.0f s",
+        len(app.settings.mailboxes),
+        "on" if daemon.idle else "off",
+        daemon.poll_seconds,
+    )
+    try:
+        _pass_loop(app, requests, stop)
+    finally:
+        stop.set()
+        scheduler.shutdown(wait=False)
+        for watcher in watchers:
+            watcher.join(5)
     log.info("mailbot daemon stopped")
     return 0
+
+
+def _pass_loop(app: App, requests: PassRequests, stop: threading.Event) -> None:
+    """Run the requested passes, one at a time: a request that arrives during a pass is
+    taken by the next one, so nothing waits for the poll."""
+    by_name = {mailbox.name: mailbox for mailbox in app.settings.mailboxes}
+    while not stop.is_set():
+        taken = requests.take(timeout=1.0)
+        if taken is None:
+            continue
+        everything, names = taken
+        mailboxes = None if everything else [by_name[name] for name in sorted(names)]
+        try:
+            report = run_pass(app, should_stop=stop.is_set, mailboxes=mailboxes)
+        except Exception:  # keep the daemon alive; the next pass retries
+            log.exception("pass failed")
+            continue
+        log.info("pass done: %s", report.summary())
 
 
 def check_servers(

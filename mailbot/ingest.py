@@ -37,9 +37,25 @@ class IngestReport:
         self.outcomes[label] = self.outcomes.get(label, 0) + n
 
 
-def _chunks(items: Sequence[int], size: int) -> Iterable[Sequence[int]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def batches(
+    uids: Sequence[int], sizes: Mapping[int, int], *, count: int, budget: int, cap: int
+) -> Iterable[list[int]]:
+    """`uids` cut into batches of at most `count` messages and `budget` bytes, so memory is
+    bounded by bytes, not by count: a message larger than the budget goes alone, and one over
+    `cap` (only its headers will be fetched) counts for nothing."""
+    batch: list[int] = []
+    total = 0
+    for uid in uids:
+        size = sizes.get(uid, 0)
+        if size > cap:
+            size = 0
+        if batch and (len(batch) >= count or total + size > budget):
+            yield batch
+            batch, total = [], 0
+        batch.append(uid)
+        total += size
+    if batch:
+        yield batch
 
 
 def ingest_mailbox(
@@ -66,7 +82,14 @@ def ingest_mailbox(
             report,
         )
         new = [uid for uid in uids if uid not in stored]
-        for batch in _chunks(new, daemon.fetch_batch):
+        sizes = box.sizes(new) if new else {}
+        for batch in batches(
+            new,
+            sizes,
+            count=daemon.fetch_batch,
+            budget=daemon.fetch_batch_bytes,
+            cap=daemon.max_message_bytes,
+        ):
             fetched = list(box.fetch(batch, daemon.max_message_bytes))
             to_quarantine: dict[int, bool] = {}
             with app.engine.begin() as connection:

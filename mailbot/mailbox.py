@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import ssl
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -51,6 +52,10 @@ class Mailbox(Protocol):
 
     def list_uids(self) -> list[int]:
         """Every message in the watched folder, deleted ones excluded, lowest UID first."""
+        ...
+
+    def sizes(self, uids: Sequence[int]) -> dict[int, int]:
+        """The size in bytes of each message of `uids` still there."""
         ...
 
     def fetch(self, uids: Sequence[int], max_bytes: int) -> Iterator[FetchedMessage]:
@@ -158,6 +163,40 @@ class ImapMailbox:
         except (OSError, IMAPClientError) as exc:
             raise ImapError(f"cannot list the folder: {exc}") from exc
         return sorted(int(uid) for uid in found)
+
+    def sizes(self, uids: Sequence[int]) -> dict[int, int]:
+        if not uids:
+            return {}
+        try:
+            found = self.client.fetch(list(uids), ["RFC822.SIZE"])
+        except (OSError, IMAPClientError) as exc:
+            raise ImapError(f"cannot read the size of {len(uids)} message(s): {exc}") from exc
+        return {int(uid): int(data[b"RFC822.SIZE"]) for uid, data in found.items()}
+
+    @property
+    def supports_idle(self) -> bool:
+        return bool(self.client.has_capability("IDLE"))
+
+    def wait_for_mail(self, seconds: float, should_stop: Callable[[], bool]) -> bool:
+        """IDLE (RFC 2177) for up to `seconds`: True as soon as the server announces a new
+        message in the selected folder, False when the time is up or `should_stop` says so.
+        The caller re-issues it, which renews IDLE before the server's timeout."""
+        deadline = time.monotonic() + seconds
+        try:
+            self.client.idle()
+            try:
+                while not should_stop():
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return False
+                    for response in self.client.idle_check(timeout=min(left, 1.0)):
+                        if len(response) > 1 and response[1] in (b"EXISTS", b"RECENT"):
+                            return True
+                return False
+            finally:
+                self.client.idle_done()
+        except (OSError, IMAPClientError) as exc:
+            raise ImapError(f"IDLE ended by the server or the network: {exc}") from exc
 
     def fetch(self, uids: Sequence[int], max_bytes: int) -> Iterator[FetchedMessage]:
         """Fetch `uids` with BODY.PEEK (never sets \\Seen); an oversized one as headers only."""

@@ -324,8 +324,18 @@ class DatabaseSettings(_Frozen):
 
 
 class DaemonSettings(_Frozen):
+    """How the daemon watches and works: IMAP IDLE where the server offers it (RFC 2177),
+    with a poll as the safety net; batches bounded by count and by bytes."""
+
     poll_seconds: Annotated[float, Field(gt=0)] = 60.0
+    # Wake on new mail at once where the server offers IDLE; the poll still runs.
+    idle: bool = True
+    # Re-issue IDLE before the server's timeout: at most 29 minutes (RFC 2177); Exchange
+    # Online and some firewalls drop quiet connections sooner, hence a lower default.
+    idle_renew_minutes: Annotated[float, Field(gt=0, le=29)] = 9.0
     fetch_batch: Annotated[int, Field(ge=1, le=5000)] = 200
+    # A batch is also cut at this many bytes; a larger message is fetched on its own.
+    fetch_batch_bytes: Annotated[int, Field(ge=1024)] = 16 * 1024 * 1024
     max_message_bytes: Annotated[int, Field(ge=1024)] = 25 * 1024 * 1024
     outbox_max_attempts_hours: Annotated[float, Field(gt=0)] = 72.0
 

@@ -45,6 +45,10 @@ class MemoryMailbox:
     def list_uids(self) -> list[int]:
         return sorted(self.folders[self.selected])
 
+    def sizes(self, uids: Sequence[int]) -> dict[int, int]:
+        inbox = self.folders[self.selected]
+        return {uid: len(inbox[uid][0]) for uid in uids if uid in inbox}
+
     def fetch(self, uids: Sequence[int], max_bytes: int) -> Iterator[FetchedMessage]:
         inbox = self.folders[self.selected]
         for uid in uids:
