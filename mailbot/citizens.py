@@ -62,10 +62,9 @@ def automatic_mail_blocked(
 
     The per-address cap stops loops with one correspondent; a flood from many addresses is
     not refused here but paced by the sender (mailbot/delivery.py): it never drops anyone.
+    An undeliverable mark never blocks an acknowledgement: the person just wrote, which
+    clears it (`mark_reachable`).
     """
-    undeliverable = service.undeliverable_reason(connection, recipient)
-    if undeliverable is not None:
-        return f"address undeliverable ({undeliverable})"
     limit = app.settings.classification.per_address_daily_limit
     start_of_day = app.calendar.end_of_day(app.calendar.office_date(now) - timedelta(days=1))
     if outbox_rows.automatic_answers_since(connection, start_of_day, recipient) >= limit:

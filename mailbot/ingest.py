@@ -1,10 +1,11 @@
 """A pass over one mailbox: new messages stored and processed, then moved out of the inbox.
 
-Order, for nothing lost and nothing twice: fetch a batch; in one database transaction (a
-savepoint per message, so a poison message is quarantined alone) store each message with its
-outcome and advance the checkpoint; commit; only then move the batch on the server. A message
-stored but not yet moved (the process stopped in between) is moved on the next pass, never
-processed again; a crash before the commit leaves the whole batch in the inbox, untouched.
+Order, for nothing lost and nothing twice: fetch a batch (bounded by count and by bytes); in
+database transactions of a few messages each (a savepoint per message, so a poison message is
+quarantined alone) store each message with its outcome and advance the checkpoint; commit;
+only then move the batch on the server. A message stored but not yet moved (the process
+stopped in between) is moved on the next pass, never processed again; a crash before a commit
+leaves those messages in the inbox, untouched, for the next pass.
 """
 
 from __future__ import annotations
@@ -16,13 +17,16 @@ from dataclasses import dataclass, field
 from mailbot.context import App
 from mailbot.db import inbound as inbound_rows
 from mailbot.logformat import log_fields
-from mailbot.mailbox import Mailbox
-from mailbot.pipeline import goes_to_quarantine, process_fetched
+from mailbot.mailbox import FetchedMessage, Mailbox
+from mailbot.pipeline import Processed, goes_to_quarantine, process_fetched
 from mailbot.settings import MailboxSettings
 
 log = logging.getLogger(__name__)
 
 StopCheck = Callable[[], bool]
+# Messages per transaction: few enough that the sender, writing its outcomes beside the
+# ingestion, never waits long for SQLite's one write lock; the batch is moved after them all.
+COMMIT_EVERY = 20
 
 
 @dataclass
@@ -92,21 +96,49 @@ def ingest_mailbox(
         ):
             fetched = list(box.fetch(batch, daemon.max_message_bytes))
             to_quarantine: dict[int, bool] = {}
-            with app.engine.begin() as connection:
-                for message in fetched:
-                    now = app.clock.now()
-                    processed = process_fetched(connection, app, mailbox, uidvalidity, message, now)
-                    inbound_rows.advance_checkpoint(
-                        connection, mailbox.name, uidvalidity, message.uid, now
-                    )
-                    to_quarantine[message.uid] = processed.goes_to_quarantine
-                    report.count(processed.label)
-                    report.fetched += 1
-                    if should_stop():
-                        break
+            for start in range(0, len(fetched), COMMIT_EVERY):
+                chunk = fetched[start : start + COMMIT_EVERY]
+                _store(app, mailbox, uidvalidity, chunk, to_quarantine, report, should_stop)
+                if should_stop():
+                    break
             _move(app, box, mailbox, uidvalidity, to_quarantine, report)
             if should_stop():
                 return
+
+
+def _store(
+    app: App,
+    mailbox: MailboxSettings,
+    uidvalidity: int,
+    messages: Sequence[FetchedMessage],
+    to_quarantine: dict[int, bool],
+    report: IngestReport,
+    should_stop: StopCheck,
+) -> None:
+    """Store and process `messages` in one transaction, a savepoint each."""
+    with app.engine.begin() as connection:
+        # Checked inside the write transaction: another instance may have stored some.
+        known = inbound_rows.stored_outcomes(
+            connection, mailbox.name, uidvalidity, [m.uid for m in messages]
+        )
+        for message in messages:
+            if message.uid in known:
+                state, flags = known[message.uid]
+                processed = Processed(state, "already_stored", tuple(flags.split(",")))
+            else:
+                now = app.clock.now()
+                processed = process_fetched(
+                    connection, app, mailbox, uidvalidity, message, now, known_new=True
+                )
+            to_quarantine[message.uid] = processed.goes_to_quarantine
+            report.count(processed.label)
+            report.fetched += 1
+            if should_stop():
+                break
+        if to_quarantine:
+            inbound_rows.advance_checkpoint(
+                connection, mailbox.name, uidvalidity, max(to_quarantine), app.clock.now()
+            )
 
 
 def _warn_if_uidvalidity_changed(app: App, mailbox: str, uidvalidity: int) -> None:

@@ -13,6 +13,7 @@ import logging
 import re
 import uuid
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -206,15 +207,46 @@ def _retry_all(
         tally.count(record(app, row, now, SendResult("retry", error), policy))
 
 
+class Relay:
+    """A sender session opened on first use (nothing to send, no connection) and kept for
+    every batch of a flush; `close` ends it."""
+
+    def __init__(self, app: App) -> None:
+        self._app = app
+        self._stack: ExitStack | None = None
+        self._session: SenderSession | None = None
+
+    def session(self, now: datetime) -> SenderSession:
+        if self._session is None:
+            stack = ExitStack()
+            self._session = stack.enter_context(self._app.sender.session(now))
+            self._stack = stack
+        return self._session
+
+    def close(self) -> None:
+        stack, self._stack, self._session = self._stack, None, None
+        if stack is not None:
+            try:
+                stack.close()
+            except (SmtpError, OSError) as exc:
+                log.warning("closing the relay session: %s", error_summary(str(exc)))
+
+
 def flush_outbox(
-    app: App, now: datetime, policy: SendPolicy, *, batch: int = 500, owner: str | None = None
+    app: App,
+    now: datetime,
+    policy: SendPolicy,
+    *,
+    batch: int = 500,
+    owner: str | None = None,
 ) -> FlushReport:
-    """Send every due row (in batches over one sender session each) and report the counts.
+    """Send every due row (over one relay session) and report the counts.
 
     Whatever goes wrong while sending, the rows this worker still holds are released before
     it returns, so another pass or instance can take them at once.
     """
     owner = owner or uuid.uuid4().hex[:16]
+    relay = Relay(app)
     total = FlushReport()
     try:
         while True:
@@ -222,20 +254,24 @@ def flush_outbox(
             if not claimed:
                 return total
             try:
-                with app.sender.session(now) as session:
-                    report = _send_rows(app, session, claimed, now, policy)
+                report = _send_rows(app, relay.session(now), claimed, now, policy)
             except SmtpError as exc:
                 log.warning("relay unreachable: %s", error_summary(str(exc)))
+                relay.close()
                 tally = _Tally()
                 _retry_all(app, claimed, now, f"connection: {exc}", policy, tally)
                 report = tally.report(unreachable=True)
+            if report.unreachable:
+                relay.close()
             total = total.plus(report)
             if report.unreachable or report.sent == 0:
                 return total
     except Exception as exc:  # never leave rows leased behind a crash of the sender
         log.error("sending stopped: %s", error_summary(f"{type(exc).__name__}: {exc}"))
         log.debug("sending stopped", exc_info=True)
+        relay.close()
         return total.plus(FlushReport(unreachable=True))
     finally:
+        relay.close()
         with app.engine.begin() as connection:
             rows.release_leases(connection, owner)

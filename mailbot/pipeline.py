@@ -71,11 +71,15 @@ def process_fetched(
     uidvalidity: int,
     fetched: FetchedMessage,
     now: datetime,
+    *,
+    known_new: bool = False,
 ) -> Processed:
-    """Store and process one message on `connection` (the caller's transaction)."""
-    existing = inbound_rows.stored_state(connection, mailbox.name, uidvalidity, fetched.uid)
-    if existing is not None:  # another instance got here first
-        return Processed(existing, "already_stored")
+    """Store and process one message on `connection` (the caller's transaction);
+    `known_new`: the caller checked, in this transaction, that it is not stored yet."""
+    if not known_new:
+        existing = inbound_rows.stored_state(connection, mailbox.name, uidvalidity, fetched.uid)
+        if existing is not None:  # another instance got here first
+            return Processed(existing, "already_stored")
     base: dict[str, object] = {
         "mailbox": mailbox.name,
         "folder": mailbox.folder,

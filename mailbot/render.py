@@ -13,9 +13,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.headerregistry import Address as HeaderAddress
+from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.policy import EmailPolicy
 from email.utils import format_datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +49,49 @@ def fold_identifiers(name: str, value: str, width: int, linesep: str) -> str:
     return linesep.join(lines) + linesep
 
 
+class HeaderClasses(HeaderRegistry):
+    """The standard header registry, without its cost of building a new class for every
+    header it parses: one class per header name, made once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._classes: dict[str, type[BaseHeader]] = {}
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        key = name.lower()
+        found = self._classes.get(key)
+        if found is None:
+            found = self._classes[key] = super().__getitem__(name)
+        return found
+
+
+# Headers whose value repeats from message to message (the queue's address, the loop token,
+# fixed flags, a text part's type): parsed and folded once, then reused.
+REPEATED_HEADERS = frozenset(
+    {
+        "from",
+        "reply-to",
+        "auto-submitted",
+        "x-auto-response-suppress",
+        LOOP_HEADER.lower(),
+        PURPOSE_HEADER.lower(),
+        "content-language",
+        "mime-version",
+        "content-transfer-encoding",
+    }
+)
+
+
 class MailPolicy(EmailPolicy):
     """The SMTP policy, except that message identifiers are never folded inside or before an
     identifier nor turned into encoded words: some clients mishandle a folded Message-ID,
-    and an encoded In-Reply-To or References breaks threading."""
+    and an encoded In-Reply-To or References breaks threading. Repeated headers are parsed
+    and folded once (a bounded cache): building mail is most of an acknowledgement's cost."""
+
+    def header_store_parse(self, name: str, value: Any) -> tuple[str, Any]:
+        if isinstance(value, str) and name.lower() in REPEATED_HEADERS:
+            return (name, _parsed_header(self.header_factory, name, value))
+        return super().header_store_parse(name, value)
 
     def fold(self, name: str, value: str) -> str:
         if name.lower() in IDENTIFIER_HEADERS:
@@ -59,13 +100,33 @@ class MailPolicy(EmailPolicy):
         return folded
 
     def fold_binary(self, name: str, value: str) -> bytes:
-        if name.lower() in IDENTIFIER_HEADERS:
+        lowered = name.lower()
+        if lowered in IDENTIFIER_HEADERS:
             # compose() keeps ASCII identifiers only; never raise on another caller's value.
             return self.fold(name, value).encode("ascii", "replace")
+        if lowered in REPEATED_HEADERS:
+            return _folded(self, name, value)
         return super().fold_binary(name, value)
 
 
-POLICY = MailPolicy(linesep="\r\n", max_line_length=MAX_LINE_LENGTH)
+@lru_cache(maxsize=512)
+def _parsed_header(factory: Any, name: str, value: str) -> Any:
+    """A header object for a repeated value; header objects are immutable, so one serves
+    every message that carries the same value."""
+    return factory(name, value)
+
+
+@lru_cache(maxsize=512)
+def _folded_cached(policy: MailPolicy, name: str, value: str) -> bytes:
+    return EmailPolicy.fold_binary(policy, name, value)
+
+
+def _folded(policy: MailPolicy, name: str, value: str) -> bytes:
+    return _folded_cached(policy, name, str(value))
+
+
+POLICY = MailPolicy(linesep="\r\n", max_line_length=MAX_LINE_LENGTH, header_factory=HeaderClasses())
+UTF8_POLICY = POLICY.clone(utf8=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,8 +214,8 @@ def compose(
     """One outgoing message: plain text first, HTML alternative, threading and loop headers."""
     # An internationalised address travels only over SMTPUTF8, with UTF-8 headers (RFC 6532).
     utf8 = not envelope.to_address.isascii()
-    message = EmailMessage(policy=POLICY.clone(utf8=True) if utf8 else POLICY)
-    message["From"] = _address(envelope.from_address, envelope.from_name)
+    message = EmailMessage(policy=UTF8_POLICY if utf8 else POLICY)
+    message["From"] = str(_address(envelope.from_address, envelope.from_name))
     message["To"] = _address(envelope.to_address, envelope.to_name)
     if envelope.reply_to:
         message["Reply-To"] = envelope.reply_to

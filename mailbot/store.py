@@ -82,6 +82,11 @@ def session_scope(engine: Engine) -> Iterator[Session]:
 
 def insert_ignoring(connection: sa.Connection, table: sa.Table, key: str) -> Any:
     """INSERT ... ON CONFLICT (key) DO NOTHING, in the dialect of the connection."""
-    if connection.dialect.name == "postgresql":
+    return insert_ignoring_for(connection.dialect.name, table, key)
+
+
+def insert_ignoring_for(dialect: str, table: sa.Table, key: str) -> Any:
+    """INSERT ... ON CONFLICT (key) DO NOTHING, in `dialect` (postgresql, else sqlite)."""
+    if dialect == "postgresql":
         return postgresql.insert(table).on_conflict_do_nothing(index_elements=[key])
     return sqlite.insert(table).on_conflict_do_nothing(index_elements=[key])

@@ -12,11 +12,11 @@ from sqlalchemy.engine import Connection
 from mailbot.models import CHECKPOINT, INBOUND, OUTBOX
 from mailbot.states import MessageState
 
+_INSERT_INBOUND = sa.insert(INBOUND).returning(INBOUND.c.id)
+
 
 def insert_inbound(connection: Connection, values: Mapping[str, object]) -> int:
-    return int(
-        connection.execute(sa.insert(INBOUND).values(**values).returning(INBOUND.c.id)).scalar_one()
-    )
+    return int(connection.execute(_INSERT_INBOUND, dict(values)).scalar_one())
 
 
 def record_outcome(

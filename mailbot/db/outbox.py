@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import lru_cache
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from mailbot.models import EVENT, OUTBOX, TICKET
 from mailbot.states import OutboxState
-from mailbot.store import insert_ignoring
+from mailbot.store import insert_ignoring_for
 
 # The one purpose the brake paces: acknowledgements (automatic answers to citizens).
 PACED_PURPOSE = "acknowledgement"
@@ -47,24 +49,29 @@ def queue_message(
 ) -> int | None:
     """Add an outbox row; None when a row with the same dedupe key exists (already queued)."""
     inserted = connection.execute(
-        insert_ignoring(connection, OUTBOX, "dedupe_key")
-        .values(
-            ticket_id=ticket_id,
-            purpose=purpose,
-            dedupe_key=dedupe_key,
-            message_id=message_id,
-            envelope_from=envelope_from,
-            recipient=recipient.lower(),
-            raw=raw,
-            state=OutboxState.PENDING.value,
-            attempts=0,
-            next_attempt_at=now,
-            last_error="",
-            created_at=now,
-        )
-        .returning(OUTBOX.c.id)
+        _insert_row(connection.dialect.name),
+        {
+            "ticket_id": ticket_id,
+            "purpose": purpose,
+            "dedupe_key": dedupe_key,
+            "message_id": message_id,
+            "envelope_from": envelope_from,
+            "recipient": recipient.lower(),
+            "raw": raw,
+            "state": OutboxState.PENDING.value,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "last_error": "",
+            "created_at": now,
+        },
     ).scalar()
     return int(inserted) if inserted is not None else None
+
+
+@lru_cache(maxsize=4)
+def _insert_row(dialect: str) -> Any:
+    """INSERT ... ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, built once per dialect."""
+    return insert_ignoring_for(dialect, OUTBOX, "dedupe_key").returning(OUTBOX.c.id)
 
 
 def is_queued(connection: Connection, dedupe_key: str) -> bool:

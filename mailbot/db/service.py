@@ -38,15 +38,6 @@ def clear_undeliverable(connection: Connection, address: str) -> None:
     )
 
 
-def undeliverable_reason(connection: Connection, address: str) -> str | None:
-    row = connection.execute(
-        sa.select(ADDRESS.c.undeliverable, ADDRESS.c.reason).where(
-            ADDRESS.c.address == address.lower()
-        )
-    ).first()
-    return row.reason or "undeliverable" if row is not None and row.undeliverable else None
-
-
 @dataclass(frozen=True, slots=True)
 class Alert:
     name: str

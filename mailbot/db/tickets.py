@@ -113,9 +113,7 @@ def insert_ticket(connection: Connection, values: Mapping[str, Any], now: dateti
         "created_at": now,
         "updated_at": now,
     }
-    ticket_id = connection.execute(
-        sa.insert(TICKET).values(**row).returning(TICKET.c.id)
-    ).scalar_one()
+    ticket_id = connection.execute(_INSERT_TICKET, row).scalar_one()
     fields = {name: row[name] for name in TicketRow.__slots__ if name in row}
     return TicketRow(id=ticket_id, **fields)
 
@@ -156,6 +154,11 @@ def set_due_date(connection: Connection, ticket_id: int, due: date | None, now: 
     )
 
 
+# Built once: constructing a statement costs more than running it on the hot path.
+_INSERT_EVENT = sa.insert(EVENT)
+_INSERT_TICKET = sa.insert(TICKET).returning(TICKET.c.id)
+
+
 def add_event(
     connection: Connection,
     ticket_id: int,
@@ -168,15 +171,16 @@ def add_event(
     outbox_id: int | None = None,
 ) -> None:
     connection.execute(
-        sa.insert(EVENT).values(
-            ticket_id=ticket_id,
-            at=at,
-            kind=kind,
-            actor=actor,
-            inbound_id=inbound_id,
-            outbox_id=outbox_id,
-            detail=detail[:4000],
-        )
+        _INSERT_EVENT,
+        {
+            "ticket_id": ticket_id,
+            "at": at,
+            "kind": kind,
+            "actor": actor,
+            "inbound_id": inbound_id,
+            "outbox_id": outbox_id,
+            "detail": detail[:4000],
+        },
     )
 
 
