@@ -19,6 +19,7 @@ from mailbot.context import App
 from mailbot.errors import ConfigError, MailbotError, NotFound, ServerError
 from mailbot.logformat import JsonFormatter, TextFormatter
 from mailbot.settings import LoggingSettings, Settings, config_path, load_settings
+from mailbot.store import reading
 
 log = logging.getLogger("mailbot")
 # Names the handler mailbot installs, so that loading the configuration can replace it.
@@ -213,7 +214,7 @@ def _tickets(app: App, args: argparse.Namespace) -> int:
     from mailbot.db.tickets import ticket_records
     from mailbot.views import ticket_json
 
-    with app.engine.connect() as connection:
+    with reading(app.engine) as connection:
         records = ticket_records(connection, status=args.status, mailbox=args.mailbox)
     rows = [ticket_json(record) for record in records]
     if args.json:
@@ -238,7 +239,7 @@ def _show(app: App, args: argparse.Namespace) -> int:
     from mailbot.db.tickets import ticket_history, ticket_record
     from mailbot.views import ticket_detail_json
 
-    with app.engine.connect() as connection:
+    with reading(app.engine) as connection:
         record = ticket_record(connection, args.ref)
         if record is None:
             raise NotFound(f"no ticket {args.ref}")

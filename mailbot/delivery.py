@@ -22,6 +22,7 @@ from mailbot.db import service
 from mailbot.db import tickets as ticket_rows
 from mailbot.db.outbox import PACED_PURPOSE, Failure
 from mailbot.outbox import SendPolicy, error_summary, paced_capacity
+from mailbot.store import reading
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def _tell(
 def report_failures(app: App, now: datetime) -> int:
     """Tell a person of each citizen-bound message that failed for good or was held; returns
     how many reports were queued."""
-    with app.engine.connect() as connection:
+    with reading(app.engine) as connection:
         failures = outbox_rows.unreported_failures(connection, REPORTED_PURPOSES)
     for failure in failures:
         with app.engine.begin() as connection:

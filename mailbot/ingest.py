@@ -20,6 +20,7 @@ from mailbot.logformat import log_fields
 from mailbot.mailbox import FetchedMessage, Mailbox
 from mailbot.pipeline import Processed, goes_to_quarantine, process_fetched
 from mailbot.settings import MailboxSettings
+from mailbot.store import reading
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ def ingest_mailbox(
         uidvalidity = box.prepare(mailbox)
         _warn_if_uidvalidity_changed(app, mailbox.name, uidvalidity)
         uids = box.list_uids()
-        with app.engine.connect() as connection:
+        with reading(app.engine) as connection:
             stored = inbound_rows.stored_outcomes(connection, mailbox.name, uidvalidity, uids)
         # Stored but not yet moved (the process stopped in between): move, never reprocess.
         _move(
@@ -147,7 +148,7 @@ def _warn_if_uidvalidity_changed(app: App, mailbox: str, uidvalidity: int) -> No
     Nothing is processed twice: a message seen before is recognised by its fingerprint and
     set aside as a duplicate.
     """
-    with app.engine.connect() as connection:
+    with reading(app.engine) as connection:
         known = inbound_rows.known_uidvalidities(connection, mailbox)
     if known and uidvalidity not in known:
         log.warning(

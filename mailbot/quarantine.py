@@ -13,13 +13,14 @@ from mailbot.logformat import log_fields
 from mailbot.mailbox import FetchedMessage
 from mailbot.pipeline import process_fetched
 from mailbot.states import MessageState
+from mailbot.store import reading
 
 log = logging.getLogger(__name__)
 
 
 def list_quarantine(app: App) -> list[QuarantinedMessage]:
     """Quarantined messages, oldest first: number, mailbox, arrival, size and reason."""
-    with app.engine.connect() as connection:
+    with reading(app.engine) as connection:
         return inbound_rows.quarantined(connection)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from mailbot.clock import Clock
 from mailbot.sandbox import SANDBOX_PASSWORD, Sandbox, make_sandbox_dir, write_state
 from mailbot.settings import DatabaseSettings, Settings, config_path, load_settings
+from mailbot.store import reading
 
 SAMPLES = (
     ("josee.tremblay@example.org", "renseignements@mri.gouv.qc.ca", "demande.eml"),
@@ -106,7 +107,7 @@ def _demo(settings: Settings, samples: Path, clock: Clock) -> int:
         app = build_app(demo, clock, sandbox_environ(demo, os.environ))
         report = run_pass(app)
         print(f"3. mailbot run --once: {report.summary()}")
-        with app.engine.connect() as connection:
+        with reading(app.engine) as connection:
             for record in ticket_records(connection):
                 data = ticket_json(record)
                 print(

@@ -41,6 +41,7 @@ from mailbot.jobs import (
     supervised_queues,
 )
 from mailbot.render import Rendered
+from mailbot.store import reading
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +189,7 @@ def run_due_jobs(app: App, now: datetime) -> JobsReport:
         return JobsReport()
     supervisors = list(supervised_queues(settings))
     watched = [c.id for c in settings.commitments if c.kind in WATCHED_KINDS]
-    with app.engine.connect() as connection:
+    with reading(app.engine) as connection:
         deadlines = job_rows.open_deadlines(connection, watched, now)
         last_digest = outbox_rows.last_digest_days(connection, supervisors)
     reminders = _run_each(

@@ -47,9 +47,23 @@ def make_engine(url: str) -> Engine:
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
         # pysqlite's own transaction handling defers BEGIN; take the write lock at BEGIN so
-        # two processes never both read a counter and then both write it.
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        # two processes never both read a counter and then both write it. Readers (`reading`)
+        # take no lock: a long report never holds the daemon up.
+        event.listen(engine, "begin", _begin)
     return engine
+
+
+def _begin(connection: sa.Connection) -> None:
+    read_only = connection.get_execution_options().get("mailbot_read_only", False)
+    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+@contextmanager
+def reading(engine: Engine) -> Iterator[sa.Connection]:
+    """A connection for reads only: on SQLite it takes no write lock (WAL readers see the
+    last commit and never block the writer)."""
+    with engine.connect() as connection:
+        yield connection.execution_options(mailbot_read_only=True)
 
 
 def migrate(engine: Engine) -> None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import tomllib
 from fractions import Fraction
+from pathlib import Path
 
+import jinja2
 import pytest
 
 from mailbot.compliance import exact_target
@@ -122,3 +124,19 @@ def test_a_target_is_the_decimal_the_configuration_wrote(written: str, exact: Fr
     assert isinstance(target, float)
     assert exact_target(target) == exact
     assert exact_target(exact) == exact
+
+
+PERCENT = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(str(Path(__file__).parent.parent / "templates"))
+).from_string('{% from "_staff.j2" import percent_fr %}{{ percent_fr(rate) }}')
+
+
+@pytest.mark.parametrize(
+    ("met", "decided", "shown"),
+    [(189, 199, "94,9 %"), (19, 20, "95 %"), (57, 100, "57 %"), (1, 3, "33,3 %"), (2, 3, "66,6 %")],
+)
+def test_the_digest_never_shows_a_rate_that_contradicts_its_verdict(
+    met: int, decided: int, shown: str
+) -> None:
+    """Rounded down: 189 of 199 is below 95 %, and the digest must not print "95 %"."""
+    assert PERCENT.render(rate=met / decided) == shown

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
 import mailbot.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from mailbot.store import reading
 
 # The inbound kinds that are the requester's own messages on a ticket (staff replies, bounces
 # and the like are not theirs).
@@ -90,7 +91,7 @@ def requester_tickets(engine: Engine, address: str) -> list[RequesterTicket]:
     ticket, deadline, hold = tables["ticket"], tables["ticket_deadline"], tables["ticket_hold"]
     inbound, outbox, event = tables["inbound_message"], tables["outbox"], tables["ticket_event"]
     found = []
-    with engine.connect() as connection:
+    with reading(engine) as connection:
         tickets = connection.execute(
             sa.select(*(ticket.c[name] for name in TicketRow._fields))
             .where(sa.func.lower(ticket.c.requester) == address)

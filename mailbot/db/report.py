@@ -21,6 +21,7 @@ from sqlmodel import SQLModel
 
 import mailbot.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 from mailbot.business_calendar import BusinessCalendar
+from mailbot.store import reading
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +134,7 @@ def _scope(cases: CaseFilter) -> _Scope:
 @contextmanager
 def snapshot(engine: Engine) -> Iterator[Connection]:
     """A read-only connection in which every query sees the same state of the database."""
-    with engine.connect() as connection:
+    with reading(engine) as connection:
         if connection.dialect.name == "postgresql":
             # One snapshot for every query, so the figures and the listing agree. (SQLite
             # reads inside one transaction see one state already.)
