@@ -21,8 +21,6 @@ import base64
 import binascii
 import json
 import secrets
-import shutil
-import subprocess
 import threading
 import time
 import urllib.parse
@@ -331,16 +329,6 @@ class OAuthSandbox(Sandbox):
     def smtp_handler(self) -> _OAuthSmtpHandler:
         assert isinstance(self.handler, _OAuthSmtpHandler)
         return self.handler
-
-    def kick(self, user: str) -> None:
-        """Close `user`'s IMAP sessions, as a server does when their token expires."""
-        doveadm = shutil.which("doveadm") or "/usr/bin/doveadm"
-        subprocess.run(
-            [doveadm, "-c", str(self.root / "dovecot.conf"), "kick", user],
-            check=True,
-            capture_output=True,
-            timeout=30,
-        )
 
     def dovecot_log(self) -> str:
         path: Path = self.root / "dovecot.log"

@@ -143,7 +143,21 @@ def password_auth_lines(root: Path) -> list[str]:
     ]
 
 
-def _dovecot_config(root: Path, imap_port: int, auth_lines: Sequence[str]) -> str:
+# doveadm kick's exit status when the user had no session to close.
+KICKED_NOBODY = 68
+# Dovecot's capabilities without IDLE: a server that mailbot must poll.
+NO_IDLE_CAPABILITY = (
+    "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE LITERAL+ SORT SORT=DISPLAY THREAD=REFERENCES "
+    "THREAD=REFS THREAD=ORDEREDSUBJECT MULTIAPPEND URL-PARTIAL CATENATE UNSELECT CHILDREN "
+    "NAMESPACE UIDPLUS LIST-EXTENDED I18NLEVEL=1 CONDSTORE QRESYNC ESEARCH ESORT SEARCHRES "
+    "WITHIN CONTEXT=SEARCH LIST-STATUS BINARY MOVE SNIPPET=FUZZY PREVIEW=FUZZY STATUS=SIZE "
+    "SAVEDATE"
+)
+
+
+def _dovecot_config(
+    root: Path, imap_port: int, auth_lines: Sequence[str], *, idle: bool = True
+) -> str:
     is_root = os.geteuid() == 0
     uid, gid = mail_owner()
     internal_user = "dovecot" if is_root else _user_name()
@@ -164,7 +178,7 @@ def _dovecot_config(root: Path, imap_port: int, auth_lines: Sequence[str]) -> st
         "mail_location = maildir:~/Maildir",
         "mail_fsync = never",
         "mailbox_list_index = yes",
-        "imap_capability = +MOVE",
+        "imap_capability = +MOVE" if idle else f"imap_capability = {NO_IDLE_CAPABILITY}",
         "userdb {",
         "  driver = static",
         f"  args = uid={uid} gid={gid} home={root}/mail/%Lu",
@@ -264,6 +278,8 @@ class Sandbox:
     smtp_port: int = 0
     # Whether the SMTP server offers SMTPUTF8 (RFC 6531), as most relays do.
     smtputf8: bool = True
+    # Whether Dovecot offers IDLE (RFC 2177), as most IMAP servers do.
+    idle: bool = True
     _dovecot: subprocess.Popen[bytes] | None = None
     _smtp: Any = None
     handler: _SmtpHandler | None = None
@@ -294,7 +310,9 @@ class Sandbox:
             make_maildir(self.root, user)
         self.imap_port = self.imap_port or free_port()
         config = self.root / "dovecot.conf"
-        config.write_text(_dovecot_config(self.root, self.imap_port, self.auth_lines()))
+        config.write_text(
+            _dovecot_config(self.root, self.imap_port, self.auth_lines(), idle=self.idle)
+        )
         self._dovecot = subprocess.Popen(
             [binary, "-F", "-c", str(config)],
             stdout=subprocess.DEVNULL,
@@ -361,6 +379,19 @@ class Sandbox:
     def deliver(self, address: str, raw: bytes, received_at: datetime | None = None) -> None:
         """Put a message straight into `address`'s inbox, as if it had just arrived."""
         deliver_to_maildir(self.root, address, raw, received_at)
+
+    def kick(self, user: str) -> bool:
+        """Close `user`'s IMAP sessions, as a server does on a restart or when a token
+        expires (doveadm kick); False when `user` had none open."""
+        doveadm = shutil.which("doveadm") or "/usr/bin/doveadm"
+        done = subprocess.run(
+            [doveadm, "-c", str(self.root / "dovecot.conf"), "kick", user],
+            capture_output=True,
+            timeout=30,
+        )
+        if done.returncode not in (0, KICKED_NOBODY):
+            raise SandboxError(f"doveadm kick: exit {done.returncode}: {done.stderr!r}")
+        return done.returncode == 0
 
     def delivered_to(self, address: str) -> list[bytes]:
         """What the SMTP server delivered to `address`, read from its Maildir (no IMAP)."""

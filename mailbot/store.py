@@ -66,11 +66,21 @@ def reading(engine: Engine) -> Iterator[sa.Connection]:
         yield connection.execution_options(mailbot_read_only=True)
 
 
+# Held while migrating on PostgreSQL: instances starting together migrate one after the other.
+MIGRATION_LOCK = 0x6D61696C626F74  # "mailbot"
+
+
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest migration (idempotent; run at every start-up)."""
+    """Bring the schema to the newest migration (idempotent; run at every start-up). Two
+    instances starting at once take turns: SQLite's write lock (BEGIN IMMEDIATE), or a
+    PostgreSQL advisory lock held until the migration's transaction ends."""
     config = AlembicConfig()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(
+                sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK}
+            )
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 

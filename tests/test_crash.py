@@ -1,4 +1,4 @@
-"""Killed with SIGKILL mid-batch and restarted: every request still gets exactly one ack."""
+"""Killed with SIGKILL mid-pass and restarted: every request still gets exactly one ack."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+
+import pytest
 
 from mailbot.sandbox import Sandbox
 from mailbot.settings import Settings
@@ -29,9 +31,17 @@ def stored_count(database: Path) -> int:
         return 0  # the schema is not there yet
 
 
-def test_sigkill_in_the_middle_of_a_batch_loses_nothing_and_sends_nothing_twice(
-    sandbox: Sandbox, settings: Settings, tmp_path: Path
+@pytest.mark.parametrize(
+    ("fetch_batch", "kill_after"),
+    [(20, 25), (100, 1)],
+    ids=["between-batches", "inside-a-batch"],
+)
+def test_sigkill_in_the_middle_of_a_pass_loses_nothing_and_sends_nothing_twice(
+    sandbox: Sandbox, settings: Settings, tmp_path: Path, fetch_batch: int, kill_after: int
 ) -> None:
+    """Killed again and again while it stores messages: between fetched batches, or inside
+    one (a batch of 100 is stored in transactions of 20 and moved once all are committed, so
+    a kill just after a commit leaves stored messages unmoved and the next transaction open)."""
     for n in range(REQUESTS):
         sandbox.deliver(
             INFO, citizen_request(f"<req-{n}@example.org>"), received_at=office("2025-11-03T10:00")
@@ -41,7 +51,7 @@ def test_sigkill_in_the_middle_of_a_batch_loses_nothing_and_sends_nothing_twice(
         tmp_path / "mailbot.toml",
         sandbox,
         data,
-        daemon={"fetch_batch": 20},
+        daemon={"fetch_batch": fetch_batch},
         classification={"per_address_daily_limit": 10_000, "burst_limit": 10_000},
     )
     command = [
@@ -68,7 +78,7 @@ def test_sigkill_in_the_middle_of_a_batch_loses_nothing_and_sends_nothing_twice(
             count = stored_count(data / "mailbot.db")
             # Kill during ingestion only: a kill between the SMTP server's 250 and our commit
             # is the one window where a resend (same Message-ID) is possible; see README.
-            if before + 25 <= count < REQUESTS:
+            if before + kill_after <= count < REQUESTS:
                 os.kill(process.pid, signal.SIGKILL)
                 kills += 1
                 break
