@@ -10,7 +10,6 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from mailbot import __version__
@@ -206,7 +205,7 @@ def _dispatch(args: argparse.Namespace, clock: Clock) -> int:
     raise AssertionError(command)
 
 
-def _print_json(value: Any) -> None:
+def _print_json(value: object) -> None:
     print(json.dumps(value, ensure_ascii=False, indent=2, default=str))
 
 

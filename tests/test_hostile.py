@@ -8,8 +8,6 @@ request or act where it should not, with several variants of it.
 from __future__ import annotations
 
 import base64
-import subprocess
-import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,8 @@ from mailbot.models import AddressState, InboundMessage, OutboxMessage, Ticket
 from mailbot.sandbox import Sandbox, _SmtpHandler
 from mailbot.settings import Settings
 from mailbot.store import session_scope
-from tests.conftest import REPO, AppFactory, subprocess_environ, write_sandbox_config
+from tests.conftest import AppFactory, subprocess_environ, write_sandbox_config
+from tests.test_cli import mailbot
 from tests.test_spine import BODY, CITIZEN, COMPLAINTS, INFO, citizen_request, office, parsed
 from tests.test_spine import text_of as body_of
 from tests.test_staff_server import (
@@ -697,17 +696,6 @@ def test_a_complaint_cannot_be_assigned_outside_the_complaints_queue(
 
 
 # --- 9. Replayed time never writes into a live database -------------------------------------
-
-
-def mailbot(config: Path, environ: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mailbot", "--config", str(config), *args],
-        cwd=REPO,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def counts(database: Path) -> tuple[int, int, int]:
