@@ -34,6 +34,9 @@ class PassReport:
     ingest: IngestReport = field(default_factory=IngestReport)
     outbox: FlushReport = field(default_factory=FlushReport)
     errors: list[str] = field(default_factory=list)
+    # Per mailbox: the outcomes of its messages, and whether its server answered.
+    by_mailbox: dict[str, dict[str, int]] = field(default_factory=dict)
+    reached: list[str] = field(default_factory=list)
 
     @property
     def fetched(self) -> int:
@@ -105,11 +108,19 @@ def run_pass(
     for mailbox in app.settings.mailboxes if mailboxes is None else mailboxes:
         if should_stop():
             break
+        before = dict(report.ingest.outcomes)
         try:
             ingest_mailbox(app, mailbox, report.ingest, should_stop)
         except ImapError as exc:
             log.error("mailbox %s: %s", mailbox.name, exc, extra=log_fields(mailbox=mailbox.name))
             report.errors.append(f"imap:{mailbox.name}")
+        else:
+            report.reached.append(mailbox.name)
+        report.by_mailbox[mailbox.name] = {
+            name: n - before.get(name, 0)
+            for name, n in report.ingest.outcomes.items()
+            if n != before.get(name, 0)
+        }
     try:
         jobs = run_due_jobs(app, app.clock.now())
     except Exception:  # reminders must never stop ingestion or sending

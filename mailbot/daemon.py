@@ -13,6 +13,7 @@ import asyncio
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from types import FrameType
@@ -27,6 +28,7 @@ from mailbot.context import App
 from mailbot.errors import ConfigError, ImapError, SmtpError, TokenError
 from mailbot.logins import Login, Logins, OAuthLogin
 from mailbot.mailbox import ImapMailbox
+from mailbot.observe import Monitor, ObservabilityServer
 from mailbot.sender import connect_smtp, smtp_client
 from mailbot.settings import Settings
 from mailbot.watch import IdleWatcher, PassRequests
@@ -82,11 +84,16 @@ def run_daemon(app: App) -> int:
             coalesce=True,
             misfire_grace_time=None,
         )
+    monitor = Monitor(app)
     watchers = (
-        [IdleWatcher(app, mailbox, requests.mailbox, stop) for mailbox in app.settings.mailboxes]
+        [
+            IdleWatcher(app, mailbox, requests.mailbox, stop, monitor.observed)
+            for mailbox in app.settings.mailboxes
+        ]
         if daemon.idle
         else []
     )
+    server = _observability_server(app, monitor)
     scheduler.start()
     for watcher in watchers:
         watcher.start()
@@ -97,17 +104,37 @@ def run_daemon(app: App) -> int:
         daemon.poll_seconds,
     )
     try:
-        _pass_loop(app, requests, stop)
+        _pass_loop(app, requests, stop, monitor)
     finally:
         stop.set()
         scheduler.shutdown(wait=False)
         for watcher in watchers:
             watcher.join(5)
+        if server is not None:
+            server.stop()
     log.info("mailbot daemon stopped")
     return 0
 
 
-def _pass_loop(app: App, requests: PassRequests, stop: threading.Event) -> None:
+def _observability_server(app: App, monitor: Monitor) -> ObservabilityServer | None:
+    """The health and metrics server, when `[observability] listen` is set; a port that
+    cannot be had is a configuration error."""
+    settings = app.settings.observability
+    if settings.listen is None:
+        return None
+    host, port = settings.address
+    try:
+        server = ObservabilityServer(monitor, host, port)
+    except OSError as exc:
+        raise ConfigError(
+            f"[observability] listen = {settings.listen!r}: {exc.strerror or exc}"
+        ) from exc
+    server.start()
+    log.info("health and metrics on http://%s:%d/healthz and /metrics", host, server.port)
+    return server
+
+
+def _pass_loop(app: App, requests: PassRequests, stop: threading.Event, monitor: Monitor) -> None:
     """Run the requested passes, one at a time: a request that arrives during a pass is
     taken by the next one, so nothing waits for the poll."""
     by_name = {mailbox.name: mailbox for mailbox in app.settings.mailboxes}
@@ -117,12 +144,17 @@ def _pass_loop(app: App, requests: PassRequests, stop: threading.Event) -> None:
             continue
         everything, names = taken
         mailboxes = None if everything else [by_name[name] for name in sorted(names)]
+        started = time.perf_counter()
         try:
             report = run_pass(app, should_stop=stop.is_set, mailboxes=mailboxes)
         except Exception:  # keep the daemon alive; the next pass retries
             log.exception("pass failed")
             continue
         log.info("pass done: %s", report.summary())
+        try:
+            monitor.after_pass(report, time.perf_counter() - started, full=everything)
+        except Exception:  # watching must never stop the work
+            log.exception("health, metrics or alerts failed")
 
 
 def check_servers(

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Connection
@@ -61,14 +63,28 @@ class FlushReport:
     retrying: int = 0
     failed: int = 0
     unreachable: bool = False
+    # ((purpose, state), count): what the metrics count by purpose.
+    outcomes: tuple[tuple[tuple[str, str], int], ...] = ()
+    # Seconds each message took the relay to answer.
+    send_seconds: tuple[float, ...] = ()
 
     def plus(self, other: FlushReport) -> FlushReport:
+        outcomes = Counter(dict(self.outcomes))
+        outcomes.update(dict(other.outcomes))
         return FlushReport(
             sent=self.sent + other.sent,
             retrying=self.retrying + other.retrying,
             failed=self.failed + other.failed,
             unreachable=self.unreachable or other.unreachable,
+            outcomes=tuple(sorted(outcomes.items())),
+            send_seconds=self.send_seconds + other.send_seconds,
         )
+
+    @property
+    def reached_relay(self) -> bool:
+        """Whether the relay answered during the flush (a flush with nothing to send never
+        connects)."""
+        return not self.unreachable and bool(self.outcomes)
 
 
 _SMTP_CODES = re.compile(r"\b([245]\d\d)\b(?:[ ,']+([245]\.\d{1,3}\.\d{1,3}))?")
@@ -156,14 +172,25 @@ class _Tally:
     sent: int = 0
     retrying: int = 0
     failed: int = 0
+    outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
+    send_seconds: list[float] = field(default_factory=list)
 
-    def count(self, state: str) -> None:
+    def count(self, state: str, purpose: str = "") -> None:
         self.sent += state == OutboxState.SENT
         self.failed += state in (OutboxState.FAILED, OutboxState.HELD)
         self.retrying += state == OutboxState.PENDING
+        if purpose:
+            self.outcomes[(purpose, str(state))] += 1
 
     def report(self, *, unreachable: bool = False) -> FlushReport:
-        return FlushReport(self.sent, self.retrying, self.failed, unreachable)
+        return FlushReport(
+            self.sent,
+            self.retrying,
+            self.failed,
+            unreachable,
+            tuple(sorted(self.outcomes.items())),
+            tuple(self.send_seconds),
+        )
 
 
 def _send_rows(
@@ -172,6 +199,7 @@ def _send_rows(
     tally = _Tally()
     while pending:
         row = pending.pop(0)
+        started = time.perf_counter()
         try:
             result = session.send(row.envelope_from, row.recipient, row.raw)
         except SmtpError as exc:
@@ -179,8 +207,9 @@ def _send_rows(
             log.warning("relay lost: %s", error_summary(str(exc)))
             _retry_all(app, [row, *pending], now, f"connection: {exc}", policy, tally)
             return tally.report(unreachable=True)
+        tally.send_seconds.append(time.perf_counter() - started)
         state = record(app, row, now, result, policy)
-        tally.count(state)
+        tally.count(state, row.purpose)
         fields = log_fields(outbox=row.id, purpose=row.purpose, smtp_code=smtp_code(result.error))
         if state == OutboxState.SENT:
             log.info("sent %s", row.message_id, extra=fields)

@@ -317,3 +317,32 @@ def copy_attachments(raw: bytes, message: EmailMessage) -> int:
             payload, maintype=maintype, subtype=subtype or "octet-stream", filename=filename
         )
     return total
+
+
+# --- to administrators ---------------------------------------------------------------------
+
+
+def to_admins(
+    connection: Connection,
+    app: App,
+    *,
+    template: str,
+    values: Mapping[str, Any],
+    purpose: str,
+    dedupe: str,
+    now: datetime,
+) -> list[int]:
+    """Automatic mail about the service itself to the `[alerts] admins` (never citizens,
+    never staff), sent from the first mailbox's address; one row per administrator under
+    the key ``{dedupe}:{admin}``."""
+    return to_staff(
+        connection,
+        app,
+        template=template,
+        values=values,
+        queue=app.settings.mailboxes[0],
+        recipients=app.settings.alerts.admins,
+        purpose=purpose,
+        dedupe=dedupe,
+        now=now,
+    )

@@ -423,6 +423,32 @@ class LoggingSettings(_Frozen):
         return value.upper() if isinstance(value, str) else value
 
 
+class ObservabilitySettings(_Frozen):
+    """`GET /healthz` and `GET /metrics` served by the daemon (mailbot/observe.py); off
+    unless `listen` is set. A server counts as reached when it answered within
+    `healthy_polls` poll intervals (or its IDLE connection is alive)."""
+
+    listen: Annotated[str, Field(pattern=r"^[A-Za-z0-9.:\[\]-]*:\d{1,5}$")] | None = None
+    healthy_polls: Annotated[float, Field(ge=1, le=100)] = 3.0
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The host and port of `listen` (which is set)."""
+        host, _, port = (self.listen or "").rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+class AlertSettings(_Frozen):
+    """Mail to the administrators (not citizens, not staff) when the service needs a person:
+    one at the start of an episode and one at its end (mailbot/alerts.py)."""
+
+    admins: tuple[str, ...] = ()
+    # A server that could not be reached for this long.
+    unreachable_minutes: Annotated[float, Field(gt=0)] = 15.0
+    # The oldest unsent outbox row older than this.
+    outbox_age_minutes: Annotated[float, Field(gt=0)] = 60.0
+
+
 class Settings(_Frozen):
     """The whole configuration, as validated at start-up."""
 
@@ -437,6 +463,8 @@ class Settings(_Frozen):
     classification: ClassificationSettings = ClassificationSettings()
     reminders: ReminderSettings = ReminderSettings()
     logging: LoggingSettings = LoggingSettings()
+    observability: ObservabilitySettings = ObservabilitySettings()
+    alerts: AlertSettings = AlertSettings()
     commitments: tuple[CommitmentSettings, ...] = DEFAULT_COMMITMENTS
     data_dir: Path = Path("data")
     templates_dir: Path = DEFAULT_TEMPLATES_DIR

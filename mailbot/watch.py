@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from mailbot.context import App
 from mailbot.errors import ImapError, MailbotError
+from mailbot.health import Observed, imap_name
 from mailbot.logformat import log_fields
 from mailbot.mailbox import ImapMailbox
 from mailbot.settings import MailboxSettings
@@ -76,12 +77,15 @@ class IdleWatcher(threading.Thread):
         mailbox: MailboxSettings,
         on_mail: Callable[[str], None],
         stop: threading.Event,
+        observed: Observed | None = None,
     ) -> None:
         super().__init__(name=f"idle-{mailbox.name}", daemon=True)
         self._app = app
         self._mailbox = mailbox
         self._on_mail = on_mail
         self._stop_event = stop
+        self._observed = observed
+        self._name = imap_name(mailbox.name)
         self.supported: bool | None = None  # None until the first login tells
 
     def run(self) -> None:
@@ -98,6 +102,7 @@ class IdleWatcher(threading.Thread):
                         return
                     self.supported = True
                     box.select(self._mailbox.folder)
+                    self._alive(True)
                     # Whatever arrived while nobody watched is seen now.
                     self._on_mail(self._mailbox.name)
                     delay = 1.0
@@ -105,6 +110,7 @@ class IdleWatcher(threading.Thread):
                         if box.wait_for_mail(renew, self._stop_event.is_set):
                             self._on_mail(self._mailbox.name)
             except (ImapError, MailbotError, OSError) as exc:
+                self._alive(False)
                 log.warning(
                     "IDLE connection lost (%s); reconnecting in %.0f s",
                     type(exc).__name__,
@@ -113,3 +119,12 @@ class IdleWatcher(threading.Thread):
                 )
                 self._stop_event.wait(delay)
                 delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+        self._alive(False)
+
+    def _alive(self, alive: bool) -> None:
+        """Tell the health check whether the IDLE connection holds."""
+        if self._observed is None:
+            return
+        if alive:
+            self._observed.reached(self._name, self._app.clock.now())
+        self._observed.idle(self._name, alive)

@@ -1,0 +1,67 @@
+"""What the operators' health, metrics and alerts read from the database: counts and ages,
+never a person's address or words."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from mailbot.db.outbox import PACED_PURPOSE
+from mailbot.models import DEADLINE, INBOUND, OUTBOX, TICKET
+from mailbot.states import MessageState, OutboxState, TicketStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """The work waiting, as of one instant."""
+
+    outbox_depth: int = 0
+    # When the oldest unsent row was queued (None: the outbox is empty).
+    oldest_pending: datetime | None = None
+    # Since when the longest-due row has been waiting for the sender (None: nothing due).
+    # Acknowledgements the brake holds back do not count while `braking`.
+    due_since: datetime | None = None
+    quarantined: int = 0
+    open_tickets: dict[str, int] = field(default_factory=dict)  # by mailbox
+    due_today: dict[str, int] = field(default_factory=dict)  # by commitment
+    overdue: dict[str, int] = field(default_factory=dict)  # by commitment
+
+
+def backlog(connection: Connection, now: datetime, today: date, *, braking: bool) -> Backlog:
+    pending = OUTBOX.c.state == OutboxState.PENDING.value
+    depth, oldest = connection.execute(
+        sa.select(sa.func.count(), sa.func.min(OUTBOX.c.created_at)).where(pending)
+    ).one()
+    due = sa.and_(pending, OUTBOX.c.next_attempt_at <= now)
+    if braking:
+        due = sa.and_(due, OUTBOX.c.purpose != PACED_PURPOSE)
+    due_since = connection.execute(sa.select(sa.func.min(OUTBOX.c.next_attempt_at)).where(due))
+    quarantined = connection.execute(
+        sa.select(sa.func.count()).where(INBOUND.c.state == MessageState.QUARANTINED.value)
+    ).scalar_one()
+    open_tickets = connection.execute(
+        sa.select(TICKET.c.mailbox, sa.func.count())
+        .where(TICKET.c.status == TicketStatus.OPEN.value)
+        .group_by(TICKET.c.mailbox)
+    ).all()
+    unmet = (
+        sa.select(DEADLINE.c.commitment, sa.func.count())
+        .join(TICKET, TICKET.c.id == DEADLINE.c.ticket_id)
+        .where(DEADLINE.c.met_at.is_(None))
+        .where(TICKET.c.status == TicketStatus.OPEN.value)
+        .group_by(DEADLINE.c.commitment)
+    )
+    due_today = connection.execute(unmet.where(DEADLINE.c.due_date == today)).all()
+    overdue = connection.execute(unmet.where(DEADLINE.c.due_date < today)).all()
+    return Backlog(
+        outbox_depth=int(depth),
+        oldest_pending=oldest,
+        due_since=due_since.scalar_one(),
+        quarantined=int(quarantined),
+        open_tickets={str(name): int(n) for name, n in open_tickets},
+        due_today={str(name): int(n) for name, n in due_today},
+        overdue={str(name): int(n) for name, n in overdue},
+    )
