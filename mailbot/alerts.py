@@ -76,7 +76,7 @@ def conditions(observation: Observation, now: datetime, rules: AlertSettings) ->
 
 def _server(name: str, seen: ServerSeen, now: datetime, rules: AlertSettings) -> Condition:
     limit = timedelta(minutes=rules.unreachable_minutes)
-    if seen.failing_since is not None and not seen.idle_alive:
+    if seen.failing_since is not None:
         state = Firing.FIRING if now - seen.failing_since >= limit else Firing.UNKNOWN
     elif seen.last_ok is not None or seen.idle_alive:
         state = Firing.CLEAR

@@ -52,8 +52,11 @@ class Health:
 
 
 def server_up(seen: ServerSeen, now: datetime, window: timedelta) -> bool:
-    """Reached within `window`, or holding a live IDLE connection."""
-    return seen.idle_alive or (seen.last_ok is not None and now - seen.last_ok <= window)
+    """Reached within `window`, or holding a live IDLE connection — unless a later attempt
+    failed (an IDLE connection whose server went away is not always noticed at once)."""
+    if seen.idle_alive and seen.failing_since is None:
+        return True
+    return seen.last_ok is not None and now - seen.last_ok <= window
 
 
 def _minute(instant: datetime) -> str:

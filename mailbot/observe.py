@@ -68,9 +68,11 @@ class Monitor:
         if report.ok and full:
             observed.pass_ok(app.clock.now())
         self.look()
-        if app.settings.alerts.admins and review_alerts(
-            app, conditions(observed.observation(), now, app.settings.alerts), now
-        ):
+        if not app.settings.alerts.admins:
+            return
+        observation = observed.observation()
+        changed = review_alerts(app, conditions(observation, now, app.settings.alerts), now)
+        if changed and observation.servers[SMTP].failing_since is None:
             send_outbox(app)  # the alert goes now, not at the next pass
 
     def look(self) -> None:
