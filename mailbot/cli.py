@@ -8,14 +8,15 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import NoReturn
 from zoneinfo import ZoneInfo
 
 from mailbot import __version__
 from mailbot.clock import Clock, FixedClock, SystemClock, parse_instant
 from mailbot.context import App
-from mailbot.errors import ConfigError, MailbotError, NotFound, ServerError
+from mailbot.errors import ConfigError, MailbotError, MissingDependency, NotFound, ServerError
 from mailbot.logformat import JsonFormatter, TextFormatter
 from mailbot.settings import LoggingSettings, Settings, config_path, load_settings
 from mailbot.store import reading
@@ -24,85 +25,158 @@ log = logging.getLogger("mailbot")
 # Names the handler mailbot installs, so that loading the configuration can replace it.
 LOG_HANDLER = "mailbot-stderr"
 
+# The exit codes, as documented in the README ("Exit codes").
 EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_CONFIG = 2
+EXIT_FAILURE = 1  # a server failed in a pass, a check failed, something named was not found
+EXIT_CONFIG = 2  # usage or configuration error
+EXIT_DEPENDENCY = 3  # an optional package is missing (the message names the extra)
+EXIT_INTERNAL = 4  # a bug: one line here, the traceback with -v
+EXIT_INTERRUPTED = 130  # Ctrl-C
+EXIT_PIPE = 141  # the reader of the output went away (`mailbot tickets --json | head`)
+
+# The optional packages and the extras that bring them.
+EXTRAS = {"aiosmtpd": "sandbox", "psycopg": "postgres", "msal": "microsoft", "google": "google"}
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="mailbot",
-        description="Email ticketing daemon that keeps a public body's service standards.",
-    )
-    parser.add_argument("--version", action="version", version=f"mailbot {__version__}")
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error on one line that says where the help is."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_CONFIG, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _global_options(parser: argparse.ArgumentParser, *, after: bool) -> None:
+    """--config, --now and -v, before the command and (`after`) after it too: there they
+    default to nothing, so a value given before the command stays."""
+    default: dict[str, object] = {"default": argparse.SUPPRESS} if after else {}
     parser.add_argument(
-        "--config", help="configuration file (default: $MAILBOT_CONFIG, else config/mailbot.toml)"
+        "--config",
+        help="configuration file (default: $MAILBOT_CONFIG, else config/mailbot.toml)",
+        **default,  # type: ignore[arg-type]
     )
     parser.add_argument(
         "--now",
         help="act as of this ISO-8601 instant (e.g. "
         "2025-11-03T10:00-05:00); for tests, audits and replays",
+        **default,  # type: ignore[arg-type]
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="debug logging (and the traceback of an internal error)",
+        **default,  # type: ignore[arg-type]
+    )
 
-    run = commands.add_parser("run", help="the daemon: watch the mailboxes, send, run jobs")
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (write YYYY-MM-DD)") from None
+
+
+def _year(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a year (write e.g. 2026)") from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="mailbot",
+        description="Email ticketing daemon that keeps a public body's service standards.",
+        epilog="Exit codes: 0 ok, 1 a server or check failed or something named was not "
+        "found, 2 usage or configuration error, 3 optional package missing, 4 internal "
+        "error, 130 interrupted, 141 output closed.",
+    )
+    parser.add_argument("--version", action="version", version=f"mailbot {__version__}")
+    _global_options(parser, after=False)
+    common = _Parser(add_help=False)
+    _global_options(common, after=True)
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=help, description=help, parents=[common])
+
+    json_help = "print JSON instead of text"
+    run = command("run", "the daemon: watch the mailboxes, send, run jobs")
     run.add_argument(
         "--once",
         action="store_true",
         help="one full pass, then exit (non-zero if a server was unreachable)",
     )
 
-    tickets = commands.add_parser("tickets", help="list tickets")
-    tickets.add_argument("--status", choices=["open", "on_hold", "answered", "closed"])
-    tickets.add_argument("--mailbox")
-    tickets.add_argument("--json", action="store_true")
+    tickets = command("tickets", "list tickets")
+    tickets.add_argument(
+        "--status", choices=["open", "on_hold", "answered", "closed"], help="only this status"
+    )
+    tickets.add_argument("--mailbox", help="only the tickets that arrived in this mailbox")
+    tickets.add_argument("--json", action="store_true", help=json_help)
 
-    show = commands.add_parser("show", help="one ticket with its deadlines, messages, events")
-    show.add_argument("ref")
-    show.add_argument("--json", action="store_true")
+    show = command("show", "one ticket with its deadlines, messages, events")
+    show.add_argument("ref", help="the ticket's reference, e.g. MRI-2025-00001")
+    show.add_argument("--json", action="store_true", help=json_help)
 
-    commands.add_parser("check", help="validate the configuration and log in to each server")
+    command("check", "validate the configuration and log in to each server")
 
-    due = commands.add_parser("due", help="receipt day and deadlines for a receipt instant")
+    due = command("due", "receipt day and deadlines for a receipt instant")
     due.add_argument("received", help="ISO-8601 instant; without an offset it is office time")
     due.add_argument(
         "--standard", action="append", help="a commitment id (repeatable; default: all)"
     )
-    due.add_argument("--json", action="store_true")
+    due.add_argument("--json", action="store_true", help=json_help)
 
-    holidays = commands.add_parser("holidays", help="the public-service holidays of a year")
-    holidays.add_argument("year", type=int, nargs="+")
-    holidays.add_argument("--json", action="store_true")
+    holidays = command("holidays", "the public-service holidays of a year")
+    holidays.add_argument("year", type=_year, nargs="+", help="one or more years, e.g. 2026")
+    holidays.add_argument("--json", action="store_true", help=json_help)
 
-    report = commands.add_parser(
-        "report", help="compliance per commitment and queue over a period (published figures)"
+    report = command(
+        "report", "compliance per commitment and queue over a period (published figures)"
     )
-    report.add_argument("--since", required=True, help="first day, YYYY-MM-DD (clock start)")
-    report.add_argument("--until", required=True, help="last day, YYYY-MM-DD, included")
+    report.add_argument(
+        "--since", required=True, type=_day, help="first day, YYYY-MM-DD (clock start)"
+    )
+    report.add_argument("--until", required=True, type=_day, help="last day, YYYY-MM-DD, included")
     report.add_argument("--queue", help="one queue (mailbox name)")
-    report.add_argument("--format", default="table", choices=["table", "json", "csv", "html"])
+    report.add_argument(
+        "--format",
+        default="table",
+        choices=["table", "json", "csv", "html"],
+        help="output format (default: table)",
+    )
     report.add_argument("--output", help="write to this file instead of standard output")
     report.add_argument("--details", action="store_true", help="list every case behind it")
 
-    quarantine = commands.add_parser("quarantine", help="messages that could not be processed")
-    quarantine_actions = quarantine.add_subparsers(dest="action", required=True)
-    quarantine_list = quarantine_actions.add_parser("list", help="list quarantined messages")
-    quarantine_list.add_argument("--json", action="store_true")
+    quarantine = command("quarantine", "messages that could not be processed")
+    quarantine_actions = quarantine.add_subparsers(
+        dest="action", required=True, metavar="ACTION", parser_class=_Parser
+    )
+    quarantine_list = quarantine_actions.add_parser(
+        "list", help="list quarantined messages", parents=[common]
+    )
+    quarantine_list.add_argument("--json", action="store_true", help=json_help)
     quarantine_retry = quarantine_actions.add_parser(
-        "retry", help="process a quarantined message again (after a fix)"
+        "retry", help="process a quarantined message again (after a fix)", parents=[common]
     )
     quarantine_retry.add_argument("id", type=int, help="the message number from `list`")
 
-    export = commands.add_parser(
-        "export", help="everything held about one requester, as JSON (access requests)"
-    )
+    export = command("export", "everything held about one requester, as JSON (access requests)")
     export.add_argument("--requester", required=True, help="the requester's email address")
     export.add_argument("--output", help="write to this file instead of standard output")
 
-    sandbox = commands.add_parser("sandbox", help="a throwaway Dovecot + SMTP for trying mailbot")
-    sandbox.add_argument("action", choices=["demo", "serve"])
-    sandbox.add_argument("--dir", default=".sandbox", help="where the sandbox lives")
+    sandbox = command("sandbox", "a throwaway Dovecot + SMTP for trying mailbot")
+    sandbox.add_argument(
+        "action",
+        choices=["demo", "serve"],
+        help="demo: two sample emails, one pass, the answers; serve: keep the servers running",
+    )
+    sandbox.add_argument(
+        "--dir", default=".sandbox", help="where `serve` keeps the sandbox (default: .sandbox)"
+    )
     return parser
 
 
@@ -145,8 +219,54 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    _configure_logging(args)
+    """Run one command; whatever happens, one line on standard error and a documented exit
+    code, never a traceback (except with -v, for an internal error)."""
+    verbose = False
+    try:
+        args = _parser().parse_args(argv)
+        verbose = args.verbose
+        _configure_logging(args)
+        code = _run(args)
+        sys.stdout.flush()  # a closed pipe shows here, not after main has returned
+        return code
+    except KeyboardInterrupt:
+        print("mailbot: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, as other command-line tools do, and
+        # keep Python from complaining when it flushes standard output at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_PIPE
+    except ModuleNotFoundError as exc:
+        package = (exc.name or "").split(".")[0]
+        extra = EXTRAS.get(package)
+        if extra is None:
+            return _internal_error(exc, verbose)
+        print(
+            f"mailbot: the optional package {package} is not installed: "
+            f'pip install "mailbot[{extra}]"',
+            file=sys.stderr,
+        )
+        return EXIT_DEPENDENCY
+    except Exception as exc:
+        return _internal_error(exc, verbose)
+
+
+def _internal_error(exc: BaseException, verbose: bool) -> int:
+    if verbose:
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    print(
+        f"mailbot: internal error: {type(exc).__name__}: {exc}"
+        + ("" if verbose else " (run again with -v for the details)"),
+        file=sys.stderr,
+    )
+    return EXIT_INTERNAL
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         clock = _clock(args.now)
     except ValueError as exc:
@@ -154,16 +274,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     try:
         return _dispatch(args, clock)
+    except MissingDependency as exc:
+        print(f"mailbot: {exc}", file=sys.stderr)
+        return EXIT_DEPENDENCY
     except ConfigError as exc:
         print(f"mailbot: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    except NotFound as exc:
-        print(f"mailbot: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
-    except ServerError as exc:
-        print(f"mailbot: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
-    except MailbotError as exc:
+    except (NotFound, ServerError, MailbotError) as exc:
         print(f"mailbot: {exc}", file=sys.stderr)
         return EXIT_FAILURE
 
@@ -173,7 +290,7 @@ def _dispatch(args: argparse.Namespace, clock: Clock) -> int:
     if command == "sandbox":
         from mailbot.sandbox_cli import run_sandbox_command
 
-        return run_sandbox_command(args.action, Path(args.dir), clock)
+        return run_sandbox_command(args.action, Path(args.dir), clock, args.config)
     settings = _settings(args)
     _configure_logging(args, settings.logging)
     if command == "due":
@@ -210,10 +327,19 @@ def _print_json(value: object) -> None:
 
 
 def _tickets(app: App, args: argparse.Namespace) -> int:
+    from mailbot.db.report import queue_has_tickets
     from mailbot.db.tickets import ticket_records
     from mailbot.views import ticket_json
 
     with reading(app.engine) as connection:
+        configured = [mailbox.name for mailbox in app.settings.mailboxes]
+        # A mailbox no longer configured is known by its tickets; any other name is a typo.
+        if (
+            args.mailbox is not None
+            and args.mailbox not in configured
+            and not queue_has_tickets(connection, args.mailbox)
+        ):
+            raise NotFound(f"no mailbox {args.mailbox!r} (configured: {', '.join(configured)})")
         records = ticket_records(connection, status=args.status, mailbox=args.mailbox)
     rows = [ticket_json(record) for record in records]
     if args.json:
@@ -236,7 +362,7 @@ def _tickets(app: App, args: argparse.Namespace) -> int:
 
 def _show(app: App, args: argparse.Namespace) -> int:
     from mailbot.db.tickets import ticket_history, ticket_record
-    from mailbot.views import ticket_detail_json
+    from mailbot.views import office_minute, ticket_detail_json
 
     with reading(app.engine) as connection:
         record = ticket_record(connection, args.ref)
@@ -246,6 +372,8 @@ def _show(app: App, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(data)
         return EXIT_OK
+    zone = app.settings.organisation.zone
+    instants = ("received_at", "acknowledged_at", "answered_at", "closed_at")
     for key in (
         "ref",
         "mailbox",
@@ -254,42 +382,36 @@ def _show(app: App, args: argparse.Namespace) -> int:
         "requester",
         "language",
         "subject",
-        "received_at",
+        *instants,
         "receipt_date",
         "due_date",
-        "acknowledged_at",
-        "answered_at",
-        "closed_at",
         "assignee",
     ):
-        print(f"{key + ':':<17}{data[key] if data[key] is not None else '-'}")
+        value = office_minute(data[key], zone) if key in instants else data[key]
+        print(f"{key + ':':<17}{value if value is not None else '-'}")
+    print(f"(times are office time, {zone.key})")
     print("deadlines:")
     for d in data["deadlines"]:
-        met = d["met_at"] or "not yet"
+        met = office_minute(d["met_at"], zone) if d["met_at"] else "not yet"
         print(f"  {d['commitment']:<20} due {d['due_date']}  met: {met}")
     print("messages:")
     for m in data["messages"]:
         print(
-            f"  #{m['id']} {m['received_at']} {m['kind']} ({m['state']}) "
+            f"  #{m['id']} {office_minute(m['received_at'], zone)} {m['kind']} ({m['state']}) "
             f"rules: {', '.join(m['rules']) or '-'}"
         )
     print("events:")
     for e in data["events"]:
-        print(f"  {e['at']} {e['kind']} by {e['actor']}: {e['detail']}")
+        print(f"  {office_minute(e['at'], zone)} {e['kind']} by {e['actor']}: {e['detail']}")
     return EXIT_OK
 
 
 def _report(app: App, args: argparse.Namespace) -> int:
-    from datetime import date
-
     from mailbot.report import ReportRequest, build_report, render_report
 
     try:
         request = ReportRequest(
-            since=date.fromisoformat(args.since),
-            until=date.fromisoformat(args.until),
-            queue=args.queue,
-            details=args.details,
+            since=args.since, until=args.until, queue=args.queue, details=args.details
         )
     except ValueError as exc:
         raise ConfigError(f"report: {exc}") from exc
@@ -318,7 +440,7 @@ def _export(app: App, args: argparse.Namespace) -> int:
 
 def _quarantine(app: App, args: argparse.Namespace) -> int:
     from mailbot.quarantine import list_quarantine, retry_quarantined
-    from mailbot.views import instant
+    from mailbot.views import instant, office_minute
 
     if args.action == "list":
         rows = list_quarantine(app)
@@ -341,7 +463,8 @@ def _quarantine(app: App, args: argparse.Namespace) -> int:
         else:
             for row in rows:
                 print(
-                    f"#{row.id:<6} {row.mailbox:<15} {instant(row.received_at)} "
+                    f"#{row.id:<6} {row.mailbox:<15} "
+                    f"{office_minute(row.received_at, app.settings.organisation.zone)} "
                     f"{row.size:>9} bytes  {row.reason}"
                 )
         return EXIT_OK
@@ -389,7 +512,10 @@ def _holidays(settings: Settings, args: argparse.Namespace) -> int:
     from mailbot.business_calendar import build_calendar
 
     calendar = build_calendar(settings.calendar, settings.organisation.timezone)
-    result = {year: calendar.holidays_in(year) for year in args.year}
+    try:
+        result = {year: calendar.holidays_in(year) for year in args.year}
+    except ValueError as exc:
+        raise ConfigError(f"holidays: {exc}") from exc
     if args.json:
         _print_json(
             {

@@ -2,7 +2,8 @@
 
 MailbotError
  ├── ConfigError       the configuration file or environment is wrong (exit 2)
- │    └── ClockRefused  replayed and real time would mix in one database (exit 2)
+ │    ├── ClockRefused  replayed and real time would mix in one database (exit 2)
+ │    └── MissingDependency  an optional package is not installed (exit 3)
  ├── ServerError       an IMAP or SMTP server could not be reached or refused us
  │    ├── ImapError
  │    ├── SmtpError
@@ -23,6 +24,10 @@ class ConfigError(MailbotError):
 
 class ClockRefused(ConfigError):
     """A write under `--now` to a live database, or by the real clock to a replay one."""
+
+
+class MissingDependency(ConfigError):
+    """An optional package (an extra of mailbot) is needed and not installed."""
 
 
 class ServerError(MailbotError):

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from mailbot.errors import ConfigError, TokenError
+from mailbot.errors import ConfigError, MissingDependency, TokenError
 from mailbot.settings import AuthSettings, secret
 
 log = logging.getLogger(__name__)
@@ -189,7 +189,7 @@ def _microsoft(
         import msal
         import requests
     except ImportError as exc:
-        raise ConfigError(
+        raise MissingDependency(
             f'{where}: provider = "microsoft" needs MSAL: install mailbot with the '
             '"microsoft" extra (pip install "mailbot[microsoft]")'
         ) from exc
@@ -299,7 +299,7 @@ def _google(auth: AuthSettings, subject: str, where: str, http_session: Any) -> 
         from google.auth.transport.requests import Request
         from google.oauth2 import service_account
     except ImportError as exc:
-        raise ConfigError(
+        raise MissingDependency(
             f'{where}: provider = "google" needs google-auth: install mailbot with the '
             '"google" extra (pip install "mailbot[google]")'
         ) from exc

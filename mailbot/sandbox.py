@@ -285,8 +285,13 @@ class Sandbox:
     handler: _SmtpHandler | None = None
 
     def start(self) -> Sandbox:
+        """Both servers, or neither: a half-started sandbox is stopped before the error."""
         self.start_imap()
-        self.start_smtp()
+        try:
+            self.start_smtp()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def start_imap(self) -> None:

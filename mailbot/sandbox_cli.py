@@ -19,6 +19,20 @@ SAMPLES = (
     ("josee.tremblay@example.org", "renseignements@mri.gouv.qc.ca", "demande.eml"),
     ("marc.gagnon@example.net", "plaintes@mri.gouv.qc.ca", "plainte.eml"),
 )
+# The sample mail ships inside the package, so the demo works from any directory and from
+# a wheel; so does the example configuration, used when no other is given.
+SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
+EXAMPLE_CONFIG = next(
+    (
+        path
+        for path in (
+            Path(__file__).resolve().parent.parent / "config" / "mailbot.toml",
+            Path(__file__).resolve().parent / "config" / "mailbot.toml",
+        )
+        if path.exists()
+    ),
+    Path(__file__).resolve().parent / "config" / "mailbot.toml",
+)
 SERVE_IMAP_PORT = 10143
 SERVE_SMTP_PORT = 10025
 
@@ -55,12 +69,25 @@ def sandbox_settings(settings: Settings, sandbox: Sandbox, data_dir: Path) -> Se
     )
 
 
-def run_sandbox_command(action: str, directory: Path, clock: Clock) -> int:
-    settings = load_settings(config_path(None, os.environ))
-    samples = Path("config/samples")
+def sandbox_config(explicit: str | None, environ: Mapping[str, str]) -> Path:
+    """--config, else $MAILBOT_CONFIG, else config/mailbot.toml here, else the example
+    configuration shipped with mailbot."""
+    chosen = config_path(explicit, environ)
+    if explicit or environ.get("MAILBOT_CONFIG") or chosen.exists():
+        return chosen
+    return EXAMPLE_CONFIG
+
+
+def run_sandbox_command(
+    action: str, directory: Path, clock: Clock, config: str | None = None
+) -> int:
+    path = sandbox_config(config, os.environ)
+    settings = load_settings(path)
+    if path == EXAMPLE_CONFIG and not config:
+        print(f"(the example configuration {path}; give --config to use yours)")
     if action == "serve":
         return _serve(directory, settings)
-    return _demo(settings, samples, clock)
+    return _demo(settings, SAMPLES_DIR, clock)
 
 
 def _serve(directory: Path, settings: Settings) -> int:
@@ -68,17 +95,21 @@ def _serve(directory: Path, settings: Settings) -> int:
         root=directory.resolve(), imap_port=SERVE_IMAP_PORT, smtp_port=SERVE_SMTP_PORT
     )
     sandbox.start()
-    write_state(sandbox, directory / "state.json")
+    try:
+        write_state(sandbox, directory / "state.json")
+    except BaseException:
+        sandbox.stop()  # never left running behind a command that failed
+        raise
     print(
         f"sandbox running: IMAP 127.0.0.1:{sandbox.imap_port}, "
         f"SMTP 127.0.0.1:{sandbox.smtp_port}, every password is {SANDBOX_PASSWORD!r}"
     )
-    for mailbox in settings.mailboxes:
-        print(f"  export {mailbox.password_env}={SANDBOX_PASSWORD}")
-    print("stop with Ctrl-C")
     done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
     try:
+        for mailbox in settings.mailboxes:
+            print(f"  export {mailbox.password_env}={SANDBOX_PASSWORD}")
+        print("stop with Ctrl-C")
+        signal.signal(signal.SIGTERM, lambda *_: done.set())
         done.wait()
     except KeyboardInterrupt:
         pass
@@ -88,12 +119,22 @@ def _serve(directory: Path, settings: Settings) -> int:
 
 
 def _demo(settings: Settings, samples: Path, clock: Clock) -> int:
+    root = make_sandbox_dir("mailbot-demo-")
+    try:
+        return _demo_in(settings, samples, clock, root)
+    finally:
+        # The sandbox is stopped by now, whatever happened; its files stay for a look.
+        print(f"\nThe demo's files (mail system, database) are in {root}; remove them with:")
+        print(f"  rm -rf {root}")
+
+
+def _demo_in(settings: Settings, samples: Path, clock: Clock, root: Path) -> int:
     from mailbot.app import run_pass
     from mailbot.context import build_app
     from mailbot.db.tickets import ticket_records
-    from mailbot.views import ticket_json
+    from mailbot.views import office_minute, ticket_json
 
-    root = make_sandbox_dir("mailbot-demo-")
+    zone = settings.organisation.zone
     with Sandbox(root=root / "mail-system") as sandbox:
         demo = sandbox_settings(settings, sandbox, root / "data")
         print(
@@ -113,7 +154,7 @@ def _demo(settings: Settings, samples: Path, clock: Clock) -> int:
                 print(
                     f"4. Ticket {data['ref']} ({data['category']}) for {data['requester']}: "
                     f"received {data['receipt_date']}, answer due {data['due_date']}, "
-                    f"acknowledged {data['acknowledged_at']}"
+                    f"acknowledged {office_minute(data['acknowledged_at'], zone)}"
                 )
         for sender, _recipient, _name in SAMPLES:
             for raw in sandbox.fetch_all(sender):

@@ -7,12 +7,21 @@ of each shape, used by the CLI, the demo and the exports.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime
+from datetime import date, datetime, tzinfo
 from typing import Any
 
 
 def instant(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+def office_minute(value: datetime | str | None, zone: tzinfo) -> str:
+    """An instant as people read it: office time, to the minute ("2025-11-03 10:01")."""
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.astimezone(zone).strftime("%Y-%m-%d %H:%M")
 
 
 def day(value: date | None) -> str | None:
