@@ -431,6 +431,13 @@ class ObservabilitySettings(_Frozen):
     listen: Annotated[str, Field(pattern=r"^[A-Za-z0-9.:\[\]-]*:\d{1,5}$")] | None = None
     healthy_polls: Annotated[float, Field(ge=1, le=100)] = 3.0
 
+    @field_validator("listen")
+    @classmethod
+    def _port_in_range(cls, value: str | None) -> str | None:
+        if value is not None and not 0 < int(value.rpartition(":")[2]) <= 65535:
+            raise ValueError("the port must be between 1 and 65535")
+        return value
+
     @property
     def address(self) -> tuple[str, int]:
         """The host and port of `listen` (which is set)."""

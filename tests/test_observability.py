@@ -354,3 +354,58 @@ def test_alert_conditions_fire_after_their_thresholds_and_wait_when_unsure() -> 
     }
     calm = Backlog(outbox_depth=1, oldest_pending=NOW - timedelta(minutes=59))
     assert set(states(Observation({}, calm)).values()) == {Firing.CLEAR}
+
+
+def test_a_bad_listen_address_or_threshold_is_named() -> None:
+    import re
+    import tomllib
+
+    from mailbot.errors import ConfigError
+    from mailbot.settings import parse_settings
+
+    document = tomllib.loads((REPO / "config" / "mailbot.toml").read_text())
+    for section, values, key in (
+        ("observability", {"listen": "127.0.0.1"}, "observability.listen"),
+        ("observability", {"listen": "127.0.0.1:70000"}, "observability.listen"),
+        ("alerts", {"unreachable_minutes": 0}, "alerts.unreachable_minutes"),
+    ):
+        with pytest.raises(ConfigError, match=re.escape(key)):
+            parse_settings({**document, section: values}, base_dir=REPO, environ={})
+    good = parse_settings(
+        {**document, "observability": {"listen": "127.0.0.1:9464"}}, base_dir=REPO, environ={}
+    )
+    assert good.observability.address == ("127.0.0.1", 9464)
+
+
+def test_the_brake_alert_is_mailed_once_when_it_engages_and_once_when_it_releases(
+    sandbox: Sandbox, settings: Settings
+) -> None:
+    people = [f"citoyen{n}@example.org" for n in range(5)]
+    sandbox.accept_mail_for(ADMIN, *people)
+    for n, person in enumerate(people):
+        raw = citizen_request(f"<req-{n}@example.org>", sender=person)
+        sandbox.deliver(INFO, raw, received_at=office("2025-11-03T10:00"))
+    chosen = settings.model_copy(
+        update={
+            "alerts": AlertSettings(admins=(ADMIN,)),
+            "classification": settings.classification.model_copy(update={"burst_limit": 2}),
+        }
+    )
+    clock = StepClock(parse_instant("2025-11-03T10:01:00-05:00"))
+    environ = sandbox_environ(chosen, {"MAILBOT_SIGNING_KEY": TEST_SIGNING_KEY})
+    app = build_app(chosen, clock, environ)
+    monitor = Monitor(app)
+
+    seen = []
+    for minutes in (0, 1, 10, 11, 11, 11):  # 10:01, 10:02, 10:12, 10:23, 10:34, 10:45
+        clock.advance(minutes)
+        monitor.after_pass(run_pass(app), 0.1, full=True)
+        seen.append(len(admin_mail(sandbox)))
+    app.engine.dispose()
+
+    assert admin_mail(sandbox) == [
+        "[mailbot] Alerte : frein des accusés de réception enclenché / Alert",
+        "[mailbot] Rétabli : frein relâché / Resolved",
+    ]
+    assert seen[0] == 1 and seen[-1] == 2
+    assert sum(len(sandbox.delivered_to(person)) for person in people) == 5
