@@ -250,7 +250,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return EXIT_DEPENDENCY
     except Exception as exc:
+        if _is_database_unreachable(exc):
+            print(f"mailbot: database: {_first_line(getattr(exc, 'orig', exc))}", file=sys.stderr)
+            return EXIT_FAILURE
         return _internal_error(exc, verbose)
+
+
+def _first_line(exc: object) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _is_database_unreachable(exc: BaseException) -> bool:
+    """The database server is down or refuses us (a server failure, not a bug)."""
+    from sqlalchemy.exc import OperationalError
+
+    return isinstance(exc, OperationalError)
 
 
 def _internal_error(exc: BaseException, verbose: bool) -> int:
@@ -259,7 +273,7 @@ def _internal_error(exc: BaseException, verbose: bool) -> int:
 
         traceback.print_exception(exc, file=sys.stderr)
     print(
-        f"mailbot: internal error: {type(exc).__name__}: {exc}"
+        f"mailbot: internal error: {type(exc).__name__}: {_first_line(exc)}"
         + ("" if verbose else " (run again with -v for the details)"),
         file=sys.stderr,
     )

@@ -45,6 +45,9 @@ class Monitor:
         self.observed = Observed([*names, SMTP])
         self.metrics = Metrics(app.settings)
         daemon = app.settings.daemon
+        # Someone looks (health and metrics served, or alerts mailed): worth a NOOP to the
+        # relay after a pass that had nothing to send.
+        self.watched = bool(app.settings.observability.listen or app.settings.alerts.admins)
         self.window = timedelta(
             seconds=daemon.poll_seconds * app.settings.observability.healthy_polls
         )
@@ -62,7 +65,7 @@ class Monitor:
             observed.failed(SMTP, now, "connection or login failed")
         elif report.outbox.reached_relay:
             observed.reached(SMTP, now)
-        elif full:
+        elif full and self.watched:
             self.probe_smtp()
         self.metrics.count_pass(report, seconds)
         if report.ok and full:

@@ -273,3 +273,30 @@ def test_show_gives_times_in_office_time_to_the_minute(
     assert "acknowledged_at: 2025-11-03 10:01" in lines
     assert "(times are office time, America/Toronto)" in lines
     assert any(line.startswith("  2025-11-03 10:01 acknowledgement_queued") for line in lines)
+
+
+def test_an_unreachable_database_or_a_missing_driver_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = str(offline_config(tmp_path))
+    url = f"postgresql+psycopg://mailbot@127.0.0.1:{free_port()}/mailbot"
+    environ = {**os.environ, "MAILBOT_SIGNING_KEY": "k" * 32}
+
+    down = subprocess.run(
+        [sys.executable, "-m", "mailbot", "--config", config, "tickets"],
+        cwd=REPO,
+        env={**environ, "MAILBOT_DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    monkeypatch.setenv("MAILBOT_DATABASE_URL", url)
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if `mailbot[postgres]` was missing
+    code = main(["--config", config, "tickets"])
+
+    assert down.returncode == EXIT_FAILURE
+    assert one_line(down).startswith("mailbot: database: connection failed: ")
+    assert code == EXIT_DEPENDENCY
+    assert capsys.readouterr().err == (
+        'mailbot: the optional package psycopg is not installed: pip install "mailbot[postgres]"\n'
+    )
