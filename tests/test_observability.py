@@ -113,11 +113,14 @@ def test_healthz_turns_503_when_a_server_goes_down_and_200_when_it_is_back(
     assert parts["smtp"].startswith("not reached since "), parts
     assert [name for name, value in parts.items() if value != "ok"] == ["smtp"]
     assert took < BOUND
+    print(f"SMTP down: 503 after {took:.1f} s")
     sandbox.start_smtp()
-    wait_for_health(daemon, 200)
+    took, _ = wait_for_health(daemon, 200)
+    print(f"SMTP back: 200 after {took:.1f} s")
 
     sandbox.stop_imap()
-    _, body = wait_for_health(daemon, 503)
+    took, body = wait_for_health(daemon, 503)
+    print(f"IMAP down: 503 after {took:.1f} s")
     parts = body["parts"]
     assert isinstance(parts, dict)
     assert sorted(name for name, value in parts.items() if value != "ok") == [
@@ -125,7 +128,8 @@ def test_healthz_turns_503_when_a_server_goes_down_and_200_when_it_is_back(
         "imap:renseignements",
     ]
     sandbox.start_imap()
-    wait_for_health(daemon, 200)
+    took, _ = wait_for_health(daemon, 200)
+    print(f"IMAP back: 200 after {took:.1f} s")
 
     status, text = get(daemon, "/metrics")
     assert status == 200
