@@ -37,6 +37,7 @@ from mailbot.sandbox import Sandbox, free_port
 from mailbot.sandbox_cli import sandbox_environ
 from mailbot.settings import AlertSettings, Settings
 from tests.conftest import REPO, TEST_SIGNING_KEY, subprocess_environ, write_sandbox_config
+from tests.test_logging import assert_nothing_personal, deliver_two_requests
 from tests.test_spine import CITIZEN, INFO, citizen_request, office
 
 ADMIN = "exploitation@mri.gouv.qc.ca"
@@ -78,7 +79,9 @@ def daemon(sandbox: Sandbox, settings: Settings, tmp_path: Path) -> Iterator[int
         tmp_path / "data",
         daemon={"poll_seconds": 1},
         observability={"listen": f"127.0.0.1:{port}", "healthy_polls": 2},
+        logging={"format": "json"},
     )
+    deliver_two_requests(sandbox)  # citizens' mail in the log's way
     environ = subprocess_environ(settings)
     environ.pop("MAILBOT_DATABASE_URL", None)
     if not settings.database_url.startswith("sqlite"):
@@ -95,6 +98,13 @@ def daemon(sandbox: Sandbox, settings: Settings, tmp_path: Path) -> Iterator[int
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(60) == 0, log.read_text()[-3000:]
+    # The daemon's log, servers going down and back included: one JSON object a line, with
+    # references and never a citizen's address, name, subject or words.
+    lines = log.read_text().splitlines()
+    assert any('"mailbox": "renseignements"' in line for line in lines)
+    for line in lines:
+        assert isinstance(json.loads(line), dict), line
+        assert_nothing_personal(line)
 
 
 def test_healthz_turns_503_when_a_server_goes_down_and_200_when_it_is_back(
