@@ -1,8 +1,9 @@
 """Every kind of mail mailbot sends, as the SMTP server receives it: conformant MIME, low score.
 
 One walk through November 2025 makes mailbot write each kind of mail it sends (acknowledgements,
-staff notices, relayed replies, commands, reminders, digests, the brake notice). The bytes of
-each message, as the SMTP server received them, must be RFC-conformant: 7-bit, CRLF lines,
+staff notices, relayed replies, commands, reminders, digests, the brake's notices at its start
+and end, the notice of a refused delivery). The bytes of each message, as the SMTP server
+received them, must be RFC-conformant: 7-bit, CRLF lines,
 header lines of at most 78 characters (folded at spaces; a lone message identifier is never
 folded or encoded), quoted-printable and base64 lines of at most 76 characters (RFC 2045),
 encoded words of at most 75 (RFC 2047), the usual headers once each, and a MIME tree the
@@ -62,9 +63,12 @@ KINDS = (
     "escalation",
     "digest",
     "brake_notice",
+    "brake_end_notice",
+    "failure_notice",
 )
 ENGLISH_CITIZEN = "john.smith@example.com"
 COMPLAINANT = "marc.gagnon@example.net"
+UNREACHABLE = "adresse.inconnue@example.org"  # not a sandbox user: the relay answers 550
 ENGLISH_BODY = (
     "Hello, I would like to know how to apply for the grant. "
     "Could you please send me the forms? Thank you."
@@ -116,6 +120,9 @@ def _walk(sandbox: Sandbox, data_dir: Path) -> list[Sent]:
         body="Je désire porter plainte au sujet du traitement de mon dossier.",
     ).replace(f"To: {INFO}".encode(), f"To: {COMPLAINTS}".encode())
     sandbox.deliver(COMPLAINTS, complaint, received_at=office("2025-11-03T10:00"))
+    # A request from an address the relay refuses (550): its staff are told (failure notice).
+    unreachable = citizen_request("<req-lost@example.org>", sender=UNREACHABLE)
+    sandbox.deliver(INFO, unreachable, received_at=office("2025-11-03T10:00"))
     run_at("2025-11-03T10:01:00-05:00")
 
     notices = {str(parsed(raw)["Subject"])[:16]: raw for raw in sandbox.fetch_all(AGENT)}
@@ -157,7 +164,10 @@ def _walk(sandbox: Sandbox, data_dir: Path) -> list[Sent]:
         raw = citizen_request(f"<burst-{n}@example.org>", sender=sender)
         sandbox.deliver(INFO, raw, received_at=office("2025-11-25T09:00"))
     rules = settings.classification.model_copy(update={"burst_limit": 1})
-    run_at("2025-11-25T09:01:00-05:00", settings.model_copy(update={"classification": rules}))
+    braked = settings.model_copy(update={"classification": rules})
+    run_at("2025-11-25T09:01:00-05:00", braked)
+    # The next hour the withheld acknowledgement leaves and the pacing ends (a second notice).
+    run_at("2025-11-25T10:05:00-05:00", braked)
 
     return _label(sandbox, settings)
 
@@ -184,6 +194,8 @@ def _label(sandbox: Sandbox, settings: Settings) -> list[Sent]:
                 kind = "complaint_acknowledgement"
             elif ticket.language == "en":
                 kind = "acknowledgement_with_english"
+        elif kind == "brake_notice" and str(parsed(raw)["Subject"]).startswith("Fin "):
+            kind = "brake_end_notice"
         sent.append(Sent(kind=kind, purpose=row.purpose, raw=raw))
     assert len(sent) == sum(1 for row in rows.values() if row.state == "sent")
     return sent
