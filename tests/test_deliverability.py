@@ -2,10 +2,10 @@
 
 One walk through November 2025 makes mailbot write each kind of mail it sends (acknowledgements,
 staff notices, relayed replies, commands, reminders, digests, the brake's notices at its start
-and end, the notice of a refused delivery). The bytes of each message, as the SMTP server
-received them, must be RFC-conformant: 7-bit, CRLF lines,
-header lines of at most 78 characters (folded at spaces; a lone message identifier is never
-folded or encoded), quoted-printable and base64 lines of at most 76 characters (RFC 2045),
+and end, the notice of a refused delivery, the administrators' alert at its start and end).
+The bytes of each message, as the SMTP server received them, must be RFC-conformant: 7-bit,
+CRLF lines, header lines of at most 78 characters (folded at spaces; a lone message identifier
+is never folded or encoded), quoted-printable and base64 lines of at most 76 characters (RFC 2045),
 encoded words of at most 75 (RFC 2047), the usual headers once each, and a MIME tree the
 standard library reads without a defect, with a plain-text part before any HTML. Each kind
 must also score well below SpamAssassin's default threshold with Debian's `spamassassin` and
@@ -34,9 +34,10 @@ from mailbot.app import run_pass
 from mailbot.clock import FixedClock, parse_instant
 from mailbot.context import build_app
 from mailbot.models import OutboxMessage, Ticket
+from mailbot.observe import Monitor
 from mailbot.sandbox import Sandbox, make_sandbox_dir
 from mailbot.sandbox_cli import sandbox_environ, sandbox_settings
-from mailbot.settings import Settings, load_settings
+from mailbot.settings import AlertSettings, Settings, load_settings
 from mailbot.store import session_scope
 from tests.conftest import REPO, TEST_SIGNING_KEY
 from tests.test_spine import CITIZEN, COMPLAINTS, INFO, citizen_request, office, parsed
@@ -65,7 +66,10 @@ KINDS = (
     "brake_notice",
     "brake_end_notice",
     "failure_notice",
+    "alert",
+    "alert_end",
 )
+ADMIN = "exploitation@mri.gouv.qc.ca"
 ENGLISH_CITIZEN = "john.smith@example.com"
 COMPLAINANT = "marc.gagnon@example.net"
 UNREACHABLE = "adresse.inconnue@example.org"  # not a sandbox user: the relay answers 550
@@ -101,6 +105,8 @@ def _walk(sandbox: Sandbox, data_dir: Path) -> list[Sent]:
         try:
             report = run_pass(app)
             assert report.ok, f"{now}: {report.summary()}"
+            if chosen.alerts.admins:  # the daemon's look after the pass: alerts
+                Monitor(app).after_pass(report, 0.0, full=True)
         finally:
             app.engine.dispose()
 
@@ -164,7 +170,10 @@ def _walk(sandbox: Sandbox, data_dir: Path) -> list[Sent]:
         raw = citizen_request(f"<burst-{n}@example.org>", sender=sender)
         sandbox.deliver(INFO, raw, received_at=office("2025-11-25T09:00"))
     rules = settings.classification.model_copy(update={"burst_limit": 1})
-    braked = settings.model_copy(update={"classification": rules})
+    # The administrators are told too (an alert when the brake engages, one when it ends).
+    sandbox.accept_mail_for(ADMIN)
+    alerts = AlertSettings(admins=(ADMIN,))
+    braked = settings.model_copy(update={"classification": rules, "alerts": alerts})
     run_at("2025-11-25T09:01:00-05:00", braked)
     # The next hour the withheld acknowledgement leaves and the pacing ends (a second notice).
     run_at("2025-11-25T10:05:00-05:00", braked)
@@ -196,6 +205,8 @@ def _label(sandbox: Sandbox, settings: Settings) -> list[Sent]:
                 kind = "acknowledgement_with_english"
         elif kind == "brake_notice" and str(parsed(raw)["Subject"]).startswith("Fin "):
             kind = "brake_end_notice"
+        elif kind == "alert" and str(parsed(raw)["Subject"]).startswith("[mailbot] Rétabli"):
+            kind = "alert_end"
         sent.append(Sent(kind=kind, purpose=row.purpose, raw=raw))
     assert len(sent) == sum(1 for row in rows.values() if row.state == "sent")
     return sent
