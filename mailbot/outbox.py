@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 
 LEASE = timedelta(minutes=10)
 MAX_BACKOFF = timedelta(hours=1)
+# A relay that cannot be reached is no fault of the rows: they are tried again a minute later
+# however long the outage lasts, so mail leaves as soon as the relay is back (not up to an hour
+# after), until `give_up_after`.
+RELAY_DOWN_RETRY = timedelta(minutes=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,9 +135,18 @@ def claim_rows(
         return rows.leased_rows(connection, claimed, owner)
 
 
-def record(app: App, row: OutboxRow, now: datetime, result: SendResult, policy: SendPolicy) -> str:
+def record(
+    app: App,
+    row: OutboxRow,
+    now: datetime,
+    result: SendResult,
+    policy: SendPolicy,
+    *,
+    retry_in: timedelta | None = None,
+) -> str:
     """Write the outcome of one attempt in its own transaction; returns the row's new state
-    ("lease_lost" when another worker took the row meanwhile)."""
+    ("lease_lost" when another worker took the row meanwhile). A temporary failure is tried
+    again after `retry_in`, else after the row's growing backoff."""
     attempts = row.attempts + 1
     values: dict[str, object] = {"attempts": attempts}
     error = result.error[:2000]
@@ -142,7 +155,8 @@ def record(app: App, row: OutboxRow, now: datetime, result: SendResult, policy: 
     elif result.outcome == "held":
         values.update(state=OutboxState.HELD.value, last_error=error)
     elif result.outcome == "retry" and now - row.created_at < policy.give_up_after:
-        values.update(next_attempt_at=now + backoff(attempts), last_error=error)
+        delay = backoff(attempts) if retry_in is None else retry_in
+        values.update(next_attempt_at=now + delay, last_error=error)
     else:
         values.update(
             state=OutboxState.FAILED.value,
@@ -232,8 +246,10 @@ def _retry_all(
     policy: SendPolicy,
     tally: _Tally,
 ) -> None:
+    """The relay could not be reached: every row waits for it, a minute at a time."""
     for row in pending:
-        tally.count(record(app, row, now, SendResult("retry", error), policy))
+        result = SendResult("retry", error)
+        tally.count(record(app, row, now, result, policy, retry_in=RELAY_DOWN_RETRY))
 
 
 class Relay:

@@ -100,6 +100,23 @@ def test_an_unreachable_relay_leaves_every_row_pending_and_released(
     assert all(row[2] == "pending" and row[4] is None for row in outbox(app))
 
 
+def test_after_a_long_relay_outage_mail_leaves_within_a_minute_of_its_return(
+    fast_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
+) -> None:
+    relay.reachable = False
+    one_request(memory)
+    for minute in range(0, 180, 5):  # three hours of passes against a relay that is down
+        run_pass(fast_app(f"2025-11-03T{10 + minute // 60}:{minute % 60 + 1:02}:00-05:00"))
+    app = fast_app("2025-11-03T13:01:00-05:00")
+    assert {row[2] for row in outbox(app)} == {"pending"}
+
+    relay.reachable = True
+    run_pass(fast_app("2025-11-03T13:02:00-05:00"))  # the relay is back: one minute later
+
+    assert {row[2] for row in outbox(app)} == {"sent"}
+    assert len(relay.to(CITIZEN)) == 1
+
+
 def test_the_brake_paces_acknowledgements_and_tells_staff_once_each_way(
     fast_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
 ) -> None:
