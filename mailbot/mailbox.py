@@ -83,6 +83,20 @@ def _aware(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+# imapclient's idle_check returns nothing, at once, when the connection has closed (it swallows
+# the EOF): that many empty answers in a row, each well before its timeout, mean the server is
+# gone, instead of a loop spinning on a dead socket until the next renewal.
+CLOSED_AFTER_EMPTY_READS = 20
+QUICK_SECONDS = 0.05
+
+
+def _count_quick_empty(count: int, responses: Sequence[object], asked: float) -> int:
+    """Consecutive idle checks that came back empty without waiting."""
+    if responses or time.monotonic() - asked >= QUICK_SECONDS:
+        return 0
+    return count + 1
+
+
 class ImapMailbox:
     """One logged-in IMAP session on one mailbox; use as a context manager. `now` is the
     instant of the login (an OAuth2 token is taken or renewed as of it)."""
@@ -182,6 +196,7 @@ class ImapMailbox:
         message in the selected folder, False when the time is up or `should_stop` says so.
         The caller re-issues it, which renews IDLE before the server's timeout."""
         deadline = time.monotonic() + seconds
+        quick_empty = 0
         try:
             self.client.idle()
             try:
@@ -189,9 +204,16 @@ class ImapMailbox:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         return False
-                    for response in self.client.idle_check(timeout=min(left, 1.0)):
+                    asked = time.monotonic()
+                    responses = self.client.idle_check(timeout=min(left, 1.0))
+                    for response in responses:
+                        if response and response[0] == b"BYE":
+                            raise ImapError("IDLE ended: the server said BYE")
                         if len(response) > 1 and response[1] in (b"EXISTS", b"RECENT"):
                             return True
+                    quick_empty = _count_quick_empty(quick_empty, responses, asked)
+                    if quick_empty >= CLOSED_AFTER_EMPTY_READS:
+                        raise ImapError("IDLE ended: the server closed the connection")
                 return False
             finally:
                 self.client.idle_done()

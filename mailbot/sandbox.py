@@ -371,6 +371,14 @@ class Sandbox:
                 self._dovecot.wait(5)
             self._dovecot = None
 
+    def crash_imap(self) -> None:
+        """Kill Dovecot and its sessions at once (SIGKILL): connections end without a BYE."""
+        if self._dovecot is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._dovecot.pid, signal.SIGKILL)
+            self._dovecot.wait(10)
+            self._dovecot = None
+
     def stop(self) -> None:
         self.stop_smtp()
         self.stop_imap()

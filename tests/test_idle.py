@@ -7,6 +7,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -16,9 +17,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from mailbot.errors import ImapError
+from mailbot.mailbox import ImapMailbox
 from mailbot.sandbox import Sandbox
 from mailbot.settings import Settings
-from tests.conftest import REPO, subprocess_environ, write_sandbox_config
+from tests.conftest import REPO, AppFactory, subprocess_environ, write_sandbox_config
 from tests.test_spine import INFO, citizen_request, parsed
 
 pytestmark = pytest.mark.server
@@ -154,3 +157,24 @@ def test_a_server_without_idle_is_polled(settings: Settings, tmp_path: Path) -> 
             found = wait_for(plain, [citizen(0)], 1)
         assert found == Counter({"<polled@example.org>": 1})
         assert "offers no IDLE" in log.read_text()
+
+
+@pytest.mark.parametrize("ending", ["stopped", "killed", "kicked"])
+def test_an_idle_wait_ends_as_soon_as_the_server_goes_away(
+    sandbox: Sandbox, make_app: AppFactory, ending: str
+) -> None:
+    # The renewal is far away: a dead connection must end the wait at once (the watcher then
+    # reconnects with backoff), not keep it spinning on a closed socket until the renewal.
+    app = make_app("2025-11-03T10:00:00-05:00")
+    mailbox = app.settings.mailbox("renseignements")
+    end = {"stopped": sandbox.stop_imap, "killed": sandbox.crash_imap}.get(
+        ending, lambda: sandbox.kick(INFO)
+    )
+    with ImapMailbox(app.settings.imap, app.logins.imap(mailbox), app.clock.now()) as imap:
+        imap.select(mailbox.folder)
+        threading.Timer(1.0, end).start()
+        began = time.monotonic()
+        with pytest.raises(ImapError):
+            imap.wait_for_mail(10 * PATIENCE, lambda: False)
+    # Not a speed figure: a wait that ran to its deadline would take ten times as long.
+    assert time.monotonic() - began < PATIENCE
