@@ -43,6 +43,10 @@ def _parser() -> argparse.ArgumentParser:
         help="act as of this ISO-8601 instant (e.g. "
         "2025-11-03T10:00-05:00); for tests, audits and replays",
     )
+    parser.add_argument(
+        "--actor",
+        help="who is acting, for the access trail (default: the operating-system user)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -99,6 +103,42 @@ def _parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--requester", required=True, help="the requester's email address")
     export.add_argument("--output", help="write to this file instead of standard output")
+    export.add_argument(
+        "--messages",
+        metavar="ZIP",
+        help="also write a zip: the JSON index, every message as its original .eml, and "
+        "the attachments",
+    )
+
+    retention = commands.add_parser(
+        "retention", help="destroy and anonymise what the retention schedule says is due"
+    )
+    retention_actions = retention.add_subparsers(dest="action", required=True)
+    retention_run = retention_actions.add_parser("run", help="run it now (as of --now)")
+    retention_run.add_argument("--dry-run", action="store_true", help="list, change nothing")
+    retention_run.add_argument("--json", action="store_true")
+    retention_history = retention_actions.add_parser("history", help="the runs so far")
+    retention_history.add_argument("--json", action="store_true")
+
+    hold = commands.add_parser(
+        "legal-hold", help="keep a ticket whole whatever the schedule (litigation, inquiry)"
+    )
+    hold.add_argument("ref")
+    hold_what = hold.add_mutually_exclusive_group(required=True)
+    hold_what.add_argument("--reason", help="why it must be kept (a file number, not a name)")
+    hold_what.add_argument("--release", action="store_true", help="lift the legal hold")
+
+    erase = commands.add_parser(
+        "erase", help="anonymise one requester's tickets now (a justified erasure request)"
+    )
+    erase.add_argument("--requester", required=True, help="the requester's email address")
+    erase.add_argument("--reason", required=True, help="the justification (a file number)")
+    erase.add_argument("--json", action="store_true")
+
+    audit = commands.add_parser("audit", help="the access trail: who saw or changed what, when")
+    audit.add_argument("ref", nargs="?", help="one ticket reference")
+    audit.add_argument("--since", help="from this day (YYYY-MM-DD, office time) or instant")
+    audit.add_argument("--json", action="store_true")
 
     sandbox = commands.add_parser("sandbox", help="a throwaway Dovecot + SMTP for trying mailbot")
     sandbox.add_argument("action", choices=["demo", "serve"])
@@ -202,7 +242,30 @@ def _dispatch(args: argparse.Namespace, clock: Clock) -> int:
         return _quarantine(app, args)
     if command == "export":
         return _export(app, args)
+    if command == "retention":
+        return _retention(app, args)
+    if command == "legal-hold":
+        return _legal_hold(app, args)
+    if command == "erase":
+        return _erase(app, args)
+    if command == "audit":
+        return _audit(app, args)
     raise AssertionError(command)
+
+
+def _actor(args: argparse.Namespace) -> str:
+    """Who is acting: `--actor`, else the operating-system user."""
+    import getpass
+
+    return str(args.actor or getpass.getuser())
+
+
+def _trail(app: App, args: argparse.Namespace, action: str, ref: str | None, detail: str) -> None:
+    """One entry in the access trail for a command that displayed personal information."""
+    from mailbot.db import access
+
+    with app.engine.begin() as connection:
+        access.record(connection, app.clock.now(), _actor(args), action, ref, detail)
 
 
 def _print_json(value: object) -> None:
@@ -216,6 +279,14 @@ def _tickets(app: App, args: argparse.Namespace) -> int:
     with reading(app.engine) as connection:
         records = ticket_records(connection, status=args.status, mailbox=args.mailbox)
     rows = [ticket_json(record) for record in records]
+    _trail(
+        app,
+        args,
+        "tickets",
+        None,
+        f"{len(rows)} ticket(s) listed (status={args.status or 'any'}, "
+        f"mailbox={args.mailbox or 'any'})",
+    )
     if args.json:
         _print_json(rows)
         return EXIT_OK
@@ -243,6 +314,7 @@ def _show(app: App, args: argparse.Namespace) -> int:
         if record is None:
             raise NotFound(f"no ticket {args.ref}")
         data = ticket_detail_json(record, ticket_history(connection, record["id"]))
+    _trail(app, args, "show", data["ref"], "")
     if args.json:
         _print_json(data)
         return EXIT_OK
@@ -263,6 +335,13 @@ def _show(app: App, args: argparse.Namespace) -> int:
         "assignee",
     ):
         print(f"{key + ':':<17}{data[key] if data[key] is not None else '-'}")
+    hold = data["legal_hold"]
+    if hold is not None:
+        print(f"{'legal hold:':<17}since {hold['since']}: {hold['reason']}")
+    if data["anonymised_at"] is not None:
+        print(f"{'anonymised:':<17}{data['anonymised_at']}")
+    elif data["raw_destroyed_at"] is not None:
+        print(f"{'raw destroyed:':<17}{data['raw_destroyed_at']}")
     print("deadlines:")
     for d in data["deadlines"]:
         met = d["met_at"] or "not yet"
@@ -307,7 +386,14 @@ def _export(app: App, args: argparse.Namespace) -> int:
     from mailbot.export import export_requester
 
     data = export_requester(app.engine, args.requester)
+    refs = [ticket["ref"] for ticket in data["tickets"]]
+    _trail(app, args, "export", None, f"access request: {len(refs)} ticket(s) {' '.join(refs)}")
     text = json.dumps(data, ensure_ascii=False, indent=2)
+    if args.messages:
+        from mailbot.export import write_messages_zip
+
+        count = write_messages_zip(app.engine, args.requester, data, Path(args.messages))
+        print(f"{count} message(s) written to {args.messages}", file=sys.stderr)
     if args.output:
         Path(args.output).write_text(text + "\n", encoding="utf-8")
         print(f"{len(data['tickets'])} ticket(s) written to {args.output}", file=sys.stderr)
@@ -322,6 +408,7 @@ def _quarantine(app: App, args: argparse.Namespace) -> int:
 
     if args.action == "list":
         rows = list_quarantine(app)
+        _trail(app, args, "quarantine_list", None, f"{len(rows)} message(s) listed")
         if args.json:
             _print_json(
                 [
@@ -348,6 +435,105 @@ def _quarantine(app: App, args: argparse.Namespace) -> int:
     state = retry_quarantined(app, args.id)
     print(f"message #{args.id}: {state}")
     return EXIT_OK if state != "quarantined" else EXIT_FAILURE
+
+
+def _retention(app: App, args: argparse.Namespace) -> int:
+    from mailbot.db.retention import runs
+    from mailbot.retention import run_retention
+    from mailbot.views import instant
+
+    if args.action == "history":
+        with reading(app.engine) as connection:
+            found = runs(connection)
+        rows = [
+            {
+                "run": row["id"],
+                "started_at": instant(row["started_at"]),
+                "finished_at": instant(row["finished_at"]),
+                "trigger": row["trigger"],
+                "actor": row["actor"],
+                "dry_run": row["dry_run"],
+                "raw_destroyed": row["raw_destroyed"],
+                "anonymised": row["anonymised"],
+                "unlinked": row["unlinked"],
+                "refs": row["refs"].split(),
+            }
+            for row in found
+        ]
+        if args.json:
+            _print_json(rows)
+            return EXIT_OK
+        for row in rows:
+            print(
+                f"#{row['run']:<5} {row['started_at']} {row['trigger']:<7} "
+                f"{'dry run ' if row['dry_run'] else ''}raw={row['raw_destroyed']} "
+                f"anonymised={row['anonymised']} unlinked={row['unlinked']} "
+                f"{'' if row['finished_at'] else '(interrupted) '}{' '.join(row['refs'])}"
+            )
+        return EXIT_OK
+    report = run_retention(app, trigger="cli", actor=_actor(args), dry_run=args.dry_run)
+    if args.json:
+        _print_json(report.as_json())
+    else:
+        print(report.summary())
+    return EXIT_OK
+
+
+def _legal_hold(app: App, args: argparse.Namespace) -> int:
+    from mailbot.retention import set_legal_hold_by_ref
+
+    if args.reason is not None and not args.reason.strip():
+        raise ConfigError("legal-hold: --reason must not be empty")
+    reason = None if args.release else args.reason.strip()
+    set_legal_hold_by_ref(app, args.ref, reason, _actor(args))
+    print(f"{args.ref}: legal hold {'released' if reason is None else 'placed'}")
+    return EXIT_OK
+
+
+def _erase(app: App, args: argparse.Namespace) -> int:
+    from mailbot.retention import erase_requester
+
+    report = erase_requester(app, args.requester, args.reason, _actor(args))
+    if args.json:
+        _print_json(report.as_json())
+    else:
+        print(report.summary())
+    return EXIT_OK if not report.held else EXIT_FAILURE
+
+
+def _audit(app: App, args: argparse.Namespace) -> int:
+    from mailbot.db.access import entries
+    from mailbot.views import instant
+
+    since = None
+    if args.since:
+        try:
+            since = _office_instant(args.since, app.settings.organisation.zone)
+        except ValueError as exc:
+            raise ConfigError(f"audit: --since {args.since!r}: {exc}") from exc
+    with reading(app.engine) as connection:
+        found = entries(connection, ref=args.ref, since=since)
+    rows = [
+        {
+            "at": instant(row["at"]),
+            "actor": row["actor"],
+            "action": row["action"],
+            "ref": row["ref"],
+            "detail": row["detail"],
+        }
+        for row in found
+    ]
+    if args.json:
+        _print_json(rows)
+        return EXIT_OK
+    if not rows:
+        print("no entries")
+    for row in rows:
+        print(
+            f"{row['at']} {row['actor']:<24} {row['action']:<18} {row['ref'] or '-':<16} "
+            f"{row['detail']}"
+        )
+    return EXIT_OK
 
 
 def _office_instant(text: str, zone: ZoneInfo) -> datetime:

@@ -431,14 +431,20 @@ class RetentionSettings(RetentionPeriod):
     staff, bounce states) is destroyed `unlinked_days` after it was stored. The daemon runs
     it once a business day from `run_time` (office time), `batch_size` tickets a transaction."""
 
-    queues: Mapping[str, RetentionPeriod] = Field(default_factory=dict)
+    # Written `[retention.queues.plaintes]`; held as (queue, period) pairs (hashable).
+    queues: tuple[tuple[str, RetentionPeriod], ...] = ()
     unlinked_days: Annotated[int, Field(ge=0)] = 365
     run_time: time = time(2, 0)
     batch_size: Annotated[int, Field(ge=1, le=10000)] = 100
     enabled: bool = True
 
+    @field_validator("queues", mode="before")
+    @classmethod
+    def _pairs(cls, value: object) -> object:
+        return tuple(value.items()) if isinstance(value, Mapping) else value
+
     def period(self, queue: str) -> RetentionPeriod:
-        return self.queues.get(queue) or RetentionPeriod(
+        return dict(self.queues).get(queue) or RetentionPeriod(
             raw_days=self.raw_days, anonymise_days=self.anonymise_days
         )
 
@@ -501,7 +507,7 @@ class Settings(_Frozen):
                     f"mailbox {mailbox.name!r} lists unknown commitment(s) {unknown}; "
                     f"known: {sorted(known)}"
                 )
-        unknown_queues = sorted(set(self.retention.queues) - set(names))
+        unknown_queues = sorted({name for name, _ in self.retention.queues} - set(names))
         if unknown_queues:
             raise ValueError(f"[retention.queues] names unknown queue(s) {unknown_queues}")
         if self.smtp.auth.is_oauth2 and (not self.smtp.username or self.smtp.password_env):

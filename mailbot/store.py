@@ -66,8 +66,13 @@ def scrub_freed_pages(engine: Engine) -> None:
     content in the file itself). PostgreSQL keeps dead rows until VACUUM (autovacuum)."""
     if engine.dialect.name != "sqlite":
         return
-    with engine.connect() as connection:
-        connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    connection = engine.raw_connection()  # outside any transaction: a checkpoint needs it
+    try:
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        cursor.close()
+    finally:
+        connection.close()
 
 
 @contextmanager
