@@ -438,6 +438,7 @@ def _quarantine(app: App, args: argparse.Namespace) -> int:
 
 
 def _retention(app: App, args: argparse.Namespace) -> int:
+    from mailbot.app import guard_clock
     from mailbot.db.retention import runs
     from mailbot.retention import run_retention
     from mailbot.views import instant
@@ -471,6 +472,8 @@ def _retention(app: App, args: argparse.Namespace) -> int:
                 f"{'' if row['finished_at'] else '(interrupted) '}{' '.join(row['refs'])}"
             )
         return EXIT_OK
+    if not args.dry_run:
+        guard_clock(app)  # never destroy as of an invented instant on a live database
     report = run_retention(app, trigger="cli", actor=_actor(args), dry_run=args.dry_run)
     if args.json:
         _print_json(report.as_json())
@@ -480,19 +483,23 @@ def _retention(app: App, args: argparse.Namespace) -> int:
 
 
 def _legal_hold(app: App, args: argparse.Namespace) -> int:
+    from mailbot.app import guard_clock
     from mailbot.retention import set_legal_hold_by_ref
 
     if args.reason is not None and not args.reason.strip():
         raise ConfigError("legal-hold: --reason must not be empty")
     reason = None if args.release else args.reason.strip()
+    guard_clock(app)
     set_legal_hold_by_ref(app, args.ref, reason, _actor(args))
     print(f"{args.ref}: legal hold {'released' if reason is None else 'placed'}")
     return EXIT_OK
 
 
 def _erase(app: App, args: argparse.Namespace) -> int:
+    from mailbot.app import guard_clock
     from mailbot.retention import erase_requester
 
+    guard_clock(app)
     report = erase_requester(app, args.requester, args.reason, _actor(args))
     if args.json:
         _print_json(report.as_json())
