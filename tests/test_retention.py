@@ -394,7 +394,7 @@ def test_a_run_killed_halfway_resumes_without_harm(
             sa.text("SELECT ref, anonymised_at FROM ticket WHERE anonymised_at IS NOT NULL")
         ).all()
         [run] = connection.execute(
-            sa.text("SELECT finished_at, anonymised, refs FROM retention_run")
+            sa.text("SELECT finished_at, anonymised, refs FROM retention_run WHERE trigger = 'cli'")
         ).all()
     assert len(done) == 2 and run.finished_at is None and run.anonymised == 2
     assert run.refs.split() == [f"anonymised:{ref}" for ref, _ in done]
@@ -416,7 +416,12 @@ def test_a_run_killed_halfway_resumes_without_harm(
         assert traces(engine, person.strings) == {}
     history = cli.json(later, "retention", "history")
     assert isinstance(history, list)
-    assert [(h["anonymised"], bool(h["finished_at"])) for h in history] == [(2, False), (3, True)]
+    assert [
+        (h["anonymised"], bool(h["finished_at"])) for h in history if h["trigger"] == "cli"
+    ] == [
+        (2, False),
+        (3, True),
+    ]
     engine.dispose()
 
 
@@ -519,7 +524,8 @@ def test_the_daemon_runs_retention_once_a_business_day_from_its_time(
         runs = connection.execute(
             sa.text("SELECT trigger, started_at FROM retention_run ORDER BY id")
         ).all()
-    assert [r.trigger for r in runs] == ["daemon", "daemon"]  # Friday 02:00, then Monday
+    later = [r.trigger for r in runs if str(r.started_at) >= "2027"]
+    assert later == ["daemon", "daemon"]  # Friday 02:00, then Monday
     assert refs and second.ok and saturday.ok and monday.ok
     engine.dispose()
 
