@@ -541,3 +541,35 @@ def test_export_bytes_survive_a_zip_round_trip() -> None:
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("a.eml", raw)
     assert zipfile.ZipFile(buffer).read("a.eml") == raw
+
+
+def test_listing_is_in_the_trail_and_a_legal_hold_is_released_by_email(
+    sandbox: Sandbox, make_app: AppFactory, retention_settings: Settings, cli: Cli
+) -> None:
+    refs = open_and_close(sandbox, make_app, retention_settings, [CHLOE])
+    ref = refs[CHLOE.address]
+    listed = cli.json("2025-11-05T10:00:00-05:00", "tickets")
+    cli("2025-11-05T10:00:00-05:00", "quarantine", "list")
+    assert isinstance(listed, list) and [t["ref"] for t in listed] == [ref]
+
+    notice = notice_for(sandbox, AGENT, ref)
+    release = staff_reply(notice, "End legal hold", AGENT, INFO, "<release-1@mri.gouv.qc.ca>")
+    sandbox.deliver(INFO, release, received_at=office("2027-01-05T09:00"))
+    run_pass(make_app("2027-01-05T09:05:00-05:00", retention_settings))
+
+    shown = cli.json("2027-01-05T10:00:00-05:00", "show", ref)
+    assert isinstance(shown, dict) and shown["legal_hold"] is None
+    assert "legal_hold_released" in [e["kind"] for e in shown["events"]]
+    trail = cli.json("2027-01-05T10:00:00-05:00", "audit", "--since", "2025-11-05")
+    assert isinstance(trail, list)
+    assert [(e["actor"], e["action"], e["ref"]) for e in trail] == [
+        ("auditrice", "tickets", None),
+        ("auditrice", "quarantine_list", None),
+        (AGENT, "staff_legal_release", ref),
+        ("mailbot", "retention_run", None),
+        ("auditrice", "show", ref),
+    ]
+    # Released more than a year after closing, the ticket's messages were due at once: the
+    # daemon's daily run, in the same pass, destroyed them; anonymising waits its turn.
+    assert shown["raw_destroyed_at"] == "2027-01-05T14:05:00+00:00"
+    assert shown["anonymised_at"] is None and shown["requester"] == CHLOE.address

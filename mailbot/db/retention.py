@@ -155,6 +155,7 @@ def anonymise(
         )
     )
     # Internal notes, command lines, hold reasons: the texts go, the dates and kinds stay.
+    # A message's outcome reason stays (mailbot writes it: rule names, counts, states).
     connection.execute(sa.update(EVENT).where(EVENT.c.ticket_id.in_(ids)).values(detail=""))
     _replace_people(connection, EVENT, EVENT.c.ticket_id.in_(ids), ("actor",), keeps)
     connection.execute(sa.update(HOLD).where(HOLD.c.ticket_id.in_(ids)).values(reason=""))
@@ -162,7 +163,7 @@ def anonymise(
     connection.execute(
         sa.update(INBOUND)
         .where(INBOUND.c.ticket_id.in_(ids))
-        .values(message_id="", sha256="", fingerprint="", reason="")
+        .values(message_id="", sha256="", fingerprint="")
     )
     _anonymise_outbox(connection, OUTBOX.c.ticket_id.in_(ids), keeps)
     if unsent:
@@ -272,7 +273,7 @@ def clear_unlinked(
         connection.execute(
             sa.update(INBOUND)
             .where(INBOUND.c.id.in_([r.id for r in inbound]))
-            .values(raw=b"", message_id="", sha256="", fingerprint="")
+            .values(raw=b"", message_id="", sha256="", fingerprint="", reason="")
         )
     if outbox:
         ids = [r.id for r in outbox]
