@@ -38,7 +38,7 @@ from mailbot.db import retention as rows
 from mailbot.db import tickets as ticket_rows
 from mailbot.errors import MailbotError, NotFound
 from mailbot.settings import RetentionSettings, Settings
-from mailbot.store import scrub_freed_pages
+from mailbot.store import reading, scrub_freed_pages
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +224,7 @@ def run_if_due(app: App) -> RetentionReport | None:
     """The daemon's daily run: once a business day from `run_time`; a run killed halfway
     (never finished) is run again at the next pass."""
     now = app.clock.now()
-    with app.engine.connect() as connection:
+    with reading(app.engine) as connection:
         last = rows.last_finished_run(connection, DAEMON)
     zone = app.settings.organisation.zone
     if not due_today(now, last, app.calendar, app.settings.retention, zone):
