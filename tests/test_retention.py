@@ -504,6 +504,12 @@ def test_erasure_on_request_spares_the_legal_hold_and_is_in_the_trail(
     assert isinstance(trail, list)
     actions = {(e["action"], e["ref"]) for e in trail}
     assert ("erase", ref) in actions and ("erase_refused", refs[DENIS.address]) in actions
+    history = cli.json(at, "retention", "history")
+    assert isinstance(history, list)
+    erasures = [
+        (h["trigger"], h["anonymised"], h["refs"]) for h in history if h["trigger"] == "erase"
+    ]
+    assert erasures == [("erase", 1, [f"anonymised:{ref}"]), ("erase", 0, [])]
     engine.dispose()
 
 
@@ -573,3 +579,28 @@ def test_listing_is_in_the_trail_and_a_legal_hold_is_released_by_email(
     # daemon's daily run, in the same pass, destroyed them; anonymising waits its turn.
     assert shown["raw_destroyed_at"] == "2027-01-05T14:05:00+00:00"
     assert shown["anonymised_at"] is None and shown["requester"] == CHLOE.address
+    text = cli("2027-01-05T10:00:00-05:00", "show", ref)
+    assert "raw destroyed:   2027-01-05T14:05:00+00:00" in text and "legal hold:" not in text
+    lines = cli("2027-01-05T10:00:00-05:00", "audit", ref).splitlines()
+    assert [line.split()[1:3] for line in lines] == [
+        [AGENT, "staff_close"],
+        [AGENT, "staff_legal_hold"],
+        [AGENT, "staff_legal_release"],
+        ["auditrice", "show"],
+        ["auditrice", "show"],
+    ]
+    history = cli("2027-01-05T10:00:00-05:00", "retention", "history").splitlines()
+    # unlinked: the supervisor's two digests of November 2025, more than a year old.
+    assert history[-1].split()[2:6] == ["daemon", "raw=1", "anonymised=0", "unlinked=2"]
+    engine = make_engine(retention_settings.database_url)
+    with engine.connect() as connection:
+        unlinked = connection.execute(
+            sa.text("SELECT purpose, length(raw) FROM outbox WHERE ticket_id IS NULL")
+        ).all()
+    engine.dispose()
+    # The two of 2025 emptied; today's digest (2027-01-05), not a year old, kept.
+    assert sorted(length > 0 for purpose, length in unlinked if purpose == "digest") == [
+        False,
+        False,
+        True,
+    ]
