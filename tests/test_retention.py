@@ -604,3 +604,77 @@ def test_listing_is_in_the_trail_and_a_legal_hold_is_released_by_email(
         False,
         True,
     ]
+
+
+KILL_AFTER_FIRST_BATCH = """
+import os, signal, sys
+from pathlib import Path
+from mailbot.clock import FixedClock, parse_instant
+from mailbot.context import build_app
+from mailbot.retention import run_retention
+from mailbot.settings import load_settings
+
+settings = load_settings(Path(sys.argv[1]), os.environ)
+app = build_app(settings, FixedClock(parse_instant(sys.argv[2])))
+
+def kill(batches: int) -> None:
+    if batches == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+run_retention(app, trigger="cli", actor="test", after_batch=kill)
+"""
+
+
+def test_a_run_killed_by_sigkill_after_a_batch_is_finished_by_the_next(
+    sandbox: Sandbox,
+    make_app: AppFactory,
+    retention_settings: Settings,
+    cli: Cli,
+    tmp_path: Path,
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    people = [Person(f"k{n}.bouchard", f"Kim {n} Bouchard", INFO) for n in range(3)]
+    refs = open_and_close(sandbox, make_app, retention_settings, people)
+    config = write_sandbox_config(
+        tmp_path / "small.toml",
+        sandbox,
+        tmp_path / "data",
+        retention={"raw_days": 365, "anonymise_days": 730, "batch_size": 2},
+    )
+    later = (CLOSED + timedelta(days=800)).isoformat()
+    killed = subprocess.run(
+        [sys.executable, "-c", KILL_AFTER_FIRST_BATCH, str(config), later],
+        env=dict(os.environ),  # the cli fixture set the passwords, key and database
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    engine = make_engine(retention_settings.database_url)
+    with engine.connect() as connection:
+        halfway = connection.execute(
+            sa.text("SELECT count(*) FROM ticket WHERE anonymised_at IS NOT NULL")
+        ).scalar_one()
+    assert halfway == 2
+
+    resumed = cli.json(later, "retention", "run")
+
+    assert isinstance(resumed, dict) and len(resumed["anonymised"]) == 1
+    for person in people:
+        assert traces(engine, person.strings) == {}
+    history = cli.json(later, "retention", "history")
+    assert isinstance(history, list)
+    assert [
+        (h["anonymised"], bool(h["finished_at"])) for h in history if h["trigger"] == "cli"
+    ] == [
+        (2, False),
+        (1, True),
+    ]
+    assert sorted(ref for h in history for ref in h["refs"]) == sorted(
+        f"anonymised:{ref}" for ref in refs.values()
+    )
+    engine.dispose()
