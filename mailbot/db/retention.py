@@ -1,9 +1,9 @@
 """Retention in the database: what is due, raw messages destroyed, tickets anonymised, the
 record of each run, legal holds (SQLAlchemy Core, on the caller's connection).
 
-What is kept and what is cleared, column by column, is `ANONYMISED` below and the README's
-"Personal information" section; tests/test_retention.py greps every text and binary column of
-every table to hold both to it.
+What is kept and what is cleared, column by column, is written in `anonymise` and
+`clear_unlinked` below and in the README's "Personal information" section; tests/test_retention.py
+searches every text and binary column of every table to hold both to it.
 """
 
 from __future__ import annotations
