@@ -1,7 +1,8 @@
 """One pass of mailbot: every mailbox's new mail, the scheduled jobs, then the outbox.
 
 One direction: IMAP -> store each message with its outcome (one transaction per batch) ->
-move it on the server -> the jobs add their outgoing rows -> the outbox worker sends. The
+move it on the server -> the jobs add their outgoing rows -> the daily retention run, once a
+business day -> the outbox worker sends. The
 scheduler (mailbot/daemon.py) only wakes passes up; what is due is in the database.
 """
 
@@ -18,6 +19,7 @@ from mailbot.errors import ClockRefused, ImapError
 from mailbot.ingest import IngestReport, ingest_mailbox
 from mailbot.logformat import log_fields
 from mailbot.outbox import FlushReport, SendPolicy, flush_outbox
+from mailbot.retention import run_if_due
 from mailbot.scheduled import run_due_jobs
 from mailbot.settings import MailboxSettings
 
@@ -131,6 +133,19 @@ def run_pass(
             report.ingest.count(name, n)
         if jobs.failed:
             report.errors.append("jobs")
+    try:
+        retention = run_if_due(app)
+    except Exception:  # the retention run resumes at the next pass; mail goes on
+        log.exception("retention run failed")
+        report.errors.append("retention")
+    else:
+        if retention is not None:
+            for name, refs in (
+                ("retention_anonymised", retention.anonymised),
+                ("retention_raw_destroyed", retention.raw_destroyed),
+            ):
+                if refs:
+                    report.ingest.count(name, len(refs))
     report.outbox = send_outbox(app)
     return report
 

@@ -67,6 +67,11 @@ def _global_options(parser: argparse.ArgumentParser, *, after: bool) -> None:
         help="debug logging (and the traceback of an internal error)",
         **default,  # type: ignore[arg-type]
     )
+    parser.add_argument(
+        "--actor",
+        help="who is acting, for the access trail (default: the operating-system user)",
+        **default,  # type: ignore[arg-type]
+    )
 
 
 def _day(text: str) -> date:
@@ -167,6 +172,44 @@ def _parser() -> argparse.ArgumentParser:
     export = command("export", "everything held about one requester, as JSON (access requests)")
     export.add_argument("--requester", required=True, help="the requester's email address")
     export.add_argument("--output", help="write to this file instead of standard output")
+    export.add_argument(
+        "--messages",
+        metavar="ZIP",
+        help="also write a zip: the JSON index, every message as its original .eml, and "
+        "the attachments",
+    )
+
+    retention = command(
+        "retention", "destroy and anonymise what the retention schedule says is due"
+    )
+    retention_actions = retention.add_subparsers(
+        dest="action", required=True, metavar="ACTION", parser_class=_Parser
+    )
+    retention_run = retention_actions.add_parser(
+        "run", help="run it now (as of --now)", parents=[common]
+    )
+    retention_run.add_argument("--dry-run", action="store_true", help="list, change nothing")
+    retention_run.add_argument("--json", action="store_true", help=json_help)
+    retention_history = retention_actions.add_parser(
+        "history", help="the runs so far", parents=[common]
+    )
+    retention_history.add_argument("--json", action="store_true", help=json_help)
+
+    hold = command("legal-hold", "keep a ticket whole whatever the schedule (litigation, inquiry)")
+    hold.add_argument("ref", help="the ticket reference (e.g. MRI-2025-00042)")
+    hold_what = hold.add_mutually_exclusive_group(required=True)
+    hold_what.add_argument("--reason", help="why it must be kept (a file number, not a name)")
+    hold_what.add_argument("--release", action="store_true", help="lift the legal hold")
+
+    erase = command("erase", "anonymise one requester's tickets now (a justified erasure request)")
+    erase.add_argument("--requester", required=True, help="the requester's email address")
+    erase.add_argument("--reason", required=True, help="the justification (a file number)")
+    erase.add_argument("--json", action="store_true", help=json_help)
+
+    audit = command("audit", "the access trail: who saw or changed what, when")
+    audit.add_argument("ref", nargs="?", help="one ticket reference")
+    audit.add_argument("--since", help="from this day (YYYY-MM-DD, office time) or instant")
+    audit.add_argument("--json", action="store_true", help=json_help)
 
     sandbox = command("sandbox", "a throwaway Dovecot + SMTP for trying mailbot")
     sandbox.add_argument(
@@ -333,7 +376,30 @@ def _dispatch(args: argparse.Namespace, clock: Clock) -> int:
         return _quarantine(app, args)
     if command == "export":
         return _export(app, args)
+    if command == "retention":
+        return _retention(app, args)
+    if command == "legal-hold":
+        return _legal_hold(app, args)
+    if command == "erase":
+        return _erase(app, args)
+    if command == "audit":
+        return _audit(app, args)
     raise AssertionError(command)
+
+
+def _actor(args: argparse.Namespace) -> str:
+    """Who is acting: `--actor`, else the operating-system user."""
+    import getpass
+
+    return str(args.actor or getpass.getuser())
+
+
+def _trail(app: App, args: argparse.Namespace, action: str, ref: str | None, detail: str) -> None:
+    """One entry in the access trail for a command that displayed personal information."""
+    from mailbot.db import access
+
+    with app.engine.begin() as connection:
+        access.record(connection, app.clock.now(), _actor(args), action, ref, detail)
 
 
 def _print_json(value: object) -> None:
@@ -356,6 +422,14 @@ def _tickets(app: App, args: argparse.Namespace) -> int:
             raise NotFound(f"no mailbox {args.mailbox!r} (configured: {', '.join(configured)})")
         records = ticket_records(connection, status=args.status, mailbox=args.mailbox)
     rows = [ticket_json(record) for record in records]
+    _trail(
+        app,
+        args,
+        "tickets",
+        None,
+        f"{len(rows)} ticket(s) listed (status={args.status or 'any'}, "
+        f"mailbox={args.mailbox or 'any'})",
+    )
     if args.json:
         _print_json(rows)
         return EXIT_OK
@@ -383,6 +457,7 @@ def _show(app: App, args: argparse.Namespace) -> int:
         if record is None:
             raise NotFound(f"no ticket {args.ref}")
         data = ticket_detail_json(record, ticket_history(connection, record["id"]))
+    _trail(app, args, "show", data["ref"], "")
     if args.json:
         _print_json(data)
         return EXIT_OK
@@ -403,6 +478,13 @@ def _show(app: App, args: argparse.Namespace) -> int:
     ):
         value = office_minute(data[key], zone) if key in instants else data[key]
         print(f"{key + ':':<17}{value if value is not None else '-'}")
+    hold = data["legal_hold"]
+    if hold is not None:
+        print(f"{'legal hold:':<17}since {office_minute(hold['since'], zone)}: {hold['reason']}")
+    if data["anonymised_at"] is not None:
+        print(f"{'anonymised:':<17}{office_minute(data['anonymised_at'], zone)}")
+    elif data["raw_destroyed_at"] is not None:
+        print(f"{'raw destroyed:':<17}{office_minute(data['raw_destroyed_at'], zone)}")
     print(f"(times are office time, {zone.key})")
     print("deadlines:")
     for d in data["deadlines"]:
@@ -443,7 +525,14 @@ def _export(app: App, args: argparse.Namespace) -> int:
     from mailbot.export import export_requester
 
     data = export_requester(app.engine, args.requester)
+    refs = [ticket["ref"] for ticket in data["tickets"]]
+    _trail(app, args, "export", None, f"access request: {len(refs)} ticket(s) {' '.join(refs)}")
     text = json.dumps(data, ensure_ascii=False, indent=2)
+    if args.messages:
+        from mailbot.export import write_messages_zip
+
+        count = write_messages_zip(app.engine, args.requester, data, Path(args.messages))
+        print(f"{count} message(s) written to {args.messages}", file=sys.stderr)
     if args.output:
         Path(args.output).write_text(text + "\n", encoding="utf-8")
         print(f"{len(data['tickets'])} ticket(s) written to {args.output}", file=sys.stderr)
@@ -458,6 +547,7 @@ def _quarantine(app: App, args: argparse.Namespace) -> int:
 
     if args.action == "list":
         rows = list_quarantine(app)
+        _trail(app, args, "quarantine_list", None, f"{len(rows)} message(s) listed")
         if args.json:
             _print_json(
                 [
@@ -485,6 +575,112 @@ def _quarantine(app: App, args: argparse.Namespace) -> int:
     state = retry_quarantined(app, args.id)
     print(f"message #{args.id}: {state}")
     return EXIT_OK if state != "quarantined" else EXIT_FAILURE
+
+
+def _retention(app: App, args: argparse.Namespace) -> int:
+    from mailbot.app import guard_clock
+    from mailbot.db.retention import runs
+    from mailbot.retention import run_retention
+    from mailbot.views import instant
+
+    if args.action == "history":
+        with reading(app.engine) as connection:
+            found = runs(connection)
+        rows = [
+            {
+                "run": row["id"],
+                "started_at": instant(row["started_at"]),
+                "finished_at": instant(row["finished_at"]),
+                "trigger": row["trigger"],
+                "actor": row["actor"],
+                "dry_run": row["dry_run"],
+                "raw_destroyed": row["raw_destroyed"],
+                "anonymised": row["anonymised"],
+                "unlinked": row["unlinked"],
+                "refs": row["refs"].split(),
+            }
+            for row in found
+        ]
+        if args.json:
+            _print_json(rows)
+            return EXIT_OK
+        for row in rows:
+            print(
+                f"#{row['run']:<5} {row['started_at']} {row['trigger']:<7} "
+                f"{'dry run ' if row['dry_run'] else ''}raw={row['raw_destroyed']} "
+                f"anonymised={row['anonymised']} unlinked={row['unlinked']} "
+                f"{'' if row['finished_at'] else '(interrupted) '}{' '.join(row['refs'])}"
+            )
+        return EXIT_OK
+    if not args.dry_run:
+        guard_clock(app)  # never destroy as of an invented instant on a live database
+    report = run_retention(app, trigger="cli", actor=_actor(args), dry_run=args.dry_run)
+    if args.json:
+        _print_json(report.as_json())
+    else:
+        print(report.summary())
+    return EXIT_OK
+
+
+def _legal_hold(app: App, args: argparse.Namespace) -> int:
+    from mailbot.app import guard_clock
+    from mailbot.retention import set_legal_hold_by_ref
+
+    if args.reason is not None and not args.reason.strip():
+        raise ConfigError("legal-hold: --reason must not be empty")
+    reason = None if args.release else args.reason.strip()
+    guard_clock(app)
+    set_legal_hold_by_ref(app, args.ref, reason, _actor(args))
+    print(f"{args.ref}: legal hold {'released' if reason is None else 'placed'}")
+    return EXIT_OK
+
+
+def _erase(app: App, args: argparse.Namespace) -> int:
+    from mailbot.app import guard_clock
+    from mailbot.retention import erase_requester
+
+    guard_clock(app)
+    report = erase_requester(app, args.requester, args.reason, _actor(args))
+    if args.json:
+        _print_json(report.as_json())
+    else:
+        print(report.summary())
+    return EXIT_OK if not report.held else EXIT_FAILURE
+
+
+def _audit(app: App, args: argparse.Namespace) -> int:
+    from mailbot.db.access import entries
+    from mailbot.views import instant
+
+    since = None
+    if args.since:
+        try:
+            since = _office_instant(args.since, app.settings.organisation.zone)
+        except ValueError as exc:
+            raise ConfigError(f"audit: --since {args.since!r}: {exc}") from exc
+    with reading(app.engine) as connection:
+        found = entries(connection, ref=args.ref, since=since)
+    rows = [
+        {
+            "at": instant(row["at"]),
+            "actor": row["actor"],
+            "action": row["action"],
+            "ref": row["ref"],
+            "detail": row["detail"],
+        }
+        for row in found
+    ]
+    if args.json:
+        _print_json(rows)
+        return EXIT_OK
+    if not rows:
+        print("no entries")
+    for row in rows:
+        print(
+            f"{row['at']} {row['actor']:<24} {row['action']:<18} {row['ref'] or '-':<16} "
+            f"{row['detail']}"
+        )
+    return EXIT_OK
 
 
 def _office_instant(text: str, zone: ZoneInfo) -> datetime:

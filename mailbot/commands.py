@@ -13,8 +13,9 @@ from datetime import date, datetime
 
 from sqlalchemy.engine import Connection
 
-from mailbot import citizens, clocks
+from mailbot import citizens, clocks, retention
 from mailbot.context import App
+from mailbot.db import access
 from mailbot.db import tickets as ticket_rows
 from mailbot.db.tickets import TicketRow
 from mailbot.staff import Command, CommandName
@@ -83,6 +84,7 @@ def apply_in_order(
         if refusal is not None:
             raise Refused(refusal)
         _apply(connection, app, current, command, sender, inbound_id, now)
+        access.record(connection, now, sender, f"staff_{command.name.value}", current.ref)
 
 
 def _apply(
@@ -105,6 +107,10 @@ def _apply(
         clocks.start_hold(connection, ticket, command.argument, sender, now)
     elif name is CommandName.ASSIGN:
         ticket_rows.set_ticket_fields(connection, ticket.id, now, assignee=command.argument)
+    elif name in (CommandName.LEGAL_HOLD, CommandName.LEGAL_RELEASE):
+        reason = command.argument if name is CommandName.LEGAL_HOLD else None
+        retention.legal_hold(connection, ticket, reason, sender, now, inbound_id)
+        return  # the history has it (legal_hold, legal_hold_released)
     elif name is CommandName.ENGLISH:
         ticket_rows.set_ticket_fields(
             connection, ticket.id, now, english_allowed=True, english_basis=command.argument[:500]

@@ -67,10 +67,15 @@ def run_daemon(app: App) -> int:
         coalesce=True,
         misfire_grace_time=None,
     )
-    # Reminders and digests are due by the database; these wake a pass at their office times
+    # Reminders, digests and the daily retention run are due by the database (retention:
+    # mailbot/retention.py `due_today`); these wake a pass at their office times
     # on weekdays, so a long poll interval never delays them.
     reminders = app.settings.reminders
-    for name, at in (("reminders", reminders.reminder_time), ("digest", reminders.digest_time)):
+    for name, at in (
+        ("reminders", reminders.reminder_time),
+        ("digest", reminders.digest_time),
+        ("retention", app.settings.retention.run_time),
+    ):
         scheduler.add_job(
             requests.everything,
             CronTrigger(

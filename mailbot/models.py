@@ -73,6 +73,11 @@ class Ticket(SQLModel, table=True):
     english_basis: str | None = Field(default=None, max_length=500)
     created_at: datetime = Field(sa_column=sa.Column(UtcDateTime(), nullable=False))
     updated_at: datetime = Field(sa_column=sa.Column(UtcDateTime(), nullable=False))
+    # Retention (mailbot/retention.py): a legal hold stops it; the instants say what was done.
+    legal_hold_reason: str | None = Field(default=None, max_length=2000)
+    legal_hold_at: datetime | None = _instant()
+    raw_destroyed_at: datetime | None = _instant()
+    anonymised_at: datetime | None = _instant()
 
 
 class TicketDeadline(SQLModel, table=True):
@@ -225,6 +230,37 @@ class ServiceMeta(SQLModel, table=True):
     value: str = Field(default="", max_length=2000)
 
 
+class RetentionRun(SQLModel, table=True):
+    """One retention run: when, what triggered it, how many and which references. A run
+    killed halfway keeps `finished_at` empty; its counts are those of its committed batches."""
+
+    __tablename__ = "retention_run"
+
+    id: int | None = Field(default=None, primary_key=True)
+    started_at: datetime = Field(sa_column=sa.Column(UtcDateTime(), nullable=False, index=True))
+    finished_at: datetime | None = _instant()
+    trigger: str = Field(max_length=16)  # cli | daemon | erase
+    actor: str = Field(default="", max_length=320)
+    dry_run: bool = False
+    raw_destroyed: int = 0
+    anonymised: int = 0
+    unlinked: int = 0
+    refs: str = Field(default="", sa_column=sa.Column(sa.Text(), nullable=False))
+
+
+class AccessEntry(SQLModel, table=True):
+    """The access trail: who displayed, exported or changed what, when (references only)."""
+
+    __tablename__ = "access_log"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(sa_column=sa.Column(UtcDateTime(), nullable=False, index=True))
+    actor: str = Field(max_length=320)
+    action: str = Field(max_length=32)
+    ref: str | None = Field(default=None, max_length=32, index=True)
+    detail: str = Field(default="", max_length=2000)
+
+
 # The tables, for SQLAlchemy Core statements (the database modules write with these).
 TICKET: sa.Table = Ticket.__table__  # type: ignore[attr-defined]
 COUNTER: sa.Table = TicketCounter.__table__  # type: ignore[attr-defined]
@@ -237,3 +273,5 @@ EVENT: sa.Table = TicketEvent.__table__  # type: ignore[attr-defined]
 ADDRESS: sa.Table = AddressState.__table__  # type: ignore[attr-defined]
 ALERT: sa.Table = ServiceAlert.__table__  # type: ignore[attr-defined]
 META: sa.Table = ServiceMeta.__table__  # type: ignore[attr-defined]
+RETENTION_RUN: sa.Table = RetentionRun.__table__  # type: ignore[attr-defined]
+ACCESS: sa.Table = AccessEntry.__table__  # type: ignore[attr-defined]

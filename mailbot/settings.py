@@ -410,6 +410,45 @@ class ReminderSettings(_Frozen):
     enabled: bool = True
 
 
+class RetentionPeriod(_Frozen):
+    """How long after a ticket is closed its raw messages are destroyed, and how long until
+    its personal information is anonymised (calendar days; anonymising destroys the raw
+    messages too)."""
+
+    raw_days: Annotated[int, Field(ge=0)] = 730
+    anonymise_days: Annotated[int, Field(ge=0)] = 2555
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RetentionPeriod:
+        if self.anonymise_days < self.raw_days:
+            raise ValueError("anonymise_days must not be shorter than raw_days")
+        return self
+
+
+class RetentionSettings(RetentionPeriod):
+    """The retention schedule (calendrier de conservation): a default period, one per queue
+    where it differs; what belongs to no ticket (quarantined or set-aside messages, mail to
+    staff, bounce states) is destroyed `unlinked_days` after it was stored. The daemon runs
+    it once a business day from `run_time` (office time), `batch_size` tickets a transaction."""
+
+    # Written `[retention.queues.plaintes]`; held as (queue, period) pairs (hashable).
+    queues: tuple[tuple[str, RetentionPeriod], ...] = ()
+    unlinked_days: Annotated[int, Field(ge=0)] = 365
+    run_time: time = time(2, 0)
+    batch_size: Annotated[int, Field(ge=1, le=10000)] = 100
+    enabled: bool = True
+
+    @field_validator("queues", mode="before")
+    @classmethod
+    def _pairs(cls, value: object) -> object:
+        return tuple(value.items()) if isinstance(value, Mapping) else value
+
+    def period(self, queue: str) -> RetentionPeriod:
+        return dict(self.queues).get(queue) or RetentionPeriod(
+            raw_days=self.raw_days, anonymise_days=self.anonymise_days
+        )
+
+
 class LoggingSettings(_Frozen):
     """The log on standard error: `text` lines, or one JSON object a line for a log collector
     (mailbot/logformat.py); and the least severe level written (`-v` gives DEBUG)."""
@@ -472,6 +511,7 @@ class Settings(_Frozen):
     logging: LoggingSettings = LoggingSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
     alerts: AlertSettings = AlertSettings()
+    retention: RetentionSettings = RetentionSettings()
     commitments: tuple[CommitmentSettings, ...] = DEFAULT_COMMITMENTS
     data_dir: Path = Path("data")
     templates_dir: Path = DEFAULT_TEMPLATES_DIR
@@ -502,6 +542,9 @@ class Settings(_Frozen):
                     f"mailbox {mailbox.name!r} lists unknown commitment(s) {unknown}; "
                     f"known: {sorted(known)}"
                 )
+        unknown_queues = sorted({name for name, _ in self.retention.queues} - set(names))
+        if unknown_queues:
+            raise ValueError(f"[retention.queues] names unknown queue(s) {unknown_queues}")
         if self.smtp.auth.is_oauth2 and (not self.smtp.username or self.smtp.password_env):
             raise ValueError(
                 '[smtp.auth] method = "oauth2" needs [smtp] username (the mailbox that sends) '

@@ -34,6 +34,8 @@ class CommandName(StrEnum):
     ENGLISH = "english"  # anglais BASIS | english BASIS  (BASIS required: the legal basis)
     INTERVIEW = "interview"  # entrevue DATE | interview DATE
     COMMITTEE = "committee"  # comite|comité DATE | committee DATE
+    LEGAL_HOLD = "legal_hold"  # conservation légale REASON | legal hold REASON
+    LEGAL_RELEASE = "legal_release"  # fin conservation légale | end legal hold
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +77,8 @@ class CommandSpec:
     name: CommandName
     words: tuple[str, ...]  # accent-free, lower-case: the words that call it
     argument: ArgumentKind
+    # Commands of several words: each phrase as its words ("conservation legale").
+    phrases: tuple[tuple[str, ...], ...] = ()
 
 
 COMMANDS: tuple[CommandSpec, ...] = (
@@ -86,8 +90,50 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec(CommandName.ENGLISH, ("anglais", "english"), ArgumentKind.TEXT),
     CommandSpec(CommandName.INTERVIEW, ("entrevue", "interview"), ArgumentKind.DATE),
     CommandSpec(CommandName.COMMITTEE, ("comite", "committee"), ArgumentKind.DATE),
+    CommandSpec(
+        CommandName.LEGAL_HOLD,
+        (),
+        ArgumentKind.TEXT,
+        phrases=(("conservation", "legale"), ("legal", "hold")),
+    ),
+    CommandSpec(
+        CommandName.LEGAL_RELEASE,
+        (),
+        ArgumentKind.NONE,
+        phrases=(
+            ("fin", "conservation", "legale"),
+            ("levee", "conservation", "legale"),
+            ("end", "legal", "hold"),
+            ("release", "legal", "hold"),
+        ),
+    ),
 )
 _SPEC_BY_WORD = {word: spec for spec in COMMANDS for word in spec.words}
+# Longest phrases first, so "fin conservation légale" is not read as something shorter.
+_PHRASES = sorted(
+    ((phrase, spec) for spec in COMMANDS for phrase in spec.phrases),
+    key=lambda item: -len(item[0]),
+)
+_NEXT_WORD = re.compile(rf"^{SPACE}+(?P<word>[^\s:]+)(?P<rest>.*)$", re.DOTALL)
+
+
+def _phrase(word: str, rest: str) -> tuple[CommandSpec, str, str] | None:
+    """A command of several words starting with `word`: its spec, the words as written, and
+    what follows them."""
+    for phrase, spec in _PHRASES:
+        if phrase[0] != word:
+            continue
+        left, written = rest, []
+        for expected in phrase[1:]:
+            match = _NEXT_WORD.match(left)
+            if match is None or fold(match.group("word")).rstrip(".!") != expected:
+                break
+            written.append(match.group("word"))
+            left = match.group("rest")
+        else:
+            return spec, " ".join(written), left
+    return None
+
 
 CATEGORY_WORDS: dict[str, Category] = {
     "information": "information",
@@ -234,10 +280,14 @@ def read_command_line(line: str) -> Command | CommandError | None:
     if not word.isalpha():
         return None  # "#123", "/s/", "#MRI-2025-00042": not a command word
     rest = match.group("rest")
+    spec = _SPEC_BY_WORD.get(word)
+    phrase = _phrase(word, rest) if spec is None else None
+    if phrase is not None:
+        spec, more, rest = phrase
+        token = f"{token} {more}"
     colon = _COLON.match(rest)
     has_colon = colon is not None
     argument = (colon.group("argument") if colon else rest).strip()
-    spec = _SPEC_BY_WORD.get(word)
     if spec is None:
         if prefixed:
             return CommandError(written, "unknown_command", token)

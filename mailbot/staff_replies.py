@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection
 from mailbot import citizens, commands, outgoing
 from mailbot.authresults import check_authentication
 from mailbot.context import App
+from mailbot.db import access
 from mailbot.db import inbound as inbound_rows
 from mailbot.db import tickets as ticket_rows
 from mailbot.db.tickets import TicketRow
@@ -173,6 +174,7 @@ def _act(
                     purpose="hold_request" if hold else "reply",
                     now=now,
                 )
+                access.record(connection, now, sender, "relay", ticket.ref)
     except commands.Refused as refused:
         return _reject(
             connection, app, ticket, sender, [refused.refusal], inbound_id, now, reply_message_id

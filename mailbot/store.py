@@ -34,6 +34,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
+    # Deleted and overwritten content is zeroed, not left in free pages (retention).
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
     # Let SQLAlchemy's "begin" event issue BEGIN itself (see make_engine).
     dbapi_connection.isolation_level = None
@@ -56,6 +58,21 @@ def make_engine(url: str) -> Engine:
 def _begin(connection: sa.Connection) -> None:
     read_only = connection.get_execution_options().get("mailbot_read_only", False)
     connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def scrub_freed_pages(engine: Engine) -> None:
+    """After destroying data on SQLite: copy the write-ahead log into the database file and
+    empty it, so no old page image stays in the `-wal` file (secure_delete zeroes the freed
+    content in the file itself). PostgreSQL keeps dead rows until VACUUM (autovacuum)."""
+    if engine.dialect.name != "sqlite":
+        return
+    connection = engine.raw_connection()  # outside any transaction: a checkpoint needs it
+    try:
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        cursor.close()
+    finally:
+        connection.close()
 
 
 @contextmanager

@@ -87,6 +87,13 @@ def ticket_detail_json(
     """A ticket with its deadlines, messages (with the rules that fired) and events."""
     return {
         **ticket_json(ticket),
+        "legal_hold": (
+            {"reason": ticket["legal_hold_reason"], "since": instant(ticket["legal_hold_at"])}
+            if ticket["legal_hold_at"] is not None
+            else None
+        ),
+        "raw_destroyed_at": instant(ticket["raw_destroyed_at"]),
+        "anonymised_at": instant(ticket["anonymised_at"]),
         "deadlines": [deadline_json(d) for d in history["deadlines"]],
         "messages": [message_json(m) for m in history["messages"]],
         "events": [event_json(e) for e in history["events"]],

@@ -969,7 +969,10 @@ def test_reply_text_is_frozen() -> None:
 
 # --- Commands -------------------------------------------------------------------------------
 
-RECOGNISED = "fermer, attente, note, assigner, catégorie, anglais, entrevue, comité"
+RECOGNISED = (
+    "fermer, attente, note, assigner, catégorie, anglais, entrevue, comité, "
+    "conservation légale, fin conservation légale"
+)
 DATE_FORMATS = "2025-11-20, 20/11/2025 ou 20 novembre 2025"
 CATEGORIES = "renseignements, plainte, stage, coopération"
 ASSIGN_EXAMPLE = "Exemple : « assigner sophie.lavoie@mri.gouv.qc.ca »."
@@ -1383,5 +1386,6 @@ def test_parse_date_refuses(text: str) -> None:
 def test_every_command_is_in_the_help_staff_receive() -> None:
     help_text = (Path(__file__).parent.parent / "templates" / "command_help.txt").read_text()
     for spec in COMMANDS:
-        assert spec.words[0] in fold(help_text)
-        assert f"({spec.name.value})" in help_text
+        called = [*spec.words, *(" ".join(phrase) for phrase in spec.phrases)]
+        assert called[0] in fold(help_text)
+        assert any(f"({name})" in help_text for name in (spec.name.value, *called))

@@ -1,0 +1,367 @@
+"""Retention in the database: what is due, raw messages destroyed, tickets anonymised, the
+record of each run, legal holds (SQLAlchemy Core, on the caller's connection).
+
+What is kept and what is cleared, column by column, is written in `anonymise` and
+`clear_unlinked` below and in the README's "Personal information" section; tests/test_retention.py
+searches every text and binary column of every table to hold both to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from mailbot.models import (
+    ADDRESS,
+    EVENT,
+    HOLD,
+    INBOUND,
+    OUTBOX,
+    RETENTION_RUN,
+    TICKET,
+    UtcDateTime,
+)
+from mailbot.states import TicketStatus
+
+# What stands in for a person's address or name once anonymised.
+ANONYMISED = "anonymised"
+# Outgoing rows still waiting to be sent keep their bytes (the worker needs them).
+_UNSENT = ("pending",)
+
+# Whether an address or actor may stay: mailbot itself, the ministry's staff and mailboxes.
+Keeps = Callable[[str], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class DueTicket:
+    id: int
+    ref: str
+    requester: str
+
+
+def _has_raw(ticket_id: sa.ColumnElement[int]) -> sa.ColumnElement[bool]:
+    inbound = sa.exists().where(INBOUND.c.ticket_id == ticket_id, sa.func.length(INBOUND.c.raw) > 0)
+    outbox = sa.exists().where(
+        OUTBOX.c.ticket_id == ticket_id,
+        sa.func.length(OUTBOX.c.raw) > 0,
+        OUTBOX.c.state.not_in(_UNSENT),
+    )
+    return sa.or_(inbound, outbox)
+
+
+def _closed_before(queue: str, cutoff: datetime) -> list[sa.ColumnElement[bool]]:
+    return [
+        TICKET.c.mailbox == queue,
+        TICKET.c.status == TicketStatus.CLOSED.value,
+        TICKET.c.closed_at.is_not(None),
+        TICKET.c.closed_at <= cutoff,
+        TICKET.c.legal_hold_at.is_(None),
+    ]
+
+
+def due_raw(connection: Connection, queue: str, cutoff: datetime, limit: int) -> list[DueTicket]:
+    """Closed tickets of `queue` closed at or before `cutoff`, not under legal hold, that
+    still hold raw messages."""
+    rows = connection.execute(
+        sa.select(TICKET.c.id, TICKET.c.ref, TICKET.c.requester)
+        .where(*_closed_before(queue, cutoff), _has_raw(TICKET.c.id))
+        .order_by(TICKET.c.id)
+        .limit(limit)
+    ).all()
+    return [DueTicket(*row) for row in rows]
+
+
+def due_anonymisation(
+    connection: Connection, queue: str, cutoff: datetime, limit: int
+) -> list[DueTicket]:
+    """Closed tickets of `queue` closed at or before `cutoff`, not under legal hold, not
+    anonymised yet."""
+    rows = connection.execute(
+        sa.select(TICKET.c.id, TICKET.c.ref, TICKET.c.requester)
+        .where(*_closed_before(queue, cutoff), TICKET.c.anonymised_at.is_(None))
+        .order_by(TICKET.c.id)
+        .limit(limit)
+    ).all()
+    return [DueTicket(*row) for row in rows]
+
+
+def tickets_of_requester(connection: Connection, address: str) -> list[Any]:
+    """The (id, ref, requester, legal_hold_at, anonymised_at) of `address`'s tickets."""
+    return list(
+        connection.execute(
+            sa.select(
+                TICKET.c.id,
+                TICKET.c.ref,
+                TICKET.c.requester,
+                TICKET.c.legal_hold_at,
+                TICKET.c.anonymised_at,
+            )
+            .where(sa.func.lower(TICKET.c.requester) == address.lower())
+            .order_by(TICKET.c.id)
+        ).all()
+    )
+
+
+def destroy_raw(connection: Connection, ticket_ids: Sequence[int], now: datetime) -> None:
+    """The raw bytes of every message of these tickets (received and sent) emptied."""
+    if not ticket_ids:
+        return
+    connection.execute(
+        sa.update(INBOUND).where(INBOUND.c.ticket_id.in_(ticket_ids)).values(raw=b"")
+    )
+    connection.execute(
+        sa.update(OUTBOX)
+        .where(OUTBOX.c.ticket_id.in_(ticket_ids), OUTBOX.c.state.not_in(_UNSENT))
+        .values(raw=b"")
+    )
+    connection.execute(
+        sa.update(TICKET).where(TICKET.c.id.in_(ticket_ids)).values(raw_destroyed_at=now)
+    )
+
+
+def anonymise(
+    connection: Connection, tickets: Sequence[DueTicket], keeps: Keeps, now: datetime
+) -> None:
+    """Nothing personal left on these tickets; what the report counts stays (reference,
+    queue, category, language, status, dates, deadlines, holds' dates, outcomes)."""
+    if not tickets:
+        return
+    ids = [t.id for t in tickets]
+    # Mail not sent yet to an anonymised ticket's requester never will be; it says why.
+    unsent = (
+        connection.execute(
+            sa.select(OUTBOX.c.id).where(OUTBOX.c.ticket_id.in_(ids), OUTBOX.c.state.in_(_UNSENT))
+        )
+        .scalars()
+        .all()
+    )
+    if unsent:
+        connection.execute(sa.update(OUTBOX).where(OUTBOX.c.id.in_(unsent)).values(state="failed"))
+    destroy_raw(connection, ids, now)
+    connection.execute(
+        sa.update(TICKET)
+        .where(TICKET.c.id.in_(ids))
+        .values(
+            requester=ANONYMISED,
+            requester_name="",
+            subject="",
+            english_basis=sa.case((TICKET.c.english_basis.is_(None), None), else_=""),
+            anonymised_at=now,
+        )
+    )
+    # Internal notes, command lines, hold reasons: the texts go, the dates and kinds stay.
+    # A message's outcome reason stays (mailbot writes it: rule names, counts, states).
+    connection.execute(sa.update(EVENT).where(EVENT.c.ticket_id.in_(ids)).values(detail=""))
+    _replace_people(connection, EVENT, EVENT.c.ticket_id.in_(ids), ("actor",), keeps)
+    connection.execute(sa.update(HOLD).where(HOLD.c.ticket_id.in_(ids)).values(reason=""))
+    _replace_people(connection, HOLD, HOLD.c.ticket_id.in_(ids), ("started_by", "ended_by"), keeps)
+    connection.execute(
+        sa.update(INBOUND)
+        .where(INBOUND.c.ticket_id.in_(ids))
+        .values(message_id="", sha256="", fingerprint="")
+    )
+    _anonymise_outbox(connection, OUTBOX.c.ticket_id.in_(ids), keeps)
+    if unsent:
+        connection.execute(
+            sa.update(OUTBOX)
+            .where(OUTBOX.c.id.in_(unsent))
+            .values(last_error="not sent: the ticket was anonymised")
+        )
+    forget_addresses(connection, {t.requester for t in tickets})
+
+
+def _replace_people(
+    connection: Connection,
+    table: sa.Table,
+    where: sa.ColumnElement[bool],
+    columns: Iterable[str],
+    keeps: Keeps,
+) -> None:
+    for column in columns:
+        rows = connection.execute(
+            sa.select(table.c.id, table.c[column]).where(where, table.c[column] != "")
+        ).all()
+        gone = [row.id for row in rows if not keeps(row[1])]
+        if gone:
+            connection.execute(
+                sa.update(table).where(table.c.id.in_(gone)).values({column: ANONYMISED})
+            )
+
+
+def _anonymise_outbox(connection: Connection, where: sa.ColumnElement[bool], keeps: Keeps) -> None:
+    """Sent mail keeps its purpose, state and dates; a citizen's address goes from the
+    recipient and from the dedupe key (acknowledgement keys hold only the reference)."""
+    connection.execute(sa.update(OUTBOX).where(where).values(last_error=""))
+    rows = connection.execute(
+        sa.select(OUTBOX.c.id, OUTBOX.c.recipient, OUTBOX.c.dedupe_key).where(where)
+    ).all()
+    for row in rows:
+        if keeps(row.recipient):
+            continue
+        connection.execute(
+            sa.update(OUTBOX)
+            .where(OUTBOX.c.id == row.id)
+            .values(
+                recipient=ANONYMISED,
+                dedupe_key=(
+                    f"{ANONYMISED}:{row.id}"
+                    if row.recipient and row.recipient in row.dedupe_key
+                    else row.dedupe_key
+                ),
+            )
+        )
+
+
+def forget_addresses(connection: Connection, addresses: Iterable[str]) -> None:
+    """The bounce state of addresses no longer the requester of any ticket kept whole."""
+    for address in {a.lower() for a in addresses if a and a != ANONYMISED}:
+        still = connection.execute(
+            sa.select(TICKET.c.id)
+            .where(sa.func.lower(TICKET.c.requester) == address, TICKET.c.anonymised_at.is_(None))
+            .limit(1)
+        ).first()
+        if still is None:
+            connection.execute(sa.delete(ADDRESS).where(ADDRESS.c.address == address))
+
+
+# --- what belongs to no ticket -----------------------------------------------------------------
+
+
+def clear_unlinked(
+    connection: Connection, cutoff: datetime, keeps: Keeps, limit: int, *, dry_run: bool
+) -> int:
+    """Up to `limit` rows of mail that belongs to no ticket, stored at or before `cutoff`,
+    emptied (quarantined and set-aside messages, staff mail, bounce states); how many."""
+    inbound = connection.execute(
+        sa.select(INBOUND.c.id)
+        .where(
+            INBOUND.c.ticket_id.is_(None),
+            INBOUND.c.stored_at <= cutoff,
+            sa.or_(sa.func.length(INBOUND.c.raw) > 0, INBOUND.c.message_id != ""),
+        )
+        .limit(limit)
+    ).all()
+    outbox_where = sa.and_(
+        OUTBOX.c.ticket_id.is_(None),
+        OUTBOX.c.created_at <= cutoff,
+        OUTBOX.c.state.not_in(_UNSENT),
+        sa.func.length(OUTBOX.c.raw) > 0,
+    )
+    outbox = connection.execute(sa.select(OUTBOX.c.id).where(outbox_where).limit(limit)).all()
+    addresses = connection.execute(
+        sa.select(ADDRESS.c.address).where(ADDRESS.c.updated_at <= cutoff).limit(limit)
+    ).all()
+    live = {
+        row[0].lower()
+        for row in connection.execute(
+            sa.select(TICKET.c.requester).where(
+                TICKET.c.anonymised_at.is_(None),
+                sa.func.lower(TICKET.c.requester).in_([a[0] for a in addresses]),
+            )
+        ).all()
+    }
+    stale = [a[0] for a in addresses if a[0] not in live]
+    count = len(inbound) + len(outbox) + len(stale)
+    if dry_run or not count:
+        return count
+    if inbound:
+        connection.execute(
+            sa.update(INBOUND)
+            .where(INBOUND.c.id.in_([r.id for r in inbound]))
+            .values(raw=b"", message_id="", sha256="", fingerprint="", reason="")
+        )
+    if outbox:
+        ids = [r.id for r in outbox]
+        connection.execute(sa.update(OUTBOX).where(OUTBOX.c.id.in_(ids)).values(raw=b""))
+        _anonymise_outbox(connection, OUTBOX.c.id.in_(ids), keeps)
+    if stale:
+        connection.execute(sa.delete(ADDRESS).where(ADDRESS.c.address.in_(stale)))
+    return count
+
+
+# --- legal hold ----------------------------------------------------------------------------------
+
+
+def set_legal_hold(
+    connection: Connection, ticket_id: int, reason: str | None, now: datetime
+) -> None:
+    """Put the ticket under legal hold (a reason), or release it (None)."""
+    connection.execute(
+        sa.update(TICKET)
+        .where(TICKET.c.id == ticket_id)
+        .values(
+            legal_hold_reason=reason[:2000] if reason is not None else None,
+            legal_hold_at=now if reason is not None else None,
+            updated_at=now,
+        )
+    )
+
+
+# --- the record of runs --------------------------------------------------------------------------
+
+
+def start_run(
+    connection: Connection, trigger: str, actor: str, now: datetime, *, dry_run: bool
+) -> int:
+    run_id: int = connection.execute(
+        sa.insert(RETENTION_RUN)
+        .values(started_at=now, trigger=trigger, actor=actor, dry_run=dry_run, refs="")
+        .returning(RETENTION_RUN.c.id)
+    ).scalar_one()
+    return run_id
+
+
+def add_to_run(
+    connection: Connection,
+    run_id: int,
+    *,
+    raw_destroyed: int = 0,
+    anonymised: int = 0,
+    unlinked: int = 0,
+    refs: Sequence[str] = (),
+) -> None:
+    """Counted in the batch's own transaction: a run killed halfway says what it did."""
+    added = " ".join(refs)
+    connection.execute(
+        sa.update(RETENTION_RUN)
+        .where(RETENTION_RUN.c.id == run_id)
+        .values(
+            raw_destroyed=RETENTION_RUN.c.raw_destroyed + raw_destroyed,
+            anonymised=RETENTION_RUN.c.anonymised + anonymised,
+            unlinked=RETENTION_RUN.c.unlinked + unlinked,
+            refs=sa.case(
+                (RETENTION_RUN.c.refs == "", added),
+                else_=RETENTION_RUN.c.refs + (" " + added if added else ""),
+            ),
+        )
+    )
+
+
+def finish_run(connection: Connection, run_id: int, now: datetime) -> None:
+    connection.execute(
+        sa.update(RETENTION_RUN).where(RETENTION_RUN.c.id == run_id).values(finished_at=now)
+    )
+
+
+def last_finished_run(connection: Connection, trigger: str) -> datetime | None:
+    """When the last completed run of `trigger` started (dry runs aside)."""
+    latest = sa.type_coerce(sa.func.max(RETENTION_RUN.c.started_at), UtcDateTime())
+    value: datetime | None = connection.execute(
+        sa.select(latest).where(
+            RETENTION_RUN.c.trigger == trigger,
+            RETENTION_RUN.c.finished_at.is_not(None),
+            RETENTION_RUN.c.dry_run.is_(False),
+        )
+    ).scalar()
+    return value
+
+
+def runs(connection: Connection) -> list[sa.RowMapping]:
+    return list(
+        connection.execute(sa.select(RETENTION_RUN).order_by(RETENTION_RUN.c.id)).mappings().all()
+    )
