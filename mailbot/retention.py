@@ -1,11 +1,13 @@
 """Keep what the schedule requires, no longer: raw messages destroyed, then tickets
-anonymised, a given number of days after they were closed; legal holds; erasure on request.
+anonymised, a given number of days after they were finished; legal holds; erasure on request.
 
-Rules (calendar days, per queue, `[retention]` in the configuration):
+Rules (calendar days, per queue, `[retention]` in the configuration). A ticket is *finished*
+at its closing, or, answered and left (no activity since, no result still owed), at its last
+activity (`updated_at`):
 
-* **Raw messages**: a closed ticket's received and sent messages (the bytes: text and
-  attachments) are emptied `raw_days` after `closed_at`. Outgoing rows not sent yet keep theirs.
-* **Anonymisation**: `anonymise_days` after `closed_at`, the requester's address and name,
+* **Raw messages**: a finished ticket's received and sent messages (the bytes: text and
+  attachments) are emptied `raw_days` after it finished. Outgoing rows not sent yet keep theirs.
+* **Anonymisation**: `anonymise_days` after it finished, the requester's address and name,
   the subject, the English basis, the texts of events and holds, message identifiers and
   hashes, and every address that is not mailbot's or the staff's are replaced or emptied;
   the reference, queue, category, language, status, dates, deadlines, holds' dates and
@@ -14,7 +16,8 @@ Rules (calendar days, per queue, `[retention]` in the configuration):
   emptied `unlinked_days` after it was stored.
 * **Legal hold**: a ticket under legal hold is never destroyed or anonymised; released, it
   is due again by the same rules.
-* **Not reopened**: only tickets whose status is closed are due.
+* **Not reopened**: only closed or answered tickets are due; a citizen who writes again
+  reopens the ticket and stops the count.
 * **Batches**: `batch_size` tickets a transaction, counted in the run's record in that same
   transaction; what is done is no longer due, so a run killed halfway is resumed by the next.
 
@@ -53,7 +56,7 @@ AfterBatch = Callable[[int], None]
 
 @dataclass(frozen=True, slots=True)
 class Cutoffs:
-    """Tickets closed at or before `raw` lose their raw messages; at or before `anonymise`,
+    """Tickets finished at or before `raw` lose their raw messages; at or before `anonymise`,
     their personal information."""
 
     raw: datetime

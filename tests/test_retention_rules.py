@@ -1,17 +1,20 @@
-"""The retention rules, pure: the schedule's settings, when it is due, the staff commands."""
+"""The retention rules: the schedule's settings, when it is due, the staff commands (pure), and
+which tickets are finished (real SQLite, in-memory mailboxes and relay)."""
 
 from __future__ import annotations
 
 import tomllib
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+import sqlalchemy as sa
 
 from mailbot.business_calendar import build_calendar
+from mailbot.context import App
 from mailbot.errors import ConfigError
-from mailbot.retention import cutoffs, due_today
+from mailbot.retention import cutoffs, due_today, run_retention
 from mailbot.settings import (
     CalendarSettings,
     RetentionPeriod,
@@ -20,6 +23,10 @@ from mailbot.settings import (
     parse_settings,
 )
 from mailbot.staff import Command, CommandError, CommandName, parse_commands
+from tests.conftest import AppFactory
+from tests.fakes import MemoryMailboxes, RecordingSender
+from tests.test_pipeline import CITIZEN
+from tests.test_staff_work import opened, staff_pass, ticket
 
 REPO = Path(__file__).resolve().parent.parent
 OFFICE = ZoneInfo("America/Toronto")
@@ -147,3 +154,48 @@ def test_a_legal_hold_without_its_reason_is_an_error_for_the_sender() -> None:
     assert parse_commands("end legal hold: now").errors == (
         CommandError("end legal hold: now", "takes_no_argument", "now", "legal_release"),
     )
+
+
+# --- which tickets are finished (real SQLite, in-memory mailboxes and relay) ----------------
+
+
+def _raw_and_requester(app: App) -> tuple[int, str]:
+    with app.engine.connect() as connection:
+        raw = connection.execute(
+            sa.text("SELECT COALESCE(SUM(LENGTH(raw)), 0) FROM inbound_message")
+        ).scalar_one()
+        requester = connection.execute(sa.text("SELECT requester FROM ticket")).scalar_one()
+    return int(raw), str(requester)
+
+
+def test_a_ticket_answered_and_left_is_finished_from_its_last_activity(
+    fast_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
+) -> None:
+    app = staff_pass(fast_app, memory, relay, "Bonjour, voici la réponse.")  # 2025-11-04 09:05
+    assert ticket(app)["status"] == "answered"
+    days = app.settings.retention
+    answered = office("2025-11-04T09:05").astimezone(UTC)  # days of 24 hours, DST or not
+
+    before = fast_app((answered + timedelta(days=days.raw_days, minutes=-1)).isoformat())
+    run_retention(before, trigger="cli", actor="test")
+    assert _raw_and_requester(before)[0] > 0  # a minute early: all kept
+
+    after = fast_app((answered + timedelta(days=days.raw_days, minutes=1)).isoformat())
+    run_retention(after, trigger="cli", actor="test")
+    assert _raw_and_requester(after) == (0, CITIZEN)  # raw gone, the person not yet
+
+    late = fast_app((answered + timedelta(days=days.anonymise_days, minutes=1)).isoformat())
+    run_retention(late, trigger="cli", actor="test")
+    assert _raw_and_requester(late) == (0, "anonymised")
+
+
+def test_a_ticket_still_open_keeps_everything(
+    fast_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
+) -> None:
+    opened(fast_app, memory, relay)  # acknowledged, never answered
+    app = fast_app("2035-01-05T10:00:00-05:00")
+
+    run_retention(app, trigger="cli", actor="test")
+
+    raw, requester = _raw_and_requester(app)
+    assert raw > 0 and requester == CITIZEN

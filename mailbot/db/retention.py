@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 
 from mailbot.models import (
     ADDRESS,
+    DEADLINE,
     EVENT,
     HOLD,
     INBOUND,
@@ -55,17 +56,28 @@ def _has_raw(ticket_id: sa.ColumnElement[int]) -> sa.ColumnElement[bool]:
 
 
 def _closed_before(queue: str, cutoff: datetime) -> list[sa.ColumnElement[bool]]:
-    return [
-        TICKET.c.mailbox == queue,
+    """Finished at or before `cutoff`: closed then, or answered and left without any activity
+    since (staff often answer and never close; a citizen who writes again reopens it)."""
+    closed = sa.and_(
         TICKET.c.status == TicketStatus.CLOSED.value,
         TICKET.c.closed_at.is_not(None),
         TICKET.c.closed_at <= cutoff,
+    )
+    pending = sa.exists().where(DEADLINE.c.ticket_id == TICKET.c.id, DEADLINE.c.met_at.is_(None))
+    answered_and_left = sa.and_(
+        TICKET.c.status == TicketStatus.ANSWERED.value,
+        TICKET.c.updated_at <= cutoff,
+        ~pending,  # a result still owed (interview, committee) keeps it
+    )
+    return [
+        TICKET.c.mailbox == queue,
+        sa.or_(closed, answered_and_left),
         TICKET.c.legal_hold_at.is_(None),
     ]
 
 
 def due_raw(connection: Connection, queue: str, cutoff: datetime, limit: int) -> list[DueTicket]:
-    """Closed tickets of `queue` closed at or before `cutoff`, not under legal hold, that
+    """Tickets of `queue` finished at or before `cutoff`, not under legal hold, that
     still hold raw messages."""
     rows = connection.execute(
         sa.select(TICKET.c.id, TICKET.c.ref, TICKET.c.requester)
@@ -79,7 +91,7 @@ def due_raw(connection: Connection, queue: str, cutoff: datetime, limit: int) ->
 def due_anonymisation(
     connection: Connection, queue: str, cutoff: datetime, limit: int
 ) -> list[DueTicket]:
-    """Closed tickets of `queue` closed at or before `cutoff`, not under legal hold, not
+    """Tickets of `queue` finished at or before `cutoff`, not under legal hold, not
     anonymised yet."""
     rows = connection.execute(
         sa.select(TICKET.c.id, TICKET.c.ref, TICKET.c.requester)
