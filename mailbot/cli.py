@@ -581,7 +581,7 @@ def _retention(app: App, args: argparse.Namespace) -> int:
     from mailbot.app import guard_clock
     from mailbot.db.retention import runs
     from mailbot.retention import run_retention
-    from mailbot.views import instant
+    from mailbot.views import instant, office_minute
 
     if args.action == "history":
         with reading(app.engine) as connection:
@@ -604,9 +604,10 @@ def _retention(app: App, args: argparse.Namespace) -> int:
         if args.json:
             _print_json(rows)
             return EXIT_OK
+        zone = app.settings.organisation.zone
         for row in rows:
             print(
-                f"#{row['run']:<5} {row['started_at']} {row['trigger']:<7} "
+                f"#{row['run']:<5} {office_minute(row['started_at'], zone)} {row['trigger']:<7} "
                 f"{'dry run ' if row['dry_run'] else ''}raw={row['raw_destroyed']} "
                 f"anonymised={row['anonymised']} unlinked={row['unlinked']} "
                 f"{'' if row['finished_at'] else '(interrupted) '}{' '.join(row['refs'])}"
@@ -650,7 +651,7 @@ def _erase(app: App, args: argparse.Namespace) -> int:
 
 def _audit(app: App, args: argparse.Namespace) -> int:
     from mailbot.db.access import entries
-    from mailbot.views import instant
+    from mailbot.views import instant, office_minute
 
     since = None
     if args.since:
@@ -675,10 +676,11 @@ def _audit(app: App, args: argparse.Namespace) -> int:
         return EXIT_OK
     if not rows:
         print("no entries")
+    zone = app.settings.organisation.zone
     for row in rows:
         print(
-            f"{row['at']} {row['actor']:<24} {row['action']:<18} {row['ref'] or '-':<16} "
-            f"{row['detail']}"
+            f"{office_minute(row['at'], zone)} {row['actor']:<24} {row['action']:<18} "
+            f"{row['ref'] or '-':<16} {row['detail']}"
         )
     return EXIT_OK
 
