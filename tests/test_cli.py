@@ -162,6 +162,18 @@ def test_holidays_prints_the_public_service_calendar(capsys: pytest.CaptureFixtu
     ]
 
 
+def a_parser_bug_on(monkeypatch: pytest.MonkeyPatch, marker: bytes) -> None:
+    """Make the parser fail on the message containing `marker` (until monkeypatch.undo())."""
+    real_parse = parse_message
+
+    def parser_with_a_bug(raw: bytes) -> InboundMail:
+        if marker in raw:
+            raise RuntimeError("a parser bug")
+        return real_parse(raw)
+
+    monkeypatch.setattr(pipeline, "parse_message", parser_with_a_bug)
+
+
 def test_quarantine_list_and_retry(
     sandbox: Sandbox, make_app: AppFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -170,14 +182,7 @@ def test_quarantine_list_and_retry(
         INFO, citizen_request("<req-2@example.org>"), received_at=office("2025-11-03T10:00")
     )
     app = make_app("2025-11-03T10:01:00-05:00")
-    real_parse = parse_message
-
-    def parser_with_a_bug(raw: bytes) -> InboundMail:
-        if b"<req-1@example.org>" in raw:
-            raise RuntimeError("a parser bug")
-        return real_parse(raw)
-
-    monkeypatch.setattr(pipeline, "parse_message", parser_with_a_bug)
+    a_parser_bug_on(monkeypatch, b"<req-1@example.org>")
     report = run_pass(app)
     monkeypatch.undo()
 

@@ -23,7 +23,6 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from mailbot import pipeline
 from mailbot.alerts import Firing, conditions
 from mailbot.app import run_pass
 from mailbot.clock import parse_instant
@@ -31,12 +30,12 @@ from mailbot.context import App, build_app
 from mailbot.db.observe import Backlog
 from mailbot.health import Observation, ServerSeen, judge
 from mailbot.observe import Monitor
-from mailbot.parse import InboundMail, parse_message
 from mailbot.quarantine import list_quarantine, retry_quarantined
 from mailbot.sandbox import Sandbox, free_port
 from mailbot.sandbox_cli import sandbox_environ
 from mailbot.settings import AlertSettings, Settings
 from tests.conftest import REPO, TEST_SIGNING_KEY, subprocess_environ, write_sandbox_config
+from tests.test_cli import a_parser_bug_on
 from tests.test_logging import assert_nothing_personal, deliver_two_requests
 from tests.test_spine import CITIZEN, INFO, citizen_request, office
 
@@ -260,14 +259,7 @@ def test_each_alert_is_mailed_once_when_it_starts_and_once_when_it_ends(
     sandbox.deliver(
         INFO, citizen_request("<req-2@example.org>"), received_at=office("2025-11-03T09:59")
     )
-    real_parse = parse_message
-
-    def parser_with_a_bug(raw: bytes) -> InboundMail:
-        if b"<req-1@example.org>" in raw:
-            raise RuntimeError("a parser bug")
-        return real_parse(raw)
-
-    monkeypatch.setattr(pipeline, "parse_message", parser_with_a_bug)
+    a_parser_bug_on(monkeypatch, b"<req-1@example.org>")
     step(0)
     monkeypatch.undo()
     assert admin_mail(sandbox) == ["[mailbot] Alerte : 1 message(s) en quarantaine / Alert"]
