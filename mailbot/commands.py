@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection
 from mailbot import citizens, clocks, retention
 from mailbot.context import App
 from mailbot.db import access
+from mailbot.db import retention as retention_rows
 from mailbot.db import tickets as ticket_rows
 from mailbot.db.tickets import TicketRow
 from mailbot.staff import Command, CommandName
@@ -31,7 +32,9 @@ class Refusal:
     template `_refusal.j2` words it for the sender."""
 
     line: str
-    code: str  # unknown_category | not_staff | own_mailbox | outside_complaints | no_result_clock
+    # unknown_category | not_staff | own_mailbox | outside_complaints | no_result_clock |
+    # hold_from_cli | not_hold_owner
+    code: str
     argument: str = ""
     command: str = ""
 
@@ -68,6 +71,24 @@ def refusal_of(app: App, ticket: TicketRow, command: Command) -> Refusal | None:
     return None
 
 
+def _release_refusal(
+    connection: Connection, app: App, ticket: TicketRow, command: Command, sender: str
+) -> Refusal | None:
+    """A legal hold protects evidence: by email, only whoever placed it or a supervisor of the
+    ticket's queue lifts it; one placed from the command line is lifted there only."""
+    if command.name is not CommandName.LEGAL_RELEASE or ticket.legal_hold_at is None:
+        return None
+    origin = retention_rows.hold_origin(connection, ticket.id)
+    if origin is not None and not origin.by_email:
+        return Refusal(command.line, "hold_from_cli", command=command.name.value)
+    queue = app.settings.queue_for(ticket.category, ticket.mailbox)
+    supervisors = {address.lower() for address in queue.supervisors}
+    placed_by = origin.actor.lower() if origin is not None else ""
+    if sender.lower() in supervisors or sender.lower() == placed_by:
+        return None
+    return Refusal(command.line, "not_hold_owner", command=command.name.value)
+
+
 def apply_in_order(
     connection: Connection,
     app: App,
@@ -80,7 +101,9 @@ def apply_in_order(
     """Check and apply each command against the ticket as the previous ones left it."""
     for command in commands:
         current = ticket_rows.ticket_by_id(connection, ticket.id) or ticket
-        refusal = refusal_of(app, current, command)
+        refusal = refusal_of(app, current, command) or _release_refusal(
+            connection, app, current, command, sender
+        )
         if refusal is not None:
             raise Refused(refusal)
         _apply(connection, app, current, command, sender, inbound_id, now)

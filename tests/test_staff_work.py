@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from mailbot.app import run_pass
 from mailbot.context import App
+from mailbot.retention import set_legal_hold_by_ref
 from tests.conftest import AppFactory
 from tests.fakes import MemoryMailboxes, RecordingSender
 from tests.test_pipeline import AGENT, CITIZEN, INFO, at, request
@@ -131,3 +132,60 @@ def test_one_refused_command_undoes_the_reply_and_tells_its_author(
     error = relay.to(AGENT)[-1]
     assert "assigner renseignements@mri.gouv.qc.ca : " in text_of(error)
     assert "boîte de mailbot" in text_of(error)
+
+
+COLLEAGUE = "sophie.lavoie@mri.gouv.qc.ca"  # staff of the ministry, not of this queue's list
+SUPERVISOR = "superviseur@mri.gouv.qc.ca"
+
+
+def _by(raw: bytes, sender: str, message_id: str) -> bytes:
+    """The same reply, written by `sender` (authenticated like any staff member)."""
+    return raw.replace(
+        f"From: Agente Info <{AGENT}>".encode(), f"From: <{sender}>".encode()
+    ).replace(b"<reply-1@mri.gouv.qc.ca>", f"<{message_id}>".encode())
+
+
+def _legal_hold(app: App) -> object:
+    with app.engine.connect() as connection:
+        return connection.execute(sa.text("SELECT legal_hold_at FROM ticket")).scalar_one()
+
+
+def test_a_legal_hold_is_lifted_by_email_only_by_who_placed_it_or_a_supervisor(
+    fast_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
+) -> None:
+    notice = opened(fast_app, memory, relay)
+    release = reply(notice, "fin conservation légale")
+    hold = reply(notice, "conservation légale : dossier judiciaire 500-17-000001-255")
+    inbox = memory["renseignements"]
+    inbox.deliver(hold, at("2025-11-04T09:00"))
+    run_pass(fast_app("2025-11-04T09:05:00-05:00"))
+    assert _legal_hold(fast_app("2025-11-04T09:05:00-05:00")) is not None
+
+    inbox.deliver(_by(release, COLLEAGUE, "r-2@mri.gouv.qc.ca"), at("2025-11-05T09:00"))
+    app = fast_app("2025-11-05T09:05:00-05:00")
+    run_pass(app)
+    assert _legal_hold(app) is not None  # a colleague cannot
+    assert any("seule la personne qui a demandé" in text_of(raw) for raw in relay.to(COLLEAGUE))
+
+    inbox.deliver(_by(release, SUPERVISOR, "r-3@mri.gouv.qc.ca"), at("2025-11-06T09:00"))
+    app = fast_app("2025-11-06T09:05:00-05:00")
+    run_pass(app)
+    assert _legal_hold(app) is None  # the queue's supervisor can
+
+
+def test_a_legal_hold_placed_from_the_command_line_is_not_lifted_by_email(
+    fast_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
+) -> None:
+    notice = opened(fast_app, memory, relay)
+    app = fast_app("2025-11-04T08:00:00-05:00")
+    set_legal_hold_by_ref(app, ticket(app)["ref"], "demande d'accès 2025-041", "juriste")  # type: ignore[arg-type]
+
+    memory["renseignements"].deliver(
+        _by(reply(notice, "fin conservation légale"), SUPERVISOR, "r-4@mri.gouv.qc.ca"),
+        at("2025-11-04T09:00"),
+    )
+    app = fast_app("2025-11-04T09:05:00-05:00")
+    run_pass(app)
+
+    assert _legal_hold(app) is not None
+    assert any("ligne de commande" in text_of(raw) for raw in relay.to(SUPERVISOR))

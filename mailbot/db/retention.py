@@ -317,6 +317,25 @@ def set_legal_hold(
 # --- the record of runs --------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class HoldOrigin:
+    """Who placed a ticket's current legal hold, and whether by email (else the command line)."""
+
+    actor: str
+    by_email: bool
+
+
+def hold_origin(connection: Connection, ticket_id: int) -> HoldOrigin | None:
+    """The ticket's last `legal_hold` event (None when it never had one)."""
+    row = connection.execute(
+        sa.select(EVENT.c.actor, EVENT.c.inbound_id)
+        .where(EVENT.c.ticket_id == ticket_id, EVENT.c.kind == "legal_hold")
+        .order_by(EVENT.c.id.desc())
+        .limit(1)
+    ).first()
+    return None if row is None else HoldOrigin(row.actor, row.inbound_id is not None)
+
+
 def start_run(
     connection: Connection, trigger: str, actor: str, now: datetime, *, dry_run: bool
 ) -> int:

@@ -36,6 +36,7 @@ class TicketRow:
     due_date: date | None
     english_allowed: bool
     assignee: str | None = None
+    legal_hold_at: datetime | None = None
 
 
 def _ticket_row(row: Any) -> TicketRow:
@@ -54,6 +55,7 @@ def _ticket_row(row: Any) -> TicketRow:
         due_date=row.due_date,
         english_allowed=row.english_allowed,
         assignee=row.assignee,
+        legal_hold_at=row.legal_hold_at,
     )
 
 
