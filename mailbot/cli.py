@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -276,10 +277,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("mailbot: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
-        # The reader went away (`| head`): stop quietly, as other command-line tools do, and
-        # keep Python from complaining when it flushes standard output at exit.
+        # The reader went away (`| head`): say so in one line, and keep Python from
+        # complaining when it flushes standard output at exit.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
+        with contextlib.suppress(OSError):
+            print("mailbot: output closed by its reader; stopped", file=sys.stderr)
         return EXIT_PIPE
     except ModuleNotFoundError as exc:
         package = (exc.name or "").split(".")[0]
