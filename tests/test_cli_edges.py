@@ -31,6 +31,9 @@ from mailbot.settings import Settings
 from tests.conftest import REPO, subprocess_environ, write_sandbox_config
 from tests.test_spine import INFO, citizen_request, office
 
+# Each test runs mailbot as a separate process (several start Dovecot): not the fast suite.
+pytestmark = pytest.mark.server
+
 
 def offline_config(tmp_path: Path, **top: object) -> Path:
     """The example configuration with its data in the test's directory and servers that
