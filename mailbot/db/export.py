@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -73,6 +73,9 @@ class EventRow(NamedTuple):
     kind: str
 
 
+_Row = TypeVar("_Row", TicketRow, DeadlineRow, HoldRow, ReceivedRow, SentRow, EventRow)
+
+
 @dataclass(frozen=True, slots=True)
 class RequesterTicket:
     """One of the requester's tickets with its deadlines, holds, messages and events, in order."""
@@ -92,47 +95,34 @@ def requester_tickets(engine: Engine, address: str) -> list[RequesterTicket]:
     inbound, outbox, event = tables["inbound_message"], tables["outbox"], tables["ticket_event"]
     found = []
     with reading(engine) as connection:
-        tickets = connection.execute(
-            sa.select(*(ticket.c[name] for name in TicketRow._fields))
-            .where(sa.func.lower(ticket.c.requester) == address)
-            .order_by(ticket.c.id)
-        ).all()
-        for row in tickets:
-            deadlines = connection.execute(
-                sa.select(*(deadline.c[name] for name in DeadlineRow._fields))
-                .where(deadline.c.ticket_id == row.id)
-                .order_by(deadline.c.id)
-            ).all()
-            holds = connection.execute(
-                sa.select(*(hold.c[name] for name in HoldRow._fields))
-                .where(hold.c.ticket_id == row.id)
-                .order_by(hold.c.id)
-            ).all()
-            received = connection.execute(
-                sa.select(*(inbound.c[name] for name in ReceivedRow._fields))
-                .where(inbound.c.ticket_id == row.id)
-                .where(inbound.c.kind.in_(REQUESTER_KINDS))
-                .order_by(inbound.c.id)
-            ).all()
-            sent = connection.execute(
-                sa.select(*(outbox.c[name] for name in SentRow._fields))
-                .where(outbox.c.ticket_id == row.id)
-                .where(sa.func.lower(outbox.c.recipient) == address)
-                .order_by(outbox.c.id)
-            ).all()
-            events = connection.execute(
-                sa.select(*(event.c[name] for name in EventRow._fields))
-                .where(event.c.ticket_id == row.id)
-                .order_by(event.c.id)
-            ).all()
+
+        def rows_of(
+            table: sa.Table, shape: type[_Row], *where: sa.ColumnElement[bool]
+        ) -> tuple[_Row, ...]:
+            """`shape`'s columns of `table` where `where`, in insertion order."""
+            selected = sa.select(*(table.c[name] for name in shape._fields))
+            rows = connection.execute(selected.where(*where).order_by(table.c.id)).all()
+            return tuple(shape(*row) for row in rows)
+
+        for row in rows_of(ticket, TicketRow, sa.func.lower(ticket.c.requester) == address):
             found.append(
                 RequesterTicket(
-                    ticket=TicketRow(*row),
-                    deadlines=tuple(DeadlineRow(*r) for r in deadlines),
-                    holds=tuple(HoldRow(*r) for r in holds),
-                    received=tuple(ReceivedRow(*r) for r in received),
-                    sent=tuple(SentRow(*r) for r in sent),
-                    events=tuple(EventRow(*r) for r in events),
+                    ticket=row,
+                    deadlines=rows_of(deadline, DeadlineRow, deadline.c.ticket_id == row.id),
+                    holds=rows_of(hold, HoldRow, hold.c.ticket_id == row.id),
+                    received=rows_of(
+                        inbound,
+                        ReceivedRow,
+                        inbound.c.ticket_id == row.id,
+                        inbound.c.kind.in_(REQUESTER_KINDS),
+                    ),
+                    sent=rows_of(
+                        outbox,
+                        SentRow,
+                        outbox.c.ticket_id == row.id,
+                        sa.func.lower(outbox.c.recipient) == address,
+                    ),
+                    events=rows_of(event, EventRow, event.c.ticket_id == row.id),
                 )
             )
     return found
