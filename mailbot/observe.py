@@ -45,8 +45,8 @@ class Monitor:
         self.observed = Observed([*names, SMTP])
         self.metrics = Metrics(app.settings)
         daemon = app.settings.daemon
-        # Someone looks (health and metrics served, or alerts mailed): worth a NOOP to the
-        # relay after a pass that had nothing to send.
+        # Someone looks (health and metrics served, or alerts mailed): worth reading the
+        # backlog after each pass, and a NOOP to the relay after a pass that sent nothing.
         self.watched = bool(app.settings.observability.listen or app.settings.alerts.admins)
         self.window = timedelta(
             seconds=daemon.poll_seconds * app.settings.observability.healthy_polls
@@ -70,6 +70,8 @@ class Monitor:
         self.metrics.count_pass(report, seconds)
         if report.ok and full:
             observed.pass_ok(app.clock.now())
+        if not self.watched:
+            return  # nobody reads health or metrics, nobody gets alerts: no backlog queries
         self.look()
         if not app.settings.alerts.admins:
             return

@@ -33,7 +33,7 @@ from mailbot.observe import Monitor
 from mailbot.quarantine import list_quarantine, retry_quarantined
 from mailbot.sandbox import Sandbox, free_port
 from mailbot.sandbox_cli import sandbox_environ
-from mailbot.settings import AlertSettings, Settings
+from mailbot.settings import AlertSettings, ObservabilitySettings, Settings
 from tests.conftest import REPO, TEST_SIGNING_KEY, subprocess_environ, write_sandbox_config
 from tests.test_cli import a_parser_bug_on
 from tests.test_logging import assert_nothing_personal, deliver_two_requests
@@ -171,7 +171,10 @@ def test_metrics_parse_and_count_a_known_pass(
     unknown = citizen_request("<req-2@example.com>", sender=UNKNOWN)
     sandbox.deliver(INFO, unknown, received_at=office("2025-11-03T10:00"))
     clock = StepClock(parse_instant("2025-11-03T10:01:00-05:00"))
-    app = build_app(settings, clock, sandbox_environ(settings, {"MAILBOT_SIGNING_KEY": "k" * 32}))
+    served = settings.model_copy(  # metrics are served: the monitor reads the backlog
+        update={"observability": ObservabilitySettings(listen=f"127.0.0.1:{free_port()}")}
+    )
+    app = build_app(served, clock, sandbox_environ(served, {"MAILBOT_SIGNING_KEY": "k" * 32}))
     monitor = Monitor(app)
 
     report = run_pass(app)
