@@ -32,6 +32,9 @@ from mailbot.settings import MailboxSettings
 from mailbot.text import strip_reply_prefix
 
 MAX_RELAYED_ATTACHMENT_BYTES = 15 * 1024 * 1024
+# Attachments are added with the email package to the message mailbot/mime.py wrote: its
+# header lines are kept as written (never refolded), the files encoded in 76-character lines.
+ATTACHING = email.policy.SMTP.clone(max_line_length=76, refold_source="none")
 
 
 def message_id(app: App, ref: str | None, kind: str = "internal") -> str:
@@ -52,7 +55,7 @@ def _to_citizen(
     thread: tuple[str, ...],
     auto_submitted: str | None,
     now: datetime,
-) -> EmailMessage:
+) -> bytes:
     """A message to the ticket's requester from `sender`'s official address, threaded under
     `thread` (Message-IDs, oldest first: In-Reply-To is the last citizen's one)."""
     envelope = Envelope(
@@ -117,7 +120,7 @@ def acknowledgement(
         message_id=new_id,
         envelope_from=settings.smtp.bounce_address,
         recipient=ticket.requester,
-        raw=message.as_bytes(),
+        raw=message,
         now=now,
     )
     ticket_rows.add_event(
@@ -169,7 +172,7 @@ def relay(
         auto_submitted=None,
         now=now,
     )
-    attached = copy_attachments(raw, message)
+    message, attached = with_attachments(raw, message)
     key = f"relay:{staff_message_id or inbound_id}"
     row = outbox_rows.queue_message(
         connection,
@@ -179,7 +182,7 @@ def relay(
         message_id=new_id,
         envelope_from=queue.address,
         recipient=ticket.requester,
-        raw=message.as_bytes(),
+        raw=message,
         now=now,
     )
     if row is None:
@@ -225,7 +228,7 @@ def staff_message(
         in_reply_to=in_reply_to,
     )
     if attachments_from is not None:
-        copy_attachments(attachments_from, message)
+        message, _attached = with_attachments(attachments_from, message)
     return outbox_rows.queue_message(
         connection,
         ticket_id=ticket_id,
@@ -234,7 +237,7 @@ def staff_message(
         message_id=new_id,
         envelope_from=app.settings.smtp.bounce_address,
         recipient=recipient,
-        raw=message.as_bytes(),
+        raw=message,
         now=now,
     )
 
@@ -295,16 +298,22 @@ def to_staff(
     return queued
 
 
-def copy_attachments(raw: bytes, message: EmailMessage) -> int:
-    """Attach the files of the message `raw` to `message` (up to a total size); returns the
+def with_attachments(raw: bytes, message: bytes) -> tuple[bytes, int]:
+    """`message` with the files of the message `raw` attached (up to a total size), and the
     bytes attached. The sender's file name is flattened, never used as a path."""
     if b"attachment" not in raw.lower():
-        return 0
+        return message, 0
     original = email.message_from_bytes(raw, policy=email.policy.default)
+    files = [
+        part
+        for part in original.walk()
+        if not part.is_multipart() and part.get_content_disposition() == "attachment"
+    ]
+    if not files:
+        return message, 0
+    built = email.message_from_bytes(message, _class=EmailMessage, policy=ATTACHING)
     total = 0
-    for part in original.walk():
-        if part.is_multipart() or part.get_content_disposition() != "attachment":
-            continue
+    for part in files:
         payload = part.get_payload(decode=True)
         if not isinstance(payload, bytes):
             continue
@@ -313,10 +322,10 @@ def copy_attachments(raw: bytes, message: EmailMessage) -> int:
         total += len(payload)
         maintype, _, subtype = part.get_content_type().partition("/")
         filename = flatten(part.get_filename() or "piece-jointe", 200).replace("/", "_")
-        message.add_attachment(
+        built.add_attachment(
             payload, maintype=maintype, subtype=subtype or "octet-stream", filename=filename
         )
-    return total
+    return (built.as_bytes(), total) if total else (message, 0)
 
 
 # --- to administrators ---------------------------------------------------------------------

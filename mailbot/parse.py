@@ -26,6 +26,7 @@ from datetime import datetime
 from email.header import decode_header, make_header
 from email.message import Message
 from email.utils import parsedate_to_datetime
+from functools import lru_cache
 from html.parser import HTMLParser
 
 from email_validator import EmailNotValidError, validate_email
@@ -201,8 +202,10 @@ def _header_text(message: Message, name: str) -> str:
     return flatten(_decoded(raw)) if raw is not None else ""
 
 
+@lru_cache(maxsize=1024)
 def parse_addresses(value: str) -> tuple[Address, ...] | None:
-    """Strictly parse an address list; None when it has any defect."""
+    """Strictly parse an address list; None when it has any defect. (Pure, and the same
+    header is read several times per message: remembered.)"""
     if not value.strip():
         return ()
     try:
@@ -229,6 +232,7 @@ _BARE_ADDRESS = re.compile(r"[^\s<>()\[\],;:\"]+@[^\s<>()\[\],;:\"]+")
 _COMMENT = re.compile(r"\([^()]*\)")
 
 
+@lru_cache(maxsize=1024)
 def normalise_address(candidate: str) -> str | None:
     """A deliverable address in its canonical form, or None: trailing dots of the domain
     dropped, international domains in their ASCII form when the local part is ASCII (no

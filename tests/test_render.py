@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from mailbot.render import Envelope, Rendered, compose, fold_identifiers
+from mailbot.mime import fold
+from mailbot.render import Envelope, Rendered, compose
 from tests.test_spine import parsed
 
 LONG_ID = "<CAKx" + "a" * 90 + "@mail.gmail.com>"
@@ -26,13 +27,12 @@ def composed(**envelope: object) -> bytes:
         text="Nous avons bien reçu votre demande le lundi 3 novembre 2025. " * 4 + "\n",
         html="<p>Nous avons bien reçu votre demande.</p>",
     )
-    message = compose(
+    return compose(
         Envelope(**values),  # type: ignore[arg-type]
         rendered,
         auto_submitted="auto-replied",
         loop_token="mri.gouv.qc.ca",
     )
-    return message.as_bytes()
 
 
 def header_lines(raw: bytes) -> list[str]:
@@ -70,9 +70,9 @@ def test_an_identifier_that_is_not_ascii_is_left_out_rather_than_encoded() -> No
     assert b"=?" not in b"".join(line.encode() for line in header_lines(raw) if "Ref" in line)
 
 
-def test_fold_identifiers_packs_identifiers_per_line() -> None:
+def test_identifiers_are_packed_per_line() -> None:
     ids = " ".join(f"<id-{n}-xxxxxxxxxx@example.org>" for n in range(5))
-    folded = fold_identifiers("References", ids, 76, "\r\n")
+    folded = fold("References", ids.split())
     assert folded == (
         "References: <id-0-xxxxxxxxxx@example.org> <id-1-xxxxxxxxxx@example.org>\r\n"
         " <id-2-xxxxxxxxxx@example.org> <id-3-xxxxxxxxxx@example.org>\r\n"

@@ -30,13 +30,16 @@ def deadlines_of(connection: Connection, ticket_id: int) -> dict[str, DeadlineRo
     return {row.commitment: DeadlineRow(*row) for row in rows}
 
 
+_INSERT_DEADLINE = sa.insert(DEADLINE)
+
+
 def insert_deadlines(
     connection: Connection, ticket_id: int, values: Mapping[str, Mapping[str, object]]
 ) -> None:
     """One row per commitment: {commitment: {clock_start, due_date, due_at, days_on_hold}}."""
     if values:
         connection.execute(
-            sa.insert(DEADLINE),
+            _INSERT_DEADLINE,
             [{"ticket_id": ticket_id, "commitment": c, **v} for c, v in values.items()],
         )
 
@@ -73,13 +76,16 @@ def meet_deadlines(
     connection: Connection, ticket_id: int, commitments: Iterable[str], at: datetime
 ) -> None:
     """Record `at` as the instant the open deadlines of `commitments` were met."""
-    connection.execute(
-        sa.update(DEADLINE)
-        .where(DEADLINE.c.ticket_id == ticket_id)
-        .where(DEADLINE.c.commitment.in_(list(commitments)))
-        .where(DEADLINE.c.met_at.is_(None))
-        .values(met_at=at)
-    )
+    connection.execute(_MEET, {"ticket": ticket_id, "commitments": list(commitments), "at": at})
+
+
+_MEET = (
+    sa.update(DEADLINE)
+    .where(DEADLINE.c.ticket_id == sa.bindparam("ticket"))
+    .where(DEADLINE.c.commitment.in_(sa.bindparam("commitments", expanding=True)))
+    .where(DEADLINE.c.met_at.is_(None))
+    .values(met_at=sa.bindparam("at"))
+)
 
 
 def holds_of(connection: Connection, ticket_id: int) -> list[Hold]:

@@ -59,18 +59,22 @@ def duplicate_of(connection: Connection, fingerprint: str, digest: str) -> Dupli
     """The first stored copy with this fingerprint (parse.request_fingerprint), in any of our
     mailboxes, or (rows stored before fingerprints existed) with the same bytes; a quarantined
     copy does not count (processing it failed: try again)."""
-    same = sa.or_(
-        INBOUND.c.fingerprint == fingerprint,
-        sa.and_(INBOUND.c.fingerprint == "", INBOUND.c.sha256 == digest),
-    )
-    row = connection.execute(
-        sa.select(INBOUND.c.id, INBOUND.c.mailbox, INBOUND.c.ticket_id)
-        .where(same)
-        .where(INBOUND.c.state != MessageState.QUARANTINED.value)
-        .order_by(INBOUND.c.id)
-        .limit(1)
-    ).first()
+    row = connection.execute(_DUPLICATE, {"fingerprint": fingerprint, "digest": digest}).first()
     return Duplicate(row.id, row.mailbox, row.ticket_id) if row is not None else None
+
+
+_DUPLICATE = (
+    sa.select(INBOUND.c.id, INBOUND.c.mailbox, INBOUND.c.ticket_id)
+    .where(
+        sa.or_(
+            INBOUND.c.fingerprint == sa.bindparam("fingerprint"),
+            sa.and_(INBOUND.c.fingerprint == "", INBOUND.c.sha256 == sa.bindparam("digest")),
+        )
+    )
+    .where(INBOUND.c.state != MessageState.QUARANTINED.value)
+    .order_by(INBOUND.c.id)
+    .limit(1)
+)
 
 
 def known_uidvalidities(connection: Connection, mailbox: str) -> set[int]:

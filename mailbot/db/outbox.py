@@ -110,15 +110,19 @@ def automatic_answers_since(
     connection: Connection, since: datetime, recipient: str | None = None
 ) -> int:
     """Acknowledgements queued since `since`, to one recipient or to anyone."""
-    query = (
-        sa.select(sa.func.count())
-        .select_from(OUTBOX)
-        .where(OUTBOX.c.purpose == PACED_PURPOSE)
-        .where(OUTBOX.c.created_at >= since)
-    )
-    if recipient is not None:
-        query = query.where(OUTBOX.c.recipient == recipient.lower())
-    return int(connection.execute(query).scalar_one())
+    if recipient is None:
+        return int(connection.execute(_ANSWERS_SINCE, {"since": since}).scalar_one())
+    found = connection.execute(_ANSWERS_TO_SINCE, {"since": since, "to": recipient.lower()})
+    return int(found.scalar_one())
+
+
+_ANSWERS_SINCE = (
+    sa.select(sa.func.count())
+    .select_from(OUTBOX)
+    .where(OUTBOX.c.purpose == PACED_PURPOSE)
+    .where(OUTBOX.c.created_at >= sa.bindparam("since", type_=OUTBOX.c.created_at.type))
+)
+_ANSWERS_TO_SINCE = _ANSWERS_SINCE.where(OUTBOX.c.recipient == sa.bindparam("to"))
 
 
 def paced_sent_since(connection: Connection, since: datetime) -> int:
@@ -232,14 +236,23 @@ def leased_rows(connection: Connection, ids: Sequence[int], owner: str) -> list[
 def record_attempt(connection: Connection, row: OutboxRow, values: Mapping[str, object]) -> bool:
     """Write an attempt's outcome, only while `row`'s lease is still ours (a worker whose lease
     expired, and whose row another worker took, cannot overwrite that outcome)."""
-    result = connection.execute(
-        sa.update(OUTBOX)
-        .where(OUTBOX.c.id == row.id)
-        .where(OUTBOX.c.state == OutboxState.PENDING.value)
-        .where(OUTBOX.c.lease_owner == row.lease_owner)
-        .values(**values, lease_owner=None, lease_until=None)
-    )
+    statement = _record_attempt(tuple(sorted(values)))
+    parameters = {f"new_{column}": value for column, value in values.items()}
+    result = connection.execute(statement, {**parameters, "row": row.id, "owner": row.lease_owner})
     return result.rowcount == 1
+
+
+@lru_cache(maxsize=16)
+def _record_attempt(columns: tuple[str, ...]) -> sa.Update:
+    """UPDATE of `columns` on a row still leased to its owner, built once per column set."""
+    return (
+        sa.update(OUTBOX)
+        .where(OUTBOX.c.id == sa.bindparam("row"))
+        .where(OUTBOX.c.state == OutboxState.PENDING.value)
+        .where(OUTBOX.c.lease_owner == sa.bindparam("owner"))
+        .values({column: sa.bindparam(f"new_{column}") for column in columns})
+        .values(lease_owner=None, lease_until=None)
+    )
 
 
 def release_leases(connection: Connection, owner: str) -> int:

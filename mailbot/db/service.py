@@ -30,12 +30,15 @@ def mark_undeliverable(connection: Connection, address: str, reason: str, now: d
 
 def clear_undeliverable(connection: Connection, address: str) -> None:
     """The person wrote again: automatic mail may go to the address again."""
-    connection.execute(
-        sa.update(ADDRESS)
-        .where(ADDRESS.c.address == address.lower())
-        .where(ADDRESS.c.undeliverable.is_(True))
-        .values(undeliverable=False, reason="")
-    )
+    connection.execute(_CLEAR_UNDELIVERABLE, {"of_address": address.lower()})
+
+
+_CLEAR_UNDELIVERABLE = (
+    sa.update(ADDRESS)
+    .where(ADDRESS.c.address == sa.bindparam("of_address"))
+    .where(ADDRESS.c.undeliverable.is_(True))
+    .values(undeliverable=False, reason="")
+)
 
 
 @dataclass(frozen=True, slots=True)

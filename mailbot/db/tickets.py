@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -92,13 +93,7 @@ def tickets_of_message_ids(connection: Connection, message_ids: Sequence[str]) -
 def allocate_ref(connection: Connection, prefix: str, year: int) -> str:
     """The next reference of the year. The write transaction holds the database's write lock
     (BEGIN IMMEDIATE on SQLite, the row lock elsewhere), so two processes never share one."""
-    updated = connection.execute(
-        sa.update(COUNTER)
-        .where(COUNTER.c.prefix == prefix)
-        .where(COUNTER.c.year == year)
-        .values(last=COUNTER.c.last + 1)
-        .returning(COUNTER.c.last)
-    ).scalar()
+    updated = connection.execute(_NEXT_REF, {"of_prefix": prefix, "of_year": year}).scalar()
     if updated is None:
         connection.execute(sa.insert(COUNTER).values(prefix=prefix, year=year, last=1))
         updated = 1
@@ -142,11 +137,16 @@ def set_status_where(
 
 def stamp_first(connection: Connection, ticket_id: int, column: str, at: datetime) -> None:
     """Set the instant `column` (acknowledged_at, answered_at) unless it is already set."""
-    connection.execute(
+    connection.execute(_stamp_first(column), {"ticket": ticket_id, "at": at})
+
+
+@lru_cache(maxsize=8)
+def _stamp_first(column: str) -> sa.Update:
+    return (
         sa.update(TICKET)
-        .where(TICKET.c.id == ticket_id)
+        .where(TICKET.c.id == sa.bindparam("ticket"))
         .where(TICKET.c[column].is_(None))
-        .values({column: at})
+        .values({column: sa.bindparam("at")})
     )
 
 
@@ -159,6 +159,13 @@ def set_due_date(connection: Connection, ticket_id: int, due: date | None, now: 
 # Built once: constructing a statement costs more than running it on the hot path.
 _INSERT_EVENT = sa.insert(EVENT)
 _INSERT_TICKET = sa.insert(TICKET).returning(TICKET.c.id)
+_NEXT_REF = (
+    sa.update(COUNTER)
+    .where(COUNTER.c.prefix == sa.bindparam("of_prefix"))
+    .where(COUNTER.c.year == sa.bindparam("of_year"))
+    .values(last=COUNTER.c.last + 1)
+    .returning(COUNTER.c.last)
+)
 
 
 def add_event(
