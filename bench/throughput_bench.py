@@ -16,6 +16,8 @@ overhead at all), then mailbot's peak RSS for backlogs of several sizes.
 
     .venv/bin/python bench/throughput_bench.py                 # 1000 requests, 5 runs
     .venv/bin/python bench/throughput_bench.py --count 1000 --runs 3 --sizes 1000 5000
+    .venv/bin/python bench/throughput_bench.py --count 300 --runs 3 --sizes --relay-delay-ms 5 \
+        --connections 1      # a relay across a network, over one session (then 3)
 """
 
 from __future__ import annotations
@@ -64,11 +66,23 @@ def request(n: int) -> bytes:
 # --- the sink: an SMTP server that accepts everything and counts -------------------------
 
 
-def run_sink(port: int, count: Any, done: Any) -> None:
+def run_sink(port: int, count: Any, done: Any, delay: float = 0.0) -> None:
+    """`delay`: seconds the sink waits before answering RCPT and the end of DATA, as a relay
+    across a network does (0: answers at once)."""
     from aiosmtpd.controller import Controller
 
     class Handler:
+        async def handle_RCPT(
+            self, server: Any, session: Any, envelope: Any, address: str, options: Any
+        ) -> str:
+            if delay:
+                await asyncio.sleep(delay)
+            envelope.rcpt_tos.append(address)
+            return "250 OK"
+
         async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            if delay:
+                await asyncio.sleep(delay)
             with count.get_lock():
                 count.value += 1
             return "250 2.0.0 Accepted"
@@ -125,7 +139,9 @@ def floor(imap_port: int, smtp_port: int, count: int, message_size: int) -> dict
 # --- mailbot ---------------------------------------------------------------------------------
 
 
-def mailbot(imap_port: int, smtp_port: int, root: Path, count: int) -> dict[str, float]:
+def mailbot(
+    imap_port: int, smtp_port: int, root: Path, count: int, connections: int
+) -> dict[str, float]:
     from mailbot.app import run_pass
     from mailbot.clock import FixedClock, parse_instant
     from mailbot.context import build_app
@@ -134,8 +150,12 @@ def mailbot(imap_port: int, smtp_port: int, root: Path, count: int) -> dict[str,
 
     base = load_settings(REPO / "config" / "mailbot.toml", environ={})
     box = Sandbox(root=root / "mail", imap_port=imap_port, smtp_port=smtp_port)
-    settings = sandbox_settings(base, box, root / "data").model_copy(
-        update={"classification": ClassificationSettings(burst_limit=100_000)}
+    settings = sandbox_settings(base, box, root / "data")
+    settings = settings.model_copy(
+        update={
+            "classification": ClassificationSettings(burst_limit=100_000),
+            "smtp": settings.smtp.model_copy(update={"connections": connections}),
+        }
     )
     environ = sandbox_environ(settings, {"MAILBOT_SIGNING_KEY": "bench-key-0123456789"})
     # Before the supervisors' digest time: the pass does the requests' work only.
@@ -178,13 +198,17 @@ def child(mode: str, *args: str) -> dict[str, float]:
     return result
 
 
-def one_run(count: int, *, with_floor: bool = True) -> dict[str, float]:
+def one_run(
+    count: int, *, with_floor: bool = True, connections: int = 3, delay_ms: float = 0
+) -> dict[str, float]:
     root = make_sandbox_dir("mailbot-bench-")
     users = [INFO, "plaintes@mri.gouv.qc.ca", STAFF, "superviseur@mri.gouv.qc.ca", FLOOR]
     sink_port = free_port()
     sent = multiprocessing.Value("i", 0)
     done = multiprocessing.Event()
-    sink = multiprocessing.Process(target=run_sink, args=(sink_port, sent, done), daemon=True)
+    sink = multiprocessing.Process(
+        target=run_sink, args=(sink_port, sent, done, delay_ms / 1000), daemon=True
+    )
     sink.start()
     try:
         with Sandbox(root=root / "mail", users=users) as sandbox:
@@ -194,7 +218,7 @@ def one_run(count: int, *, with_floor: bool = True) -> dict[str, float]:
                 if with_floor:
                     sandbox.deliver(FLOOR, request(n), received_at=RECEIVED)
             ports = [str(sandbox.imap_port), str(sink_port)]
-            result = child("mailbot", *ports, str(root), str(count))
+            result = child("mailbot", *ports, str(root), str(count), str(connections))
             if with_floor:
                 size = str(int(result["message_size"]))
                 result.update(
@@ -215,12 +239,21 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--sizes", type=int, nargs="*", default=[1000, 5000])
-    parser.add_argument("--mailbot", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--connections", type=int, default=3, help="mailbot's relay sessions ([smtp] connections)"
+    )
+    parser.add_argument(
+        "--relay-delay-ms",
+        type=float,
+        default=0,
+        help="the sink waits this long before answering RCPT and DATA (a relay on a network)",
+    )
+    parser.add_argument("--mailbot", nargs=5, help=argparse.SUPPRESS)
     parser.add_argument("--floor", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.mailbot:
-        imap, smtp, root, count = args.mailbot
-        print(json.dumps(mailbot(int(imap), int(smtp), Path(root), int(count))))
+        imap, smtp, root, count, connections = args.mailbot
+        print(json.dumps(mailbot(int(imap), int(smtp), Path(root), int(count), int(connections))))
         return
     if args.floor:
         imap, smtp, count, size = args.floor
@@ -232,7 +265,14 @@ def main() -> None:
         f"I/O (imapclient fetch + move, aiosmtplib sending {2 * args.count} messages), "
         f"{args.runs} runs"
     )
-    results = [one_run(args.count) for _ in range(args.runs)]
+    print(
+        f"mailbot over {args.connections} relay session(s); the sink answers after "
+        f"{args.relay_delay_ms:g} ms"
+    )
+    results = [
+        one_run(args.count, connections=args.connections, delay_ms=args.relay_delay_ms)
+        for _ in range(args.runs)
+    ]
     for r in results:
         print(
             f"  mailbot {r['seconds']:.2f} s ({args.count / r['seconds']:.0f} requests/s)   "
@@ -247,7 +287,7 @@ def main() -> None:
     )
     print("mailbot's peak RSS by backlog size (one run each):")
     for size in args.sizes:
-        r = one_run(size, with_floor=False)
+        r = one_run(size, with_floor=False, connections=args.connections)
         print(
             f"  {size:>6} requests: peak RSS {r['rss_peak_mib']:.0f} MiB "
             f"(after start-up {r['rss_before_mib']:.0f} MiB), {size / r['seconds']:.0f} requests/s"

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 import uuid
+import zlib
 from collections import Counter
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -207,35 +209,106 @@ class _Tally:
         )
 
 
+class _Lanes:
+    """The rows of one claim, sent over several relay sessions at once.
+
+    Rows are split by ticket (`lanes_of`), so a ticket's messages leave in the order they
+    were queued, over one session. Each outcome is still written in its own transaction as soon
+    as the relay answers; a lock keeps this process's writes one at a time (SQLite has one
+    writer). When the relay goes away, every lane stops after its current message and the
+    rows not sent wait for the next pass."""
+
+    def __init__(self, app: App, now: datetime, policy: SendPolicy) -> None:
+        self.app, self.now, self.policy = app, now, policy
+        self.tally = _Tally()
+        self.unsent: list[OutboxRow] = []
+        self.lost: str | None = None
+        self._lock = threading.Lock()
+
+    def run(self, relay: Relay, rows: list[OutboxRow]) -> None:
+        for number, row in enumerate(rows):
+            if self.lost is not None:
+                self._keep(rows[number:])
+                return
+            started = time.perf_counter()
+            try:
+                result = relay.session(self.now).send(row.envelope_from, row.recipient, row.raw)
+            except SmtpError as exc:
+                # The relay went away mid-batch: this row and the rest wait for the next pass.
+                with self._lock:
+                    if self.lost is None:
+                        log.warning("relay lost: %s", error_summary(str(exc)))
+                        self.lost = f"connection: {exc}"
+                self._keep(rows[number:])
+                return
+            elapsed = time.perf_counter() - started
+            with self._lock:
+                self.tally.send_seconds.append(elapsed)
+                state = record(self.app, row, self.now, result, self.policy)
+                self.tally.count(state, row.purpose)
+            _log_outcome(row, state, result)
+
+    def _keep(self, rows: Sequence[OutboxRow]) -> None:
+        with self._lock:
+            self.unsent.extend(rows)
+
+
+def lanes_of(rows: Sequence[OutboxRow], count: int) -> list[list[OutboxRow]]:
+    """`rows` split into at most `count` lanes; the rows of one ticket (and those of no ticket
+    to one recipient) stay in one lane, in the order they were queued: a reply never
+    overtakes its ticket's acknowledgement."""
+    lanes: dict[int, list[OutboxRow]] = {}
+    for row in rows:
+        key = row.ticket_id if row.ticket_id is not None else zlib.crc32(row.recipient.encode())
+        lanes.setdefault(key % count, []).append(row)
+    return list(lanes.values())
+
+
 def _send_rows(
-    app: App, session: SenderSession, pending: list[OutboxRow], now: datetime, policy: SendPolicy
+    app: App, relays: Sequence[Relay], pending: list[OutboxRow], now: datetime, policy: SendPolicy
 ) -> FlushReport:
-    tally = _Tally()
-    while pending:
-        row = pending.pop(0)
-        started = time.perf_counter()
-        try:
-            result = session.send(row.envelope_from, row.recipient, row.raw)
-        except SmtpError as exc:
-            # The relay went away mid-batch: this row and the rest wait for the next pass.
-            log.warning("relay lost: %s", error_summary(str(exc)))
-            _retry_all(app, [row, *pending], now, f"connection: {exc}", policy, tally)
-            return tally.report(unreachable=True)
-        tally.send_seconds.append(time.perf_counter() - started)
-        state = record(app, row, now, result, policy)
-        tally.count(state, row.purpose)
-        fields = log_fields(outbox=row.id, purpose=row.purpose, smtp_code=smtp_code(result.error))
-        if state == OutboxState.SENT:
-            log.info("sent %s", row.message_id, extra=fields)
-        else:
-            log.warning(
-                "outbox %s %s: %s",
-                row.message_id,
-                state,
-                error_summary(result.error),
-                extra=fields,
-            )
-    return tally.report()
+    """Send `pending` over as many of `relays` as there are lanes (sessions opened first)."""
+    work = _Lanes(app, now, policy)
+    lanes = lanes_of(pending, len(relays))
+    relays = _opened(relays[: len(lanes)], now)
+    if len(relays) < len(lanes):
+        lanes = lanes_of(pending, len(relays))
+    if len(lanes) == 1:
+        work.run(relays[0], lanes[0])
+    else:
+        failures: list[BaseException] = []
+
+        def run(relay: Relay, rows: list[OutboxRow]) -> None:
+            try:
+                work.run(relay, rows)
+            except BaseException as exc:  # raised again below, in the caller's thread
+                failures.append(exc)
+                work.lost = work.lost or f"sending stopped: {type(exc).__name__}"
+
+        threads = [
+            threading.Thread(target=run, args=(relay, rows), name=f"mailbot-relay-{n}")
+            for n, (relay, rows) in enumerate(zip(relays, lanes, strict=False))
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if failures:
+            raise failures[0]
+    if work.lost is not None:
+        _retry_all(app, work.unsent, now, work.lost, policy, work.tally)
+        return work.tally.report(unreachable=True)
+    return work.tally.report()
+
+
+def _log_outcome(row: OutboxRow, state: str, result: SendResult) -> None:
+    fields = log_fields(outbox=row.id, purpose=row.purpose, smtp_code=smtp_code(result.error))
+    if state == OutboxState.SENT:
+        log.info("sent %s", row.message_id, extra=fields)
+    else:
+        log.warning(
+            "outbox %s %s: %s", row.message_id, state, error_summary(result.error), extra=fields
+        )
 
 
 def _retry_all(
@@ -277,6 +350,27 @@ class Relay:
                 log.warning("closing the relay session: %s", error_summary(str(exc)))
 
 
+def _opened(relays: Sequence[Relay], now: datetime) -> list[Relay]:
+    """The relays whose session is open, opening them first, before any lane starts. The first
+    must open (SmtpError: the relay cannot be reached); a further one the relay refuses (it
+    may allow fewer sessions than configured) is left out of this flush."""
+    relays[0].session(now)
+    opened = [relays[0]]
+    for relay in relays[1:]:
+        try:
+            relay.session(now)
+        except SmtpError as exc:
+            log.info("a further relay session refused: %s", error_summary(str(exc)))
+            break
+        opened.append(relay)
+    return opened
+
+
+def _close(relays: Sequence[Relay]) -> None:
+    for relay in relays:
+        relay.close()
+
+
 def flush_outbox(
     app: App,
     now: datetime,
@@ -291,7 +385,7 @@ def flush_outbox(
     it returns, so another pass or instance can take them at once.
     """
     owner = owner or uuid.uuid4().hex[:16]
-    relay = Relay(app)
+    relays = [Relay(app) for _ in range(app.settings.smtp.connections)]
     total = FlushReport()
     try:
         while True:
@@ -299,24 +393,24 @@ def flush_outbox(
             if not claimed:
                 return total
             try:
-                report = _send_rows(app, relay.session(now), claimed, now, policy)
+                report = _send_rows(app, relays, claimed, now, policy)
             except SmtpError as exc:
                 log.warning("relay unreachable: %s", error_summary(str(exc)))
-                relay.close()
+                _close(relays)
                 tally = _Tally()
                 _retry_all(app, claimed, now, f"connection: {exc}", policy, tally)
                 report = tally.report(unreachable=True)
             if report.unreachable:
-                relay.close()
+                _close(relays)
             total = total.plus(report)
             if report.unreachable or report.sent == 0:
                 return total
     except Exception as exc:  # never leave rows leased behind a crash of the sender
         log.error("sending stopped: %s", error_summary(f"{type(exc).__name__}: {exc}"))
         log.debug("sending stopped", exc_info=True)
-        relay.close()
+        _close(relays)
         return total.plus(FlushReport(unreachable=True))
     finally:
-        relay.close()
+        _close(relays)
         with app.engine.begin() as connection:
             rows.release_leases(connection, owner)

@@ -54,7 +54,10 @@ class Rendered:
 
 
 class Renderer:
-    """Loads the templates folder once; renders named templates with given values."""
+    """Loads the templates folder once; renders named templates with given values.
+
+    A template is read and compiled the first time it is used, then kept: a changed template
+    takes effect when mailbot restarts (no file check on every message)."""
 
     def __init__(self, templates_dir: Path) -> None:
         loader = jinja2.FileSystemLoader(str(templates_dir))
@@ -63,12 +66,15 @@ class Renderer:
             autoescape=False,
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=True,
+            auto_reload=False,
         )
         self._html = jinja2.Environment(
             loader=loader,
             autoescape=True,
             undefined=jinja2.StrictUndefined,
+            auto_reload=False,
         )
+        self._html_of: dict[str, jinja2.Template | None] = {}
         for environment in (self._text, self._html):
             environment.globals["internal_marker"] = INTERNAL_MARKER
 
@@ -78,13 +84,19 @@ class Renderer:
         text = self._text.get_template(f"{name}.txt").render(values)
         html = None
         if with_html:
-            try:
-                template = self._html.get_template(f"{name}.html")
-            except jinja2.TemplateNotFound:
-                template = None
+            template = self._html_template(name)
             if template is not None:
                 html = template.render(values)
         return Rendered(subject=flatten(subject, 900), text=text.rstrip() + "\n", html=html)
+
+    def _html_template(self, name: str) -> jinja2.Template | None:
+        """`name.html`, or None when there is none (remembered either way)."""
+        if name not in self._html_of:
+            try:
+                self._html_of[name] = self._html.get_template(f"{name}.html")
+            except jinja2.TemplateNotFound:
+                self._html_of[name] = None
+        return self._html_of[name]
 
 
 def _identifiers(values: Sequence[str]) -> list[str]:

@@ -177,6 +177,9 @@ class SmtpSettings(ServerSettings):
     password_env: str | None = None
     # Envelope sender of automatic mail: empty means the null sender `<>` (RFC 3834).
     bounce_address: str = ""
+    # Sessions open at once while the outbox is flushed (each recipient's mail goes over
+    # one of them, in order). Some hosted relays allow only a few per account.
+    connections: Annotated[int, Field(ge=1, le=16)] = 3
 
 
 class CommitmentSettings(_Frozen):

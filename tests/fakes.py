@@ -103,19 +103,31 @@ Answer = Callable[[str, bytes], SendResult]
 @dataclass
 class RecordingSender:
     """The relay: records what it accepts. `answer` decides each message's outcome (all
-    accepted by default); `reachable = False` makes every session fail to open."""
+    accepted by default); `reachable = False` makes every session fail to open, and
+    `session_limit` any session beyond that many open at once."""
 
     sent: list[Sent] = field(default_factory=list)
     answer: Answer = lambda _recipient, _raw: SendResult("sent")
     reachable: bool = True
     sessions: int = 0
+    # Sessions the relay allows at once (None: any number); `most_open` is the peak seen.
+    session_limit: int | None = None
+    open_now: int = 0
+    most_open: int = 0
 
     @contextmanager
     def session(self, now: datetime) -> Iterator[RecordingSender]:
         if not self.reachable:
             raise SmtpError("SMTP relay.test:25: ConnectionRefusedError: refused")
+        if self.session_limit is not None and self.open_now >= self.session_limit:
+            raise SmtpError("SMTP relay.test:25: 421 4.7.0 too many connections")
         self.sessions += 1
-        yield self
+        self.open_now += 1
+        self.most_open = max(self.most_open, self.open_now)
+        try:
+            yield self
+        finally:
+            self.open_now -= 1
 
     def send(self, envelope_from: str, recipient: str, raw: bytes) -> SendResult:
         result = self.answer(recipient, raw)

@@ -7,10 +7,12 @@ import sqlalchemy as sa
 
 from mailbot.app import run_pass
 from mailbot.context import App
+from mailbot.db.outbox import OutboxRow
+from mailbot.outbox import lanes_of
 from mailbot.sender import SendResult
 from tests.conftest import AppFactory
 from tests.fakes import MemoryMailboxes, RecordingSender
-from tests.test_pipeline import AGENT, CITIZEN, at, request
+from tests.test_pipeline import AGENT, CITIZEN, at, header, request
 
 
 def outbox(app: App) -> list[tuple[object, ...]]:
@@ -53,6 +55,64 @@ def test_the_relays_acceptance_meets_the_acknowledgement_commitment(
         ("digest", "superviseur@mri.gouv.qc.ca", "sent"),
     ]
     assert deadline_met(app, "ack") is not None
+
+
+def test_a_backlog_leaves_over_several_sessions_each_message_once(
+    fast_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
+) -> None:
+    for n in range(12):
+        one_request(memory, n, sender=f"personne{n}@example.org")
+    app = fast_app("2025-11-03T10:01:00-05:00")
+
+    report = run_pass(app)
+
+    assert report.ok and relay.most_open == app.settings.smtp.connections == 3
+    ids = [header(item.raw, "Message-ID") for item in relay.sent]
+    assert len(ids) == len(set(ids)) == 12 * 2 + 1  # acknowledgements, notices, the digest
+    assert {row[2] for row in outbox(app)} == {"sent"}
+
+
+def test_a_relay_that_allows_fewer_sessions_still_gets_everything(
+    fast_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
+) -> None:
+    relay.session_limit = 1
+    for n in range(6):
+        one_request(memory, n, sender=f"personne{n}@example.org")
+    app = fast_app("2025-11-03T10:01:00-05:00")
+
+    report = run_pass(app)
+
+    assert report.ok and relay.most_open == 1
+    assert len(relay.sent) == 6 * 2 + 1
+    assert {row[2] for row in outbox(app)} == {"sent"}
+
+
+def test_a_tickets_messages_stay_in_queue_order_in_one_lane() -> None:
+    rows = [outbox_row(n, ticket) for n, ticket in enumerate([7, 8, 7, None, 9, 7, None])]
+
+    lanes = lanes_of(rows, 3)
+
+    assert sorted(row.id for lane in lanes for row in lane) == list(range(7))
+    for lane in lanes:
+        assert [row.id for row in lane] == sorted(row.id for row in lane)
+    [of_seven] = [lane for lane in lanes if any(row.ticket_id == 7 for row in lane)]
+    assert [row.id for row in of_seven if row.ticket_id == 7] == [0, 2, 5]
+    assert len(lanes_of(rows, 1)) == 1
+
+
+def outbox_row(n: int, ticket_id: int | None) -> OutboxRow:
+    return OutboxRow(
+        id=n,
+        ticket_id=ticket_id,
+        purpose="notice",
+        message_id=f"<m{n}@example.org>",
+        envelope_from="",
+        recipient="agent.info@mri.gouv.qc.ca",
+        raw=b"",
+        attempts=0,
+        created_at=at("2025-11-03T10:00"),
+        lease_owner="worker",
+    )
 
 
 def test_a_temporary_failure_is_retried_later_with_the_same_message(
