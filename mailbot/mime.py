@@ -58,21 +58,22 @@ def encoded_words(text: str) -> list[str]:
     return words
 
 
-def _needs_encoding(word: str, *, phrase: bool) -> bool:
-    if not word.isascii() or "=?" in word:
+def _needs_encoding(word: str, *, utf8: bool, phrase: bool) -> bool:
+    if "=?" in word or not (utf8 or word.isascii()):
         return True
     return phrase and any(char in _SPECIALS for char in word)
 
 
 def header_words(value: str, *, utf8: bool = False, phrase: bool = False) -> list[str]:
     """The words of a header value, ready to fold: each run of words that cannot be written
-    as they are becomes encoded words (the spaces between them encoded with them)."""
-    if utf8 or (value.isascii() and "=?" not in value and not phrase):
+    as they are becomes encoded words (the spaces between them encoded with them). Under
+    SMTPUTF8 only a word that looks like an encoded word is encoded."""
+    if value.isascii() and "=?" not in value and not phrase:
         return value.split()
     words: list[str] = []
     run: list[str] = []
     for word in value.split():
-        if _needs_encoding(word, phrase=phrase):
+        if _needs_encoding(word, utf8=utf8, phrase=phrase):
             run.append(word)
             continue
         if run:
@@ -135,11 +136,11 @@ class Body:
     html: str | None = None
 
 
-def _text_part(subtype: str, content: str) -> bytes:
+def _part_head(subtype: str) -> str:
     return (
         f'Content-Type: text/{subtype}; charset="utf-8"{CRLF}'
-        f"Content-Transfer-Encoding: quoted-printable{CRLF}{CRLF}"
-    ).encode("ascii") + quoted_printable(content)
+        f"Content-Transfer-Encoding: quoted-printable{CRLF}"
+    )
 
 
 def write(headers: Sequence[str], body: Body, *, trailing: Sequence[str] = ()) -> bytes:
@@ -147,20 +148,17 @@ def write(headers: Sequence[str], body: Body, *, trailing: Sequence[str] = ()) -
     of `body`, the `trailing` headers, a blank line and the body."""
     head = "".join(headers) + f"MIME-Version: 1.0{CRLF}"
     if body.html is None:
-        content = quoted_printable(body.text)
-        part_head = (
-            f'Content-Type: text/plain; charset="utf-8"{CRLF}'
-            f"Content-Transfer-Encoding: quoted-printable{CRLF}"
-        )
-        head += part_head + "".join(trailing) + CRLF
-        return head.encode("utf-8") + content
+        head += _part_head("plain") + "".join(trailing) + CRLF
+        return head.encode("utf-8") + quoted_printable(body.text)
     mark = boundary()
     head += f'Content-Type: multipart/alternative;{CRLF} boundary="{mark}"{CRLF}'
     head += "".join(trailing) + CRLF
     # The CRLF before each boundary line belongs to the boundary (RFC 2046 §5.1.1), so a
     # part's text keeps its own last line end.
-    opening = f"--{mark}{CRLF}".encode("ascii")
-    between = f"{CRLF}--{mark}{CRLF}".encode("ascii")
-    closing = f"{CRLF}--{mark}--{CRLF}".encode("ascii")
-    plain, html = _text_part("plain", body.text), _text_part("html", body.html)
-    return head.encode("utf-8") + opening + plain + between + html + closing
+    parts = [
+        (_part_head(subtype) + CRLF).encode("ascii") + quoted_printable(content)
+        for subtype, content in (("plain", body.text), ("html", body.html))
+    ]
+    out = head.encode("utf-8") + f"--{mark}{CRLF}".encode("ascii")
+    out += f"{CRLF}--{mark}{CRLF}".encode("ascii").join(parts)
+    return out + f"{CRLF}--{mark}--{CRLF}".encode("ascii")

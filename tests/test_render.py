@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from mailbot import mime
 from mailbot.mime import fold
 from mailbot.render import Envelope, Rendered, compose
 from tests.test_spine import parsed
@@ -89,3 +90,26 @@ def test_a_recipient_without_a_name_is_written_in_angle_brackets() -> None:
 
 def test_content_language_survives_setting_the_body() -> None:
     assert parsed(composed())["Content-Language"] == "fr"
+
+
+def test_a_word_that_looks_like_an_encoded_word_is_never_decoded_as_one() -> None:
+    for utf8 in (False, True):  # ASCII headers, and UTF-8 ones under SMTPUTF8
+        header = mime.unstructured("Subject", "Re: =?utf-8?q?Pay=C3=A9?= été", utf8=utf8)
+        assert "=?utf-8?q?Pay=C3=A9?=" not in header
+        message = parsed((header + "\r\n").encode())
+        assert str(message["Subject"]) == "Re: =?utf-8?q?Pay=C3=A9?= été"
+
+
+def test_a_display_name_with_quotes_specials_or_accents_reads_back_whole() -> None:
+    names = ['Roy, Marie "Mimi" (bureau)', "Zoë <x@evil.example>", "Back\\slash; J."]
+    for name in names:
+        raw = (mime.address("To", "m@example.org", name) + "\r\n").encode()
+        [address] = parsed(raw)["To"].addresses
+        assert (address.display_name, address.addr_spec) == (name, "m@example.org")
+
+
+def test_a_long_subject_outside_ascii_folds_within_76_and_reads_back_exactly() -> None:
+    subject = "Demande d'accès à l'information « très urgente » " * 6 + "[MRI-2025-00001]"
+    header = mime.unstructured("Subject", subject)
+    assert all(len(line) <= 76 for line in header.split("\r\n"))
+    assert str(parsed((header + "\r\n").encode())["Subject"]) == subject

@@ -120,7 +120,7 @@ _ANSWERS_SINCE = (
     sa.select(sa.func.count())
     .select_from(OUTBOX)
     .where(OUTBOX.c.purpose == PACED_PURPOSE)
-    .where(OUTBOX.c.created_at >= sa.bindparam("since", type_=OUTBOX.c.created_at.type))
+    .where(OUTBOX.c.created_at >= sa.bindparam("since"))
 )
 _ANSWERS_TO_SINCE = _ANSWERS_SINCE.where(OUTBOX.c.recipient == sa.bindparam("to"))
 
