@@ -9,15 +9,15 @@ brake paces automatic answers here: beyond its rate they stay pending, never dro
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
-import threading
 import time
 import uuid
 import zlib
 from collections import Counter
 from collections.abc import Sequence
-from contextlib import ExitStack
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -146,7 +146,22 @@ def record(
     *,
     retry_in: timedelta | None = None,
 ) -> str:
-    """Write the outcome of one attempt in its own transaction; returns the row's new state
+    """Write the outcome of one attempt in its own transaction (see `record_on`)."""
+    with app.engine.begin() as connection:
+        return record_on(connection, app, row, now, result, policy, retry_in=retry_in)
+
+
+def record_on(
+    connection: Connection,
+    app: App,
+    row: OutboxRow,
+    now: datetime,
+    result: SendResult,
+    policy: SendPolicy,
+    *,
+    retry_in: timedelta | None = None,
+) -> str:
+    """Write the outcome of one attempt on `connection`; returns the row's new state
     ("lease_lost" when another worker took the row meanwhile). A temporary failure is tried
     again after `retry_in`, else after the row's growing backoff."""
     attempts = row.attempts + 1
@@ -165,21 +180,20 @@ def record(
             last_error=error or "gave up after repeated temporary failures",
         )
     state = str(values.get("state", OutboxState.PENDING.value))
-    with app.engine.begin() as connection:
-        if not rows.record_attempt(connection, row, values):
-            return "lease_lost"
-        if row.ticket_id is None or state == OutboxState.PENDING:
-            return state
-        if state == OutboxState.SENT:
-            clocks.meet(connection, app.settings, row.ticket_id, row.purpose, now)
-        ticket_rows.add_event(
-            connection,
-            row.ticket_id,
-            now,
-            f"{row.purpose}_{state}",
-            error_summary(str(values["last_error"])) if state != OutboxState.SENT else "",
-            outbox_id=row.id,
-        )
+    if not rows.record_attempt(connection, row, values):
+        return "lease_lost"
+    if row.ticket_id is None or state == OutboxState.PENDING:
+        return state
+    if state == OutboxState.SENT:
+        clocks.meet(connection, app.settings, row.ticket_id, row.purpose, now)
+    ticket_rows.add_event(
+        connection,
+        row.ticket_id,
+        now,
+        f"{row.purpose}_{state}",
+        error_summary(str(values["last_error"])) if state != OutboxState.SENT else "",
+        outbox_id=row.id,
+    )
     return state
 
 
@@ -210,47 +224,74 @@ class _Tally:
 
 
 class _Lanes:
-    """The rows of one claim, sent over several relay sessions at once.
+    """The rows of one claim, sent over several relay sessions at once, from one event loop.
 
     Rows are split by ticket (`lanes_of`), so a ticket's messages leave in the order they
-    were queued, over one session. Each outcome is still written in its own transaction as soon
-    as the relay answers; a lock keeps this process's writes one at a time (SQLite has one
-    writer). When the relay goes away, every lane stops after its current message and the
-    rows not sent wait for the next pass."""
+    were queued, over one session. A lane sends its next message only once the outcome of the
+    one before is committed, so at most one accepted message per session is ever unrecorded
+    (the window a crash can turn into a second copy). Outcomes that are ready together, from
+    several lanes, are written in one transaction. When the relay goes away, every lane stops
+    after its current message and the rows not sent wait for the next pass."""
 
     def __init__(self, app: App, now: datetime, policy: SendPolicy) -> None:
         self.app, self.now, self.policy = app, now, policy
         self.tally = _Tally()
         self.unsent: list[OutboxRow] = []
         self.lost: str | None = None
-        self._lock = threading.Lock()
+        self._ready: list[tuple[OutboxRow, SendResult, asyncio.Future[str]]] = []
 
-    def run(self, relay: Relay, rows: list[OutboxRow]) -> None:
+    async def run(self, relay: Relay, rows: list[OutboxRow]) -> None:
         for number, row in enumerate(rows):
             if self.lost is not None:
-                self._keep(rows[number:])
+                self.unsent.extend(rows[number:])
                 return
             started = time.perf_counter()
             try:
-                result = relay.session(self.now).send(row.envelope_from, row.recipient, row.raw)
+                session = await relay.session(self.now)
+                result = await session.send(row.envelope_from, row.recipient, row.raw)
             except SmtpError as exc:
                 # The relay went away mid-batch: this row and the rest wait for the next pass.
-                with self._lock:
-                    if self.lost is None:
-                        log.warning("relay lost: %s", error_summary(str(exc)))
-                        self.lost = f"connection: {exc}"
-                self._keep(rows[number:])
+                if self.lost is None:
+                    log.warning("relay lost: %s", error_summary(str(exc)))
+                    self.lost = f"connection: {exc}"
+                self.unsent.extend(rows[number:])
                 return
-            elapsed = time.perf_counter() - started
-            with self._lock:
-                self.tally.send_seconds.append(elapsed)
-                state = record(self.app, row, self.now, result, self.policy)
-                self.tally.count(state, row.purpose)
+            self.tally.send_seconds.append(time.perf_counter() - started)
+            state = await self._recorded(row, result)
+            self.tally.count(state, row.purpose)
             _log_outcome(row, state, result)
 
-    def _keep(self, rows: Sequence[OutboxRow]) -> None:
-        with self._lock:
-            self.unsent.extend(rows)
+    async def guarded(self, relay: Relay, rows: list[OutboxRow]) -> None:
+        """`run`, stopping the other lanes when this one fails."""
+        try:
+            await self.run(relay, rows)
+        except BaseException as exc:
+            self.lost = self.lost or f"sending stopped: {type(exc).__name__}"
+            raise
+
+    async def _recorded(self, row: OutboxRow, result: SendResult) -> str:
+        """The outcome, once written (with whatever other lane's outcome is ready then)."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[str] = loop.create_future()
+        self._ready.append((row, result, done))
+        if len(self._ready) == 1:
+            loop.call_soon(self._write_ready)
+        return await done
+
+    def _write_ready(self) -> None:
+        ready, self._ready = self._ready, []
+        try:
+            with self.app.engine.begin() as connection:
+                states = [
+                    record_on(connection, self.app, row, self.now, result, self.policy)
+                    for row, result, _ in ready
+                ]
+        except Exception as exc:  # raised again in each lane that waits for it
+            for _, _, done in ready:
+                done.set_exception(exc)
+            return
+        for (_, _, done), state in zip(ready, states, strict=True):
+            done.set_result(state)
 
 
 def lanes_of(rows: Sequence[OutboxRow], count: int) -> list[list[OutboxRow]]:
@@ -264,37 +305,22 @@ def lanes_of(rows: Sequence[OutboxRow], count: int) -> list[list[OutboxRow]]:
     return list(lanes.values())
 
 
-def _send_rows(
+async def _send_rows(
     app: App, relays: Sequence[Relay], pending: list[OutboxRow], now: datetime, policy: SendPolicy
 ) -> FlushReport:
     """Send `pending` over as many of `relays` as there are lanes (sessions opened first)."""
     work = _Lanes(app, now, policy)
     lanes = lanes_of(pending, len(relays))
-    relays = _opened(relays[: len(lanes)], now)
+    relays = await _opened(relays[: len(lanes)], now)
     if len(relays) < len(lanes):
         lanes = lanes_of(pending, len(relays))
-    if len(lanes) == 1:
-        work.run(relays[0], lanes[0])
-    else:
-        failures: list[BaseException] = []
-
-        def run(relay: Relay, rows: list[OutboxRow]) -> None:
-            try:
-                work.run(relay, rows)
-            except BaseException as exc:  # raised again below, in the caller's thread
-                failures.append(exc)
-                work.lost = work.lost or f"sending stopped: {type(exc).__name__}"
-
-        threads = [
-            threading.Thread(target=run, args=(relay, rows), name=f"mailbot-relay-{n}")
-            for n, (relay, rows) in enumerate(zip(relays, lanes, strict=False))
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        if failures:
-            raise failures[0]
+    outcomes = await asyncio.gather(
+        *(work.guarded(relay, rows) for relay, rows in zip(relays, lanes, strict=False)),
+        return_exceptions=True,
+    )
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
     if work.lost is not None:
         _retry_all(app, work.unsent, now, work.lost, policy, work.tally)
         return work.tally.report(unreachable=True)
@@ -320,9 +346,11 @@ def _retry_all(
     tally: _Tally,
 ) -> None:
     """The relay could not be reached: every row waits for it, a minute at a time."""
-    for row in pending:
-        result = SendResult("retry", error)
-        tally.count(record(app, row, now, result, policy, retry_in=RELAY_DOWN_RETRY))
+    result = SendResult("retry", error)
+    with app.engine.begin() as connection:
+        for row in pending:
+            state = record_on(connection, app, row, now, result, policy, retry_in=RELAY_DOWN_RETRY)
+            tally.count(state)
 
 
 class Relay:
@@ -331,34 +359,34 @@ class Relay:
 
     def __init__(self, app: App) -> None:
         self._app = app
-        self._stack: ExitStack | None = None
+        self._stack: AsyncExitStack | None = None
         self._session: SenderSession | None = None
 
-    def session(self, now: datetime) -> SenderSession:
+    async def session(self, now: datetime) -> SenderSession:
         if self._session is None:
-            stack = ExitStack()
-            self._session = stack.enter_context(self._app.sender.session(now))
+            stack = AsyncExitStack()
+            self._session = await stack.enter_async_context(self._app.sender.session(now))
             self._stack = stack
         return self._session
 
-    def close(self) -> None:
+    async def close(self) -> None:
         stack, self._stack, self._session = self._stack, None, None
         if stack is not None:
             try:
-                stack.close()
+                await stack.aclose()
             except (SmtpError, OSError) as exc:
                 log.warning("closing the relay session: %s", error_summary(str(exc)))
 
 
-def _opened(relays: Sequence[Relay], now: datetime) -> list[Relay]:
+async def _opened(relays: Sequence[Relay], now: datetime) -> list[Relay]:
     """The relays whose session is open, opening them first, before any lane starts. The first
     must open (SmtpError: the relay cannot be reached); a further one the relay refuses (it
     may allow fewer sessions than configured) is left out of this flush."""
-    relays[0].session(now)
+    await relays[0].session(now)
     opened = [relays[0]]
     for relay in relays[1:]:
         try:
-            relay.session(now)
+            await relay.session(now)
         except SmtpError as exc:
             log.info("a further relay session refused: %s", error_summary(str(exc)))
             break
@@ -366,9 +394,9 @@ def _opened(relays: Sequence[Relay], now: datetime) -> list[Relay]:
     return opened
 
 
-def _close(relays: Sequence[Relay]) -> None:
+async def _close(relays: Sequence[Relay]) -> None:
     for relay in relays:
-        relay.close()
+        await relay.close()
 
 
 def flush_outbox(
@@ -379,12 +407,23 @@ def flush_outbox(
     batch: int = 500,
     owner: str | None = None,
 ) -> FlushReport:
-    """Send every due row (over one relay session) and report the counts.
+    """Send every due row (over up to `[smtp] connections` relay sessions) and report the
+    counts.
 
     Whatever goes wrong while sending, the rows this worker still holds are released before
     it returns, so another pass or instance can take them at once.
     """
     owner = owner or uuid.uuid4().hex[:16]
+    try:
+        return asyncio.run(_flush(app, now, policy, batch, owner))
+    finally:
+        with app.engine.begin() as connection:
+            rows.release_leases(connection, owner)
+
+
+async def _flush(
+    app: App, now: datetime, policy: SendPolicy, batch: int, owner: str
+) -> FlushReport:
     relays = [Relay(app) for _ in range(app.settings.smtp.connections)]
     total = FlushReport()
     try:
@@ -393,24 +432,21 @@ def flush_outbox(
             if not claimed:
                 return total
             try:
-                report = _send_rows(app, relays, claimed, now, policy)
+                report = await _send_rows(app, relays, claimed, now, policy)
             except SmtpError as exc:
                 log.warning("relay unreachable: %s", error_summary(str(exc)))
-                _close(relays)
+                await _close(relays)
                 tally = _Tally()
                 _retry_all(app, claimed, now, f"connection: {exc}", policy, tally)
                 report = tally.report(unreachable=True)
             if report.unreachable:
-                _close(relays)
+                await _close(relays)
             total = total.plus(report)
             if report.unreachable or report.sent == 0:
                 return total
     except Exception as exc:  # never leave rows leased behind a crash of the sender
         log.error("sending stopped: %s", error_summary(f"{type(exc).__name__}: {exc}"))
         log.debug("sending stopped", exc_info=True)
-        _close(relays)
         return total.plus(FlushReport(unreachable=True))
     finally:
-        _close(relays)
-        with app.engine.begin() as connection:
-            rows.release_leases(connection, owner)
+        await _close(relays)

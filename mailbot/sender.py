@@ -1,8 +1,9 @@
 """The relay mailbot sends through: the `Sender` interface, and its SMTP implementation.
 
 The outbox (mailbot/outbox.py) talks only to `Sender`: open a session, send one message at a
-time, learn its outcome. `SmtpSender` does it with aiosmtplib over one connection per session;
-tests pass an in-memory one.
+time, learn its outcome. Both are coroutines: the outbox drives several sessions from one event
+loop. `SmtpSender` does it with aiosmtplib over one connection per session; tests pass an
+in-memory one.
 
 Outcomes: ``sent`` only after the server's 2xx at the end of DATA; ``retry`` for a 4xx, a
 connection error or a timeout (also after the final dot: the retry keeps the Message-ID);
@@ -12,10 +13,9 @@ all (an internationalised address without SMTPUTF8): a person must answer anothe
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
@@ -38,13 +38,13 @@ class SendResult:
 
 
 class SenderSession(Protocol):
-    def send(self, envelope_from: str, recipient: str, raw: bytes) -> SendResult:
+    async def send(self, envelope_from: str, recipient: str, raw: bytes) -> SendResult:
         """Send one message; a session that cannot reach the relay again raises SmtpError."""
         ...
 
 
 class Sender(Protocol):
-    def session(self, now: datetime) -> AbstractContextManager[SenderSession]:
+    def session(self, now: datetime) -> AbstractAsyncContextManager[SenderSession]:
         """A connected, logged-in session; SmtpError when the relay cannot be reached."""
         ...
 
@@ -56,51 +56,42 @@ class SmtpSender:
         self._settings = settings
         self._logins = logins
 
-    @contextmanager
-    def session(self, now: datetime) -> Iterator[SmtpSession]:
-        loop = asyncio.new_event_loop()
-        session = SmtpSession(self._settings, self._logins.smtp(), now, loop)
+    @asynccontextmanager
+    async def session(self, now: datetime) -> AsyncIterator[SmtpSession]:
+        session = SmtpSession(self._settings, self._logins.smtp(), now)
+        await session.connect()
         try:
-            session.connect()
             yield session
         finally:
-            session.close()
-            loop.close()
+            await session.close()
 
 
 class SmtpSession:
-    def __init__(
-        self,
-        settings: SmtpSettings,
-        login: Login | None,
-        now: datetime,
-        loop: asyncio.AbstractEventLoop,
-    ) -> None:
+    def __init__(self, settings: SmtpSettings, login: Login | None, now: datetime) -> None:
         self._settings = settings
         self._login = login
         self._now = now
-        self._loop = loop
         self._smtp = smtp_client(settings)
 
-    def connect(self) -> None:
+    async def connect(self) -> None:
         """Connect and log in; SmtpError (naming the server, never a secret) when it fails."""
         try:
-            self._loop.run_until_complete(connect_smtp(self._smtp, self._login, self._now))
+            await connect_smtp(self._smtp, self._login, self._now)
         except (TimeoutError, aiosmtplib.SMTPException, OSError, ServerError) as exc:
             self._smtp.close()
             where = f"{self._settings.host}:{self._settings.port}"
             raise SmtpError(f"SMTP {where}: {type(exc).__name__}: {exc}") from exc
 
-    def send(self, envelope_from: str, recipient: str, raw: bytes) -> SendResult:
+    async def send(self, envelope_from: str, recipient: str, raw: bytes) -> SendResult:
         if not self._smtp.is_connected:
-            self.connect()
-        return self._loop.run_until_complete(_send(self._smtp, envelope_from, recipient, raw))
+            await self.connect()
+        return await _send(self._smtp, envelope_from, recipient, raw)
 
-    def close(self) -> None:
+    async def close(self) -> None:
         if not self._smtp.is_connected:
             return
         try:
-            self._loop.run_until_complete(self._smtp.quit())
+            await self._smtp.quit()
         except (TimeoutError, aiosmtplib.SMTPException, OSError):
             self._smtp.close()
 

@@ -8,8 +8,8 @@ production code, with only the two edges replaced.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -115,8 +115,8 @@ class RecordingSender:
     open_now: int = 0
     most_open: int = 0
 
-    @contextmanager
-    def session(self, now: datetime) -> Iterator[RecordingSender]:
+    @asynccontextmanager
+    async def session(self, now: datetime) -> AsyncIterator[RecordingSender]:
         if not self.reachable:
             raise SmtpError("SMTP relay.test:25: ConnectionRefusedError: refused")
         if self.session_limit is not None and self.open_now >= self.session_limit:
@@ -129,7 +129,7 @@ class RecordingSender:
         finally:
             self.open_now -= 1
 
-    def send(self, envelope_from: str, recipient: str, raw: bytes) -> SendResult:
+    async def send(self, envelope_from: str, recipient: str, raw: bytes) -> SendResult:
         result = self.answer(recipient, raw)
         if result.outcome == "sent":
             self.sent.append(Sent(envelope_from, recipient, raw))

@@ -87,6 +87,33 @@ def test_a_relay_that_allows_fewer_sessions_still_gets_everything(
     assert {row[2] for row in outbox(app)} == {"sent"}
 
 
+def test_each_session_has_at_most_one_accepted_message_not_yet_recorded(
+    fast_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
+) -> None:
+    """A lane sends its next message only once the outcome before is committed: a crash can
+    leave at most one accepted message per session unrecorded (sent again on restart)."""
+    for n in range(12):
+        one_request(memory, n, sender=f"personne{n}@example.org")
+    app = fast_app("2025-11-03T10:01:00-05:00")
+    unrecorded: list[int] = []
+
+    def answer(_recipient: str, _raw: bytes) -> SendResult:
+        with app.engine.connect() as connection:
+            recorded = connection.execute(
+                sa.text("SELECT count(*) FROM outbox WHERE state = 'sent'")
+            ).scalar_one()
+        unrecorded.append(len(relay.sent) - recorded)
+        return SendResult("sent")
+
+    relay.answer = answer
+    run_pass(app)
+
+    sessions = app.settings.smtp.connections
+    assert len(unrecorded) == 12 * 2 + 1
+    assert max(unrecorded) <= sessions - 1  # the other lanes' last message, never this one's
+    assert max(unrecorded) >= 1  # the lanes did interleave
+
+
 def test_a_tickets_messages_stay_in_queue_order_in_one_lane() -> None:
     rows = [outbox_row(n, ticket) for n, ticket in enumerate([7, 8, 7, None, 9, 7, None])]
 
