@@ -9,7 +9,8 @@ and fills two inboxes with the same N citizen requests. Then, each in a fresh pr
   of the size of mailbot's over one connection to the sink: the same I/O as mailbot's pass,
   with no mailbot code;
 * mailbot: one `run --once`-style pass (fetch, store, classify, ticket, acknowledgement and
-  staff notice built, queued and sent to the sink, messages moved).
+  staff notice built, queued and sent to the sink, messages moved), its parsing worker
+  (mailbot/parse_ahead.py) included.
 
 It prints each run, the medians and their ratio (floor time / mailbot time: 1.0 would be no
 overhead at all), then mailbot's peak RSS for backlogs of several sizes.
@@ -171,8 +172,19 @@ def mailbot(
         "seconds": finished - started,
         "rss_before_mib": rss_before / 1024,
         "rss_peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rss_worker_mib": _peak_rss_kib(app.parse_ahead.pid) / 1024,
         "message_size": statistics.mean(sizes) if sizes else 0,
     }
+
+
+def _peak_rss_kib(pid: int | None) -> int:
+    """A running process's peak resident size (VmHWM), 0 without one."""
+    if pid is None:
+        return 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
 
 
 def _sample_outbox(app: Any) -> list[bytes]:
@@ -290,7 +302,8 @@ def main() -> None:
         r = one_run(size, with_floor=False, connections=args.connections)
         print(
             f"  {size:>6} requests: peak RSS {r['rss_peak_mib']:.0f} MiB "
-            f"(after start-up {r['rss_before_mib']:.0f} MiB), {size / r['seconds']:.0f} requests/s"
+            f"(after start-up {r['rss_before_mib']:.0f} MiB; the parsing worker "
+            f"{r['rss_worker_mib']:.0f} MiB), {size / r['seconds']:.0f} requests/s"
         )
 
 

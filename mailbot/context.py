@@ -21,6 +21,7 @@ from mailbot.clock import Clock
 from mailbot.errors import ConfigError
 from mailbot.logins import Logins
 from mailbot.mailbox import MailboxOpener, imap_opener
+from mailbot.parse_ahead import ParseAhead
 from mailbot.render import Renderer
 from mailbot.sender import Sender, SmtpSender
 from mailbot.settings import Settings
@@ -42,6 +43,7 @@ class App:
     logins: Logins  # kept for the process's life: OAuth2 tokens are cached across passes
     open_mailbox: MailboxOpener
     sender: Sender
+    parse_ahead: ParseAhead  # a worker process parsing a backlog's next messages
 
 
 def load_signing_key(settings: Settings, environ: Mapping[str, str]) -> bytes:
@@ -85,4 +87,5 @@ def build_app(
         logins=logins,
         open_mailbox=open_mailbox or imap_opener(settings.imap, logins),
         sender=sender or SmtpSender(settings.smtp, logins),
+        parse_ahead=ParseAhead(enabled=settings.daemon.parse_worker),
     )

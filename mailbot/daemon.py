@@ -117,6 +117,7 @@ def run_daemon(app: App) -> int:
             watcher.join(5)
         if server is not None:
             server.stop()
+        app.parse_ahead.close()
     log.info("mailbot daemon stopped")
     return 0
 

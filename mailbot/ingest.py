@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from mailbot.context import App
 from mailbot.db import inbound as inbound_rows
 from mailbot.logformat import log_fields
-from mailbot.mailbox import FetchedMessage, Mailbox
+from mailbot.mailbox import Mailbox
+from mailbot.parse_ahead import Chunk
 from mailbot.pipeline import Processed, goes_to_quarantine, process_fetched
 from mailbot.settings import MailboxSettings
 from mailbot.store import reading
@@ -97,8 +98,7 @@ def ingest_mailbox(
         ):
             fetched = list(box.fetch(batch, daemon.max_message_bytes))
             to_quarantine: dict[int, bool] = {}
-            for start in range(0, len(fetched), COMMIT_EVERY):
-                chunk = fetched[start : start + COMMIT_EVERY]
+            for chunk in app.parse_ahead.chunks(fetched, COMMIT_EVERY):
                 _store(app, mailbox, uidvalidity, chunk, to_quarantine, report, should_stop)
                 if should_stop():
                     break
@@ -111,25 +111,26 @@ def _store(
     app: App,
     mailbox: MailboxSettings,
     uidvalidity: int,
-    messages: Sequence[FetchedMessage],
+    messages: Chunk,
     to_quarantine: dict[int, bool],
     report: IngestReport,
     should_stop: StopCheck,
 ) -> None:
-    """Store and process `messages` in one transaction, a savepoint each."""
+    """Store and process `messages` (each with its parse, if done ahead) in one transaction,
+    a savepoint each."""
     with app.engine.begin() as connection:
         # Checked inside the write transaction: another instance may have stored some.
         known = inbound_rows.stored_outcomes(
-            connection, mailbox.name, uidvalidity, [m.uid for m in messages]
+            connection, mailbox.name, uidvalidity, [m.uid for m, _ in messages]
         )
-        for message in messages:
+        for message, mail in messages:
             if message.uid in known:
                 state, flags = known[message.uid]
                 processed = Processed(state, "already_stored", tuple(flags.split(",")))
             else:
                 now = app.clock.now()
                 processed = process_fetched(
-                    connection, app, mailbox, uidvalidity, message, now, known_new=True
+                    connection, app, mailbox, uidvalidity, message, now, known_new=True, mail=mail
                 )
             to_quarantine[message.uid] = processed.goes_to_quarantine
             report.count(processed.label)

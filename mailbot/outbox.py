@@ -239,6 +239,12 @@ class _Lanes:
         self.unsent: list[OutboxRow] = []
         self.lost: str | None = None
         self._ready: list[tuple[OutboxRow, SendResult, asyncio.Future[str]]] = []
+        self._connection: Connection | None = None  # the lanes' one, for their outcomes
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
 
     async def run(self, relay: Relay, rows: list[OutboxRow]) -> None:
         for number, row in enumerate(rows):
@@ -281,7 +287,8 @@ class _Lanes:
     def _write_ready(self) -> None:
         ready, self._ready = self._ready, []
         try:
-            with self.app.engine.begin() as connection:
+            connection = self._connection = self._connection or self.app.engine.connect()
+            with connection.begin():
                 states = [
                     record_on(connection, self.app, row, self.now, result, self.policy)
                     for row, result, _ in ready
@@ -314,10 +321,13 @@ async def _send_rows(
     relays = await _opened(relays[: len(lanes)], now)
     if len(relays) < len(lanes):
         lanes = lanes_of(pending, len(relays))
-    outcomes = await asyncio.gather(
-        *(work.guarded(relay, rows) for relay, rows in zip(relays, lanes, strict=False)),
-        return_exceptions=True,
-    )
+    try:
+        outcomes = await asyncio.gather(
+            *(work.guarded(relay, rows) for relay, rows in zip(relays, lanes, strict=False)),
+            return_exceptions=True,
+        )
+    finally:
+        work.close()
     for outcome in outcomes:
         if isinstance(outcome, BaseException):
             raise outcome

@@ -73,9 +73,11 @@ def process_fetched(
     now: datetime,
     *,
     known_new: bool = False,
+    mail: InboundMail | None = None,
 ) -> Processed:
     """Store and process one message on `connection` (the caller's transaction);
-    `known_new`: the caller checked, in this transaction, that it is not stored yet."""
+    `known_new`: the caller checked, in this transaction, that it is not stored yet; `mail`:
+    its parse, when done ahead (mailbot/parse_ahead.py)."""
     if not known_new:
         existing = inbound_rows.stored_state(connection, mailbox.name, uidvalidity, fetched.uid)
         if existing is not None:  # another instance got here first
@@ -98,7 +100,7 @@ def process_fetched(
     }
     try:
         with connection.begin_nested():
-            return _process(connection, app, mailbox, base, fetched, now)
+            return _process(connection, app, mailbox, base, fetched, now, mail)
     except IntegrityError:
         # Another instance stored it meanwhile (its transaction committed first).
         existing = inbound_rows.stored_state(connection, mailbox.name, uidvalidity, fetched.uid)
@@ -124,8 +126,9 @@ def _process(
     base: dict[str, object],
     fetched: FetchedMessage,
     now: datetime,
+    parsed: InboundMail | None,
 ) -> Processed:
-    mail = parse_message(fetched.raw)
+    mail = parsed or parse_message(fetched.raw)
     base["message_id"] = mail.message_id[:1000]
     base["fingerprint"] = request_fingerprint(mail, fetched.raw)
     duplicate = inbound_rows.duplicate_of(connection, str(base["fingerprint"]), str(base["sha256"]))

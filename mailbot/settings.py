@@ -340,6 +340,9 @@ class DaemonSettings(_Frozen):
     # A batch is also cut at this many bytes; a larger message is fetched on its own.
     fetch_batch_bytes: Annotated[int, Field(ge=1024)] = 16 * 1024 * 1024
     max_message_bytes: Annotated[int, Field(ge=1024)] = 25 * 1024 * 1024
+    # Over a backlog, a worker process parses the next messages while the pass stores the
+    # ones before (mailbot/parse_ahead.py); false: everything is parsed in the one process.
+    parse_worker: bool = True
     outbox_max_attempts_hours: Annotated[float, Field(gt=0)] = 72.0
 
 

@@ -90,6 +90,7 @@ def make_app(settings: Settings) -> Iterator[AppFactory]:
 
     yield factory
     for app in built:
+        app.parse_ahead.close()
         app.engine.dispose()
 
 
@@ -171,4 +172,5 @@ def fast_app(
 
     yield factory
     for app in built:
+        app.parse_ahead.close()
         app.engine.dispose()
