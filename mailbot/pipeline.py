@@ -14,7 +14,6 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from functools import lru_cache
 
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
@@ -200,16 +199,29 @@ def _process(
     return Processed(state, label, flags)
 
 
-@lru_cache(maxsize=8)
+_STATIC: dict[int, tuple[Settings, tuple[frozenset[str], ...]]] = {}
+
+
 def _static_context(settings: Settings) -> tuple[frozenset[str], ...]:
-    """The address sets classification needs, computed once per configuration."""
-    return (
-        settings.own_addresses,
-        settings.staff_addresses,
-        frozenset(d.lower() for d in settings.organisation.staff_domains),
-        frozenset(m.category for m in settings.mailboxes),
-        frozenset(m.address.lower() for m in settings.mailboxes if m.category == "complaint"),
-    )
+    """The address sets classification needs, computed once per configuration object (found
+    by identity: hashing the whole frozen configuration costs more than the sets)."""
+    cached = _STATIC.get(id(settings))
+    if cached is None or cached[0] is not settings:
+        if len(_STATIC) >= 8:
+            _STATIC.clear()
+        cached = _STATIC[id(settings)] = (
+            settings,
+            (
+                settings.own_addresses,
+                settings.staff_addresses,
+                frozenset(d.lower() for d in settings.organisation.staff_domains),
+                frozenset(m.category for m in settings.mailboxes),
+                frozenset(
+                    m.address.lower() for m in settings.mailboxes if m.category == "complaint"
+                ),
+            ),
+        )
+    return cached[1]
 
 
 def _classify(
