@@ -153,10 +153,11 @@ def run_pass(
 def send_outbox(app: App) -> FlushReport:
     """Flush the outbox; the brake's notices go before, failure reports after (and out).
 
-    Sending follows ingestion rather than running beside it: the one window SMTP cannot
-    close (the relay's 250 received, the process killed before the row is marked sent) then
-    stays outside ingestion, and on two cores shared with the mail servers running both at
-    once gained about 3 % (bench/throughput_bench.py)."""
+    Sending follows ingestion rather than running beside it: SQLite has one writer, which
+    ingestion holds through each transaction, and a sender in another process would wait for
+    each commit before its next message (measured: no gain, bench/throughput_bench.py) or
+    record the relay's answers later, widening the one window SMTP cannot close (the relay's
+    250 received, the process killed before the row is marked sent)."""
     policy = SendPolicy.of(app.settings)
     now = app.clock.now()
     review_pacing(app, policy, now)

@@ -390,23 +390,26 @@ class Relay:
 
 async def _opened(relays: Sequence[Relay], now: datetime) -> list[Relay]:
     """The relays whose session is open, opening them first, before any lane starts. The first
-    must open (SmtpError: the relay cannot be reached); a further one the relay refuses (it
-    may allow fewer sessions than configured) is left out of this flush."""
+    must open (SmtpError: the relay cannot be reached); the others then open at once, side by
+    side (a relay across a network takes a few round trips for each), and one the relay
+    refuses (it may allow fewer sessions than configured) is left out of this flush."""
     await relays[0].session(now)
+    outcomes = await asyncio.gather(
+        *(relay.session(now) for relay in relays[1:]), return_exceptions=True
+    )
     opened = [relays[0]]
-    for relay in relays[1:]:
-        try:
-            await relay.session(now)
-        except SmtpError as exc:
-            log.info("a further relay session refused: %s", error_summary(str(exc)))
-            break
-        opened.append(relay)
+    for relay, outcome in zip(relays[1:], outcomes, strict=True):
+        if isinstance(outcome, SmtpError):
+            log.info("a further relay session refused: %s", error_summary(str(outcome)))
+        elif isinstance(outcome, BaseException):
+            raise outcome
+        else:
+            opened.append(relay)
     return opened
 
 
 async def _close(relays: Sequence[Relay]) -> None:
-    for relay in relays:
-        await relay.close()
+    await asyncio.gather(*(relay.close() for relay in relays))
 
 
 def flush_outbox(
