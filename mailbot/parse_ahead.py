@@ -7,10 +7,11 @@ backlog a worker process runs it on another core, one chunk ahead of the databas
 hands back each message's `InboundMail`: exactly what `parse_message` returns here, so the
 outcome of a message never depends on where it was parsed.
 
-The worker is `python -m mailbot.parse_ahead`: it imports the parser alone (about 20 MiB),
-reads a pickled list of raw messages on its standard input and writes their parses on its
-standard output, one chunk at a time. It is started on the first backlog and kept for the
-process's life; a batch of a single chunk never uses it. A message the worker could not parse,
+The worker is `python -P -m mailbot.parse_ahead`: it imports the parser alone (about 20 MiB),
+sees none of the daemon's secrets (`worker_environment`), reads a pickled list of raw
+messages on its standard input and writes their parses on its standard output, one chunk at a
+time. It is started on the first backlog and kept for the process's life; a batch of a single
+chunk never uses it. A message the worker could not parse,
 and any failure of the worker itself (killed, unable to start, an answer that makes no sense),
 fall back to parsing inline, where a poison message is quarantined as before; after a third
 failure the process parses inline for good. `[daemon] parse_worker = false` switches it off.
@@ -25,7 +26,7 @@ import pickle
 import signal
 import subprocess
 import sys
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -99,15 +100,13 @@ class ParseAhead:
     def _start(self) -> None:
         if not self._enabled or self._worker is not None:
             return
-        package_root = str(Path(__file__).resolve().parent.parent)
-        path = os.environ.get("PYTHONPATH")
-        environ = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, path]))}
         try:
             self._worker = subprocess.Popen(
-                [sys.executable, "-m", "mailbot.parse_ahead"],
+                # -P: the working directory is not on the worker's import path.
+                [sys.executable, "-P", "-m", "mailbot.parse_ahead"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
-                env=environ,
+                env=worker_environment(os.environ),
             )
         except OSError as exc:
             self._lost(exc)
@@ -164,6 +163,18 @@ def _close_streams(worker: subprocess.Popen[bytes]) -> None:
         if stream is not None:
             with contextlib.suppress(OSError):  # a dead worker's pipe
                 stream.close()
+
+
+def worker_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """What the worker sees of the environment: where mailbot is and the locale, none of the
+    passwords and keys the daemon holds."""
+    kept = {name: environ[name] for name in _KEPT if name in environ}
+    package_root = str(Path(__file__).resolve().parent.parent)
+    paths = [package_root, environ.get("PYTHONPATH", "")]
+    return {**kept, "PYTHONPATH": os.pathsep.join(path for path in paths if path)}
+
+
+_KEPT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "PYTHONDONTWRITEBYTECODE")
 
 
 def serve(requests: IO[bytes], answers: IO[bytes]) -> None:

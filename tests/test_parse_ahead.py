@@ -16,7 +16,7 @@ import pytest
 from mailbot.app import run_pass
 from mailbot.mailbox import FetchedMessage
 from mailbot.parse import parse_message
-from mailbot.parse_ahead import ParseAhead
+from mailbot.parse_ahead import ParseAhead, worker_environment
 from tests.conftest import AppFactory
 from tests.fakes import MemoryMailboxes
 from tests.test_pipeline import at, request, rows
@@ -122,3 +122,23 @@ def test_a_pass_that_stops_early_leaves_the_worker_in_step(ahead: ParseAhead) ->
     assert [mail.subject for _, mail in later if mail is not None] == [
         f"B {n}" for n in range(5, 10)
     ]
+
+
+def test_the_worker_sees_none_of_the_daemons_secrets() -> None:
+    environ = {
+        "PATH": "/usr/bin",
+        "LANG": "C.UTF-8",
+        "MAILBOT_SIGNING_KEY": "secret-key-0123456789",
+        "MAILBOT_IMAP_PASSWORD": "hunter2",
+        "MAILBOT_DATABASE_URL": "postgresql+psycopg://mailbot:pw@db/mailbot",
+        "PYTHONPATH": "/opt/extra",
+    }
+
+    seen = worker_environment(environ)
+
+    assert seen["PATH"] == "/usr/bin" and seen["LANG"] == "C.UTF-8"
+    assert not any(
+        "secret" in value or "pw@" in value or "hunter2" in value for value in seen.values()
+    )
+    assert set(seen) == {"PATH", "LANG", "PYTHONPATH"}
+    assert seen["PYTHONPATH"].endswith(":/opt/extra")
