@@ -138,20 +138,6 @@ def claim_rows(
 
 
 def record(
-    app: App,
-    row: OutboxRow,
-    now: datetime,
-    result: SendResult,
-    policy: SendPolicy,
-    *,
-    retry_in: timedelta | None = None,
-) -> str:
-    """Write the outcome of one attempt in its own transaction (see `record_on`)."""
-    with app.engine.begin() as connection:
-        return record_on(connection, app, row, now, result, policy, retry_in=retry_in)
-
-
-def record_on(
     connection: Connection,
     app: App,
     row: OutboxRow,
@@ -161,9 +147,9 @@ def record_on(
     *,
     retry_in: timedelta | None = None,
 ) -> str:
-    """Write the outcome of one attempt on `connection`; returns the row's new state
-    ("lease_lost" when another worker took the row meanwhile). A temporary failure is tried
-    again after `retry_in`, else after the row's growing backoff."""
+    """Write the outcome of one attempt on `connection` (the caller's transaction); returns the
+    row's new state ("lease_lost" when another worker took the row meanwhile). A temporary
+    failure is tried again after `retry_in`, else after the row's growing backoff."""
     attempts = row.attempts + 1
     values: dict[str, object] = {"attempts": attempts}
     error = result.error[:2000]
@@ -290,15 +276,17 @@ class _Lanes:
             connection = self._connection = self._connection or self.app.engine.connect()
             with connection.begin():
                 states = [
-                    record_on(connection, self.app, row, self.now, result, self.policy)
+                    record(connection, self.app, row, self.now, result, self.policy)
                     for row, result, _ in ready
                 ]
         except Exception as exc:  # raised again in each lane that waits for it
             for _, _, done in ready:
-                done.set_exception(exc)
+                if not done.done():  # a lane cancelled (the flush interrupted) waits no more
+                    done.set_exception(exc)
             return
         for (_, _, done), state in zip(ready, states, strict=True):
-            done.set_result(state)
+            if not done.done():
+                done.set_result(state)
 
 
 def lanes_of(rows: Sequence[OutboxRow], count: int) -> list[list[OutboxRow]]:
@@ -359,7 +347,7 @@ def _retry_all(
     result = SendResult("retry", error)
     with app.engine.begin() as connection:
         for row in pending:
-            state = record_on(connection, app, row, now, result, policy, retry_in=RELAY_DOWN_RETRY)
+            state = record(connection, app, row, now, result, policy, retry_in=RELAY_DOWN_RETRY)
             tally.count(state)
 
 
