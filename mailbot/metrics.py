@@ -84,6 +84,12 @@ class Metrics:
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
             registry=r,
         )
+        self.parse_worker_failures = Counter(
+            "mailbot_parse_worker_failures",
+            "Times the parsing worker failed (killed, could not start): the pass parsed inline",
+            registry=r,
+        )
+        self._parse_worker_failures_seen = 0
         self.server_up = Gauge(
             "mailbot_server_up",
             "1 when the server was reached recently (or its IDLE connection is alive)",
@@ -116,6 +122,12 @@ class Metrics:
                 self.deferred.labels(purpose).inc(n)
         for seconds_one in report.outbox.send_seconds:
             self.send_seconds.observe(seconds_one)
+
+    def count_parse_worker(self, failures: int) -> None:
+        """`failures`: the parsing worker's failures since the process started."""
+        if failures > self._parse_worker_failures_seen:
+            self.parse_worker_failures.inc(failures - self._parse_worker_failures_seen)
+            self._parse_worker_failures_seen = failures
 
     def show(self, observation: Observation, now: datetime, window: timedelta) -> None:
         """Set the gauges from what the daemon sees now."""

@@ -68,6 +68,7 @@ class Monitor:
         elif full and self.watched:
             self.probe_smtp()
         self.metrics.count_pass(report, seconds)
+        self.metrics.count_parse_worker(app.parse_ahead.failures)
         if report.ok and full:
             observed.pass_ok(app.clock.now())
         if not self.watched:

@@ -63,6 +63,11 @@ class ParseAhead:
         self._failures = 0
 
     @property
+    def failures(self) -> int:
+        """How many times the worker failed since the process started (a metric)."""
+        return self._failures
+
+    @property
     def pid(self) -> int | None:
         """The worker's process id, while it runs."""
         return self._worker.pid if self._worker is not None else None

@@ -31,6 +31,27 @@ def stored_count(database: Path) -> int:
         return 0  # the schema is not there yet
 
 
+def children_of(pid: int) -> list[int]:
+    """The processes `pid` started that still run (the parsing worker)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and f"\nPPid:\t{pid}\n" in _status(entry.name):
+            found.append(int(entry.name))
+    return found
+
+
+def _status(pid: str) -> str:
+    try:
+        return (Path("/proc") / pid / "status").read_text()
+    except OSError:  # gone meanwhile
+        return ""
+
+
+def ended(pid: int) -> bool:
+    status = _status(str(pid))
+    return not status or "\nState:\tZ" in status  # a zombie has ended
+
+
 @pytest.mark.parametrize(
     ("fetch_batch", "kill_after"),
     [(20, 25), (100, 1)],
@@ -67,6 +88,7 @@ def test_sigkill_in_the_middle_of_a_pass_loses_nothing_and_sends_nothing_twice(
     ]
     environ = subprocess_environ(settings)
     kills = 0
+    workers: list[int] = []
     for _attempt in range(40):
         before = stored_count(data / "mailbot.db")
         process = subprocess.Popen(
@@ -79,6 +101,7 @@ def test_sigkill_in_the_middle_of_a_pass_loses_nothing_and_sends_nothing_twice(
             # Kill during ingestion only: a kill between the SMTP server's 250 and our commit
             # is the one window where a resend (same Message-ID) is possible; see README.
             if before + kill_after <= count < REQUESTS:
+                workers += children_of(process.pid)
                 os.kill(process.pid, signal.SIGKILL)
                 kills += 1
                 break
@@ -89,6 +112,12 @@ def test_sigkill_in_the_middle_of_a_pass_loses_nothing_and_sends_nothing_twice(
         raise AssertionError("mailbot never completed a pass")
 
     assert kills >= 2, "the test must interrupt the pass mid-batch at least twice"
+    if fetch_batch > 20:  # batches of several chunks: the parsing worker was at work
+        assert workers, "the parsing worker was never seen"
+    deadline = time.monotonic() + 10
+    while not all(ended(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert all(ended(pid) for pid in workers), "a parsing worker outlived its killed mailbot"
     assert stored_count(data / "mailbot.db") == REQUESTS
     assert sandbox.fetch_all(INFO) == []
     acks = [parsed(raw) for raw in sandbox.fetch_all(CITIZEN)]

@@ -208,6 +208,7 @@ def test_metrics_parse_and_count_a_known_pass(
     assert value("mailbot_send_duration_seconds_count") == report.outbox.sent + 1
     assert value("mailbot_server_up", server="smtp") == 1
     assert value("mailbot_server_up", server="imap:renseignements") == 1
+    assert value("mailbot_parse_worker_failures_total") == 0
     assert value("mailbot_last_successful_pass_timestamp_seconds") == clock.instant.timestamp()
     text = monitor.metrics_text().decode()
     for personal in (CITIZEN, UNKNOWN, "Demande", "Tremblay"):

@@ -15,8 +15,10 @@ import pytest
 
 from mailbot.app import run_pass
 from mailbot.mailbox import FetchedMessage
+from mailbot.metrics import Metrics
 from mailbot.parse import parse_message
 from mailbot.parse_ahead import ParseAhead, worker_environment
+from mailbot.settings import Settings
 from tests.conftest import AppFactory
 from tests.fakes import MemoryMailboxes
 from tests.test_pipeline import at, request, rows
@@ -88,6 +90,16 @@ def test_a_worker_killed_mid_batch_leaves_the_rest_to_inline_parsing(
     assert len(first) + sum(len(chunk) for chunk in rest) == 40
     assert all(mail is None for _, mail in rest[-1])  # parsed inline by the pass
     assert "the parsing worker failed" in caplog.text
+    assert ahead.failures == 1
+
+
+def test_the_workers_failures_are_counted_once_each(base_settings: Settings) -> None:
+    metrics = Metrics(base_settings)
+
+    for failures_so_far in (0, 1, 1, 3):
+        metrics.count_parse_worker(failures_so_far)
+
+    assert b"mailbot_parse_worker_failures_total 3.0" in metrics.exposition()
 
 
 def test_a_backlog_is_stored_once_whether_parsed_ahead_or_inline(
