@@ -24,6 +24,7 @@ import logging
 import os
 import pickle
 import signal
+import site
 import subprocess
 import sys
 from collections.abc import Generator, Mapping, Sequence
@@ -175,8 +176,12 @@ def worker_environment(environ: Mapping[str, str]) -> dict[str, str]:
     passwords and keys the daemon holds."""
     kept = {name: environ[name] for name in _KEPT if name in environ}
     package_root = str(Path(__file__).resolve().parent.parent)
-    paths = [package_root, environ.get("PYTHONPATH", "")]
-    return {**kept, "PYTHONPATH": os.pathsep.join(path for path in paths if path)}
+    # Installed, mailbot is on the interpreter's own path already; from a source checkout
+    # its folder goes first (never site-packages itself, which would come before the stdlib).
+    installed = package_root in {str(Path(path).resolve()) for path in site.getsitepackages()}
+    paths = ["" if installed else package_root, environ.get("PYTHONPATH", "")]
+    joined = os.pathsep.join(path for path in paths if path)
+    return {**kept, "PYTHONPATH": joined} if joined else kept
 
 
 _KEPT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "PYTHONDONTWRITEBYTECODE")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+import mailbot
 from mailbot.app import run_pass
 from mailbot.mailbox import FetchedMessage
 from mailbot.metrics import Metrics
@@ -149,6 +150,7 @@ def test_the_worker_sees_none_of_the_daemons_secrets() -> None:
     seen = worker_environment(environ)
 
     assert seen["PATH"] == "/usr/bin" and seen["LANG"] == "C.UTF-8"
+    assert seen["PYTHONPATH"].split(":")[0] == str(Path(mailbot.__file__).parent.parent)
     assert not any(
         "secret" in value or "pw@" in value or "hunter2" in value for value in seen.values()
     )
