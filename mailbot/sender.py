@@ -6,14 +6,16 @@ loop. `SmtpSender` does it with aiosmtplib over one connection per session; test
 in-memory one.
 
 Outcomes: ``sent`` only after the server's 2xx at the end of DATA; ``retry`` for a 4xx, a
-connection error or a timeout (also after the final dot: the retry keeps the Message-ID);
-``failed`` for a permanent refusal (5xx); ``held`` when the relay cannot carry the message at
-all (an internationalised address without SMTPUTF8): a person must answer another way.
+connection error or a timeout (also after the final dot: the retry keeps the Message-ID), and
+for a 5xx that says the sending account is over its quota (`over_quota`); ``failed`` for any
+other permanent refusal (5xx); ``held`` when the relay cannot carry the message at all (an
+internationalised address without SMTPUTF8): a person must answer another way.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -113,6 +115,27 @@ async def connect_smtp(smtp: aiosmtplib.SMTP, login: Login | None, now: datetime
     await login_smtp(smtp, login, now)
 
 
+# Refusals coded as permanent that are about the sending account, not the message or its
+# recipient: the relay takes the message again once the quota's window has passed, so it is
+# retried with the row's backoff (until `outbox_max_attempts_hours`), never failed for good.
+# Hosted relays answer so after a busy day: Exchange Online past its daily recipient limit
+# ("554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException"), Google
+# Workspace past its daily sending limit ("550 5.4.5 Daily user sending limit exceeded").
+# X.4.5 is "mail system congestion" (RFC 3463): a passing state, whatever the first digit.
+_CONGESTION = re.compile(r"\s*[45]\.4\.5\b")  # the enhanced code opens the text
+_QUOTA_WORDS = re.compile(r"SubmissionQuotaExceeded", re.IGNORECASE)
+
+
+def over_quota(text: str) -> bool:
+    """Whether a relay's refusal (its text after the reply code) says the sending account is
+    over its quota for now."""
+    return _CONGESTION.match(text) is not None or _QUOTA_WORDS.search(text) is not None
+
+
+def _permanent(code: int, text: str) -> bool:
+    return code >= 500 and not over_quota(text)
+
+
 async def _send(
     smtp: aiosmtplib.SMTP, envelope_from: str, recipient: str, raw: bytes
 ) -> SendResult:
@@ -127,7 +150,8 @@ async def _send(
     except aiosmtplib.SMTPRecipientsRefused as exc:
         return _refusal(exc.recipients)
     except aiosmtplib.SMTPResponseException as exc:
-        return SendResult("failed" if exc.code >= 500 else "retry", f"{exc.code} {exc.message}")
+        permanent = _permanent(exc.code, exc.message)
+        return SendResult("failed" if permanent else "retry", f"{exc.code} {exc.message}")
     except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
         return SendResult("retry", f"{type(exc).__name__}: {exc}")
     return SendResult("sent") if not errors else _refusal(errors)
@@ -136,10 +160,18 @@ async def _send(
 def _refusal(recipients: object) -> SendResult:
     if isinstance(recipients, dict):
         items = [(str(k), v) for k, v in recipients.items()]
-        codes = [getattr(v, "code", 0) or (v[0] if isinstance(v, tuple) else 0) for _, v in items]
+        answers = [_code_and_text(v) for _, v in items]
         text = "; ".join(f"{k}: {v}" for k, v in items)
     else:
-        codes = [getattr(item, "code", 0) for item in recipients]  # type: ignore[attr-defined]
+        answers = [_code_and_text(item) for item in recipients]  # type: ignore[attr-defined]
         text = "; ".join(str(item) for item in recipients)  # type: ignore[attr-defined]
-    permanent = bool(codes) and all(int(code) >= 500 for code in codes)
+    permanent = bool(answers) and all(_permanent(code, said) for code, said in answers)
     return SendResult("failed" if permanent else "retry", f"recipient refused: {text}")
+
+
+def _code_and_text(answer: object) -> tuple[int, str]:
+    """A refused recipient's reply code and text: an SMTPRecipientRefused, or the (code,
+    text) pair of sendmail's result."""
+    if isinstance(answer, tuple) and answer:
+        return int(answer[0] or 0), str(answer[1]) if len(answer) > 1 else ""
+    return int(getattr(answer, "code", 0) or 0), str(getattr(answer, "message", ""))
