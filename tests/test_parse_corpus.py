@@ -88,6 +88,15 @@ def test_raw_latin1_headers_and_body_without_charset_are_decoded() -> None:
     assert "\ufffd" not in mail.text
 
 
+@pytest.mark.parametrize("wire", ["utf-8", "cp1252"])
+def test_encoded_words_beside_raw_8bit_text_keep_every_accent(wire: str) -> None:
+    header = "Subject: Réponse =?utf-8?q?d=C3=A9j=C3=A0?= =?utf-8?q?_re=C3=A7ue?=, merci à vous"
+
+    mail = parse_message(f"{header}\r\nFrom: <a@example.org>\r\n\r\nx\r\n".encode(wire))
+
+    assert mail.subject == "Réponse déjà reçue, merci à vous"
+
+
 def test_unknown_charset_decodes_with_replacement() -> None:
     mail = parse("malformed_unknown_charset.eml")
     assert mail.subject.startswith("Demande d'information sur les s")
