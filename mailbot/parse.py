@@ -175,31 +175,20 @@ def _raw_header(message: Message, name: str) -> str | None:
     return None
 
 
-# An RFC 2047 encoded word: =?charset?encoding?text?=
-_ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
+# A run of RFC 2047 encoded words (=?charset?encoding?text?=) with only spaces between them.
+_WORD = r"=\?[\x21-\x3e\x40-\x7e]+\?[bBqQ]\?[\x21-\x3e\x40-\x7e]*\?="
+_ENCODED_RUN = re.compile(rf"{_WORD}(?:[ \t]+{_WORD})*")
 
 
 def _decoded(raw: str) -> str:
     """RFC 2047 decoding that never raises: unknown charsets decode with replacement.
 
     Text that was raw 8-bit on the wire is already decoded (`_header_str`); when encoded words
-    sit beside it, each word is decoded alone and the text around it kept as it is (the
-    standard library would read that text as ASCII and lose its accents). Whitespace between
-    two encoded words is dropped (RFC 2047 §6.2)."""
+    sit beside it, each run of encoded words is decoded alone and the text around it kept as
+    it is (the standard library would read that text as ASCII and lose its accents)."""
     if raw.isascii():
         return _decoded_ascii(raw)
-    parts: list[str] = []
-    end = 0
-    for word in _ENCODED_WORD.finditer(raw):
-        between = raw[end : word.start()]
-        if not (end and not between.strip()):  # not the space between two encoded words
-            parts.append(between)
-        parts.append(word.group())
-        end = word.end()
-    parts.append(raw[end:])
-    return "".join(
-        _decoded_ascii(part) if _ENCODED_WORD.fullmatch(part) else part for part in parts
-    )
+    return _ENCODED_RUN.sub(lambda run: _decoded_ascii(run.group()), raw)
 
 
 def _decoded_ascii(raw: str) -> str:

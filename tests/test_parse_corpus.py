@@ -97,6 +97,14 @@ def test_encoded_words_beside_raw_8bit_text_keep_every_accent(wire: str) -> None
     assert mail.subject == "Réponse déjà reçue, merci à vous"
 
 
+def test_a_character_split_across_encoded_words_beside_raw_text_is_whole() -> None:
+    header = "Subject: Voilà =?utf-8?q?d=C3?= =?utf-8?q?=A9j=C3=A0?= fin"
+
+    mail = parse_message(f"{header}\r\nFrom: <a@example.org>\r\n\r\nx\r\n".encode())
+
+    assert mail.subject == "Voilà déjà fin"
+
+
 def test_unknown_charset_decodes_with_replacement() -> None:
     mail = parse("malformed_unknown_charset.eml")
     assert mail.subject.startswith("Demande d'information sur les s")
