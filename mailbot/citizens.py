@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Connection
 
-from mailbot import clocks, outgoing
+from mailbot import clocks, completeness, outgoing
 from mailbot.context import App
 from mailbot.db import outbox as outbox_rows
 from mailbot.db import service
@@ -186,9 +186,20 @@ def follow_up(
     *,
     reopen: bool,
 ) -> None:
-    """The requester wrote again: end a hold, reopen when `reopen` (decided by
+    """The requester wrote again: complete a request declared incomplete (its arrival is the
+    complete request's receipt), or end a hold; reopen when `reopen` (decided by
     `tickets.decide`), and forward the message to whoever works the ticket."""
-    hold_ended = clocks.end_hold(
+    completed = completeness.complete(
+        connection,
+        app,
+        ticket,
+        arrival.received_at,
+        now,
+        actor=ticket.requester,
+        inbound_id=arrival.inbound_id,
+        how="the requester's message completed the request",
+    )
+    hold_ended = completed or clocks.end_hold(
         connection,
         app,
         ticket,
@@ -220,7 +231,13 @@ def follow_up(
         arrival,
         now,
         template="forward",
-        values={"reopened": reopen, "hold_ended": hold_ended, "due_date": current.due_date},
+        values={
+            "reopened": reopen,
+            "hold_ended": hold_ended,
+            "completed": completed,
+            "complete_day": app.calendar.receipt_day(arrival.received_at),
+            "due_date": current.due_date,
+        },
         purpose="forward",
         dedupe=f"forward:{arrival.inbound_id}",
         event="follow_up_forwarded",

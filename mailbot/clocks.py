@@ -9,6 +9,7 @@ on the caller's connection, inside the transaction of whatever changed the ticke
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 
 from sqlalchemy.engine import Connection
@@ -52,17 +53,55 @@ def receipt_deadlines(
     received_at: datetime,
     holds: Sequence[Hold],
     as_of: datetime,
+    *,
+    completeness: Completeness | None = None,
 ) -> dict[str, Deadline]:
     """The deadline of each commitment of `category` whose clock starts at receipt, moved by
-    `holds` as known at `as_of`. Result clocks start later, at a date staff give."""
+    `holds` (the `attente` pauses) as known at `as_of`. A commitment counted from the complete
+    request starts instead at the last completion when the request was declared incomplete,
+    and an open `incomplet` pauses it. Result clocks start later, at a date staff give."""
+    state = completeness or Completeness()
     deadlines = {}
     for commitment_id in commitments_for(settings, category):
         commitment = settings.commitment(commitment_id)
-        if commitment.starts_at == "receipt":
-            deadlines[commitment.id] = calendar.deadline_with_holds(
-                received_at, commitment.business_days, holds, as_of
-            )
+        if commitment.starts_at != "receipt":
+            continue
+        start, pauses = received_at, holds
+        if commitment.from_complete_request:
+            start = state.completed_at or received_at
+            pauses = (*holds, *state.open_spell)
+        deadlines[commitment.id] = calendar.deadline_with_holds(
+            start, commitment.business_days, pauses, as_of
+        )
     return deadlines
+
+
+@dataclass(frozen=True, slots=True)
+class Completeness:
+    """What the `incomplet` history means for the clocks: the instant the request was last
+    completed (None: never declared incomplete, or not completed yet), and the declaration
+    still open, if any (a pause until the request is complete)."""
+
+    completed_at: datetime | None = None
+    open_spell: tuple[Hold, ...] = ()
+
+
+def completeness_of(spells: Sequence[Hold]) -> Completeness:
+    """From the ticket's `incomplet` declarations (holds of kind "incomplete")."""
+    ended = [spell.end for spell in spells if spell.end is not None]
+    return Completeness(
+        completed_at=max(ended) if ended else None,
+        open_spell=tuple(spell for spell in spells if spell.end is None),
+    )
+
+
+def restarting(settings: Settings, category: str) -> tuple[str, ...]:
+    """The commitments of `category` counted from the complete request."""
+    return tuple(
+        c
+        for c in commitments_for(settings, category)
+        if settings.commitment(c).from_complete_request
+    )
 
 
 def reply_due_date(settings: Settings, deadlines: Mapping[str, Deadline]) -> date | None:
@@ -134,6 +173,7 @@ def recompute(connection: Connection, app: App, ticket_id: int, now: datetime) -
         ticket.received_at,
         rows.holds_of(connection, ticket.id),
         now,
+        completeness=completeness_of(rows.holds_of(connection, ticket.id, rows.INCOMPLETE)),
     )
     for commitment_id, deadline in deadlines.items():
         row = existing.get(commitment_id)

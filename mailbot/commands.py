@@ -13,7 +13,7 @@ from datetime import date, datetime
 
 from sqlalchemy.engine import Connection
 
-from mailbot import citizens, clocks, retention
+from mailbot import citizens, clocks, completeness, retention
 from mailbot.context import App
 from mailbot.db import access
 from mailbot.db import retention as retention_rows
@@ -33,7 +33,7 @@ class Refusal:
 
     line: str
     # unknown_category | not_staff | own_mailbox | outside_complaints | no_result_clock |
-    # hold_from_cli | not_hold_owner
+    # hold_from_cli | not_hold_owner | not_incomplete
     code: str
     argument: str = ""
     command: str = ""
@@ -89,6 +89,17 @@ def _release_refusal(
     return Refusal(command.line, "not_hold_owner", command=command.name.value)
 
 
+def _completeness_refusal(
+    connection: Connection, ticket: TicketRow, command: Command
+) -> Refusal | None:
+    """`complet` completes a request declared incomplete and not completed yet."""
+    if command.name is not CommandName.COMPLETE:
+        return None
+    if completeness.is_incomplete(connection, ticket.id):
+        return None
+    return Refusal(command.line, "not_incomplete", command=command.name.value)
+
+
 def apply_in_order(
     connection: Connection,
     app: App,
@@ -101,8 +112,10 @@ def apply_in_order(
     """Check and apply each command against the ticket as the previous ones left it."""
     for command in commands:
         current = ticket_rows.ticket_by_id(connection, ticket.id) or ticket
-        refusal = refusal_of(app, current, command) or _release_refusal(
-            connection, app, current, command, sender
+        refusal = (
+            refusal_of(app, current, command)
+            or _release_refusal(connection, app, current, command, sender)
+            or _completeness_refusal(connection, current, command)
         )
         if refusal is not None:
             raise Refused(refusal)
@@ -122,6 +135,9 @@ def _apply(
     name = command.name
     if name is CommandName.NOTE:
         return  # recorded by the caller with the message's text
+    if name in (CommandName.INCOMPLETE, CommandName.COMPLETE):
+        _apply_completeness(connection, app, ticket, command, sender, inbound_id, now)
+        return
     if name is CommandName.CLOSE:
         ticket_rows.set_ticket_fields(
             connection, ticket.id, now, status=TicketStatus.CLOSED.value, closed_at=now
@@ -165,4 +181,50 @@ def _apply(
         command.line,
         actor=sender,
         inbound_id=inbound_id,
+    )
+
+
+def _apply_completeness(
+    connection: Connection,
+    app: App,
+    ticket: TicketRow,
+    command: Command,
+    sender: str,
+    inbound_id: int,
+    now: datetime,
+) -> None:
+    """`incomplet : MOTIF` and `complet`: the clocks counted from the complete request wait,
+    then start again (mailbot/completeness.py)."""
+    if command.name is CommandName.INCOMPLETE:
+        completeness.declare_incomplete(
+            connection, app, ticket, command.argument, sender, inbound_id, now
+        )
+        ticket_rows.add_event(
+            connection,
+            ticket.id,
+            now,
+            "command_incomplete",
+            command.line,
+            actor=sender,
+            inbound_id=inbound_id,
+        )
+        return
+    ticket_rows.add_event(
+        connection,
+        ticket.id,
+        now,
+        "command_complete",
+        command.line,
+        actor=sender,
+        inbound_id=inbound_id,
+    )
+    completeness.complete(
+        connection,
+        app,
+        ticket,
+        now,
+        now,
+        actor=sender,
+        inbound_id=inbound_id,
+        how="staff said complete (the missing piece came another way)",
     )

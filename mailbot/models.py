@@ -97,7 +97,10 @@ class TicketDeadline(SQLModel, table=True):
 
 
 class TicketHold(SQLModel, table=True):
-    """A pause of the clock while the ministry waits on the citizen."""
+    """The ministry waits on the citizen: a pause of the clock (kind "wait", `attente`), or a
+    request declared incomplete (kind "incomplete", `incomplet`): then `ended_at` is when it
+    was completed (the citizen's message arriving, or staff saying `complet`), and the clocks
+    that count from the complete request start again from that instant's receipt day."""
 
     __tablename__ = "ticket_hold"
 
@@ -108,6 +111,7 @@ class TicketHold(SQLModel, table=True):
     reason: str = Field(default="", max_length=2000)
     started_by: str = Field(default="", max_length=320)
     ended_by: str = Field(default="", max_length=320)
+    kind: str = Field(default="wait", max_length=16)  # wait | incomplete
 
 
 class InboundMessage(SQLModel, table=True):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import email
 import email.policy
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from email.message import EmailMessage
 from typing import Any
 
@@ -191,6 +191,65 @@ def relay(
         kind, detail = f"{purpose}_queued", f"{len(text)} characters, {attached} bytes attached"
     ticket_rows.add_event(
         connection, ticket.id, now, kind, detail, actor=author, inbound_id=inbound_id, outbox_id=row
+    )
+
+
+def complete_file_acknowledgement(
+    connection: Connection,
+    app: App,
+    ticket: TicketRow,
+    complete_day: date,
+    *,
+    inbound_id: int | None,
+    now: datetime,
+) -> None:
+    """The acknowledgement of a complete file ("dossier complet reçu") in a programme queue,
+    threaded under the citizen's messages: the acknowledgement the programme commitments
+    measure (sent as an "acknowledgement", so its acceptance meets them)."""
+    settings = app.settings
+    queue = settings.queue_for(ticket.category, ticket.mailbox)
+    english = settings.language.english_policy == "detected_english" and ticket.language == "en"
+    rendered = app.renderer.render(
+        "complete_file",
+        {
+            "ticket": ticket,
+            "org": settings.organisation,
+            "mailbox": queue,
+            "complete_day": complete_day,
+            "english": english or ticket.english_allowed,
+        },
+    )
+    citizen_ids, our_ids = citizen_thread(connection, ticket.id)
+    new_id = message_id(app, ticket.ref)
+    message = _to_citizen(
+        app,
+        ticket,
+        rendered,
+        sender=queue,
+        message_id=new_id,
+        thread=(*our_ids, *citizen_ids),
+        auto_submitted="auto-replied",
+        now=now,
+    )
+    row = outbox_rows.queue_message(
+        connection,
+        ticket_id=ticket.id,
+        purpose="acknowledgement",
+        dedupe_key=f"complete:{ticket.ref}:{complete_day.isoformat()}:{inbound_id}",
+        message_id=new_id,
+        envelope_from=settings.smtp.bounce_address,
+        recipient=ticket.requester,
+        raw=message,
+        now=now,
+    )
+    ticket_rows.add_event(
+        connection,
+        ticket.id,
+        now,
+        "complete_file_acknowledgement_queued",
+        new_id,
+        inbound_id=inbound_id,
+        outbox_id=row,
     )
 
 

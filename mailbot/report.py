@@ -114,6 +114,7 @@ def build_report(
         queue=request.queue,
         as_of=as_of,
         excluded_statuses=EXCLUDED_STATUSES,
+        restarting=tuple(c.id for c in settings.commitments if c.from_complete_request),
     )
     configured = [mailbox.name for mailbox in settings.mailboxes]
     with db.snapshot(engine) as connection:
@@ -129,7 +130,18 @@ def build_report(
         delays: list[db.DelayRow] = []
         if firsts and lasts:
             delays = db.delay_rows(connection, cases, calendar, min(firsts), max(lasts))
-        listing = _cases(db.case_rows(connection, cases), calendar) if request.details else []
+        listing = []
+        if request.details:
+            spells: dict[str, list[tuple[datetime, datetime | None]]] = defaultdict(list)
+            for spell in db.incomplete_rows(connection, cases):
+                completed = spell.completed_at
+                spells[spell.ref].append(
+                    (
+                        spell.declared_at.astimezone(calendar.zone),
+                        completed.astimezone(calendar.zone) if completed else None,
+                    )
+                )
+            listing = _cases(db.case_rows(connection, cases), calendar, spells)
     return Report(
         request=request,
         as_of=as_of,
@@ -206,8 +218,13 @@ class _BusinessDays:
         return max(0, self._known[key] - days_on_hold)
 
 
-def _cases(rows: Iterable[db.CaseRow], calendar: BusinessCalendar) -> list[Case]:
-    """The listing: each case with its delay in business days when it was answered."""
+def _cases(
+    rows: Iterable[db.CaseRow],
+    calendar: BusinessCalendar,
+    spells: Mapping[str, list[tuple[datetime, datetime | None]]],
+) -> list[Case]:
+    """The listing: each case with its delay in business days when it was answered, its
+    first receipt and each time its request was declared incomplete and completed."""
     days = _BusinessDays(calendar)
     cases = []
     for row in rows:
@@ -226,6 +243,8 @@ def _cases(rows: Iterable[db.CaseRow], calendar: BusinessCalendar) -> list[Case]
                 delay_days=delay,
                 days_on_hold=row.days_on_hold,
                 status=row.status,
+                first_receipt=row.first_receipt,
+                incomplete=tuple(spells.get(row.ref, ())),
             )
         )
     return cases

@@ -12,6 +12,7 @@ import csv
 import io
 import json
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,22 @@ def _case_json(case: Case) -> dict[str, Any]:
         "delay_days": case.delay_days,
         "days_on_hold": case.days_on_hold,
         "status": case.status,
+        "first_receipt": case.first_receipt.isoformat() if case.first_receipt else None,
+        "incomplete": _spells(case),
     }
+
+
+def _spells(case: Case) -> str:
+    """Each time the request was declared incomplete and completed, office time:
+    "2025-12-04 09:02 > 2025-12-12 17:05" (">" then nothing while it still waits)."""
+    return "; ".join(
+        f"{_minute(declared)} > {_minute(completed) if completed else ''}".rstrip()
+        for declared, completed in case.incomplete
+    )
+
+
+def _minute(instant: datetime) -> str:
+    return instant.strftime("%Y-%m-%d %H:%M %z")
 
 
 def report_json(report: Report) -> dict[str, Any]:
@@ -144,6 +160,8 @@ CASE_COLUMNS = (
     "delay_days",
     "days_on_hold",
     "status",
+    "first_receipt",
+    "incomplete",
 )
 
 
@@ -267,6 +285,8 @@ def _render_table(report: Report) -> str:
                 _cell(c.delay_days) or "-",
                 str(c.days_on_hold),
                 c.status,
+                c.first_receipt.isoformat() if c.first_receipt else "-",
+                _spells(c) or "-",
             )
             for c in report.cases
         ]
@@ -281,6 +301,8 @@ def _render_table(report: Report) -> str:
             "delay",
             "days on hold",
             "status",
+            "first receipt",
+            "incomplete > completed",
         )
         lines.extend(_columns(case_header, case_rows, numeric=(7, 8)) if case_rows else ["(none)"])
     return "\n".join(lines) + "\n"

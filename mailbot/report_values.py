@@ -88,6 +88,11 @@ class Case:
     delay_days: int | None
     days_on_hold: int
     status: str
+    # The request's first receipt day, and each time it was declared incomplete and completed
+    # (office instants; completed None while it waits): `clock_start` is counted from the last
+    # completion for the commitments counted from the complete request.
+    first_receipt: date | None = None
+    incomplete: tuple[tuple[datetime, datetime | None], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

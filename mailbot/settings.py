@@ -192,6 +192,9 @@ class CommitmentSettings(_Frozen):
     # What starts the clock: receipt of the request, or a date staff give (interview, committee).
     starts_at: Literal["receipt", "staff_date"] = "receipt"
     kind: Literal["acknowledgement", "reply", "result"] = "reply"
+    # Counted "from the complete request": when staff declare the request incomplete, this
+    # clock starts again from the receipt day of what completes it (docs/complete-request.md).
+    from_complete_request: bool = False
 
 
 DEFAULT_COMMITMENTS: tuple[CommitmentSettings, ...] = (
@@ -207,12 +210,14 @@ DEFAULT_COMMITMENTS: tuple[CommitmentSettings, ...] = (
         label="Réponse à une demande de renseignements",
         business_days=10,
         target=0.90,
+        from_complete_request=True,
     ),
     CommitmentSettings(
         id="complaint_reply",
         label="Réponse à une plainte",
         business_days=15,
         target=0.85,
+        from_complete_request=True,
     ),
     CommitmentSettings(
         id="internship_ack",
@@ -220,6 +225,7 @@ DEFAULT_COMMITMENTS: tuple[CommitmentSettings, ...] = (
         business_days=2,
         target=0.95,
         kind="acknowledgement",
+        from_complete_request=True,
     ),
     CommitmentSettings(
         id="internship_result",
@@ -235,6 +241,7 @@ DEFAULT_COMMITMENTS: tuple[CommitmentSettings, ...] = (
         business_days=2,
         target=0.95,
         kind="acknowledgement",
+        from_complete_request=True,
     ),
     CommitmentSettings(
         id="cooperation_result",

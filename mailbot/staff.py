@@ -9,7 +9,7 @@ Accidental commands: a line with a '#' or '/' prefix, or whose command word is f
 Without either, a command word counts only when it stands alone on its line or is followed
 by an argument of the command's own shape (a date, one address, one category word); so
 "Note that the office is closed" or "Attente de votre réponse" stay prose. Commands whose
-argument is free text (attente, anglais, note) need the ':' or the prefix to take one.
+argument is free text (attente, incomplet, anglais, note) need the ':' or the prefix to take one.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ class CommandName(StrEnum):
     COMMITTEE = "committee"  # comite|comité DATE | committee DATE
     LEGAL_HOLD = "legal_hold"  # conservation légale REASON | legal hold REASON
     LEGAL_RELEASE = "legal_release"  # fin conservation légale | end legal hold
+    INCOMPLETE = "incomplete"  # incomplet REASON | incomplete REASON  (REASON goes to the citizen)
+    COMPLETE = "complete"  # complet | complete  (the missing piece came another way)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,9 +66,9 @@ class StaffMessage:
 
 
 class ArgumentKind(Enum):
-    NONE = "none"  # fermer
+    NONE = "none"  # fermer, complet
     OPTIONAL_TEXT = "optional_text"  # note
-    TEXT = "text"  # attente, anglais
+    TEXT = "text"  # attente, incomplet, anglais
     ADDRESS = "address"  # assigner
     CATEGORY = "category"  # catégorie
     DATE = "date"  # entrevue, comité
@@ -107,6 +109,8 @@ COMMANDS: tuple[CommandSpec, ...] = (
             ("release", "legal", "hold"),
         ),
     ),
+    CommandSpec(CommandName.INCOMPLETE, ("incomplet", "incomplete"), ArgumentKind.TEXT),
+    CommandSpec(CommandName.COMPLETE, ("complet", "complete"), ArgumentKind.NONE),
 )
 _SPEC_BY_WORD = {word: spec for spec in COMMANDS for word in spec.words}
 # Longest phrases first, so "fin conservation légale" is not read as something shorter.

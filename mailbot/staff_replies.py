@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from mailbot import citizens, commands, outgoing
+from mailbot import citizens, commands, completeness, outgoing
 from mailbot.authresults import check_authentication
 from mailbot.context import App
 from mailbot.db import access
@@ -134,6 +134,12 @@ def _act(
     nothing: a refused command, a doubtful cut or a relay that cannot be built undoes the
     rest (the savepoint), and the sender is told."""
     text_for_citizen, hold = text_for_citizen_of(parsed)
+    incomplete = next((c for c in parsed.commands if c.name is CommandName.INCOMPLETE), None)
+    if incomplete is not None:  # what is missing, worded for the citizen, then the rest
+        text_for_citizen = completeness.citizen_text(
+            app, ticket, incomplete.argument, text_for_citizen
+        )
+    purpose = "incomplete_request" if incomplete else "hold_request" if hold else "reply"
 
     def tell(template: str, values: dict[str, object], event: str, detail: str) -> None:
         """Answer the sender with `template` and log `event` on the ticket."""
@@ -171,7 +177,7 @@ def _act(
                     author=sender,
                     inbound_id=inbound_id,
                     staff_message_id=reply_message_id,
-                    purpose="hold_request" if hold else "reply",
+                    purpose=purpose,
                     now=now,
                 )
                 access.record(connection, now, sender, "relay", ticket.ref)

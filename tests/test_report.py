@@ -573,6 +573,8 @@ def test_json_with_details_has_the_cases(
         "delay_days": 0,
         "days_on_hold": 0,
         "status": "answered",
+        "first_receipt": "2025-11-03",
+        "incomplete": "",
     }
     # Reports show references, dates and status, never what citizens wrote.
     assert "Texte confidentiel" not in json.dumps(data)
@@ -617,7 +619,8 @@ def test_csv_with_details_lists_the_cases(
     text = render_report(report, "csv", TEMPLATES)
     rows = list(csv.DictReader(io.StringIO(text)))
     assert text.splitlines()[0] == (
-        "ref,commitment,queue,clock_start,due_date,met_at,outcome,delay_days,days_on_hold,status"
+        "ref,commitment,queue,clock_start,due_date,met_at,outcome,delay_days,days_on_hold,status,"
+        "first_receipt,incomplete"
     )
     assert {(r["ref"], r["commitment"]): r["outcome"] for r in rows} == {
         key: outcome for key, (outcome, _) in EXPECTED_CASES.items()
@@ -634,6 +637,8 @@ def test_csv_with_details_lists_the_cases(
         "delay_days": "",
         "days_on_hold": "0",
         "status": "closed",
+        "first_receipt": closed["first_receipt"],
+        "incomplete": "",
     }
 
 
@@ -659,7 +664,7 @@ def test_table(engine: Engine, settings: Settings, calendar: BusinessCalendar) -
     assert "cases (26)" in text
     assert re.search(
         r"^MRI-2025-00002\s+info_reply\s+renseignements\s+2025-12-22\s+2026-01-13"
-        r"\s+2026-01-13 23:59\s+met\s+10\s+0\s+answered$",
+        r"\s+2026-01-13 23:59\s+met\s+10\s+0\s+answered\s+\d{4}-\d\d-\d\d\s+-$",
         text,
         re.MULTILINE,
     )

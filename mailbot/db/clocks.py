@@ -1,4 +1,5 @@
-"""The clock rows of tickets: one deadline per commitment, and the holds that pause them."""
+"""The clock rows of tickets: one deadline per commitment, and the holds that pause them (kind
+"wait") or that say the request is incomplete (kind "incomplete")."""
 
 from __future__ import annotations
 
@@ -88,13 +89,70 @@ _MEET = (
 )
 
 
-def holds_of(connection: Connection, ticket_id: int) -> list[Hold]:
+WAIT = "wait"
+INCOMPLETE = "incomplete"
+
+
+def holds_of(connection: Connection, ticket_id: int, kind: str = WAIT) -> list[Hold]:
+    """The ticket's holds of one kind (`attente` pauses by default)."""
     return [
         Hold(start=row.started_at, end=row.ended_at)
         for row in connection.execute(
-            sa.select(HOLD.c.started_at, HOLD.c.ended_at).where(HOLD.c.ticket_id == ticket_id)
+            sa.select(HOLD.c.started_at, HOLD.c.ended_at)
+            .where(HOLD.c.ticket_id == ticket_id)
+            .where(HOLD.c.kind == kind)
         )
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class IncompleteSpell:
+    """One time the request was declared incomplete, and when and by whom it was completed."""
+
+    declared_at: datetime
+    reason: str
+    declared_by: str
+    completed_at: datetime | None
+    completed_by: str
+
+
+def incomplete_spells(connection: Connection, ticket_id: int) -> list[IncompleteSpell]:
+    """Each time the request was declared incomplete, oldest first."""
+    return [
+        IncompleteSpell(row.started_at, row.reason, row.started_by, row.ended_at, row.ended_by)
+        for row in connection.execute(
+            sa.select(
+                HOLD.c.started_at,
+                HOLD.c.reason,
+                HOLD.c.started_by,
+                HOLD.c.ended_at,
+                HOLD.c.ended_by,
+            )
+            .where(HOLD.c.ticket_id == ticket_id)
+            .where(HOLD.c.kind == INCOMPLETE)
+            .order_by(HOLD.c.started_at, HOLD.c.id)
+        )
+    ]
+
+
+def open_hold_kind(connection: Connection, ticket_id: int) -> str | None:
+    """The kind of the ticket's open hold ("wait" or "incomplete"), None when none is open."""
+    value: str | None = connection.execute(
+        sa.select(HOLD.c.kind).where(HOLD.c.ticket_id == ticket_id).where(HOLD.c.ended_at.is_(None))
+    ).scalar()
+    return value
+
+
+def reopen_deadlines(connection: Connection, ticket_id: int, commitments: Iterable[str]) -> None:
+    """Forget that these commitments were met: their clock starts again (complete request)."""
+    wanted = list(commitments)
+    if wanted:
+        connection.execute(
+            sa.update(DEADLINE)
+            .where(DEADLINE.c.ticket_id == ticket_id)
+            .where(DEADLINE.c.commitment.in_(wanted))
+            .values(met_at=None)
+        )
 
 
 def open_hold_start(connection: Connection, ticket_id: int) -> datetime | None:
@@ -107,7 +165,12 @@ def open_hold_start(connection: Connection, ticket_id: int) -> datetime | None:
 
 
 def open_hold(
-    connection: Connection, ticket_id: int, at: datetime, reason: str, actor: str
+    connection: Connection,
+    ticket_id: int,
+    at: datetime,
+    reason: str,
+    actor: str,
+    kind: str = WAIT,
 ) -> None:
     """Start a hold unless one is already open."""
     if open_hold_start(connection, ticket_id) is None:
@@ -118,6 +181,7 @@ def open_hold(
                 reason=reason[:2000],
                 started_by=actor,
                 ended_by="",
+                kind=kind,
             )
         )
 

@@ -33,6 +33,9 @@ class CaseFilter:
     queue: str | None
     as_of: datetime
     excluded_statuses: tuple[str, ...] = ()
+    # The commitments counted from the complete request: an open `incomplet` pauses only them
+    # (an `attente` pauses every clock of the ticket).
+    restarting: tuple[str, ...] = ()
 
 
 class CountRow(NamedTuple):
@@ -74,6 +77,15 @@ class CaseRow(NamedTuple):
     outcome: str  # met | late | open_late | pending
     days_on_hold: int
     status: str
+    first_receipt: date
+
+
+class IncompleteRow(NamedTuple):
+    """One time a listed ticket was declared incomplete, and when it was completed."""
+
+    ref: str
+    declared_at: datetime
+    completed_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +127,7 @@ def _scope(cases: CaseFilter) -> _Scope:
         .where(hold.c.started_at <= as_of)
         .where(hold.c.started_at < deadline.c.due_at)
         .where(sa.or_(hold.c.ended_at.is_(None), hold.c.ended_at > as_of))
+        .where(sa.or_(hold.c.kind != "incomplete", deadline.c.commitment.in_(cases.restarting)))
     )
     is_open_late = sa.and_(sa.not_(is_answered), deadline.c.due_at <= as_of, sa.not_(is_paused))
     outcome = sa.case(
@@ -265,6 +278,7 @@ def case_rows(connection: Connection, cases: CaseFilter) -> Iterator[CaseRow]:
             scope.outcome.label("outcome"),
             deadline.c.days_on_hold,
             ticket.c.status,
+            ticket.c.receipt_date,
         )
         .select_from(scope.source)
         .where(*scope.where)
@@ -281,7 +295,24 @@ def case_rows(connection: Connection, cases: CaseFilter) -> Iterator[CaseRow]:
             outcome=row.outcome,
             days_on_hold=row.days_on_hold,
             status=row.status,
+            first_receipt=row.receipt_date,
         )
+
+
+def incomplete_rows(connection: Connection, cases: CaseFilter) -> Iterator[IncompleteRow]:
+    """Each `incomplet` declaration of the tickets that have a case, by ticket and time."""
+    ticket, deadline, hold = _tables()
+    scope = _scope(cases)
+    listed = sa.select(deadline.c.ticket_id).select_from(scope.source).where(*scope.where)
+    query = (
+        sa.select(ticket.c.ref, hold.c.started_at, hold.c.ended_at)
+        .select_from(hold.join(ticket, ticket.c.id == hold.c.ticket_id))
+        .where(hold.c.kind == "incomplete")
+        .where(hold.c.ticket_id.in_(listed))
+        .order_by(ticket.c.ref, hold.c.started_at, hold.c.id)
+    )
+    for row in connection.execute(query):
+        yield IncompleteRow(row.ref, row.started_at, row.ended_at)
 
 
 def office_date_sql(
