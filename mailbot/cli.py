@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 from zoneinfo import ZoneInfo
 
 from mailbot import __version__
@@ -489,10 +489,7 @@ def _show(app: App, args: argparse.Namespace) -> int:
     elif data["raw_destroyed_at"] is not None:
         print(f"{'raw destroyed:':<17}{office_minute(data['raw_destroyed_at'], zone)}")
     print(f"(times are office time, {zone.key})")
-    print("deadlines:")
-    for d in data["deadlines"]:
-        met = office_minute(d["met_at"], zone) if d["met_at"] else "not yet"
-        print(f"  {d['commitment']:<20} due {d['due_date']}  met: {met}")
+    _show_clocks(data, zone)
     print("messages:")
     for m in data["messages"]:
         print(
@@ -503,6 +500,31 @@ def _show(app: App, args: argparse.Namespace) -> int:
     for e in data["events"]:
         print(f"  {office_minute(e['at'], zone)} {e['kind']} by {e['actor']}: {e['detail']}")
     return EXIT_OK
+
+
+def _show_clocks(data: dict[str, Any], zone: ZoneInfo) -> None:
+    """The deadlines with the day each clock counts from, then the waits: each `attente`, and
+    each time the request was declared incomplete and completed (first receipt: receipt_date)."""
+    from mailbot.views import office_minute
+
+    print("deadlines:")
+    for d in data["deadlines"]:
+        met = office_minute(d["met_at"], zone) if d["met_at"] else "not yet"
+        print(f"  {d['commitment']:<20} from {d['clock_start']}  due {d['due_date']}  met: {met}")
+    if data["holds"]:
+        print("waits:")
+    for h in data["holds"]:
+        what = "incomplete" if h["kind"] == "incomplete" else "on hold"
+        ended = "completed" if h["kind"] == "incomplete" else "ended"
+        until = (
+            f"{ended} {office_minute(h['ended_at'], zone)} by {h['ended_by']}"
+            if h["ended_at"]
+            else f"not {ended} yet"
+        )
+        print(
+            f"  {what} since {office_minute(h['started_at'], zone)} by {h['started_by']}: "
+            f"{h['reason']} ({until})"
+        )
 
 
 def _report(app: App, args: argparse.Namespace) -> int:

@@ -143,6 +143,7 @@ def _ticket_json(found: RequesterTicket) -> dict[str, Any]:
                 "started_at": _instant(h.started_at),
                 "ended_at": _instant(h.ended_at),
                 "reason": h.reason,
+                "kind": h.kind,
             }
             for h in found.holds
         ],

@@ -59,6 +59,19 @@ def deadline_json(deadline: Mapping[Any, Any]) -> dict[str, Any]:
     }
 
 
+def hold_json(hold: Mapping[Any, Any]) -> dict[str, Any]:
+    """An `attente` (kind "wait") or an `incomplet` (kind "incomplete": `ended_at` is when the
+    request was completed, `ended_by` who completed it)."""
+    return {
+        "kind": hold["kind"],
+        "started_at": instant(hold["started_at"]),
+        "started_by": hold["started_by"],
+        "reason": hold["reason"],
+        "ended_at": instant(hold["ended_at"]),
+        "ended_by": hold["ended_by"],
+    }
+
+
 def message_json(message: Mapping[Any, Any]) -> dict[str, Any]:
     return {
         "id": message["id"],
@@ -95,6 +108,7 @@ def ticket_detail_json(
         "raw_destroyed_at": instant(ticket["raw_destroyed_at"]),
         "anonymised_at": instant(ticket["anonymised_at"]),
         "deadlines": [deadline_json(d) for d in history["deadlines"]],
+        "holds": [hold_json(h) for h in history.get("holds", ())],
         "messages": [message_json(m) for m in history["messages"]],
         "events": [event_json(e) for e in history["events"]],
     }

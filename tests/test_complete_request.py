@@ -8,18 +8,22 @@ days: the `holidays` package's Quebec statutory days plus the public-service day
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from typing import Any
 
 import holidays
 import pytest
 from sqlmodel import col, select
 
 from mailbot.app import run_pass
+from mailbot.cli import _show_clocks
 from mailbot.context import App
+from mailbot.db.tickets import ticket_history, ticket_record
 from mailbot.models import AccessEntry, TicketEvent, TicketHold
 from mailbot.report import ReportRequest, build_report
 from mailbot.sandbox import Sandbox
 from mailbot.settings import Settings
-from mailbot.store import session_scope
+from mailbot.store import reading, session_scope
+from mailbot.views import ticket_detail_json
 from tests.conftest import AppFactory
 from tests.test_spine import CITIZEN, INFO, citizen_request, office, parsed, text_of
 from tests.test_staff_commands import deadlines, with_programmes
@@ -139,7 +143,20 @@ def trail(app: App) -> list[str]:
         return list(session.exec(select(AccessEntry.action).order_by(col(AccessEntry.id))).all())
 
 
-def test_the_issue_example_is_due_on_6_january_2026(sandbox: Sandbox, make_app: AppFactory) -> None:
+def shown(app: App, capsys: pytest.CaptureFixture[str]) -> tuple[dict[str, Any], str]:
+    """What `mailbot show` gives for the ticket: its JSON, and the clocks part of its text."""
+    with reading(app.engine) as connection:
+        record = ticket_record(connection, "MRI-2025-00001")
+        assert record is not None
+        data = ticket_detail_json(record, ticket_history(connection, record["id"]))
+    capsys.readouterr()
+    _show_clocks(data, app.settings.organisation.zone)
+    return data, capsys.readouterr().out
+
+
+def test_the_issue_example_is_due_on_6_january_2026(
+    sandbox: Sandbox, make_app: AppFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Received Mon 1 Dec 2025 10:00; incomplete on Thursday; completed Fri 12 Dec 17:05."""
     _app, notice = request_on(sandbox, make_app, "2025-12-01T10:00")
     app = staff_says(sandbox, make_app, notice, f"incomplet : {MISSING}", "2025-12-04T09:00")
@@ -168,6 +185,16 @@ def test_the_issue_example_is_due_on_6_january_2026(sandbox: Sandbox, make_app: 
     assert "request_completed" in event_kinds(app)
     forwarded = text_of(parsed(sandbox.fetch_all(AGENT)[-1]))
     assert "ce message la complète" in forwarded and "6 janvier 2026" in forwarded
+
+    data, text = shown(app, capsys)
+    assert data["receipt_date"] == "2025-12-01"  # the first receipt
+    [wait] = data["holds"]
+    assert (wait["kind"], wait["reason"], wait["ended_by"]) == ("incomplete", MISSING, CITIZEN)
+    assert wait["ended_at"] == "2025-12-12T22:05:00+00:00"
+    assert "info_reply           from 2025-12-15  due 2026-01-06" in text
+    assert "ack                  from 2025-12-01" in text
+    assert "incomplete since 2025-12-04 09:02 by agent.info@mri.gouv.qc.ca" in text
+    assert f"(completed 2025-12-12 17:05 by {CITIZEN})" in text
 
 
 def test_a_completion_on_a_holiday_counts_from_the_next_business_day(
@@ -252,11 +279,11 @@ def test_attente_still_pauses(sandbox: Sandbox, make_app: AppFactory) -> None:
     staff_says(sandbox, make_app, notice, "attente : votre numéro de dossier", "2025-11-05T09:00")
     app = citizen_writes(sandbox, make_app, "C'est le 1234.", "2025-11-10T09:00")
 
-    # Paused Wed 5 to Mon 10 (5, 6, 7 business days moved... by the calendar's hold rule):
-    # the clock still counts from the first receipt, moved later by the days on hold.
+    # A pause: the clock still counts from the first receipt, its due date moved later by the
+    # business days on hold (not restarted from the citizen's answer).
     start, due, _met = deadlines(app)["info_reply"]
     assert start == date(2025, 11, 3)
-    assert due > independent_due(date(2025, 11, 3), 10)
+    assert independent_due(date(2025, 11, 3), 10) < due < independent_due(date(2025, 11, 10), 10)
     [hold] = holds(app)
     assert hold.kind == "wait"
     assert "request_completed" not in event_kinds(app)
@@ -340,3 +367,23 @@ def test_the_report_counts_from_the_complete_request(
     with session_scope(app.engine) as session:
         kinds = session.exec(select(TicketEvent.kind)).all()
     assert "command_incomplete" in kinds and "request_completed" in kinds
+
+
+def test_a_request_still_incomplete_is_pending_not_late(
+    sandbox: Sandbox, make_app: AppFactory
+) -> None:
+    """Its clock has not started: past the first receipt's due date it is not late."""
+    _app, notice = request_on(sandbox, make_app, "2025-11-03T10:00")
+    app = staff_says(sandbox, make_app, notice, f"incomplet : {MISSING}", "2025-11-04T09:00")
+
+    report = build_report(
+        app.engine,
+        app.settings,
+        app.calendar,
+        ReportRequest(since=date(2025, 11, 1), until=date(2025, 12, 31), details=True),
+        as_of=office("2025-12-01T12:00"),
+    )
+    outcomes = {c.commitment: c.outcome for c in report.cases}
+    assert outcomes == {"ack": "met", "info_reply": "pending"}
+    [case] = [c for c in report.cases if c.commitment == "info_reply"]
+    assert case.incomplete == ((office("2025-11-04T09:02"), None),)

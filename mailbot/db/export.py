@@ -49,6 +49,7 @@ class HoldRow(NamedTuple):
     started_at: datetime
     ended_at: datetime | None
     reason: str
+    kind: str  # wait (attente) | incomplete (incomplet: ended_at is when it was completed)
 
 
 class ReceivedRow(NamedTuple):

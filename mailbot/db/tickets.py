@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from mailbot.models import COUNTER, DEADLINE, EVENT, INBOUND, TICKET
+from mailbot.models import COUNTER, DEADLINE, EVENT, HOLD, INBOUND, TICKET
 from mailbot.states import TicketStatus
 
 
@@ -221,13 +221,19 @@ def ticket_record(connection: Connection, ref: str) -> sa.RowMapping | None:
 
 
 def ticket_history(connection: Connection, ticket_id: int) -> dict[str, list[sa.RowMapping]]:
-    """A ticket's deadlines, inbound messages (without their bytes) and events, in order."""
+    """A ticket's deadlines, holds (`attente` and `incomplet`), inbound messages (without their
+    bytes) and events, in order."""
 
     inbound = [c for c in INBOUND.c if c.name != "raw"]
     return {
         "deadlines": list(
             connection.execute(
                 sa.select(DEADLINE).where(DEADLINE.c.ticket_id == ticket_id).order_by(DEADLINE.c.id)
+            ).mappings()
+        ),
+        "holds": list(
+            connection.execute(
+                sa.select(HOLD).where(HOLD.c.ticket_id == ticket_id).order_by(HOLD.c.id)
             ).mappings()
         ),
         "messages": list(
