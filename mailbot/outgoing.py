@@ -246,7 +246,7 @@ def complete_file_acknowledgement(
         connection,
         ticket.id,
         now,
-        "complete_file_acknowledgement_queued",
+        "complete_file_ack_queued",
         new_id,
         inbound_id=inbound_id,
         outbox_id=row,

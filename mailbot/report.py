@@ -41,6 +41,11 @@ These make the published figures defensible; ``docs/report-rules.md`` says the s
 * **Holds.** The clock is paused while the ministry waits on the citizen; the pause is already
   in the row's ``due_date``/``due_at`` and ``days_on_hold`` (business days the deadline moved).
   The report shows the total of ``days_on_hold`` and how many cases had one.
+* **Incomplete requests.** The commitments counted from the complete request start again from
+  the receipt day of what completed it: that day is their ``clock_start`` (period, deadline,
+  delay). While the request is still incomplete (an open hold of kind ``incomplete``) those
+  cases are pending; it does not pause the others. ``--details`` shows the first receipt and
+  each declaration and completion.
 * **Reclassified complaints** count under the commitments their ticket ended with (the
   deadline rows present), in the queue the message arrived in, from the original clock start
   (a category change keeps the receipt day).

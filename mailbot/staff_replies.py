@@ -134,11 +134,10 @@ def _act(
     nothing: a refused command, a doubtful cut or a relay that cannot be built undoes the
     rest (the savepoint), and the sender is told."""
     text_for_citizen, hold = text_for_citizen_of(parsed)
+    staff_text = text_for_citizen
     incomplete = next((c for c in parsed.commands if c.name is CommandName.INCOMPLETE), None)
     if incomplete is not None:  # what is missing, worded for the citizen, then the rest
-        text_for_citizen = completeness.citizen_text(
-            app, ticket, incomplete.argument, text_for_citizen
-        )
+        text_for_citizen = completeness.citizen_text(app, ticket, incomplete.argument, staff_text)
     purpose = "incomplete_request" if incomplete else "hold_request" if hold else "reply"
 
     def tell(template: str, values: dict[str, object], event: str, detail: str) -> None:
@@ -157,6 +156,11 @@ def _act(
             )
             if text_for_citizen and not certain:
                 raise _NeedsConfirmation
+            current = ticket_rows.ticket_by_id(connection, ticket.id) or ticket
+            if incomplete is not None:  # worded for the ticket as the commands left it
+                text_for_citizen = completeness.citizen_text(
+                    app, current, incomplete.argument, staff_text
+                )
             if CommandName.NOTE in {command.name for command in parsed.commands}:
                 ticket_rows.add_event(
                     connection,
@@ -171,7 +175,7 @@ def _act(
                 outgoing.relay(
                     connection,
                     app,
-                    ticket_rows.ticket_by_id(connection, ticket.id) or ticket,
+                    current,
                     text_for_citizen,
                     raw=raw,
                     author=sender,

@@ -387,3 +387,25 @@ def test_a_request_still_incomplete_is_pending_not_late(
     assert outcomes == {"ack": "met", "info_reply": "pending"}
     [case] = [c for c in report.cases if c.commitment == "info_reply"]
     assert case.incomplete == ((office("2025-11-04T09:02"), None),)
+
+
+def test_the_reason_reaches_the_citizen_in_french_then_english_threaded(
+    sandbox: Sandbox, make_app: AppFactory
+) -> None:
+    _app, notice = request_on(sandbox, make_app, "2025-11-03T10:00")
+    app = staff_says(
+        sandbox,
+        make_app,
+        notice,
+        "anglais : correspondant hors Québec\r\nincomplete: your transcript\r\n\r\nSophie Lavoie",
+        "2025-11-04T09:00",
+    )
+
+    [asked] = [parsed(raw) for raw in citizen_replies(sandbox)]
+    text = text_of(asked)
+    french = text.index("il nous manque")
+    english = text.index("we still need")
+    assert french < text.index("your transcript") < english
+    assert text.index("Sophie Lavoie") < english
+    assert asked["In-Reply-To"] == "<req-1@example.org>"
+    assert ticket_row(app).status == "on_hold"

@@ -241,7 +241,11 @@ def citizen_thread(connection: Connection, ticket_id: int) -> tuple[list[str], l
         for row in connection.execute(
             sa.select(OUTBOX.c.message_id)
             .where(OUTBOX.c.ticket_id == ticket_id)
-            .where(OUTBOX.c.purpose.in_(("acknowledgement", "reply", "hold_request")))
+            .where(
+                OUTBOX.c.purpose.in_(
+                    ("acknowledgement", "reply", "hold_request", "incomplete_request")
+                )
+            )
             .order_by(OUTBOX.c.id)
         )
     ]
