@@ -7,6 +7,8 @@ days: the `holidays` package's Quebec statutory days plus the public-service day
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -19,17 +21,18 @@ from mailbot.cli import _show_clocks
 from mailbot.context import App
 from mailbot.db.tickets import ticket_history, ticket_record
 from mailbot.models import AccessEntry, TicketEvent, TicketHold
-from mailbot.report import ReportRequest, build_report
+from mailbot.report import ReportRequest, build_report, render_report
 from mailbot.sandbox import Sandbox
 from mailbot.settings import Settings
 from mailbot.store import reading, session_scope
 from mailbot.views import ticket_detail_json
-from tests.conftest import AppFactory
+from tests.conftest import REPO, AppFactory
 from tests.test_spine import CITIZEN, INFO, citizen_request, office, parsed, text_of
 from tests.test_staff_commands import deadlines, with_programmes
 from tests.test_staff_server import AGENT, citizen_replies, event_kinds, staff_reply, ticket_row
 
 MISSING = "il manque votre attestation d'études"
+TEMPLATES = REPO / "templates"
 
 
 def public_service_days_off(year: int) -> set[date]:
@@ -364,6 +367,15 @@ def test_the_report_counts_from_the_complete_request(
     assert (case.clock_start, case.delay_days, case.outcome) == (date(2025, 11, 7), 8, "met")
     assert case.first_receipt == date(2025, 11, 3)
     assert case.incomplete == ((office("2025-11-05T09:02"), office("2025-11-07T10:00")),)
+    rows = list(csv.DictReader(io.StringIO(render_report(report, "csv", TEMPLATES))))
+    [row] = [r for r in rows if r["commitment"] == "info_reply"]
+    assert (row["first_receipt"], row["clock_start"], row["delay_days"]) == (
+        "2025-11-03",
+        "2025-11-07",
+        "8",
+    )
+    assert row["incomplete"] == "2025-11-05 09:02 -0500 > 2025-11-07 10:00 -0500"
+    assert "Première réception" in render_report(report, "html", TEMPLATES)
     with session_scope(app.engine) as session:
         kinds = session.exec(select(TicketEvent.kind)).all()
     assert "command_incomplete" in kinds and "request_completed" in kinds
@@ -409,3 +421,27 @@ def test_the_reason_reaches_the_citizen_in_french_then_english_threaded(
     assert text.index("Sophie Lavoie") < english
     assert asked["In-Reply-To"] == "<req-1@example.org>"
     assert ticket_row(app).status == "on_hold"
+
+
+def test_incomplete_during_an_attente_ends_the_pause_and_attente_after_completion_pauses(
+    sandbox: Sandbox, make_app: AppFactory
+) -> None:
+    _app, notice = request_on(sandbox, make_app, "2025-11-03T10:00")
+    staff_says(sandbox, make_app, notice, "attente : une précision", "2025-11-04T09:00")
+    staff_says(sandbox, make_app, notice, f"incomplet : {MISSING}", "2025-11-05T09:00", number=2)
+    citizen_writes(sandbox, make_app, "Voici.", "2025-11-07T10:00")
+    app = staff_says(
+        sandbox, make_app, notice, "attente : votre choix de date", "2025-11-10T09:00", number=3
+    )
+
+    app = citizen_writes(sandbox, make_app, "Le 20.", "2025-11-14T10:00", number=3)
+
+    wait, spell, later = holds(app)
+    assert (wait.kind, wait.ended_at, wait.ended_by) == ("wait", office("2025-11-05T09:02"), AGENT)
+    assert (spell.kind, spell.ended_at) == ("incomplete", office("2025-11-07T10:00"))
+    assert (later.kind, later.ended_at) == ("wait", office("2025-11-14T10:00"))
+    # Restarted from Fri 7 Nov (the answer to the later attente is no completion), and moved
+    # later by the days that attente paused it.
+    start, due, _met = deadlines(app)["info_reply"]
+    assert start == date(2025, 11, 7)
+    assert independent_due(date(2025, 11, 7), 10) < due < independent_due(date(2025, 11, 14), 10)

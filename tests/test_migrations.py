@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config as AlembicConfig
 from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
 
 import mailbot.models  # noqa: F401  (registers the tables)
-from mailbot.store import make_engine, migrate, schema_revision
+from mailbot.store import MIGRATIONS, make_engine, migrate, schema_revision
 
 
 def test_migrations_match_the_models(tmp_path: Path) -> None:
@@ -22,3 +25,34 @@ def test_migrations_match_the_models(tmp_path: Path) -> None:
 
     assert differences == []
     assert schema_revision(engine) is not None
+
+
+def test_holds_of_tickets_already_open_stay_pauses(tmp_path: Path) -> None:
+    """0004_complete_request: a hold written before it (an `attente`) becomes kind "wait"."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0003")
+        connection.execute(
+            sa.text(
+                "INSERT INTO ticket (id, ref, mailbox, category, status, requester,"
+                " requester_name, language, subject, received_at, receipt_date, english_allowed,"
+                " created_at, updated_at) VALUES (1, 'MRI-2025-00001', 'renseignements',"
+                " 'information', 'on_hold', 'a@example.org', '', 'fr', '',"
+                " '2025-11-03 15:00:00', '2025-11-03', 0, '2025-11-03 15:00:00',"
+                " '2025-11-03 15:00:00')"
+            )
+        )
+        connection.execute(
+            sa.text(
+                "INSERT INTO ticket_hold (ticket_id, started_at, reason, started_by, ended_by)"
+                " VALUES (1, '2025-11-04 14:00:00', 'formulaire', 'agent@x.org', '')"
+            )
+        )
+    migrate(engine)
+
+    with engine.connect() as connection:
+        kinds = connection.execute(sa.text("SELECT kind, reason FROM ticket_hold")).all()
+    assert [tuple(row) for row in kinds] == [("wait", "formulaire")]
