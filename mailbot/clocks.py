@@ -1,5 +1,5 @@
-"""The service-standard clocks of tickets: commitments, deadlines, holds, result clocks, and
-meeting a deadline when an answer leaves.
+"""The service-standard clocks of tickets: commitments, deadlines, holds, result clocks, the
+restart from the complete request, and meeting a deadline when an answer leaves.
 
 Which commitments a category has, when each clock starts and when it is due are decided here
 (the counting itself is `BusinessCalendar`'s); the rows are written through `mailbot.db.clocks`
@@ -159,9 +159,10 @@ def open_ticket(connection: Connection, app: App, new: NewTicket, now: datetime)
 
 
 def recompute(connection: Connection, app: App, ticket_id: int, now: datetime) -> None:
-    """Recompute every receipt-started deadline of a ticket from its original receipt time,
-    its current category and its holds; deadlines already met keep their row, and those of
-    commitments the category no longer has go."""
+    """Recompute every receipt-started deadline of a ticket from its original receipt time
+    (or, for the commitments counted from the complete request, the instant it was last
+    completed), its current category and its holds; deadlines already met keep their row, and
+    those of commitments the category no longer has go."""
     settings = app.settings
     ticket = ticket_rows.ticket_by_id(connection, ticket_id)
     assert ticket is not None

@@ -29,8 +29,8 @@ from mailbot.states import TicketStatus
 
 log = logging.getLogger(__name__)
 
-# The categories whose complete file gets its own acknowledgement ("dossier complet reçu"):
-# those whose acknowledgement commitment counts from the complete file.
+# A category whose commitment of this kind counts from the complete file (the programme
+# queues) gets its own acknowledgement of the complete file ("dossier complet reçu").
 PROGRAMME_ACK_KIND = "acknowledgement"
 
 
