@@ -197,7 +197,7 @@ def expected_counts(cases: list[History], as_of: datetime) -> dict[str, dict[str
     return counts
 
 
-@hypothesis_settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@hypothesis_settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenario=scenarios())
 def test_the_digest_and_the_report_count_the_same_outcomes(
     engine: Engine, scenario: tuple[list[History], datetime]
