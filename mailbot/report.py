@@ -240,6 +240,18 @@ def _assemble(
     counts: Iterable[db.CountRow],
     delays: Iterable[db.DelayRow],
 ) -> tuple[CommitmentReport, ...]:
+    """The report's lines from the grouped rows (pure): one per commitment, with its queues.
+
+    1. Add up the counts (`db.CountRow`, one per commitment, queue and month of the clock
+       start, outcomes already decided by the one rule) into a tally per commitment, per
+       commitment and queue, and per commitment and month (the trend).
+    2. Turn each delay row's (clock start, reply date) into business days once, less the days
+       on hold, and add its cases to the histograms behind the median and 90th percentile.
+    3. List the commitments: every configured one in the report's scope (all of them, or the
+       queue's), even without a case, then those found only in the data; each with its total
+       line, a line per queue, the target verdict (`compliance.meets`, exact) and the months
+       of the period.
+    """
     totals: dict[str, _Tally] = defaultdict(_Tally)
     per_queue: dict[tuple[str, str], _Tally] = defaultdict(_Tally)
     months: dict[tuple[str, date], list[int]] = defaultdict(lambda: [0, 0, 0])
