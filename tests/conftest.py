@@ -7,6 +7,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
@@ -50,6 +51,13 @@ def database_url(tmp_path: Path) -> Iterator[str]:
     if not admin_url:
         yield f"sqlite:///{tmp_path / 'data' / 'mailbot.db'}"
         return
+    with postgres_database(admin_url) as url:
+        yield url
+
+
+@contextmanager
+def postgres_database(admin_url: str) -> Iterator[str]:
+    """A fresh PostgreSQL database made with the admin URL; dropped afterwards."""
     import sqlalchemy as sa
 
     name = f"mailbot_test_{uuid.uuid4().hex[:12]}"

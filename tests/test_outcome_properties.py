@@ -8,13 +8,15 @@ due instant itself, a reply or a hold boundary. For the same cases and the same 
 supervisors' digest (`mailbot.db.jobs.month_compliance`) and the compliance report
 (`mailbot.report.build_report`) must count the same met, late, open and late, and pending
 cases, and each case's outcome in the report's listing must be the one `deadline_outcome`
-gives. A real SQLite database in a temporary folder, one schema for every example (the rows
-are replaced each time).
+gives. A real SQLite database in a temporary folder (PostgreSQL with
+MAILBOT_TEST_POSTGRES_URL set), one schema for every example (the rows are replaced each time).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -33,6 +35,7 @@ from mailbot.models import DEADLINE, HOLD, TICKET
 from mailbot.report import ReportRequest, build_report
 from mailbot.settings import Settings, load_settings
 from mailbot.store import make_engine, migrate
+from tests.conftest import postgres_database
 
 REPO = Path(__file__).resolve().parent.parent
 QUEUE = "renseignements"
@@ -114,11 +117,17 @@ def scenarios(draw: st.DrawFn) -> tuple[list[History], datetime]:
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    folder = tmp_path_factory.mktemp("outcomes")
-    built = make_engine(f"sqlite:///{folder / 'mailbot.db'}")
-    migrate(built)
-    yield built
-    built.dispose()
+    """SQLite in a temporary folder; PostgreSQL with MAILBOT_TEST_POSTGRES_URL set."""
+    with ExitStack() as stack:
+        admin_url = os.environ.get("MAILBOT_TEST_POSTGRES_URL")
+        if admin_url:
+            url = stack.enter_context(postgres_database(admin_url))
+        else:
+            url = f"sqlite:///{tmp_path_factory.mktemp('outcomes') / 'mailbot.db'}"
+        built = make_engine(url)
+        migrate(built)
+        yield built
+        built.dispose()
 
 
 def store(engine: Engine, cases: list[History]) -> None:
