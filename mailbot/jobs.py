@@ -68,7 +68,7 @@ LATE_AFTER = timedelta(hours=1)
 @dataclass(frozen=True, slots=True)
 class OpenDeadline:
     """A commitment not met yet on a ticket that is not closed (what the jobs look at);
-    `held_since` is when the ticket's hold still open began, if one is."""
+    `held_since` is when the ticket's hold open at the instant read began, if one was."""
 
     ticket_id: int
     ref: str

@@ -29,8 +29,9 @@ from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
 from mailbot.business_calendar import BusinessCalendar, Hold, build_calendar
-from mailbot.compliance import Outcome, count_outcomes, deadline_outcome
+from mailbot.compliance import Outcome, count_outcomes, deadline_outcome, has_passed
 from mailbot.db import jobs as job_rows
+from mailbot.jobs import is_running
 from mailbot.models import DEADLINE, HOLD, TICKET
 from mailbot.report import ReportRequest, build_report
 from mailbot.settings import Settings, load_settings
@@ -223,6 +224,30 @@ def test_the_digest_and_the_report_count_the_same_outcomes(
         f"MRI-2026-{number:06d}": case.outcome(as_of).value
         for number, case in enumerate(cases, start=1)
     }
+
+
+@hypothesis_settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenario=scenarios())
+def test_reminders_and_escalations_see_the_same_outcome(
+    engine: Engine, scenario: tuple[list[History], datetime]
+) -> None:
+    """What the jobs read (`open_deadlines`) and call overdue (passed, clock running) is
+    exactly the open and late cases of tickets not closed; answered cases are not read."""
+    cases, as_of = scenario
+    store(engine, cases)
+    with engine.connect() as connection:
+        found = {
+            d.ref: d for d in job_rows.open_deadlines(connection, ["ack", "info_reply"], as_of)
+        }
+
+    for number, case in enumerate(cases, start=1):
+        ref, outcome = f"MRI-2026-{number:06d}", case.outcome(as_of)
+        if case.status == "closed" or outcome in (Outcome.MET, Outcome.LATE):
+            assert ref not in found
+            continue
+        read = found[ref]
+        is_overdue = has_passed(read.due_at, as_of) and is_running(read, as_of)
+        assert is_overdue == (outcome is Outcome.OPEN_LATE)
 
 
 @pytest.mark.parametrize(

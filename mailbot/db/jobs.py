@@ -18,15 +18,18 @@ from mailbot.states import TicketStatus
 def open_deadlines(
     connection: Connection, commitments: list[str], now: datetime
 ) -> list[OpenDeadline]:
-    """Deadlines of `commitments` not met at `now`, on tickets that are not closed.
+    """Deadlines of `commitments` not met at `now`, on tickets that are not closed, with the
+    start of the ticket's hold open at `now` (`held_since`), if any.
 
-    A reply recorded after `now` is ignored, so `--now` replays the past as it was.
+    A reply recorded, or a hold started or ended, after `now` is ignored, so `--now` replays
+    the past as it was.
     """
     if not commitments:
         return []
     held = (
         sa.select(HOLD.c.ticket_id, sa.func.min(HOLD.c.started_at).label("held_since"))
-        .where(HOLD.c.ended_at.is_(None))
+        .where(HOLD.c.started_at <= now)
+        .where(sa.or_(HOLD.c.ended_at.is_(None), HOLD.c.ended_at > now))
         .group_by(HOLD.c.ticket_id)
         .subquery()
     )
