@@ -1,4 +1,4 @@
-"""One verdict per deadline: the digest's month counts equal the report's (property, SQLite).
+"""One verdict per deadline: the digest's month counts equal the report's (property).
 
 `mailbot.compliance.deadline_outcome` is the rule; the digest and the report count in SQL with
 its translation, `mailbot.db.outcome`. Random histories of one queue's cases, all due in March
@@ -8,8 +8,9 @@ due instant itself, a reply or a hold boundary. For the same cases and the same 
 supervisors' digest (`mailbot.db.jobs.month_compliance`) and the compliance report
 (`mailbot.report.build_report`) must count the same met, late, open and late, and pending
 cases, and each case's outcome in the report's listing must be the one `deadline_outcome`
-gives. A real SQLite database in a temporary folder (PostgreSQL with
-MAILBOT_TEST_POSTGRES_URL set), one schema for every example (the rows are replaced each time).
+gives; the reminders' and escalations' reading and the metrics' overdue count must agree too.
+A real SQLite database in a temporary folder (PostgreSQL with MAILBOT_TEST_POSTGRES_URL set),
+one schema for every example (the rows are replaced each time).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from sqlalchemy.engine import Engine
 from mailbot.business_calendar import BusinessCalendar, Hold, build_calendar
 from mailbot.compliance import Outcome, count_outcomes, deadline_outcome, has_passed
 from mailbot.db import jobs as job_rows
+from mailbot.db.observe import backlog
 from mailbot.jobs import is_running
 from mailbot.models import DEADLINE, HOLD, TICKET
 from mailbot.report import ReportRequest, build_report
@@ -228,17 +230,25 @@ def test_the_digest_and_the_report_count_the_same_outcomes(
 
 @hypothesis_settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenario=scenarios())
-def test_reminders_and_escalations_see_the_same_outcome(
+def test_reminders_escalations_and_metrics_see_the_same_outcome(
     engine: Engine, scenario: tuple[list[History], datetime]
 ) -> None:
-    """What the jobs read (`open_deadlines`) and call overdue (passed, clock running) is
-    exactly the open and late cases of tickets not closed; answered cases are not read."""
+    """What the jobs read (`open_deadlines`) and call overdue (passed, clock running), and
+    what the metrics count as overdue, are exactly the open and late cases of tickets not
+    closed; answered cases are not read."""
     cases, as_of = scenario
     store(engine, cases)
     with engine.connect() as connection:
         found = {
             d.ref: d for d in job_rows.open_deadlines(connection, ["ack", "info_reply"], as_of)
         }
+        seen = backlog(connection, as_of, CALENDAR.office_date(as_of), braking=False)
+
+    overdue: dict[str, int] = {}
+    for case in cases:
+        if case.status != "closed" and case.outcome(as_of) is Outcome.OPEN_LATE:
+            overdue[case.commitment] = overdue.get(case.commitment, 0) + 1
+    assert seen.overdue == overdue
 
     for number, case in enumerate(cases, start=1):
         ref, outcome = f"MRI-2026-{number:06d}", case.outcome(as_of)
