@@ -713,8 +713,8 @@ def _category(
 
 
 def new_text(text: str) -> str:
-    """The text above the quoted history (the cut staff replies get, staff.extract_new_text);
-    the whole text when fewer than three words stand above it."""
+    """The text above the quoted history (the cut staff replies get,
+    `quotes.extract_new_text`); the whole text when fewer than three words stand above it."""
     kept = extract_new_text(text).text
     return kept if len(kept.split()) >= 3 else text
 

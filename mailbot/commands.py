@@ -109,7 +109,14 @@ def apply_in_order(
     inbound_id: int,
     now: datetime,
 ) -> None:
-    """Check and apply each command against the ticket as the previous ones left it."""
+    """Check and apply each command against the ticket as the previous ones left it.
+
+    For each command in the order written: read the ticket again (the command before may have
+    changed its category, queue or clocks), check it (`refusal_of`, then `_release_refusal`
+    for a legal hold's release), apply it (`_apply`) and record the access. The first refusal
+    raises `Refused` with the line and why; the caller (`staff_replies`) then rolls back its
+    savepoint, so no command of the message stays applied, and tells the sender.
+    """
     for command in commands:
         current = ticket_rows.ticket_by_id(connection, ticket.id) or ticket
         refusal = (
@@ -132,6 +139,15 @@ def _apply(
     inbound_id: int,
     now: datetime,
 ) -> None:
+    """Apply one checked command to the ticket, and record it in the ticket's history.
+
+    ``fermer`` closes; ``attente`` starts a hold (the clocks pause: `clocks.start_hold`);
+    ``assigner`` sets the assignee; ``anglais`` allows an English version with its legal
+    basis; ``catégorie`` reclassifies (deadlines recomputed: `citizens.reclassify`);
+    ``entrevue`` / ``comité`` start a programme's result clock on the date given; the legal
+    hold commands go to `retention.legal_hold`, which writes its own history. A note changes
+    nothing here: the caller records the message's text.
+    """
     name = command.name
     if name is CommandName.NOTE:
         return  # recorded by the caller with the message's text

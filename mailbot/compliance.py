@@ -1,4 +1,26 @@
-"""Whether a commitment's target is met: the one rule the digest and the report share (pure).
+"""Met, late, open and late or pending, and whether a target is met: the one rule (pure).
+
+The supervisors' digest, the compliance report, the reminders and the metrics all decide a
+deadline's outcome here, with `deadline_outcome`; docs/report-rules.md explains the rule for
+readers of the figures. (The report and the digest count in SQL, for speed: their SQL is
+`mailbot.db.outcome`, a clause-by-clause translation of the small rules below, which
+tests/test_outcome_properties.py checks against `deadline_outcome` over random histories.)
+
+One case, as of an instant ``as_of``:
+
+* **answered** when a reply was recorded (``met_at``) at or before ``as_of``; a reply recorded
+  later is not known yet, so a replayed report shows what was known then;
+* **met** when answered before the deadline instant ``due_at``, the end of the due day in
+  office time: a reply at 23:59:59 on the due day meets it, a reply at ``due_at`` itself (the
+  next day's midnight) is late;
+* **passed** from ``due_at`` on: at the due instant itself the due day is over, so a case still
+  unanswered is late then, exactly when any reply sent from then on would be late;
+* **paused** while a hold that began before ``due_at`` is still open at ``as_of``: the clock is
+  stopped, the deadline will move. A hold that began at or after ``due_at`` pauses nothing: the
+  deadline was already missed, and asking the citizen for something does not un-miss it.
+
+So: ``met`` (answered, on time), ``late`` (answered after the deadline), ``open_late`` (not
+answered, passed, not paused), otherwise ``pending``.
 
 A commitment's **rate** is ``met / decided``, where *decided* counts the cases whose outcome
 is known (met, late, open and late; pending cases are left out). The **target is met** when
@@ -15,8 +37,62 @@ computed rather than written (``0.1 + 0.2``) is taken as the decimal it prints a
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
 from fractions import Fraction
+
+from mailbot.business_calendar import Hold
+
+# Ticket statuses whose cases are left out of every figure, in the report and the digest alike.
+# None exists yet (withdrawn and merged requests have no status of their own); adding one here
+# is the whole change, e.g. ("withdrawn", "merged").
+EXCLUDED_STATUSES: tuple[str, ...] = ()
+
+
+class Outcome(StrEnum):
+    """What became of one deadline, as of an instant."""
+
+    MET = "met"
+    LATE = "late"
+    OPEN_LATE = "open_late"
+    PENDING = "pending"
+
+
+def is_answered(met_at: datetime | None, as_of: datetime) -> bool:
+    """A reply is recorded, and was known at `as_of`."""
+    return met_at is not None and met_at <= as_of
+
+
+def is_on_time(met_at: datetime, due_at: datetime) -> bool:
+    """A reply at `met_at` meets a deadline ending at `due_at` (any time on the due day)."""
+    return met_at < due_at
+
+
+def has_passed(due_at: datetime, as_of: datetime) -> bool:
+    """The deadline is over at `as_of`: from the due instant itself on."""
+    return due_at <= as_of
+
+
+def is_paused(due_at: datetime, holds: Iterable[Hold], as_of: datetime) -> bool:
+    """A hold open at `as_of` began before the deadline: the clock is stopped."""
+    return any(
+        hold.start <= as_of and hold.start < due_at and (hold.end is None or hold.end > as_of)
+        for hold in holds
+    )
+
+
+def deadline_outcome(
+    due_at: datetime, met_at: datetime | None, holds: Iterable[Hold], as_of: datetime
+) -> Outcome:
+    """The outcome of a deadline ending at `due_at`, met at `met_at` (or not), with the holds
+    of its ticket, as known at `as_of` (all aware instants)."""
+    if met_at is not None and is_answered(met_at, as_of):
+        return Outcome.MET if is_on_time(met_at, due_at) else Outcome.LATE
+    if has_passed(due_at, as_of) and not is_paused(due_at, holds, as_of):
+        return Outcome.OPEN_LATE
+    return Outcome.PENDING
 
 
 def exact_target(target: float | Fraction) -> Fraction:
@@ -60,3 +136,16 @@ class Outcomes:
     def meets(self, target: float | Fraction | None) -> bool | None:
         """Whether the rate reaches `target`, exactly; None without a target or a case."""
         return meets(self.met, self.decided, target)
+
+
+def count_outcomes(outcomes: Iterable[Outcome]) -> Outcomes:
+    """How many of each outcome."""
+    counts = dict.fromkeys(Outcome, 0)
+    for outcome in outcomes:
+        counts[outcome] += 1
+    return Outcomes(
+        met=counts[Outcome.MET],
+        late=counts[Outcome.LATE],
+        open_late=counts[Outcome.OPEN_LATE],
+        pending=counts[Outcome.PENDING],
+    )

@@ -20,11 +20,12 @@ from mailbot.jobs import (
     OpenDeadline,
     ReminderDue,
     commitment_of,
+    is_running,
     queue_of,
 )
 from mailbot.render import Rendered, Renderer
 from mailbot.settings import MailboxSettings, Settings
-from mailbot.states import QUIET_STATUSES
+from mailbot.states import TicketStatus
 
 # --- the digest's content (pure) --------------------------------------------------------------
 
@@ -90,8 +91,16 @@ def build_digest(
     compliance: Mapping[str, Sequence[Compliance]],
     calendar: BusinessCalendar,
     settings: Settings,
+    *,
+    now: datetime,
 ) -> Digest:
-    """The digest's sections per supervised queue: overdue, due today, due soon, on hold."""
+    """The digest's sections per supervised queue: overdue, due today, due soon, on hold.
+
+    Overdue, due today and due soon list the deadlines whose clock runs at `now`
+    (`mailbot.jobs.is_running`: not closed, not paused by a hold that began before the
+    deadline); on hold lists the tickets on hold, so a ticket put on hold after its deadline
+    passed shows in both overdue and on hold.
+    """
     today = due.day
     horizon_end = calendar.add_business_days(today, settings.reminders.digest_horizon_days)
     by_queue: dict[str, list[OpenDeadline]] = {name: [] for name in due.queues}
@@ -121,7 +130,7 @@ def build_digest(
                 ),
             )
 
-        working = [d for d in items if d.status not in QUIET_STATUSES]
+        working = [d for d in items if is_running(d, now)]
         queues.append(
             QueueDigest(
                 name=name,
@@ -138,7 +147,7 @@ def build_digest(
                     for d in working
                     if today < d.due_date <= horizon_end
                 ),
-                on_hold=tuple(line(d, 0) for d in items if d.status == "on_hold"),
+                on_hold=tuple(line(d, 0) for d in items if d.status == TicketStatus.ON_HOLD),
                 compliance=tuple(compliance.get(name, ())),
             )
         )

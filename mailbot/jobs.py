@@ -9,7 +9,9 @@ The scheduler only wakes this code up; the database decides what is due.
 Rules (office time, business days of `BusinessCalendar`):
 
 * **Watched deadlines**: `ticket_deadline` rows of a commitment of kind ``reply`` or
-  ``result``, not met, on a ticket that is neither closed nor on hold.
+  ``result``, not met, on a ticket that is not closed, whose clock is not paused: a hold still
+  open that began before the deadline pauses it; one placed after the deadline does not
+  (`mailbot.compliance`: the deadline was missed, the escalation and the digest say so).
 * **Reminders**: for each offset k of ``[reminders] offsets`` (default 3, 1, 0), the k-th
   business day before the due date (0 = the due date) at ``reminder_time``. Only the latest
   threshold whose moment has passed is due, and only until the deadline instant: after
@@ -34,9 +36,12 @@ Rules (office time, business days of `BusinessCalendar`):
   complaint's subject is complaint text, and an information request's subject often names a
   person or a situation), and these messages go to shared staff mailboxes. Nor the requester.
 * **Month's compliance** (digest): the queue's cases whose due date falls in the current
-  month, as of `now`: met (``met_at < due_at``), late, open and late (no reply, deadline past,
-  not on hold); rate = met / (met + late + open and late). The annual report counts by clock
-  start instead (docs/report-rules.md); the digest watches this month's deadlines.
+  month, each with its outcome as of `now` by the report's rule
+  (`mailbot.compliance.deadline_outcome`: met, late, open and late, pending); rate = met /
+  (met + late + open and late). Only the cases differ: the annual report counts by clock start
+  (docs/report-rules.md), the digest watches this month's deadlines.
+* **The due instant** is the end of the due day in office time (``due_at``): reminders stop
+  and the deadline has passed from that instant on (`mailbot.compliance.has_passed`).
 """
 
 from __future__ import annotations
@@ -46,9 +51,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
-from mailbot.business_calendar import BusinessCalendar
+from mailbot import compliance
+from mailbot.business_calendar import BusinessCalendar, Hold
 from mailbot.settings import CommitmentSettings, MailboxSettings, Settings
-from mailbot.states import QUIET_STATUSES
+from mailbot.states import TicketStatus
 
 WATCHED_KINDS = frozenset({"reply", "result"})
 # Queued later than this after its planned moment, a message says it is late. Passes run every
@@ -61,7 +67,8 @@ LATE_AFTER = timedelta(hours=1)
 
 @dataclass(frozen=True, slots=True)
 class OpenDeadline:
-    """A commitment not met yet on a ticket that is not closed (what the jobs look at)."""
+    """A commitment not met yet on a ticket that is not closed (what the jobs look at);
+    `held_since` is when the ticket's hold open at the instant read began, if one was."""
 
     ticket_id: int
     ref: str
@@ -216,14 +223,22 @@ def commitment_of(settings: Settings, commitment_id: str) -> CommitmentSettings 
         return None
 
 
-def is_watched(settings: Settings, deadline: OpenDeadline) -> bool:
-    """A reply or result deadline on a ticket neither closed nor on hold."""
+def is_paused(deadline: OpenDeadline, now: datetime) -> bool:
+    """The deadline's clock is stopped at `now` (`mailbot.compliance.is_paused`): its ticket's
+    open hold began before the deadline. A hold placed after the deadline pauses nothing."""
+    holds = () if deadline.held_since is None else (Hold(start=deadline.held_since),)
+    return compliance.is_paused(deadline.due_at, holds, now)
+
+
+def is_running(deadline: OpenDeadline, now: datetime) -> bool:
+    """Someone must still act on it at `now`: the ticket is not closed, the clock not paused."""
+    return deadline.status != TicketStatus.CLOSED and not is_paused(deadline, now)
+
+
+def is_watched(settings: Settings, deadline: OpenDeadline, now: datetime) -> bool:
+    """A reply or result deadline whose clock runs at `now` (`is_running`)."""
     commitment = commitment_of(settings, deadline.commitment)
-    return (
-        commitment is not None
-        and commitment.kind in WATCHED_KINDS
-        and deadline.status not in QUIET_STATUSES
-    )
+    return commitment is not None and commitment.kind in WATCHED_KINDS and is_running(deadline, now)
 
 
 def _is_late(now: datetime, planned_at: datetime, opened_at: datetime) -> bool:
@@ -234,7 +249,7 @@ def current_threshold(
     deadline: OpenDeadline, now: datetime, calendar: BusinessCalendar, settings: Settings
 ) -> tuple[int, date, datetime] | None:
     """(offset, day, planned instant) of the latest reminder threshold passed at `now`."""
-    if now >= deadline.due_at:
+    if compliance.has_passed(deadline.due_at, now):
         return None
     current = None
     for offset in sorted(set(settings.reminders.offsets), reverse=True):
@@ -257,7 +272,7 @@ def reminders_due(
     due: list[ReminderDue] = []
     today = calendar.office_date(now)
     for deadline in deadlines:
-        if not is_watched(settings, deadline):
+        if not is_watched(settings, deadline, now):
             continue
         threshold = current_threshold(deadline, now, calendar, settings)
         if threshold is None:
@@ -292,7 +307,9 @@ def escalations_due(
     due: list[EscalationDue] = []
     today = calendar.office_date(now)
     for deadline in deadlines:
-        if not is_watched(settings, deadline) or now < deadline.due_at:
+        if not is_watched(settings, deadline, now):
+            continue
+        if not compliance.has_passed(deadline.due_at, now):
             continue
         day = calendar.next_business_day(deadline.due_date)
         planned_at = office_moment(calendar, day, settings.reminders.reminder_time)

@@ -62,13 +62,14 @@ class Metrics:
         )
         self.due_today = Gauge(
             "mailbot_deadlines_due_today",
-            "Unmet deadlines of open tickets due today, by commitment",
+            "Unanswered deadlines due today whose clock runs (ticket not closed, no hold "
+            "that began before the deadline), by commitment",
             ["commitment"],
             registry=r,
         )
         self.overdue = Gauge(
             "mailbot_deadlines_overdue",
-            "Unmet deadlines of open tickets past their due date, by commitment",
+            "Deadlines passed without a reply (open_late) on tickets not closed, by commitment",
             ["commitment"],
             registry=r,
         )

@@ -87,7 +87,13 @@ class Monitor:
         now = app.clock.now()
         with reading(app.engine) as connection:
             braking = service.open_alert(connection, PACING) is not None
-            found = backlog(connection, now, app.calendar.office_date(now), braking=braking)
+            found = backlog(
+                connection,
+                now,
+                app.calendar.office_date(now),
+                braking=braking,
+                restarting=app.settings.restarting_commitments,
+            )
         self.observed.looked_at(found, braking=braking)
 
     def probe_smtp(self) -> None:

@@ -127,6 +127,28 @@ def _process(
     now: datetime,
     parsed: InboundMail | None,
 ) -> Processed:
+    """The flow of one new message, inside its savepoint: parse, classify, decide, apply.
+
+    1. Parse the bytes (unless `parsed` was done ahead) and fingerprint the request; the same
+       request delivered twice (two mailboxes, an MTA's redelivery) is stored as a duplicate
+       of the first and goes no further (`_duplicate`).
+    2. Classify (`classify.classify`, the rule table; the database is read only to look up
+       the tickets the message names) and find the ticket the verdict names.
+    3. Decide (`tickets.decide`, pure) what the message does: open a ticket, attach to one,
+       hold for review or set aside; a truncated message is flagged. A new ticket is opened
+       with its deadlines (`clocks.open_ticket`).
+    4. Store the inbound row with the verdict's kind, rules, flags and reason, and its state
+       (a staff message's state waits for the staff work).
+    5. Apply: a staff reply goes to `staff_replies.handle` (authenticate, commands, relay),
+       whose outcome is then recorded; a held message is put before staff
+       (`citizens.hold_for_review`); any other message with a ticket is applied to it
+       (`_apply`: a new ticket is acknowledged and its queue told; a follow-up ends a hold,
+       reopens when decided, and is forwarded to staff). A bounce is recorded against the
+       message it answers.
+
+    Returns the stored state, a label for the pass report and the flags. Any exception undoes
+    all of it (the caller's savepoint) and quarantines the raw message.
+    """
     mail = parsed or parse_message(fetched.raw)
     base["message_id"] = mail.message_id[:1000]
     base["fingerprint"] = request_fingerprint(mail, fetched.raw)

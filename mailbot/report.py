@@ -17,16 +17,10 @@ These make the published figures defensible; ``docs/report-rules.md`` says the s
   (``ticket_deadline.clock_start``: the receipt day in office time, or the day a staff date
   started the clock). Where the case ended up, or when it was answered, does not move it.
 * **The queue** is the mailbox the request arrived in (``ticket.mailbox``).
-* **Met** means the reply was recorded (``met_at``) before the end of the due day in office
-  time (``met_at < due_at``): a reply sent on the due day meets the standard.
-* **Outcomes**, decided as of ``as_of``; a ``met_at`` later than ``as_of`` is ignored:
-    - ``met``: answered on time;
-    - ``late``: answered after the deadline;
-    - ``open_late``: no reply recorded and the deadline has passed (whatever the ticket's
-      status: a ticket closed without a recorded reply did not meet the commitment), unless
-      the clock is paused;
-    - ``pending``: no reply recorded and the deadline has not passed, or the clock is paused
-      by a hold that is open at ``as_of`` and began before the deadline.
+* **Outcomes** (``met``, ``late``, ``open_late``, ``pending``) are decided as of ``as_of`` by
+  the one rule of `mailbot.compliance.deadline_outcome` (the digest's, the reminders' and the
+  metrics' too), counted in SQL by its translation `mailbot.db.outcome`; the rule, with the
+  due instant and holds placed after the deadline, is written in docs/report-rules.md.
 * **The rate** is ``met / (met + late + open_late)``. Pending cases are reported but are not in
   the rate: their outcome is not known yet. The target is met when the rate is at least the
   commitment's target, compared exactly (``7/8`` against ``0.85`` with fractions, no rounding;
@@ -52,8 +46,9 @@ These make the published figures defensible; ``docs/report-rules.md`` says the s
 * **Automatic messages** (bounces, auto-replies, robots) never open tickets, so they have no
   deadline rows and are absent by construction.
 * **Withdrawn and merged requests**: the ticket model has no such status yet (statuses are
-  ``open``, ``on_hold``, ``answered``, ``closed``). Add the status to `EXCLUDED_STATUSES` and
-  every figure leaves those cases out; until then they count like any other case.
+  ``open``, ``on_hold``, ``answered``, ``closed``). Add the status to
+  `mailbot.compliance.EXCLUDED_STATUSES` and every figure leaves those cases out; until then
+  they count like any other case.
 * **Reopened tickets**: ``met_at`` is the first reply; a follow-up does not start a new case.
 
 How it stays fast: one aggregate query grouped by commitment, queue and month of the clock
@@ -74,6 +69,7 @@ from fractions import Fraction
 from sqlalchemy.engine import Engine
 
 from mailbot.business_calendar import BusinessCalendar
+from mailbot.compliance import EXCLUDED_STATUSES
 from mailbot.db import report as db
 from mailbot.errors import NotFound
 from mailbot.report_render import FORMATS, render_report
@@ -92,9 +88,6 @@ from mailbot.settings import Settings
 # written out by report_render.
 __all__ = ["FORMATS", "Figures", "Report", "ReportRequest", "build_report", "render_report"]
 
-# Ticket statuses whose cases are left out of every figure (none exists yet: see the module
-# docstring). Adding a status here is the whole change, e.g. ("withdrawn", "merged").
-EXCLUDED_STATUSES: tuple[str, ...] = ()
 MEDIAN = Fraction(1, 2)
 NINETIETH = Fraction(9, 10)
 
@@ -119,7 +112,7 @@ def build_report(
         queue=request.queue,
         as_of=as_of,
         excluded_statuses=EXCLUDED_STATUSES,
-        restarting=tuple(c.id for c in settings.commitments if c.from_complete_request),
+        restarting=settings.restarting_commitments,
     )
     configured = [mailbox.name for mailbox in settings.mailboxes]
     with db.snapshot(engine) as connection:
@@ -271,6 +264,18 @@ def _assemble(
     counts: Iterable[db.CountRow],
     delays: Iterable[db.DelayRow],
 ) -> tuple[CommitmentReport, ...]:
+    """The report's lines from the grouped rows (pure): one per commitment, with its queues.
+
+    1. Add up the counts (`db.CountRow`, one per commitment, queue and month of the clock
+       start, outcomes already decided by the one rule) into a tally per commitment, per
+       commitment and queue, and per commitment and month (the trend).
+    2. Turn each delay row's (clock start, reply date) into business days once, less the days
+       on hold, and add its cases to the histograms behind the median and 90th percentile.
+    3. List the commitments: every configured one in the report's scope (all of them, or the
+       queue's), even without a case, then those found only in the data; each with its total
+       line, a line per queue, the target verdict (`compliance.meets`, exact) and the months
+       of the period.
+    """
     totals: dict[str, _Tally] = defaultdict(_Tally)
     per_queue: dict[tuple[str, str], _Tally] = defaultdict(_Tally)
     months: dict[tuple[str, date], list[int]] = defaultdict(lambda: [0, 0, 0])

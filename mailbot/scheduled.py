@@ -129,7 +129,7 @@ def _digest(
         queue = settings.mailbox(name)
         counts = job_rows.month_compliance(connection, settings, queue, item.day, now)
         compliance[name] = compliance_lines(settings, queue, counts)
-    digest = build_digest(item, deadlines, compliance, app.calendar, settings)
+    digest = build_digest(item, deadlines, compliance, app.calendar, settings, now=now)
     row = outgoing.staff_message(
         connection,
         app,

@@ -608,6 +608,11 @@ class Settings(_Frozen):
         queue = self.queue_for(category, arrived_in)
         return address.lower() in {a.lower() for a in (*queue.staff, *queue.supervisors)}
 
+    @property
+    def restarting_commitments(self) -> tuple[str, ...]:
+        """The commitments counted from the complete request (their clocks start again)."""
+        return tuple(c.id for c in self.commitments if c.from_complete_request)
+
     def commitment(self, commitment_id: str) -> CommitmentSettings:
         for commitment in self.commitments:
             if commitment.id == commitment_id:

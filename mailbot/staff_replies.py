@@ -79,6 +79,21 @@ def handle(
     arrival: citizens.Arrival,
     now: datetime,
 ) -> StaffOutcome:
+    """What a message from staff does to `ticket` (the one its signed token names, if any).
+
+    1. Authenticate (`authenticate`): a strict staff address, our receiving server's verdict
+       (or Exchange Online's stamps) and a ticket. Short of that, the message is held for
+       review, the queue's staff are told, and nothing is applied or relayed.
+    2. Cut the quoted history (`quotes.extract_new_text`): what staff wrote above it.
+    3. A first line "confirmer" / "confirm" releases a reply held for an uncertain cut
+       (`_confirm_held_reply`).
+    4. Otherwise parse the command lines (`staff.parse_commands`); an unreadable one answers
+       the sender with the line and why, and applies nothing (`_reject`).
+    5. Apply the commands in order, then relay the text to the citizen, all or nothing
+       (`_act`, in a savepoint; `commands.apply_in_order`, `outgoing.relay`).
+
+    Returns the inbound message's state and reason, written by the caller.
+    """
     mail, raw, inbound_id = arrival.mail, arrival.raw, arrival.inbound_id
     reasons = authenticate(app, mail, ticket)
     if reasons or ticket is None or mail.sender is None:

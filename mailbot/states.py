@@ -31,7 +31,3 @@ class OutboxState(StrEnum):
     SENT = "sent"
     FAILED = "failed"  # refused for good, or gave up after repeated temporary failures
     HELD = "held"  # the relay cannot carry it at all (SMTPUTF8 missing): a person answers
-
-
-# Tickets whose clocks the reminders watch and that a follow-up does not reopen.
-QUIET_STATUSES = frozenset({TicketStatus.CLOSED, TicketStatus.ON_HOLD})

@@ -7,6 +7,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
@@ -50,6 +51,13 @@ def database_url(tmp_path: Path) -> Iterator[str]:
     if not admin_url:
         yield f"sqlite:///{tmp_path / 'data' / 'mailbot.db'}"
         return
+    with postgres_database(admin_url) as url:
+        yield url
+
+
+@contextmanager
+def postgres_database(admin_url: str) -> Iterator[str]:
+    """A fresh PostgreSQL database made with the admin URL; dropped afterwards."""
     import sqlalchemy as sa
 
     name = f"mailbot_test_{uuid.uuid4().hex[:12]}"
@@ -74,24 +82,6 @@ def settings(
 
 class AppFactory(Protocol):
     def __call__(self, now: str, custom: Settings | None = None) -> App: ...
-
-
-@pytest.fixture
-def make_app(settings: Settings) -> Iterator[AppFactory]:
-    """Build the application as of an instant, the way `mailbot --now T` does."""
-    built: list[App] = []
-
-    def factory(now: str, custom: Settings | None = None) -> App:
-        chosen = custom or settings
-        environ = sandbox_environ(chosen, {"MAILBOT_SIGNING_KEY": TEST_SIGNING_KEY})
-        app = build_app(chosen, FixedClock(parse_instant(now)), environ)
-        built.append(app)
-        return app
-
-    yield factory
-    for app in built:
-        app.parse_ahead.close()
-        app.engine.dispose()
 
 
 def write_sandbox_config(
@@ -153,20 +143,33 @@ def fast_settings(base_settings: Settings, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def fast_app(
-    fast_settings: Settings, memory: MemoryMailboxes, relay: RecordingSender
-) -> Iterator[AppFactory]:
-    """mailbot as of an instant, with the in-memory mailboxes and relay."""
+def make_app(request: pytest.FixtureRequest) -> Iterator[AppFactory]:
+    """Build the application as of an instant, the way `mailbot --now T` does.
+
+    The one app fixture. In a test that starts the real servers (it asks for `sandbox`, or
+    for `settings`, which does), the app talks to them through IMAP and SMTP; in any other
+    test it gets the in-memory mailboxes and relay (`memory`, `relay`, the same objects the
+    test asks for) and a SQLite file in the test's folder. `custom` replaces the settings.
+    """
     built: list[App] = []
+    if "sandbox" in request.fixturenames:
+        settings: Settings = request.getfixturevalue("settings")
+
+        def build(chosen: Settings, clock: FixedClock) -> App:
+            environ = sandbox_environ(chosen, {"MAILBOT_SIGNING_KEY": TEST_SIGNING_KEY})
+            return build_app(chosen, clock, environ)
+
+    else:
+        settings = request.getfixturevalue("fast_settings")
+        memory: MemoryMailboxes = request.getfixturevalue("memory")
+        relay: RecordingSender = request.getfixturevalue("relay")
+
+        def build(chosen: Settings, clock: FixedClock) -> App:
+            environ = {"MAILBOT_SIGNING_KEY": TEST_SIGNING_KEY}
+            return build_app(chosen, clock, environ, open_mailbox=memory, sender=relay)
 
     def factory(now: str, custom: Settings | None = None) -> App:
-        app = build_app(
-            custom or fast_settings,
-            FixedClock(parse_instant(now)),
-            {"MAILBOT_SIGNING_KEY": TEST_SIGNING_KEY},
-            open_mailbox=memory,
-            sender=relay,
-        )
+        app = build(custom or settings, FixedClock(parse_instant(now)))
         built.append(app)
         return app
 

@@ -1,8 +1,9 @@
 """The digest and the report decide "target met" by one rule, and agree on the rate (pure).
 
-The supervisors' digest (`jobs.Compliance`) and the published report (`report.Figures`) are
-built from the same counts here, for targets and counts where a floating-point product and an
-exact fraction disagree (``0.55 * 100`` is ``55.00000000000001``), and where they agree.
+The supervisors' digest (`digest.Compliance`) and the published report
+(`report_values.Figures`) are built from the same counts here, for targets and counts where a
+floating-point product and an exact fraction disagree (``0.55 * 100`` is
+``55.00000000000001``), and where they agree.
 """
 
 from __future__ import annotations

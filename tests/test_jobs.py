@@ -64,8 +64,13 @@ def deadline(
     assignee: str | None = None,
     opened: str | None = None,
     ref: str = "MRI-2025-00001",
+    held: str | None = None,
 ) -> OpenDeadline:
+    """An open deadline; a ticket on hold was put on hold on its clock's first day unless
+    `held` (office time) says when."""
     due_date = date.fromisoformat(due)
+    if status == "on_hold" and held is None:
+        held = f"{start} 11:00"
     return OpenDeadline(
         ticket_id=1,
         ref=ref,
@@ -78,6 +83,7 @@ def deadline(
         due_date=due_date,
         due_at=calendar.end_of_day(due_date),
         opened_at=at(opened or f"{start} 10:05"),
+        held_since=at(held) if held else None,
     )
 
 
@@ -305,6 +311,26 @@ def test_a_paused_or_closed_ticket_does_not_escalate(
     assert escalations_due([item], at("2026-01-07 09:00"), calendar, settings) == []
 
 
+def test_a_hold_placed_after_the_deadline_does_not_stop_the_escalation(
+    settings: Settings, calendar: BusinessCalendar
+) -> None:
+    # Due Tue Jan 6 (ends at midnight); put on hold Wed Jan 7 at 08:00, once it had passed.
+    item = deadline(calendar, "2026-01-06", status="on_hold", held="2026-01-07 08:00")
+    at_the_due_instant = deadline(calendar, "2026-01-06", status="on_hold", held="2026-01-07 00:00")
+    paused = deadline(calendar, "2026-01-06", status="on_hold", held="2026-01-06 23:59")
+
+    [escalation] = escalations_due([item], at("2026-01-07 09:00"), calendar, settings)
+    assert escalation.business_days_late == 1
+    assert len(escalations_due([at_the_due_instant], at("2026-01-07 09:00"), calendar, settings))
+    assert escalations_due([paused], at("2026-01-07 09:00"), calendar, settings) == []
+    digest = build_digest(
+        digest_due("2026-01-07"), [item], {}, calendar, settings, now=at("2026-01-07 09:00")
+    )
+    info = digest.queues[0]
+    assert [line.ref for line in info.overdue] == [item.ref]
+    assert [line.ref for line in info.on_hold] == [item.ref]
+
+
 # --- digests ----------------------------------------------------------------------------------
 
 DIGEST_CASES = [
@@ -410,7 +436,9 @@ def test_the_digest_sorts_deadlines_into_sections(
         deadline(calendar, "2026-01-07", ref="MRI-2025-00006", commitment="ack"),  # not shown
     ]
 
-    digest = build_digest(digest_due("2026-01-07"), deadlines, {}, calendar, settings)
+    digest = build_digest(
+        digest_due("2026-01-07"), deadlines, {}, calendar, settings, now=at("2026-01-07 08:30")
+    )
 
     info, complaints = digest.queues
     assert digest.horizon_end == date(2026, 1, 14)
@@ -513,7 +541,9 @@ def test_a_catch_up_digest_names_the_missed_days(
             settings, settings.mailbox("renseignements"), {"ack": {"met": 1}}
         )
     }
-    digest = build_digest(due, [deadline(calendar, "2026-01-06")], compliance, calendar, settings)
+    digest = build_digest(
+        due, [deadline(calendar, "2026-01-06")], compliance, calendar, settings, now=due.planned_at
+    )
 
     rendered = render_digest(renderer, digest, calendar, settings)
 

@@ -104,14 +104,14 @@ def test_the_workers_failures_are_counted_once_each(base_settings: Settings) -> 
 
 
 def test_a_backlog_is_stored_once_whether_parsed_ahead_or_inline(
-    fast_app: AppFactory, memory: MemoryMailboxes
+    make_app: AppFactory, memory: MemoryMailboxes
 ) -> None:
     for n in range(70):
         memory["renseignements"].deliver(
             request(f"<req-{n}@example.org>", sender=f"personne{n}@example.org"),
             at("2025-11-03T10:00"),
         )
-    app = fast_app("2025-11-03T10:01:00-05:00")
+    app = make_app("2025-11-03T10:01:00-05:00")
     started(app.parse_ahead)
 
     report = run_pass(app)

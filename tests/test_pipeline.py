@@ -56,10 +56,10 @@ def rows(app: App, query: str) -> list[tuple[object, ...]]:
 
 
 def test_a_request_becomes_a_ticket_an_acknowledgement_and_a_staff_notice(
-    fast_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
+    make_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
 ) -> None:
     memory["renseignements"].deliver(request(), at("2025-11-03T10:00"))
-    app = fast_app("2025-11-03T10:01:00-05:00")
+    app = make_app("2025-11-03T10:01:00-05:00")
 
     report = run_pass(app)
 
@@ -76,28 +76,28 @@ def test_a_request_becomes_a_ticket_an_acknowledgement_and_a_staff_notice(
 
 
 def test_a_second_pass_changes_nothing(
-    fast_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
+    make_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
 ) -> None:
     memory["renseignements"].deliver(request(), at("2025-11-03T10:00"))
-    run_pass(fast_app("2025-11-03T10:01:00-05:00"))
+    run_pass(make_app("2025-11-03T10:01:00-05:00"))
     sent = len(relay.sent)
 
-    again = run_pass(fast_app("2025-11-03T10:02:00-05:00"))
+    again = run_pass(make_app("2025-11-03T10:02:00-05:00"))
 
     assert again.fetched == 0 and len(relay.sent) == sent
 
 
 def test_a_message_stored_but_not_moved_is_moved_never_processed_again(
-    fast_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
+    make_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
 ) -> None:
     box = memory["renseignements"]
     uid = box.deliver(request(), at("2025-11-03T10:00"))
-    app = fast_app("2025-11-03T10:01:00-05:00")
+    app = make_app("2025-11-03T10:01:00-05:00")
     run_pass(app)
     # The process died after the commit and before the move: put the message back.
     box.folders["INBOX"][uid] = box.folders["Traites"].pop(uid)
 
-    report = run_pass(fast_app("2025-11-03T10:05:00-05:00"))
+    report = run_pass(make_app("2025-11-03T10:05:00-05:00"))
 
     assert report.fetched == 0 and report.moved == 1
     assert rows(app, "SELECT count(*) FROM ticket") == [(1,)]
@@ -105,7 +105,7 @@ def test_a_message_stored_but_not_moved_is_moved_never_processed_again(
 
 
 def test_a_poison_message_is_quarantined_alone(
-    fast_app: AppFactory,
+    make_app: AppFactory,
     memory: MemoryMailboxes,
     relay: RecordingSender,
     monkeypatch: pytest.MonkeyPatch,
@@ -120,7 +120,7 @@ def test_a_poison_message_is_quarantined_alone(
         return parse_message(raw)
 
     monkeypatch.setattr(pipeline, "parse_message", parse_with_a_bug)
-    app = fast_app("2025-11-03T10:01:00-05:00")
+    app = make_app("2025-11-03T10:01:00-05:00")
 
     report = run_pass(app)
 
@@ -134,11 +134,11 @@ def test_a_poison_message_is_quarantined_alone(
 
 
 def test_automatic_mail_gets_no_answer(
-    fast_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
+    make_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
 ) -> None:
     away = request(headers="Auto-Submitted: auto-replied\r\n", subject="Absence du bureau")
     memory["renseignements"].deliver(away, at("2025-11-03T10:00"))
-    app = fast_app("2025-11-03T10:01:00-05:00")
+    app = make_app("2025-11-03T10:01:00-05:00")
 
     run_pass(app)
 
@@ -150,12 +150,12 @@ def test_automatic_mail_gets_no_answer(
 
 
 def test_one_message_in_both_mailboxes_is_one_complaint(
-    fast_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
+    make_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
 ) -> None:
     raw = request(headers=f"Cc: {COMPLAINTS}\r\n", body="Je suis insatisfaite du service.")
     memory["renseignements"].deliver(raw, at("2025-11-03T10:00"))
     memory["plaintes"].deliver(raw, at("2025-11-03T10:00"))
-    app = fast_app("2025-11-03T10:01:00-05:00")
+    app = make_app("2025-11-03T10:01:00-05:00")
 
     run_pass(app)
 
@@ -165,16 +165,16 @@ def test_one_message_in_both_mailboxes_is_one_complaint(
 
 
 def test_an_oversized_message_opens_a_ticket_and_waits_in_quarantine(
-    fast_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
+    make_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
 ) -> None:
     box = memory["renseignements"]
     box.deliver(request(body="x" * 20_000), at("2025-11-03T10:00"))
-    base = fast_app("2025-11-03T10:00:00-05:00").settings
+    base = make_app("2025-11-03T10:00:00-05:00").settings
     small = base.model_copy(
         update={"daemon": base.daemon.model_copy(update={"max_message_bytes": 4096})}
     )
 
-    run_pass(fast_app("2025-11-03T10:01:00-05:00", small))
+    run_pass(make_app("2025-11-03T10:01:00-05:00", small))
 
     assert len(relay.to(CITIZEN)) == 1
     assert "trop volumineux" in header(relay.to(AGENT)[0], "Subject")

@@ -169,31 +169,31 @@ def _raw_and_requester(app: App) -> tuple[int, str]:
 
 
 def test_a_ticket_answered_and_left_is_finished_from_its_last_activity(
-    fast_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
+    make_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
 ) -> None:
-    app = staff_pass(fast_app, memory, relay, "Bonjour, voici la réponse.")  # 2025-11-04 09:05
+    app = staff_pass(make_app, memory, relay, "Bonjour, voici la réponse.")  # 2025-11-04 09:05
     assert ticket(app)["status"] == "answered"
     days = app.settings.retention
     answered = office("2025-11-04T09:05").astimezone(UTC)  # days of 24 hours, DST or not
 
-    before = fast_app((answered + timedelta(days=days.raw_days, minutes=-1)).isoformat())
+    before = make_app((answered + timedelta(days=days.raw_days, minutes=-1)).isoformat())
     run_retention(before, trigger="cli", actor="test")
     assert _raw_and_requester(before)[0] > 0  # a minute early: all kept
 
-    after = fast_app((answered + timedelta(days=days.raw_days, minutes=1)).isoformat())
+    after = make_app((answered + timedelta(days=days.raw_days, minutes=1)).isoformat())
     run_retention(after, trigger="cli", actor="test")
     assert _raw_and_requester(after) == (0, CITIZEN)  # raw gone, the person not yet
 
-    late = fast_app((answered + timedelta(days=days.anonymise_days, minutes=1)).isoformat())
+    late = make_app((answered + timedelta(days=days.anonymise_days, minutes=1)).isoformat())
     run_retention(late, trigger="cli", actor="test")
     assert _raw_and_requester(late) == (0, "anonymised")
 
 
 def test_a_ticket_still_open_keeps_everything(
-    fast_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
+    make_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
 ) -> None:
-    opened(fast_app, memory, relay)  # acknowledged, never answered
-    app = fast_app("2035-01-05T10:00:00-05:00")
+    opened(make_app, memory, relay)  # acknowledged, never answered
+    app = make_app("2035-01-05T10:00:00-05:00")
 
     run_retention(app, trigger="cli", actor="test")
 

@@ -42,10 +42,10 @@ def one_request(memory: MemoryMailboxes, n: int = 1, sender: str = CITIZEN) -> N
 
 
 def test_the_relays_acceptance_meets_the_acknowledgement_commitment(
-    fast_app: AppFactory, memory: MemoryMailboxes
+    make_app: AppFactory, memory: MemoryMailboxes
 ) -> None:
     one_request(memory)
-    app = fast_app("2025-11-03T10:01:00-05:00")
+    app = make_app("2025-11-03T10:01:00-05:00")
 
     run_pass(app)
 
@@ -58,11 +58,11 @@ def test_the_relays_acceptance_meets_the_acknowledgement_commitment(
 
 
 def test_a_backlog_leaves_over_several_sessions_each_message_once(
-    fast_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
+    make_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
 ) -> None:
     for n in range(12):
         one_request(memory, n, sender=f"personne{n}@example.org")
-    app = fast_app("2025-11-03T10:01:00-05:00")
+    app = make_app("2025-11-03T10:01:00-05:00")
 
     report = run_pass(app)
 
@@ -73,12 +73,12 @@ def test_a_backlog_leaves_over_several_sessions_each_message_once(
 
 
 def test_a_relay_that_allows_fewer_sessions_still_gets_everything(
-    fast_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
+    make_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
 ) -> None:
     relay.session_limit = 1
     for n in range(6):
         one_request(memory, n, sender=f"personne{n}@example.org")
-    app = fast_app("2025-11-03T10:01:00-05:00")
+    app = make_app("2025-11-03T10:01:00-05:00")
 
     report = run_pass(app)
 
@@ -88,13 +88,13 @@ def test_a_relay_that_allows_fewer_sessions_still_gets_everything(
 
 
 def test_each_session_has_at_most_one_accepted_message_not_yet_recorded(
-    fast_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
+    make_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
 ) -> None:
     """A lane sends its next message only once the outcome before is committed: a crash can
     leave at most one accepted message per session unrecorded (sent again on restart)."""
     for n in range(12):
         one_request(memory, n, sender=f"personne{n}@example.org")
-    app = fast_app("2025-11-03T10:01:00-05:00")
+    app = make_app("2025-11-03T10:01:00-05:00")
     unrecorded: list[int] = []
 
     def answer(_recipient: str, _raw: bytes) -> SendResult:
@@ -143,30 +143,30 @@ def outbox_row(n: int, ticket_id: int | None) -> OutboxRow:
 
 
 def test_a_temporary_failure_is_retried_later_with_the_same_message(
-    fast_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
+    make_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
 ) -> None:
     relay.answer = lambda _to, _raw: SendResult("retry", "451 4.3.0 try later")
     one_request(memory)
-    app = fast_app("2025-11-03T10:01:00-05:00")
+    app = make_app("2025-11-03T10:01:00-05:00")
     run_pass(app)
     assert {row[2] for row in outbox(app)} == {"pending"}
     assert deadline_met(app, "ack") is None
 
     relay.answer = lambda _to, _raw: SendResult("sent")
-    run_pass(fast_app("2025-11-03T10:03:00-05:00"))  # after the first backoff (1 minute)
+    run_pass(make_app("2025-11-03T10:03:00-05:00"))  # after the first backoff (1 minute)
 
     assert [row[2:4] for row in outbox(app)] == [("sent", 2), ("sent", 2), ("sent", 2)]
     assert len(relay.to(CITIZEN)) == 1
 
 
 def test_a_permanent_refusal_fails_the_row_and_tells_the_staff(
-    fast_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
+    make_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
 ) -> None:
     relay.answer = lambda to, _raw: (
         SendResult("failed", "550 5.1.1 no such user") if to == CITIZEN else SendResult("sent")
     )
     one_request(memory)
-    app = fast_app("2025-11-03T10:01:00-05:00")
+    app = make_app("2025-11-03T10:01:00-05:00")
 
     run_pass(app)
 
@@ -175,11 +175,11 @@ def test_a_permanent_refusal_fails_the_row_and_tells_the_staff(
 
 
 def test_an_unreachable_relay_leaves_every_row_pending_and_released(
-    fast_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
+    make_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
 ) -> None:
     relay.reachable = False
     one_request(memory)
-    app = fast_app("2025-11-03T10:01:00-05:00")
+    app = make_app("2025-11-03T10:01:00-05:00")
 
     report = run_pass(app)
 
@@ -188,53 +188,53 @@ def test_an_unreachable_relay_leaves_every_row_pending_and_released(
 
 
 def test_after_a_long_relay_outage_mail_leaves_within_a_minute_of_its_return(
-    fast_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
+    make_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
 ) -> None:
     relay.reachable = False
     one_request(memory)
     for minute in range(0, 180, 15):  # three hours of passes against a relay that is down
-        run_pass(fast_app(f"2025-11-03T{10 + minute // 60}:{minute % 60 + 1:02}:00-05:00"))
-    app = fast_app("2025-11-03T13:01:00-05:00")
+        run_pass(make_app(f"2025-11-03T{10 + minute // 60}:{minute % 60 + 1:02}:00-05:00"))
+    app = make_app("2025-11-03T13:01:00-05:00")
     assert {row[2] for row in outbox(app)} == {"pending"}
 
     relay.reachable = True
-    run_pass(fast_app("2025-11-03T13:02:00-05:00"))  # the relay is back: one minute later
+    run_pass(make_app("2025-11-03T13:02:00-05:00"))  # the relay is back: one minute later
 
     assert {row[2] for row in outbox(app)} == {"sent"}
     assert len(relay.to(CITIZEN)) == 1
 
 
 def test_the_brake_paces_acknowledgements_and_tells_staff_once_each_way(
-    fast_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
+    make_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
 ) -> None:
     for n in range(5):
         one_request(memory, n, sender=f"citoyen{n}@example.org")
-    base = fast_app("2025-11-03T10:00:00-05:00").settings
+    base = make_app("2025-11-03T10:00:00-05:00").settings
     braked = base.model_copy(
         update={"classification": base.classification.model_copy(update={"burst_limit": 2})}
     )
 
     sent = []
     for now in ("10:01", "10:02", "10:12", "10:23", "10:34"):
-        run_pass(fast_app(f"2025-11-03T{now}:00-05:00", braked))
+        run_pass(make_app(f"2025-11-03T{now}:00-05:00", braked))
         sent.append(sum(1 for item in relay.sent if item.recipient.startswith("citoyen")))
 
     assert sent == [2, 2, 4, 5, 5]
     brake = [
-        row for row in outbox(fast_app("2025-11-03T10:35:00-05:00")) if row[0] == "brake_notice"
+        row for row in outbox(make_app("2025-11-03T10:35:00-05:00")) if row[0] == "brake_notice"
     ]
     assert len(brake) == 4  # start and end, to the queue's agent and supervisor
 
 
 def test_reminders_and_digests_are_queued_once_whatever_the_number_of_passes(
-    fast_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
+    make_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
 ) -> None:
     one_request(memory)  # info_reply due 2025-11-17
-    run_pass(fast_app("2025-11-03T10:01:00-05:00"))
+    run_pass(make_app("2025-11-03T10:01:00-05:00"))
     for now in ("2025-11-12T08:05", "2025-11-12T09:00", "2025-11-12T15:00"):  # J-3
-        run_pass(fast_app(f"{now}:00-05:00"))
+        run_pass(make_app(f"{now}:00-05:00"))
 
-    app = fast_app("2025-11-12T15:01:00-05:00")
+    app = make_app("2025-11-12T15:01:00-05:00")
     purposes = [row[0] for row in outbox(app)]
     assert purposes.count("reminder") == 1
     assert purposes.count("digest") == 2  # Nov 3 and Nov 12

@@ -34,10 +34,10 @@ def text_of(raw: bytes) -> str:
     return str(body.get_content())
 
 
-def opened(fast_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender) -> bytes:
+def opened(make_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender) -> bytes:
     """A request on 2025-11-03, processed: the notice the agent received."""
     memory["renseignements"].deliver(request(), at("2025-11-03T10:00"))
-    run_pass(fast_app("2025-11-03T10:01:00-05:00"))
+    run_pass(make_app("2025-11-03T10:01:00-05:00"))
     [notice] = relay.to(AGENT)
     return notice
 
@@ -56,11 +56,11 @@ def reply(notice: bytes, body: str, *, auth: str = PASSING) -> bytes:
 
 
 def staff_pass(
-    fast_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender, body: str, **kw: str
+    make_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender, body: str, **kw: str
 ) -> App:
-    notice = opened(fast_app, memory, relay)
+    notice = opened(make_app, memory, relay)
     memory["renseignements"].deliver(reply(notice, body, **kw), at("2025-11-04T09:00"))
-    app = fast_app("2025-11-04T09:05:00-05:00")
+    app = make_app("2025-11-04T09:05:00-05:00")
     run_pass(app)
     return app
 
@@ -78,9 +78,9 @@ def events(app: App) -> list[str]:
 
 
 def test_an_authenticated_reply_reaches_the_citizen_without_the_quoted_history(
-    fast_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
+    make_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
 ) -> None:
-    app = staff_pass(fast_app, memory, relay, "La bourse est offerte jusqu'au 1er mars.")
+    app = staff_pass(make_app, memory, relay, "La bourse est offerte jusqu'au 1er mars.")
 
     [_ack, answer] = relay.to(CITIZEN)
     assert "La bourse est offerte jusqu'au 1er mars." in text_of(answer)
@@ -90,9 +90,9 @@ def test_an_authenticated_reply_reaches_the_citizen_without_the_quoted_history(
 
 
 def test_a_reply_without_our_servers_verdict_is_held_and_the_queue_told(
-    fast_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
+    make_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
 ) -> None:
-    app = staff_pass(fast_app, memory, relay, "Voici la réponse.", auth="")
+    app = staff_pass(make_app, memory, relay, "Voici la réponse.", auth="")
 
     assert len(relay.to(CITIZEN)) == 1  # the acknowledgement only
     assert "message_held" in events(app)
@@ -100,10 +100,10 @@ def test_a_reply_without_our_servers_verdict_is_held_and_the_queue_told(
 
 
 def test_commands_apply_in_order_each_seeing_the_ones_before(
-    fast_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
+    make_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
 ) -> None:
     app = staff_pass(
-        fast_app,
+        make_app,
         memory,
         relay,
         "catégorie plainte\r\nassigner agent.plaintes@mri.gouv.qc.ca",
@@ -118,10 +118,10 @@ def test_commands_apply_in_order_each_seeing_the_ones_before(
 
 
 def test_one_refused_command_undoes_the_reply_and_tells_its_author(
-    fast_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
+    make_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
 ) -> None:
     app = staff_pass(
-        fast_app,
+        make_app,
         memory,
         relay,
         "fermer\r\nassigner renseignements@mri.gouv.qc.ca\r\n\r\nBonjour.",
@@ -151,40 +151,40 @@ def _legal_hold(app: App) -> object:
 
 
 def test_a_legal_hold_is_lifted_by_email_only_by_who_placed_it_or_a_supervisor(
-    fast_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
+    make_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
 ) -> None:
-    notice = opened(fast_app, memory, relay)
+    notice = opened(make_app, memory, relay)
     release = reply(notice, "fin conservation légale")
     hold = reply(notice, "conservation légale : dossier judiciaire 500-17-000001-255")
     inbox = memory["renseignements"]
     inbox.deliver(hold, at("2025-11-04T09:00"))
-    run_pass(fast_app("2025-11-04T09:05:00-05:00"))
-    assert _legal_hold(fast_app("2025-11-04T09:05:00-05:00")) is not None
+    run_pass(make_app("2025-11-04T09:05:00-05:00"))
+    assert _legal_hold(make_app("2025-11-04T09:05:00-05:00")) is not None
 
     inbox.deliver(_by(release, COLLEAGUE, "r-2@mri.gouv.qc.ca"), at("2025-11-05T09:00"))
-    app = fast_app("2025-11-05T09:05:00-05:00")
+    app = make_app("2025-11-05T09:05:00-05:00")
     run_pass(app)
     assert _legal_hold(app) is not None  # a colleague cannot
     assert any("seule la personne qui a demandé" in text_of(raw) for raw in relay.to(COLLEAGUE))
 
     inbox.deliver(_by(release, SUPERVISOR, "r-3@mri.gouv.qc.ca"), at("2025-11-06T09:00"))
-    app = fast_app("2025-11-06T09:05:00-05:00")
+    app = make_app("2025-11-06T09:05:00-05:00")
     run_pass(app)
     assert _legal_hold(app) is None  # the queue's supervisor can
 
 
 def test_a_legal_hold_placed_from_the_command_line_is_not_lifted_by_email(
-    fast_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
+    make_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
 ) -> None:
-    notice = opened(fast_app, memory, relay)
-    app = fast_app("2025-11-04T08:00:00-05:00")
+    notice = opened(make_app, memory, relay)
+    app = make_app("2025-11-04T08:00:00-05:00")
     set_legal_hold_by_ref(app, ticket(app)["ref"], "demande d'accès 2025-041", "juriste")  # type: ignore[arg-type]
 
     memory["renseignements"].deliver(
         _by(reply(notice, "fin conservation légale"), SUPERVISOR, "r-4@mri.gouv.qc.ca"),
         at("2025-11-04T09:00"),
     )
-    app = fast_app("2025-11-04T09:05:00-05:00")
+    app = make_app("2025-11-04T09:05:00-05:00")
     run_pass(app)
 
     assert _legal_hold(app) is not None

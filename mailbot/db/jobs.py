@@ -7,6 +7,8 @@ from datetime import date, datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from mailbot.compliance import EXCLUDED_STATUSES, Outcome
+from mailbot.db.outcome import outcome_sql
 from mailbot.jobs import OpenDeadline
 from mailbot.models import DEADLINE, HOLD, TICKET
 from mailbot.settings import MailboxSettings, Settings
@@ -16,15 +18,18 @@ from mailbot.states import TicketStatus
 def open_deadlines(
     connection: Connection, commitments: list[str], now: datetime
 ) -> list[OpenDeadline]:
-    """Deadlines of `commitments` not met at `now`, on tickets that are not closed.
+    """Deadlines of `commitments` not met at `now`, on tickets that are not closed, with the
+    start of the ticket's hold open at `now` (`held_since`), if any.
 
-    A reply recorded after `now` is ignored, so `--now` replays the past as it was.
+    A reply recorded, or a hold started or ended, after `now` is ignored, so `--now` replays
+    the past as it was.
     """
     if not commitments:
         return []
     held = (
         sa.select(HOLD.c.ticket_id, sa.func.min(HOLD.c.started_at).label("held_since"))
-        .where(HOLD.c.ended_at.is_(None))
+        .where(HOLD.c.started_at <= now)
+        .where(sa.or_(HOLD.c.ended_at.is_(None), HOLD.c.ended_at > now))
         .group_by(HOLD.c.ticket_id)
         .subquery()
     )
@@ -45,7 +50,7 @@ def open_deadlines(
         )
         .join(TICKET, TICKET.c.id == DEADLINE.c.ticket_id)
         .outerjoin(held, held.c.ticket_id == TICKET.c.id)
-        .where(sa.or_(DEADLINE.c.met_at.is_(None), DEADLINE.c.met_at > now))
+        .where(sa.not_(outcome_sql(now).is_answered))
         .where(DEADLINE.c.commitment.in_(commitments))
         .where(TICKET.c.status != TicketStatus.CLOSED.value)
         .order_by(DEADLINE.c.due_date, TICKET.c.ref)
@@ -57,19 +62,19 @@ def month_compliance(
     connection: Connection, settings: Settings, queue: MailboxSettings, month: date, now: datetime
 ) -> dict[str, dict[str, int]]:
     """Counts per commitment of the queue's cases due in `month`, as of `now`: met, late,
-    open_late and pending."""
+    open_late and pending, each case's outcome decided by `mailbot.compliance.deadline_outcome`
+    (as the report decides it; only the cases counted differ: the report takes a period's
+    clock starts, the digest a month's due dates)."""
     first = month.replace(day=1)
     after = (first + timedelta(days=32)).replace(day=1)
-    answered = sa.and_(DEADLINE.c.met_at.is_not(None), DEADLINE.c.met_at <= now)
+    # The one outcome rule (`mailbot.compliance.deadline_outcome`), in the SQL the report uses.
+    outcome = outcome_sql(now, restarting=settings.restarting_commitments)
     outcomes = {
-        "met": sa.and_(answered, DEADLINE.c.met_at < DEADLINE.c.due_at),
-        "late": sa.and_(answered, DEADLINE.c.met_at >= DEADLINE.c.due_at),
-        "open_late": sa.and_(
-            sa.not_(answered),
-            DEADLINE.c.due_at < now,
-            TICKET.c.status != TicketStatus.ON_HOLD.value,
-        ),
+        Outcome.MET.value: outcome.is_met,
+        Outcome.LATE.value: outcome.is_late,
+        Outcome.OPEN_LATE.value: outcome.is_open_late,
     }
+    excluded = [TICKET.c.status.not_in(EXCLUDED_STATUSES)] if EXCLUDED_STATUSES else []
     columns = [
         sa.func.sum(sa.case((condition, 1), else_=0)).label(name)
         for name, condition in outcomes.items()
@@ -78,6 +83,7 @@ def month_compliance(
         sa.select(DEADLINE.c.commitment, sa.func.count().label("total"), *columns)
         .join(TICKET, TICKET.c.id == DEADLINE.c.ticket_id)
         .where(_works(settings, queue))
+        .where(*excluded)
         .where(DEADLINE.c.due_date >= first)
         .where(DEADLINE.c.due_date < after)
         .group_by(DEADLINE.c.commitment)
@@ -85,7 +91,7 @@ def month_compliance(
     counts: dict[str, dict[str, int]] = {}
     for row in rows:
         values = {name: int(getattr(row, name) or 0) for name in outcomes}
-        values["pending"] = int(row.total) - sum(values.values())
+        values[Outcome.PENDING.value] = int(row.total) - sum(values.values())
         counts[row.commitment] = values
     return counts
 

@@ -3,6 +3,7 @@ never a person's address or words."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
@@ -10,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from mailbot.db.outbox import PACED_PURPOSE
+from mailbot.db.outcome import outcome_sql
 from mailbot.models import DEADLINE, INBOUND, OUTBOX, TICKET
 from mailbot.states import MessageState, OutboxState, TicketStatus
 
@@ -26,11 +28,20 @@ class Backlog:
     due_since: datetime | None = None
     quarantined: int = 0
     open_tickets: dict[str, int] = field(default_factory=dict)  # by mailbox
-    due_today: dict[str, int] = field(default_factory=dict)  # by commitment
-    overdue: dict[str, int] = field(default_factory=dict)  # by commitment
+    # Unanswered deadlines of tickets not closed whose clock runs (no hold that began before
+    # the deadline is open), by commitment: due today (office date), and passed (open_late).
+    due_today: dict[str, int] = field(default_factory=dict)
+    overdue: dict[str, int] = field(default_factory=dict)
 
 
-def backlog(connection: Connection, now: datetime, today: date, *, braking: bool) -> Backlog:
+def backlog(
+    connection: Connection,
+    now: datetime,
+    today: date,
+    *,
+    braking: bool,
+    restarting: Collection[str] = (),
+) -> Backlog:
     pending = OUTBOX.c.state == OutboxState.PENDING.value
     depth, oldest = connection.execute(
         sa.select(sa.func.count(), sa.func.min(OUTBOX.c.created_at)).where(pending)
@@ -47,15 +58,19 @@ def backlog(connection: Connection, now: datetime, today: date, *, braking: bool
         .where(TICKET.c.status == TicketStatus.OPEN.value)
         .group_by(TICKET.c.mailbox)
     ).all()
-    unmet = (
+    # The deadlines whose clock runs (as the reminders and the digest watch them), each with
+    # its outcome as of `now` by the report's rule (`mailbot.compliance.deadline_outcome`).
+    outcome = outcome_sql(now, restarting=restarting)
+    running = (
         sa.select(DEADLINE.c.commitment, sa.func.count())
         .join(TICKET, TICKET.c.id == DEADLINE.c.ticket_id)
-        .where(DEADLINE.c.met_at.is_(None))
-        .where(TICKET.c.status == TicketStatus.OPEN.value)
+        .where(TICKET.c.status != TicketStatus.CLOSED.value)
+        .where(sa.not_(outcome.is_answered))
+        .where(sa.not_(outcome.is_paused))
         .group_by(DEADLINE.c.commitment)
     )
-    due_today = connection.execute(unmet.where(DEADLINE.c.due_date == today)).all()
-    overdue = connection.execute(unmet.where(DEADLINE.c.due_date < today)).all()
+    due_today = connection.execute(running.where(DEADLINE.c.due_date == today)).all()
+    overdue = connection.execute(running.where(outcome.is_open_late)).all()
     return Backlog(
         outbox_depth=int(depth),
         oldest_pending=oldest,

@@ -1,8 +1,9 @@
 """The report's queries: aggregates of the deadline rows as typed rows (reads the database).
 
-SQLAlchemy Core on SQLite and PostgreSQL. Which rows are cases and each case's outcome as of
-an instant are SQL expressions built here from a `CaseFilter`; the counting rules they apply
-are written in `mailbot.report` and docs/report-rules.md. The queries run in one `snapshot`,
+SQLAlchemy Core on SQLite and PostgreSQL. Which rows are cases is an SQL expression built here
+from a `CaseFilter`; each case's outcome as of an instant is `mailbot.db.outcome`'s translation
+of `mailbot.compliance.deadline_outcome`, the one rule the digest counts with too. The counting
+rules are explained in `mailbot.report` and docs/report-rules.md. The queries run in one `snapshot`,
 so every figure describes the same state. Rows are NamedTuples: typed, immutable, and cheap
 to make by the hundred thousand (the case listing).
 """
@@ -21,6 +22,7 @@ from sqlmodel import SQLModel
 
 import mailbot.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 from mailbot.business_calendar import BusinessCalendar
+from mailbot.db.outcome import OutcomeSql, outcome_sql
 from mailbot.store import reading
 
 
@@ -94,11 +96,7 @@ class _Scope:
 
     source: sa.FromClause
     where: tuple[sa.ColumnElement[bool], ...]
-    is_answered: sa.ColumnElement[bool]
-    is_met: sa.ColumnElement[bool]
-    is_late: sa.ColumnElement[bool]
-    is_open_late: sa.ColumnElement[bool]
-    outcome: sa.ColumnElement[str]
+    outcome: OutcomeSql
 
 
 def _tables() -> tuple[sa.Table, sa.Table, sa.Table]:
@@ -107,8 +105,7 @@ def _tables() -> tuple[sa.Table, sa.Table, sa.Table]:
 
 
 def _scope(cases: CaseFilter) -> _Scope:
-    ticket, deadline, hold = _tables()
-    as_of = cases.as_of
+    ticket, deadline, _ = _tables()
     where: list[sa.ColumnElement[bool]] = [
         deadline.c.clock_start >= cases.since,
         deadline.c.clock_start <= cases.until,
@@ -117,30 +114,11 @@ def _scope(cases: CaseFilter) -> _Scope:
         where.append(ticket.c.status.not_in(cases.excluded_statuses))
     if cases.queue is not None:
         where.append(ticket.c.mailbox == cases.queue)
-    is_answered = sa.and_(deadline.c.met_at.is_not(None), deadline.c.met_at <= as_of)
-    is_met = sa.and_(is_answered, deadline.c.met_at < deadline.c.due_at)
-    is_late = sa.and_(is_answered, deadline.c.met_at >= deadline.c.due_at)
-    # A hold open at `as_of` that began before the deadline pauses the clock: not late yet.
-    is_paused = (
-        sa.exists()
-        .where(hold.c.ticket_id == deadline.c.ticket_id)
-        .where(hold.c.started_at <= as_of)
-        .where(hold.c.started_at < deadline.c.due_at)
-        .where(sa.or_(hold.c.ended_at.is_(None), hold.c.ended_at > as_of))
-        .where(sa.or_(hold.c.kind != "incomplete", deadline.c.commitment.in_(cases.restarting)))
-    )
-    is_open_late = sa.and_(sa.not_(is_answered), deadline.c.due_at <= as_of, sa.not_(is_paused))
-    outcome = sa.case(
-        (is_met, "met"), (is_late, "late"), (is_open_late, "open_late"), else_="pending"
-    )
     return _Scope(
         source=deadline.join(ticket, ticket.c.id == deadline.c.ticket_id),
         where=tuple(where),
-        is_answered=is_answered,
-        is_met=is_met,
-        is_late=is_late,
-        is_open_late=is_open_late,
-        outcome=outcome,
+        # The outcome rule, in SQL: the same translation the digest counts with.
+        outcome=outcome_sql(cases.as_of, restarting=cases.restarting),
     )
 
 
@@ -176,11 +154,11 @@ def count_rows(connection: Connection, cases: CaseFilter) -> list[CountRow]:
             ticket.c.mailbox.label("queue"),
             sa.extract("year", deadline.c.clock_start).label("year"),
             sa.extract("month", deadline.c.clock_start).label("month"),
-            sa.case((scope.is_met, 1), else_=0).label("met"),
-            sa.case((scope.is_late, 1), else_=0).label("late"),
-            sa.case((scope.is_open_late, 1), else_=0).label("open_late"),
+            sa.case((scope.outcome.is_met, 1), else_=0).label("met"),
+            sa.case((scope.outcome.is_late, 1), else_=0).label("late"),
+            sa.case((scope.outcome.is_open_late, 1), else_=0).label("open_late"),
             deadline.c.days_on_hold.label("days_on_hold"),
-            sa.case((scope.is_answered, deadline.c.met_at)).label("answered_at"),
+            sa.case((scope.outcome.is_answered, deadline.c.met_at)).label("answered_at"),
         )
         .select_from(scope.source)
         .where(*scope.where)
@@ -240,7 +218,7 @@ def delay_rows(
             deadline.c.days_on_hold.label("days_on_hold"),
         )
         .select_from(scope.source)
-        .where(*scope.where, scope.is_answered)
+        .where(*scope.where, scope.outcome.is_answered)
         .subquery()
     )
     keys = tuple(inner.c)
@@ -274,8 +252,8 @@ def case_rows(connection: Connection, cases: CaseFilter) -> Iterator[CaseRow]:
             ticket.c.mailbox,
             deadline.c.clock_start,
             deadline.c.due_date,
-            sa.case((scope.is_answered, deadline.c.met_at)).label("met_at"),
-            scope.outcome.label("outcome"),
+            sa.case((scope.outcome.is_answered, deadline.c.met_at)).label("met_at"),
+            scope.outcome.outcome.label("outcome"),
             deadline.c.days_on_hold,
             ticket.c.status,
             ticket.c.receipt_date,
