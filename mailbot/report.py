@@ -46,9 +46,12 @@ These make the published figures defensible; ``docs/report-rules.md`` says the s
   (a category change keeps the receipt day).
 * **Automatic messages** (bounces, auto-replies, robots) never open tickets, so they have no
   deadline rows and are absent by construction.
-* **Withdrawn and merged requests**: the ticket model has no such status yet (statuses are
-  ``open``, ``on_hold``, ``answered``, ``closed``). Add the status to `EXCLUDED_STATUSES` and
-  every figure leaves those cases out; until then they count like any other case.
+* **Merged requests** (closed with the reason ``merged``) are left out of every figure
+  (`EXCLUDED_CLOSING_REASONS`): the request counts once, on the ticket kept, whose clock runs
+  from the earlier receipt of the two. **Referred requests** (reason ``referred``) count: the
+  referral is the response, met at its instant.
+* **Withdrawn requests**: the ticket model has no such status yet. Add the status to
+  `EXCLUDED_STATUSES` and every figure leaves those cases out.
 * **Reopened tickets**: ``met_at`` is the first reply; a follow-up does not start a new case.
 
 How it stays fast: one aggregate query grouped by commitment, queue and month of the clock
@@ -82,6 +85,7 @@ from mailbot.report_values import (
     ReportRequest,
 )
 from mailbot.settings import Settings
+from mailbot.states import ClosedReason
 
 # What the command line and other callers use; the values are defined in report_values and
 # written out by report_render.
@@ -90,6 +94,9 @@ __all__ = ["FORMATS", "Figures", "Report", "ReportRequest", "build_report", "ren
 # Ticket statuses whose cases are left out of every figure (none exists yet: see the module
 # docstring). Adding a status here is the whole change, e.g. ("withdrawn", "merged").
 EXCLUDED_STATUSES: tuple[str, ...] = ()
+# Closing reasons whose cases are left out: a merged duplicate is not a request of its own
+# (its request is counted once, on the ticket kept, from the earliest receipt).
+EXCLUDED_CLOSING_REASONS: tuple[str, ...] = (ClosedReason.MERGED.value,)
 MEDIAN = Fraction(1, 2)
 NINETIETH = Fraction(9, 10)
 
@@ -114,6 +121,7 @@ def build_report(
         queue=request.queue,
         as_of=as_of,
         excluded_statuses=EXCLUDED_STATUSES,
+        excluded_reasons=EXCLUDED_CLOSING_REASONS,
     )
     configured = [mailbox.name for mailbox in settings.mailboxes]
     with db.snapshot(engine) as connection:

@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from mailbot import citizens, commands, outgoing
+from mailbot import answers, citizens, commands, outgoing
 from mailbot.authresults import check_authentication
 from mailbot.context import App
 from mailbot.db import access
@@ -134,6 +134,9 @@ def _act(
     nothing: a refused command, a doubtful cut or a relay that cannot be built undoes the
     rest (the savepoint), and the sender is told."""
     text_for_citizen, hold = text_for_citizen_of(parsed)
+    names = {command.name for command in parsed.commands}
+    # A merge or a referral carries the reply's text in its own notices: nothing is relayed.
+    handing_off = bool(names & commands.STANDS_ALONE)
 
     def tell(template: str, values: dict[str, object], event: str, detail: str) -> None:
         """Answer the sender with `template` and log `event` on the ticket."""
@@ -147,8 +150,23 @@ def _act(
     try:
         with connection.begin_nested():
             commands.apply_in_order(
-                connection, app, ticket, parsed.commands, sender, inbound_id, now
+                connection,
+                app,
+                ticket,
+                parsed.commands,
+                sender,
+                inbound_id,
+                now,
+                text=parsed.body if handing_off else "",
             )
+            if handing_off:
+                if parsed.body and not certain:
+                    text_for_citizen = parsed.body
+                    raise _NeedsConfirmation
+                text_for_citizen = ""
+            elif parsed.pieces:
+                current = ticket_rows.ticket_by_id(connection, ticket.id) or ticket
+                text_for_citizen = with_canned_answers(app, current, parsed, hold, now)
             if text_for_citizen and not certain:
                 raise _NeedsConfirmation
             if CommandName.NOTE in {command.name for command in parsed.commands}:
@@ -214,6 +232,33 @@ def _act(
             inbound_id=inbound_id,
         )
     return StaffOutcome(MessageState.PROCESSED, "staff message applied")
+
+
+def with_canned_answers(
+    app: App, ticket: TicketRow, parsed: StaffMessage, hold: Command | None, now: datetime
+) -> str:
+    """The reply's text with each `réponse type` line replaced by its answer rendered for the
+    ticket: French in place; the answers' English versions after it, where the ticket's
+    language rules allow and every answer used has one."""
+    english = answers.may_write_english(app.settings, ticket)
+    values = answers.ticket_values(app.settings, ticket, app.calendar.office_date(now))
+    french: list[str] = [hold.argument] if hold else []
+    english_parts: list[str | None] = []
+    for piece in parsed.pieces:
+        if isinstance(piece, str):
+            french.append(piece)
+            continue
+        rendered = app.answers.render(piece.argument, values, english=english)
+        french.append(rendered.french)
+        english_parts.append(rendered.english)
+    both = english and english_parts and all(part is not None for part in english_parts)
+    return app.renderer.render_text(
+        "canned_answer",
+        {
+            "french": "\n\n".join(part for part in french if part.strip()),
+            "english": "\n\n".join(p for p in english_parts if p) if both else "",
+        },
+    ).strip()
 
 
 def text_for_citizen_of(parsed: StaffMessage) -> tuple[str, Command | None]:

@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection
 from mailbot.jobs import OpenDeadline
 from mailbot.models import DEADLINE, HOLD, TICKET
 from mailbot.settings import MailboxSettings, Settings
-from mailbot.states import TicketStatus
+from mailbot.states import ClosedReason, TicketStatus
 
 
 def open_deadlines(
@@ -78,6 +78,13 @@ def month_compliance(
         sa.select(DEADLINE.c.commitment, sa.func.count().label("total"), *columns)
         .join(TICKET, TICKET.c.id == DEADLINE.c.ticket_id)
         .where(_works(settings, queue))
+        # A merged duplicate is not a request of its own (mailbot/merge.py).
+        .where(
+            sa.or_(
+                TICKET.c.closed_reason.is_(None),
+                TICKET.c.closed_reason != ClosedReason.MERGED.value,
+            )
+        )
         .where(DEADLINE.c.due_date >= first)
         .where(DEADLINE.c.due_date < after)
         .group_by(DEADLINE.c.commitment)

@@ -33,6 +33,7 @@ class CaseFilter:
     queue: str | None
     as_of: datetime
     excluded_statuses: tuple[str, ...] = ()
+    excluded_reasons: tuple[str, ...] = ()  # closing reasons (`ticket.closed_reason`) left out
 
 
 class CountRow(NamedTuple):
@@ -103,6 +104,13 @@ def _scope(cases: CaseFilter) -> _Scope:
     ]
     if cases.excluded_statuses:
         where.append(ticket.c.status.not_in(cases.excluded_statuses))
+    if cases.excluded_reasons:
+        where.append(
+            sa.or_(
+                ticket.c.closed_reason.is_(None),
+                ticket.c.closed_reason.not_in(cases.excluded_reasons),
+            )
+        )
     if cases.queue is not None:
         where.append(ticket.c.mailbox == cases.queue)
     is_answered = sa.and_(deadline.c.met_at.is_not(None), deadline.c.met_at <= as_of)
