@@ -399,6 +399,11 @@ def test_a_bad_answer_is_refused_at_start_up_naming_the_file(
     assert named in str(raised.value)
 
 
+def test_the_example_answers_load() -> None:
+    found = load_answers(REPO / "config" / "answers", TEMPLATES)
+    assert found.languages("bourses") == ("fr", "en")
+
+
 def test_no_folder_no_answers() -> None:
     assert load_answers(None, TEMPLATES).names == ()
 
