@@ -491,6 +491,9 @@ def _show(app: App, args: argparse.Namespace) -> int:
     ):
         value = office_minute(data[key], zone) if key in instants else data[key]
         print(f"{key + ':':<17}{value if value is not None else '-'}")
+    if data["closed_reason"] is not None:
+        into = f" into {data['merged_into']}" if data["merged_into"] else ""
+        print(f"{'closed as:':<17}{data['closed_reason']}{into}")
     hold = data["legal_hold"]
     if hold is not None:
         print(f"{'legal hold:':<17}since {office_minute(hold['since'], zone)}: {hold['reason']}")

@@ -13,6 +13,7 @@ from sqlmodel import col, select
 
 from mailbot.app import run_pass
 from mailbot.context import App
+from mailbot.db.jobs import month_compliance
 from mailbot.models import AccessEntry, InboundMessage, Ticket, TicketDeadline, TicketEvent
 from mailbot.report import ReportRequest, build_report
 from mailbot.sandbox import Sandbox
@@ -143,6 +144,15 @@ def test_a_duplicate_merged_joins_the_ticket_kept_and_mail_on_its_reference_foll
     # The report counts one request: the duplicate's cases are left out.
     figures = report_of(later, "2025-11-06T10:00:00-05:00")
     assert (figures["ack"], figures["info_reply"]) == ((1, 1), (1, 0))
+    with later.engine.connect() as connection:  # and so does the supervisors' digest
+        month = month_compliance(
+            connection,
+            later.settings,
+            later.settings.mailbox("renseignements"),
+            date(2025, 11, 1),
+            datetime.fromisoformat("2025-11-06T10:00:00-05:00"),
+        )
+    assert month["ack"] == {"met": 1, "late": 0, "open_late": 0, "pending": 0}
 
 
 def test_the_earliest_receipt_keeps_the_clock_when_the_first_ticket_is_merged(
