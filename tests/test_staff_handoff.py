@@ -245,6 +245,24 @@ def test_a_canned_answer_reaches_the_citizen_rendered_with_the_staff_text_around
     assert ticket.status == "answered" and ticket.answered_at is not None
 
 
+def test_a_canned_answer_adds_its_english_version_once_english_is_allowed(
+    sandbox: Sandbox, make_app: AppFactory, tmp_path: Path
+) -> None:
+    settings = with_answers(make_app("2025-11-03T10:00:00-05:00").settings, tmp_path / "answers")
+    sandbox.deliver(INFO, citizen_request(), received_at=office("2025-11-03T10:00"))
+    run_pass(make_app("2025-11-03T10:01:00-05:00", settings))
+    [notice] = sandbox.fetch_all(AGENT)
+    body = "anglais : le citoyen a demandé une réponse en anglais\r\nréponse type : bourses"
+    sandbox.deliver(INFO, staff_reply(notice, body), received_at=office("2025-11-04T09:00"))
+
+    run_pass(make_app("2025-11-04T09:05:00-05:00", settings))
+
+    [answer] = citizen_replies(sandbox)
+    text = text_of(parsed(answer))
+    assert text.index("porte sur les bourses") < text.index("English version follows.")
+    assert "Your request MRI-2025-00001 is about scholarships." in text
+
+
 def test_an_unknown_canned_answer_reaches_no_citizen_and_the_sender_gets_the_names(
     sandbox: Sandbox, make_app: AppFactory, tmp_path: Path
 ) -> None:
