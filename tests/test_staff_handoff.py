@@ -401,3 +401,25 @@ def test_a_mistyped_command_reaches_no_citizen_and_texte_lets_such_a_line_throug
     text = text_of(parsed(answer))
     assert text.startswith("Objet : votre demande de bourse")
     assert "texte :" not in text
+
+
+def test_a_referral_the_other_body_refuses_is_reported_to_its_author(
+    sandbox: Sandbox, make_app: AppFactory
+) -> None:
+    sandbox.deliver(INFO, citizen_request(), received_at=office("2025-11-03T10:00"))
+    run_pass(make_app("2025-11-03T10:01:00-05:00"))
+    [notice] = sandbox.fetch_all(AGENT)
+    reply = staff_reply(
+        notice, "référer : inconnu@autre-organisme.example.org\r\n\r\nRelève d'eux."
+    )
+    sandbox.deliver(INFO, reply, received_at=office("2025-11-04T09:00"))
+
+    run_pass(make_app("2025-11-04T09:05:00-05:00"))
+    run_pass(make_app("2025-11-04T09:10:00-05:00"))
+
+    reports = [
+        text_of(parsed(raw))
+        for raw in sandbox.fetch_all(AGENT)
+        if "que vous avez référée à un autre organisme" in text_of(parsed(raw))
+    ]
+    assert len(reports) == 1
