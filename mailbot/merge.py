@@ -112,6 +112,7 @@ def _keep_earliest_clock(
     ours = handoff.clock_rows(connection, kept.id)
     theirs = handoff.clock_rows(connection, duplicate.id)
     duplicate_first = duplicate.received_at < kept.received_at
+    adopted: list[datetime] = []
     for commitment, row in ours.items():
         other = theirs.get(commitment)
         if other is None:
@@ -127,8 +128,16 @@ def _keep_earliest_clock(
         answers = [at for at in (row.met_at, other.met_at) if at is not None]
         if answers and min(answers) != row.met_at:
             values["met_at"] = min(answers)
+            kind = next((c.kind for c in app.settings.commitments if c.id == commitment), "")
+            if kind in clocks.MEETS_KINDS["reply"]:
+                adopted.append(min(answers))
         if values:
             clock_rows_db.update_deadline(connection, row.id, values)
+    if adopted:  # the duplicate was answered: so is the request, on the kept ticket
+        ticket_rows.stamp_first(connection, kept.id, "answered_at", min(adopted))
+        ticket_rows.set_status_where(
+            connection, kept.id, now, TicketStatus.ANSWERED.value, was=TicketStatus.OPEN.value
+        )
     if duplicate_first:
         ticket_rows.set_ticket_fields(
             connection,

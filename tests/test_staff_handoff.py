@@ -181,6 +181,35 @@ def test_the_earliest_receipt_keeps_the_clock_when_the_first_ticket_is_merged(
     assert kept.due_date == date(2025, 11, 17)
 
 
+def test_a_duplicate_already_answered_answers_the_ticket_kept(
+    sandbox: Sandbox, make_app: AppFactory
+) -> None:
+    two_requests(sandbox, make_app)
+    notice = notice_for(sandbox, "MRI-2025-00002")
+    answer = staff_reply(notice, "La bourse est offerte jusqu'au 1er mars.")
+    sandbox.deliver(INFO, answer, received_at=office("2025-11-04T11:00"))
+    run_pass(make_app("2025-11-04T11:05:00-05:00"))
+    merge = staff_reply(notice, "fusionner MRI-2025-00001", message_id="<reply-2@mri.gouv.qc.ca>")
+    sandbox.deliver(INFO, merge, received_at=office("2025-11-05T09:00"))
+    app = make_app("2025-11-05T09:05:00-05:00")
+
+    run_pass(app)
+
+    kept = tickets(app)["MRI-2025-00001"]
+    assert kept.status == "answered"
+    assert kept.answered_at is not None
+    assert kept.answered_at.isoformat() == "2025-11-04T16:05:00+00:00"
+    with session_scope(app.engine) as session:
+        met = dict(
+            session.exec(
+                select(TicketDeadline.commitment, TicketDeadline.met_at).where(
+                    TicketDeadline.ticket_id == kept.id
+                )
+            ).all()
+        )
+    assert met["info_reply"] == kept.answered_at
+
+
 def test_a_merge_into_a_ticket_of_another_queue_needs_the_sender_on_both(
     sandbox: Sandbox, make_app: AppFactory
 ) -> None:
