@@ -36,7 +36,7 @@ def merge_problem(duplicate: TicketRow, kept: TicketRow | None, ref: str) -> tup
         return ("no_such_ticket", ref)
     if kept.id == duplicate.id:
         return ("merge_same_ticket", ref)
-    if duplicate.closed_reason is not None:
+    if duplicate.closed_reason == ClosedReason.MERGED:
         return ("ticket_closed_as", duplicate.closed_reason)
     if kept.requester.lower() != duplicate.requester.lower():
         return ("merge_other_requester", kept.ref)

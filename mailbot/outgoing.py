@@ -274,8 +274,8 @@ def referral(
     now: datetime,
 ) -> int | None:
     """The citizen's request (its text and attachments) to the body `address`, from the
-    queue's official address with the staff's note; once per ticket (None when queued
-    already). A reply to it carries the ticket's token."""
+    queue's official address with the staff's note; once per ticket and body (None when
+    queued already). A reply to it carries the ticket's token."""
     queue = app.settings.queue_for(ticket.category, ticket.mailbox)
     rendered = app.renderer.render(
         "referral",
@@ -303,7 +303,7 @@ def referral(
         connection,
         ticket_id=ticket.id,
         purpose="referral",
-        dedupe_key=f"referral:{ticket.ref}",
+        dedupe_key=f"referral:{ticket.ref}:{address}",
         message_id=new_id,
         envelope_from=queue.address,
         recipient=address,

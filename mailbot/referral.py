@@ -51,7 +51,8 @@ def referral_problem(
     """Why `ticket` cannot be referred to `address` with `note`: (code, argument), or None."""
     if is_own_address(settings, address):
         return ("refer_own_domain", address)
-    if ticket.closed_reason is not None:
+    # Closed as merged or referred, and not reopened since by the citizen's follow-up.
+    if ticket.closed_reason is not None and ticket.status == TicketStatus.CLOSED:
         return ("ticket_closed_as", ticket.closed_reason)
     if not note.strip():
         return ("refer_needs_note", "")
@@ -105,7 +106,7 @@ def refer(
         thread=(*our_ids, *citizen_ids),
         token_ref=ticket.ref,
         purpose="referral_notice",
-        dedupe=f"referred:{ticket.ref}",
+        dedupe=f"referred:{ticket.ref}:{address}",
         author=sender,
         inbound_id=inbound_id,
         now=now,

@@ -448,3 +448,14 @@ def test_check_names_a_bad_answer_and_exits_2(
     assert main(["--config", str(config_with_answers(tmp_path, folder)), "check"]) == 2
     error = capsys.readouterr().err
     assert "bourses.fr.txt" in error and "'nom' is undefined" in error
+
+
+def test_a_referred_ticket_is_referred_again_only_once_the_citizen_reopened_it() -> None:
+    referred = ticket(status="closed", closed_reason="referred")
+    reopened = ticket(status="open", closed_reason="referred")
+    assert referral_problem(settings(), referred, "x@autre.example.org", "note") == (
+        "ticket_closed_as",
+        "referred",
+    )
+    assert referral_problem(settings(), reopened, "x@autre.example.org", "note") is None
+    assert merge_problem(reopened, ticket(id=3, ref="MRI-2025-00003"), "MRI-2025-00003") is None
