@@ -3,6 +3,8 @@
 Each command is checked against the ticket as the commands before it left it (category, queue,
 assignee, clocks), so "catégorie stage" then "entrevue 2025-11-20" works in one reply. The
 first refusal raises `Refused`; the caller's savepoint then undoes the commands before it.
+`fusionner` and `référer` hand the ticket off (mailbot/merge.py, mailbot/referral.py) and
+must stand alone in their reply; `works_on_queue` is who may act on a queue's ticket.
 """
 
 from __future__ import annotations

@@ -8,6 +8,11 @@ headers), and it answers one of our messages carrying the ticket's signed token 
 classifier's verdict names the ticket only then). Anything short of that is held, the queue's
 staff are told, and nothing is relayed. Everything runs on the caller's connection, in the
 inbound message's transaction.
+
+What reaches the citizen: the reply's text, with each `réponse type : NOM` line replaced by
+that canned answer rendered for the ticket (mailbot/answers.py); after `fusionner` or
+`référer` nothing is relayed, the merge's or the referral's own notice carries the text
+(mailbot/merge.py, mailbot/referral.py).
 """
 
 from __future__ import annotations
