@@ -383,6 +383,26 @@ def test_a_referral_sends_the_request_once_tells_the_citizen_and_counts_as_the_a
     ]
     assert report_of(app, "2025-11-20T10:00:00-05:00")["info_reply"] == (1, 1)  # met in time
 
+    # The other body answers the referral: held on the ticket for a person, never relayed.
+    answer = (
+        f"From: Accueil <{OTHER_BODY}>\r\nTo: {INFO}\r\n"
+        f"Subject: RE: {message['Subject']}\r\nMessage-ID: <body-1@autre-organisme.example.org>\r\n"
+        f"In-Reply-To: {message['Message-ID']}\r\nReferences: {message['Message-ID']}\r\n"
+        "Date: Wed, 5 Nov 2025 09:00:00 -0500\r\nMIME-Version: 1.0\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n\r\nBien reçu, nous prenons le relais.\r\n"
+    ).encode()
+    sandbox.deliver(INFO, answer, received_at=office("2025-11-05T09:00"))
+    later = make_app("2025-11-05T09:05:00-05:00")
+    run_pass(later)
+    with session_scope(later.engine) as session:
+        [(state, ticket_id)] = session.exec(
+            select(InboundMessage.state, InboundMessage.ticket_id).where(
+                InboundMessage.message_id == "<body-1@autre-organisme.example.org>"
+            )
+        ).all()
+    assert (state, ticket_id) == ("held", ticket.id)
+    assert len(citizen_replies(sandbox)) == 1
+
 
 def test_a_referral_inside_the_ministry_is_refused(sandbox: Sandbox, make_app: AppFactory) -> None:
     sandbox.deliver(INFO, citizen_request(), received_at=office("2025-11-03T10:00"))
