@@ -196,13 +196,14 @@ def _thread(mail: InboundMail, context: ClassifyContext, sender: str | None) -> 
     header_refs = _refs(key, mail.thread_ids)
     address_refs = _refs(key, (a.address for a in (*mail.to, *mail.cc, *mail.reply_to)))
     token_refs = tuple(dict.fromkeys((*header_refs, *address_refs)))
-    known_tokens = [ref for ref in token_refs if ref in tickets]
+    # Each reference as the ticket it stands for (a merged one names the ticket kept).
+    known_tokens = list(dict.fromkeys(tickets[ref].ref for ref in token_refs if ref in tickets))
     known_ids = [
         context.known_message_ids[item]
         for item in mail.thread_ids
         if item in context.known_message_ids
     ]
-    report_refs = [ref for ref in _refs(key, _report_texts(mail)) if ref in tickets]
+    report_refs = [tickets[ref].ref for ref in _refs(key, _report_texts(mail)) if ref in tickets]
     found = Threading(
         header_token=any(ref in tickets for ref in header_refs),
         address_token=any(ref in tickets for ref in address_refs),
@@ -219,7 +220,7 @@ def _thread(mail: InboundMail, context: ClassifyContext, sender: str | None) -> 
     subject_refs = [ref for ref in _subject_refs(mail.subject) if ref in tickets]
     for ref in subject_refs:
         if sender is not None and sender == tickets[ref].requester.lower():
-            return replace(found, ticket_ref=ref, subject_ref_from_requester=True)
+            return replace(found, ticket_ref=tickets[ref].ref, subject_ref_from_requester=True)
     return replace(found, subject_ref_from_stranger=bool(subject_refs))
 
 

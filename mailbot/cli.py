@@ -129,6 +129,10 @@ def _parser() -> argparse.ArgumentParser:
 
     command("check", "validate the configuration and log in to each server")
 
+    answers = command("answers", "the canned answers staff can use (réponse type : NOM)")
+    answers.add_argument("action", choices=["list"], help="list: each name and its languages")
+    answers.add_argument("--json", action="store_true", help=json_help)
+
     due = command("due", "receipt day and deadlines for a receipt instant")
     due.add_argument("received", help="ISO-8601 instant; without an offset it is office time")
     due.add_argument(
@@ -357,9 +361,15 @@ def _dispatch(args: argparse.Namespace, clock: Clock) -> int:
         return _due(settings, args)
     if command == "holidays":
         return _holidays(settings, args)
+    if command == "answers":
+        return _answers(settings, args)
     if command == "check":
+        from mailbot.answers import load_answers
         from mailbot.daemon import check_servers
 
+        # A bad canned answer is a configuration error: named here, exit 2.
+        found = load_answers(settings.answers.dir, settings.templates_dir)
+        print(f"ok   answers: {len(found.names)} canned answer(s) in {found.folder or '(none)'}")
         ok = check_servers(settings, os.environ, print, clock.now())
         return EXIT_OK if ok else EXIT_FAILURE
     from mailbot.context import build_app
@@ -481,6 +491,9 @@ def _show(app: App, args: argparse.Namespace) -> int:
     ):
         value = office_minute(data[key], zone) if key in instants else data[key]
         print(f"{key + ':':<17}{value if value is not None else '-'}")
+    if data["closed_reason"] is not None:
+        into = f" into {data['merged_into']}" if data["merged_into"] else ""
+        print(f"{'closed as:':<17}{data['closed_reason']}{into}")
     hold = data["legal_hold"]
     if hold is not None:
         print(f"{'legal hold:':<17}since {office_minute(hold['since'], zone)}: {hold['reason']}")
@@ -742,6 +755,22 @@ def _due(settings: Settings, args: argparse.Namespace) -> int:
         _print_json(due_report_json(report))
     else:
         print(format_due_text(report))
+    return EXIT_OK
+
+
+def _answers(settings: Settings, args: argparse.Namespace) -> int:
+    from mailbot.answers import load_answers
+
+    found = load_answers(settings.answers.dir, settings.templates_dir)
+    rows = [{"name": name, "languages": list(found.languages(name))} for name in found.names]
+    if args.json:
+        _print_json(rows)
+        return EXIT_OK
+    if not rows:
+        where = found.folder or "no [answers] dir configured"
+        print(f"no canned answers ({where})")
+    for row in rows:
+        print(f"{row['name']:<32} {' '.join(row['languages'])}")
     return EXIT_OK
 
 

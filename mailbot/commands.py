@@ -3,6 +3,8 @@
 Each command is checked against the ticket as the commands before it left it (category, queue,
 assignee, clocks), so "catégorie stage" then "entrevue 2025-11-20" works in one reply. The
 first refusal raises `Refused`; the caller's savepoint then undoes the commands before it.
+`fusionner` and `référer` hand the ticket off (mailbot/merge.py, mailbot/referral.py) and
+must stand alone in their reply; `works_on_queue` is who may act on a queue's ticket.
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ from datetime import date, datetime
 
 from sqlalchemy.engine import Connection
 
-from mailbot import citizens, clocks, completeness, retention
+from mailbot import citizens, clocks, completeness, merge, referral, retention
 from mailbot.context import App
-from mailbot.db import access
+from mailbot.db import access, handoff
 from mailbot.db import retention as retention_rows
 from mailbot.db import tickets as ticket_rows
 from mailbot.db.tickets import TicketRow
+from mailbot.settings import MailboxSettings, Settings
 from mailbot.staff import Command, CommandName
 from mailbot.states import TicketStatus
 
@@ -33,7 +36,10 @@ class Refusal:
 
     line: str
     # unknown_category | not_staff | own_mailbox | outside_complaints | no_result_clock |
-    # hold_from_cli | not_hold_owner | not_incomplete
+    # hold_from_cli | not_hold_owner | not_incomplete | unknown_answer | canned_in_note |
+    # must_stand_alone |
+    # no_such_ticket | merge_same_ticket | merge_other_requester | not_on_queue |
+    # ticket_closed_as | refer_own_domain | refer_needs_note
     code: str
     argument: str = ""
     command: str = ""
@@ -43,6 +49,57 @@ class Refused(Exception):
     def __init__(self, refusal: Refusal) -> None:
         super().__init__(refusal.code)
         self.refusal = refusal
+
+
+# Commands that end the ticket's life as it was: each must be the reply's only command.
+STANDS_ALONE = frozenset({CommandName.MERGE, CommandName.REFER})
+
+
+def works_on_queue(settings: Settings, queue: MailboxSettings, address: str) -> bool:
+    """Whether `address` works on `queue`: listed as its staff or supervisor; a queue that
+    lists no one is worked by any staff member."""
+    listed = {a.lower() for a in (*queue.staff, *queue.supervisors)}
+    if listed:
+        return address.lower() in listed
+    return settings.is_staff(address)
+
+
+def combination_refusal(commands: Sequence[Command]) -> Refusal | None:
+    """Commands that cannot go together in one reply: a merge or a referral with anything
+    else; a canned answer (for the citizen) in an internal note."""
+    names = [command.name for command in commands]
+    for command in commands:
+        if command.name in STANDS_ALONE and len(names) > 1:
+            return Refusal(command.line, "must_stand_alone", command=command.name.value)
+    if CommandName.NOTE in names:
+        for command in commands:
+            if command.name is CommandName.CANNED:
+                return Refusal(command.line, "canned_in_note", command.argument, "canned")
+    return None
+
+
+def _handoff_refusal(
+    connection: Connection, app: App, ticket: TicketRow, command: Command, sender: str, text: str
+) -> Refusal | None:
+    """A merge needs the ticket kept and the sender on both tickets' queues; a referral an
+    address outside the ministry and a note."""
+    settings = app.settings
+    problem: tuple[str, str] | None = None
+    if command.name is CommandName.MERGE:
+        found = ticket_rows.ticket_by_ref(connection, command.argument)
+        kept = handoff.kept_ticket(connection, found) if found is not None else None
+        problem = merge.merge_problem(ticket, kept, command.argument)
+        if problem is None and kept is not None:
+            for side in (ticket, kept):
+                queue = settings.queue_for(side.category, side.mailbox)
+                if not works_on_queue(settings, queue, sender):
+                    problem = ("not_on_queue", side.ref)
+                    break
+    elif command.name is CommandName.REFER:
+        problem = referral.referral_problem(settings, ticket, command.argument, text)
+    if problem is None:
+        return None
+    return Refusal(command.line, problem[0], problem[1], command.name.value)
 
 
 def refusal_of(app: App, ticket: TicketRow, command: Command) -> Refusal | None:
@@ -65,6 +122,8 @@ def refusal_of(app: App, ticket: TicketRow, command: Command) -> Refusal | None:
             return refuse("not_staff")
         if not settings.may_work_on(ticket.category, ticket.mailbox, argument):
             return refuse("outside_complaints")
+    if name is CommandName.CANNED and argument not in app.answers.names:
+        return refuse("unknown_answer")
     starts = RESULT_CLOCK_STARTS.get(name)
     if starts is not None and clocks.result_commitment(settings, ticket.category, starts) is None:
         return refuse("no_result_clock")
@@ -108,6 +167,7 @@ def apply_in_order(
     sender: str,
     inbound_id: int,
     now: datetime,
+    text: str = "",
 ) -> None:
     """Check and apply each command against the ticket as the previous ones left it.
 
@@ -115,19 +175,67 @@ def apply_in_order(
     changed its category, queue or clocks), check it (`refusal_of`, then `_release_refusal`
     for a legal hold's release), apply it (`_apply`) and record the access. The first refusal
     raises `Refused` with the line and why; the caller (`staff_replies`) then rolls back its
-    savepoint, so no command of the message stays applied, and tells the sender.
+    savepoint, so no command of the message stays applied, and tells the sender. `text` is
+    the reply's text: a merge's words to the citizen, a referral's note.
     """
+    combination = combination_refusal(commands)
+    if combination is not None:
+        raise Refused(combination)
     for command in commands:
         current = ticket_rows.ticket_by_id(connection, ticket.id) or ticket
         refusal = (
             refusal_of(app, current, command)
             or _release_refusal(connection, app, current, command, sender)
             or _completeness_refusal(connection, current, command)
+            or _handoff_refusal(connection, app, current, command, sender, text)
         )
         if refusal is not None:
             raise Refused(refusal)
-        _apply(connection, app, current, command, sender, inbound_id, now)
+        if command.name in STANDS_ALONE:
+            _hand_off(connection, app, current, command, sender, inbound_id, now, text)
+        else:
+            _apply(connection, app, current, command, sender, inbound_id, now)
         access.record(connection, now, sender, f"staff_{command.name.value}", current.ref)
+
+
+def _hand_off(
+    connection: Connection,
+    app: App,
+    ticket: TicketRow,
+    command: Command,
+    sender: str,
+    inbound_id: int,
+    now: datetime,
+    text: str,
+) -> None:
+    """A merge into another ticket, or a referral to another body (checked already)."""
+    ticket_rows.add_event(
+        connection,
+        ticket.id,
+        now,
+        f"command_{command.name.value}",
+        command.line,
+        actor=sender,
+        inbound_id=inbound_id,
+    )
+    if command.name is CommandName.MERGE:
+        found = ticket_rows.ticket_by_ref(connection, command.argument)
+        assert found is not None  # checked by _handoff_refusal
+        kept = handoff.kept_ticket(connection, found)
+        merge.merge_into(
+            connection, app, ticket, kept, text=text, sender=sender, inbound_id=inbound_id, now=now
+        )
+    else:
+        referral.refer(
+            connection,
+            app,
+            ticket,
+            command.argument,
+            note=text,
+            sender=sender,
+            inbound_id=inbound_id,
+            now=now,
+        )
 
 
 def _apply(
@@ -154,6 +262,8 @@ def _apply(
     if name in (CommandName.INCOMPLETE, CommandName.COMPLETE):
         _apply_completeness(connection, app, ticket, command, sender, inbound_id, now)
         return
+    if name is CommandName.CANNED:
+        return  # rendered into the reply by the caller; the relay's event records it
     if name is CommandName.CLOSE:
         ticket_rows.set_ticket_fields(
             connection, ticket.id, now, status=TicketStatus.CLOSED.value, closed_at=now

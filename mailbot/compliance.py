@@ -44,11 +44,16 @@ from enum import StrEnum
 from fractions import Fraction
 
 from mailbot.business_calendar import Hold
+from mailbot.states import ClosedReason
 
 # Ticket statuses whose cases are left out of every figure, in the report and the digest alike.
-# None exists yet (withdrawn and merged requests have no status of their own); adding one here
-# is the whole change, e.g. ("withdrawn", "merged").
+# None exists yet (withdrawn requests have no status of their own); adding one here is the
+# whole change, e.g. ("withdrawn",).
 EXCLUDED_STATUSES: tuple[str, ...] = ()
+# Closing reasons whose cases are left out, in the report and the digest alike: a merged
+# duplicate is not a request of its own (it counts once, on the ticket kept, from the earliest
+# receipt of the two).
+EXCLUDED_CLOSING_REASONS: tuple[str, ...] = (ClosedReason.MERGED.value,)
 
 
 class Outcome(StrEnum):

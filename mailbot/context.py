@@ -12,10 +12,11 @@ import logging
 import os
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
 
+from mailbot.answers import CannedAnswers, load_answers
 from mailbot.business_calendar import BusinessCalendar, build_calendar
 from mailbot.clock import Clock
 from mailbot.errors import ConfigError
@@ -44,6 +45,7 @@ class App:
     open_mailbox: MailboxOpener
     sender: Sender
     parse_ahead: ParseAhead  # a worker process parsing a backlog's next messages
+    answers: CannedAnswers = field(default_factory=CannedAnswers)  # checked at start-up
 
 
 def load_signing_key(settings: Settings, environ: Mapping[str, str]) -> bytes:
@@ -74,6 +76,7 @@ def build_app(
 ) -> App:
     """The context for `settings`, its schema migrated; IMAP and SMTP unless others are given."""
     env = os.environ if environ is None else environ
+    answers = load_answers(settings.answers.dir, settings.templates_dir)
     engine = engine or make_engine(settings.database_url)
     migrate(engine)
     logins = Logins(settings, env)
@@ -81,11 +84,12 @@ def build_app(
         settings=settings,
         engine=engine,
         clock=clock,
-        renderer=Renderer(settings.templates_dir),
+        renderer=Renderer(settings.templates_dir, answer_names=answers.names),
         calendar=build_calendar(settings.calendar, settings.organisation.timezone),
         signing_key=load_signing_key(settings, env),
         logins=logins,
         open_mailbox=open_mailbox or imap_opener(settings.imap, logins),
         sender=sender or SmtpSender(settings.smtp, logins),
         parse_ahead=ParseAhead(enabled=settings.daemon.parse_worker),
+        answers=answers,
     )

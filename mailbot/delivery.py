@@ -29,7 +29,16 @@ log = logging.getLogger(__name__)
 PACING = "pacing"
 # Mail to a citizen whose failure a person must learn of; staff mail is not reported (a
 # failing staff address would only produce more failing staff mail).
-REPORTED_PURPOSES = ("acknowledgement", "reply", "hold_request", "incomplete_request")
+REPORTED_PURPOSES = (
+    "acknowledgement",
+    "reply",
+    "hold_request",
+    "incomplete_request",
+    # What a merge or a referral sends: the citizen's notices, the request to the other body.
+    "merge_notice",
+    "referral_notice",
+    "referral",
+)
 
 
 def review_pacing(app: App, policy: SendPolicy, now: datetime) -> None:

@@ -78,6 +78,10 @@ class Ticket(SQLModel, table=True):
     legal_hold_at: datetime | None = _instant()
     raw_destroyed_at: datetime | None = _instant()
     anonymised_at: datetime | None = _instant()
+    # Why a closed ticket was closed, when not simply answered: merged | referred
+    # (mailbot/merge.py, mailbot/referral.py); a merged ticket names the one it joined.
+    closed_reason: str | None = Field(default=None, max_length=16)
+    merged_into: str | None = Field(default=None, max_length=32)
 
 
 class TicketDeadline(SQLModel, table=True):

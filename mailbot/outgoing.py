@@ -1,7 +1,8 @@
 """Every message mailbot sends is built and queued here, and only here.
 
-Three shapes: the acknowledgement to a citizen, a staff member's words relayed to a citizen,
-and automatic mail to staff (notices, forwarded follow-ups, held notices, confirmations,
+Four shapes: the acknowledgement to a citizen, a staff member's words relayed to a citizen
+(and the notices of a merge or a referral), a citizen's request referred to another body, and
+automatic mail to staff (notices, forwarded follow-ups, held notices, confirmations,
 command errors, reminders, escalations, digests, the brake's and the failures' notices). Each
 gets its Message-ID once, here (a signed thread token when it concerns a ticket, so a reply to
 it finds the ticket), is rendered from `templates/`, and becomes one outbox row written on the
@@ -21,6 +22,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from mailbot import tokens
+from mailbot.answers import may_write_english
 from mailbot.context import App
 from mailbot.db import outbox as outbox_rows
 from mailbot.db import tickets as ticket_rows
@@ -192,6 +194,133 @@ def relay(
     ticket_rows.add_event(
         connection, ticket.id, now, kind, detail, actor=author, inbound_id=inbound_id, outbox_id=row
     )
+
+
+def notice_to_citizen(
+    connection: Connection,
+    app: App,
+    ticket: TicketRow,
+    *,
+    template: str,
+    values: Mapping[str, Any],
+    thread: tuple[str, ...],
+    token_ref: str,
+    purpose: str,
+    dedupe: str,
+    author: str,
+    inbound_id: int,
+    now: datetime,
+) -> int | None:
+    """What a staff command tells the citizen (a merge, a referral), from the queue's
+    official address, threaded under `thread`; a reply to it lands on `token_ref`'s ticket.
+    Queued once per `dedupe`; None when it was already."""
+    queue = app.settings.queue_for(ticket.category, ticket.mailbox)
+    rendered = app.renderer.render(
+        template,
+        {
+            "ticket": ticket,
+            "queue": queue,
+            "org": app.settings.organisation,
+            "subject": strip_reply_prefix(ticket.subject),
+            "english": may_write_english(app.settings, ticket),
+            **values,
+        },
+    )
+    new_id = message_id(app, token_ref)
+    message = _to_citizen(
+        app,
+        ticket,
+        rendered,
+        sender=queue,
+        message_id=new_id,
+        thread=thread,
+        auto_submitted=None,
+        now=now,
+    )
+    row = outbox_rows.queue_message(
+        connection,
+        ticket_id=ticket.id,
+        purpose=purpose,
+        dedupe_key=dedupe,
+        message_id=new_id,
+        envelope_from=queue.address,
+        recipient=ticket.requester,
+        raw=message,
+        now=now,
+    )
+    ticket_rows.add_event(
+        connection,
+        ticket.id,
+        now,
+        f"{purpose}_queued" if row is not None else f"{purpose}_duplicate",
+        dedupe,
+        actor=author,
+        inbound_id=inbound_id,
+        outbox_id=row,
+    )
+    return row
+
+
+def referral(
+    connection: Connection,
+    app: App,
+    ticket: TicketRow,
+    *,
+    address: str,
+    values: Mapping[str, Any],
+    request: bytes | None,
+    author: str,
+    inbound_id: int,
+    now: datetime,
+) -> int | None:
+    """The citizen's request (its text and attachments) to the body `address`, from the
+    queue's official address with the staff's note; once per ticket and body (None when
+    queued already). A reply to it carries the ticket's token."""
+    queue = app.settings.queue_for(ticket.category, ticket.mailbox)
+    rendered = app.renderer.render(
+        "referral",
+        {"ticket": ticket, "queue": queue, "org": app.settings.organisation, **values},
+    )
+    new_id = message_id(app, ticket.ref)
+    envelope = Envelope(
+        from_address=queue.address,
+        from_name=queue.display_name,
+        to_address=address,
+        message_id=new_id,
+        date=now,
+        reply_to=queue.address,
+    )
+    message = compose(
+        envelope,
+        rendered,
+        auto_submitted=None,
+        loop_token=app.settings.organisation.message_id_domain,
+    )
+    attached = 0
+    if request is not None:
+        message, attached = with_attachments(request, message)
+    row = outbox_rows.queue_message(
+        connection,
+        ticket_id=ticket.id,
+        purpose="referral",
+        dedupe_key=f"referral:{ticket.ref}:{address}",
+        message_id=new_id,
+        envelope_from=queue.address,
+        recipient=address,
+        raw=message,
+        now=now,
+    )
+    ticket_rows.add_event(
+        connection,
+        ticket.id,
+        now,
+        "referral_queued" if row is not None else "referral_duplicate",
+        f"to {address}; {attached} bytes attached",
+        actor=author,
+        inbound_id=inbound_id,
+        outbox_id=row,
+    )
+    return row
 
 
 def complete_file_acknowledgement(

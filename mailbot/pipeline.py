@@ -22,6 +22,7 @@ from mailbot import citizens, clocks, staff_replies
 from mailbot.citizens import OVERSIZED
 from mailbot.classify import ClassifyContext, Kind, TicketFacts, Verdict, candidate_refs, classify
 from mailbot.context import App
+from mailbot.db import handoff
 from mailbot.db import inbound as inbound_rows
 from mailbot.db import tickets as ticket_rows
 from mailbot.db.inbound import Duplicate
@@ -255,7 +256,10 @@ def _classify(
 ) -> Verdict:
     refs = candidate_refs(mail, signing_key, settings.organisation.ticket_prefix)
     known = ticket_rows.tickets_of_message_ids(connection, mail.thread_ids)
-    rows = ticket_rows.tickets_by_ref(connection, set(refs) | set(known.values()))
+    # A merged ticket's reference stands for the ticket kept (mailbot/merge.py).
+    rows = handoff.follow_merges(
+        connection, ticket_rows.tickets_by_ref(connection, set(refs) | set(known.values()))
+    )
     own, staff, domains, categories, complaints = _static_context(settings)
     context = ClassifyContext(
         mailbox=mailbox,
@@ -266,8 +270,9 @@ def _classify(
         staff_domains=domains,
         signing_key=signing_key,
         tickets={
-            ref: TicketFacts(ref=t.ref, requester=t.requester, status=t.status)
+            found: TicketFacts(ref=t.ref, requester=t.requester, status=t.status)
             for ref, t in rows.items()
+            for found in (ref, t.ref)  # a merged reference, and the ticket kept
         },
         known_message_ids=known,
         available_categories=categories,

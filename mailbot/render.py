@@ -59,7 +59,7 @@ class Renderer:
     A template is read and compiled the first time it is used, then kept: a changed template
     takes effect when mailbot restarts (no file check on every message)."""
 
-    def __init__(self, templates_dir: Path) -> None:
+    def __init__(self, templates_dir: Path, *, answer_names: Sequence[str] = ()) -> None:
         loader = jinja2.FileSystemLoader(str(templates_dir))
         self._text = jinja2.Environment(
             loader=loader,
@@ -77,6 +77,8 @@ class Renderer:
         self._html_of: dict[str, jinja2.Template | None] = {}
         for environment in (self._text, self._html):
             environment.globals["internal_marker"] = INTERNAL_MARKER
+            # The canned answers' names, for the staff help and refusals.
+            environment.globals["answer_names"] = tuple(answer_names)
 
     def render(self, name: str, values: Mapping[str, Any], *, with_html: bool = True) -> Rendered:
         """Render `name.subject.txt`, `name.txt` and (if present) `name.html`."""
@@ -88,6 +90,10 @@ class Renderer:
             if template is not None:
                 html = template.render(values)
         return Rendered(subject=flatten(subject, 900), text=text.rstrip() + "\n", html=html)
+
+    def render_text(self, name: str, values: Mapping[str, Any]) -> str:
+        """The plain-text template `name.txt` alone (a part of a message, not a message)."""
+        return self._text.get_template(f"{name}.txt").render(values)
 
     def _html_template(self, name: str) -> jinja2.Template | None:
         """`name.html`, or None when there is none (remembered either way)."""

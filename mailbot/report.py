@@ -45,10 +45,12 @@ These make the published figures defensible; ``docs/report-rules.md`` says the s
   (a category change keeps the receipt day).
 * **Automatic messages** (bounces, auto-replies, robots) never open tickets, so they have no
   deadline rows and are absent by construction.
-* **Withdrawn and merged requests**: the ticket model has no such status yet (statuses are
-  ``open``, ``on_hold``, ``answered``, ``closed``). Add the status to
-  `mailbot.compliance.EXCLUDED_STATUSES` and every figure leaves those cases out; until then
-  they count like any other case.
+* **Merged requests** (closed with the reason ``merged``) are left out of every figure
+  (`EXCLUDED_CLOSING_REASONS`): the request counts once, on the ticket kept, whose clock runs
+  from the earlier receipt of the two. **Referred requests** (reason ``referred``) count: the
+  referral is the response, met at its instant.
+* **Withdrawn requests**: the ticket model has no such status yet. Add the status to
+  `EXCLUDED_STATUSES` and every figure leaves those cases out.
 * **Reopened tickets**: ``met_at`` is the first reply; a follow-up does not start a new case.
 
 How it stays fast: one aggregate query grouped by commitment, queue and month of the clock
@@ -69,7 +71,7 @@ from fractions import Fraction
 from sqlalchemy.engine import Engine
 
 from mailbot.business_calendar import BusinessCalendar
-from mailbot.compliance import EXCLUDED_STATUSES
+from mailbot.compliance import EXCLUDED_CLOSING_REASONS, EXCLUDED_STATUSES
 from mailbot.db import report as db
 from mailbot.errors import NotFound
 from mailbot.report_render import FORMATS, render_report
@@ -113,6 +115,7 @@ def build_report(
         as_of=as_of,
         excluded_statuses=EXCLUDED_STATUSES,
         restarting=settings.restarting_commitments,
+        excluded_reasons=EXCLUDED_CLOSING_REASONS,
     )
     configured = [mailbox.name for mailbox in settings.mailboxes]
     with db.snapshot(engine) as connection:

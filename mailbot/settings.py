@@ -508,6 +508,13 @@ class AlertSettings(_Frozen):
     outbox_age_minutes: Annotated[float, Field(gt=0)] = 60.0
 
 
+class AnswersSettings(_Frozen):
+    """Canned answers (mailbot/answers.py): the folder of `NAME.fr.txt` / `NAME.en.txt`
+    Jinja2 files the ministry maintains; none when unset."""
+
+    dir: Path | None = None
+
+
 class Settings(_Frozen):
     """The whole configuration, as validated at start-up."""
 
@@ -525,6 +532,7 @@ class Settings(_Frozen):
     observability: ObservabilitySettings = ObservabilitySettings()
     alerts: AlertSettings = AlertSettings()
     retention: RetentionSettings = RetentionSettings()
+    answers: AnswersSettings = AnswersSettings()
     commitments: tuple[CommitmentSettings, ...] = DEFAULT_COMMITMENTS
     data_dir: Path = Path("data")
     templates_dir: Path = DEFAULT_TEMPLATES_DIR
@@ -661,6 +669,8 @@ def parse_settings(
         updates["data_dir"] = base_dir / settings.data_dir
     if not settings.templates_dir.is_absolute():
         updates["templates_dir"] = base_dir / settings.templates_dir
+    if settings.answers.dir is not None and not settings.answers.dir.is_absolute():
+        updates["answers"] = AnswersSettings(dir=base_dir / settings.answers.dir)
     for server in ("imap", "smtp"):
         resolved = _resolve_key_files(getattr(settings, server), base_dir)
         if resolved is not None:

@@ -7,9 +7,20 @@
 Accidental commands: a line with a '#' or '/' prefix, or whose command word is followed by
 ':', is always read as a command (an unknown or malformed one is an error for the sender).
 Without either, a command word counts only when it stands alone on its line or is followed
-by an argument of the command's own shape (a date, one address, one category word); so
-"Note that the office is closed" or "Attente de votre réponse" stay prose. Commands whose
-argument is free text (attente, incomplet, anglais, note) need the ':' or the prefix to take one.
+by an argument of the command's own shape (a date, one address, one category word, one
+reference, one answer name); so "Note that the office is closed" or "Attente de votre réponse"
+stay prose. Commands whose argument is free text (attente, incomplet, anglais, note) need the
+':' or the prefix to take one.
+
+No command reaches a citizen by mistake: the first line of the text below the commands is
+refused (`not_a_command`) when it has the shape of a command without being one: one or two
+words followed by ':' ("fermé :", "Objet :"), a word followed by a ticket reference
+("fusioner MRI-2025-00001"), or a lone word one letter away from a command word ("fermé",
+"closed"). Staff who mean such a line as text start the reply with `texte :` (`text:`); the
+text after it, on the same line or below, is the reply.
+
+Canned answers (`réponse type : NOM`) may stand at the top with the commands or on any line of
+the text; `StaffMessage.pieces` keeps where each one goes among the staff's own text.
 """
 
 from __future__ import annotations
@@ -38,6 +49,9 @@ class CommandName(StrEnum):
     LEGAL_RELEASE = "legal_release"  # fin conservation légale | end legal hold
     INCOMPLETE = "incomplete"  # incomplet REASON | incomplete REASON  (REASON goes to the citizen)
     COMPLETE = "complete"  # complet | complete  (the missing piece came another way)
+    MERGE = "merge"  # fusionner REF | merge REF  (this ticket is a duplicate of REF)
+    CANNED = "canned"  # réponse type : NAME | canned: NAME  (a prepared answer, in place)
+    REFER = "refer"  # référer : ADDRESS | refer: ADDRESS  (the text below is the note)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +67,7 @@ class CommandError:
 
     line: str
     code: str  # unknown_command | takes_no_argument | missing_argument | bad_address |
-    #            bad_category | bad_date
+    #            bad_category | bad_date | bad_reference | bad_name | not_a_command
     argument: str = ""  # what was written (the unknown word, the unreadable value)
     command: str = ""  # the CommandName value the line called, when known
 
@@ -63,6 +77,9 @@ class StaffMessage:
     commands: tuple[Command, ...]
     errors: tuple[CommandError, ...]
     body: str  # the text after the command lines (what may be relayed), stripped
+    # The text for the citizen in order, when the reply uses canned answers: the staff's own
+    # text and the `réponse type` commands (those at the top first). Empty without any.
+    pieces: tuple[str | Command, ...] = ()
 
 
 class ArgumentKind(Enum):
@@ -72,6 +89,8 @@ class ArgumentKind(Enum):
     ADDRESS = "address"  # assigner
     CATEGORY = "category"  # catégorie
     DATE = "date"  # entrevue, comité
+    REFERENCE = "reference"  # fusionner
+    NAME = "name"  # réponse type
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +111,9 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec(CommandName.ENGLISH, ("anglais", "english"), ArgumentKind.TEXT),
     CommandSpec(CommandName.INTERVIEW, ("entrevue", "interview"), ArgumentKind.DATE),
     CommandSpec(CommandName.COMMITTEE, ("comite", "committee"), ArgumentKind.DATE),
+    CommandSpec(CommandName.MERGE, ("fusionner", "merge"), ArgumentKind.REFERENCE),
+    CommandSpec(CommandName.CANNED, ("canned",), ArgumentKind.NAME, phrases=(("reponse", "type"),)),
+    CommandSpec(CommandName.REFER, ("referer", "refer"), ArgumentKind.ADDRESS),
     CommandSpec(
         CommandName.LEGAL_HOLD,
         (),
@@ -162,6 +184,8 @@ _ADDRESS = re.compile(
     r"^[a-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
     r"@[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+$"
 )
+_REFERENCE = re.compile(r"^[A-Z][A-Z0-9]{0,9}-[0-9]{4}-[0-9]{1,9}$")
+_ANSWER_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _MAILTO_SUFFIX = re.compile(r"^(?P<address>[^<>\s]+)<mailto:(?P<target>[^<>\s]+)>$")
 _MONTHS = {
     "janvier": 1,
@@ -239,8 +263,10 @@ def _has_argument_shape(spec: CommandSpec, argument: str) -> bool:
         return fold(argument).removeprefix("le ")[:1].isdigit()
     if spec.argument is ArgumentKind.ADDRESS:
         return len(_without_preposition(argument).split()) == 1
-    if spec.argument is ArgumentKind.CATEGORY:
+    if spec.argument in (ArgumentKind.CATEGORY, ArgumentKind.NAME):
         return len(argument.split()) == 1
+    if spec.argument is ArgumentKind.REFERENCE:
+        return _REFERENCE.match(argument.rstrip(".").upper()) is not None
     return False  # free text takes ':' or a prefix; fermer takes nothing
 
 
@@ -266,6 +292,16 @@ def _read_argument(spec: CommandSpec, argument: str, line: str) -> Command | Com
         if category is None:
             return CommandError(line, "bad_category", argument, spec.name.value)
         return Command(spec.name, category, line)
+    if kind is ArgumentKind.REFERENCE:
+        ref = argument.rstrip(".").upper()
+        if _REFERENCE.match(ref) is None:
+            return CommandError(line, "bad_reference", argument, spec.name.value)
+        return Command(spec.name, ref, line)
+    if kind is ArgumentKind.NAME:
+        name = fold(argument).rstrip(".")
+        if _ANSWER_NAME.match(name) is None:
+            return CommandError(line, "bad_name", argument, spec.name.value)
+        return Command(spec.name, name, line)
     when = parse_date(argument.rstrip("."))
     if when is None:
         return CommandError(line, "bad_date", argument, spec.name.value)
@@ -304,6 +340,73 @@ def read_command_line(line: str) -> Command | CommandError | None:
     return _read_argument(spec, argument, written)
 
 
+# "texte :" / "text:" at the top: what follows is text, whatever its shape.
+_TEXT_MARKER = re.compile(rf"^{SPACE}*(?:texte|text){SPACE}*:(?P<rest>.*)$", re.IGNORECASE)
+# One or two words then ':' (not a URL's "https://"), or a word then a ticket reference.
+_WORDS_COLON = re.compile(
+    rf"^[#/]?{SPACE}*(?P<words>[^\W\d_][\w'’-]*(?:{SPACE}+[^\W\d_][\w'’-]*)?){SPACE}*:(?!//)"
+)
+_WORD_REFERENCE = re.compile(
+    rf"^[#/]?{SPACE}*(?P<words>[^\W\d_][\w'’-]*){SPACE}+[A-Za-z][A-Za-z0-9]{{0,9}}-[0-9]{{4}}-[0-9]+"
+)
+_LONE_WORD = re.compile(r"^[#/]?\s*(?P<words>[^\W\d_][\w'’-]*)[.!]?$")
+COMMAND_WORDS = frozenset(
+    {word for spec in COMMANDS for word in spec.words}
+    | {phrase[0] for spec in COMMANDS for phrase in spec.phrases}
+)
+
+
+def _one_edit_apart(word: str, other: str) -> bool:
+    """Whether `word` becomes `other` by changing, adding or removing one letter."""
+    if abs(len(word) - len(other)) > 1 or word == other:
+        return False
+    if len(word) == len(other):
+        return sum(a != b for a, b in zip(word, other, strict=True)) == 1
+    short, long = sorted((word, other), key=len)
+    return any(long[:i] + long[i + 1 :] == short for i in range(len(long)))
+
+
+def looks_like_command(line: str) -> str | None:
+    """The words of a line that has the shape of a command without being one ("fermé",
+    "fusioner MRI-2025-00001", "Objet : ..."), or None when it reads as prose."""
+    written = line.strip()
+    for pattern in (_WORDS_COLON, _WORD_REFERENCE):
+        match = pattern.match(written)
+        if match is not None:
+            return match.group("words")
+    lone = _LONE_WORD.match(written)
+    if lone is not None:
+        word = fold(lone.group("words"))
+        if len(word) >= 4 and any(_one_edit_apart(word, known) for known in COMMAND_WORDS):
+            return lone.group("words")
+    return None
+
+
+def _canned_in(body_lines: list[str]) -> tuple[list[str | Command], list[CommandError]]:
+    """The body cut at its canned-answer lines: text pieces and `réponse type` commands."""
+    pieces: list[str | Command] = []
+    errors: list[CommandError] = []
+    text: list[str] = []
+    for line in body_lines:
+        # In the text, only an explicit line ("réponse type : x", "#canned x") is an answer.
+        explicit = ":" in line or line.lstrip()[:1] in ("#", "/")
+        read = read_command_line(line) if explicit else None
+        is_canned = (isinstance(read, Command) and read.name is CommandName.CANNED) or (
+            isinstance(read, CommandError) and read.command == CommandName.CANNED.value
+        )
+        if not is_canned:
+            text.append(line)
+            continue
+        if isinstance(read, CommandError):
+            errors.append(read)
+            continue
+        assert isinstance(read, Command)
+        pieces.extend(("\n".join(text).strip("\n"), read))
+        text = []
+    pieces.append("\n".join(text).strip("\n"))
+    return [piece for piece in pieces if not isinstance(piece, str) or piece.strip()], errors
+
+
 def parse_commands(text: str) -> StaffMessage:
     """Commands are one per line at the very top of the new text (blank lines before and
     between them skipped), French or English, case- and accent-insensitive, optionally
@@ -314,14 +417,24 @@ def parse_commands(text: str) -> StaffMessage:
     date, bad address, unknown category), is an error. An unprefixed line is a command line
     only when its command word stands alone, is followed by ':', or is followed by an
     argument of the command's shape (see the module docstring); otherwise it starts the
-    body. Dates are normalised to ISO. Repeated commands are all kept."""
+    body. Dates are normalised to ISO. Repeated commands are all kept.
+
+    The body's first line is an error (`not_a_command`) when it has the shape of a command
+    (`looks_like_command`), unless the reply says `texte :` first or is an internal note.
+    Canned-answer lines anywhere in the body are commands too, kept in place in `pieces`."""
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     commands: list[Command] = []
     errors: list[CommandError] = []
     body_start = len(lines)
+    escaped = False
     for index, line in enumerate(lines):
         if not line.strip():
             continue
+        marker = _TEXT_MARKER.match(line)
+        if marker is not None:
+            lines[index] = marker.group("rest").strip()
+            body_start, escaped = index, True
+            break
         read = read_command_line(line)
         if read is None:
             body_start = index
@@ -330,5 +443,21 @@ def parse_commands(text: str) -> StaffMessage:
             commands.append(read)
         else:
             errors.append(read)
-    body = "\n".join(lines[body_start:]).strip()
-    return StaffMessage(commands=tuple(commands), errors=tuple(errors), body=body)
+    body_lines = lines[body_start:]
+    first = next((line for line in body_lines if line.strip()), "")
+    is_note = any(command.name is CommandName.NOTE for command in commands)
+    shaped = looks_like_command(first) if first and not escaped and not is_note else None
+    if shaped is not None:
+        errors.append(CommandError(first.strip(), "not_a_command", shaped))
+    found, canned_errors = _canned_in(body_lines)
+    errors.extend(canned_errors)
+    in_body = [piece for piece in found if isinstance(piece, Command)]
+    at_top = [command for command in commands if command.name is CommandName.CANNED]
+    pieces: tuple[str | Command, ...] = ()
+    if at_top or in_body:
+        pieces = (*at_top, *found)
+        commands.extend(in_body)
+        body = "\n\n".join(piece for piece in found if isinstance(piece, str)).strip()
+    else:
+        body = "\n".join(body_lines).strip()
+    return StaffMessage(commands=tuple(commands), errors=tuple(errors), body=body, pieces=pieces)

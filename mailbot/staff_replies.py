@@ -8,6 +8,11 @@ headers), and it answers one of our messages carrying the ticket's signed token 
 classifier's verdict names the ticket only then). Anything short of that is held, the queue's
 staff are told, and nothing is relayed. Everything runs on the caller's connection, in the
 inbound message's transaction.
+
+What reaches the citizen: the reply's text, with each `réponse type : NOM` line replaced by
+that canned answer rendered for the ticket (mailbot/answers.py); after `fusionner` or
+`référer` nothing is relayed, the merge's or the referral's own notice carries the text
+(mailbot/merge.py, mailbot/referral.py).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from mailbot import citizens, commands, completeness, outgoing
+from mailbot import answers, citizens, commands, completeness, outgoing
 from mailbot.authresults import check_authentication
 from mailbot.context import App
 from mailbot.db import access
@@ -149,11 +154,11 @@ def _act(
     nothing: a refused command, a doubtful cut or a relay that cannot be built undoes the
     rest (the savepoint), and the sender is told."""
     text_for_citizen, hold = text_for_citizen_of(parsed)
-    staff_text = text_for_citizen
     incomplete = next((c for c in parsed.commands if c.name is CommandName.INCOMPLETE), None)
-    if incomplete is not None:  # what is missing, worded for the citizen, then the rest
-        text_for_citizen = completeness.citizen_text(app, ticket, incomplete.argument, staff_text)
     purpose = "incomplete_request" if incomplete else "hold_request" if hold else "reply"
+    names = {command.name for command in parsed.commands}
+    # A merge or a referral carries the reply's text in its own notices: nothing is relayed.
+    handing_off = bool(names & commands.STANDS_ALONE)
 
     def tell(template: str, values: dict[str, object], event: str, detail: str) -> None:
         """Answer the sender with `template` and log `event` on the ticket."""
@@ -167,15 +172,31 @@ def _act(
     try:
         with connection.begin_nested():
             commands.apply_in_order(
-                connection, app, ticket, parsed.commands, sender, inbound_id, now
+                connection,
+                app,
+                ticket,
+                parsed.commands,
+                sender,
+                inbound_id,
+                now,
+                text=parsed.body if handing_off else "",
             )
+            if handing_off:
+                if parsed.body and not certain:
+                    text_for_citizen = parsed.body
+                    raise _NeedsConfirmation
+                text_for_citizen = ""
+            elif parsed.pieces:
+                current = ticket_rows.ticket_by_id(connection, ticket.id) or ticket
+                text_for_citizen = with_canned_answers(app, current, parsed, hold, now)
+            current = ticket_rows.ticket_by_id(connection, ticket.id) or ticket
+            if incomplete is not None:
+                # What is missing, worded for the ticket as the commands left it, then the rest.
+                text_for_citizen = completeness.citizen_text(
+                    app, current, incomplete.argument, text_for_citizen
+                )
             if text_for_citizen and not certain:
                 raise _NeedsConfirmation
-            current = ticket_rows.ticket_by_id(connection, ticket.id) or ticket
-            if incomplete is not None:  # worded for the ticket as the commands left it
-                text_for_citizen = completeness.citizen_text(
-                    app, current, incomplete.argument, staff_text
-                )
             if CommandName.NOTE in {command.name for command in parsed.commands}:
                 ticket_rows.add_event(
                     connection,
@@ -239,6 +260,33 @@ def _act(
             inbound_id=inbound_id,
         )
     return StaffOutcome(MessageState.PROCESSED, "staff message applied")
+
+
+def with_canned_answers(
+    app: App, ticket: TicketRow, parsed: StaffMessage, hold: Command | None, now: datetime
+) -> str:
+    """The reply's text with each `réponse type` line replaced by its answer rendered for the
+    ticket: French in place; the answers' English versions after it, where the ticket's
+    language rules allow and every answer used has one."""
+    english = answers.may_write_english(app.settings, ticket)
+    values = answers.ticket_values(app.settings, ticket, app.calendar.office_date(now))
+    french: list[str] = [hold.argument] if hold else []
+    english_parts: list[str | None] = []
+    for piece in parsed.pieces:
+        if isinstance(piece, str):
+            french.append(piece)
+            continue
+        rendered = app.answers.render(piece.argument, values, english=english)
+        french.append(rendered.french)
+        english_parts.append(rendered.english)
+    both = english and english_parts and all(part is not None for part in english_parts)
+    return app.renderer.render_text(
+        "canned_answer",
+        {
+            "french": "\n\n".join(part for part in french if part.strip()),
+            "english": "\n\n".join(p for p in english_parts if p) if both else "",
+        },
+    ).strip()
 
 
 def text_for_citizen_of(parsed: StaffMessage) -> tuple[str, Command | None]:

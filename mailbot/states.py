@@ -16,6 +16,13 @@ class TicketStatus(StrEnum):
     CLOSED = "closed"
 
 
+class ClosedReason(StrEnum):
+    """Why a closed ticket was closed, when it was not simply answered (`ticket.closed_reason`)."""
+
+    MERGED = "merged"  # a duplicate: its messages and history joined another ticket
+    REFERRED = "referred"  # sent on to the body it belongs to; the referral is the response
+
+
 class MessageState(StrEnum):
     """What became of an inbound message; always stored with a reason."""
 

@@ -107,6 +107,8 @@ def ticket_detail_json(
         ),
         "raw_destroyed_at": instant(ticket["raw_destroyed_at"]),
         "anonymised_at": instant(ticket["anonymised_at"]),
+        "closed_reason": ticket["closed_reason"],  # merged | referred | None
+        "merged_into": ticket["merged_into"],
         "deadlines": [deadline_json(d) for d in history["deadlines"]],
         "holds": [hold_json(h) for h in history.get("holds", ())],
         "messages": [message_json(m) for m in history["messages"]],

@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from mailbot.compliance import EXCLUDED_STATUSES, Outcome
+from mailbot.compliance import EXCLUDED_CLOSING_REASONS, EXCLUDED_STATUSES, Outcome
 from mailbot.db.outcome import outcome_sql
 from mailbot.jobs import OpenDeadline
 from mailbot.models import DEADLINE, HOLD, TICKET
@@ -84,6 +84,13 @@ def month_compliance(
         .join(TICKET, TICKET.c.id == DEADLINE.c.ticket_id)
         .where(_works(settings, queue))
         .where(*excluded)
+        # A merged duplicate is not a request of its own (mailbot/merge.py).
+        .where(
+            sa.or_(
+                TICKET.c.closed_reason.is_(None),
+                TICKET.c.closed_reason.not_in(EXCLUDED_CLOSING_REASONS),
+            )
+        )
         .where(DEADLINE.c.due_date >= first)
         .where(DEADLINE.c.due_date < after)
         .group_by(DEADLINE.c.commitment)

@@ -38,6 +38,7 @@ class CaseFilter:
     # The commitments counted from the complete request: an open `incomplet` pauses only them
     # (an `attente` pauses every clock of the ticket).
     restarting: tuple[str, ...] = ()
+    excluded_reasons: tuple[str, ...] = ()  # closing reasons (`ticket.closed_reason`) left out
 
 
 class CountRow(NamedTuple):
@@ -112,6 +113,13 @@ def _scope(cases: CaseFilter) -> _Scope:
     ]
     if cases.excluded_statuses:
         where.append(ticket.c.status.not_in(cases.excluded_statuses))
+    if cases.excluded_reasons:
+        where.append(
+            sa.or_(
+                ticket.c.closed_reason.is_(None),
+                ticket.c.closed_reason.not_in(cases.excluded_reasons),
+            )
+        )
     if cases.queue is not None:
         where.append(ticket.c.mailbox == cases.queue)
     return _Scope(

@@ -38,6 +38,8 @@ class TicketRow:
     english_allowed: bool
     assignee: str | None = None
     legal_hold_at: datetime | None = None
+    closed_reason: str | None = None  # merged | referred
+    merged_into: str | None = None  # the reference a merged duplicate joined
 
 
 def _ticket_row(row: Any) -> TicketRow:
@@ -57,6 +59,8 @@ def _ticket_row(row: Any) -> TicketRow:
         english_allowed=row.english_allowed,
         assignee=row.assignee,
         legal_hold_at=row.legal_hold_at,
+        closed_reason=row.closed_reason,
+        merged_into=row.merged_into,
     )
 
 

@@ -1,7 +1,7 @@
 """complete request: a hold's kind (wait | incomplete), so a request declared incomplete
 restarts the clocks that count from the complete request
 
-Revision ID: 0004_complete_request
+Revision ID: 0004
 Revises: 0003
 Create Date: 2026-12-06 05:00:00.000000
 """
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0004_complete_request"
+revision: str = "0004"
 down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
