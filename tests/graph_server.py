@@ -127,7 +127,7 @@ class GraphServer:
         return f"{self.url}/{TENANT}/oauth2/v2.0/token"
 
     def start(self) -> GraphServer:
-        server = ThreadingHTTPServer(("127.0.0.1", self.port), _handler_for(self))
+        server = _Quiet(("127.0.0.1", self.port), _handler_for(self))
         server.daemon_threads = True
         self.port = server.server_address[1]
         self._server = server
@@ -320,7 +320,7 @@ class GraphServer:
                 return _error(504, "GatewayTimeout")
             return 202, {}, b""
         if parts[0] == "messages":
-            return self._messages(box, method, parts[1:], body)
+            return self._messages(box, method, parts[1:], query, body)
         return _error(404, "ResourceNotFound")
 
     def _folder_id(self, box: Mailbox, ref: str) -> str | None:
@@ -358,7 +358,8 @@ class GraphServer:
             return _error(404, "ErrorItemNotFound")
         fid = found_id
         if len(parts) == 1:
-            return _json(200, {"id": fid, "displayName": box.folders[fid]})
+            total = sum(1 for m in box.messages.values() if m.folder == fid)
+            return _json(200, {"id": fid, "displayName": box.folders[fid], "totalItemCount": total})
         if parts[1:] == ["messages", "delta"]:
             size = 10
             found = re.search(r"odata\.maxpagesize=(\d+)", headers.get("Prefer", ""))
@@ -381,11 +382,17 @@ class GraphServer:
         return _error(404, "ResourceNotFound")
 
     def _messages(
-        self, box: Mailbox, method: str, parts: list[str], body: bytes
+        self, box: Mailbox, method: str, parts: list[str], query: dict[str, str], body: bytes
     ) -> tuple[int, dict[str, str], bytes]:
         if not parts or parts == [""]:
-            if method != "POST":
-                return _error(405, "ErrorInvalidRequest")
+            if method == "GET":
+                wanted = re.match(r"^subject eq '(.*)'$", query.get("$filter", ""))
+                items = [
+                    {"id": m.id, "parentFolderId": m.folder}
+                    for m in box.messages.values()
+                    if wanted is None or _subject(m) == wanted.group(1).replace("''", "'")
+                ]
+                return _json(200, {"value": items})
             draft = json.loads(body)
             drafts = box.folder_named("Drafts")
             assert drafts is not None
@@ -470,6 +477,18 @@ class GraphServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _subject(message: Message) -> str:
+    parsed = email.message_from_bytes(message.raw, policy=email.policy.default)
+    return str(parsed.get("Subject", ""))
+
+
+class _Quiet(ThreadingHTTPServer):
+    """A client killed mid-request (the SIGKILL tests) is no error of the server's."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass
 
 
 class _Gone(Exception):
