@@ -20,9 +20,11 @@ from mailbot.graph import GraphClient, wait_seconds
 from mailbot.graph_sender import GraphSender
 from mailbot.models import GRAPH_FOLDER, OUTBOX, TICKET
 from mailbot.oauth import AccessToken
+from mailbot.quarantine import list_quarantine, retry_quarantined
 from mailbot.settings import AuthSettings, DatabaseSettings, GraphSettings, Settings, parse_settings
 from tests.conftest import TEST_SIGNING_KEY, AppFactory
 from tests.graph_server import TENANT, GraphServer
+from tests.test_cli import a_parser_bug_on
 from tests.test_exchange_staff import FROM_INTERNET, INSIDE
 from tests.test_spine import CITIZEN, INFO, citizen_request, office, parsed
 from tests.test_staff_server import AGENT, staff_reply
@@ -388,3 +390,61 @@ def test_graph_needs_no_imap_or_smtp_section(base_settings: Settings, tmp_path: 
     del document["graph"]
     with pytest.raises(ConfigError, match="imap"):
         parse_settings(document, base_dir=tmp_path, environ={})
+
+
+def test_a_poison_message_is_quarantined_in_its_folder_and_retried_from_its_bytes(
+    graph: GraphServer, graph_app: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    graph.deliver(INFO, citizen_request(), at=office("2025-11-03T10:00"))
+    graph.deliver(INFO, citizen_request("<req-2@example.org>"), at=office("2025-11-03T10:00"))
+    app = graph_app("2025-11-03T10:01:00-05:00")
+    a_parser_bug_on(monkeypatch, b"<req-1@example.org>")
+    report = run_pass(app)
+    monkeypatch.undo()
+    assert (report.outcomes["quarantined"], report.outcomes["new_request"]) == (1, 1)
+    assert len(graph.folder(INFO, "Quarantaine")) == 1
+    assert len(graph.folder(INFO, "Traites")) == 1
+    [row] = list_quarantine(app)
+    later = graph_app("2025-11-03T10:30:00-05:00")
+    assert retry_quarantined(later, row.id) == "processed"
+    run_pass(later)
+    assert len(acknowledgements(graph)) == 2
+
+
+def test_an_oversized_message_is_read_no_further_than_its_headers(
+    graph: GraphServer, graph_app: AppFactory, settings_graph: Settings
+) -> None:
+    small = settings_graph.model_copy(
+        update={"daemon": settings_graph.daemon.model_copy(update={"max_message_bytes": 4096})}
+    )
+    big = citizen_request(body="Bonjour. " + "x" * 200_000)
+    graph.deliver(INFO, big, at=office("2025-11-03T10:00"))
+    app = graph_app("2025-11-03T10:01:00-05:00", small)
+    assert run_pass(app).ok
+    with app.engine.connect() as connection:
+        [stored] = connection.execute(sa.text("select raw from inbound_message")).scalars()
+    assert len(stored) < 4096  # the headers, not the 200 kB body
+    assert b"Subject: Demande de renseignements" in stored
+    assert len(graph.folder(INFO, "Inbox")) == 0
+
+
+def test_health_and_metrics_name_graph_and_count_throttling(
+    graph: GraphServer, graph_app: AppFactory
+) -> None:
+    from mailbot.observe import Monitor
+
+    graph.deliver(INFO, citizen_request(), at=office("2025-11-03T10:00"))
+    app = graph_app("2025-11-03T10:01:00-05:00")
+    monitor = Monitor(app)
+    graph.throttle(2, 429, "0")
+    monitor.after_pass(run_pass(app), 0.1, full=True)
+    health = monitor.health()
+    assert health.parts["graph:renseignements"] == "ok"
+    assert health.parts["graph:send"] == "ok"
+    text = monitor.metrics_text().decode()
+    assert "mailbot_graph_throttled_total 2.0" in text
+    assert "mailbot_graph_requests_total" in text
+    graph.granted = set()  # the scope was withdrawn: every request refused
+    monitor.after_pass(run_pass(graph_app("2025-11-03T10:02:00-05:00")), 0.1, full=True)
+    seen = monitor.observed.observation().servers["graph:renseignements"]
+    assert seen.failing_since is not None
