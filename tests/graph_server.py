@@ -98,6 +98,8 @@ class GraphServer:
     fail_after_send: int = 0
     granted: set[str] | None = None  # None: every mailbox
     requests: list[tuple[str, str]] = field(default_factory=list)  # (method, path)
+    # When mail answering each Message-ID (its In-Reply-To) first left (time.time()).
+    answered_at: dict[str, float] = field(default_factory=dict)
     in_flight_peak: dict[str, int] = field(default_factory=dict)
     tokens_issued: int = 0
     throttled_answers: int = 0
@@ -208,6 +210,9 @@ class GraphServer:
         sent = box.folder_named("Sent Items")
         assert sent is not None
         self._add(box, sent, raw, datetime.now(UTC))
+        answering = " ".join(str(message.get("In-Reply-To", "")).split())
+        if answering:
+            self.answered_at.setdefault(answering, time.time())
         values = [str(v) for n in ("To", "Cc", "Bcc") for v in message.get_all(n, [])]
         for _name, address in email.utils.getaddresses(values):
             target = self.mailboxes.get(address.lower())
