@@ -36,7 +36,7 @@ from mailbot.settings import GraphSettings
 
 try:
     import requests
-except ImportError as exc:  # pragma: no cover - the extra is part of the dev install
+except ImportError as exc:
     raise MissingDependency(
         '[graph] needs requests and MSAL: install mailbot with the "microsoft" extra '
         '(pip install "mailbot[microsoft]")'

@@ -448,3 +448,41 @@ def test_health_and_metrics_name_graph_and_count_throttling(
     monitor.after_pass(run_pass(graph_app("2025-11-03T10:02:00-05:00")), 0.1, full=True)
     seen = monitor.observed.observation().servers["graph:renseignements"]
     assert seen.failing_since is not None
+
+
+def test_the_microsoft_login_asks_graphs_scope_with_msal(base_settings: Settings) -> None:
+    from mailbot.logins import Logins
+    from tests.test_oauth import CLIENT, FakeTransport, microsoft_route, session_with
+
+    route, posts = microsoft_route()
+    auth = AuthSettings(
+        method="oauth2",
+        provider="microsoft",
+        tenant_id=TENANT,
+        client_id=CLIENT,
+        client_secret_env="S",
+    )
+    settings = base_settings.model_copy(update={"graph": GraphSettings(auth=auth)})
+    logins = Logins(settings, {"S": "good~secret~value"}, session_with(FakeTransport(route)))
+    token = logins.graph().token(datetime(2025, 11, 3, 15, tzinfo=UTC))
+    assert token.value == "eyJ0.ms"
+    [post] = posts
+    assert post["scope"] == "https://graph.microsoft.com/.default"
+
+
+def test_without_the_microsoft_extra_graph_names_it(
+    settings_graph: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from mailbot.errors import MissingDependency
+
+    for name in ("mailbot.graph", "mailbot.graph_mailbox", "mailbot.graph_sender"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.setitem(sys.modules, "requests", None)
+    with pytest.raises(MissingDependency, match=r'"microsoft" extra'):
+        build_app(
+            settings_graph,
+            FixedClock(parse_instant("2025-11-03T10:00:00-05:00")),
+            {"MAILBOT_SIGNING_KEY": TEST_SIGNING_KEY, SECRET_ENV: "x"},
+        )
