@@ -1,23 +1,30 @@
-"""Sending through Microsoft Graph: the `Sender` interface over sendMail (effects: Graph).
+"""Sending through Microsoft Graph: the `Sender` interface over drafts (effects: Graph).
 
 Each message goes out as the mailbox of its From address (one of the watched mailboxes,
 nothing else), with the MIME mailbot built:
 
-    up to `sendmail_max_bytes`   POST /users/{from}/sendMail, the MIME in base64 (text/plain)
-    larger                       a draft (POST /users/{from}/messages, JSON), each attachment
-                                 through an upload session, then POST .../send
+    up to `sendmail_max_bytes`   POST /users/{from}/messages, the MIME in base64 (text/plain):
+                                 a draft, whose answer says the Message-ID Exchange gave it;
+                                 then POST .../messages/{id}/send
+    larger                       a draft from JSON (POST /users/{from}/messages), each
+                                 attachment through an upload session, then POST .../send
 
+Why a draft rather than sendMail (the same MIME, one request fewer): sendMail answers 202 and
+nothing else, so the Message-ID Exchange actually sent the message with (it may rewrite ours)
+can never be read back, and an answer lost on the way leaves nothing to look at. The draft
+gives both: its `internetMessageId` is recorded (mailbot/db/graph.py, `message_alias`) so a
+reply citing it threads as a reply to ours; and after a lost answer to `send`, the draft still
+in Drafts means it was not sent (it is deleted and the row retried), gone means it was.
 Graph keeps a copy in the mailbox's Sent Items, as Exchange does for Outlook.
 
-Outcomes, as the outbox knows them (mailbot/sender.py): ``sent`` on Graph's 202; ``retry``
-for throttling that outlasted the retries, a token or permission refused (IT's fix, then it
-goes), and an answer that leaves the outcome unknown (503, 504, a lost connection: Graph may
-have sent it). Before any message is sent, its Message-ID is looked for in the mailbox's Sent
-Items (one request): found, an earlier attempt went out (an unknown answer, or the process
-stopped between Graph's 202 and the outbox's record of it), and it is not sent twice.
-``failed`` for a refusal of the message itself (400, 413 with no smaller way); ``held`` when
-the message names recipients other than the one it is for (Graph sends to the MIME's
-recipients, not to an envelope).
+Outcomes, as the outbox knows them (mailbot/sender.py): ``sent`` once Graph accepted the send;
+``retry`` for throttling that outlasted the retries, a token or permission refused (IT's fix,
+then it goes), and an outcome still unknown. Before any message is sent, its Message-ID is
+looked for in the mailbox's Sent Items (one request): found, an earlier attempt went out (the
+process stopped between Graph's answer and the outbox's record of it), and it is not sent
+twice. ``failed`` for a refusal of the message itself (400, 413); ``held`` when the message
+names recipients other than the one it is for (Graph sends to the MIME's recipients, not to an
+envelope).
 """
 
 from __future__ import annotations
@@ -81,21 +88,45 @@ class GraphSender:
                 log.info("found in Sent Items: sent before, not sent again")
                 return SendResult("sent")
             if len(raw) <= self._client.settings.sendmail_max_bytes:
-                self._client.call(
+                created = self._client.call(
                     user,
                     "POST",
-                    "sendMail",
+                    "messages",
                     data=base64.b64encode(raw),
                     content_type="text/plain",
                     idempotent=False,
-                )
+                ).json()
             else:
-                self._send_large(user, message)
+                created = self._draft_with_attachments(user, message)
+            assigned = str(created.get("internetMessageId") or "").strip()
+            self._send_draft(user, str(created["id"]))
         except TokenError as exc:
             return SendResult("retry", f"Graph token: {exc}")
         except GraphError as exc:
             return _outcome(exc)
-        return SendResult("sent")
+        if assigned and assigned != message_id:
+            log.info("Exchange gave the message its own Message-ID; recorded beside ours")
+        return SendResult("sent", assigned_message_id=assigned if assigned != message_id else "")
+
+    def _send_draft(self, user: str, draft_id: str) -> None:
+        """Send the draft; a lost answer is settled by looking for the draft: still a draft,
+        it was not sent (deleted, and the error raised for a retry); gone, it was."""
+        try:
+            self._client.call(user, "POST", f"messages/{draft_id}/send", idempotent=False)
+        except GraphError as exc:
+            if exc.status in UNKNOWN_OUTCOME:
+                left = self._client.call(
+                    user,
+                    "GET",
+                    f"messages/{draft_id}",
+                    params={"$select": "id,isDraft"},
+                    allow=frozenset({404}),
+                )
+                if left.status == 404 or not left.json().get("isDraft", True):
+                    log.info("the answer to send was lost; the draft went: sent")
+                    return
+            self._client.call(user, "DELETE", f"messages/{draft_id}", allow=frozenset({404}))
+            raise
 
     def in_sent_items(self, user: str, message_id: str) -> bool:
         """Whether Sent Items holds a message with this Message-ID."""
@@ -110,10 +141,10 @@ class GraphSender:
         )
         return bool(answer.json().get("value"))
 
-    def _send_large(self, user: str, message: EmailMessage) -> None:
-        """A draft with the message's text, its X- headers and each attachment through an
-        upload session, then sent. Graph keeps only X- headers on this path: threading
-        rests on the signed token in the subject."""
+    def _draft_with_attachments(self, user: str, message: EmailMessage) -> dict[str, Any]:
+        """A draft from the message's text, its X- headers and each attachment through an
+        upload session. Graph keeps only X- headers on this path: threading rests on the
+        reference in the subject."""
         body = message.get_body(("plain", "html"))
         content = body.get_content() if body is not None else ""
         kind = "html" if body is not None and body.get_content_subtype() == "html" else "text"
@@ -131,16 +162,13 @@ class GraphSender:
         if message.get("Message-ID"):
             draft["internetMessageId"] = str(message["Message-ID"]).strip()
         created = self._client.call(user, "POST", "messages", json_body=draft).json()
-        draft_id = str(created["id"])
         try:
             for part in message.iter_attachments():
-                self._upload(user, draft_id, part)
-            self._client.call(user, "POST", f"messages/{draft_id}/send", idempotent=False)
-        except GraphError as exc:
-            if exc.status not in UNKNOWN_OUTCOME:
-                # Refused: the draft goes; a retry makes a new one.
-                self._client.call(user, "DELETE", f"messages/{draft_id}", allow=frozenset({404}))
+                self._upload(user, str(created["id"]), part)
+        except GraphError:
+            self._client.call(user, "DELETE", f"messages/{created['id']}", allow=frozenset({404}))
             raise
+        return created
 
     def _upload(self, user: str, draft_id: str, part: EmailMessage) -> None:
         data = part.get_payload(decode=True)

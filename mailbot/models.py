@@ -291,6 +291,18 @@ class GraphFolder(SQLModel, table=True):
     updated_at: datetime | None = _instant(nullable=False)
 
 
+class MessageAlias(SQLModel, table=True):
+    """The Message-ID the transport gave one of our messages when it did not keep ours
+    (Exchange may rewrite it on Graph's send path): replies that cite it are threaded as
+    replies to ours."""
+
+    __tablename__ = "message_alias"
+
+    assigned: str = Field(primary_key=True, max_length=300)
+    message_id: str = Field(max_length=300)
+    recorded_at: datetime | None = _instant(nullable=False)
+
+
 # The tables, for SQLAlchemy Core statements (the database modules write with these).
 TICKET: sa.Table = Ticket.__table__  # type: ignore[attr-defined]
 COUNTER: sa.Table = TicketCounter.__table__  # type: ignore[attr-defined]
@@ -307,3 +319,4 @@ RETENTION_RUN: sa.Table = RetentionRun.__table__  # type: ignore[attr-defined]
 ACCESS: sa.Table = AccessEntry.__table__  # type: ignore[attr-defined]
 GRAPH_MESSAGE: sa.Table = GraphMessage.__table__  # type: ignore[attr-defined]
 GRAPH_FOLDER: sa.Table = GraphFolder.__table__  # type: ignore[attr-defined]
+MESSAGE_ALIAS: sa.Table = MessageAlias.__table__  # type: ignore[attr-defined]

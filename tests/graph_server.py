@@ -12,7 +12,7 @@ on a free loopback port, in a thread, with Exchange's habits where they matter.
     GET  /v1.0/users/{u}/messages/{id}[/$value]
     POST /v1.0/users/{u}/messages/{id}/move              the id stays (immutable ids)
     POST /v1.0/users/{u}/sendMail                        MIME in base64 (text/plain), 202
-    POST /v1.0/users/{u}/messages                        a JSON draft
+    POST /v1.0/users/{u}/messages                        a draft: MIME in base64, or JSON
     POST /v1.0/users/{u}/messages/{id}/attachments/createUploadSession, PUT the upload URL
     POST /v1.0/users/{u}/messages/{id}/send
     DELETE /v1.0/users/{u}/messages/{id}
@@ -22,7 +22,8 @@ Mail sent to a hosted mailbox is delivered to its inbox; any other recipient's c
 Graph requests 429 (or 503/504) with a Retry-After; `expire_delta_links()` makes every delta
 link unknown; `drop_headers` removes headers from sent mail as Exchange is reported to do;
 `in_flight_peak` is the most requests seen at once for one mailbox; `fail_after_send` makes
-sendMail send and then answer 504 (the outcome unknown to the caller).
+sendMail or a draft's send go out and then answer 504 (the outcome unknown to the caller);
+`rewrite_message_ids` gives each message Exchange stores a Message-ID of its own.
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ class GraphServer:
     outgoing: list[tuple[str, bytes]] = field(default_factory=list)  # (recipient, raw)
     drop_headers: frozenset[str] = frozenset()
     fail_after_send: int = 0
+    rewrite_message_ids: bool = False
     granted: set[str] | None = None  # None: every mailbox
     requests: list[tuple[str, str]] = field(default_factory=list)  # (method, path)
     # When mail answering each Message-ID (its In-Reply-To) first left (time.time()).
@@ -200,6 +202,15 @@ class GraphServer:
             Change(next(self._seq), box.address, message.folder, message.id, False)
         )
         del box.messages[message.id]
+
+    def _as_exchange_keeps(self, raw: bytes) -> bytes:
+        """The MIME as Exchange stores it: with its own Message-ID when `rewrite_message_ids`."""
+        if not self.rewrite_message_ids:
+            return raw
+        message = email.message_from_bytes(raw, policy=email.policy.default)
+        del message["Message-ID"]
+        message["Message-ID"] = f"<{secrets.token_hex(12)}@YT2PR01MB8838.CANPRD01.PROD.OUTLOOK.COM>"
+        return message.as_bytes()
 
     def _send(self, box: Mailbox, raw: bytes) -> None:
         """Exchange's path: the copy in Sent Items, then delivery to each recipient."""
@@ -319,7 +330,7 @@ class GraphServer:
                 raw = base64.b64decode(body, validate=True)
             except ValueError:
                 return _error(400, "ErrorMimeContentInvalidBase64String")
-            self._send(box, raw)
+            self._send(box, self._as_exchange_keeps(raw))
             if self.fail_after_send:
                 self.fail_after_send -= 1
                 return _error(504, "GatewayTimeout")
@@ -398,11 +409,22 @@ class GraphServer:
                     if wanted is None or _subject(m) == wanted.group(1).replace("''", "'")
                 ]
                 return _json(200, {"value": items})
-            draft = json.loads(body)
             drafts = box.folder_named("Drafts")
             assert drafts is not None
-            mid = self._add(box, drafts, b"", datetime.now(UTC), is_draft=True, draft=draft)
-            return _json(201, {"id": mid, "isDraft": True})
+            if body.lstrip().startswith(b"{"):
+                draft = json.loads(body)
+                mid = self._add(box, drafts, b"", datetime.now(UTC), is_draft=True, draft=draft)
+            else:  # MIME, base64 (text/plain)
+                try:
+                    raw = self._as_exchange_keeps(base64.b64decode(body, validate=True))
+                except ValueError:
+                    return _error(400, "ErrorMimeContentInvalidBase64String")
+                mid = self._add(box, drafts, raw, datetime.now(UTC), is_draft=True)
+            created = box.messages[mid]
+            return _json(
+                201,
+                {"id": mid, "isDraft": True, "internetMessageId": created.internet_message_id},
+            )
         message = box.messages.get(parts[0])
         if message is None:
             return _error(404, "ErrorItemNotFound")
@@ -443,9 +465,12 @@ class GraphServer:
         if action == "send" and method == "POST":
             if not message.is_draft:
                 return _error(400, "ErrorInvalidRequest")
-            raw = _mime_of_draft(box.address, message)
+            raw = message.raw or _mime_of_draft(box.address, message)
             self._remove(box, message)
             self._send(box, raw)
+            if self.fail_after_send:
+                self.fail_after_send -= 1
+                return _error(504, "GatewayTimeout")
             return 202, {}, b""
         return _error(404, "ResourceNotFound")
 

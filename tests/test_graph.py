@@ -227,22 +227,49 @@ def test_a_delta_reset_lists_the_folder_again_and_creates_no_duplicate(
     assert resyncs == 1
 
 
-def test_a_send_whose_outcome_is_unknown_is_found_in_sent_items_not_sent_again(
+def test_a_lost_answer_to_send_is_settled_by_the_draft_and_nothing_goes_twice(
     graph: GraphServer, graph_app: AppFactory
 ) -> None:
     graph.fail_after_send = 1  # Graph sends the ack, then answers 504
     graph.deliver(INFO, citizen_request(), at=office("2025-11-03T10:00"))
-    first = graph_app("2025-11-03T10:01:00-05:00")
-    report = run_pass(first)
-    assert report.outbox.retrying >= 1
+    app = graph_app("2025-11-03T10:01:00-05:00")
+    run_pass(app)
+    assert graph.fail_after_send == 0
     assert len(acknowledgements(graph)) == 1
-    # Tried again later (another process, even): Sent Items has it, so it is not sent twice.
-    later = graph_app("2025-11-03T12:00:00-05:00")
-    run_pass(later)
-    assert len(acknowledgements(graph)) == 1
-    with later.engine.connect() as connection:
+    with app.engine.connect() as connection:
         states = connection.execute(sa.select(OUTBOX.c.state)).scalars().all()
-    assert set(states) == {"sent"}
+    assert set(states) == {"sent"}  # the draft had left Drafts: it was sent
+    assert graph.folder(INFO, "Drafts") == []
+
+
+def test_a_message_already_in_sent_items_is_not_sent_again(graph: GraphServer) -> None:
+    # The process was killed between Graph's answer and the outbox's record: the row is
+    # tried again, and Sent Items says it went.
+    graph.register(INFO)
+    client = GraphClient(graph_settings(graph), _Tokens(graph), lambda: datetime.now(UTC))
+    sender = GraphSender(client, frozenset({INFO}))
+    message = EmailMessage()
+    message["From"] = INFO
+    message["To"] = CITIZEN
+    message["Message-ID"] = "<once@mri.gouv.qc.ca>"
+    message.set_content("Bonjour")
+    assert sender.send_now(CITIZEN, message.as_bytes()).outcome == "sent"
+    assert sender.send_now(CITIZEN, message.as_bytes()).outcome == "sent"
+    assert len(graph.to(CITIZEN)) == 1
+
+
+def test_a_staff_reply_citing_the_message_id_exchange_gave_is_threaded_to_ours(
+    graph: GraphServer, graph_app: AppFactory, exchange_settings: Settings
+) -> None:
+    graph.rewrite_message_ids = True
+    notice = open_ticket(graph, graph_app, exchange_settings)
+    assert "OUTLOOK.COM" in str(parsed(notice)["Message-ID"])  # not ours: no signed token
+    reply = staff_reply(notice, "Bonjour Madame,\r\n\r\nVoici la réponse.", auth=INSIDE)
+    graph.deliver(INFO, reply, at=office("2025-11-04T09:00"))
+    app = graph_app("2025-11-04T09:05:00-05:00", exchange_settings)
+    assert run_pass(app).ok
+    [answer] = citizen_replies(graph)
+    assert b"Voici la r" in answer
 
 
 def test_headers_exchange_drops_do_not_break_loop_safety(

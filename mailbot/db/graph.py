@@ -1,5 +1,6 @@
 """Microsoft Graph bookkeeping, on a connection: the number each message's immutable id
-stands for, which of them are still in the watched folder, and each folder's delta link."""
+stands for, which of them are still in the watched folder, each folder's delta link, and the
+Message-IDs the transport gave our messages in place of ours."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from mailbot.models import GRAPH_FOLDER, GRAPH_MESSAGE
+from mailbot.models import GRAPH_FOLDER, GRAPH_MESSAGE, MESSAGE_ALIAS
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,3 +121,24 @@ def mark_moved(connection: Connection, uids: Sequence[int], now: datetime) -> No
             .where(GRAPH_MESSAGE.c.id.in_(list(uids)))
             .values(present=False, seen_at=now)
         )
+
+
+def record_alias(connection: Connection, assigned: str, ours: str, now: datetime) -> None:
+    """`assigned` (what Exchange sent our message `ours` with) stands for `ours` from now on."""
+    exists = connection.execute(
+        sa.select(MESSAGE_ALIAS.c.message_id).where(MESSAGE_ALIAS.c.assigned == assigned)
+    ).first()
+    if exists is None:
+        connection.execute(
+            sa.insert(MESSAGE_ALIAS).values(assigned=assigned, message_id=ours, recorded_at=now)
+        )
+
+
+def our_message_ids(connection: Connection, cited: Sequence[str]) -> list[str]:
+    """Our Message-IDs for those of `cited` that are ids the transport assigned to ours."""
+    if not cited:
+        return []
+    rows = connection.execute(
+        sa.select(MESSAGE_ALIAS.c.message_id).where(MESSAGE_ALIAS.c.assigned.in_(list(cited)[:50]))
+    ).scalars()
+    return list(rows)

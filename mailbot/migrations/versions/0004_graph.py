@@ -1,4 +1,5 @@
-"""graph: messages seen through Microsoft Graph (immutable id -> number) and delta links
+"""graph: messages seen through Microsoft Graph (immutable id -> number), delta links, and
+the Message-IDs the transport assigned to ours
 
 Revision ID: 0004_graph
 Revises: 0003
@@ -38,7 +39,16 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("mailbox", "folder"),
     )
 
+    op.create_table(
+        "message_alias",
+        sa.Column("assigned", sa.String(length=300), nullable=False),
+        sa.Column("message_id", sa.String(length=300), nullable=False),
+        sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("assigned"),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("message_alias")
     op.drop_table("graph_folder")
     op.drop_table("graph_message")
