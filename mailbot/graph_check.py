@@ -5,10 +5,12 @@ One line a step, with the reason on failure (never a secret or a token):
     the token          which authority gave it, for which client, how long it lives
     each mailbox       its watched folder read (messages in it), its processed and quarantine
                        folders found or to be created at the first pass
-    a round trip       a message from each mailbox to itself, sent as mailbot sends (sendMail,
-                       MIME), found again in the mailbox and read back: which of the headers
-                       mailbot relies on survived in this tenant (Message-ID, In-Reply-To,
-                       References, Auto-Submitted and our X- headers), then deleted
+    a round trip       a message from each mailbox to itself, sent as mailbot sends (a MIME
+                       draft, then send), found again in the mailbox and read back: which of
+                       the headers mailbot relies on survived in this tenant (Message-ID,
+                       In-Reply-To, References, Auto-Submitted and our X- headers), and
+                       whether the Message-ID the draft announced is the one that arrived;
+                       then deleted
 
 Headers that did not survive are not fatal: loop safety and threading hold with what is left
 (README, "Microsoft Graph"); the line says what the tenant does.
@@ -160,14 +162,17 @@ def _round_trip(
     user = mailbox.address
     nonce = secrets.token_hex(6)
     sent = round_trip_message(mailbox, settings.organisation.message_id_domain, nonce)
-    client.call(
+    # The path mailbot sends by (mailbot/graph_sender.py): a MIME draft, then send.
+    draft = client.call(
         user,
         "POST",
-        "sendMail",
+        "messages",
         data=base64.b64encode(sent.as_bytes()),
         content_type="text/plain",
         idempotent=False,
-    )
+    ).json()
+    announced = str(draft.get("internetMessageId") or "").strip()
+    client.call(user, "POST", f"messages/{draft['id']}/send", idempotent=False)
     sent_items = str(client.call(user, "GET", "mailFolders/sentitems").json().get("id", ""))
     deadline = time.monotonic() + wait_seconds
     found: str | None = None
@@ -204,7 +209,15 @@ def _round_trip(
     fate = compare_headers(sent, received)
     kept = [name for name, state in fate.items() if state == "kept"]
     lost = [f"{name} {state}" for name, state in fate.items() if state != "kept"]
+    arrived = " ".join(str(received.get("Message-ID", "")).split())
+    readback = (
+        "the draft's Message-ID arrived"
+        if announced and announced == arrived
+        else "the draft's Message-ID did NOT arrive (replies to mailbot's mail will not thread "
+        "by Message-ID: tell the maintainers)"
+    )
     say(
         f"ok   graph {mailbox.name}: sent to itself and read back; kept: {', '.join(kept)}"
         + (f"; NOT kept: {', '.join(lost)}" if lost else "")
+        + f"; {readback}"
     )

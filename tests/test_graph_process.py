@@ -92,7 +92,7 @@ def test_check_reports_the_token_the_folders_and_which_headers_survive(
     assert "ok   graph renseignements: renseignements@mri.gouv.qc.ca, INBOX read" in result.stdout
     assert result.stdout.count("sent to itself and read back") == 2
     assert "kept: Message-ID, In-Reply-To, References, X-Auto-Response-Suppress" in result.stdout
-    assert "NOT kept: Auto-Submitted dropped" in result.stdout
+    assert "NOT kept: Auto-Submitted dropped; the draft's Message-ID arrived" in result.stdout
     # The check's own message left no trace in the inbox the daemon watches.
     assert graph.folder(INFO, "Inbox") == []
 
