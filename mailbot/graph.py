@@ -36,6 +36,7 @@ from mailbot.settings import GraphSettings
 
 try:
     import requests
+    from requests.structures import CaseInsensitiveDict
 except ImportError as exc:
     raise MissingDependency(
         '[graph] needs requests and MSAL: install mailbot with the "microsoft" extra '
@@ -243,7 +244,9 @@ class GraphClient:
             except requests.RequestException as exc:
                 raise GraphError(f"Graph upload: {type(exc).__name__}", 0) from None
             self.counters.requests += 1
-            answer = Answer(response.status_code, dict(response.headers), response.content)
+            answer = Answer(
+                response.status_code, CaseInsensitiveDict(response.headers), response.content
+            )
             if answer.status in RETRIED_STATUSES and attempt <= self.settings.retries:
                 self.counters.throttled += 1
                 self._sleep(
@@ -312,7 +315,7 @@ class GraphClient:
                     body = b"".join(chunks)
             finally:
                 response.close()
-        return Answer(response.status_code, dict(response.headers), body, truncated)
+        return Answer(response.status_code, CaseInsensitiveDict(response.headers), body, truncated)
 
 
 def _path_only(url: str) -> str:
