@@ -50,14 +50,18 @@ def graph_settings(server: GraphServer, **options: object) -> GraphSettings:
 
 
 @pytest.fixture
-def settings_graph(base_settings: Settings, graph: GraphServer, tmp_path: Path) -> Settings:
+def settings_graph(
+    base_settings: Settings, graph: GraphServer, tmp_path: Path, database_url: str
+) -> Settings:
+    """The example configuration over the local Graph; SQLite, or PostgreSQL with
+    MAILBOT_TEST_POSTGRES_URL set (tests/conftest.py)."""
     for mailbox in base_settings.mailboxes:
         graph.register(mailbox.address)
     return base_settings.model_copy(
         update={
             "graph": graph_settings(graph),
             "data_dir": tmp_path / "data",
-            "database": DatabaseSettings(url=f"sqlite:///{tmp_path / 'data' / 'mailbot.db'}"),
+            "database": DatabaseSettings(url=database_url),
         }
     )
 
