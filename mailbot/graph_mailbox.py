@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 
 from mailbot.db import graph as graph_rows
 from mailbot.errors import GraphError
@@ -193,6 +194,23 @@ class GraphMailbox:
             seen, new_link = self._delta(f"mailFolders/{folder_id}/messages/delta", first=True)
             full = True
             self.resynced = True
+        for attempt in (1, 2):
+            try:
+                self._record(mailbox, seen, new_link, full=full)
+                return
+            except IntegrityError:
+                # Another instance recorded the same new message first: its number stands.
+                if attempt == 2:
+                    raise
+
+    def _record(
+        self,
+        mailbox: MailboxSettings,
+        seen: list[graph_rows.Seen],
+        new_link: str,
+        *,
+        full: bool,
+    ) -> None:
         now = self._now
         with self._engine.begin() as connection:
             graph_rows.record_seen(connection, mailbox.name, seen, now)

@@ -517,3 +517,35 @@ def test_without_the_microsoft_extra_graph_names_it(
             FixedClock(parse_instant("2025-11-03T10:00:00-05:00")),
             {"MAILBOT_SIGNING_KEY": TEST_SIGNING_KEY, SECRET_ENV: "x"},
         )
+
+
+def test_two_instances_at_once_ticket_and_acknowledge_each_request_once(
+    graph: GraphServer, graph_app: AppFactory
+) -> None:
+    for n in range(12):
+        graph.deliver(
+            INFO,
+            citizen_request(message_id=f"<req-{n}@example.org>", sender=f"c{n}@example.org"),
+            at=office("2025-11-03T10:00"),
+        )
+    apps = [graph_app("2025-11-03T10:01:00-05:00") for _ in range(2)]
+    failures: list[BaseException] = []
+
+    def work(app: App) -> None:
+        try:
+            run_pass(app)
+        except BaseException as exc:  # the assertion below names it
+            failures.append(exc)
+
+    threads = [threading.Thread(target=work, args=(app,)) for app in apps]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    later = graph_app("2025-11-03T11:01:00-05:00")
+    run_pass(later)
+    assert count(later, TICKET) == 12
+    for n in range(12):
+        assert len(acknowledgements(graph, f"c{n}@example.org")) == 1
+    assert graph.folder(INFO, "Inbox") == []
