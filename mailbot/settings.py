@@ -209,8 +209,8 @@ class GraphSettings(_Frozen):
 
     @model_validator(mode="after")
     def _usable(self) -> GraphSettings:
-        if not self.auth.is_oauth2:
-            raise ValueError('[graph.auth] needs method = "oauth2" (provider = "microsoft")')
+        if not self.auth.is_oauth2 or self.auth.provider == "google":
+            raise ValueError('[graph.auth] needs method = "oauth2" and provider = "microsoft"')
         if not (self.base_url.startswith("https://") or _LOOPBACK_HTTP.match(self.base_url + "/")):
             raise ValueError("base_url must be an https:// URL (http:// only on loopback)")
         return self
