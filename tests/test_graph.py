@@ -549,3 +549,32 @@ def test_two_instances_at_once_ticket_and_acknowledge_each_request_once(
     for n in range(12):
         assert len(acknowledgements(graph, f"c{n}@example.org")) == 1
     assert graph.folder(INFO, "Inbox") == []
+
+
+def test_delta_pages_are_followed_to_the_delta_link(
+    graph: GraphServer, graph_app: AppFactory, settings_graph: Settings
+) -> None:
+    assert settings_graph.graph is not None
+    paged = settings_graph.model_copy(
+        update={"graph": settings_graph.graph.model_copy(update={"page_size": 2})}
+    )
+    for n in range(7):
+        graph.deliver(
+            INFO,
+            citizen_request(message_id=f"<req-{n}@example.org>", sender=f"c{n}@example.org"),
+            at=office("2025-11-03T10:00"),
+        )
+    app = graph_app("2025-11-03T10:01:00-05:00", paged)
+    assert run_pass(app).ok
+    # 7 messages at 2 a page: 4 pages for one mailbox, 1 (empty) for the other.
+    assert graph.count("GET", r"/messages/delta$") == 5
+    for n in range(7, 12):
+        graph.deliver(
+            INFO,
+            citizen_request(message_id=f"<req-{n}@example.org>", sender=f"c{n}@example.org"),
+            at=office("2025-11-03T10:02"),
+        )
+    assert run_pass(graph_app("2025-11-03T10:03:00-05:00", paged)).ok
+    assert count(app, TICKET) == 12
+    for n in range(12):
+        assert len(acknowledgements(graph, f"c{n}@example.org")) == 1
