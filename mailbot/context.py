@@ -2,7 +2,8 @@
 
 `App` holds the configuration, the one clock, the database engine, the renderer, the business
 calendar, the signing key, and the two effects at the edges: how to open a mailbox
-(`Mailbox`, IMAP by default) and how to send (`Sender`, SMTP by default). Tests build it with
+(`Mailbox`, IMAP by default) and how to send (`Sender`, SMTP by default); both go through
+Microsoft Graph when the configuration has a `[graph]` section. Tests build it with
 in-memory mailboxes and senders; nothing else reads the environment or the wall clock.
 """
 
@@ -13,6 +14,7 @@ import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
 
@@ -20,6 +22,9 @@ from mailbot.answers import CannedAnswers, load_answers
 from mailbot.business_calendar import BusinessCalendar, build_calendar
 from mailbot.clock import Clock
 from mailbot.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mailbot.graph import GraphClient
 from mailbot.logins import Logins
 from mailbot.mailbox import MailboxOpener, imap_opener
 from mailbot.parse_ahead import ParseAhead
@@ -46,6 +51,8 @@ class App:
     sender: Sender
     parse_ahead: ParseAhead  # a worker process parsing a backlog's next messages
     answers: CannedAnswers = field(default_factory=CannedAnswers)  # checked at start-up
+    # Microsoft Graph's client, when Graph carries the mail instead of IMAP and SMTP.
+    graph: GraphClient | None = None
 
 
 def load_signing_key(settings: Settings, environ: Mapping[str, str]) -> bytes:
@@ -80,6 +87,11 @@ def build_app(
     engine = engine or make_engine(settings.database_url)
     migrate(engine)
     logins = Logins(settings, env)
+    graph = None
+    if settings.graph is not None and (open_mailbox is None or sender is None):
+        graph, graph_mailbox, graph_sender = _graph_transport(settings, logins, clock, engine)
+        open_mailbox = open_mailbox or graph_mailbox
+        sender = sender or graph_sender
     return App(
         settings=settings,
         engine=engine,
@@ -92,4 +104,18 @@ def build_app(
         sender=sender or SmtpSender(settings.smtp, logins),
         parse_ahead=ParseAhead(enabled=settings.daemon.parse_worker),
         answers=answers,
+        graph=graph,
     )
+
+
+def _graph_transport(
+    settings: Settings, logins: Logins, clock: Clock, engine: Engine
+) -> tuple[GraphClient, MailboxOpener, Sender]:
+    """Graph's client, mailbox opener and sender (needs the "microsoft" extra)."""
+    from mailbot.graph import GraphClient
+    from mailbot.graph_mailbox import graph_opener
+    from mailbot.graph_sender import GraphSender
+
+    assert settings.graph is not None
+    client = GraphClient(settings.graph, logins.graph(), clock.now)
+    return client, graph_opener(client, engine), GraphSender(client, settings.own_addresses)

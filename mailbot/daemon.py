@@ -89,13 +89,26 @@ def run_daemon(app: App) -> int:
             coalesce=True,
             misfire_grace_time=None,
         )
+    graph = app.settings.graph
+    if graph is not None:
+        # Over Microsoft Graph, the delta poll takes IDLE's role: every few seconds each
+        # mailbox's pass asks Graph what changed (one request when nothing did).
+        names = [mailbox.name for mailbox in app.settings.mailboxes]
+        scheduler.add_job(
+            requests.mailboxes,
+            IntervalTrigger(seconds=graph.poll_seconds, timezone=UTC),
+            args=[names],
+            id="delta",
+            coalesce=True,
+            misfire_grace_time=None,
+        )
     monitor = Monitor(app)
     watchers = (
         [
             IdleWatcher(app, mailbox, requests.mailbox, stop, monitor.observed)
             for mailbox in app.settings.mailboxes
         ]
-        if daemon.idle
+        if daemon.idle and graph is None
         else []
     )
     server = _observability_server(app, monitor)
@@ -103,9 +116,11 @@ def run_daemon(app: App) -> int:
     for watcher in watchers:
         watcher.start()
     log.info(
-        "mailbot daemon started: %d mailbox(es), IDLE %s, poll every %.0f s",
+        "mailbot daemon started: %d mailbox(es), %s, poll every %.0f s",
         len(app.settings.mailboxes),
-        "on" if daemon.idle else "off",
+        f"Microsoft Graph delta every {graph.poll_seconds:g} s"
+        if graph is not None
+        else f"IDLE {'on' if daemon.idle else 'off'}",
         daemon.poll_seconds,
     )
     try:
@@ -172,6 +187,10 @@ def check_servers(
 ) -> bool:
     """Validate secrets, obtain each OAuth2 token and log in to every server; one line per
     step, with the reason on failure (never a secret or a token)."""
+    if settings.graph is not None:
+        from mailbot.graph_check import check_graph
+
+        return check_graph(settings, environ, say, now)
     logins = logins or Logins(settings, environ)
     ok = True
     say(

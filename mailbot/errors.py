@@ -5,7 +5,8 @@ MailbotError
  │    ├── ClockRefused  replayed and real time would mix in one database (exit 2)
  │    └── MissingDependency  an optional package is not installed (exit 3)
  ├── ServerError       an IMAP or SMTP server could not be reached or refused us
- │    ├── ImapError
+ │    ├── ImapError   the reading side (IMAP, or Microsoft Graph's mail folders)
+ │    │    └── GraphError  Microsoft Graph refused, or could not be reached
  │    ├── SmtpError
  │    └── TokenError   no OAuth2 access token could be obtained from the provider
  └── NotFound          a ticket, message or row named on the command line does not exist
@@ -36,6 +37,16 @@ class ServerError(MailbotError):
 
 class ImapError(ServerError):
     """The IMAP side failed."""
+
+
+class GraphError(ImapError):
+    """Microsoft Graph refused a request or could not be reached (after the retries that
+    throttling allows); `status` is the HTTP status (0: no answer)."""
+
+    def __init__(self, message: str, status: int = 0, code: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
 
 
 class SmtpError(ServerError):

@@ -3,7 +3,8 @@ that turn it into a health verdict (`GET /healthz`) — pure, given the instant.
 
 The daemon updates one `Observed` (thread-safe: the pass loop, the IDLE watchers and the HTTP
 server share it) and reads frozen `Observation`s out of it. Names are references only:
-``imap:<mailbox name>`` and ``smtp``.
+``imap:<mailbox name>`` and ``smtp``; over Microsoft Graph, ``graph:<mailbox name>`` and
+``graph:send``.
 """
 
 from __future__ import annotations
@@ -16,10 +17,15 @@ from datetime import datetime, timedelta
 from mailbot.db.observe import Backlog
 
 SMTP = "smtp"
+GRAPH_SEND = "graph:send"
 
 
 def imap_name(mailbox: str) -> str:
     return f"imap:{mailbox}"
+
+
+def graph_name(mailbox: str) -> str:
+    return f"graph:{mailbox}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ import aiosmtplib
 from imapclient import IMAPClient
 from imapclient.exceptions import LoginError
 
-from mailbot.errors import ImapError, SmtpError
+from mailbot.errors import ConfigError, ImapError, SmtpError
 from mailbot.oauth import AccessToken, CachedTokens, TokenSource, build_token_source
 from mailbot.settings import AuthSettings, MailboxSettings, Mechanism, Settings, secret
 
@@ -88,6 +88,23 @@ class Logins:
         return PasswordLogin(
             smtp.username, secret(self._environ, smtp.password_env, "SMTP password")
         )
+
+    def graph(self) -> CachedTokens:
+        """The application's token for Microsoft Graph (`[graph.auth]`)."""
+        graph = self._settings.graph
+        if graph is None:
+            raise ConfigError("no [graph] section")
+        key = (graph.token_auth, "")
+        if key not in self._sources:
+            self._sources[key] = build_token_source(
+                graph.token_auth,
+                "",
+                self._environ,
+                where="[graph.auth]",
+                timeout=graph.timeout_seconds,
+                http_session=self._http_session,
+            )
+        return self._sources[key]
 
     def token_source(self, auth: AuthSettings, subject: str, where: str) -> CachedTokens:
         # Microsoft and generic tokens are the application's, valid for every mailbox; a

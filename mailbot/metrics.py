@@ -91,6 +91,21 @@ class Metrics:
             registry=r,
         )
         self._parse_worker_failures_seen = 0
+        # Microsoft Graph (when it carries the mail): requests, and answers 429/503/504.
+        self.graph_requests = Counter(
+            "mailbot_graph_requests", "Requests made to Microsoft Graph", registry=r
+        )
+        self.graph_throttled = Counter(
+            "mailbot_graph_throttled",
+            "Microsoft Graph answers 429, 503 or 504 (each waited for and retried)",
+            registry=r,
+        )
+        self.graph_failures = Counter(
+            "mailbot_graph_failures",
+            "Microsoft Graph requests that failed after their retries",
+            registry=r,
+        )
+        self._graph_seen = (0, 0, 0)
         self.server_up = Gauge(
             "mailbot_server_up",
             "1 when the server was reached recently (or its IDLE connection is alive)",
@@ -129,6 +144,18 @@ class Metrics:
         if failures > self._parse_worker_failures_seen:
             self.parse_worker_failures.inc(failures - self._parse_worker_failures_seen)
             self._parse_worker_failures_seen = failures
+
+    def count_graph(self, requests: int, throttled: int, failures: int) -> None:
+        """The Graph client's counts since the process started."""
+        for counter, now_value, seen in zip(
+            (self.graph_requests, self.graph_throttled, self.graph_failures),
+            (requests, throttled, failures),
+            self._graph_seen,
+            strict=True,
+        ):
+            if now_value > seen:
+                counter.inc(now_value - seen)
+        self._graph_seen = (requests, throttled, failures)
 
     def show(self, observation: Observation, now: datetime, window: timedelta) -> None:
         """Set the gauges from what the daemon sees now."""

@@ -269,6 +269,48 @@ class AccessEntry(SQLModel, table=True):
     detail: str = Field(default="", max_length=2000)
 
 
+class GraphMessage(SQLModel, table=True):
+    """A message Microsoft Graph showed in a watched folder, under its immutable id; `id` is
+    the number that stands for its UID (`GRAPH_UIDVALIDITY`), so a message listed again (a
+    delta resync) keeps its number and is never processed twice."""
+
+    __tablename__ = "graph_message"
+    __table_args__ = (
+        sa.UniqueConstraint("mailbox", "immutable_id", name="uq_graph_message_immutable_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    mailbox: str = Field(max_length=64)
+    immutable_id: str = Field(max_length=512)
+    present: bool = Field(default=True)  # still in the watched folder, as far as Graph said
+    received_at: datetime | None = _instant()
+    seen_at: datetime | None = _instant(nullable=False)
+
+
+class GraphFolder(SQLModel, table=True):
+    """The delta link of a watched folder: where the next delta query starts."""
+
+    __tablename__ = "graph_folder"
+
+    mailbox: str = Field(primary_key=True, max_length=64)
+    folder: str = Field(primary_key=True, max_length=255)
+    delta_link: str = Field(default="", sa_column=sa.Column(sa.Text(), nullable=False))
+    resyncs: int = 0
+    updated_at: datetime | None = _instant(nullable=False)
+
+
+class MessageAlias(SQLModel, table=True):
+    """The Message-ID the transport gave one of our messages when it did not keep ours
+    (Exchange may rewrite it on Graph's send path): replies that cite it are threaded as
+    replies to ours."""
+
+    __tablename__ = "message_alias"
+
+    assigned: str = Field(primary_key=True, max_length=300)
+    message_id: str = Field(max_length=300)
+    recorded_at: datetime | None = _instant(nullable=False)
+
+
 # The tables, for SQLAlchemy Core statements (the database modules write with these).
 TICKET: sa.Table = Ticket.__table__  # type: ignore[attr-defined]
 COUNTER: sa.Table = TicketCounter.__table__  # type: ignore[attr-defined]
@@ -283,3 +325,6 @@ ALERT: sa.Table = ServiceAlert.__table__  # type: ignore[attr-defined]
 META: sa.Table = ServiceMeta.__table__  # type: ignore[attr-defined]
 RETENTION_RUN: sa.Table = RetentionRun.__table__  # type: ignore[attr-defined]
 ACCESS: sa.Table = AccessEntry.__table__  # type: ignore[attr-defined]
+GRAPH_MESSAGE: sa.Table = GraphMessage.__table__  # type: ignore[attr-defined]
+GRAPH_FOLDER: sa.Table = GraphFolder.__table__  # type: ignore[attr-defined]
+MESSAGE_ALIAS: sa.Table = MessageAlias.__table__  # type: ignore[attr-defined]

@@ -27,7 +27,7 @@ from mailbot.db import service
 from mailbot.db.observe import backlog
 from mailbot.delivery import PACING
 from mailbot.errors import ConfigError, SmtpError, TokenError
-from mailbot.health import SMTP, Health, Observed, imap_name, judge
+from mailbot.health import GRAPH_SEND, SMTP, Health, Observed, graph_name, imap_name, judge
 from mailbot.metrics import Metrics
 from mailbot.sender import connect_smtp, smtp_client
 from mailbot.store import reading
@@ -41,8 +41,11 @@ class Monitor:
 
     def __init__(self, app: App) -> None:
         self.app = app
-        names = [imap_name(mailbox.name) for mailbox in app.settings.mailboxes]
-        self.observed = Observed([*names, SMTP])
+        # Over Graph, the mailboxes and the sending are Graph's; else IMAP's and SMTP's.
+        self.mailbox_name = imap_name if app.graph is None else graph_name
+        self.sender_name = SMTP if app.graph is None else GRAPH_SEND
+        names = [self.mailbox_name(mailbox.name) for mailbox in app.settings.mailboxes]
+        self.observed = Observed([*names, self.sender_name])
         self.metrics = Metrics(app.settings)
         daemon = app.settings.daemon
         # Someone looks (health and metrics served, or alerts mailed): worth reading the
@@ -56,19 +59,26 @@ class Monitor:
         app, observed = self.app, self.observed
         now = app.clock.now()
         for name in report.reached:
-            observed.reached(imap_name(name), now)
+            observed.reached(self.mailbox_name(name), now)
         for error in report.errors:
             kind, _, mailbox = error.partition(":")
             if kind == "imap":
-                observed.failed(imap_name(mailbox), now, "connection or login failed")
+                observed.failed(self.mailbox_name(mailbox), now, "connection or login failed")
         if report.outbox.unreachable:
-            observed.failed(SMTP, now, "connection or login failed")
+            observed.failed(self.sender_name, now, "connection or login failed")
         elif report.outbox.reached_relay:
-            observed.reached(SMTP, now)
+            observed.reached(self.sender_name, now)
+        elif app.graph is not None:
+            # Sending shares Graph with reading: Graph answered this pass, or it did not.
+            if report.reached:
+                observed.reached(GRAPH_SEND, now)
         elif full and self.watched:
             self.probe_smtp()
         self.metrics.count_pass(report, seconds)
         self.metrics.count_parse_worker(app.parse_ahead.failures)
+        if app.graph is not None:
+            counters = app.graph.counters
+            self.metrics.count_graph(counters.requests, counters.throttled, counters.failures)
         if report.ok and full:
             observed.pass_ok(app.clock.now())
         if not self.watched:
@@ -78,7 +88,7 @@ class Monitor:
             return
         observation = observed.observation()
         changed = review_alerts(app, conditions(observation, now, app.settings.alerts), now)
-        if changed and observation.servers[SMTP].failing_since is None:
+        if changed and observation.servers[self.sender_name].failing_since is None:
             send_outbox(app)  # the alert goes now, not at the next pass
 
     def look(self) -> None:

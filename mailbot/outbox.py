@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection
 
 from mailbot import clocks
 from mailbot.context import App
+from mailbot.db import graph as graph_rows
 from mailbot.db import outbox as rows
 from mailbot.db import tickets as ticket_rows
 from mailbot.db.outbox import OutboxRow
@@ -155,6 +156,8 @@ def record(
     error = result.error[:2000]
     if result.outcome == "sent":
         values.update(state=OutboxState.SENT.value, sent_at=now, last_error="")
+        if result.assigned_message_id and result.assigned_message_id != row.message_id:
+            graph_rows.record_alias(connection, result.assigned_message_id, row.message_id, now)
     elif result.outcome == "held":
         values.update(state=OutboxState.HELD.value, last_error=error)
     elif result.outcome == "retry" and now - row.created_at < policy.give_up_after:

@@ -22,6 +22,7 @@ from mailbot import citizens, clocks, staff_replies
 from mailbot.citizens import OVERSIZED
 from mailbot.classify import ClassifyContext, Kind, TicketFacts, Verdict, candidate_refs, classify
 from mailbot.context import App
+from mailbot.db import graph as graph_rows
 from mailbot.db import handoff
 from mailbot.db import inbound as inbound_rows
 from mailbot.db import tickets as ticket_rows
@@ -156,6 +157,7 @@ def _process(
     duplicate = inbound_rows.duplicate_of(connection, str(base["fingerprint"]), str(base["sha256"]))
     if duplicate is not None:
         return _duplicate(connection, app, mailbox, base, duplicate, mail, fetched, now)
+    mail = _with_our_message_ids(connection, mail)
     verdict = _classify(connection, app.settings, app.signing_key, mailbox, mail)
     ticket = (
         ticket_rows.ticket_by_ref(connection, verdict.ticket_ref) if verdict.ticket_ref else None
@@ -245,6 +247,15 @@ def _static_context(settings: Settings) -> tuple[frozenset[str], ...]:
             ),
         )
     return cached[1]
+
+
+def _with_our_message_ids(connection: Connection, mail: InboundMail) -> InboundMail:
+    """A reply citing the Message-ID Exchange gave one of ours (Graph may not keep ours)
+    cites ours too, with its signed token: it threads as a reply to ours."""
+    ours = graph_rows.our_message_ids(connection, mail.thread_ids)
+    if not ours:
+        return mail
+    return replace(mail, references=(*mail.references, *ours))
 
 
 def _classify(

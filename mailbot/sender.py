@@ -37,6 +37,8 @@ Outcome = Literal["sent", "retry", "failed", "held"]
 class SendResult:
     outcome: Outcome
     error: str = ""  # the server's words; may name the recipient, so never logged whole
+    # The Message-ID the transport sent it with, when not the one it was given (Graph).
+    assigned_message_id: str = ""
 
 
 class SenderSession(Protocol):

@@ -15,7 +15,7 @@ import tomllib
 from collections.abc import Mapping
 from datetime import date, time
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -42,6 +42,8 @@ Mechanism = Literal["auto", "xoauth2", "oauthbearer"]
 # Exchange Online takes one scope for IMAP and SMTP alike; Gmail one for all mail protocols.
 MICROSOFT_SCOPE = "https://outlook.office365.com/.default"
 GOOGLE_SCOPE = "https://mail.google.com/"
+# Microsoft Graph: the application permissions granted to the app (Mail.ReadWrite, Mail.Send).
+GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 _PROVIDER_KEYS: dict[str, frozenset[str]] = {
     "microsoft": frozenset(
         {
@@ -180,6 +182,55 @@ class SmtpSettings(ServerSettings):
     # Sessions open at once while the outbox is flushed (each recipient's mail goes over
     # one of them, in order). Some hosted relays allow only a few per account.
     connections: Annotated[int, Field(ge=1, le=16)] = 3
+
+
+class GraphSettings(_Frozen):
+    """Microsoft Graph instead of IMAP and SMTP (mailbot/graph.py): for tenants where IMAP,
+    POP and SMTP AUTH are turned off. The application logs in with the client-credentials
+    flow (`[graph.auth]`, provider "microsoft": a secret or a certificate), reads each watched
+    folder with a delta query every `poll_seconds`, and sends with sendMail as the mailbox of
+    the message's From address."""
+
+    auth: AuthSettings
+    # Sovereign clouds have their own (https://graph.microsoft.us/v1.0 ...); tests a local one.
+    base_url: str = "https://graph.microsoft.com/v1.0"
+    poll_seconds: Annotated[float, Field(gt=0)] = 5.0
+    timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
+    # Graph answers 429 beyond four requests at once per mailbox (Outlook's limit).
+    concurrency: Annotated[int, Field(ge=1, le=4)] = 4
+    # A throttled request (429, 503, 504) is retried this many times, waiting what
+    # Retry-After says (else a growing, jittered delay), but never longer than max_wait.
+    retries: Annotated[int, Field(ge=0, le=20)] = 6
+    max_wait_seconds: Annotated[float, Field(gt=0)] = 120.0
+    page_size: Annotated[int, Field(ge=1, le=1000)] = 50
+    # Above this many bytes of MIME, a message is sent as a draft plus an upload session
+    # (sendMail takes at most 4 MB of request, and base64 adds a third).
+    sendmail_max_bytes: Annotated[int, Field(ge=1024, le=3 * 1024 * 1024)] = 3 * 1024 * 1024
+
+    @model_validator(mode="after")
+    def _usable(self) -> GraphSettings:
+        if not self.auth.is_oauth2 or self.auth.provider == "google":
+            raise ValueError('[graph.auth] needs method = "oauth2" and provider = "microsoft"')
+        if not (self.base_url.startswith("https://") or _LOOPBACK_HTTP.match(self.base_url + "/")):
+            raise ValueError("base_url must be an https:// URL (http:// only on loopback)")
+        return self
+
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        """Graph's scope for Microsoft unless `scope` says otherwise."""
+        if self.auth.scope.strip() or self.auth.provider != "microsoft":
+            return self.auth.scopes
+        return (GRAPH_SCOPE,)
+
+    @property
+    def token_auth(self) -> AuthSettings:
+        """`auth` with the scopes the token is asked for."""
+        return self.auth.model_copy(update={"scope": " ".join(self.scopes)})
+
+
+# Placeholders for [imap] and [smtp] where Graph carries the mail: never connected to.
+UNUSED_IMAP = ServerSettings(host="unused.invalid", port=993, tls="tls")
+UNUSED_SMTP = SmtpSettings(host="unused.invalid", port=465, tls="tls")
 
 
 class CommitmentSettings(_Frozen):
@@ -519,9 +570,11 @@ class Settings(_Frozen):
     """The whole configuration, as validated at start-up."""
 
     organisation: OrganisationSettings
-    imap: ServerSettings
-    smtp: SmtpSettings
+    imap: ServerSettings = UNUSED_IMAP
+    smtp: SmtpSettings = UNUSED_SMTP
     mailboxes: tuple[MailboxSettings, ...]
+    # Set: Microsoft Graph reads and sends instead of IMAP and SMTP.
+    graph: GraphSettings | None = None
     database: DatabaseSettings = DatabaseSettings()
     daemon: DaemonSettings = DaemonSettings()
     calendar: CalendarSettings = CalendarSettings()
@@ -541,6 +594,13 @@ class Settings(_Frozen):
     def _consistent(self) -> Settings:
         if not self.mailboxes:
             raise ValueError("at least one [[mailboxes]] entry is required")
+        if self.graph is None:
+            missing = [key for key in ("imap", "smtp") if key not in self.model_fields_set]
+            if missing:
+                raise ValueError(
+                    ", ".join(f"missing key {key!r}" for key in missing)
+                    + " (or a [graph] section: Microsoft Graph instead of IMAP and SMTP)"
+                )
         names = [m.name for m in self.mailboxes]
         if len(set(names)) != len(names):
             raise ValueError(f"mailbox names must be unique, got {names}")
@@ -548,7 +608,7 @@ class Settings(_Frozen):
         if len(known) != len(self.commitments):
             raise ValueError("commitment ids must be unique")
         for mailbox in self.mailboxes:
-            if self.imap.auth.is_oauth2 == bool(mailbox.password_env):
+            if self.graph is None and self.imap.auth.is_oauth2 == bool(mailbox.password_env):
                 raise ValueError(
                     f"mailbox {mailbox.name!r}: password_env is "
                     + (
@@ -675,13 +735,20 @@ def parse_settings(
         resolved = _resolve_key_files(getattr(settings, server), base_dir)
         if resolved is not None:
             updates[server] = resolved
+    if settings.graph is not None:
+        resolved_graph = _resolve_key_files(settings.graph, base_dir)
+        if resolved_graph is not None:
+            updates["graph"] = resolved_graph
     override = environ.get("MAILBOT_DATABASE_URL")
     if override:
         updates["database"] = DatabaseSettings(url=override)
     return settings.model_copy(update=updates) if updates else settings
 
 
-def _resolve_key_files(server: ServerSettings, base_dir: Path) -> ServerSettings | None:
+_WithAuth = TypeVar("_WithAuth", ServerSettings, GraphSettings)
+
+
+def _resolve_key_files(server: _WithAuth, base_dir: Path) -> _WithAuth | None:
     """The server with its key file paths made absolute, or None when none is relative."""
     auth = server.auth
     keys = ("certificate_file", "private_key_file", "service_account_file")

@@ -6,6 +6,9 @@ pass loop takes the requests and runs the passes one at a time, so a wake-up and
 race never process a message twice within a process; across processes the database's keys
 decide (mailbot/ingest.py).
 
+Over Microsoft Graph there is no IDLE: the daemon asks for a pass of every mailbox each
+`[graph] poll_seconds`, and the pass's delta query finds the new mail (mailbot/graph_mailbox.py).
+
 `IdleWatcher` keeps one IMAP connection per watched mailbox in IDLE (RFC 2177), on a thread
 of its own: it asks for a pass when the server announces new mail, re-issues IDLE every
 `idle_renew_minutes` (before the server's timeout), and reconnects with growing backoff when
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from mailbot.context import App
@@ -44,6 +47,12 @@ class PassRequests:
     def mailbox(self, name: str) -> None:
         with self._condition:
             self._names.add(name)
+            self._condition.notify_all()
+
+    def mailboxes(self, names: Iterable[str]) -> None:
+        """A pass of each of `names` (the Graph delta poll asks for its mailboxes so)."""
+        with self._condition:
+            self._names.update(names)
             self._condition.notify_all()
 
     def everything(self) -> None:

@@ -1,0 +1,628 @@
+"""A local Microsoft Graph for the tests: the part of Graph's documented HTTP API mailbot uses,
+on a free loopback port, in a thread, with Exchange's habits where they matter.
+
+    POST /{tenant}/oauth2/v2.0/token                     client credentials (Basic or form)
+    GET  /v1.0/users/{u}/mailFolders[?$filter=displayName eq 'X']
+    GET  /v1.0/users/{u}/mailFolders/{id or well-known name}
+    POST /v1.0/users/{u}/mailFolders                     201, or 409 ErrorFolderExists
+    GET  /v1.0/users/{u}/mailFolders/{f}/messages/delta  pages (Prefer: odata.maxpagesize),
+                                                         @removed entries, a delta link; 410
+                                                         SyncStateNotFound once links expire
+    GET  /v1.0/users/{u}/mailFolders/{f}/messages?$filter=internetMessageId eq '<id>'
+    GET  /v1.0/users/{u}/messages/{id}[/$value]
+    POST /v1.0/users/{u}/messages/{id}/move              the id stays (immutable ids)
+    POST /v1.0/users/{u}/sendMail                        MIME in base64 (text/plain), 202
+    POST /v1.0/users/{u}/messages                        a draft: MIME in base64, or JSON
+    POST /v1.0/users/{u}/messages/{id}/attachments/createUploadSession, PUT the upload URL
+    POST /v1.0/users/{u}/messages/{id}/send
+    DELETE /v1.0/users/{u}/messages/{id}
+
+Mail sent to a hosted mailbox is delivered to its inbox; any other recipient's copy lands in
+`outgoing`. Sent mail is kept in the sender's Sent Items. `throttle(n)` answers the next n
+Graph requests 429 (or 503/504) with a Retry-After; `expire_delta_links()` makes every delta
+link unknown; `drop_headers` removes headers from sent mail as Exchange is reported to do;
+`in_flight_peak` is the most requests seen at once for one mailbox; `fail_after_send` makes
+sendMail or a draft's send go out and then answer 504 (the outcome unknown to the caller);
+`rewrite_message_ids` gives each message Exchange stores a Message-ID of its own.
+"""
+
+from __future__ import annotations
+
+import base64
+import email
+import email.policy
+import email.utils
+import itertools
+import json
+import re
+import secrets
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+TENANT = "3f2c1a6e-8b4d-4e1f-9a7c-2d5e6f708192"
+WELL_KNOWN = {"inbox": "Inbox", "sentitems": "Sent Items", "drafts": "Drafts"}
+
+
+@dataclass
+class Message:
+    id: str
+    folder: str  # folder id
+    raw: bytes
+    received: datetime
+    is_draft: bool = False
+    draft: dict[str, Any] = field(default_factory=dict)
+    attachments: list[tuple[str, str, bytes]] = field(default_factory=list)
+
+    @property
+    def internet_message_id(self) -> str:
+        parsed = email.message_from_bytes(self.raw, policy=email.policy.default)
+        return str(parsed.get("Message-ID", "")).strip() or str(
+            self.draft.get("internetMessageId", "")
+        )
+
+
+@dataclass
+class Mailbox:
+    address: str
+    folders: dict[str, str] = field(default_factory=dict)  # id -> display name
+    messages: dict[str, Message] = field(default_factory=dict)
+
+    def folder_named(self, name: str) -> str | None:
+        return next((fid for fid, n in self.folders.items() if n == name), None)
+
+
+@dataclass
+class Change:
+    seq: int
+    mailbox: str
+    folder: str
+    message: str
+    added: bool
+
+
+@dataclass
+class GraphServer:
+    """The local Graph; start() it, register() mailboxes, deliver() mail."""
+
+    client_id: str = "graph-client"
+    client_secret: str = "graph-secret"
+    port: int = 0
+    mailboxes: dict[str, Mailbox] = field(default_factory=dict)
+    outgoing: list[tuple[str, bytes]] = field(default_factory=list)  # (recipient, raw)
+    drop_headers: frozenset[str] = frozenset()
+    fail_after_send: int = 0
+    rewrite_message_ids: bool = False
+    granted: set[str] | None = None  # None: every mailbox
+    requests: list[tuple[str, str]] = field(default_factory=list)  # (method, path)
+    # When mail answering each Message-ID (its In-Reply-To) first left (time.time()).
+    answered_at: dict[str, float] = field(default_factory=dict)
+    in_flight_peak: dict[str, int] = field(default_factory=dict)
+    tokens_issued: int = 0
+    throttled_answers: int = 0
+    _in_flight: dict[str, int] = field(default_factory=dict)
+    _throttle: list[tuple[int, str]] = field(default_factory=list)
+    _changes: list[Change] = field(default_factory=list)
+    _seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _epoch: int = 1
+    _tokens: set[str] = field(default_factory=set)
+    _uploads: dict[str, tuple[str, str, str, str, int, bytearray]] = field(default_factory=dict)
+    _lock: threading.RLock = field(default_factory=threading.RLock)
+    _server: ThreadingHTTPServer | None = None
+    slow_seconds: float = 0.0  # each Graph request takes this long (to see concurrency)
+
+    # --- the test's side -----------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.url}/v1.0"
+
+    @property
+    def token_endpoint(self) -> str:
+        return f"{self.url}/{TENANT}/oauth2/v2.0/token"
+
+    def start(self) -> GraphServer:
+        server = _Quiet(("127.0.0.1", self.port), _handler_for(self))
+        server.daemon_threads = True
+        self.port = server.server_address[1]
+        self._server = server
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def register(self, address: str) -> Mailbox:
+        with self._lock:
+            box = Mailbox(address.lower())
+            for name in WELL_KNOWN.values():
+                box.folders[_new_id()] = name
+            self.mailboxes[address.lower()] = box
+            return box
+
+    def deliver(self, address: str, raw: bytes, at: datetime | None = None) -> str:
+        with self._lock:
+            box = self.mailboxes[address.lower()]
+            inbox = box.folder_named("Inbox")
+            assert inbox is not None
+            return self._add(box, inbox, raw, at or datetime.now(UTC))
+
+    def folder(self, address: str, name: str) -> list[bytes]:
+        with self._lock:
+            box = self.mailboxes[address.lower()]
+            fid = box.folder_named(name)
+            return [m.raw for m in box.messages.values() if m.folder == fid]
+
+    def to(self, recipient: str) -> list[bytes]:
+        with self._lock:
+            return [raw for who, raw in self.outgoing if who.lower() == recipient.lower()]
+
+    def throttle(self, count: int, status: int = 429, retry_after: str = "0") -> None:
+        with self._lock:
+            self._throttle.extend([(status, retry_after)] * count)
+
+    def expire_delta_links(self) -> None:
+        with self._lock:
+            self._epoch += 1
+
+    def count(self, method: str, pattern: str) -> int:
+        with self._lock:
+            return sum(1 for m, p in self.requests if m == method and re.search(pattern, p))
+
+    # --- mail ----------------------------------------------------------------------------
+
+    def _add(self, box: Mailbox, folder: str, raw: bytes, at: datetime, **extra: Any) -> str:
+        message = Message(_new_id(), folder, raw, at, **extra)
+        box.messages[message.id] = message
+        self._changes.append(Change(next(self._seq), box.address, folder, message.id, True))
+        return message.id
+
+    def _move(self, box: Mailbox, message: Message, folder: str) -> None:
+        if message.folder == folder:
+            return
+        self._changes.append(
+            Change(next(self._seq), box.address, message.folder, message.id, False)
+        )
+        message.folder = folder
+        self._changes.append(Change(next(self._seq), box.address, folder, message.id, True))
+
+    def _remove(self, box: Mailbox, message: Message) -> None:
+        self._changes.append(
+            Change(next(self._seq), box.address, message.folder, message.id, False)
+        )
+        del box.messages[message.id]
+
+    def _as_exchange_keeps(self, raw: bytes) -> bytes:
+        """The MIME as Exchange stores it: with its own Message-ID when `rewrite_message_ids`."""
+        if not self.rewrite_message_ids:
+            return raw
+        message = email.message_from_bytes(raw, policy=email.policy.default)
+        del message["Message-ID"]
+        message["Message-ID"] = f"<{secrets.token_hex(12)}@YT2PR01MB8838.CANPRD01.PROD.OUTLOOK.COM>"
+        return message.as_bytes()
+
+    def _send(self, box: Mailbox, raw: bytes) -> None:
+        """Exchange's path: the copy in Sent Items, then delivery to each recipient."""
+        message = email.message_from_bytes(raw, policy=email.policy.default)
+        for name in self.drop_headers:
+            del message[name]
+        raw = message.as_bytes()
+        sent = box.folder_named("Sent Items")
+        assert sent is not None
+        self._add(box, sent, raw, datetime.now(UTC))
+        answering = " ".join(str(message.get("In-Reply-To", "")).split())
+        if answering:
+            self.answered_at.setdefault(answering, time.time())
+        values = [str(v) for n in ("To", "Cc", "Bcc") for v in message.get_all(n, [])]
+        for _name, address in email.utils.getaddresses(values):
+            target = self.mailboxes.get(address.lower())
+            if target is not None:
+                inbox = target.folder_named("Inbox")
+                assert inbox is not None
+                self._add(target, inbox, raw, datetime.now(UTC))
+            else:
+                self.outgoing.append((address, raw))
+
+    # --- delta ---------------------------------------------------------------------------
+
+    def _delta(self, box: Mailbox, folder: str, token: str | None, size: int) -> dict[str, Any]:
+        """A page: `token` is epoch:since:upto:offset (since 0: the full listing)."""
+        if token is None:
+            epoch, since, upto, offset = self._epoch, 0, next(self._seq), 0
+        else:
+            epoch, since, upto, offset = (int(x) for x in _unb64(token).split(":"))
+            if epoch != self._epoch:
+                raise _Gone
+            if offset == 0 and since == upto:  # a delta link: its changes up to now
+                upto = next(self._seq)
+        items: list[dict[str, Any]]
+        if since == 0:
+            items = [
+                {"id": m.id, "receivedDateTime": _iso(m.received)}
+                for m in box.messages.values()
+                if m.folder == folder and not m.is_draft
+            ]
+        else:
+            last: dict[str, bool] = {}
+            for change in self._changes:
+                if (
+                    change.mailbox == box.address
+                    and change.folder == folder
+                    and since < change.seq <= upto
+                ):
+                    last[change.message] = change.added
+            items = []
+            for mid, added in last.items():
+                if added and mid in box.messages and box.messages[mid].folder == folder:
+                    items.append({"id": mid, "receivedDateTime": _iso(box.messages[mid].received)})
+                else:
+                    items.append({"id": mid, "@removed": {"reason": "changed"}})
+        page = items[offset : offset + size]
+        base = f"{self.base_url}/users/{box.address}/mailFolders/{folder}/messages/delta"
+        answer: dict[str, Any] = {"value": page}
+        if offset + size < len(items):
+            nxt = _b64(f"{epoch}:{since}:{upto}:{offset + size}")
+            answer["@odata.nextLink"] = f"{base}?$skiptoken={nxt}"
+        else:
+            answer["@odata.deltaLink"] = f"{base}?$deltatoken={_b64(f'{epoch}:{upto}:{upto}:0')}"
+        return answer
+
+    # --- requests ------------------------------------------------------------------------
+
+    def handle(
+        self, method: str, path: str, query: dict[str, str], headers: Any, body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        with self._lock:
+            self.requests.append((method, path))
+            if self._throttle:
+                status, retry_after = self._throttle.pop(0)
+                self.throttled_answers += 1
+                return _error(
+                    status,
+                    "TooManyRequests" if status == 429 else "ServiceUnavailable",
+                    {"Retry-After": retry_after},
+                )
+        auth = headers.get("Authorization", "")
+        if auth.removeprefix("Bearer ") not in self._tokens:
+            return _error(401, "InvalidAuthenticationToken")
+        match = re.match(r"^/v1\.0/users/([^/]+)/(.*)$", path)
+        if not match:
+            return _error(404, "ResourceNotFound")
+        user = urllib.parse.unquote(match.group(1)).lower()
+        rest = match.group(2)
+        if user not in self.mailboxes:
+            return _error(404, "ErrorInvalidUser")
+        if self.granted is not None and user not in self.granted:
+            return _error(403, "ErrorAccessDenied")
+        with self._lock:
+            self._in_flight[user] = self._in_flight.get(user, 0) + 1
+            self.in_flight_peak[user] = max(self.in_flight_peak.get(user, 0), self._in_flight[user])
+        try:
+            if self.slow_seconds:
+                time.sleep(self.slow_seconds)
+            with self._lock:
+                return self._route(self.mailboxes[user], method, rest, query, headers, body)
+        finally:
+            with self._lock:
+                self._in_flight[user] -= 1
+
+    def _route(
+        self, box: Mailbox, method: str, rest: str, query: dict[str, str], headers: Any, body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        parts = rest.split("/")
+        if parts[0] == "mailFolders":
+            return self._folders(box, method, parts[1:], query, headers, body)
+        if parts[0] == "sendMail" and method == "POST":
+            if "text/plain" not in headers.get("Content-Type", ""):
+                return _error(400, "ErrorInvalidRequest")
+            try:
+                raw = base64.b64decode(body, validate=True)
+            except ValueError:
+                return _error(400, "ErrorMimeContentInvalidBase64String")
+            self._send(box, self._as_exchange_keeps(raw))
+            if self.fail_after_send:
+                self.fail_after_send -= 1
+                return _error(504, "GatewayTimeout")
+            return 202, {}, b""
+        if parts[0] == "messages":
+            return self._messages(box, method, parts[1:], query, body)
+        return _error(404, "ResourceNotFound")
+
+    def _folder_id(self, box: Mailbox, ref: str) -> str | None:
+        if ref in box.folders:
+            return ref
+        name = WELL_KNOWN.get(ref.lower())
+        return box.folder_named(name) if name else None
+
+    def _folders(
+        self,
+        box: Mailbox,
+        method: str,
+        parts: list[str],
+        query: dict[str, str],
+        headers: Any,
+        body: bytes,
+    ) -> tuple[int, dict[str, str], bytes]:
+        if not parts or parts == [""]:
+            if method == "POST":
+                name = str(json.loads(body)["displayName"])
+                if box.folder_named(name):
+                    return _error(409, "ErrorFolderExists")
+                fid = _new_id()
+                box.folders[fid] = name
+                return _json(201, {"id": fid, "displayName": name})
+            wanted = re.match(r"^displayName eq '(.*)'$", query.get("$filter", ""))
+            items = [
+                {"id": fid, "displayName": name}
+                for fid, name in box.folders.items()
+                if wanted is None or name == wanted.group(1).replace("''", "'")
+            ]
+            return _json(200, {"value": items})
+        found_id = self._folder_id(box, parts[0])
+        if found_id is None:
+            return _error(404, "ErrorItemNotFound")
+        fid = found_id
+        if len(parts) == 1:
+            total = sum(1 for m in box.messages.values() if m.folder == fid)
+            return _json(200, {"id": fid, "displayName": box.folders[fid], "totalItemCount": total})
+        if parts[1:] == ["messages", "delta"]:
+            size = 10
+            found = re.search(r"odata\.maxpagesize=(\d+)", headers.get("Prefer", ""))
+            if found:
+                size = int(found.group(1))
+            token = query.get("$deltatoken") or query.get("$skiptoken")
+            try:
+                return _json(200, self._delta(box, fid, token, size))
+            except _Gone:
+                return _error(410, "SyncStateNotFound")
+        if parts[1:] == ["messages"]:
+            wanted = re.match(r"^internetMessageId eq '(.*)'$", query.get("$filter", ""))
+            items = [
+                {"id": m.id, "internetMessageId": m.internet_message_id}
+                for m in box.messages.values()
+                if m.folder == fid
+                and (wanted is None or m.internet_message_id == wanted.group(1).replace("''", "'"))
+            ]
+            return _json(200, {"value": items})
+        return _error(404, "ResourceNotFound")
+
+    def _messages(
+        self, box: Mailbox, method: str, parts: list[str], query: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        if not parts or parts == [""]:
+            if method == "GET":
+                wanted = re.match(r"^subject eq '(.*)'$", query.get("$filter", ""))
+                items = [
+                    {"id": m.id, "parentFolderId": m.folder}
+                    for m in box.messages.values()
+                    if wanted is None or _subject(m) == wanted.group(1).replace("''", "'")
+                ]
+                return _json(200, {"value": items})
+            drafts = box.folder_named("Drafts")
+            assert drafts is not None
+            if body.lstrip().startswith(b"{"):
+                draft = json.loads(body)
+                mid = self._add(box, drafts, b"", datetime.now(UTC), is_draft=True, draft=draft)
+            else:  # MIME, base64 (text/plain)
+                try:
+                    raw = self._as_exchange_keeps(base64.b64decode(body, validate=True))
+                except ValueError:
+                    return _error(400, "ErrorMimeContentInvalidBase64String")
+                mid = self._add(box, drafts, raw, datetime.now(UTC), is_draft=True)
+            created = box.messages[mid]
+            return _json(
+                201,
+                {"id": mid, "isDraft": True, "internetMessageId": created.internet_message_id},
+            )
+        message = box.messages.get(parts[0])
+        if message is None:
+            return _error(404, "ErrorItemNotFound")
+        if len(parts) == 1:
+            if method == "DELETE":
+                self._remove(box, message)
+                return 204, {}, b""
+            return _json(
+                200,
+                {
+                    "id": message.id,
+                    "isDraft": message.is_draft,
+                    "internetMessageId": message.internet_message_id,
+                    "parentFolderId": message.folder,
+                },
+            )
+        action = "/".join(parts[1:])
+        if action == "$value" and method == "GET":
+            return 200, {"Content-Type": "text/plain"}, message.raw
+        if action == "move" and method == "POST":
+            target = self._folder_id(box, str(json.loads(body)["destinationId"]))
+            if target is None:
+                return _error(404, "ErrorItemNotFound")
+            self._move(box, message, target)
+            return _json(201, {"id": message.id, "parentFolderId": target})
+        if action == "attachments/createUploadSession" and method == "POST":
+            item = json.loads(body)["AttachmentItem"]
+            key = secrets.token_hex(8)
+            self._uploads[key] = (
+                box.address,
+                message.id,
+                str(item["name"]),
+                str(item["contentType"]),
+                int(item["size"]),
+                bytearray(),
+            )
+            return _json(201, {"uploadUrl": f"{self.url}/upload/{key}"})
+        if action == "send" and method == "POST":
+            if not message.is_draft:
+                return _error(400, "ErrorInvalidRequest")
+            raw = message.raw or _mime_of_draft(box.address, message)
+            self._remove(box, message)
+            self._send(box, raw)
+            if self.fail_after_send:
+                self.fail_after_send -= 1
+                return _error(504, "GatewayTimeout")
+            return 202, {}, b""
+        return _error(404, "ResourceNotFound")
+
+    def upload(
+        self, key: str, content_range: str, body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        with self._lock:
+            if key not in self._uploads:
+                return _error(404, "ErrorItemNotFound")
+            address, mid, name, ctype, size, data = self._uploads[key]
+            data.extend(body)
+            if len(data) < size:
+                return _json(200, {"nextExpectedRanges": [f"{len(data)}-"]})
+            del self._uploads[key]
+            self.mailboxes[address].messages[mid].attachments.append((name, ctype, bytes(data)))
+            return _json(201, {})
+
+    def token(self, form: dict[str, str], authorization: str) -> tuple[int, dict[str, str], bytes]:
+        client_id, secret = form.get("client_id", ""), form.get("client_secret", "")
+        if authorization.startswith("Basic "):
+            pair = base64.b64decode(authorization[6:]).decode()
+            client_id, _, secret = pair.partition(":")
+            client_id, secret = urllib.parse.unquote(client_id), urllib.parse.unquote(secret)
+        if client_id != self.client_id or secret != self.client_secret:
+            return _json(401, {"error": "invalid_client"})
+        value = secrets.token_urlsafe(24)
+        with self._lock:
+            self._tokens.add(value)
+            self.tokens_issued += 1
+        return _json(200, {"access_token": value, "token_type": "Bearer", "expires_in": 3599})
+
+    def __enter__(self) -> GraphServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _subject(message: Message) -> str:
+    parsed = email.message_from_bytes(message.raw, policy=email.policy.default)
+    return str(parsed.get("Subject", ""))
+
+
+class _Quiet(ThreadingHTTPServer):
+    """A client killed mid-request (the SIGKILL tests) is no error of the server's."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass
+
+
+class _Gone(Exception):
+    pass
+
+
+def _mime_of_draft(sender: str, message: Message) -> bytes:
+    draft = message.draft
+    mime = EmailMessage()
+    mime["From"] = sender
+    to = [r["emailAddress"]["address"] for r in draft.get("toRecipients", [])]
+    mime["To"] = ", ".join(to)
+    mime["Subject"] = str(draft.get("subject", ""))
+    mime["Message-ID"] = str(draft.get("internetMessageId") or email.utils.make_msgid())
+    for header in draft.get("internetMessageHeaders", []):
+        mime[str(header["name"])] = str(header["value"])
+    mime.set_content(str(draft.get("body", {}).get("content", "")))
+    for name, ctype, data in message.attachments:
+        maintype, _, subtype = ctype.partition("/")
+        mime.add_attachment(
+            data, maintype=maintype, subtype=subtype or "octet-stream", filename=name
+        )
+    return mime.as_bytes()
+
+
+_ids = itertools.count(1)
+
+
+def _new_id() -> str:
+    # Long and opaque, as Graph's immutable ids are.
+    return "AAkALgAAAAAAHYQDEapmEc2byACqAC-EWg0A" + secrets.token_hex(16) + f"{next(_ids):06d}"
+
+
+def _iso(instant: datetime) -> str:
+    return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _b64(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode()
+
+
+def _unb64(text: str) -> str:
+    return base64.urlsafe_b64decode(text.encode()).decode()
+
+
+def _json(
+    status: int, payload: object, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    return (
+        status,
+        {"Content-Type": "application/json", **(headers or {})},
+        json.dumps(payload).encode(),
+    )
+
+
+def _error(
+    status: int, code: str, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    return _json(status, {"error": {"code": code, "message": code}}, headers)
+
+
+def _handler_for(server: GraphServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def _body(self) -> bytes:
+            length = int(self.headers.get("Content-Length") or 0)
+            return self.rfile.read(length) if length else b""
+
+        def _answer(self, answer: tuple[int, dict[str, str], bytes]) -> None:
+            status, headers, body = answer
+            self.send_response(status)
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _dispatch(self, method: str) -> None:
+            parts = urllib.parse.urlsplit(self.path)
+            query = dict(urllib.parse.parse_qsl(parts.query))
+            body = self._body()
+            if parts.path.endswith("/oauth2/v2.0/token"):
+                form = dict(urllib.parse.parse_qsl(body.decode()))
+                self._answer(server.token(form, self.headers.get("Authorization", "")))
+            elif parts.path.startswith("/upload/"):
+                key = parts.path.rsplit("/", 1)[1]
+                self._answer(server.upload(key, self.headers.get("Content-Range", ""), body))
+            else:
+                self._answer(server.handle(method, parts.path, query, self.headers, body))
+
+        def do_GET(self) -> None:
+            self._dispatch("GET")
+
+        def do_POST(self) -> None:
+            self._dispatch("POST")
+
+        def do_PUT(self) -> None:
+            self._dispatch("PUT")
+
+        def do_DELETE(self) -> None:
+            self._dispatch("DELETE")
+
+    return Handler
