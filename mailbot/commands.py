@@ -1,8 +1,11 @@
 """The commands of a staff reply, checked and applied in order, on the caller's connection.
 
 Each command is checked against the ticket as the commands before it left it (category, queue,
-assignee, clocks), so "catégorie stage" then "entrevue 2025-11-20" works in one reply. The
-first refusal raises `Refused`; the caller's savepoint then undoes the commands before it.
+assignee, clocks), so "catégorie stage" then "entrevue 2025-11-20" works in one reply. Each
+is checked first against `authority.may_act_on`: its sender must work on the ticket's queue
+as it stands then, so after a category change that hands the ticket to another queue, the
+sender's next command is refused unless they work there too. The first refusal raises
+`Refused`; the caller's savepoint then undoes the commands before it.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from datetime import date, datetime
 
 from sqlalchemy.engine import Connection
 
-from mailbot import citizens, clocks, retention
+from mailbot import authority, citizens, clocks, retention
 from mailbot.context import App
 from mailbot.db import access
 from mailbot.db import retention as retention_rows
@@ -32,7 +35,8 @@ class Refusal:
     template `_refusal.j2` words it for the sender."""
 
     line: str
-    # unknown_category | not_staff | own_mailbox | outside_complaints | no_result_clock |
+    # not_on_queue | own_mailbox_sender (authority) | unknown_category | not_staff |
+    # own_mailbox | outside_complaints | assignee_not_on_queue | no_result_clock |
     # hold_from_cli | not_hold_owner
     code: str
     argument: str = ""
@@ -43,6 +47,15 @@ class Refused(Exception):
     def __init__(self, refusal: Refusal) -> None:
         super().__init__(refusal.code)
         self.refusal = refusal
+
+
+def authority_refusal(app: App, ticket: TicketRow, sender: str, line: str) -> Refusal | None:
+    """Why `sender` may not act on `ticket` now (`authority.may_act_on`), or None. `line` is
+    what was refused: the command line, or the reply meant for the citizen."""
+    verdict = authority.may_act_on(app.settings, ticket, sender)
+    if verdict.allowed:
+        return None
+    return Refusal(line, verdict.reason, verdict.queue)
 
 
 def refusal_of(app: App, ticket: TicketRow, command: Command) -> Refusal | None:
@@ -63,8 +76,11 @@ def refusal_of(app: App, ticket: TicketRow, command: Command) -> Refusal | None:
             return refuse("own_mailbox")
         if not settings.is_staff(argument):
             return refuse("not_staff")
-        if not settings.may_work_on(ticket.category, ticket.mailbox, argument):
-            return refuse("outside_complaints")
+        # Whoever is given the ticket must be able to act on it (the same rule as its sender).
+        if not authority.may_act_on(settings, ticket, argument).allowed:
+            return refuse(
+                "outside_complaints" if ticket.category == "complaint" else "assignee_not_on_queue"
+            )
     starts = RESULT_CLOCK_STARTS.get(name)
     if starts is not None and clocks.result_commitment(settings, ticket.category, starts) is None:
         return refuse("no_result_clock")
@@ -81,10 +97,9 @@ def _release_refusal(
     origin = retention_rows.hold_origin(connection, ticket.id)
     if origin is not None and not origin.by_email:
         return Refusal(command.line, "hold_from_cli", command=command.name.value)
-    queue = app.settings.queue_for(ticket.category, ticket.mailbox)
-    supervisors = {address.lower() for address in queue.supervisors}
+    verdict = authority.may_act_on(app.settings, ticket, sender)
     placed_by = origin.actor.lower() if origin is not None else ""
-    if sender.lower() in supervisors or sender.lower() == placed_by:
+    if verdict.allowed and (verdict.supervisor or verdict.sender == placed_by):
         return None
     return Refusal(command.line, "not_hold_owner", command=command.name.value)
 
@@ -101,8 +116,10 @@ def apply_in_order(
     """Check and apply each command against the ticket as the previous ones left it."""
     for command in commands:
         current = ticket_rows.ticket_by_id(connection, ticket.id) or ticket
-        refusal = refusal_of(app, current, command) or _release_refusal(
-            connection, app, current, command, sender
+        refusal = (
+            authority_refusal(app, current, sender, command.line)
+            or refusal_of(app, current, command)
+            or _release_refusal(connection, app, current, command, sender)
         )
         if refusal is not None:
             raise Refused(refusal)
@@ -148,6 +165,15 @@ def _apply(
             inbound_id=inbound_id,
             now=now,
             reason="staff command",
+        )
+        citizens.notify_handover(
+            connection,
+            app,
+            ticket_rows.ticket_by_id(connection, ticket.id) or ticket,
+            authority.queue_of(app.settings, ticket),
+            actor=sender,
+            inbound_id=inbound_id,
+            now=now,
         )
     else:
         commitment = clocks.result_commitment(
