@@ -285,8 +285,23 @@ def legal_hold(
     now: datetime,
     inbound_id: int | None = None,
 ) -> None:
-    """Place (a reason) or release (None) the legal hold; in the ticket's history."""
-    rows.set_legal_hold(connection, ticket.id, reason, now)
+    """Place (a reason) or release (None) the legal hold; in the ticket's history. Its owner
+    is `actor`, from the command line, or by email when `inbound_id` names the message.
+    Placing a hold over one in force leaves that one as it is (reason and owner): the new
+    reason is in the history only, so who may lift the hold does not change."""
+    if reason is not None and rows.hold_origin(connection, ticket.id) is not None:
+        ticket_rows.add_event(
+            connection,
+            ticket.id,
+            now,
+            "legal_hold_kept",
+            f"already under legal hold; also: {reason}",
+            actor=actor,
+            inbound_id=inbound_id,
+        )
+        return
+    via = "email" if inbound_id is not None else "cli"
+    rows.set_legal_hold(connection, ticket.id, reason, now, by=actor, via=via)
     kind = "legal_hold" if reason is not None else "legal_hold_released"
     ticket_rows.add_event(
         connection, ticket.id, now, kind, reason or "", actor=actor, inbound_id=inbound_id

@@ -10,6 +10,7 @@ from mailbot.app import run_pass
 from mailbot.context import App
 from mailbot.retention import set_legal_hold_by_ref
 from mailbot.sandbox import Sandbox
+from mailbot.settings import Settings
 from tests.conftest import AppFactory
 from tests.test_spine import CITIZEN, COMPLAINTS, INFO, citizen_request, office, parsed, text_of
 from tests.test_staff_server import AGENT, SUPERVISOR, citizen_replies, staff_reply
@@ -192,3 +193,58 @@ def test_information_staff_hand_a_misdirected_complaint_over_and_then_cannot_act
     run_pass(make_app("2025-11-04T11:05:00-05:00"))
     [answer] = citizen_replies(sandbox)
     assert "nous traitons votre plainte" in text_of(parsed(answer))
+
+
+COLLEAGUE = "sophie.lavoie@mri.gouv.qc.ca"  # a second agent of the information queue
+TWO_LINES = "conservation légale : {reason}\r\nfin conservation légale"
+
+
+def hold_record(app: App) -> tuple[object, object, object]:
+    with app.engine.connect() as connection:
+        row = connection.execute(
+            sa.text("SELECT legal_hold_reason, legal_hold_by, legal_hold_via FROM ticket")
+        ).one()
+    return row.legal_hold_reason, row.legal_hold_by, row.legal_hold_via
+
+
+def test_the_two_line_email_lifts_neither_a_command_line_hold_nor_another_placers_hold(
+    sandbox: Sandbox, make_app: AppFactory, settings: Settings
+) -> None:
+    sandbox.accept_mail_for(COLLEAGUE)
+    mailboxes = tuple(
+        m.model_copy(update={"staff": (*m.staff, COLLEAGUE)}) if m.name == "renseignements" else m
+        for m in settings.mailboxes
+    )
+    custom = settings.model_copy(update={"mailboxes": mailboxes})
+    sandbox.deliver(INFO, citizen_request(), received_at=office("2025-11-03T10:00"))
+    app = make_app("2025-11-03T10:01:00-05:00", custom)
+    run_pass(app)
+    [notice] = mail_of(sandbox, AGENT)
+    set_legal_hold_by_ref(app, "MRI-2025-00001", CLI_HOLD, "juriste")
+
+    def send(sender: str, body: str, number: int, at: str) -> App:
+        raw = staff_reply(notice, body, sender=sender, message_id=f"<h-{number}@mri.gouv.qc.ca>")
+        sandbox.deliver(INFO, raw, received_at=office(at))
+        later = make_app(f"{at}:00-05:00", custom)
+        run_pass(later)
+        return later
+
+    # A command-line hold: neither its queue's agent nor a supervisor lifts it by email.
+    app = send(AGENT, TWO_LINES.format(reason="dossier 1"), 1, "2025-11-04T09:00")
+    assert hold_record(app) == (CLI_HOLD, "juriste", "cli")
+    app = send(SUPERVISOR, TWO_LINES.format(reason="dossier 2"), 2, "2025-11-04T10:00")
+    assert hold_record(app) == (CLI_HOLD, "juriste", "cli")
+    assert any("ligne de commande" in text_of(parsed(r)) for r in mail_of(sandbox, SUPERVISOR))
+
+    # A hold placed by email by the agent: a colleague's two lines leave it the agent's.
+    set_legal_hold_by_ref(app, "MRI-2025-00001", None, "juriste")
+    app = send(AGENT, "conservation légale : poursuite 500-17-1", 3, "2025-11-05T09:00")
+    assert hold_record(app) == ("poursuite 500-17-1", AGENT, "email")
+    app = send(COLLEAGUE, TWO_LINES.format(reason="dossier 3"), 4, "2025-11-05T10:00")
+    assert hold_record(app) == ("poursuite 500-17-1", AGENT, "email")
+    assert any("seule la personne" in text_of(parsed(r)) for r in mail_of(sandbox, COLLEAGUE))
+
+    # The queue's supervisor may lift it (the same two lines: the hold keeps its owner, then
+    # the supervisor lifts it).
+    app = send(SUPERVISOR, TWO_LINES.format(reason="dossier 4"), 5, "2025-11-05T11:00")
+    assert hold_record(app) == (None, None, None)

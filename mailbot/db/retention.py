@@ -300,15 +300,25 @@ def clear_unlinked(
 
 
 def set_legal_hold(
-    connection: Connection, ticket_id: int, reason: str | None, now: datetime
+    connection: Connection,
+    ticket_id: int,
+    reason: str | None,
+    now: datetime,
+    *,
+    by: str = "",
+    via: str = "",
 ) -> None:
-    """Put the ticket under legal hold (a reason), or release it (None)."""
+    """Put the ticket under legal hold (a reason, placed `by` whom `via` "cli" or "email"),
+    or release it (None)."""
+    held = reason is not None
     connection.execute(
         sa.update(TICKET)
         .where(TICKET.c.id == ticket_id)
         .values(
             legal_hold_reason=reason[:2000] if reason is not None else None,
-            legal_hold_at=now if reason is not None else None,
+            legal_hold_at=now if held else None,
+            legal_hold_by=by[:320] if held else None,
+            legal_hold_via=via if held else None,
             updated_at=now,
         )
     )
@@ -319,21 +329,23 @@ def set_legal_hold(
 
 @dataclass(frozen=True, slots=True)
 class HoldOrigin:
-    """Who placed a ticket's current legal hold, and whether by email (else the command line)."""
+    """Who placed a ticket's legal hold in force, and whether by email (else the command line)."""
 
     actor: str
     by_email: bool
 
 
 def hold_origin(connection: Connection, ticket_id: int) -> HoldOrigin | None:
-    """The ticket's last `legal_hold` event (None when it never had one)."""
+    """The owner of the ticket's legal hold in force (None when it has none). A hold whose
+    origin is unknown counts as the command line's."""
     row = connection.execute(
-        sa.select(EVENT.c.actor, EVENT.c.inbound_id)
-        .where(EVENT.c.ticket_id == ticket_id, EVENT.c.kind == "legal_hold")
-        .order_by(EVENT.c.id.desc())
-        .limit(1)
+        sa.select(TICKET.c.legal_hold_at, TICKET.c.legal_hold_by, TICKET.c.legal_hold_via).where(
+            TICKET.c.id == ticket_id
+        )
     ).first()
-    return None if row is None else HoldOrigin(row.actor, row.inbound_id is not None)
+    if row is None or row.legal_hold_at is None:
+        return None
+    return HoldOrigin(row.legal_hold_by or "", row.legal_hold_via == "email")
 
 
 def start_run(
