@@ -23,8 +23,10 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from mailbot import personal
 from mailbot.db.export import RequesterTicket, requester_tickets
 from mailbot.parse import parse_message
+from mailbot.store import reading
 
 
 def _instant(value: datetime | None) -> str | None:
@@ -108,10 +110,14 @@ def write_messages_zip(engine: Engine, requester: str, index: Mapping[str, Any],
 
 
 def export_requester(engine: Engine, requester: str) -> dict[str, Any]:
-    """The requester's data as a JSON-ready mapping (addresses compared case-insensitively)."""
-    address = requester.strip().lower()
+    """The requester's data as a JSON-ready mapping (addresses compared as mailbot normalises
+    them), with the messages of theirs that belong to no ticket (automatic replies, list
+    mail, held or quarantined messages)."""
+    address = personal.normalised(requester)
     tickets = [_ticket_json(found) for found in requester_tickets(engine, address)]
-    return {"requester": address, "tickets": tickets}
+    with reading(engine) as connection:
+        unlinked = [_received_text(raw) for _copy, raw in personal.unlinked_of(connection, address)]
+    return {"requester": address, "tickets": tickets, "messages_without_ticket": unlinked}
 
 
 def _ticket_json(found: RequesterTicket) -> dict[str, Any]:
