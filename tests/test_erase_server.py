@@ -9,7 +9,7 @@ from pathlib import Path
 from mailbot.app import run_pass
 from mailbot.context import App
 from mailbot.export import export_requester
-from mailbot.retention import erase_requester
+from mailbot.retention import erase_requester, run_retention
 from mailbot.sandbox import Sandbox, maildir_for
 from mailbot.settings import Settings
 from tests.conftest import AppFactory
@@ -133,3 +133,17 @@ def test_erase_leaves_no_byte_of_the_person_in_the_database_or_the_mail_store(
         assert CONTROL.encode() in contents  # the same search finds what is there
     # Staff notices sit in staff mailboxes, which mailbot does not manage (the README says so).
     assert any(b"zircon-mot-unique" in raw for raw in sandbox.fetch_all(AGENT))
+
+
+def test_the_schedule_deletes_the_folder_copies_of_what_it_empties(
+    sandbox: Sandbox, make_app: AppFactory
+) -> None:
+    deliver_everything(sandbox, make_app)
+    a_year_later = make_app("2026-11-05T10:00:00-05:00")  # past unlinked_days (365)
+
+    report = run_retention(a_year_later, trigger="manual", actor="archiviste")
+
+    assert report.unlinked >= 2 and report.copies_deleted == 2
+    after = mailstore_bytes(sandbox)
+    assert b"absente-zircon" not in after and b"liste-zircon" not in after
+    assert b"zircon-mot-unique" in after  # her open ticket's request is kept
