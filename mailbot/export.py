@@ -59,6 +59,9 @@ def _file(ref: str, direction: str, n: int, raw: bytes) -> str | None:
     return f"{ref}/{direction}-{n:03d}.eml" if raw else None
 
 
+# The zip's folder for the requester's messages that belong to no ticket.
+NO_TICKET = "sans-dossier"
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
 
 
@@ -86,7 +89,7 @@ def attachments(raw: bytes) -> list[tuple[str, bytes]]:
 def write_messages_zip(engine: Engine, requester: str, index: Mapping[str, Any], path: Path) -> int:
     """The access request's zip: `index.json` (the export), each message as its original
     `.eml` (as received, as sent), and each received message's attachments beside it."""
-    address = requester.strip().lower()
+    address = personal.normalised(requester)
     count = 0
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr(
@@ -106,6 +109,12 @@ def write_messages_zip(engine: Engine, requester: str, index: Mapping[str, Any],
                     if direction == "received":
                         for file_name, content in attachments(raw):
                             archive.writestr(f"{ref}/{direction}-{n:03d}/{file_name}", content)
+        with reading(engine) as connection:
+            for n, (_copy, raw) in enumerate(personal.unlinked_of(connection, address), 1):
+                name = _file(NO_TICKET, "received", n, raw)
+                if name is not None:
+                    archive.writestr(name, raw)
+                    count += 1
     return count
 
 
@@ -116,7 +125,10 @@ def export_requester(engine: Engine, requester: str) -> dict[str, Any]:
     address = personal.normalised(requester)
     tickets = [_ticket_json(found) for found in requester_tickets(engine, address)]
     with reading(engine) as connection:
-        unlinked = [_received_text(raw) for _copy, raw in personal.unlinked_of(connection, address)]
+        unlinked = [
+            {**_received_text(raw), "file": _file(NO_TICKET, "received", n, raw)}
+            for n, (_copy, raw) in enumerate(personal.unlinked_of(connection, address), 1)
+        ]
     return {"requester": address, "tickets": tickets, "messages_without_ticket": unlinked}
 
 

@@ -4,11 +4,12 @@ in the processed and quarantine folders of the mailboxes mailbot manages."""
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 from mailbot.app import run_pass
 from mailbot.context import App
-from mailbot.export import export_requester
+from mailbot.export import export_requester, write_messages_zip
 from mailbot.retention import erase_requester, run_retention
 from mailbot.sandbox import Sandbox, maildir_for
 from mailbot.settings import Settings
@@ -100,7 +101,7 @@ def database_bytes(settings: Settings) -> bytes:
 
 
 def test_erase_leaves_no_byte_of_the_person_in_the_database_or_the_mail_store(
-    sandbox: Sandbox, make_app: AppFactory, settings: Settings
+    sandbox: Sandbox, make_app: AppFactory, settings: Settings, tmp_path: Path
 ) -> None:
     app = deliver_everything(sandbox, make_app)
     everything = (ZOE_STORED, *ZOE_WORDS)
@@ -114,6 +115,12 @@ def test_erase_leaves_no_byte_of_the_person_in_the_database_or_the_mail_store(
     texts = " ".join(m["text"] for m in export["messages_without_ticket"])
     assert "absente-zircon" in texts and "liste-zircon" in texts
     assert "quartz" not in texts
+    archive = tmp_path / "zoe.zip"
+    write_messages_zip(app.engine, ZOE, export, archive)
+    with zipfile.ZipFile(archive) as opened:
+        names = set(opened.namelist())
+        assert {m["file"] for m in export["messages_without_ticket"]} <= names
+        assert b"absente-zircon" in opened.read("sans-dossier/received-001.eml")
 
     later = make_app("2025-11-04T10:00:00-05:00")
     report = erase_requester(later, ZOE, "demande 2025-090", "responsable-acces")
