@@ -56,6 +56,14 @@ class Copies:
     sizes: frozenset[int] = frozenset()
 
 
+def is_wanted(raw: bytes, wanted: Copies) -> bool:
+    """Whether a folder's message is one of the `wanted` copies: its bytes hash to a stored
+    digest, or its header block does (a message too large to store whole was stored as its
+    headers, `FetchedMessage.truncated`)."""
+    head = raw.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
+    return any(hashlib.sha256(part).hexdigest() in wanted.digests for part in (raw, head))
+
+
 class Mailbox(Protocol):
     """One watched mailbox, opened for a pass."""
 
@@ -304,7 +312,7 @@ class ImapMailbox:
                 doomed += [
                     uid
                     for uid, data in fetched.items()
-                    if hashlib.sha256(bytes(data[b"BODY[]"])).hexdigest() in wanted.digests
+                    if is_wanted(bytes(data[b"BODY[]"]), wanted)
                 ]
             if doomed:
                 self.client.add_flags(doomed, [b"\\Deleted"], silent=True)

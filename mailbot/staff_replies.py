@@ -137,11 +137,12 @@ def refuse_authority(
     """The sender may not act on this ticket: nothing applied or relayed; the sender is told
     why (not the ticket's content), and the message is held for the queue's supervisors."""
     sender = arrival.sender or ""
-    after = f" after the line {refusal.line!r}" if refusal.line else ""
+    # Logged too: no address and no line of the message in it.
+    after = " once the commands before it in the message applied" if refusal.line else ""
     reason = (
-        f"not authorised: {sender} is one of mailbot's own mailboxes"
+        "not authorised: the sender is one of mailbot's own mailboxes"
         if refusal.code == authority.OWN_MAILBOX
-        else f"not authorised: {sender} is not on the staff or supervisors of the "
+        else "not authorised: the sender is not on the staff or supervisors of the "
         f"{refusal.argument} queue{after}"
     )
     _tell_sender(

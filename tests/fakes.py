@@ -8,14 +8,13 @@ production code, with only the two edges replaced.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from mailbot.errors import SmtpError
-from mailbot.mailbox import Copies, FetchedMessage
+from mailbot.mailbox import Copies, FetchedMessage, is_wanted
 from mailbot.sender import SendResult
 from mailbot.settings import MailboxSettings
 
@@ -70,11 +69,7 @@ class MemoryMailbox:
 
     def delete_copies(self, folder: str, wanted: Copies) -> int:
         held = self.folders.get(folder, {})
-        doomed = [
-            uid
-            for uid, (raw, _at) in held.items()
-            if hashlib.sha256(raw).hexdigest() in wanted.digests
-        ]
+        doomed = [uid for uid, (raw, _at) in held.items() if is_wanted(raw, wanted)]
         for uid in doomed:
             del held[uid]
         return len(doomed)
