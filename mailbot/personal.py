@@ -69,7 +69,11 @@ def delete_copies(app: App, copies: Sequence[StoredCopy], now: datetime) -> int:
     """Delete these rows' copies from every processed and quarantine folder of their
     mailboxes; how many were deleted. An IMAP failure raises (nothing after it is done)."""
     deleted = 0
+    configured = {mailbox.name for mailbox in app.settings.mailboxes}
     for name, mine in _by_mailbox(copies):
+        if name not in configured:
+            log.warning("mail store: mailbox %s is no longer configured; its copies stay", name)
+            continue
         mailbox = app.settings.mailbox(name)
         wanted = Copies(
             digests=frozenset(c.sha256 for c in mine if c.sha256),
