@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Connection
 
-from mailbot import clocks, completeness, outgoing
+from mailbot import authority, clocks, completeness, outgoing
 from mailbot.context import App
+from mailbot.db import inbound as inbound_rows
 from mailbot.db import outbox as outbox_rows
 from mailbot.db import service
 from mailbot.db import tickets as ticket_rows
@@ -22,7 +23,7 @@ from mailbot.db.inbound import Duplicate
 from mailbot.db.outbox import SentMessage
 from mailbot.db.tickets import TicketRow
 from mailbot.logformat import log_fields
-from mailbot.parse import InboundMail
+from mailbot.parse import InboundMail, parse_message
 from mailbot.settings import MailboxSettings, Settings
 from mailbot.states import TicketStatus
 
@@ -49,10 +50,11 @@ class Arrival:
 
 
 def staff_recipients(settings: Settings, ticket: TicketRow) -> tuple[str, ...]:
-    """Who works a ticket: its assignee, else its queue's staff."""
-    if ticket.assignee:
+    """Who works a ticket: its assignee while they may act on it (`authority`), else its
+    queue's staff."""
+    if ticket.assignee and authority.may_act_on(settings, ticket, ticket.assignee).allowed:
         return (ticket.assignee,)
-    return settings.queue_for(ticket.category, ticket.mailbox).staff
+    return authority.queue_of(settings, ticket).staff
 
 
 def automatic_mail_blocked(
@@ -129,7 +131,13 @@ def _to_workers(
         connection,
         app,
         template=template,
-        values={"subject": arrival.mail.subject, "text": arrival.mail.text, **values},
+        values={
+            "subject": arrival.mail.subject,
+            "text": arrival.mail.text,
+            "left_out": arrival.mail.left_out,
+            "defects": arrival.mail.defects,
+            **values,
+        },
         queue=app.settings.queue_for(ticket.category, ticket.mailbox),
         recipients=staff_recipients(app.settings, ticket),
         ticket=ticket,
@@ -174,6 +182,53 @@ def notify_new_ticket(
         purpose="notice",
         dedupe=f"notice:{ticket.ref}:{arrival.inbound_id}",
         event="notice_queued",
+    )
+
+
+def notify_handover(
+    connection: Connection,
+    app: App,
+    ticket: TicketRow,
+    previous: MailboxSettings,
+    *,
+    actor: str,
+    inbound_id: int,
+    now: datetime,
+) -> None:
+    """The ticket moved to another queue: that queue's staff receive the request (the notice,
+    saying who handed it over and from which queue), so they can answer it."""
+    queue = authority.queue_of(app.settings, ticket)
+    if queue.name == previous.name:
+        return
+    stored = inbound_rows.first_request(connection, ticket.id)
+    if stored is None or not staff_recipients(app.settings, ticket):
+        ticket_rows.add_event(
+            connection,
+            ticket.id,
+            now,
+            "handover_notice_skipped",
+            f"queue {queue.name}: no staff address or no stored request",
+            inbound_id=inbound_id,
+        )
+        return
+    mail = parse_message(stored.raw)
+    arrival = Arrival(previous, mail, stored.raw, stored.id, stored.internal_date)
+    _to_workers(
+        connection,
+        app,
+        ticket,
+        arrival,
+        now,
+        template="notice",
+        values={
+            "attachments": mail.attachments,
+            "reason": "handover",
+            "handed_over_by": actor,
+            "from_queue": previous,
+        },
+        purpose="notice",
+        dedupe=f"handover:{ticket.ref}:{inbound_id}",
+        event="handover_notice_queued",
     )
 
 
@@ -251,8 +306,11 @@ def hold_for_review(
     arrival: Arrival,
     reasons: Sequence[str],
     now: datetime,
+    *,
+    recipients: Sequence[str] | None = None,
 ) -> None:
-    """Keep the message, relay nothing, and tell the queue's staff why (never the sender)."""
+    """Keep the message, relay nothing, and tell the queue's staff (or `recipients`, e.g. its
+    supervisors) why (never the sender)."""
     queue = app.settings.queue_for(ticket.category, ticket.mailbox) if ticket else arrival.mailbox
     outgoing.to_staff(
         connection,
@@ -267,7 +325,7 @@ def hold_for_review(
             "reasons": list(reasons),
         },
         queue=queue,
-        recipients=queue.staff,
+        recipients=queue.staff if recipients is None else recipients,
         ticket=ticket,
         purpose="held_notice",
         dedupe=f"held:{arrival.inbound_id}",
@@ -306,9 +364,10 @@ def reclassify(
     reason: str,
 ) -> None:
     """Move a ticket to another category: its deadlines are recomputed from the original
-    receipt time, and an assignee who may not work on the new category is unassigned."""
+    receipt time, and an assignee who may not act on it in its new queue is unassigned."""
     if category == ticket.category:
         return
+    moved = replace(ticket, category=category)
     ticket_rows.set_ticket_fields(connection, ticket.id, now, category=category)
     clocks.recompute(connection, app, ticket.id, now)
     ticket_rows.add_event(
@@ -320,7 +379,7 @@ def reclassify(
         actor=actor,
         inbound_id=inbound_id,
     )
-    if ticket.assignee and not app.settings.may_work_on(category, ticket.mailbox, ticket.assignee):
+    if ticket.assignee and not authority.may_act_on(app.settings, moved, ticket.assignee).allowed:
         ticket_rows.set_ticket_fields(connection, ticket.id, now, assignee=None)
         ticket_rows.add_event(
             connection,

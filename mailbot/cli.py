@@ -18,7 +18,7 @@ from mailbot import __version__
 from mailbot.clock import Clock, FixedClock, SystemClock, parse_instant
 from mailbot.context import App
 from mailbot.errors import ConfigError, MailbotError, MissingDependency, NotFound, ServerError
-from mailbot.logformat import JsonFormatter, TextFormatter
+from mailbot.logformat import LIBRARY_LOGGERS, JsonFormatter, OwnRecordsOnly, TextFormatter
 from mailbot.settings import LoggingSettings, Settings, config_path, load_settings
 from mailbot.store import reading
 
@@ -242,6 +242,9 @@ def _configure_logging(args: argparse.Namespace, chosen: LoggingSettings | None 
     # Migrations and the scheduler say what they do at INFO on every start; keep it for -v.
     for noisy in ("alembic", "apscheduler"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+    # Protocol traffic and SQL parameters carry mail: never logged, even with -v.
+    for library in LIBRARY_LOGGERS:
+        logging.getLogger(library).setLevel(logging.WARNING)
     if root.handlers and not ours:
         return
     level = logging.getLevelNamesMapping()[chosen.level]
@@ -252,6 +255,7 @@ def _configure_logging(args: argparse.Namespace, chosen: LoggingSettings | None 
     handler = logging.StreamHandler(sys.stderr)
     handler.set_name(LOG_HANDLER)
     handler.setFormatter(JsonFormatter() if chosen.format == "json" else TextFormatter())
+    handler.addFilter(OwnRecordsOnly())
     for old in ours:
         root.removeHandler(old)
     root.addHandler(handler)

@@ -259,9 +259,10 @@ def start_result_clock(
 def meet(
     connection: Connection, settings: Settings, ticket_id: int, purpose: str, at: datetime
 ) -> None:
-    """An acknowledgement or a reply was accepted by the relay at `at`: stamp the ticket (the
-    first time), mark it answered, and meet its open deadlines of the matching commitments.
-    The relay's acceptance is the instant the compliance figures count."""
+    """An acknowledgement or a reply was sent: stamp the ticket at `at` (the first time), mark
+    it answered, and meet its open deadlines of the matching commitments. `at` is the relay's
+    acceptance for an acknowledgement, and for a staff reply the instant staff answered
+    (`outbox.met_at`): a resend after a crash or a relay outage does not move it."""
     kinds = MEETS_KINDS.get(purpose)
     if kinds is None:
         return

@@ -1,10 +1,13 @@
 """The commands of a staff reply, checked and applied in order, on the caller's connection.
 
 Each command is checked against the ticket as the commands before it left it (category, queue,
-assignee, clocks), so "catégorie stage" then "entrevue 2025-11-20" works in one reply. The
-first refusal raises `Refused`; the caller's savepoint then undoes the commands before it.
-`fusionner` and `référer` hand the ticket off (mailbot/merge.py, mailbot/referral.py) and
-must stand alone in their reply; `works_on_queue` is who may act on a queue's ticket.
+assignee, clocks), so "catégorie stage" then "entrevue 2025-11-20" works in one reply. Each
+is checked first against `authority.may_act_on`: its sender must work on the ticket's queue
+as it stands then, so after a category change that hands the ticket to another queue, the
+sender's next command is refused unless they work there too. The first refusal raises
+`Refused`; the caller's savepoint then undoes the commands before it. `fusionner` and
+`référer` hand the ticket off (mailbot/merge.py, mailbot/referral.py) and must stand alone in
+their reply; a merge needs its sender to work on both tickets' queues.
 """
 
 from __future__ import annotations
@@ -15,13 +18,12 @@ from datetime import date, datetime
 
 from sqlalchemy.engine import Connection
 
-from mailbot import citizens, clocks, completeness, merge, referral, retention
+from mailbot import authority, citizens, clocks, completeness, merge, referral, retention
 from mailbot.context import App
 from mailbot.db import access, handoff
 from mailbot.db import retention as retention_rows
 from mailbot.db import tickets as ticket_rows
 from mailbot.db.tickets import TicketRow
-from mailbot.settings import MailboxSettings, Settings
 from mailbot.staff import Command, CommandName
 from mailbot.states import TicketStatus
 
@@ -35,10 +37,11 @@ class Refusal:
     template `_refusal.j2` words it for the sender."""
 
     line: str
-    # unknown_category | not_staff | own_mailbox | outside_complaints | no_result_clock |
+    # not_on_queue | own_mailbox_sender (authority) | unknown_category | not_staff |
+    # own_mailbox | outside_complaints | assignee_not_on_queue | no_result_clock |
     # hold_from_cli | not_hold_owner | not_incomplete | unknown_answer | canned_in_note |
-    # must_stand_alone |
-    # no_such_ticket | merge_same_ticket | merge_other_requester | not_on_queue |
+    # must_stand_alone | no_such_ticket | merge_same_ticket | merge_other_requester |
+    # merge_not_on_queue |
     # ticket_closed_as | refer_own_domain | refer_needs_note
     code: str
     argument: str = ""
@@ -53,15 +56,6 @@ class Refused(Exception):
 
 # Commands that end the ticket's life as it was: each must be the reply's only command.
 STANDS_ALONE = frozenset({CommandName.MERGE, CommandName.REFER})
-
-
-def works_on_queue(settings: Settings, queue: MailboxSettings, address: str) -> bool:
-    """Whether `address` works on `queue`: listed as its staff or supervisor; a queue that
-    lists no one is worked by any staff member."""
-    listed = {a.lower() for a in (*queue.staff, *queue.supervisors)}
-    if listed:
-        return address.lower() in listed
-    return settings.is_staff(address)
 
 
 def combination_refusal(commands: Sequence[Command]) -> Refusal | None:
@@ -90,16 +84,24 @@ def _handoff_refusal(
         kept = handoff.kept_ticket(connection, found) if found is not None else None
         problem = merge.merge_problem(ticket, kept, command.argument)
         if problem is None and kept is not None:
-            for side in (ticket, kept):
-                queue = settings.queue_for(side.category, side.mailbox)
-                if not works_on_queue(settings, queue, sender):
-                    problem = ("not_on_queue", side.ref)
+            for side in (ticket, kept):  # the one rule, on each ticket's queue
+                if not authority.may_act_on(settings, side, sender).allowed:
+                    problem = ("merge_not_on_queue", side.ref)
                     break
     elif command.name is CommandName.REFER:
         problem = referral.referral_problem(settings, ticket, command.argument, text)
     if problem is None:
         return None
     return Refusal(command.line, problem[0], problem[1], command.name.value)
+
+
+def authority_refusal(app: App, ticket: TicketRow, sender: str, line: str) -> Refusal | None:
+    """Why `sender` may not act on `ticket` now (`authority.may_act_on`), or None. `line` is
+    what was refused: the command line, or the reply meant for the citizen."""
+    verdict = authority.may_act_on(app.settings, ticket, sender)
+    if verdict.allowed:
+        return None
+    return Refusal(line, verdict.reason, verdict.queue)
 
 
 def refusal_of(app: App, ticket: TicketRow, command: Command) -> Refusal | None:
@@ -120,8 +122,11 @@ def refusal_of(app: App, ticket: TicketRow, command: Command) -> Refusal | None:
             return refuse("own_mailbox")
         if not settings.is_staff(argument):
             return refuse("not_staff")
-        if not settings.may_work_on(ticket.category, ticket.mailbox, argument):
-            return refuse("outside_complaints")
+        # Whoever is given the ticket must be able to act on it (the same rule as its sender).
+        if not authority.may_act_on(settings, ticket, argument).allowed:
+            return refuse(
+                "outside_complaints" if ticket.category == "complaint" else "assignee_not_on_queue"
+            )
     if name is CommandName.CANNED and argument not in app.answers.names:
         return refuse("unknown_answer")
     starts = RESULT_CLOCK_STARTS.get(name)
@@ -140,10 +145,9 @@ def _release_refusal(
     origin = retention_rows.hold_origin(connection, ticket.id)
     if origin is not None and not origin.by_email:
         return Refusal(command.line, "hold_from_cli", command=command.name.value)
-    queue = app.settings.queue_for(ticket.category, ticket.mailbox)
-    supervisors = {address.lower() for address in queue.supervisors}
+    verdict = authority.may_act_on(app.settings, ticket, sender)
     placed_by = origin.actor.lower() if origin is not None else ""
-    if sender.lower() in supervisors or sender.lower() == placed_by:
+    if verdict.allowed and (verdict.supervisor or verdict.sender == placed_by):
         return None
     return Refusal(command.line, "not_hold_owner", command=command.name.value)
 
@@ -184,7 +188,8 @@ def apply_in_order(
     for command in commands:
         current = ticket_rows.ticket_by_id(connection, ticket.id) or ticket
         refusal = (
-            refusal_of(app, current, command)
+            authority_refusal(app, current, sender, command.line)
+            or refusal_of(app, current, command)
             or _release_refusal(connection, app, current, command, sender)
             or _completeness_refusal(connection, current, command)
             or _handoff_refusal(connection, app, current, command, sender, text)
@@ -290,6 +295,15 @@ def _apply(
             inbound_id=inbound_id,
             now=now,
             reason="staff command",
+        )
+        citizens.notify_handover(
+            connection,
+            app,
+            ticket_rows.ticket_by_id(connection, ticket.id) or ticket,
+            authority.queue_of(app.settings, ticket),
+            actor=sender,
+            inbound_id=inbound_id,
+            now=now,
         )
     else:
         commitment = clocks.result_commitment(

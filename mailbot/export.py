@@ -23,8 +23,10 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from mailbot import personal
 from mailbot.db.export import RequesterTicket, requester_tickets
 from mailbot.parse import parse_message
+from mailbot.store import reading
 
 
 def _instant(value: datetime | None) -> str | None:
@@ -57,6 +59,9 @@ def _file(ref: str, direction: str, n: int, raw: bytes) -> str | None:
     return f"{ref}/{direction}-{n:03d}.eml" if raw else None
 
 
+# The zip's folder for the requester's messages that belong to no ticket.
+NO_TICKET = "sans-dossier"
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
 
 
@@ -84,7 +89,7 @@ def attachments(raw: bytes) -> list[tuple[str, bytes]]:
 def write_messages_zip(engine: Engine, requester: str, index: Mapping[str, Any], path: Path) -> int:
     """The access request's zip: `index.json` (the export), each message as its original
     `.eml` (as received, as sent), and each received message's attachments beside it."""
-    address = requester.strip().lower()
+    address = personal.normalised(requester)
     count = 0
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr(
@@ -104,14 +109,27 @@ def write_messages_zip(engine: Engine, requester: str, index: Mapping[str, Any],
                     if direction == "received":
                         for file_name, content in attachments(raw):
                             archive.writestr(f"{ref}/{direction}-{n:03d}/{file_name}", content)
+        with reading(engine) as connection:
+            for n, (_copy, raw) in enumerate(personal.unlinked_of(connection, address), 1):
+                name = _file(NO_TICKET, "received", n, raw)
+                if name is not None:
+                    archive.writestr(name, raw)
+                    count += 1
     return count
 
 
 def export_requester(engine: Engine, requester: str) -> dict[str, Any]:
-    """The requester's data as a JSON-ready mapping (addresses compared case-insensitively)."""
-    address = requester.strip().lower()
+    """The requester's data as a JSON-ready mapping (addresses compared as mailbot normalises
+    them), with the messages of theirs that belong to no ticket (automatic replies, list
+    mail, held or quarantined messages)."""
+    address = personal.normalised(requester)
     tickets = [_ticket_json(found) for found in requester_tickets(engine, address)]
-    return {"requester": address, "tickets": tickets}
+    with reading(engine) as connection:
+        unlinked = [
+            {**_received_text(raw), "file": _file(NO_TICKET, "received", n, raw)}
+            for n, (_copy, raw) in enumerate(personal.unlinked_of(connection, address), 1)
+        ]
+    return {"requester": address, "tickets": tickets, "messages_without_ticket": unlinked}
 
 
 def _ticket_json(found: RequesterTicket) -> dict[str, Any]:

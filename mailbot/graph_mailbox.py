@@ -35,7 +35,7 @@ from sqlalchemy.exc import IntegrityError
 from mailbot.db import graph as graph_rows
 from mailbot.errors import GraphError
 from mailbot.graph import IMMUTABLE_IDS, GraphClient, is_resync
-from mailbot.mailbox import FetchedMessage, MailboxOpener
+from mailbot.mailbox import Copies, FetchedMessage, MailboxOpener, is_wanted
 from mailbot.settings import MailboxSettings
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def graph_opener(client: GraphClient, engine: Engine) -> MailboxOpener:
     folders = FolderIds({})
 
     def open_mailbox(mailbox: MailboxSettings, now: datetime) -> GraphMailbox:
-        return GraphMailbox(client, engine, folders, now)
+        return GraphMailbox(client, engine, folders, now, mailbox)
 
     return open_mailbox
 
@@ -90,12 +90,20 @@ def _instant(value: object) -> datetime | None:
 class GraphMailbox:
     """One watched mailbox over Graph, for a pass; a context manager like `ImapMailbox`."""
 
-    def __init__(self, client: GraphClient, engine: Engine, folders: FolderIds, now: datetime):
+    def __init__(
+        self,
+        client: GraphClient,
+        engine: Engine,
+        folders: FolderIds,
+        now: datetime,
+        mailbox: MailboxSettings | None = None,
+    ):
         self._client = client
         self._engine = engine
         self._folders = folders
         self._now = now
-        self._mailbox: MailboxSettings | None = None
+        # Known when opened for one mailbox (the pass, erasure); `prepare` sets it too.
+        self._mailbox: MailboxSettings | None = mailbox
         self._listed: dict[int, graph_rows.Listed] = {}
         self.resynced = False
 
@@ -305,3 +313,47 @@ class GraphMailbox:
                 graph_rows.mark_moved(connection, moved, self._now)
             for uid in moved:
                 self._listed.pop(uid, None)
+
+    def delete_copies(self, folder: str, wanted: Copies) -> int:
+        """Delete the `wanted` copies from `folder` for good (`permanentDelete`: a plain
+        DELETE would leave them in Deleted Items). Found by Message-ID, or every message of the
+        folder when one has none (Graph gives no size to search by); proven by their hash."""
+        if not wanted.digests:
+            return 0
+        try:
+            folder_id = self.folder_id(folder, create=False)
+        except GraphError as missing:
+            if missing.status == 404:
+                return 0  # a missing folder holds none
+            raise
+        candidates: set[str] = set()
+        filters = [f"internetMessageId eq {_quote(m)}" for m in wanted.message_ids]
+        if wanted.sizes:
+            filters.append("")  # every message of the folder
+        for found in filters:
+            params = {"$select": "id,internetMessageId", "$top": "100"}
+            if found:
+                params["$filter"] = found
+            url = f"mailFolders/{folder_id}/messages"
+            for _page in range(10_000):
+                answer = self._client.call(self.user, "GET", url, params=params).json()
+                candidates.update(
+                    str(item["id"])
+                    for item in answer.get("value", [])
+                    if isinstance(item, dict) and item.get("id")
+                )
+                if "@odata.nextLink" not in answer:
+                    break
+                url, params = str(answer["@odata.nextLink"]), {}
+        deleted = 0
+        for message in sorted(candidates):
+            raw = self._client.call(
+                self.user, "GET", f"messages/{message}/$value", allow=frozenset({404})
+            )
+            if raw.status == 404 or not is_wanted(raw.body, wanted):
+                continue
+            self._client.call(
+                self.user, "POST", f"messages/{message}/permanentDelete", allow=frozenset({404})
+            )
+            deleted += 1
+        return deleted

@@ -8,6 +8,12 @@ A call site says which message, ticket or outbox row a line concerns through `ex
 Both formats show these fields: text appends them as `key=value` after the message, JSON puts
 each in its own key. Fields carry references and numbers only, never an address, a name or a
 text from a message. `mailbot/cli.py` chooses the format (`[logging] format`).
+
+Libraries' own logs never reach the handler below WARNING (`OwnRecordsOnly`), whatever the
+level: their debug output prints what goes over the wire (imapclient's `imapclient.imaplib`
+logger prints every fetched message, aiosmtplib the DATA it sends, SQLAlchemy's echo the
+bound values). `LIBRARY_LOGGERS` are also set to WARNING, so they do not even build those
+lines. `-v` adds mailbot's own details and tracebacks, never bytes of mail.
 """
 
 from __future__ import annotations
@@ -15,6 +21,38 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime
+
+# Loggers shown at every level: mailbot's own, and the migrations' and scheduler's steps
+# (names of revisions and jobs, nothing from a message).
+OWN_LOGGERS = ("mailbot", "alembic", "apscheduler")
+# Libraries that print protocol traffic or SQL parameters at DEBUG or INFO: kept at WARNING.
+LIBRARY_LOGGERS = (
+    "imapclient",
+    "aiosmtplib",
+    "aiosmtpd",
+    "mail.log",
+    "sqlalchemy",
+    "psycopg",
+    "asyncio",
+    "urllib3",
+    "httpx",
+    "httpcore",
+    "msal",
+    "google",
+    "requests_oauthlib",
+    "oauthlib",
+)
+
+
+class OwnRecordsOnly(logging.Filter):
+    """Pass mailbot's own records at any level, any other library's at WARNING and above."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            return True
+        name = record.name
+        return any(name == own or name.startswith(own + ".") for own in OWN_LOGGERS)
+
 
 # The fields a call site may attach, in the order the text format shows them.
 FIELDS = ("mailbox", "uid", "ref", "inbound", "outbox", "purpose", "smtp_code")

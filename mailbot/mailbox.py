@@ -9,6 +9,7 @@ server gave and folder names from the configuration do.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import ssl
 import time
@@ -42,6 +43,27 @@ class FetchedMessage:
     truncated: bool
 
 
+@dataclass(frozen=True, slots=True)
+class Copies:
+    """Which stored copies to delete from a folder: the messages whose bytes hash (SHA-256,
+    hex) to one of `digests`, looked for by Message-ID, and by size for a message without
+    one. The hash is the proof: a message that merely shares a Message-ID or a size is left
+    alone. (Never searched by sender: the server would cache the From header of every
+    message, the person's included, in its index files.)"""
+
+    digests: frozenset[str]
+    message_ids: tuple[str, ...] = ()
+    sizes: frozenset[int] = frozenset()
+
+
+def is_wanted(raw: bytes, wanted: Copies) -> bool:
+    """Whether a folder's message is one of the `wanted` copies: its bytes hash to a stored
+    digest, or its header block does (a message too large to store whole was stored as its
+    headers, `FetchedMessage.truncated`)."""
+    head = raw.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
+    return any(hashlib.sha256(part).hexdigest() in wanted.digests for part in (raw, head))
+
+
 class Mailbox(Protocol):
     """One watched mailbox, opened for a pass."""
 
@@ -65,6 +87,11 @@ class Mailbox(Protocol):
 
     def move(self, uids: Sequence[int], folder: str) -> None:
         """Move `uids` from the watched folder to `folder`."""
+        ...
+
+    def delete_copies(self, folder: str, wanted: Copies) -> int:
+        """Delete the `wanted` copies from `folder` (\\Deleted, then UID EXPUNGE of those
+        UIDs only); how many. A missing folder holds none."""
         ...
 
 
@@ -260,6 +287,39 @@ class ImapMailbox:
                 self.client.uid_expunge(list(uids))
         except (OSError, IMAPClientError) as exc:
             raise ImapError(f"cannot move {len(uids)} message(s) to {folder!r}: {exc}") from exc
+
+    def delete_copies(self, folder: str, wanted: Copies) -> int:
+        if not wanted.digests:
+            return 0
+        try:
+            if not self.client.folder_exists(folder):
+                return 0
+            self.select(folder)
+            uids: set[int] = set()
+            for message_id in wanted.message_ids:
+                uids.update(self.client.search(["HEADER", "Message-ID", message_id]))
+            if wanted.sizes:
+                listed = self.client.search("ALL")
+                for start in range(0, len(listed), 500):
+                    found = self.client.fetch(listed[start : start + 500], ["RFC822.SIZE"])
+                    uids.update(
+                        uid for uid, data in found.items() if data[b"RFC822.SIZE"] in wanted.sizes
+                    )
+            doomed: list[int] = []
+            ordered = sorted(uids)
+            for start in range(0, len(ordered), 50):
+                fetched = self.client.fetch(ordered[start : start + 50], ["BODY.PEEK[]"])
+                doomed += [
+                    uid
+                    for uid, data in fetched.items()
+                    if is_wanted(bytes(data[b"BODY[]"]), wanted)
+                ]
+            if doomed:
+                self.client.add_flags(doomed, [b"\\Deleted"], silent=True)
+                self.client.uid_expunge(doomed)
+            return len(doomed)
+        except (OSError, IMAPClientError) as exc:
+            raise ImapError(f"cannot delete copies from {folder!r}: {exc}") from exc
 
     def noop(self) -> None:
         self.client.noop()

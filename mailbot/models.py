@@ -76,6 +76,10 @@ class Ticket(SQLModel, table=True):
     # Retention (mailbot/retention.py): a legal hold stops it; the instants say what was done.
     legal_hold_reason: str | None = Field(default=None, max_length=2000)
     legal_hold_at: datetime | None = _instant()
+    # Who placed the hold in force and from where ("cli" | "email"): only that decides who may
+    # lift it; a hold placed over it changes neither.
+    legal_hold_by: str | None = Field(default=None, max_length=320)
+    legal_hold_via: str | None = Field(default=None, max_length=8)
     raw_destroyed_at: datetime | None = _instant()
     anonymised_at: datetime | None = _instant()
     # Why a closed ticket was closed, when not simply answered: merged | referred

@@ -3,8 +3,11 @@ backoff, give up on permanent ones, and record every outcome.
 
 A row is `sent` only after the relay accepted it. Rows are claimed with a lease (an UPDATE
 that succeeds for one worker only), so two instances never send the same row; whatever goes
-wrong while sending, the rows this worker still holds are released before it returns. The
-brake paces automatic answers here: beyond its rate they stay pending, never dropped.
+wrong while sending, the rows this worker still holds are released before it returns. A
+worker killed outright (kill -9, power loss) cannot release them: the next worker on the same
+host takes back the leases of a process that no longer runs (`leases`), so a restarted
+mailbot resends at once instead of after `LEASE`. The brake paces automatic answers here:
+beyond its rate they stay pending, never dropped.
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ import asyncio
 import logging
 import re
 import time
-import uuid
 import zlib
 from collections import Counter
 from collections.abc import Sequence
@@ -23,7 +25,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Connection
 
-from mailbot import clocks
+from mailbot import clocks, leases
 from mailbot.context import App
 from mailbot.db import graph as graph_rows
 from mailbot.db import outbox as rows
@@ -121,12 +123,27 @@ def paced_capacity(connection: Connection, policy: SendPolicy, now: datetime) ->
     return max(policy.pace_limit - rows.paced_sent_since(connection, now - policy.pace_window), 0)
 
 
+def take_back_dead_leases(connection: Connection, now: datetime) -> int:
+    """Release the leases held by a process of this host that died (a kill -9 mid-send), so
+    the rows are sent now rather than after `LEASE`; a live process's are left alone
+    (`leases.is_dead`). How many rows were released."""
+    here = leases.me()
+    released = 0
+    for owner in rows.live_lease_owners(connection, now, f"{here.host}."):
+        if leases.is_dead(owner, here):
+            released += rows.release_leases(connection, owner)
+    if released:
+        log.warning("took back %d outbox row(s) leased by a process that died", released)
+    return released
+
+
 def claim_rows(
     app: App, now: datetime, owner: str, limit: int, policy: SendPolicy
 ) -> list[OutboxRow]:
     """Lease up to `limit` due rows to `owner`; rows another worker holds are skipped, and
     automatic answers beyond the brake's capacity wait (they stay pending)."""
     with app.engine.begin() as connection:
+        take_back_dead_leases(connection, now)
         capacity = paced_capacity(connection, policy, now)
         until = now + LEASE
         if capacity is None:
@@ -136,6 +153,13 @@ def claim_rows(
             paced = min(capacity, limit - len(claimed))
             claimed += rows.lease(connection, now, until, owner, paced, paced=True)
         return rows.leased_rows(connection, claimed, owner)
+
+
+def met_at(row: OutboxRow, now: datetime) -> datetime:
+    """The instant a sent row meets its ticket's deadline: for a staff reply, when staff
+    answered (the reply was applied and queued), however late the relay took it (a retry, a
+    resend after a crash); for the others, the relay's acceptance."""
+    return min(row.created_at, now) if row.purpose == "reply" else now
 
 
 def record(
@@ -174,7 +198,7 @@ def record(
     if row.ticket_id is None or state == OutboxState.PENDING:
         return state
     if state == OutboxState.SENT:
-        clocks.meet(connection, app.settings, row.ticket_id, row.purpose, now)
+        clocks.meet(connection, app.settings, row.ticket_id, row.purpose, met_at(row, now))
     ticket_rows.add_event(
         connection,
         row.ticket_id,
@@ -417,7 +441,7 @@ def flush_outbox(
     Whatever goes wrong while sending, the rows this worker still holds are released before
     it returns, so another pass or instance can take them at once.
     """
-    owner = owner or uuid.uuid4().hex[:16]
+    owner = owner or leases.lease_owner()
     try:
         return asyncio.run(_flush(app, now, policy, batch, owner))
     finally:

@@ -77,6 +77,17 @@ class Attachment:
 
 
 @dataclass(frozen=True, slots=True)
+class LeftOut:
+    """A part of a message that is neither its text nor an attachment, so a notice would not
+    show it: a calendar invitation, an inline image without a file name, any other part."""
+
+    content_type: str
+    size: int
+    kind: str  # calendar | inline_image | other
+    filename: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class DeliveryReport:
     """The machine-readable part of a multipart/report (bounce, read receipt, feedback)."""
 
@@ -115,6 +126,8 @@ class InboundMail:
     headers: tuple[tuple[str, str], ...]  # (lower-cased name, flattened value), in order
     delivery_report: DeliveryReport | None = None
     defects: tuple[str, ...] = field(default=())
+    # Parts neither in `text` nor in `attachments` (what a notice must name).
+    left_out: tuple[LeftOut, ...] = field(default=())
 
     def header(self, name: str) -> str | None:
         """The first value of header `name` (case-insensitive), or None."""
@@ -474,7 +487,27 @@ def _walk_bounded(message: Message, defects: list[str]) -> list[tuple[Message, i
     return found
 
 
-def _bodies(message: Message, defects: list[str]) -> tuple[str, str, tuple[Attachment, ...]]:
+def _left_out(part: Message, ctype: str) -> LeftOut:
+    payload = part.get_payload(decode=True)
+    kind = (
+        "calendar"
+        if ctype == "text/calendar"
+        else "inline_image"
+        if ctype.startswith("image/")
+        else "other"
+    )
+    return LeftOut(
+        content_type=ctype,
+        size=len(payload) if isinstance(payload, bytes) else 0,
+        kind=kind,
+        filename=flatten(_decoded(part.get_filename() or ""), 255),
+    )
+
+
+def _bodies(
+    message: Message, defects: list[str], left_out: list[LeftOut]
+) -> tuple[str, str, tuple[Attachment, ...]]:
+    """The text, the HTML and the attachments; every other leaf part goes to `left_out`."""
     text_parts: list[str] = []
     html_parts: list[str] = []
     attachments: list[Attachment] = []
@@ -505,6 +538,8 @@ def _bodies(message: Message, defects: list[str]) -> tuple[str, str, tuple[Attac
             text_parts.append(_part_text(part))
         elif ctype == "text/html":
             html_parts.append(_part_text(part))
+        else:
+            left_out.append(_left_out(part, ctype))
     html = "\n".join(html_parts)[:MAX_TEXT_CHARS]
     text = "\n".join(text_parts)[:MAX_TEXT_CHARS] or html_to_text(html)[:MAX_TEXT_CHARS]
     return text, html, tuple(attachments)
@@ -575,7 +610,8 @@ def parse_message(raw: bytes) -> InboundMail:
         for name, value in message.raw_items()
     )
     ctype = message.get_content_type()
-    text, html, attachments = _bodies(message, defects)
+    left_out: list[LeftOut] = []
+    text, html, attachments = _bodies(message, defects, left_out)
     report = None
     if ctype == "multipart/report":
         report_type = message.get_param("report-type") or ""
@@ -604,4 +640,5 @@ def parse_message(raw: bytes) -> InboundMail:
         headers=headers,
         delivery_report=report,
         defects=tuple(defects),
+        left_out=tuple(left_out),
     )

@@ -14,6 +14,11 @@ activity (`updated_at`):
   outcomes stay, so `mailbot report` gives the same figures.
 * **Mail of no ticket** (quarantined and set-aside messages, mail to staff, bounce states) is
   emptied `unlinked_days` after it was stored.
+* **Mail store**: when a message's bytes go (raw destruction, anonymisation, mail of no
+  ticket, erasure), its copy in its mailbox's processed or quarantine folder is deleted first
+  (`personal.delete_copies`: matched by Message-ID or size and proven by the stored SHA-256;
+  \\Deleted then UID EXPUNGE). An IMAP failure interrupts the batch before the database
+  changes, so the next run does both.
 * **Legal hold**: a ticket under legal hold is never destroyed or anonymised; released, it
   is due again by the same rules.
 * **Not reopened**: only closed or answered tickets are due; a citizen who writes again
@@ -34,6 +39,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
+from mailbot import personal
 from mailbot.business_calendar import BusinessCalendar
 from mailbot.context import App
 from mailbot.db import access
@@ -100,6 +106,7 @@ class RetentionReport:
     anonymised: list[str] = field(default_factory=list)
     unlinked: int = 0
     held: list[str] = field(default_factory=list)  # erase: left alone, under legal hold
+    copies_deleted: int = 0  # copies deleted from the processed and quarantine folders
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -109,6 +116,7 @@ class RetentionReport:
             "anonymised": self.anonymised,
             "unlinked": self.unlinked,
             "legal_hold": self.held,
+            "mail_store_copies_deleted": self.copies_deleted,
         }
 
     def summary(self) -> str:
@@ -164,6 +172,8 @@ def run_retention(
             refs = [t.ref for t in due]
             report.anonymised += refs
             if not dry_run:
+                copies = rows.copies_of_tickets(connection, [t.id for t in due])
+                report.copies_deleted += personal.delete_copies(app, copies, now)
                 rows.anonymise(connection, due, keeps, now)
             rows.add_to_run(
                 connection, run_id, anonymised=len(due), refs=[f"anonymised:{r}" for r in refs]
@@ -179,6 +189,8 @@ def run_retention(
             refs = [t.ref for t in due]
             report.raw_destroyed += refs
             if not dry_run:
+                copies = rows.copies_of_tickets(connection, [t.id for t in due])
+                report.copies_deleted += personal.delete_copies(app, copies, now)
                 rows.destroy_raw(connection, [t.id for t in due], now)
             rows.add_to_run(
                 connection, run_id, raw_destroyed=len(due), refs=[f"raw:{r}" for r in refs]
@@ -191,6 +203,9 @@ def run_retention(
     unlinked_cutoff = now - timedelta(days=retention.unlinked_days)
 
     def unlinked_step(connection: Connection) -> bool:
+        if not dry_run:
+            copies = rows.unlinked_copies(connection, unlinked_cutoff, limit)
+            report.copies_deleted += personal.delete_copies(app, copies, now)
         count = rows.clear_unlinked(connection, unlinked_cutoff, keeps, limit, dry_run=dry_run)
         if not count:
             return False
@@ -240,15 +255,25 @@ def run_if_due(app: App) -> RetentionReport | None:
 
 def erase_requester(app: App, address: str, reason: str, actor: str) -> RetentionReport:
     """Every ticket of `address` anonymised now, whatever the schedule, except those under
-    legal hold (reported); recorded as a run and in the access trail."""
+    legal hold (reported); the inbound rows of no ticket that are theirs (automatic replies,
+    list mail, held messages; `personal.unlinked_of`) emptied; and the copies of all those
+    messages in the mailboxes' processed and quarantine folders deleted first (an IMAP
+    failure stops the erasure before the database changes, so it can be run again).
+    Recorded as a run and in the access trail."""
     if not reason.strip():
         raise MailbotError("erase: --reason is required (the request's justification)")
     settings, engine, now = app.settings, app.engine, app.clock.now()
     keeps = keeps_for(settings)
+    wanted = personal.normalised(address)
     with engine.begin() as connection:
         run_id = rows.start_run(connection, "erase", actor, now, dry_run=False)
-        found = rows.tickets_of_requester(connection, address.strip())
+        found = rows.tickets_of_requester(connection, wanted)
+    with reading(engine) as connection:
+        free = [row.id for row in found if row.legal_hold_at is None]
+        copies = rows.copies_of_tickets(connection, free)
+        unlinked = [copy for copy, _raw in personal.unlinked_of(connection, wanted)]
     report = RetentionReport(run_id, dry_run=False)
+    report.copies_deleted = personal.delete_copies(app, [*copies, *unlinked], now)
     for start in range(0, len(found), settings.retention.batch_size):
         chunk = found[start : start + settings.retention.batch_size]
         with engine.begin() as connection:
@@ -268,7 +293,14 @@ def erase_requester(app: App, address: str, reason: str, actor: str) -> Retentio
                 access.record(connection, now, actor, "erase", ticket.ref, reason)
             report.anonymised += [t.ref for t in due]
     with engine.begin() as connection:
-        rows.forget_addresses(connection, [address])
+        rows.clear_inbound(connection, [copy.id for copy in unlinked])
+        if unlinked:
+            report.unlinked += len(unlinked)
+            rows.add_to_run(connection, run_id, unlinked=len(unlinked))
+            access.record(
+                connection, now, actor, "erase", None, f"{len(unlinked)} message(s) of no ticket"
+            )
+        rows.forget_addresses(connection, [wanted])
         rows.finish_run(connection, run_id, now)
     scrub_freed_pages(engine)
     return report
@@ -285,8 +317,23 @@ def legal_hold(
     now: datetime,
     inbound_id: int | None = None,
 ) -> None:
-    """Place (a reason) or release (None) the legal hold; in the ticket's history."""
-    rows.set_legal_hold(connection, ticket.id, reason, now)
+    """Place (a reason) or release (None) the legal hold; in the ticket's history. Its owner
+    is `actor`, from the command line, or by email when `inbound_id` names the message.
+    Placing a hold over one in force leaves that one as it is (reason and owner): the new
+    reason is in the history only, so who may lift the hold does not change."""
+    if reason is not None and rows.hold_origin(connection, ticket.id) is not None:
+        ticket_rows.add_event(
+            connection,
+            ticket.id,
+            now,
+            "legal_hold_kept",
+            f"already under legal hold; also: {reason}",
+            actor=actor,
+            inbound_id=inbound_id,
+        )
+        return
+    via = "email" if inbound_id is not None else "cli"
+    rows.set_legal_hold(connection, ticket.id, reason, now, by=actor, via=via)
     kind = "legal_hold" if reason is not None else "legal_hold_released"
     ticket_rows.add_event(
         connection, ticket.id, now, kind, reason or "", actor=actor, inbound_id=inbound_id

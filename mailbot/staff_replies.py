@@ -6,8 +6,11 @@ address is staff, the ministry's receiving server vouches for it (one Authentica
 verdict with its server id and no failure in it, or the Exchange Online tenant's own
 headers), and it answers one of our messages carrying the ticket's signed token (the
 classifier's verdict names the ticket only then). Anything short of that is held, the queue's
-staff are told, and nothing is relayed. Everything runs on the caller's connection, in the
-inbound message's transaction.
+staff are told, and nothing is relayed. Then the sender must work on the ticket's queue at
+that moment (`authority.may_act_on`), for the message as a whole and again for each command
+and for the relay after the commands before it: whatever that rule refuses changes nothing,
+is answered to the sender with the reason and is held for the queue's supervisors. Everything
+runs on the caller's connection, in the inbound message's transaction.
 
 What reaches the citizen: the reply's text, with each `réponse type : NOM` line replaced by
 that canned answer rendered for the ticket (mailbot/answers.py); after `fusionner` or
@@ -24,7 +27,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from mailbot import answers, citizens, commands, completeness, outgoing
+from mailbot import answers, authority, citizens, commands, completeness, outgoing
 from mailbot.authresults import check_authentication
 from mailbot.context import App
 from mailbot.db import access
@@ -105,10 +108,13 @@ def handle(
         citizens.hold_for_review(connection, app, ticket, arrival, reasons, now)
         return StaffOutcome(MessageState.HELD, "staff message held: " + "; ".join(reasons))
     sender = mail.sender.address
+    refusal = commands.authority_refusal(app, ticket, sender, "")
+    if refusal is not None:
+        return refuse_authority(connection, app, ticket, arrival, refusal, now)
     extracted = extract_new_text(mail.text, internal_markers=(INTERNAL_MARKER,))
     first_line = next(iter(extracted.text.strip().splitlines()), "").strip().lower()
     if first_line in CONFIRM_WORDS:
-        return _confirm_held_reply(connection, app, ticket, sender, inbound_id, now)
+        return _confirm_held_reply(connection, app, ticket, arrival, now)
     parsed = parse_commands(extracted.text)
     if parsed.errors:
         return _reject(
@@ -133,7 +139,54 @@ def handle(
         inbound_id=inbound_id,
         reply_message_id=mail.message_id,
         now=now,
+        arrival=arrival,
     )
+
+
+AUTHORITY_CODES = frozenset({authority.NOT_ON_QUEUE, authority.OWN_MAILBOX})
+
+
+def refuse_authority(
+    connection: Connection,
+    app: App,
+    ticket: TicketRow,
+    arrival: citizens.Arrival,
+    refusal: commands.Refusal,
+    now: datetime,
+) -> StaffOutcome:
+    """The sender may not act on this ticket: nothing applied or relayed; the sender is told
+    why (not the ticket's content), and the message is held for the queue's supervisors."""
+    sender = arrival.sender or ""
+    # Logged too: no address and no line of the message in it.
+    after = " once the commands before it in the message applied" if refusal.line else ""
+    reason = (
+        "not authorised: the sender is one of mailbot's own mailboxes"
+        if refusal.code == authority.OWN_MAILBOX
+        else "not authorised: the sender is not on the staff or supervisors of the "
+        f"{refusal.argument} queue{after}"
+    )
+    _tell_sender(
+        connection,
+        app,
+        ticket,
+        sender,
+        "not_authorised",
+        {"refusal": refusal},
+        arrival.inbound_id,
+        now,
+        arrival.mail.message_id,
+    )
+    queue = authority.queue_of(app.settings, ticket)
+    citizens.hold_for_review(
+        connection,
+        app,
+        ticket,
+        arrival,
+        [reason],
+        now,
+        recipients=queue.supervisors or queue.staff,
+    )
+    return StaffOutcome(MessageState.HELD, f"staff message held: {reason}")
 
 
 def _act(
@@ -149,10 +202,13 @@ def _act(
     inbound_id: int,
     reply_message_id: str,
     now: datetime,
+    arrival: citizens.Arrival,
 ) -> StaffOutcome:
     """Apply a staff reply: its commands in order, then its text relayed. All of it or
     nothing: a refused command, a doubtful cut or a relay that cannot be built undoes the
-    rest (the savepoint), and the sender is told."""
+    rest (the savepoint), and the sender is told. A relay is checked like a command: after
+    a category change that hands the ticket over, the sender may relay only if they work on
+    the receiving queue too."""
     text_for_citizen, hold = text_for_citizen_of(parsed)
     incomplete = next((c for c in parsed.commands if c.name is CommandName.INCOMPLETE), None)
     purpose = "incomplete_request" if incomplete else "hold_request" if hold else "reply"
@@ -208,6 +264,12 @@ def _act(
                     inbound_id=inbound_id,
                 )
             if text_for_citizen:
+                current = ticket_rows.ticket_by_id(connection, ticket.id) or ticket
+                refusal = commands.authority_refusal(
+                    app, current, sender, next(iter(text_for_citizen.strip().splitlines()), "")
+                )
+                if refusal is not None:
+                    raise commands.Refused(refusal)
                 outgoing.relay(
                     connection,
                     app,
@@ -222,6 +284,8 @@ def _act(
                 )
                 access.record(connection, now, sender, "relay", ticket.ref)
     except commands.Refused as refused:
+        if refused.refusal.code in AUTHORITY_CODES:
+            return refuse_authority(connection, app, ticket, arrival, refused.refusal, now)
         return _reject(
             connection, app, ticket, sender, [refused.refusal], inbound_id, now, reply_message_id
         )
@@ -357,11 +421,12 @@ def _confirm_held_reply(
     connection: Connection,
     app: App,
     ticket: TicketRow,
-    sender: str,
-    inbound_id: int,
+    arrival: citizens.Arrival,
     now: datetime,
 ) -> StaffOutcome:
-    """Apply the sender's latest reply on this ticket that was held for confirmation."""
+    """Apply the sender's latest reply on this ticket that was held for confirmation (checked
+    again, as the ticket and the queue's lists stand now)."""
+    sender, inbound_id = arrival.sender or "", arrival.inbound_id
     for held in inbound_rows.held_for_confirmation(connection, ticket.id):
         original = parse_message(held.raw)
         if original.sender is None or original.sender.address != sender:
@@ -379,6 +444,7 @@ def _confirm_held_reply(
             inbound_id=held.id,
             reply_message_id=original.message_id,
             now=now,
+            arrival=arrival,
         )
         if outcome.state != MessageState.PROCESSED:
             return outcome

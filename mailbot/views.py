@@ -101,7 +101,12 @@ def ticket_detail_json(
     return {
         **ticket_json(ticket),
         "legal_hold": (
-            {"reason": ticket["legal_hold_reason"], "since": instant(ticket["legal_hold_at"])}
+            {
+                "reason": ticket["legal_hold_reason"],
+                "since": instant(ticket["legal_hold_at"]),
+                "by": ticket["legal_hold_by"],
+                "via": ticket["legal_hold_via"],
+            }
             if ticket["legal_hold_at"] is not None
             else None
         ),

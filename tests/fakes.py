@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from mailbot.errors import SmtpError
-from mailbot.mailbox import FetchedMessage
+from mailbot.mailbox import Copies, FetchedMessage, is_wanted
 from mailbot.sender import SendResult
 from mailbot.settings import MailboxSettings
 
@@ -66,6 +66,13 @@ class MemoryMailbox:
         target = self.folders.setdefault(folder, {})
         for uid in uids:
             target[uid] = inbox.pop(uid)
+
+    def delete_copies(self, folder: str, wanted: Copies) -> int:
+        held = self.folders.get(folder, {})
+        doomed = [uid for uid, (raw, _at) in held.items() if is_wanted(raw, wanted)]
+        for uid in doomed:
+            del held[uid]
+        return len(doomed)
 
     def inbox(self) -> list[bytes]:
         return [raw for raw, _at in self.folders[self.selected].values()]

@@ -444,6 +444,9 @@ class GraphServer:
         action = "/".join(parts[1:])
         if action == "$value" and method == "GET":
             return 200, {"Content-Type": "text/plain"}, message.raw
+        if action == "permanentDelete" and method == "POST":
+            self._remove(box, message)
+            return 204, {}, b""
         if action == "move" and method == "POST":
             target = self._folder_id(box, str(json.loads(body)["destinationId"]))
             if target is None:

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from mailbot.app import run_pass
 from mailbot.sandbox import Sandbox
 from mailbot.settings import Settings
-from tests.conftest import REPO, subprocess_environ, write_sandbox_config
-from tests.test_spine import CITIZEN, INFO, citizen_request, office, parsed
+from tests.conftest import REPO, AppFactory, subprocess_environ, write_sandbox_config
+from tests.test_spine import CITIZEN, INFO, citizen_request, office, parsed, text_of
 
 REQUESTS = 240
 
@@ -124,3 +125,57 @@ def test_sigkill_in_the_middle_of_a_pass_loses_nothing_and_sends_nothing_twice(
     per_request = Counter(str(ack["In-Reply-To"]) for ack in acks)
     assert len(per_request) == REQUESTS
     assert set(per_request.values()) == {1}
+
+
+# A process that leases every due outbox row as mailbot's sender does, then hangs: killed
+# with SIGKILL, it leaves the rows leased and unsent, as a crash mid-relay does.
+LEASE_HOLDER = """
+import sys, time
+from datetime import datetime, timedelta
+from mailbot.db import outbox as rows
+from mailbot.leases import lease_owner
+from mailbot.store import make_engine
+
+now = datetime.fromisoformat(sys.argv[2])
+with make_engine(sys.argv[1]).begin() as connection:
+    until = now + timedelta(minutes=10)
+    leased = rows.lease(connection, now, until, lease_owner(), 100, paced=None)
+print(len(leased), flush=True)
+time.sleep(600)
+"""
+
+
+def test_after_a_kill_mid_relay_the_reply_is_resent_at_the_next_start_with_its_answer_time(
+    sandbox: Sandbox, make_app: AppFactory, settings: Settings
+) -> None:
+    from tests.test_staff_server import citizen_replies, open_ticket, staff_reply, ticket_row
+
+    _app, notice = open_ticket(sandbox, make_app)
+    sandbox.deliver(INFO, staff_reply(notice, "La bourse est offerte."), office("2025-11-04T09:00"))
+    sandbox.stop_smtp()  # the reply is applied and queued at 09:05; the relay is down
+    run_pass(make_app("2025-11-04T09:05:00-05:00"))
+    sandbox.start_smtp()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LEASE_HOLDER, settings.database_url, "2025-11-04T14:10:00+00:00"],
+        cwd=REPO,
+        env=subprocess_environ(settings),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and int(holder.stdout.readline()) >= 1
+        # A live process's lease is not taken (a second instance on the same database).
+        run_pass(make_app("2025-11-04T09:11:00-05:00"))
+        assert citizen_replies(sandbox) == []
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait(30)
+
+    # The next start, well within the dead process's 10-minute lease, sends the reply.
+    app = make_app("2025-11-04T09:12:00-05:00")
+    run_pass(app)
+
+    [reply] = citizen_replies(sandbox)
+    assert "La bourse est offerte." in text_of(parsed(reply))
+    answered = ticket_row(app).answered_at
+    assert answered is not None and answered.isoformat() == "2025-11-04T14:05:00+00:00"

@@ -578,3 +578,31 @@ def test_delta_pages_are_followed_to_the_delta_link(
     assert count(app, TICKET) == 12
     for n in range(12):
         assert len(acknowledgements(graph, f"c{n}@example.org")) == 1
+
+
+def test_erasure_deletes_the_copies_in_the_graph_folders_for_good(
+    graph: GraphServer, graph_app: AppFactory
+) -> None:
+    """`erase` over Graph: the processed folder's copy of the person's request is deleted
+    (permanentDelete, not Deleted Items); another person's stays."""
+    from mailbot.retention import erase_requester
+
+    graph.deliver(INFO, citizen_request(), at=office("2025-11-03T10:00"))
+    graph.deliver(
+        INFO,
+        citizen_request(
+            message_id="<req-2@example.org>",
+            sender="Autre Personne <autre.personne@example.org>",
+        ),
+        at=office("2025-11-03T10:00"),
+    )
+    assert run_pass(graph_app("2025-11-03T10:01:00-05:00")).ok
+    assert len(graph.folder(INFO, "Traites")) == 2
+
+    app = graph_app("2025-11-10T10:00:00-05:00")
+    erase_requester(app, CITIZEN, "demande d'effacement", "test")
+
+    left = graph.folder(INFO, "Traites")
+    assert len(left) == 1
+    assert b"autre.personne@example.org" in left[0]
+    assert not any(CITIZEN.encode() in raw for raw in graph.folder(INFO, "Deleted Items"))

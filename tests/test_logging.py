@@ -165,3 +165,46 @@ def test_the_formats_show_the_fields_in_order_and_the_exception() -> None:
         and "ValueError: no such header" in entry["exception"]
     )
     assert "\n" not in JsonFormatter().format(failing)
+
+
+SECRET_NUMBER = "046 454 286"  # a social insurance number, in the request's text
+MAIL_WORDS = (*(w for w in PERSONAL if w != "Inconnu"), SECRET_NUMBER, "example.org", "example.com")
+
+
+def found_in(text: str) -> list[str]:
+    """The handled mail's addresses and words that `text` holds (as written, or as a
+    library would print bytes: repr escapes, quoted-printable)."""
+    escaped = text.encode("utf-8", "replace").decode("unicode_escape", "replace")
+    try:
+        escaped_utf8 = escaped.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        escaped_utf8 = escaped
+    return [word for word in MAIL_WORDS if word in text or word in escaped_utf8]
+
+
+def test_a_verbose_daemon_logs_tracebacks_and_its_own_details_never_the_mail(
+    sandbox: Sandbox, settings: Settings, tmp_path: Path
+) -> None:
+    raw = citizen_request(subject=SUBJECT, body=f"{BODY} Mon NAS : {SECRET_NUMBER}.")
+    sandbox.deliver(INFO, raw, received_at=office("2025-11-03T10:00"))
+    unknown = citizen_request("<req-2@example.com>", sender=UNKNOWN, subject=SUBJECT, body=BODY)
+    sandbox.deliver(INFO, unknown, received_at=office("2025-11-03T10:00"))
+    config = write_sandbox_config(tmp_path / "mailbot.toml", sandbox, tmp_path / "data")
+
+    verbose = ["--config", str(config), "--now", NOW, "-v", "run", "--once"]
+    result = subprocess.run(
+        [sys.executable, "-m", "mailbot", *verbose],
+        cwd=REPO,
+        env=subprocess_environ(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert " DEBUG " in result.stderr  # -v was on
+    assert "inbound new_request (opened)" in result.stderr
+    # Control: the same scan finds every word in the mail itself, and in a library's dump.
+    assert found_in(raw.decode() + unknown.decode()) == list(MAIL_WORDS)
+    assert found_in(repr(raw + unknown)) == list(MAIL_WORDS)
+    assert found_in(result.stderr) == []

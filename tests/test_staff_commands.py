@@ -23,6 +23,7 @@ from tests.test_spine import INFO, citizen_request, office, parsed, text_of
 from tests.test_staff_server import AGENT, citizen_replies, event_kinds, staff_reply, ticket_row
 
 COMPLAINTS_AGENT = "agent.plaintes@mri.gouv.qc.ca"
+SUPERVISOR = "superviseur@mri.gouv.qc.ca"  # supervises both the information and complaint queues
 
 
 def with_programmes(settings: Settings) -> Settings:
@@ -54,13 +55,14 @@ def with_programmes(settings: Settings) -> Settings:
     )
 
 
-def reply_with(sandbox: Sandbox, make_app: AppFactory, body: str) -> App:
-    """An information request from 2025-11-03, then the agent's reply `body` the next day."""
+def reply_with(sandbox: Sandbox, make_app: AppFactory, body: str, sender: str = AGENT) -> App:
+    """An information request from 2025-11-03, then `sender`'s reply `body` the next day."""
     settings = with_programmes(make_app("2025-11-03T10:00:00-05:00").settings)
     sandbox.deliver(INFO, citizen_request(), received_at=office("2025-11-03T10:00"))
     run_pass(make_app("2025-11-03T10:01:00-05:00", settings))
     [notice] = sandbox.fetch_all(AGENT)
-    sandbox.deliver(INFO, staff_reply(notice, body), received_at=office("2025-11-04T09:00"))
+    reply = staff_reply(notice, body, sender=sender)
+    sandbox.deliver(INFO, reply, received_at=office("2025-11-04T09:00"))
     app = make_app("2025-11-04T09:05:00-05:00", settings)
     run_pass(app)
     return app
@@ -118,7 +120,9 @@ def test_category_then_a_result_date_starts_the_new_queues_result_clock(
 def test_category_complaint_then_assign_to_the_complaints_staff(
     sandbox: Sandbox, make_app: AppFactory
 ) -> None:
-    app = reply_with(sandbox, make_app, f"catégorie plainte\r\nassigner {COMPLAINTS_AGENT}")
+    # The sender works on both queues: after the hand-over, they may still act on it.
+    body = f"catégorie plainte\r\nassigner {COMPLAINTS_AGENT}"
+    app = reply_with(sandbox, make_app, body, sender=SUPERVISOR)
 
     ticket = ticket_row(app)
     assert (ticket.category, ticket.assignee) == ("complaint", COMPLAINTS_AGENT)
@@ -155,12 +159,12 @@ def test_close_with_text_for_the_citizen_after_other_commands(
     app = reply_with(
         sandbox,
         make_app,
-        "assigner marie.roy@mri.gouv.qc.ca\r\nanglais : correspondant hors Québec\r\nfermer\r\n\r\n"
+        f"assigner {SUPERVISOR}\r\nanglais : correspondant hors Québec\r\nfermer\r\n\r\n"
         "Bonjour Madame,\r\n\r\nLa bourse est offerte jusqu'au 1er mars.",
     )
 
     ticket = ticket_row(app)
-    assert (ticket.status, ticket.assignee) == ("closed", "marie.roy@mri.gouv.qc.ca")
+    assert (ticket.status, ticket.assignee) == ("closed", SUPERVISOR)
     assert ticket.english_allowed and ticket.answered_at is not None
     assert commands_applied(app) == ["command_assign", "command_english", "command_close"]
     [answer] = [text_of(parsed(raw)) for raw in citizen_replies(sandbox)]
@@ -173,24 +177,26 @@ def _met(app: App, commitment: str) -> bool:
 
 
 @pytest.mark.parametrize(
-    ("body", "refused_line"),
+    ("body", "refused_line", "sender"),
     [
         (
             "catégorie plainte\r\nassigner agent.info@mri.gouv.qc.ca",
             "assigner agent.info@mri.gouv.qc.ca",
+            SUPERVISOR,
         ),
-        ("assigner marie.roy@mri.gouv.qc.ca\r\nentrevue 2025-11-20", "entrevue 2025-11-20"),
+        (f"assigner {SUPERVISOR}\r\nentrevue 2025-11-20", "entrevue 2025-11-20", AGENT),
         (
             "fermer\r\nassigner renseignements@mri.gouv.qc.ca\r\n\r\nBonjour.",
             "assigner renseignements@mri.gouv.qc.ca",
+            AGENT,
         ),
     ],
     ids=["complaint-outside-queue", "interview-without-result-clock", "close-then-bad-assign"],
 )
 def test_one_refused_command_undoes_the_whole_reply_and_tells_the_sender(
-    sandbox: Sandbox, make_app: AppFactory, body: str, refused_line: str
+    sandbox: Sandbox, make_app: AppFactory, body: str, refused_line: str, sender: str
 ) -> None:
-    app = reply_with(sandbox, make_app, body)
+    app = reply_with(sandbox, make_app, body, sender=sender)
 
     ticket = ticket_row(app)
     assert (ticket.category, ticket.status, ticket.assignee) == ("information", "open", None)
@@ -198,6 +204,9 @@ def test_one_refused_command_undoes_the_whole_reply_and_tells_the_sender(
     assert commands_applied(app) == []
     assert "command_rejected" in event_kinds(app)
     assert citizen_replies(sandbox) == []
-    error = parsed(sandbox.fetch_all(AGENT)[-1])
-    assert "Commande non comprise" in str(error["Subject"])
+    [error] = [
+        message
+        for message in (parsed(raw) for raw in sandbox.fetch_all(sender))
+        if "Commande non comprise" in str(message["Subject"])
+    ]
     assert f"- {refused_line} :" in text_of(error)

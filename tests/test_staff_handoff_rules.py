@@ -14,8 +14,9 @@ import pytest
 import tomli_w
 
 from mailbot.answers import load_answers, may_write_english, ticket_values
+from mailbot.authority import may_act
 from mailbot.cli import main
-from mailbot.commands import Refusal, combination_refusal, works_on_queue
+from mailbot.commands import Refusal, combination_refusal
 from mailbot.db.tickets import TicketRow
 from mailbot.errors import ConfigError
 from mailbot.merge import merge_problem
@@ -215,17 +216,9 @@ def settings() -> Settings:
     ],
 )
 def test_works_on_queue(queue: str, address: str, works: bool) -> None:
+    """A merge's sender must work on both queues: the one rule of `mailbot.authority`."""
     chosen = settings()
-    assert works_on_queue(chosen, chosen.mailbox(queue), address) is works
-
-
-def test_a_queue_that_lists_no_one_is_worked_by_any_staff_member() -> None:
-    chosen = settings()
-    open_queue = chosen.mailbox("renseignements").model_copy(
-        update={"staff": (), "supervisors": ()}
-    )
-    assert works_on_queue(chosen, open_queue, "quelqu.un@mri.gouv.qc.ca")
-    assert not works_on_queue(chosen, open_queue, "quelqu.un@example.org")
+    assert may_act(address, chosen.mailbox(queue), chosen).allowed is works
 
 
 @pytest.mark.parametrize(

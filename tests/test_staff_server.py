@@ -265,11 +265,10 @@ def test_assign_category_and_english(sandbox: Sandbox, make_app: AppFactory) -> 
     app = run_command(
         sandbox,
         make_app,
-        "assigner marie.roy@mri.gouv.qc.ca\r\n"
-        "categorie plainte\r\nanglais : correspondant hors Québec",
+        f"assigner {AGENT}\r\nanglais : correspondant hors Québec\r\ncategorie plainte",
     )
     ticket = ticket_row(app)
-    # A complaint is confidential: the colleague outside the complaints queue is unassigned.
+    # A complaint is confidential: the agent outside the complaints queue is unassigned.
     assert ticket.assignee is None
     assert ticket.category == "complaint"
     assert ticket.due_date is not None and ticket.due_date.isoformat() == "2025-11-24"

@@ -7,11 +7,13 @@ import email
 import email.policy
 from email.message import EmailMessage
 
+import pytest
 import sqlalchemy as sa
 
 from mailbot.app import run_pass
 from mailbot.context import App
 from mailbot.retention import set_legal_hold_by_ref
+from mailbot.settings import Settings
 from tests.conftest import AppFactory
 from tests.fakes import MemoryMailboxes, RecordingSender
 from tests.test_pipeline import AGENT, CITIZEN, INFO, at, request
@@ -77,6 +79,28 @@ def events(app: App) -> list[str]:
         )
 
 
+COLLEAGUE = "sophie.lavoie@mri.gouv.qc.ca"  # on the information queue's staff (see below)
+OUTSIDER = "marc.gagnon@mri.gouv.qc.ca"  # of the ministry's domain, on no queue
+SUPERVISOR = "superviseur@mri.gouv.qc.ca"
+
+
+@pytest.fixture
+def fast_settings(fast_settings: Settings) -> Settings:
+    """The example configuration with a second agent on the information queue."""
+    mailboxes = tuple(
+        m.model_copy(update={"staff": (*m.staff, COLLEAGUE)}) if m.name == "renseignements" else m
+        for m in fast_settings.mailboxes
+    )
+    return fast_settings.model_copy(update={"mailboxes": mailboxes})
+
+
+def _by(raw: bytes, sender: str, message_id: str) -> bytes:
+    """The same reply, written by `sender` (authenticated like any staff member)."""
+    return raw.replace(
+        f"From: Agente Info <{AGENT}>".encode(), f"From: <{sender}>".encode()
+    ).replace(b"<reply-1@mri.gouv.qc.ca>", f"<{message_id}>".encode())
+
+
 def test_an_authenticated_reply_reaches_the_citizen_without_the_quoted_history(
     make_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
 ) -> None:
@@ -102,6 +126,25 @@ def test_a_reply_without_our_servers_verdict_is_held_and_the_queue_told(
 def test_commands_apply_in_order_each_seeing_the_ones_before(
     make_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
 ) -> None:
+    # The supervisor works on both queues: after the hand-over, they may still assign it.
+    notice = opened(make_app, memory, relay)
+    body = "catégorie plainte\r\nassigner agent.plaintes@mri.gouv.qc.ca"
+    raw = _by(reply(notice, body), SUPERVISOR, "by-supervisor@mri.gouv.qc.ca")
+    memory["renseignements"].deliver(raw, at("2025-11-04T09:00"))
+    app = make_app("2025-11-04T09:05:00-05:00")
+    run_pass(app)
+
+    row = ticket(app)
+    assert (row["category"], row["assignee"]) == ("complaint", "agent.plaintes@mri.gouv.qc.ca")
+    assert [e for e in events(app) if e.startswith("command_")] == [
+        "command_category",
+        "command_assign",
+    ]
+
+
+def test_after_handing_a_ticket_to_another_queue_the_next_command_is_refused_and_held(
+    make_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
+) -> None:
     app = staff_pass(
         make_app,
         memory,
@@ -110,11 +153,14 @@ def test_commands_apply_in_order_each_seeing_the_ones_before(
     )
 
     row = ticket(app)
-    assert (row["category"], row["assignee"]) == ("complaint", "agent.plaintes@mri.gouv.qc.ca")
-    assert [e for e in events(app) if e.startswith("command_")] == [
-        "command_category",
-        "command_assign",
-    ]
+    assert (row["category"], row["assignee"]) == ("information", None)  # nothing applied
+    assert "message_held" in events(app)
+    [refused] = [raw for raw in relay.to(AGENT) if "refusé" in str(parsed(raw)["Subject"])]
+    assert "assigner agent.plaintes@mri.gouv.qc.ca : vous ne faites pas partie" in text_of(refused)
+    assert "« plaintes »" in text_of(refused)
+    held = relay.to(SUPERVISOR)
+    assert held and "retenu" in str(parsed(held[-1])["Subject"])
+    assert relay.to("agent.plaintes@mri.gouv.qc.ca") == []
 
 
 def test_one_refused_command_undoes_the_reply_and_tells_its_author(
@@ -132,17 +178,6 @@ def test_one_refused_command_undoes_the_reply_and_tells_its_author(
     error = relay.to(AGENT)[-1]
     assert "assigner renseignements@mri.gouv.qc.ca : " in text_of(error)
     assert "boîte de mailbot" in text_of(error)
-
-
-COLLEAGUE = "sophie.lavoie@mri.gouv.qc.ca"  # staff of the ministry, not of this queue's list
-SUPERVISOR = "superviseur@mri.gouv.qc.ca"
-
-
-def _by(raw: bytes, sender: str, message_id: str) -> bytes:
-    """The same reply, written by `sender` (authenticated like any staff member)."""
-    return raw.replace(
-        f"From: Agente Info <{AGENT}>".encode(), f"From: <{sender}>".encode()
-    ).replace(b"<reply-1@mri.gouv.qc.ca>", f"<{message_id}>".encode())
 
 
 def _legal_hold(app: App) -> object:

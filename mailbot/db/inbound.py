@@ -212,6 +212,16 @@ def quarantined(connection: Connection) -> list[QuarantinedMessage]:
     return [QuarantinedMessage(*row) for row in rows]
 
 
+def first_request(connection: Connection, ticket_id: int) -> StoredMessage | None:
+    """The message that opened the ticket (its first `new_request`), if still stored."""
+    first = connection.execute(
+        sa.select(sa.func.min(INBOUND.c.id))
+        .where(INBOUND.c.ticket_id == ticket_id)
+        .where(INBOUND.c.kind == "new_request")
+    ).scalar()
+    return None if first is None else stored_message(connection, first)
+
+
 def held_for_confirmation(connection: Connection, ticket_id: int) -> list[StoredMessage]:
     """Staff replies on a ticket held because their cut was doubtful, newest first."""
     rows = connection.execute(

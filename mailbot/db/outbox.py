@@ -255,6 +255,19 @@ def _record_attempt(columns: tuple[str, ...]) -> sa.Update:
     )
 
 
+def live_lease_owners(connection: Connection, now: datetime, prefix: str) -> list[str]:
+    """The owners of unexpired leases on pending rows whose name starts with `prefix`."""
+    return list(
+        connection.execute(
+            sa.select(OUTBOX.c.lease_owner)
+            .distinct()
+            .where(OUTBOX.c.state == OutboxState.PENDING.value)
+            .where(OUTBOX.c.lease_until >= now)
+            .where(OUTBOX.c.lease_owner.startswith(prefix, autoescape=True))
+        ).scalars()
+    )
+
+
 def release_leases(connection: Connection, owner: str) -> int:
     """Give back every pending row `owner` still holds."""
     result = connection.execute(

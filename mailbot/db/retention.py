@@ -244,20 +244,98 @@ def forget_addresses(connection: Connection, addresses: Iterable[str]) -> None:
 # --- what belongs to no ticket -----------------------------------------------------------------
 
 
-def clear_unlinked(
-    connection: Connection, cutoff: datetime, keeps: Keeps, limit: int, *, dry_run: bool
-) -> int:
-    """Up to `limit` rows of mail that belongs to no ticket, stored at or before `cutoff`,
-    emptied (quarantined and set-aside messages, staff mail, bounce states); how many."""
-    inbound = connection.execute(
-        sa.select(INBOUND.c.id)
+@dataclass(frozen=True, slots=True)
+class StoredCopy:
+    """An inbound row's identity in the mail store: its mailbox, Message-ID, bytes' hash and
+    size."""
+
+    id: int
+    mailbox: str
+    message_id: str
+    sha256: str
+    size: int
+
+
+def copies_of_tickets(connection: Connection, ticket_ids: Sequence[int]) -> list[StoredCopy]:
+    """Every inbound row of these tickets (the citizen's, the staff's replies that quote them)."""
+    if not ticket_ids:
+        return []
+    rows = connection.execute(
+        sa.select(
+            INBOUND.c.id, INBOUND.c.mailbox, INBOUND.c.message_id, INBOUND.c.sha256, INBOUND.c.size
+        ).where(INBOUND.c.ticket_id.in_(ticket_ids), INBOUND.c.sha256 != "")
+    ).all()
+    return [StoredCopy(*row) for row in rows]
+
+
+def unlinked_raw(
+    connection: Connection, after_id: int, limit: int
+) -> list[tuple[StoredCopy, bytes]]:
+    """Inbound rows of no ticket that still hold their bytes, by id after `after_id`."""
+    rows = connection.execute(
+        sa.select(
+            INBOUND.c.id,
+            INBOUND.c.mailbox,
+            INBOUND.c.message_id,
+            INBOUND.c.sha256,
+            INBOUND.c.size,
+            INBOUND.c.raw,
+        )
+        .where(
+            INBOUND.c.ticket_id.is_(None),
+            INBOUND.c.id > after_id,
+            sa.func.length(INBOUND.c.raw) > 0,
+        )
+        .order_by(INBOUND.c.id)
+        .limit(limit)
+    ).all()
+    return [
+        (StoredCopy(row.id, row.mailbox, row.message_id, row.sha256, row.size), row.raw)
+        for row in rows
+    ]
+
+
+def _unlinked_inbound(cutoff: datetime, limit: int) -> sa.Select[Any]:
+    """The inbound rows `clear_unlinked` empties next (the same ones, in the same order)."""
+    return (
+        sa.select(
+            INBOUND.c.id, INBOUND.c.mailbox, INBOUND.c.message_id, INBOUND.c.sha256, INBOUND.c.size
+        )
         .where(
             INBOUND.c.ticket_id.is_(None),
             INBOUND.c.stored_at <= cutoff,
             sa.or_(sa.func.length(INBOUND.c.raw) > 0, INBOUND.c.message_id != ""),
         )
+        .order_by(INBOUND.c.id)
         .limit(limit)
-    ).all()
+    )
+
+
+def unlinked_copies(connection: Connection, cutoff: datetime, limit: int) -> list[StoredCopy]:
+    """The mail-store identities of the rows `clear_unlinked` empties next."""
+    return [
+        StoredCopy(*row)
+        for row in connection.execute(_unlinked_inbound(cutoff, limit)).all()
+        if row.sha256
+    ]
+
+
+def clear_inbound(connection: Connection, ids: Sequence[int]) -> None:
+    """These inbound rows emptied of everything personal (bytes, identifiers, reason)."""
+    for start in range(0, len(ids), 500):
+        connection.execute(
+            sa.update(INBOUND)
+            .where(INBOUND.c.id.in_(ids[start : start + 500]))
+            .values(raw=b"", message_id="", sha256="", fingerprint="", reason="")
+        )
+
+
+def clear_unlinked(
+    connection: Connection, cutoff: datetime, keeps: Keeps, limit: int, *, dry_run: bool
+) -> int:
+    """Up to `limit` rows of mail that belongs to no ticket, stored at or before `cutoff`,
+    emptied (quarantined and set-aside messages, staff mail, bounce states); how many."""
+    inbound = connection.execute(_unlinked_inbound(cutoff, limit)).all()
     outbox_where = sa.and_(
         OUTBOX.c.ticket_id.is_(None),
         OUTBOX.c.created_at <= cutoff,
@@ -300,15 +378,25 @@ def clear_unlinked(
 
 
 def set_legal_hold(
-    connection: Connection, ticket_id: int, reason: str | None, now: datetime
+    connection: Connection,
+    ticket_id: int,
+    reason: str | None,
+    now: datetime,
+    *,
+    by: str = "",
+    via: str = "",
 ) -> None:
-    """Put the ticket under legal hold (a reason), or release it (None)."""
+    """Put the ticket under legal hold (a reason, placed `by` whom `via` "cli" or "email"),
+    or release it (None)."""
+    held = reason is not None
     connection.execute(
         sa.update(TICKET)
         .where(TICKET.c.id == ticket_id)
         .values(
             legal_hold_reason=reason[:2000] if reason is not None else None,
-            legal_hold_at=now if reason is not None else None,
+            legal_hold_at=now if held else None,
+            legal_hold_by=by[:320] if held else None,
+            legal_hold_via=via if held else None,
             updated_at=now,
         )
     )
@@ -319,21 +407,23 @@ def set_legal_hold(
 
 @dataclass(frozen=True, slots=True)
 class HoldOrigin:
-    """Who placed a ticket's current legal hold, and whether by email (else the command line)."""
+    """Who placed a ticket's legal hold in force, and whether by email (else the command line)."""
 
     actor: str
     by_email: bool
 
 
 def hold_origin(connection: Connection, ticket_id: int) -> HoldOrigin | None:
-    """The ticket's last `legal_hold` event (None when it never had one)."""
+    """The owner of the ticket's legal hold in force (None when it has none). A hold whose
+    origin is unknown counts as the command line's."""
     row = connection.execute(
-        sa.select(EVENT.c.actor, EVENT.c.inbound_id)
-        .where(EVENT.c.ticket_id == ticket_id, EVENT.c.kind == "legal_hold")
-        .order_by(EVENT.c.id.desc())
-        .limit(1)
+        sa.select(TICKET.c.legal_hold_at, TICKET.c.legal_hold_by, TICKET.c.legal_hold_via).where(
+            TICKET.c.id == ticket_id
+        )
     ).first()
-    return None if row is None else HoldOrigin(row.actor, row.inbound_id is not None)
+    if row is None or row.legal_hold_at is None:
+        return None
+    return HoldOrigin(row.legal_hold_by or "", row.legal_hold_via == "email")
 
 
 def start_run(
