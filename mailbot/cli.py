@@ -215,12 +215,29 @@ def _parser() -> argparse.ArgumentParser:
     sandbox = command("sandbox", "a throwaway Dovecot + SMTP for trying mailbot")
     sandbox.add_argument(
         "action",
-        choices=["demo", "serve"],
-        help="demo: two sample emails, one pass, the answers; serve: keep the servers running",
+        choices=["demo", "serve", "send"],
+        help="demo: two sample emails, one pass, the answers; serve: keep the servers "
+        "running; send: put a message into the running sandbox (through its SMTP)",
+    )
+    sandbox.add_argument(
+        "file", nargs="?", help="send: the message to send (FILE.eml; default: a short request)"
     )
     sandbox.add_argument(
         "--dir", default=".sandbox", help="where `serve` keeps the sandbox (default: .sandbox)"
     )
+    sandbox.add_argument(
+        "--from",
+        dest="sender",
+        default="lea.roy@example.org",
+        help="send: who writes (default: lea.roy@example.org)",
+    )
+    sandbox.add_argument(
+        "--to",
+        default="renseignements",
+        help="send: a mailbox's name (renseignements, plaintes...) or an address",
+    )
+    sandbox.add_argument("--subject", help="send: the subject")
+    sandbox.add_argument("--body", help="send: the text, when no FILE is given")
     return parser
 
 
@@ -348,9 +365,18 @@ def _run(args: argparse.Namespace) -> int:
 def _dispatch(args: argparse.Namespace, clock: Clock) -> int:
     command = args.command
     if command == "sandbox":
-        from mailbot.sandbox_cli import run_sandbox_command
+        from mailbot.sandbox_cli import SendRequest, run_sandbox_command
 
-        return run_sandbox_command(args.action, Path(args.dir), clock, args.config)
+        if args.file is not None and args.action != "send":
+            raise ConfigError(f"sandbox {args.action}: unexpected argument {args.file!r}")
+        request = SendRequest(
+            sender=args.sender,
+            to=args.to,
+            subject=args.subject,
+            body=args.body,
+            file=Path(args.file) if args.file else None,
+        )
+        return run_sandbox_command(args.action, Path(args.dir), clock, args.config, request)
     settings = _settings(args)
     _configure_logging(args, settings.logging)
     if command == "due":

@@ -1,17 +1,31 @@
-"""`mailbot sandbox demo|serve`: show the whole path on a throwaway mail system."""
+"""`mailbot sandbox demo|serve|send`: show the whole path on a throwaway mail system, and put
+mail into a running one."""
 
 from __future__ import annotations
 
 import email
 import email.policy
+import json
 import os
 import signal
+import smtplib
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
 from pathlib import Path
 
 from mailbot.clock import Clock
-from mailbot.sandbox import SANDBOX_PASSWORD, Sandbox, make_sandbox_dir, write_state
+from mailbot.errors import ConfigError, MailbotError
+from mailbot.sandbox import (
+    CATCH_ALL,
+    SANDBOX_PASSWORD,
+    Sandbox,
+    maildir_for,
+    make_sandbox_dir,
+    write_state,
+)
 from mailbot.settings import DatabaseSettings, Settings, config_path, load_settings
 from mailbot.store import reading
 
@@ -78,16 +92,113 @@ def sandbox_config(explicit: str | None, environ: Mapping[str, str]) -> Path:
     return EXAMPLE_CONFIG
 
 
+@dataclass(frozen=True)
+class SendRequest:
+    """`mailbot sandbox send`: who writes, to which mailbox or address, and what."""
+
+    sender: str
+    to: str
+    subject: str | None = None
+    body: str | None = None
+    file: Path | None = None
+
+
 def run_sandbox_command(
-    action: str, directory: Path, clock: Clock, config: str | None = None
+    action: str,
+    directory: Path,
+    clock: Clock,
+    config: str | None = None,
+    send: SendRequest | None = None,
 ) -> int:
     path = sandbox_config(config, os.environ)
     settings = load_settings(path)
+    if action == "send":
+        assert send is not None
+        return _send(directory, settings, send)
     if path == EXAMPLE_CONFIG and not config:
         print(f"(the example configuration {path}; give --config to use yours)")
     if action == "serve":
         return _serve(directory, settings)
     return _demo(settings, SAMPLES_DIR, clock)
+
+
+def recipient_address(settings: Settings, to: str) -> str:
+    """A mailbox's name (`renseignements`) or any address, as the address to write to."""
+    if "@" in to:
+        return to
+    for mailbox in settings.mailboxes:
+        if mailbox.name == to:
+            return mailbox.address
+    names = ", ".join(mailbox.name for mailbox in settings.mailboxes)
+    raise ConfigError(f"sandbox send: no mailbox {to!r} (the mailboxes: {names}), nor an address")
+
+
+def sandbox_message(request: SendRequest, recipient: str, raw: bytes | None) -> bytes:
+    """The message to send: FILE.eml as it is (From and Subject replaced when given), or a
+    short request written for the occasion."""
+    if raw is not None:
+        message = email.message_from_bytes(raw, policy=email.policy.SMTP)
+        replaced = {"From": request.sender, "Subject": request.subject}
+        for name, value in replaced.items():
+            if value is not None:
+                del message[name]
+                message[name] = value
+        if message["To"] is None:
+            message["To"] = recipient
+        if message["Message-ID"] is None:
+            message["Message-ID"] = make_msgid(domain="sandbox.test")
+        if message["Date"] is None:
+            message["Date"] = formatdate(localtime=True)
+        return message.as_bytes()
+    written = EmailMessage(policy=email.policy.SMTP)
+    written["From"] = request.sender
+    written["To"] = recipient
+    written["Subject"] = request.subject or "Demande de renseignements"
+    written["Date"] = formatdate(localtime=True)
+    written["Message-ID"] = make_msgid(domain="sandbox.test")
+    written.set_content(
+        request.body or "Bonjour,\n\nJ'aimerais obtenir des renseignements.\n\nMerci.\n"
+    )
+    return written.as_bytes()
+
+
+def _sandbox_smtp_port(directory: Path) -> int:
+    """The port of the sandbox `serve` keeps in `directory`, else serve's usual port."""
+    state = directory / "state.json"
+    if not state.exists():
+        return SERVE_SMTP_PORT
+    try:
+        return int(json.loads(state.read_text())["smtp_port"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"sandbox send: {state} is not a sandbox's state file") from exc
+
+
+def _send(directory: Path, settings: Settings, request: SendRequest) -> int:
+    recipient = recipient_address(settings, request.to)
+    raw = None
+    if request.file is not None:
+        try:
+            raw = request.file.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"sandbox send: cannot read {request.file}: {exc.strerror}") from exc
+    message = sandbox_message(request, recipient, raw)
+    port = _sandbox_smtp_port(directory)
+    try:
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
+            smtp.sendmail(request.sender, [recipient], message)
+    except smtplib.SMTPRecipientsRefused as exc:
+        [(code, text)] = exc.recipients.values()
+        reply = text.decode(errors="replace")
+        raise MailbotError(f"sandbox send: refused: {code} {reply}") from exc
+    except smtplib.SMTPException as exc:  # before OSError, of which it is a kind
+        raise MailbotError(f"sandbox send: {exc}") from exc
+    except OSError as exc:
+        raise MailbotError(
+            f"sandbox send: nothing answers on 127.0.0.1:{port} ({exc.strerror or exc}); "
+            "start the sandbox first: mailbot sandbox serve"
+        ) from exc
+    print(f"sent from {request.sender} to {recipient}; `mailbot run --once` will read it")
+    return 0
 
 
 def _serve(directory: Path, settings: Settings) -> int:
@@ -108,6 +219,16 @@ def _serve(directory: Path, settings: Settings) -> int:
     try:
         for mailbox in settings.mailboxes:
             print(f"  export {mailbox.password_env}={SANDBOX_PASSWORD}")
+        first = settings.mailboxes[0].name if settings.mailboxes else "renseignements"
+        print(
+            "put a message in (another terminal):\n"
+            f"  mailbot sandbox send --from lea.roy@example.org --to {first} "
+            "[--subject TEXT] [FILE.eml]\n"
+            "then: mailbot run --once; mailbot tickets\n"
+            f"its SMTP delivers to any address; mail for addresses that are not sandbox users "
+            f"is kept for {CATCH_ALL} (IMAP login, password {SANDBOX_PASSWORD!r}; files in "
+            f"{maildir_for(sandbox.root, CATCH_ALL)}/new)"
+        )
         print("stop with Ctrl-C")
         signal.signal(signal.SIGTERM, lambda *_: done.set())
         done.wait()
