@@ -1,4 +1,4 @@
-"""Adds the two data packages mapped from the top of the repository (templates/ and config/,
+"""Adds the data packages mapped from the top of the repository (templates/, config/, docs/,
 see `[tool.setuptools.package-dir]` in pyproject.toml) to the packages that
 `[tool.setuptools.packages.find]` discovers under mailbot/: automatic discovery only sees
 directories inside mailbot/, and a setuptools table cannot list packages and discover them
@@ -7,7 +7,7 @@ at once. Everything else is declared in pyproject.toml."""
 from setuptools import setup
 from setuptools.command.build_py import build_py
 
-DATA_PACKAGES = ("mailbot.templates", "mailbot.config")
+DATA_PACKAGES = ("mailbot.templates", "mailbot.config", "mailbot.docs")
 
 
 class BuildWithData(build_py):

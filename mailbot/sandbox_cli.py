@@ -233,7 +233,7 @@ def _serve(directory: Path, settings: Settings) -> int:
         signal.signal(signal.SIGTERM, lambda *_: done.set())
         done.wait()
     except KeyboardInterrupt:
-        pass
+        return 130  # Ctrl-C, as every command (README, "Exit codes")
     finally:
         sandbox.stop()
     return 0
