@@ -225,7 +225,9 @@ def _parser() -> argparse.ArgumentParser:
         "file", nargs="?", help="send: the message to send (FILE.eml; default: a short request)"
     )
     sandbox.add_argument(
-        "--dir", default=".sandbox", help="where `serve` keeps the sandbox (default: .sandbox)"
+        "--dir",
+        help="where `serve` keeps the sandbox and `send` finds it (default: .sandbox here; "
+        "for root in a folder other users cannot enter, a folder under /tmp)",
     )
     sandbox.add_argument(
         "--from",
@@ -378,7 +380,8 @@ def _dispatch(args: argparse.Namespace, clock: Clock) -> int:
             body=args.body,
             file=Path(args.file) if args.file else None,
         )
-        return run_sandbox_command(args.action, Path(args.dir), clock, args.config, request)
+        directory = Path(args.dir) if args.dir else None
+        return run_sandbox_command(args.action, directory, clock, args.config, request)
     if command == "report-rules":
         from mailbot.report import rules_text
 

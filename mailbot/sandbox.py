@@ -218,15 +218,25 @@ def _dovecot_config(
     return "\n".join(lines) + "\n"
 
 
-def _check_traversable(root: Path) -> None:
+def unreachable_parent(root: Path) -> Path | None:
+    """The first folder above `root` that Dovecot's mail processes could not enter, or None.
+    Only root runs them as another user (`mail`); anyone else reaches what they can."""
     if os.geteuid() != 0:
-        return
+        return None
     for parent in root.resolve().parents:
-        if not parent.stat().st_mode & 0o001:
-            raise SandboxError(
-                f"the sandbox directory must be reachable by the mail user; {parent} is not "
-                "(use a directory under /tmp or /var/tmp)"
-            )
+        if parent.exists() and not parent.stat().st_mode & 0o001:
+            return parent
+    return None
+
+
+def _check_traversable(root: Path) -> None:
+    parent = unreachable_parent(root)
+    if parent is not None:
+        raise SandboxError(
+            f"the sandbox directory must be reachable by the mail user; {parent} is not "
+            f"(mode {parent.stat().st_mode & 0o777:o}): give --dir a folder that every user "
+            "may enter, such as /tmp/mailbot-sandbox"
+        )
 
 
 def _user_name() -> str:

@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import smtplib
+import tempfile
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from mailbot.sandbox import (
     Sandbox,
     maildir_for,
     make_sandbox_dir,
+    unreachable_parent,
     write_state,
 )
 from mailbot.settings import DatabaseSettings, Settings, config_path, load_settings
@@ -47,6 +49,7 @@ EXAMPLE_CONFIG = next(
     ),
     Path(__file__).resolve().parent / "config" / "mailbot.toml",
 )
+DEFAULT_SERVE_DIR = Path(".sandbox")
 SERVE_IMAP_PORT = 10143
 SERVE_SMTP_PORT = 10025
 
@@ -103,13 +106,25 @@ class SendRequest:
     file: Path | None = None
 
 
+def serve_dir(explicit: Path | None) -> Path:
+    """Where `serve` keeps the sandbox and `send` finds it: --dir, else .sandbox here, else
+    (root in a folder Dovecot's mail user cannot enter, such as /root) a folder of the
+    system's temporary directory."""
+    if explicit is not None:
+        return explicit
+    if unreachable_parent(DEFAULT_SERVE_DIR / "mail") is None:
+        return DEFAULT_SERVE_DIR
+    return Path(tempfile.gettempdir()) / f"mailbot-sandbox-{os.getuid()}"
+
+
 def run_sandbox_command(
     action: str,
-    directory: Path,
+    directory: Path | None,
     clock: Clock,
     config: str | None = None,
     send: SendRequest | None = None,
 ) -> int:
+    directory = serve_dir(directory)
     path = sandbox_config(config, os.environ)
     settings = load_settings(path)
     if action == "send":
@@ -202,6 +217,8 @@ def _send(directory: Path, settings: Settings, request: SendRequest) -> int:
 
 
 def _serve(directory: Path, settings: Settings) -> int:
+    if directory != DEFAULT_SERVE_DIR:
+        print(f"(the sandbox is kept in {directory}; `mailbot sandbox send` finds it there)")
     sandbox = Sandbox(
         root=directory.resolve(), imap_port=SERVE_IMAP_PORT, smtp_port=SERVE_SMTP_PORT
     )

@@ -113,3 +113,23 @@ def test_show_gives_the_relays_own_text_for_a_failed_acknowledgement(
     assert run.returncode == 0, run.stderr
     [failed] = [line for line in shown.stdout.splitlines() if "acknowledgement_failed" in line]
     assert "550" in failed and "No such user in the sandbox" in failed, shown.stdout
+
+
+def test_serve_keeps_the_sandbox_where_dovecots_mail_user_can_reach_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Root in a folder other users cannot enter (/root, a mktemp folder): `serve` and `send`
+    agree on a folder under the system's temporary directory instead of failing."""
+    import os
+    import tempfile
+
+    from mailbot.sandbox_cli import DEFAULT_SERVE_DIR, serve_dir
+
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    monkeypatch.chdir(private)
+    assert serve_dir(tmp_path / "given") == tmp_path / "given"
+    if os.geteuid() == 0:
+        assert serve_dir(None) == Path(tempfile.gettempdir()) / f"mailbot-sandbox-{os.getuid()}"
+    else:
+        assert serve_dir(None) == DEFAULT_SERVE_DIR
