@@ -7,6 +7,7 @@ import email
 import email.policy
 import json
 import os
+import re
 import signal
 import smtplib
 import tempfile
@@ -133,7 +134,7 @@ def run_sandbox_command(
     if path == EXAMPLE_CONFIG and not config:
         print(f"(the example configuration {path}; give --config to use yours)")
     if action == "serve":
-        return _serve(directory, settings)
+        return _serve(directory, settings, path)
     return _demo(settings, SAMPLES_DIR, clock)
 
 
@@ -216,7 +217,17 @@ def _send(directory: Path, settings: Settings, request: SendRequest) -> int:
     return 0
 
 
-def _serve(directory: Path, settings: Settings) -> int:
+def sandbox_config_copy(example: str, data_dir: Path) -> str:
+    """The example configuration with its data directory made absolute (`data_dir`): the
+    other commands run from any folder with it, and never write inside the package."""
+    line = re.compile(r"^data_dir\s*=.*$", re.M)
+    value = json.dumps(str(data_dir))  # a TOML basic string
+    if not line.search(example):
+        return f"data_dir = {value}\n{example}"
+    return line.sub(lambda _match: f"data_dir = {value}", example, count=1)
+
+
+def _serve(directory: Path, settings: Settings, config: Path) -> int:
     if directory != DEFAULT_SERVE_DIR:
         print(f"(the sandbox is kept in {directory}; `mailbot sandbox send` finds it there)")
     sandbox = Sandbox(
@@ -234,6 +245,14 @@ def _serve(directory: Path, settings: Settings) -> int:
     )
     done = threading.Event()
     try:
+        if config == EXAMPLE_CONFIG:
+            # The other commands find no configuration in an empty folder: give them one.
+            copy = directory.resolve() / "mailbot.toml"
+            copy.write_text(
+                sandbox_config_copy(config.read_text(encoding="utf-8"), copy.parent / "data"),
+                encoding="utf-8",
+            )
+            print(f"  export MAILBOT_CONFIG={copy}")
         for mailbox in settings.mailboxes:
             print(f"  export {mailbox.password_env}={SANDBOX_PASSWORD}")
         first = settings.mailboxes[0].name if settings.mailboxes else "renseignements"

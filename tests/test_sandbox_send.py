@@ -133,3 +133,15 @@ def test_serve_keeps_the_sandbox_where_dovecots_mail_user_can_reach_it(
         assert serve_dir(None) == Path(tempfile.gettempdir()) / f"mailbot-sandbox-{os.getuid()}"
     else:
         assert serve_dir(None) == DEFAULT_SERVE_DIR
+
+
+def test_serve_gives_the_other_commands_a_configuration_with_its_own_data_folder(
+    tmp_path: Path,
+) -> None:
+    import tomllib
+
+    from mailbot.sandbox_cli import EXAMPLE_CONFIG, sandbox_config_copy
+
+    text = sandbox_config_copy(EXAMPLE_CONFIG.read_text(), tmp_path / "sb" / "data")
+    assert tomllib.loads(text)["data_dir"] == str(tmp_path / "sb" / "data")
+    assert text.count("data_dir") == EXAMPLE_CONFIG.read_text().count("data_dir")
