@@ -115,7 +115,11 @@ def serve_dir(explicit: Path | None) -> Path:
         return explicit
     if unreachable_parent(DEFAULT_SERVE_DIR / "mail") is None:
         return DEFAULT_SERVE_DIR
-    return Path(tempfile.gettempdir()) / f"mailbot-sandbox-{os.getuid()}"
+    fallback = Path(tempfile.gettempdir()) / f"mailbot-sandbox-{os.getuid()}"
+    # A shared temporary directory: a folder of that name someone else made is not ours.
+    if fallback.is_symlink() or (fallback.exists() and fallback.stat().st_uid != os.getuid()):
+        raise ConfigError(f"sandbox: {fallback} exists and is not yours; give --dir")
+    return fallback
 
 
 def run_sandbox_command(
