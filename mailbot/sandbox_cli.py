@@ -270,10 +270,20 @@ def _serve(directory: Path, settings: Settings, config: Path) -> int:
             f"{maildir_for(sandbox.root, CATCH_ALL)}/new)"
         )
         print("stop with Ctrl-C")
-        signal.signal(signal.SIGTERM, lambda *_: done.set())
+        stopped_by: list[int] = []
+
+        def stop(signum: int, _frame: object) -> None:
+            stopped_by.append(signum)
+            done.set()
+
+        # Both set here: a process started in the background inherits SIGINT ignored.
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
         done.wait()
+        if signal.SIGINT in stopped_by:
+            return 130  # Ctrl-C, as every command (README, "Exit codes")
     except KeyboardInterrupt:
-        return 130  # Ctrl-C, as every command (README, "Exit codes")
+        return 130
     finally:
         sandbox.stop()
     return 0
