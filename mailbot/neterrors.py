@@ -57,6 +57,10 @@ def proxy_in_use(environ: Mapping[str, str]) -> str | None:
 
 def describe(exc: BaseException, environ: Mapping[str, str] | None = None) -> str:
     """One line saying what went wrong, without a Python type name when a better word exists."""
+    from mailbot.errors import MailbotError
+
+    if isinstance(exc, MailbotError):  # already in mailbot's words
+        return str(exc)
     chain = list(_chain(exc))
     words = " ".join(f"{type(e).__name__} {e}" for e in chain).lower()
     proxy = proxy_in_use(environ or {})
@@ -82,6 +86,8 @@ def _last_words(chain: list[BaseException]) -> str:
         code, message = getattr(candidate, "code", None), getattr(candidate, "message", None)
         if isinstance(code, int) and isinstance(message, str):  # an SMTP reply
             return f"{code} {message}"[:300]
+        if isinstance(candidate, OSError) and candidate.filename and candidate.strerror:
+            return f"{candidate.strerror}: {candidate.filename}"[:300]
         text = " ".join(server_text(arg) for arg in candidate.args if isinstance(arg, str | bytes))
         if text:
             return text[:300]

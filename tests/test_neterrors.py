@@ -53,3 +53,8 @@ def test_urllib_through_a_refusing_proxy_is_a_proxy_failure() -> None:
 )
 def test_refused_and_timed_out(error: BaseException, words: str) -> None:
     assert words in describe(error)
+
+
+def test_a_missing_file_is_named() -> None:
+    error = FileNotFoundError(2, "No such file or directory", "/etc/mailbot/mailbot.crt")
+    assert describe(error) == "No such file or directory: /etc/mailbot/mailbot.crt"
