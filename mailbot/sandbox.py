@@ -298,8 +298,9 @@ class Sandbox:
     smtputf8: bool = True
     # Whether Dovecot offers IDLE (RFC 2177), as most IMAP servers do.
     idle: bool = True
-    # The mailbox that keeps mail for addresses outside `users` (None: the relay refuses them).
-    catch_all: str | None = CATCH_ALL
+    # The mailbox that keeps mail for addresses outside `users` (None: the relay refuses them,
+    # 550 5.1.1, which the tests of failed deliveries rely on). `mailbot sandbox` sets it.
+    catch_all: str | None = None
     _dovecot: subprocess.Popen[bytes] | None = None
     _smtp: Any = None
     handler: _SmtpHandler | None = None

@@ -235,7 +235,10 @@ def _serve(directory: Path, settings: Settings, config: Path) -> int:
     if directory != DEFAULT_SERVE_DIR:
         print(f"(the sandbox is kept in {directory}; `mailbot sandbox send` finds it there)")
     sandbox = Sandbox(
-        root=directory.resolve(), imap_port=SERVE_IMAP_PORT, smtp_port=SERVE_SMTP_PORT
+        root=directory.resolve(),
+        imap_port=SERVE_IMAP_PORT,
+        smtp_port=SERVE_SMTP_PORT,
+        catch_all=CATCH_ALL,
     )
     sandbox.start()
     try:
@@ -306,7 +309,7 @@ def _demo_in(settings: Settings, samples: Path, clock: Clock, root: Path) -> int
     from mailbot.views import office_minute, ticket_json
 
     zone = settings.organisation.zone
-    with Sandbox(root=root / "mail-system") as sandbox:
+    with Sandbox(root=root / "mail-system", catch_all=CATCH_ALL) as sandbox:
         demo = sandbox_settings(settings, sandbox, root / "data")
         print(
             f"1. Sandbox started in {root}: Dovecot on 127.0.0.1:{sandbox.imap_port}, "

@@ -4,15 +4,17 @@ address (the rest kept in a catch-all mailbox); a relay's refusal is shown with 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from mailbot.app import run_pass
-from mailbot.sandbox import CATCH_ALL, Sandbox, free_port, write_state
+from mailbot.sandbox import CATCH_ALL, Sandbox, free_port, make_sandbox_dir, write_state
 from mailbot.settings import Settings
 from tests.conftest import REPO, AppFactory, subprocess_environ, write_sandbox_config
 from tests.test_spine import INFO, parsed, text_of
@@ -31,6 +33,19 @@ def mailbot(
         text=True,
         timeout=120,
     )
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    """The sandbox as `mailbot sandbox serve` runs it: its relay delivers to any address."""
+    root = make_sandbox_dir("mailbot-send-")
+    box = Sandbox(root=root, catch_all=CATCH_ALL)
+    box.start()
+    try:
+        yield box
+    finally:
+        box.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
