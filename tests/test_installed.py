@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from mailbot.sandbox import Sandbox
+from mailbot.sandbox import Sandbox, write_state
 from mailbot.settings import Settings
 from tests.conftest import REPO, subprocess_environ
 
@@ -267,10 +267,18 @@ def test_end_to_end_commands_from_the_installed_wheel(
         return installed.run("--config", str(config), *args, cwd=elsewhere, env=env)
 
     sandbox.deliver(INFO, citizen_request(), received_at=office("2025-11-03T10:00"))
+    state = elsewhere / "sandbox-state"
+    state.mkdir()
+    write_state(sandbox, state / "state.json")
+    sent = mailbot("sandbox", "send", "--dir", str(state), "--from", "lea.roy@example.test")
+    assert sent.returncode == 0, sent.stderr
     run = mailbot("--now", "2025-11-03T10:01-05:00", "run", "--once")
     assert run.returncode == 0, run.stderr
     tickets = mailbot("tickets", "--json")
-    assert [t["ref"] for t in json.loads(tickets.stdout)] == ["MRI-2025-00001"]
+    assert {t["requester"] for t in json.loads(tickets.stdout)} == {
+        CITIZEN,
+        "lea.roy@example.test",
+    }
     shown = mailbot("show", "MRI-2025-00001")
     assert shown.returncode == 0 and "acknowledgement_sent" in shown.stdout, shown.stderr
     page = elsewhere / "report.html"
@@ -287,3 +295,6 @@ def test_end_to_end_commands_from_the_installed_wheel(
     assert audit.returncode == 0, audit.stderr
     dry = mailbot("--now", "2025-11-30T12:00-05:00", "retention", "run", "--dry-run")
     assert dry.returncode == 0, dry.stderr
+    rules = mailbot("report-rules")
+    assert rules.returncode == 0 and rules.stdout.startswith("# How `mailbot report` counts")
+    assert "docs/report-rules.md" not in page.read_text()
