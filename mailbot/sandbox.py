@@ -1,11 +1,12 @@
 """A throwaway mail system for newcomers and tests: Dovecot (IMAP) and an SMTP server.
 
 Dovecot runs from a private directory on free loopback ports with its own configuration;
-the SMTP server (aiosmtpd) accepts mail for any address and delivers it into the Maildir of
-the sandbox user it names, or of the catch-all mailbox for any other address, the way a
-local delivery agent does (write to tmp/, rename into new/), adding the Return-Path and
-Received headers a real MTA adds. Nothing here touches the system's own
-mail configuration. Used by `mailbot sandbox`, the README's first command and the tests.
+the SMTP server (aiosmtpd) accepts mail for the sandbox's users and, with a catch-all mailbox
+(as `mailbot sandbox serve` and `demo` run it), for any other address too, kept in that
+mailbox; it delivers into the Maildir the way a local delivery agent does (write to tmp/,
+rename into new/), adding the Return-Path and Received headers a real MTA adds. Nothing here
+touches the system's own mail configuration. Used by `mailbot sandbox`, the README's first
+command and the tests.
 """
 
 from __future__ import annotations
