@@ -161,6 +161,8 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--output", help="write to this file instead of standard output")
     report.add_argument("--details", action="store_true", help="list every case behind it")
 
+    command("report-rules", "how the report counts, in full (the text shipped with mailbot)")
+
     quarantine = command("quarantine", "messages that could not be processed")
     quarantine_actions = quarantine.add_subparsers(
         dest="action", required=True, metavar="ACTION", parser_class=_Parser
@@ -219,12 +221,31 @@ def _parser() -> argparse.ArgumentParser:
     sandbox = command("sandbox", "a throwaway Dovecot + SMTP for trying mailbot")
     sandbox.add_argument(
         "action",
-        choices=["demo", "serve"],
-        help="demo: two sample emails, one pass, the answers; serve: keep the servers running",
+        choices=["demo", "serve", "send"],
+        help="demo: two sample emails, one pass, the answers; serve: keep the servers "
+        "running; send: put a message into the running sandbox (through its SMTP)",
     )
     sandbox.add_argument(
-        "--dir", default=".sandbox", help="where `serve` keeps the sandbox (default: .sandbox)"
+        "file", nargs="?", help="send: the message to send (FILE.eml; default: a short request)"
     )
+    sandbox.add_argument(
+        "--dir",
+        help="where `serve` keeps the sandbox and `send` finds it (default: .sandbox here; "
+        "for root in a folder other users cannot enter, a folder under /tmp)",
+    )
+    sandbox.add_argument(
+        "--from",
+        dest="sender",
+        default="lea.roy@example.org",
+        help="send: who writes (default: lea.roy@example.org)",
+    )
+    sandbox.add_argument(
+        "--to",
+        default="renseignements",
+        help="send: a mailbox's name (renseignements, plaintes...) or an address",
+    )
+    sandbox.add_argument("--subject", help="send: the subject")
+    sandbox.add_argument("--body", help="send: the text, when no FILE is given")
     return parser
 
 
@@ -356,9 +377,24 @@ def _run(args: argparse.Namespace) -> int:
 def _dispatch(args: argparse.Namespace, clock: Clock) -> int:
     command = args.command
     if command == "sandbox":
-        from mailbot.sandbox_cli import run_sandbox_command
+        from mailbot.sandbox_cli import SendRequest, run_sandbox_command
 
-        return run_sandbox_command(args.action, Path(args.dir), clock, args.config)
+        if args.file is not None and args.action != "send":
+            raise ConfigError(f"sandbox {args.action}: unexpected argument {args.file!r}")
+        request = SendRequest(
+            sender=args.sender,
+            to=args.to,
+            subject=args.subject,
+            body=args.body,
+            file=Path(args.file) if args.file else None,
+        )
+        directory = Path(args.dir) if args.dir else None
+        return run_sandbox_command(args.action, directory, clock, args.config, request)
+    if command == "report-rules":
+        from mailbot.report import rules_text
+
+        sys.stdout.write(rules_text())
+        return EXIT_OK
     settings = _settings(args)
     _configure_logging(args, settings.logging)
     if command == "due":
@@ -515,7 +551,8 @@ def _show(app: App, args: argparse.Namespace) -> int:
         )
     print("events:")
     for e in data["events"]:
-        print(f"  {office_minute(e['at'], zone)} {e['kind']} by {e['actor']}: {e['detail']}")
+        detail = f": {e['detail']}" if e["detail"] else ""
+        print(f"  {office_minute(e['at'], zone)} {e['kind']} by {e['actor']}{detail}")
     return EXIT_OK
 
 
@@ -563,9 +600,21 @@ def _report(app: App, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _requester(command: str, given: str) -> str:
+    """--requester as an address; anything else is a usage error (exit 2), never an empty
+    answer that looks like "we hold nothing about this person"."""
+    from mailbot.parse import normalise_address
+
+    address = normalise_address(given)
+    if address is None:
+        raise ConfigError(f"{command}: --requester {given!r} is not an email address")
+    return address
+
+
 def _export(app: App, args: argparse.Namespace) -> int:
     from mailbot.export import export_requester
 
+    args.requester = _requester("export", args.requester)
     data = export_requester(app.engine, args.requester)
     refs = [ticket["ref"] for ticket in data["tickets"]]
     _trail(app, args, "export", None, f"access request: {len(refs)} ticket(s) {' '.join(refs)}")
@@ -682,6 +731,7 @@ def _erase(app: App, args: argparse.Namespace) -> int:
     from mailbot.app import guard_clock
     from mailbot.retention import erase_requester
 
+    args.requester = _requester("erase", args.requester)
     guard_clock(app)
     report = erase_requester(app, args.requester, args.reason, _actor(args))
     if args.json:
@@ -699,10 +749,18 @@ def _audit(app: App, args: argparse.Namespace) -> int:
     if args.since:
         try:
             since = _office_instant(args.since, app.settings.organisation.zone)
-        except ValueError as exc:
-            raise ConfigError(f"audit: --since {args.since!r}: {exc}") from exc
+        except ValueError:
+            raise ConfigError(
+                f"audit: --since {args.since!r}: expected a day (YYYY-MM-DD, office time) or "
+                "an instant (2025-11-03T10:00-05:00)"
+            ) from None
     with reading(app.engine) as connection:
         found = entries(connection, ref=args.ref, since=since)
+        if args.ref and not found:
+            from mailbot.db.tickets import ticket_record
+
+            if ticket_record(connection, args.ref) is None:
+                raise NotFound(f"no ticket {args.ref}")
     rows = [
         {
             "at": instant(row["at"]),
@@ -718,12 +776,15 @@ def _audit(app: App, args: argparse.Namespace) -> int:
         return EXIT_OK
     if not rows:
         print("no entries")
+        return EXIT_OK
     zone = app.settings.organisation.zone
+    print(f"{'when':<16} {'who':<24} {'action':<18} {'ticket':<16} detail")
     for row in rows:
         print(
             f"{office_minute(row['at'], zone)} {row['actor']:<24} {row['action']:<18} "
             f"{row['ref'] or '-':<16} {row['detail']}"
         )
+    print(f"(times are office time, {zone.key})")
     return EXIT_OK
 
 

@@ -28,6 +28,7 @@ from mailbot.context import App
 from mailbot.errors import ConfigError, ImapError, SmtpError, TokenError
 from mailbot.logins import Login, Logins, OAuthLogin
 from mailbot.mailbox import ImapMailbox
+from mailbot.neterrors import describe
 from mailbot.observe import Monitor, ObservabilityServer
 from mailbot.sender import connect_smtp, smtp_client
 from mailbot.settings import Settings
@@ -43,6 +44,9 @@ def run_once(app: App) -> int:
     return 0 if report.ok else 1
 
 
+EXIT_INTERRUPTED = 130  # the shell's code for SIGINT (cli.EXIT_INTERRUPTED)
+
+
 def run_daemon(app: App) -> int:
     """Watch every mailbox (IMAP IDLE where offered, a poll always) and run the passes they
     ask for, one at a time, until SIGTERM or SIGINT."""
@@ -51,8 +55,11 @@ def run_daemon(app: App) -> int:
     requests = PassRequests()
     scheduler = BackgroundScheduler(timezone=UTC)
 
+    stopped_by: list[int] = []
+
     def request_stop(signum: int, _frame: FrameType | None) -> None:
         log.info("signal %s: stopping after the message in hand", signum)
+        stopped_by.append(signum)
         stop.set()
         requests.wake()
 
@@ -134,7 +141,9 @@ def run_daemon(app: App) -> int:
             server.stop()
         app.parse_ahead.close()
     log.info("mailbot daemon stopped")
-    return 0
+    # SIGTERM (systemd, docker stop) is the ordinary stop: 0. Ctrl-C (SIGINT) is an
+    # interruption, 130 like every command (README, "Exit codes"); both stop cleanly.
+    return EXIT_INTERRUPTED if signal.SIGINT in stopped_by else 0
 
 
 def _observability_server(app: App, monitor: Monitor) -> ObservabilityServer | None:
@@ -222,7 +231,7 @@ def check_servers(
         say(f"ok   {where}{user}")
     except (TimeoutError, ConfigError, aiosmtplib.SMTPException, OSError, SmtpError) as exc:
         ok = False
-        say(f"FAIL {where}: {exc}")
+        say(f"FAIL {where}: {describe(exc)}")
     return ok
 
 

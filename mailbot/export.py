@@ -30,7 +30,12 @@ from mailbot.store import reading
 
 
 def _instant(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
+    return value.isoformat(timespec="seconds") if value is not None else None
+
+
+def _lines(text: str) -> str:
+    """Text with one kind of line ending, "\n", whatever the message carried."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def _outgoing_text(raw: bytes) -> tuple[str, str]:
@@ -44,14 +49,14 @@ def _received_text(raw: bytes) -> dict[str, Any]:
     if not raw:  # destroyed by the retention schedule
         return {"subject": None, "text": None, "destroyed": True}
     mail = parse_message(raw)
-    return {"subject": mail.subject, "text": mail.text}
+    return {"subject": mail.subject, "text": _lines(mail.text)}
 
 
 def _sent_text(raw: bytes) -> dict[str, Any]:
     if not raw:
         return {"subject": None, "text": None, "destroyed": True}
     subject, text = _outgoing_text(raw)
-    return {"subject": subject, "text": text}
+    return {"subject": subject, "text": _lines(text)}
 
 
 def _file(ref: str, direction: str, n: int, raw: bytes) -> str | None:

@@ -25,6 +25,7 @@ from imapclient.exceptions import IMAPClientError
 
 from mailbot.errors import ImapError, TokenError
 from mailbot.logins import Login, Logins, login_imap
+from mailbot.neterrors import describe
 from mailbot.settings import MailboxSettings, ServerSettings
 
 log = logging.getLogger(__name__)
@@ -150,7 +151,7 @@ class ImapMailbox:
             login_imap(client, self._login, self._now)
         except (OSError, IMAPClientError, ssl.SSLError) as exc:
             raise ImapError(
-                f"IMAP {server.host}:{server.port} as {self._login.user}: {exc}"
+                f"IMAP {server.host}:{server.port} as {self._login.user}: {describe(exc)}"
             ) from exc
         except TokenError as exc:
             raise ImapError(f"IMAP as {self._login.user}: no OAuth2 token: {exc}") from exc

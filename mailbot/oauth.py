@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import re
 import ssl
 import urllib.error
@@ -32,6 +33,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from mailbot.errors import ConfigError, MissingDependency, TokenError
+from mailbot.neterrors import describe
 from mailbot.settings import AuthSettings, secret
 
 log = logging.getLogger(__name__)
@@ -224,7 +226,7 @@ def _microsoft(
             # MSAL raises while discovering the authority: an unknown tenant or host.
             raise TokenError(f"{authority}: {_explain_discovery(str(exc))}") from None
         except requests.RequestException as exc:
-            raise TokenError(f"{authority} unreachable: {type(exc).__name__}") from None
+            raise TokenError(f"{authority} unreachable: {describe(exc, os.environ)}") from None
         if "access_token" not in result:
             raise TokenError(
                 f"{authority}, client {auth.client_id}: {explain_microsoft_error(result)}"
@@ -327,7 +329,9 @@ def _google(auth: AuthSettings, subject: str, where: str, http_session: Any) -> 
                 f"{explain_google_error(str(exc.args[0]) if exc.args else '')}"
             ) from None
         except TransportError as exc:
-            raise TokenError(f"Google token endpoint unreachable: {type(exc).__name__}") from None
+            raise TokenError(
+                f"Google token endpoint unreachable: {describe(exc, os.environ)}"
+            ) from None
         return Grant(str(credentials.token), GOOGLE_TOKEN_LIFETIME)
 
     return CachedTokens(fetch, f"Google, service account {client} as {subject}")
@@ -390,7 +394,7 @@ def _client_credentials_fetch(
                 f"{explain_oauth_error(error, str(answer.get('error_description') or ''))}"
             ) from None
         except (OSError, ValueError) as exc:
-            raise TokenError(f"{endpoint} unreachable: {type(exc).__name__}") from None
+            raise TokenError(f"{endpoint} unreachable: {describe(exc, os.environ)}") from None
         token = answer.get("access_token")
         if not isinstance(token, str) or not token:
             raise TokenError(f"{endpoint}: the answer has no access_token")

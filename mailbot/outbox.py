@@ -111,6 +111,14 @@ def error_summary(error: str) -> str:
     return smtp_code(error) or error.split(":", 1)[0].split(" ", 1)[0][:40] or "error"
 
 
+def failure_detail(error: str) -> str:
+    """A failure's detail on the ticket's history (shown by `mailbot show`): the relay's own
+    text, which says why ("550 5.1.1 <x@example.org>: Recipient address rejected: User
+    unknown"), on one line. It stays in the database, never in the log (`error_summary`)."""
+    text = " ".join(error.split())
+    return text[:500] or "error"
+
+
 def backoff(attempts: int) -> timedelta:
     """Minutes at first, growing to about an hour: 1, 2, 4, 8, 16, 32, 60, 60... minutes."""
     return min(timedelta(minutes=2 ** max(attempts - 1, 0)), MAX_BACKOFF)
@@ -204,7 +212,7 @@ def record(
         row.ticket_id,
         now,
         f"{row.purpose}_{state}",
-        error_summary(str(values["last_error"])) if state != OutboxState.SENT else "",
+        failure_detail(str(values["last_error"])) if state != OutboxState.SENT else "",
         outbox_id=row.id,
     )
     return state

@@ -38,6 +38,8 @@ MAX_HEADER_CHARS = 2_000
 
 _ADDR_SPEC = re.compile(r"^[^@\s<>()\[\]\\,;:\"]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
 _MSGID = re.compile(r"<[^<>\s]+>")
+# The defect that says why the From address is refused (read by tickets.decide).
+FROM_REFUSED = "From address refused: "
 # Every character that may end or split a header line, or that no header may carry: C0 and
 # C1 controls, DEL, and the Unicode line and paragraph separators (str.splitlines breaks on
 # several of them, and so does the email package's folding).
@@ -260,22 +262,63 @@ _BARE_ADDRESS = re.compile(r"[^\s<>()\[\],;:\"]+@[^\s<>()\[\],;:\"]+")
 _COMMENT = re.compile(r"\([^()]*\)")
 
 
+# RFC 6761 special-use names that can never receive mail: an address there is refused, with
+# this reason. The other reserved names (`test.`, `example.`, example.org, example.com, ...)
+# are ordinary names to mail software (RFC 6761 sections 6.2 and 6.5): a ministry's test
+# environment or pilot uses them, so they are answered like any other.
+UNDELIVERABLE_SPECIAL_USE = {
+    "invalid": "a name that is guaranteed never to exist (RFC 6761 section 6.4)",
+    "localhost": "the sender's own machine, not a mail domain (RFC 6761 section 6.3)",
+    "local": "a local-network (multicast DNS) name, not a mail domain (RFC 6762)",
+    "onion": "a Tor onion service name, not reachable by ordinary mail (RFC 7686)",
+    "arpa": "the Internet's infrastructure zone, not a mail domain (RFC 3172)",
+}
+
+
+def special_use_refusal(address: str) -> str | None:
+    """Why `address` is refused because of its domain's RFC 6761 special-use name, or None."""
+    domain = address.rpartition("@")[2].strip().rstrip(".").lower()
+    for name, why in UNDELIVERABLE_SPECIAL_USE.items():
+        if domain == name or domain.endswith("." + name):
+            return f"the address is at .{name}, {why}"
+    return None
+
+
 @lru_cache(maxsize=1024)
 def normalise_address(candidate: str) -> str | None:
     """A deliverable address in its canonical form, or None: trailing dots of the domain
     dropped, international domains in their ASCII form when the local part is ASCII (no
-    SMTPUTF8 needed then), lower-cased. `email_validator` does the syntax and IDNA work."""
+    SMTPUTF8 needed then), lower-cased. `email_validator` does the syntax and IDNA work;
+    `test_environment` makes it take `test.` names like any other (its list of special-use
+    names refuses them by default), and the names that can never receive mail are refused
+    here (`special_use_refusal`)."""
     text = candidate.strip().strip(".,;:").rstrip(".")
     local, at, domain = text.rpartition("@")
     if not at or not local or not domain:
         return None
+    if special_use_refusal(text) is not None:
+        return None
     try:
         checked = validate_email(
-            f"{local}@{domain.rstrip('.')}", check_deliverability=False, allow_smtputf8=True
+            f"{local}@{domain.rstrip('.')}",
+            check_deliverability=False,
+            allow_smtputf8=True,
+            test_environment=True,
         )
     except (EmailNotValidError, UnicodeError, ValueError):
         return None
     return str(checked.ascii_email or checked.normalized).lower()
+
+
+def from_refusal(raw: str) -> str | None:
+    """Why the addresses of a From header value (undecoded) are refused for their domain, or
+    None: for the note on a request held without a usable reply address."""
+    value = flatten(raw, 10_000)
+    for candidate in (*_ANGLE_ADDRESS.findall(value), *_BARE_ADDRESS.findall(value)):
+        reason = special_use_refusal(candidate.strip().strip(".,;:"))
+        if reason is not None:
+            return reason
+    return None
 
 
 def usable_address(raw: str) -> Address | None:
@@ -621,11 +664,15 @@ def parse_message(raw: bytes) -> InboundMail:
     raw_from = _raw_header(message, "From")
     if raw_from is not None and sender is None:
         defects.append("From header could not be parsed strictly")
+    from_address = usable_address(raw_from) if raw_from is not None else None
+    refusal = from_refusal(raw_from) if raw_from is not None and from_address is None else None
+    if refusal is not None:
+        defects.append(f"{FROM_REFUSED}{refusal}")
     return InboundMail(
         message_id=message_ids[0] if message_ids else "",
         subject=_header_text(message, "Subject"),
         sender=sender,
-        from_address=usable_address(raw_from) if raw_from is not None else None,
+        from_address=from_address,
         reply_to=_addresses(message, "Reply-To"),
         to=_addresses(message, "To"),
         cc=_addresses(message, "Cc"),

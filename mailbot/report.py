@@ -67,6 +67,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from fractions import Fraction
+from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
@@ -90,6 +91,21 @@ from mailbot.settings import Settings
 # written out by report_render.
 __all__ = ["FORMATS", "Figures", "Report", "ReportRequest", "build_report", "render_report"]
 
+
+def rules_text() -> str:
+    """docs/report-rules.md, the counting rules in full: the repository's copy in a checkout,
+    the copy shipped inside the package (mailbot/docs/) otherwise. `mailbot report-rules`
+    prints it; the HTML report's footer points to that command."""
+    import mailbot
+
+    package = Path(mailbot.__file__).resolve().parent
+    for path in (package.parent / "docs" / RULES_FILE, package / "docs" / RULES_FILE):
+        if path.is_file():
+            return path.read_text(encoding="utf-8")
+    raise NotFound(f"{RULES_FILE} is not installed with mailbot")
+
+
+RULES_FILE = "report-rules.md"
 MEDIAN = Fraction(1, 2)
 NINETIETH = Fraction(9, 10)
 

@@ -120,12 +120,18 @@ class RetentionReport:
         }
 
     def summary(self) -> str:
-        what = "would be" if self.dry_run else "were"
+        held = f"; under legal hold: {', '.join(self.held)}" if self.held else ""
+        raw, anonymised = len(self.raw_destroyed), len(self.anonymised)
+        if self.dry_run:
+            return (
+                f"retention run #{self.run_id} (dry run, nothing changed): would destroy the "
+                f"raw messages of {raw} ticket(s), anonymise {anonymised} ticket(s) and empty "
+                f"{self.unlinked} row(s) of mail of no ticket{held}"
+            )
         return (
-            f"retention run #{self.run_id}: {len(self.raw_destroyed)} ticket(s)' raw messages "
-            f"and {len(self.anonymised)} ticket(s) anonymised {what} done, "
-            f"{self.unlinked} row(s) of mail of no ticket emptied"
-            + (f"; under legal hold: {', '.join(self.held)}" if self.held else "")
+            f"retention run #{self.run_id}: destroyed the raw messages of {raw} ticket(s), "
+            f"anonymised {anonymised} ticket(s), emptied {self.unlinked} row(s) of mail of "
+            f"no ticket{held}"
         )
 
 

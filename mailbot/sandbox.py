@@ -1,10 +1,12 @@
 """A throwaway mail system for newcomers and tests: Dovecot (IMAP) and an SMTP server.
 
 Dovecot runs from a private directory on free loopback ports with its own configuration;
-the SMTP server (aiosmtpd) accepts mail for the sandbox's users and delivers it into their
-Maildir the way a local delivery agent does (write to tmp/, rename into new/), adding the
-Return-Path and Received headers a real MTA adds. Nothing here touches the system's own
-mail configuration. Used by `mailbot sandbox`, the README's first command and the tests.
+the SMTP server (aiosmtpd) accepts mail for the sandbox's users and, with a catch-all mailbox
+(as `mailbot sandbox serve` and `demo` run it), for any other address too, kept in that
+mailbox; it delivers into the Maildir the way a local delivery agent does (write to tmp/,
+rename into new/), adding the Return-Path and Received headers a real MTA adds. Nothing here
+touches the system's own mail configuration. Used by `mailbot sandbox`, the README's first
+command and the tests.
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ CITIZEN_ADDRESSES = (
     "marc.gagnon@example.net",
 )
 DEFAULT_USERS = (*MINISTRY_ADDRESSES, *STAFF_ADDRESSES, *CITIZEN_ADDRESSES)
+# Mail for any other address is kept here (an IMAP login like the others): the sandbox's
+# relay delivers to every address, as a real one does, and nothing sent is lost.
+CATCH_ALL = "catch-all@sandbox.test"
 DOVECOT_CANDIDATES = ("/usr/sbin/dovecot", "/usr/local/sbin/dovecot")
 
 
@@ -214,15 +219,25 @@ def _dovecot_config(
     return "\n".join(lines) + "\n"
 
 
-def _check_traversable(root: Path) -> None:
+def unreachable_parent(root: Path) -> Path | None:
+    """The first folder above `root` that Dovecot's mail processes could not enter, or None.
+    Only root runs them as another user (`mail`); anyone else reaches what they can."""
     if os.geteuid() != 0:
-        return
+        return None
     for parent in root.resolve().parents:
-        if not parent.stat().st_mode & 0o001:
-            raise SandboxError(
-                f"the sandbox directory must be reachable by the mail user; {parent} is not "
-                "(use a directory under /tmp or /var/tmp)"
-            )
+        if parent.exists() and not parent.stat().st_mode & 0o001:
+            return parent
+    return None
+
+
+def _check_traversable(root: Path) -> None:
+    parent = unreachable_parent(root)
+    if parent is not None:
+        raise SandboxError(
+            f"the sandbox directory must be reachable by the mail user; {parent} is not "
+            f"(mode {parent.stat().st_mode & 0o777:o}): give --dir a folder that every user "
+            "may enter, such as /tmp/mailbot-sandbox"
+        )
 
 
 def _user_name() -> str:
@@ -238,6 +253,8 @@ class _SmtpHandler:
     root: Path
     users: frozenset[str]
     delivered: list[tuple[str, str]] = field(default_factory=list)
+    # Where mail for an address outside `users` goes; None: such a recipient is refused.
+    catch_all: str | None = None
     # A list keeps each message's DATA exactly as the server received it, for tests of the
     # wire form; None (the default) keeps nothing, so a long-running sandbox does not grow.
     received: list[bytes] | None = None
@@ -245,7 +262,7 @@ class _SmtpHandler:
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
     ) -> str:
-        if address.lower() not in self.users:
+        if address.lower() not in self.users and self.catch_all is None:
             return "550 5.1.1 No such user in the sandbox"
         envelope.rcpt_tos.append(address)
         return "250 OK"
@@ -263,7 +280,9 @@ class _SmtpHandler:
                 f"Received: from {session.host_name or 'unknown'} by sandbox.localhost "
                 f"with SMTP for <{recipient}>; {format_datetime(now)}\r\n"
             ).encode()
-            deliver_to_maildir(self.root, recipient, prefix + content)
+            known = recipient.lower() in self.users or self.catch_all is None
+            mailbox = recipient if known else str(self.catch_all)
+            deliver_to_maildir(self.root, mailbox, prefix + content)
             self.delivered.append((sender, recipient.lower()))
         return "250 2.0.0 Delivered"
 
@@ -280,6 +299,9 @@ class Sandbox:
     smtputf8: bool = True
     # Whether Dovecot offers IDLE (RFC 2177), as most IMAP servers do.
     idle: bool = True
+    # The mailbox that keeps mail for addresses outside `users` (None: the relay refuses them,
+    # 550 5.1.1, which the tests of failed deliveries rely on). `mailbot sandbox` sets it.
+    catch_all: str | None = None
     _dovecot: subprocess.Popen[bytes] | None = None
     _smtp: Any = None
     handler: _SmtpHandler | None = None
@@ -308,10 +330,11 @@ class Sandbox:
             (self.root / sub).mkdir(exist_ok=True)
         _make_owned_dirs(self.root / "mail", self.root)
         _check_traversable(self.root)
+        logins = (*self.users, *([self.catch_all] if self.catch_all else []))
         (self.root / "passwd").write_text(
-            "".join(f"{user.lower()}:{SANDBOX_PASSWORD}::::::\n" for user in self.users)
+            "".join(f"{user.lower()}:{SANDBOX_PASSWORD}::::::\n" for user in logins)
         )
-        for user in self.users:
+        for user in logins:
             make_maildir(self.root, user)
         self.imap_port = self.imap_port or free_port()
         config = self.root / "dovecot.conf"
@@ -343,7 +366,9 @@ class Sandbox:
 
         self.smtp_port = self.smtp_port or free_port()
         self.handler = self.handler or _SmtpHandler(
-            self.root, frozenset(user.lower() for user in self.users)
+            self.root,
+            frozenset(user.lower() for user in (*self.users, *filter(None, [self.catch_all]))),
+            catch_all=self.catch_all,
         )
         self._smtp = Controller(
             self.handler,
@@ -434,6 +459,7 @@ class Sandbox:
             "smtp_port": self.smtp_port,
             "password": SANDBOX_PASSWORD,
             "users": list(self.users),
+            "catch_all": self.catch_all,
         }
 
     def __enter__(self) -> Sandbox:

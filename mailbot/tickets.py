@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from mailbot.classify import Kind, Verdict
-from mailbot.parse import InboundMail, flatten
+from mailbot.parse import FROM_REFUSED, InboundMail, flatten
 
 
 class Outcome(StrEnum):
@@ -83,7 +83,7 @@ def decide(
     if kind is Kind.NEW_REQUEST:
         if mail.from_address is None:
             # Not automatic mail, but nowhere to answer: a person decides, never a drop.
-            return Decision(Outcome.HELD, "new request without a usable reply address")
+            return Decision(Outcome.HELD, _no_reply_address(mail))
         category = verdict.category or default_category
         return Decision(
             Outcome.OPENED,
@@ -132,3 +132,12 @@ def decide(
             flags=("bounce",),
         )
     return Decision(Outcome.SET_ASIDE, f"{kind.value}: " + ", ".join(verdict.rules or ("no rule",)))
+
+
+def _no_reply_address(mail: InboundMail) -> str:
+    """The note on a request held for want of a reply address, with why when parsing said."""
+    for defect in mail.defects:
+        if defect.startswith(FROM_REFUSED):
+            reason = defect.removeprefix(FROM_REFUSED)
+            return f"new request without a usable reply address: {reason}"
+    return "new request without a usable reply address"

@@ -12,7 +12,8 @@ from typing import Any
 
 
 def instant(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
+    """An instant in ISO 8601 with its offset, to the second (never microseconds)."""
+    return value.isoformat(timespec="seconds") if value is not None else None
 
 
 def office_minute(value: datetime | str | None, zone: tzinfo) -> str:

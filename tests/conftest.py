@@ -3,6 +3,7 @@ the fast suite; a real database (SQLite, or PostgreSQL in CI); a fixed clock."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import uuid
@@ -42,14 +43,14 @@ def base_settings() -> Settings:
     return load_settings(REPO / "config" / "mailbot.toml", environ={})
 
 
-@pytest.fixture
-def database_url(tmp_path: Path) -> Iterator[str]:
-    """SQLite in the test's directory; or, with MAILBOT_TEST_POSTGRES_URL set (an admin URL,
-    e.g. postgresql+psycopg://postgres@127.0.0.1:5432/postgres), a fresh PostgreSQL database
-    per test, dropped afterwards."""
+@contextlib.contextmanager
+def fresh_database(sqlite_path: Path) -> Iterator[str]:
+    """SQLite at `sqlite_path`; or, with MAILBOT_TEST_POSTGRES_URL set (an admin URL, e.g.
+    postgresql+psycopg://postgres@127.0.0.1:5432/postgres), a fresh PostgreSQL database,
+    dropped afterwards."""
     admin_url = os.environ.get("MAILBOT_TEST_POSTGRES_URL")
     if not admin_url:
-        yield f"sqlite:///{tmp_path / 'data' / 'mailbot.db'}"
+        yield f"sqlite:///{sqlite_path}"
         return
     with postgres_database(admin_url) as url:
         yield url
@@ -70,6 +71,13 @@ def postgres_database(admin_url: str) -> Iterator[str]:
         with admin.connect() as connection:
             connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> Iterator[str]:
+    """The test's database, one per test: see `fresh_database`."""
+    with fresh_database(tmp_path / "data" / "mailbot.db") as url:
+        yield url
 
 
 @pytest.fixture
@@ -104,20 +112,32 @@ def write_sandbox_config(
 
 
 def subprocess_environ(settings: Settings) -> dict[str, str]:
-    import os
-
-    return sandbox_environ(settings, {**os.environ, "MAILBOT_SIGNING_KEY": TEST_SIGNING_KEY})
+    """The environment of a mailbot subprocess: the sandbox's passwords, the test signing key,
+    and the test's database when it is PostgreSQL (a SQLite database is in data_dir)."""
+    environ = sandbox_environ(settings, {**os.environ, "MAILBOT_SIGNING_KEY": TEST_SIGNING_KEY})
+    environ.pop("MAILBOT_DATABASE_URL", None)
+    if not settings.database_url.startswith("sqlite"):
+        environ["MAILBOT_DATABASE_URL"] = settings.database_url
+    return environ
 
 
 SERVER_FIXTURES = frozenset({"sandbox"})
+# The fixture that chooses the test's database (SQLite, or PostgreSQL with
+# MAILBOT_TEST_POSTGRES_URL); every fixture that opens the database depends on it.
+DATABASE_FIXTURES = frozenset({"database_url"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """A test that starts the real servers is a `server` test: marked so, whatever its file
-    says (`pytest -m "not server"` is the fast suite)."""
+    says (`pytest -m "not server"` is the fast suite). A test that uses the test database,
+    directly or through another fixture, is a `db` test: scripts/test runs them all again on
+    PostgreSQL (`pytest -m db`)."""
     for item in items:
-        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if SERVER_FIXTURES & fixtures:
             item.add_marker(pytest.mark.server)
+        if DATABASE_FIXTURES & fixtures:
+            item.add_marker(pytest.mark.db)
 
 
 @pytest.fixture

@@ -37,13 +37,14 @@ from mailbot.models import OutboxMessage, Ticket
 from mailbot.observe import Monitor
 from mailbot.sandbox import Sandbox, make_sandbox_dir
 from mailbot.sandbox_cli import sandbox_environ, sandbox_settings
-from mailbot.settings import AlertSettings, Settings, load_settings
+from mailbot.settings import AlertSettings, DatabaseSettings, Settings, load_settings
 from mailbot.store import session_scope
-from tests.conftest import REPO, TEST_SIGNING_KEY
+from tests.conftest import REPO, TEST_SIGNING_KEY, fresh_database
 from tests.test_spine import CITIZEN, COMPLAINTS, INFO, citizen_request, office, parsed
 from tests.test_staff_server import AGENT, staff_reply
 
-pytestmark = pytest.mark.server  # real servers or system tools: not the fast suite
+# Real servers or system tools (not the fast suite); the walk uses the test database.
+pytestmark = [pytest.mark.server, pytest.mark.db]
 
 # Well below SpamAssassin's default of 5.0: a message that scores this much from its form
 # alone has no margin left for what a receiving server adds (reputation, network tests).
@@ -94,10 +95,12 @@ def _english_settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"language": language})
 
 
-def _walk(sandbox: Sandbox, data_dir: Path) -> list[Sent]:
+def _walk(sandbox: Sandbox, data_dir: Path, database_url: str) -> list[Sent]:
     """Drive mailbot through every kind of mail it sends; returns what the server received."""
     base = load_settings(REPO / "config" / "mailbot.toml", environ={})
-    settings = _english_settings(sandbox_settings(base, sandbox, data_dir))
+    settings = _english_settings(sandbox_settings(base, sandbox, data_dir)).model_copy(
+        update={"database": DatabaseSettings(url=database_url)}
+    )
 
     def run_at(now: str, chosen: Settings = settings) -> None:
         environ = sandbox_environ(chosen, {"MAILBOT_SIGNING_KEY": TEST_SIGNING_KEY})
@@ -220,7 +223,9 @@ def sent_mail(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Sent]]:
     try:
         assert sandbox.handler is not None
         sandbox.handler.received = []
-        yield _walk(sandbox, tmp_path_factory.mktemp("deliverability") / "data")
+        data_dir = tmp_path_factory.mktemp("deliverability") / "data"
+        with fresh_database(data_dir / "mailbot.db") as url:
+            yield _walk(sandbox, data_dir, url)
     finally:
         sandbox.stop()
         shutil.rmtree(root, ignore_errors=True)

@@ -581,7 +581,8 @@ def test_listing_is_in_the_trail_and_a_legal_hold_is_released_by_email(
     assert shown["anonymised_at"] is None and shown["requester"] == CHLOE.address
     text = cli("2027-01-05T10:00:00-05:00", "show", ref)
     assert "raw destroyed:   2027-01-05 09:05" in text and "legal hold:" not in text
-    lines = cli("2027-01-05T10:00:00-05:00", "audit", ref).splitlines()
+    header, *lines, zone = cli("2027-01-05T10:00:00-05:00", "audit", ref).splitlines()
+    assert header.split()[:2] == ["when", "who"] and zone.startswith("(times are office time")
     assert [line.split()[2:4] for line in lines] == [
         [AGENT, "staff_close"],
         [AGENT, "staff_legal_hold"],
