@@ -17,6 +17,7 @@ from mailbot.db.service import claim_meta
 from mailbot.delivery import report_failures, review_pacing
 from mailbot.errors import ClockRefused, ImapError
 from mailbot.ingest import IngestReport, ingest_mailbox
+from mailbot.journal import keep_sent_copies
 from mailbot.logformat import log_fields
 from mailbot.outbox import FlushReport, SendPolicy, flush_outbox
 from mailbot.retention import run_if_due
@@ -147,6 +148,9 @@ def run_pass(
                 if refs:
                     report.ingest.count(name, len(refs))
     report.outbox = send_outbox(app)
+    # A Sent folder that cannot be reached is logged and tried again at the next pass; it
+    # never fails the pass (the mail itself went out).
+    keep_sent_copies(app)
     return report
 
 

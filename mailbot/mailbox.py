@@ -42,6 +42,15 @@ class FetchedMessage:
     truncated: bool
 
 
+def message_id_of(head: bytes) -> str:
+    """The Message-ID in a header block, as written (our own are never folded)."""
+    for line in head.replace(b"\r\n ", b" ").splitlines():
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"message-id":
+            return value.strip().decode("ascii", "replace")
+    return ""
+
+
 class Mailbox(Protocol):
     """One watched mailbox, opened for a pass."""
 
@@ -65,6 +74,19 @@ class Mailbox(Protocol):
 
     def move(self, uids: Sequence[int], folder: str) -> None:
         """Move `uids` from the watched folder to `folder`."""
+        ...
+
+    def append_copy(self, folder: str, raw: bytes, when: datetime) -> None:
+        """Put a copy of a message mailbot sent in `folder` (made if missing), read."""
+        ...
+
+    def message_ids_in(self, folder: str, since: datetime) -> set[str]:
+        """The Message-IDs of the messages of `folder` that arrived on or after `since`'s day."""
+        ...
+
+    def read_folder(self, folder: str, max_bytes: int) -> list[FetchedMessage]:
+        """Every message of `folder` (none if it does not exist), nothing marked; the
+        caller selects the watched folder again before touching it."""
         ...
 
 
@@ -260,6 +282,42 @@ class ImapMailbox:
                 self.client.uid_expunge(list(uids))
         except (OSError, IMAPClientError) as exc:
             raise ImapError(f"cannot move {len(uids)} message(s) to {folder!r}: {exc}") from exc
+
+    def append_copy(self, folder: str, raw: bytes, when: datetime) -> None:
+        self.ensure_folder(folder)
+        try:
+            self.client.append(folder, raw, flags=[b"\\Seen"], msg_time=when)
+        except (OSError, IMAPClientError) as exc:
+            raise ImapError(f"cannot append to {folder!r}: {exc}") from exc
+
+    def message_ids_in(self, folder: str, since: datetime) -> set[str]:
+        try:
+            if not self.client.folder_exists(folder):
+                return set()
+            self.client.select_folder(folder, readonly=True)
+            uids = self.client.search(["SINCE", since.date()])
+            if not uids:
+                return set()
+            found = self.client.fetch(uids, ["BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"])
+        except (OSError, IMAPClientError) as exc:
+            raise ImapError(f"cannot search {folder!r}: {exc}") from exc
+        return {
+            message_id_of(bytes(data[b"BODY[HEADER.FIELDS (MESSAGE-ID)]"]))
+            for data in found.values()
+        } - {""}
+
+    def read_folder(self, folder: str, max_bytes: int) -> list[FetchedMessage]:
+        try:
+            if not self.client.folder_exists(folder):
+                return []
+            self.client.select_folder(folder, readonly=True)
+            uids = sorted(int(uid) for uid in self.client.search(["NOT", "DELETED"]))
+        except (OSError, IMAPClientError) as exc:
+            raise ImapError(f"cannot read {folder!r}: {exc}") from exc
+        found: list[FetchedMessage] = []
+        for start in range(0, len(uids), 500):
+            found.extend(self.fetch(uids[start : start + 500], max_bytes))
+        return found
 
     def noop(self) -> None:
         self.client.noop()

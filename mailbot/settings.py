@@ -316,6 +316,13 @@ class MailboxSettings(_Frozen):
     folder: str = "INBOX"
     processed_folder: str = "Traites"
     quarantine_folder: str = "Quarantaine"
+    # The journal of what mailbot sent (mailbot/journal.py): "append" puts a copy of each
+    # message in `sent_folder` after the relay's 250 (generic IMAP servers); "server" when the
+    # server keeps that copy itself for SMTP submission (Exchange Online, Gmail: a second
+    # copy would be a duplicate); "none" keeps no journal (reconciliation then cannot tell
+    # what was sent).
+    sent_folder: str = "Sent"
+    sent_copy: Literal["append", "server", "none"] = "append"
     category: Category
     commitments: tuple[str, ...]
     staff: tuple[str, ...] = ()

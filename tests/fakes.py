@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from mailbot.errors import SmtpError
-from mailbot.mailbox import FetchedMessage
+from mailbot.mailbox import FetchedMessage, message_id_of
 from mailbot.sender import SendResult
 from mailbot.settings import MailboxSettings
 
@@ -66,6 +66,22 @@ class MemoryMailbox:
         target = self.folders.setdefault(folder, {})
         for uid in uids:
             target[uid] = inbox.pop(uid)
+
+    def append_copy(self, folder: str, raw: bytes, when: datetime) -> None:
+        self.deliver(raw, when, folder)
+
+    def message_ids_in(self, folder: str, since: datetime) -> set[str]:
+        return {
+            message_id_of(raw.split(b"\r\n\r\n", 1)[0])
+            for raw, at in self.folders.get(folder, {}).values()
+            if at.date() >= since.date()
+        }
+
+    def read_folder(self, folder: str, max_bytes: int) -> list[FetchedMessage]:
+        return [
+            FetchedMessage(uid, at, len(raw), raw, False)
+            for uid, (raw, at) in sorted(self.folders.get(folder, {}).items())
+        ]
 
     def inbox(self) -> list[bytes]:
         return [raw for raw, _at in self.folders[self.selected].values()]

@@ -1,0 +1,106 @@
+"""The mail store as the journal of what mailbot sent: a copy of each sent message in the
+sending mailbox's Sent folder (effects: IMAP).
+
+Every queued message carries its ticket's reference and its purpose in headers of our own
+(outgoing.journal_headers), so the Sent folder alone says what was sent, to whom, about which
+ticket; `mailbot reconcile` (mailbot/reconcile.py) reads it back. Per mailbox, `sent_copy`
+says who keeps the copy: "append" (generic IMAP servers: mailbot appends it, here), "server"
+(Exchange Online and Gmail keep a copy of what is submitted over SMTP: a second would be a
+duplicate) or "none".
+
+A copy is appended only after the relay's 250 (the row is `sent`), and at most once: the row
+records it (`sent_copy_at`), and a copy appended just before a crash is found by its
+Message-ID in the folder instead of being appended again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import timedelta
+from email.parser import BytesHeaderParser
+from email.utils import parseaddr
+
+from mailbot.context import App
+from mailbot.db import journal as journal_rows
+from mailbot.db.journal import SentCopy
+from mailbot.errors import ImapError
+from mailbot.logformat import log_fields
+from mailbot.settings import MailboxSettings
+
+log = logging.getLogger(__name__)
+
+BATCH = 200
+
+
+@dataclass
+class JournalReport:
+    appended: int = 0
+    found: int = 0
+    kept_by_server: int = 0
+    failed_mailboxes: int = 0
+
+
+def sending_mailbox(app: App, raw: bytes) -> MailboxSettings:
+    """The configured mailbox whose address the message is from (the first one otherwise)."""
+    head = BytesHeaderParser().parsebytes(raw.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n")
+    address = parseaddr(str(head.get("From", "")))[1].lower()
+    for mailbox in app.settings.mailboxes:
+        if mailbox.address.lower() == address:
+            return mailbox
+    return app.settings.mailboxes[0]
+
+
+def keep_sent_copies(app: App) -> JournalReport:
+    """Put a copy of every sent message not yet journalled where its mailbox keeps them."""
+    report = JournalReport()
+    while True:
+        with app.engine.begin() as connection:
+            copies = journal_rows.copies_to_keep(connection, BATCH)
+        if not copies:
+            return report
+        by_mailbox: dict[str, list[SentCopy]] = defaultdict(list)
+        chosen: dict[str, MailboxSettings] = {}
+        for copy in copies:
+            mailbox = sending_mailbox(app, copy.raw)
+            chosen[mailbox.name] = mailbox
+            by_mailbox[mailbox.name].append(copy)
+        done: list[int] = []
+        for name, batch in by_mailbox.items():
+            mailbox = chosen[name]
+            if mailbox.sent_copy != "append":
+                report.kept_by_server += len(batch)
+                done.extend(copy.id for copy in batch)
+                continue
+            try:
+                done.extend(_append(app, mailbox, batch, report))
+            except ImapError as exc:
+                report.failed_mailboxes += 1
+                log.warning(
+                    "copies to %s not kept yet (next pass): %s",
+                    mailbox.sent_folder,
+                    exc,
+                    extra=log_fields(mailbox=name),
+                )
+        with app.engine.begin() as connection:
+            journal_rows.record_copies(connection, done, app.clock.now())
+        if len(done) < len(copies):
+            return report
+
+
+def _append(
+    app: App, mailbox: MailboxSettings, batch: list[SentCopy], report: JournalReport
+) -> list[int]:
+    done: list[int] = []
+    with app.open_mailbox(mailbox, app.clock.now()) as box:
+        since = min(copy.sent_at for copy in batch) - timedelta(days=1)
+        present = box.message_ids_in(mailbox.sent_folder, since)
+        for copy in batch:
+            if copy.message_id in present:
+                report.found += 1
+            else:
+                box.append_copy(mailbox.sent_folder, copy.raw, copy.sent_at)
+                report.appended += 1
+            done.append(copy.id)
+    return done
