@@ -84,6 +84,11 @@ class Mailbox(Protocol):
         """The Message-IDs of the messages of `folder` that arrived on or after `since`'s day."""
         ...
 
+    def recent_heads(self, folder: str, count: int) -> list[bytes]:
+        """The Message-ID and X-Mailbot-Purpose lines of the newest `count` messages of
+        `folder` (none if it does not exist)."""
+        ...
+
     def read_folder(self, folder: str, max_bytes: int) -> list[FetchedMessage]:
         """Every message of `folder` (none if it does not exist), nothing marked; the
         caller selects the watched folder again before touching it."""
@@ -305,6 +310,22 @@ class ImapMailbox:
             message_id_of(bytes(data[b"BODY[HEADER.FIELDS (MESSAGE-ID)]"]))
             for data in found.values()
         } - {""}
+
+    def recent_heads(self, folder: str, count: int) -> list[bytes]:
+        item = b"BODY[HEADER.FIELDS (MESSAGE-ID X-MAILBOT-PURPOSE)]"
+        try:
+            if not self.client.folder_exists(folder):
+                return []
+            self.client.select_folder(folder, readonly=True)
+            uids = sorted(int(uid) for uid in self.client.search(["NOT", "DELETED"]))[-count:]
+            if not uids:
+                return []
+            found = self.client.fetch(
+                uids, ["BODY.PEEK[HEADER.FIELDS (MESSAGE-ID X-MAILBOT-PURPOSE)]"]
+            )
+        except (OSError, IMAPClientError) as exc:
+            raise ImapError(f"cannot read {folder!r}: {exc}") from exc
+        return [bytes(data[item]) for data in found.values() if item in data]
 
     def read_folder(self, folder: str, max_bytes: int) -> list[FetchedMessage]:
         try:
