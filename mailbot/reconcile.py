@@ -38,9 +38,9 @@ from sqlalchemy.engine import Connection
 from mailbot.context import App
 from mailbot.db import inbound as inbound_rows
 from mailbot.db import journal as rows
-from mailbot.db import outbox as outbox_rows
 from mailbot.db.backup import RECONCILE_PENDING
 from mailbot.db.journal import REPLAYED_UIDVALIDITY, PendingRow
+from mailbot.db.outbox import OutboxRow
 from mailbot.db.service import drop_meta
 from mailbot.errors import ImapError
 from mailbot.journal import sending_mailbox
@@ -58,6 +58,8 @@ LEASE_OWNER = "reconcile"
 _MESSAGE_ID = re.compile(r"<[^<>\s]+>")
 # How many of the newest messages of each folder the start-up check compares.
 RECENT = 20
+# Messages replayed per transaction.
+COMMIT_EVERY = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,9 +225,7 @@ def reconcile(app: App) -> ReconcileReport:
             copy = by_message_id.get(row.message_id)
             if copy is not None:
                 _record_sent(connection, app, row, copy, policy, report)
-        journal.drop(
-            {e.message_id for e in entries if rows.outbox_has_message_id(connection, e.message_id)}
-        )
+        journal.drop({e.message_id for e in entries} & rows.outbox_message_ids(connection))
         hashes = rows.known_hashes(connection)
         highest: dict[tuple[str, int], int] = defaultdict(int)
         for ref in [*rows.known_refs(connection), *(e.ref for e in entries)]:
@@ -237,18 +237,20 @@ def reconcile(app: App) -> ReconcileReport:
         for entry in entries
         if entry.purpose == "acknowledgement" and entry.in_reply_to and entry.ref
     }
-    for arrival in arrivals:
-        message = arrival.message
-        if hashlib.sha256(message.raw).hexdigest() in hashes:
-            report.known += 1
-            continue
-        year = app.calendar.office_date(message.internal_date).year
-        wanted = told.get(_first_id(_message_id_header(message.raw)))
+    unknown = [a for a in arrivals if hashlib.sha256(a.message.raw).hexdigest() not in hashes]
+    report.known = len(arrivals) - len(unknown)
+    for start in range(0, len(unknown), COMMIT_EVERY):
+        # A few messages a transaction (a savepoint each, in the pipeline): a stop halfway
+        # keeps what was committed, and running again goes on from there.
         with app.engine.begin() as connection:
-            _replay(
-                connection, app, arrival, year, prefix, wanted, highest, journal, policy, report
-            )
-        report.replayed += 1
+            for arrival in unknown[start : start + COMMIT_EVERY]:
+                message = arrival.message
+                year = app.calendar.office_date(message.internal_date).year
+                wanted = told.get(_first_id(_message_id_header(message.raw)))
+                _replay(
+                    connection, app, arrival, year, prefix, wanted, highest, journal, policy, report
+                )
+                report.replayed += 1
     with app.engine.begin() as connection:
         for entry in journal.left():
             _keep_sent_only(connection, app, entry)
@@ -330,7 +332,18 @@ def _record_sent(
     through the outbox's own record (clocks met, the ticket's history), never sending it."""
     when = copy.sent_at if copy is not None else row.created_at
     rows.lease_for(connection, row.id, LEASE_OWNER, when + timedelta(minutes=10))
-    [leased] = outbox_rows.leased_rows(connection, [row.id], LEASE_OWNER)
+    leased = OutboxRow(
+        id=row.id,
+        ticket_id=row.ticket_id,
+        purpose=row.purpose,
+        message_id=row.message_id,
+        envelope_from=row.envelope_from,
+        recipient=row.recipient,
+        raw=row.raw,
+        attempts=row.attempts,
+        created_at=row.created_at,
+        lease_owner=LEASE_OWNER,
+    )
     record(connection, app, leased, when, SendResult("sent"), policy)
     if copy is not None:
         rows.mark_journalled(connection, row.id, copy.message_id, app.clock.now())

@@ -49,6 +49,7 @@ def record_copies(connection: Connection, ids: Sequence[int], now: datetime) -> 
 
 
 # --- reconciliation with the mail store (mailbot/reconcile.py) -----------------------------
+# The statements a replay runs for every message are built once, with bound parameters.
 
 # Messages brought back from the processed and quarantine folders are stored under this
 # UIDVALIDITY (never a real one: RFC 3501 makes it non-zero), with their own sequence as UID,
@@ -71,38 +72,50 @@ def known_refs(connection: Connection) -> list[str]:
     return list(connection.execute(sa.select(TICKET.c.ref)).scalars())
 
 
+_REF_OF = sa.select(TICKET.c.ref).where(TICKET.c.id == sa.bindparam("of_id"))
+_ID_OF = sa.select(TICKET.c.id).where(TICKET.c.ref == sa.bindparam("of_ref"))
+
+
 def ref_of(connection: Connection, ticket_id: int) -> str:
-    found = connection.execute(sa.select(TICKET.c.ref).where(TICKET.c.id == ticket_id)).scalar()
-    return str(found or "")
+    return str(connection.execute(_REF_OF, {"of_id": ticket_id}).scalar() or "")
 
 
 def ticket_id_of(connection: Connection, ref: str) -> int | None:
-    found = connection.execute(sa.select(TICKET.c.id).where(TICKET.c.ref == ref)).scalar()
+    found = connection.execute(_ID_OF, {"of_ref": ref}).scalar()
     return int(found) if found is not None else None
 
 
+_LAST_REPLAYED = (
+    sa.select(sa.func.max(INBOUND.c.uid))
+    .where(INBOUND.c.mailbox == sa.bindparam("of_mailbox"))
+    .where(INBOUND.c.uidvalidity == REPLAYED_UIDVALIDITY)
+)
+
+
 def next_replayed_uid(connection: Connection, mailbox: str) -> int:
-    highest = connection.execute(
-        sa.select(sa.func.max(INBOUND.c.uid))
-        .where(INBOUND.c.mailbox == mailbox)
-        .where(INBOUND.c.uidvalidity == REPLAYED_UIDVALIDITY)
-    ).scalar()
-    return int(highest or 0) + 1
+    return int(connection.execute(_LAST_REPLAYED, {"of_mailbox": mailbox}).scalar() or 0) + 1
+
+
+_COUNTER = (
+    sa.select(COUNTER.c.last)
+    .where(COUNTER.c.prefix == sa.bindparam("of_prefix"))
+    .where(COUNTER.c.year == sa.bindparam("of_year"))
+)
+_SET_COUNTER = (
+    sa.update(COUNTER)
+    .where(COUNTER.c.prefix == sa.bindparam("of_prefix"))
+    .where(COUNTER.c.year == sa.bindparam("of_year"))
+    .values(last=sa.bindparam("new_last"))
+)
 
 
 def counter_value(connection: Connection, prefix: str, year: int) -> int:
-    found = connection.execute(
-        sa.select(COUNTER.c.last).where(COUNTER.c.prefix == prefix).where(COUNTER.c.year == year)
-    ).scalar()
-    return int(found or 0)
+    return int(connection.execute(_COUNTER, {"of_prefix": prefix, "of_year": year}).scalar() or 0)
 
 
 def set_counter(connection: Connection, prefix: str, year: int, last: int) -> None:
     updated = connection.execute(
-        sa.update(COUNTER)
-        .where(COUNTER.c.prefix == prefix)
-        .where(COUNTER.c.year == year)
-        .values(last=last)
+        _SET_COUNTER, {"of_prefix": prefix, "of_year": year, "new_last": last}
     )
     if updated.rowcount == 0:
         connection.execute(sa.insert(COUNTER).values(prefix=prefix, year=year, last=last))
@@ -115,47 +128,61 @@ class PendingRow:
     purpose: str
     dedupe_key: str
     message_id: str
+    envelope_from: str
     recipient: str
     raw: bytes
+    attempts: int
     created_at: datetime
 
 
-def pending_rows(connection: Connection, after_id: int = 0) -> list[PendingRow]:
-    rows = connection.execute(
-        sa.select(
-            OUTBOX.c.id,
-            OUTBOX.c.ticket_id,
-            OUTBOX.c.purpose,
-            OUTBOX.c.dedupe_key,
-            OUTBOX.c.message_id,
-            OUTBOX.c.recipient,
-            OUTBOX.c.raw,
-            OUTBOX.c.created_at,
-        )
-        .where(OUTBOX.c.state == OutboxState.PENDING.value)
-        .where(OUTBOX.c.id > after_id)
-        .order_by(OUTBOX.c.id)
+_PENDING = (
+    sa.select(
+        OUTBOX.c.id,
+        OUTBOX.c.ticket_id,
+        OUTBOX.c.purpose,
+        OUTBOX.c.dedupe_key,
+        OUTBOX.c.message_id,
+        OUTBOX.c.envelope_from,
+        OUTBOX.c.recipient,
+        OUTBOX.c.raw,
+        OUTBOX.c.attempts,
+        OUTBOX.c.created_at,
     )
+    .where(OUTBOX.c.state == OutboxState.PENDING.value)
+    .where(OUTBOX.c.id > sa.bindparam("after_id"))
+    .order_by(OUTBOX.c.id)
+)
+_HIGHEST_OUTBOX = sa.select(sa.func.max(OUTBOX.c.id))
+
+
+def pending_rows(connection: Connection, after_id: int = 0) -> list[PendingRow]:
+    rows = connection.execute(_PENDING, {"after_id": after_id})
     return [PendingRow(**row._mapping) for row in rows]
 
 
 def highest_outbox_id(connection: Connection) -> int:
-    return int(connection.execute(sa.select(sa.func.max(OUTBOX.c.id))).scalar() or 0)
+    return int(connection.execute(_HIGHEST_OUTBOX).scalar() or 0)
+
+
+_LEASE = (
+    sa.update(OUTBOX)
+    .where(OUTBOX.c.id == sa.bindparam("row"))
+    .values(lease_owner=sa.bindparam("owner"), lease_until=sa.bindparam("until"))
+)
+_JOURNALLED = (
+    sa.update(OUTBOX)
+    .where(OUTBOX.c.id == sa.bindparam("row"))
+    .values(message_id=sa.bindparam("new_message_id"), sent_copy_at=sa.bindparam("at"))
+)
 
 
 def lease_for(connection: Connection, row_id: int, owner: str, until: datetime) -> None:
-    connection.execute(
-        sa.update(OUTBOX).where(OUTBOX.c.id == row_id).values(lease_owner=owner, lease_until=until)
-    )
+    connection.execute(_LEASE, {"row": row_id, "owner": owner, "until": until})
 
 
 def mark_journalled(connection: Connection, row_id: int, message_id: str, now: datetime) -> None:
     """The row's message is the one found in the Sent folder: same Message-ID, copy kept."""
-    connection.execute(
-        sa.update(OUTBOX)
-        .where(OUTBOX.c.id == row_id)
-        .values(message_id=message_id, sent_copy_at=now, lease_owner=None, lease_until=None)
-    )
+    connection.execute(_JOURNALLED, {"row": row_id, "new_message_id": message_id, "at": now})
 
 
 def outbox_has_message_id(connection: Connection, message_id: str) -> bool:
@@ -163,6 +190,10 @@ def outbox_has_message_id(connection: Connection, message_id: str) -> bool:
         sa.select(OUTBOX.c.id).where(OUTBOX.c.message_id == message_id).limit(1)
     ).first()
     return found is not None
+
+
+def outbox_message_ids(connection: Connection) -> set[str]:
+    return set(connection.execute(sa.select(OUTBOX.c.message_id)).scalars())
 
 
 def insert_sent_copy(connection: Connection, values: dict[str, object]) -> None:
