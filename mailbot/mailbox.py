@@ -84,9 +84,9 @@ class Mailbox(Protocol):
         """The Message-IDs of the messages of `folder` that arrived on or after `since`'s day."""
         ...
 
-    def recent_heads(self, folder: str, count: int) -> list[bytes]:
-        """The Message-ID and X-Mailbot-Purpose lines of the newest `count` messages of
-        `folder` (none if it does not exist)."""
+    def recent_heads(self, folder: str, count: int) -> list[tuple[datetime, bytes]]:
+        """The arrival instant and the Message-ID and X-Mailbot-Purpose lines of the newest
+        `count` messages of `folder` (none if it does not exist)."""
         ...
 
     def read_folder(self, folder: str, max_bytes: int) -> list[FetchedMessage]:
@@ -311,7 +311,7 @@ class ImapMailbox:
             for data in found.values()
         } - {""}
 
-    def recent_heads(self, folder: str, count: int) -> list[bytes]:
+    def recent_heads(self, folder: str, count: int) -> list[tuple[datetime, bytes]]:
         item = b"BODY[HEADER.FIELDS (MESSAGE-ID X-MAILBOT-PURPOSE)]"
         try:
             if not self.client.folder_exists(folder):
@@ -321,11 +321,15 @@ class ImapMailbox:
             if not uids:
                 return []
             found = self.client.fetch(
-                uids, ["BODY.PEEK[HEADER.FIELDS (MESSAGE-ID X-MAILBOT-PURPOSE)]"]
+                uids, ["INTERNALDATE", "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID X-MAILBOT-PURPOSE)]"]
             )
         except (OSError, IMAPClientError) as exc:
             raise ImapError(f"cannot read {folder!r}: {exc}") from exc
-        return [bytes(data[item]) for data in found.values() if item in data]
+        return [
+            (_aware(data[b"INTERNALDATE"]), bytes(data[item]))
+            for data in found.values()
+            if item in data
+        ]
 
     def read_folder(self, folder: str, max_bytes: int) -> list[FetchedMessage]:
         try:

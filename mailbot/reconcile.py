@@ -60,6 +60,9 @@ _MESSAGE_ID = re.compile(r"<[^<>\s]+>")
 RECENT = 20
 # Messages replayed per transaction.
 COMMIT_EVERY = 20
+# On a database that holds mail, unknown mail that arrived this long before its newest is
+# still brought back (delayed delivery); older unknown mail was removed by retention.
+REPLAY_MARGIN = timedelta(days=7)
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +230,7 @@ def reconcile(app: App) -> ReconcileReport:
                 _record_sent(connection, app, row, copy, policy, report)
         journal.drop({e.message_id for e in entries} & rows.outbox_message_ids(connection))
         hashes = rows.known_hashes(connection)
+        newest = rows.newest_arrival(connection)
         highest: dict[tuple[str, int], int] = defaultdict(int)
         for ref in [*rows.known_refs(connection), *(e.ref for e in entries)]:
             parts = split_ref(ref)
@@ -238,6 +242,11 @@ def reconcile(app: App) -> ReconcileReport:
         if entry.purpose == "acknowledgement" and entry.in_reply_to and entry.ref
     }
     unknown = [a for a in arrivals if hashlib.sha256(a.message.raw).hexdigest() not in hashes]
+    if newest is not None:
+        # A database that holds mail lacks only what came after it, and what arrived a
+        # little before (a slow relay): older mail it does not know was destroyed or
+        # anonymised by retention on purpose, and is not brought back.
+        unknown = [a for a in unknown if a.message.internal_date > newest - REPLAY_MARGIN]
     report.known = len(arrivals) - len(unknown)
     for start in range(0, len(unknown), COMMIT_EVERY):
         # A few messages a transaction (a savepoint each, in the pipeline): a stop halfway
@@ -376,12 +385,24 @@ def _keep_sent_only(connection: Connection, app: App, entry: SentEntry) -> None:
     )
 
 
+def identifiers_kept(app: App) -> timedelta:
+    """How long the database surely keeps a message's identifiers: retention empties them
+    (`unlinked_days` after mail of no ticket was stored, `anonymise_days` after a ticket is
+    finished); older mail in the store may be unknown to a database that is not behind."""
+    retention = app.settings.retention
+    days = [retention.unlinked_days, retention.anonymise_days]
+    days += [period.anonymise_days for _queue, period in retention.queues]
+    return timedelta(days=min(days))
+
+
 def store_ahead(app: App) -> list[str]:
     """What the mail store holds that the database does not know, among the newest messages
-    of each mailbox's processed and Sent folders (empty: they agree). A mailbox that cannot be
-    reached says nothing here (the pass will report it)."""
+    of each mailbox's processed and Sent folders younger than retention's horizon (empty:
+    they agree). A mailbox that cannot be reached says nothing here (the pass will report
+    it)."""
     with reading(app.engine) as connection:
         known = {value.lower() for value in rows.known_message_ids(connection)}
+    horizon = app.clock.now() - identifiers_kept(app)
     found: list[str] = []
     for mailbox in app.settings.mailboxes:
         folders = [mailbox.processed_folder]
@@ -391,7 +412,9 @@ def store_ahead(app: App) -> list[str]:
             with app.open_mailbox(mailbox, app.clock.now()) as box:
                 for folder in folders:
                     ours_only = folder == mailbox.sent_folder
-                    for head in box.recent_heads(folder, RECENT):
+                    for arrived, head in box.recent_heads(folder, RECENT):
+                        if arrived < horizon:
+                            continue
                         if ours_only and PURPOSE_HEADER.lower().encode() not in head.lower():
                             continue
                         message_id = _first_id(_message_id_header(head)).lower()

@@ -77,9 +77,9 @@ class MemoryMailbox:
             if at.date() >= since.date()
         }
 
-    def recent_heads(self, folder: str, count: int) -> list[bytes]:
+    def recent_heads(self, folder: str, count: int) -> list[tuple[datetime, bytes]]:
         newest = sorted(self.folders.get(folder, {}).items())[-count:]
-        return [raw.split(b"\r\n\r\n", 1)[0] for _uid, (raw, _at) in newest]
+        return [(at, raw.split(b"\r\n\r\n", 1)[0]) for _uid, (raw, at) in newest]
 
     def read_folder(self, folder: str, max_bytes: int) -> list[FetchedMessage]:
         return [

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from mailbot.app import run_pass
 from mailbot.context import App
 from mailbot.reconcile import reconcile, split_ref, store_ahead
-from mailbot.settings import DatabaseSettings, Settings
+from mailbot.settings import DatabaseSettings, RetentionSettings, Settings
 from tests.conftest import AppFactory
 from tests.fakes import MemoryMailboxes, RecordingSender
 from tests.test_pipeline import AGENT, INFO, at, request
@@ -100,3 +100,40 @@ def test_a_reference_nobody_was_told_goes_past_every_reference_seen() -> None:
     assert split_ref("MRI-2025-00042") == ("MRI", 2025, 42)
     assert split_ref("A-B-2026-00001") == ("A-B", 2026, 1)
     assert split_ref("nonsense") is None
+
+
+def test_mail_retention_emptied_long_before_the_newest_is_not_brought_back(
+    fast_app: AppFactory,
+    fast_settings: Settings,
+    memory: MemoryMailboxes,
+    relay: RecordingSender,
+) -> None:
+    short = fast_settings.model_copy(
+        update={
+            "retention": RetentionSettings(
+                raw_days=30, anonymise_days=30, unlinked_days=30, enabled=False
+            )
+        }
+    )
+    box = memory["renseignements"]
+    box.deliver(request("<old@example.org>", sender=CITIZENS[0]), at("2025-09-01T10:00"))
+    run_pass(fast_app("2025-09-01T10:05:00-04:00", short))
+    box.deliver(request("<new@example.org>", sender=CITIZENS[1]), at("2025-11-03T10:00"))
+    app = fast_app("2025-11-03T10:05:00-05:00", short)
+    run_pass(app)
+    # Retention anonymised the old ticket: its message's identifiers are gone.
+    with app.engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "UPDATE inbound_message SET sha256 = '', message_id = '', raw = x'' "
+                "WHERE internal_date < '2025-10-01'"
+            )
+        )
+    sent = len(relay.sent)
+
+    report = reconcile(app)
+
+    assert report.ok and report.replayed == 0, report.summary()
+    assert store_ahead(app) == []
+    run_pass(fast_app("2025-11-03T10:10:00-05:00", short))
+    assert len(relay.sent) == sent and len(refs(app)) == 2

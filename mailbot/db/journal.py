@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -59,6 +59,15 @@ REPLAYED_UIDVALIDITY = 0
 
 def known_hashes(connection: Connection) -> set[str]:
     return set(connection.execute(sa.select(INBOUND.c.sha256)).scalars())
+
+
+def newest_arrival(connection: Connection) -> datetime | None:
+    """The arrival instant of the newest message the database holds (None: it holds none)."""
+    found = connection.execute(sa.select(sa.func.max(INBOUND.c.internal_date))).scalar()
+    if found is None:
+        return None
+    instant = datetime.fromisoformat(found) if isinstance(found, str) else found
+    return instant if instant.tzinfo else instant.replace(tzinfo=UTC)
 
 
 def known_message_ids(connection: Connection) -> set[str]:
