@@ -16,7 +16,7 @@ Message-ID in the folder instead of being appended again.
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import timedelta
 from email.parser import BytesHeaderParser
@@ -24,9 +24,9 @@ from email.utils import parseaddr
 
 from mailbot.context import App
 from mailbot.db import journal as journal_rows
-from mailbot.db.journal import SentCopy
 from mailbot.errors import ImapError
 from mailbot.logformat import log_fields
+from mailbot.mailbox import Mailbox
 from mailbot.settings import MailboxSettings
 
 log = logging.getLogger(__name__)
@@ -53,54 +53,56 @@ def sending_mailbox(app: App, raw: bytes) -> MailboxSettings:
 
 
 def keep_sent_copies(app: App) -> JournalReport:
-    """Put a copy of every sent message not yet journalled where its mailbox keeps them."""
+    """Put a copy of every sent message not yet journalled where its mailbox keeps them: one
+    IMAP session per mailbox, whose Sent folder is searched once for the copies already
+    there (appended just before a crash)."""
     report = JournalReport()
-    while True:
-        with app.engine.begin() as connection:
-            copies = journal_rows.copies_to_keep(connection, BATCH)
-        if not copies:
-            return report
-        by_mailbox: dict[str, list[SentCopy]] = defaultdict(list)
-        chosen: dict[str, MailboxSettings] = {}
-        for copy in copies:
-            mailbox = sending_mailbox(app, copy.raw)
-            chosen[mailbox.name] = mailbox
-            by_mailbox[mailbox.name].append(copy)
-        done: list[int] = []
-        for name, batch in by_mailbox.items():
-            mailbox = chosen[name]
-            if mailbox.sent_copy != "append":
-                report.kept_by_server += len(batch)
-                done.extend(copy.id for copy in batch)
-                continue
-            try:
-                done.extend(_append(app, mailbox, batch, report))
-            except ImapError as exc:
-                report.failed_mailboxes += 1
-                log.warning(
-                    "copies to %s not kept yet (next pass): %s",
-                    mailbox.sent_folder,
-                    exc,
-                    extra=log_fields(mailbox=name),
-                )
-        with app.engine.begin() as connection:
-            journal_rows.record_copies(connection, done, app.clock.now())
-        if len(done) < len(copies):
-            return report
-
-
-def _append(
-    app: App, mailbox: MailboxSettings, batch: list[SentCopy], report: JournalReport
-) -> list[int]:
-    done: list[int] = []
-    with app.open_mailbox(mailbox, app.clock.now()) as box:
-        since = min(copy.sent_at for copy in batch) - timedelta(days=1)
-        present = box.message_ids_in(mailbox.sent_folder, since)
-        for copy in batch:
-            if copy.message_id in present:
-                report.found += 1
-            else:
-                box.append_copy(mailbox.sent_folder, copy.raw, copy.sent_at)
-                report.appended += 1
-            done.append(copy.id)
-    return done
+    with app.engine.begin() as connection:
+        oldest = journal_rows.oldest_copy_to_keep(connection)
+    if oldest is None:
+        return report
+    since = oldest - timedelta(days=1)
+    opened: dict[str, tuple[Mailbox, set[str]]] = {}
+    failed: set[str] = set()
+    after_id = 0
+    with ExitStack() as sessions:
+        while True:
+            with app.engine.begin() as connection:
+                copies = journal_rows.copies_to_keep(connection, BATCH, after_id)
+            if not copies:
+                return report
+            after_id = copies[-1].id
+            done: list[int] = []
+            for copy in copies:
+                mailbox = sending_mailbox(app, copy.raw)
+                if mailbox.sent_copy != "append":
+                    report.kept_by_server += 1
+                    done.append(copy.id)
+                    continue
+                if mailbox.name in failed:
+                    continue
+                try:
+                    if mailbox.name not in opened:
+                        box = sessions.enter_context(app.open_mailbox(mailbox, app.clock.now()))
+                        opened[mailbox.name] = (
+                            box,
+                            box.message_ids_in(mailbox.sent_folder, since),
+                        )
+                    box, present = opened[mailbox.name]
+                    if copy.message_id in present:
+                        report.found += 1
+                    else:
+                        box.append_copy(mailbox.sent_folder, copy.raw, copy.sent_at)
+                        report.appended += 1
+                    done.append(copy.id)
+                except ImapError as exc:
+                    failed.add(mailbox.name)
+                    report.failed_mailboxes += 1
+                    log.warning(
+                        "copies to %s not kept yet (next pass): %s",
+                        mailbox.sent_folder,
+                        exc,
+                        extra=log_fields(mailbox=mailbox.name),
+                    )
+            with app.engine.begin() as connection:
+                journal_rows.record_copies(connection, done, app.clock.now())

@@ -300,16 +300,20 @@ class ImapMailbox:
             if not self.client.folder_exists(folder):
                 return set()
             self.client.select_folder(folder, readonly=True)
-            uids = self.client.search(["SINCE", since.date()])
-            if not uids:
-                return set()
-            found = self.client.fetch(uids, ["BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"])
+            uids = sorted(int(uid) for uid in self.client.search(["SINCE", since.date()]))
+            found: set[str] = set()
+            # A few hundred UIDs a command: servers cap the length of a command line.
+            for start in range(0, len(uids), 500):
+                fetched = self.client.fetch(
+                    uids[start : start + 500], ["BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"]
+                )
+                found |= {
+                    message_id_of(bytes(data[b"BODY[HEADER.FIELDS (MESSAGE-ID)]"]))
+                    for data in fetched.values()
+                }
         except (OSError, IMAPClientError) as exc:
             raise ImapError(f"cannot search {folder!r}: {exc}") from exc
-        return {
-            message_id_of(bytes(data[b"BODY[HEADER.FIELDS (MESSAGE-ID)]"]))
-            for data in found.values()
-        } - {""}
+        return found - {""}
 
     def recent_heads(self, folder: str, count: int) -> list[tuple[datetime, bytes]]:
         item = b"BODY[HEADER.FIELDS (MESSAGE-ID X-MAILBOT-PURPOSE)]"

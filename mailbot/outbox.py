@@ -36,6 +36,7 @@ from mailbot.states import OutboxState
 
 log = logging.getLogger(__name__)
 
+# The default of `[daemon] outbox_lease_seconds`.
 LEASE = timedelta(minutes=10)
 MAX_BACKOFF = timedelta(hours=1)
 # A relay that cannot be reached is no fault of the rows: they are tried again a minute later
@@ -127,7 +128,7 @@ def claim_rows(
     automatic answers beyond the brake's capacity wait (they stay pending)."""
     with app.engine.begin() as connection:
         capacity = paced_capacity(connection, policy, now)
-        until = now + LEASE
+        until = now + timedelta(seconds=app.settings.daemon.outbox_lease_seconds)
         if capacity is None:
             claimed = rows.lease(connection, now, until, owner, limit, paced=None)
         else:

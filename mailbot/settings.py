@@ -351,6 +351,9 @@ class DaemonSettings(_Frozen):
     # ones before (mailbot/parse_ahead.py); false: everything is parsed in the one process.
     parse_worker: bool = True
     outbox_max_attempts_hours: Annotated[float, Field(gt=0)] = 72.0
+    # How long a worker holds the outbox rows it claimed: an instance killed mid-send leaves
+    # its rows to the others after this. Longer than the slowest flush of a claim.
+    outbox_lease_seconds: Annotated[float, Field(ge=5)] = 600.0
 
 
 class LanguageSettings(_Frozen):

@@ -25,17 +25,31 @@ class SentCopy:
     sent_at: datetime
 
 
-def copies_to_keep(connection: Connection, limit: int) -> list[SentCopy]:
+def copies_to_keep(connection: Connection, limit: int, after_id: int = 0) -> list[SentCopy]:
     rows = connection.execute(
         sa.select(
             OUTBOX.c.id, OUTBOX.c.message_id, OUTBOX.c.envelope_from, OUTBOX.c.raw, OUTBOX.c.sent_at
         )
         .where(OUTBOX.c.state == OutboxState.SENT.value)
         .where(OUTBOX.c.sent_copy_at.is_(None))
+        .where(OUTBOX.c.id > after_id)
         .order_by(OUTBOX.c.id)
         .limit(limit)
     )
     return [SentCopy(r.id, r.message_id, r.envelope_from, r.raw, r.sent_at) for r in rows]
+
+
+def oldest_copy_to_keep(connection: Connection) -> datetime | None:
+    """When the longest-waiting sent message not yet journalled was sent."""
+    found = connection.execute(
+        sa.select(sa.func.min(OUTBOX.c.sent_at))
+        .where(OUTBOX.c.state == OutboxState.SENT.value)
+        .where(OUTBOX.c.sent_copy_at.is_(None))
+    ).scalar()
+    if found is None:
+        return None
+    instant = datetime.fromisoformat(found) if isinstance(found, str) else found
+    return instant if instant.tzinfo else instant.replace(tzinfo=UTC)
 
 
 def record_copies(connection: Connection, ids: Sequence[int], now: datetime) -> None:
