@@ -24,6 +24,7 @@ from email.utils import parseaddr
 
 from mailbot.context import App
 from mailbot.db import journal as journal_rows
+from mailbot.db.journal import SentCopy
 from mailbot.errors import ImapError
 from mailbot.logformat import log_fields
 from mailbot.mailbox import Mailbox
@@ -73,36 +74,36 @@ def keep_sent_copies(app: App) -> JournalReport:
                 return report
             after_id = copies[-1].id
             done: list[int] = []
+            to_append: dict[str, list[SentCopy]] = {}
             for copy in copies:
                 mailbox = sending_mailbox(app, copy.raw)
                 if mailbox.sent_copy != "append":
                     report.kept_by_server += 1
                     done.append(copy.id)
-                    continue
-                if mailbox.name in failed:
-                    continue
+                elif mailbox.name not in failed:
+                    to_append.setdefault(mailbox.name, []).append(copy)
+            for name, batch in to_append.items():
+                mailbox = app.settings.mailbox(name)
                 try:
-                    if mailbox.name not in opened:
+                    if name not in opened:
                         box = sessions.enter_context(app.open_mailbox(mailbox, app.clock.now()))
-                        opened[mailbox.name] = (
-                            box,
-                            box.message_ids_in(mailbox.sent_folder, since),
-                        )
-                    box, present = opened[mailbox.name]
-                    if copy.message_id in present:
-                        report.found += 1
-                    else:
-                        box.append_copy(mailbox.sent_folder, copy.raw, copy.sent_at)
-                        report.appended += 1
-                    done.append(copy.id)
+                        opened[name] = (box, box.message_ids_in(mailbox.sent_folder, since))
+                    box, present = opened[name]
+                    missing = [copy for copy in batch if copy.message_id not in present]
+                    box.append_copies(
+                        mailbox.sent_folder, [(copy.raw, copy.sent_at) for copy in missing]
+                    )
+                    report.found += len(batch) - len(missing)
+                    report.appended += len(missing)
+                    done.extend(copy.id for copy in batch)
                 except ImapError as exc:
-                    failed.add(mailbox.name)
+                    failed.add(name)
                     report.failed_mailboxes += 1
                     log.warning(
                         "copies to %s not kept yet (next pass): %s",
                         mailbox.sent_folder,
                         exc,
-                        extra=log_fields(mailbox=mailbox.name),
+                        extra=log_fields(mailbox=name),
                     )
             with app.engine.begin() as connection:
                 journal_rows.record_copies(connection, done, app.clock.now())

@@ -76,8 +76,9 @@ class Mailbox(Protocol):
         """Move `uids` from the watched folder to `folder`."""
         ...
 
-    def append_copy(self, folder: str, raw: bytes, when: datetime) -> None:
-        """Put a copy of a message mailbot sent in `folder` (made if missing), read."""
+    def append_copies(self, folder: str, copies: Sequence[tuple[bytes, datetime]]) -> None:
+        """Put copies of messages mailbot sent (bytes, when sent) in `folder` (made if
+        missing), read."""
         ...
 
     def message_ids_in(self, folder: str, since: datetime) -> set[str]:
@@ -288,10 +289,21 @@ class ImapMailbox:
         except (OSError, IMAPClientError) as exc:
             raise ImapError(f"cannot move {len(uids)} message(s) to {folder!r}: {exc}") from exc
 
-    def append_copy(self, folder: str, raw: bytes, when: datetime) -> None:
+    def append_copies(self, folder: str, copies: Sequence[tuple[bytes, datetime]]) -> None:
+        if not copies:
+            return
         self.ensure_folder(folder)
+        seen = [b"\\Seen"]
         try:
-            self.client.append(folder, raw, flags=[b"\\Seen"], msg_time=when)
+            if self.client.has_capability("MULTIAPPEND"):
+                # One command for the lot (RFC 3502): a backlog's copies do not each wait
+                # for a round trip; the server keeps all of them or none.
+                self.client.multiappend(
+                    folder, [{"msg": raw, "flags": seen, "date": when} for raw, when in copies]
+                )
+            else:
+                for raw, when in copies:
+                    self.client.append(folder, raw, flags=seen, msg_time=when)
         except (OSError, IMAPClientError) as exc:
             raise ImapError(f"cannot append to {folder!r}: {exc}") from exc
 

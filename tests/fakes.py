@@ -67,8 +67,9 @@ class MemoryMailbox:
         for uid in uids:
             target[uid] = inbox.pop(uid)
 
-    def append_copy(self, folder: str, raw: bytes, when: datetime) -> None:
-        self.deliver(raw, when, folder)
+    def append_copies(self, folder: str, copies: Sequence[tuple[bytes, datetime]]) -> None:
+        for raw, when in copies:
+            self.deliver(raw, when, folder)
 
     def message_ids_in(self, folder: str, since: datetime) -> set[str]:
         return {
