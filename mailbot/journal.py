@@ -40,6 +40,7 @@ class JournalReport:
     appended: int = 0
     found: int = 0
     kept_by_server: int = 0
+    refused: int = 0  # copies the server would not take (logged; the mail itself went out)
     failed_mailboxes: int = 0
 
 
@@ -90,11 +91,12 @@ def keep_sent_copies(app: App) -> JournalReport:
                         opened[name] = (box, box.message_ids_in(mailbox.sent_folder, since))
                     box, present = opened[name]
                     missing = [copy for copy in batch if copy.message_id not in present]
-                    box.append_copies(
+                    refused = box.append_copies(
                         mailbox.sent_folder, [(copy.raw, copy.sent_at) for copy in missing]
                     )
                     report.found += len(batch) - len(missing)
-                    report.appended += len(missing)
+                    report.appended += len(missing) - refused
+                    report.refused += refused
                     done.extend(copy.id for copy in batch)
                 except ImapError as exc:
                     failed.add(name)

@@ -20,7 +20,7 @@ from types import TracebackType
 from typing import Protocol
 
 from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientError
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
 
 from mailbot.errors import ImapError, TokenError
 from mailbot.logins import Login, Logins, login_imap
@@ -76,9 +76,9 @@ class Mailbox(Protocol):
         """Move `uids` from the watched folder to `folder`."""
         ...
 
-    def append_copies(self, folder: str, copies: Sequence[tuple[bytes, datetime]]) -> None:
+    def append_copies(self, folder: str, copies: Sequence[tuple[bytes, datetime]]) -> int:
         """Put copies of messages mailbot sent (bytes, when sent) in `folder` (made if
-        missing), read."""
+        missing), read; returns how many the server refused (each alone: the others are in)."""
         ...
 
     def message_ids_in(self, folder: str, since: datetime) -> set[str]:
@@ -289,22 +289,37 @@ class ImapMailbox:
         except (OSError, IMAPClientError) as exc:
             raise ImapError(f"cannot move {len(uids)} message(s) to {folder!r}: {exc}") from exc
 
-    def append_copies(self, folder: str, copies: Sequence[tuple[bytes, datetime]]) -> None:
+    def append_copies(self, folder: str, copies: Sequence[tuple[bytes, datetime]]) -> int:
         if not copies:
-            return
+            return 0
         self.ensure_folder(folder)
         seen = [b"\\Seen"]
         try:
             if self.client.has_capability("MULTIAPPEND"):
                 # One command for the lot (RFC 3502): a backlog's copies do not each wait
                 # for a round trip; the server keeps all of them or none.
-                self.client.multiappend(
-                    folder, [{"msg": raw, "flags": seen, "date": when} for raw, when in copies]
-                )
-            else:
-                for raw, when in copies:
+                try:
+                    self.client.multiappend(
+                        folder, [{"msg": raw, "flags": seen, "date": when} for raw, when in copies]
+                    )
+                    return 0
+                except IMAPClientAbortError:
+                    raise
+                except IMAPClientError:
+                    log.warning("MULTIAPPEND to %s refused; appending one by one", folder)
+            refused = 0
+            for raw, when in copies:
+                try:
                     self.client.append(folder, raw, flags=seen, msg_time=when)
-        except (OSError, IMAPClientError) as exc:
+                except IMAPClientAbortError:
+                    raise
+                except IMAPClientError as exc:
+                    # One copy the server will not take (too large...) never holds up the
+                    # others; the message itself was sent.
+                    refused += 1
+                    log.warning("a copy refused by %s: %s", folder, exc)
+            return refused
+        except (OSError, IMAPClientAbortError) as exc:  # the session is gone: next pass
             raise ImapError(f"cannot append to {folder!r}: {exc}") from exc
 
     def message_ids_in(self, folder: str, since: datetime) -> set[str]:

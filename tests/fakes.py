@@ -67,9 +67,10 @@ class MemoryMailbox:
         for uid in uids:
             target[uid] = inbox.pop(uid)
 
-    def append_copies(self, folder: str, copies: Sequence[tuple[bytes, datetime]]) -> None:
+    def append_copies(self, folder: str, copies: Sequence[tuple[bytes, datetime]]) -> int:
         for raw, when in copies:
             self.deliver(raw, when, folder)
+        return 0
 
     def message_ids_in(self, folder: str, since: datetime) -> set[str]:
         return {
