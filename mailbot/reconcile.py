@@ -236,6 +236,9 @@ def reconcile(app: App) -> ReconcileReport:
             parts = split_ref(ref)
             if parts is not None:
                 highest[parts[:2]] = max(highest[parts[:2]], parts[2])
+        # Past every reference seen, from the start: a reconciliation stopped halfway never
+        # leaves a counter that would give a reference again.
+        _raise_counters(connection, highest)
     told = {
         entry.in_reply_to: entry.ref
         for entry in entries
@@ -264,12 +267,16 @@ def reconcile(app: App) -> ReconcileReport:
         for entry in journal.left():
             _keep_sent_only(connection, app, entry)
             report.sent_only += 1
-        for (counter_prefix, year), last in highest.items():
-            if last > rows.counter_value(connection, counter_prefix, year):
-                rows.set_counter(connection, counter_prefix, year, last)
+        _raise_counters(connection, highest)
         drop_meta(connection, RECONCILE_PENDING)
     log.warning("%s", report.summary())
     return report
+
+
+def _raise_counters(connection: Connection, highest: dict[tuple[str, int], int]) -> None:
+    for (prefix, year), last in highest.items():
+        if last > rows.counter_value(connection, prefix, year):
+            rows.set_counter(connection, prefix, year, last)
 
 
 def _message_id_header(raw: bytes) -> str:
