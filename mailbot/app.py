@@ -13,15 +13,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from mailbot.context import App
-from mailbot.db.service import claim_meta
+from mailbot.db.backup import RECONCILE_PENDING
+from mailbot.db.service import claim_meta, meta_value
 from mailbot.delivery import report_failures, review_pacing
 from mailbot.errors import ClockRefused, ImapError
 from mailbot.ingest import IngestReport, ingest_mailbox
+from mailbot.journal import keep_sent_copies
 from mailbot.logformat import log_fields
 from mailbot.outbox import FlushReport, SendPolicy, flush_outbox
 from mailbot.retention import run_if_due
 from mailbot.scheduled import run_due_jobs
 from mailbot.settings import MailboxSettings
+from mailbot.store import reading
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +100,12 @@ def guard_clock(app: App) -> None:
     )
 
 
+def reconcile_pending(app: App) -> bool:
+    """A restore left the database to reconcile with the mail store (mailbot/reconcile.py)."""
+    with reading(app.engine) as connection:
+        return meta_value(connection, RECONCILE_PENDING) is not None
+
+
 def run_pass(
     app: App,
     should_stop: StopCheck = lambda: False,
@@ -107,6 +116,15 @@ def run_pass(
     then the outbox."""
     guard_clock(app)
     report = PassReport()
+    if reconcile_pending(app):
+        # A restored database: the mail store first, or new tickets would take references
+        # already given. Nothing else runs until it is done.
+        from mailbot.reconcile import reconcile
+
+        reconciled = reconcile(app)
+        if not reconciled.ok:
+            report.errors.append("reconcile")
+            return report
     for mailbox in app.settings.mailboxes if mailboxes is None else mailboxes:
         if should_stop():
             break
@@ -147,6 +165,9 @@ def run_pass(
                 if refs:
                     report.ingest.count(name, len(refs))
     report.outbox = send_outbox(app)
+    # A Sent folder that cannot be reached is logged and tried again at the next pass; it
+    # never fails the pass (the mail itself went out).
+    keep_sent_copies(app)
     return report
 
 

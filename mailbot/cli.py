@@ -17,7 +17,14 @@ from zoneinfo import ZoneInfo
 from mailbot import __version__
 from mailbot.clock import Clock, FixedClock, SystemClock, parse_instant
 from mailbot.context import App
-from mailbot.errors import ConfigError, MailbotError, MissingDependency, NotFound, ServerError
+from mailbot.errors import (
+    ConfigError,
+    MailbotError,
+    MissingDependency,
+    NotFound,
+    ServerError,
+    StoreAhead,
+)
 from mailbot.logformat import LIBRARY_LOGGERS, JsonFormatter, OwnRecordsOnly, TextFormatter
 from mailbot.settings import LoggingSettings, Settings, config_path, load_settings
 from mailbot.store import reading
@@ -32,6 +39,7 @@ EXIT_FAILURE = 1  # a server failed in a pass, a check failed, something named w
 EXIT_CONFIG = 2  # usage or configuration error
 EXIT_DEPENDENCY = 3  # an optional package is missing (the message names the extra)
 EXIT_INTERNAL = 4  # a bug: one line here, the traceback with -v
+EXIT_BEHIND = 5  # the database lacks mail the mail store holds: run `mailbot reconcile`
 EXIT_INTERRUPTED = 130  # Ctrl-C
 EXIT_PIPE = 141  # the reader of the output went away (`mailbot tickets --json | head`)
 
@@ -95,7 +103,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Email ticketing daemon that keeps a public body's service standards.",
         epilog="Exit codes: 0 ok, 1 a server or check failed or something named was not "
         "found, 2 usage or configuration error, 3 optional package missing, 4 internal "
-        "error, 130 interrupted, 141 output closed.",
+        "error, 5 the database lacks mail the mail store holds (run mailbot reconcile), "
+        "130 interrupted, 141 output closed.",
     )
     parser.add_argument("--version", action="version", version=f"mailbot {__version__}")
     _global_options(parser, after=False)
@@ -217,6 +226,21 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("ref", nargs="?", help="one ticket reference")
     audit.add_argument("--since", help="from this day (YYYY-MM-DD, office time) or instant")
     audit.add_argument("--json", action="store_true", help=json_help)
+
+    backup = command("backup", "a consistent copy of the SQLite database, while mailbot runs")
+    backup.add_argument("path", help="the file to write (must not exist)")
+    restore = command("restore", "put a backup in place of the database (mailbot stopped)")
+    restore.add_argument("path", help="a file written by `mailbot backup`")
+    restore.add_argument(
+        "--force",
+        action="store_true",
+        help="restore even over a database holding newer data than the backup",
+    )
+
+    command(
+        "reconcile",
+        "bring back from the mail store (processed, quarantine, Sent) what the database lacks",
+    )
 
     sandbox = command("sandbox", "a throwaway Dovecot + SMTP for trying mailbot")
     sandbox.add_argument(
@@ -369,6 +393,9 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"mailbot: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except StoreAhead as exc:
+        print(f"mailbot: {exc}", file=sys.stderr)
+        return EXIT_BEHIND
     except (NotFound, ServerError, MailbotError) as exc:
         print(f"mailbot: {exc}", file=sys.stderr)
         return EXIT_FAILURE
@@ -412,13 +439,21 @@ def _dispatch(args: argparse.Namespace, clock: Clock) -> int:
         print(f"ok   answers: {len(found.names)} canned answer(s) in {found.folder or '(none)'}")
         ok = check_servers(settings, os.environ, print, clock.now())
         return EXIT_OK if ok else EXIT_FAILURE
+    if command in ("backup", "restore"):
+        return _backup_or_restore(settings, args, clock)
     from mailbot.context import build_app
+    from mailbot.db.backup import running_lock
 
-    app = build_app(settings, clock)
     if command == "run":
         from mailbot.daemon import run_daemon, run_once
 
-        return run_once(app) if args.once else run_daemon(app)
+        with running_lock(settings.database_url):
+            app = build_app(settings, clock)
+            _refuse_if_behind(app)
+            return run_once(app) if args.once else run_daemon(app)
+    app = build_app(settings, clock)
+    if command == "reconcile":
+        return _reconcile(app)
     if command == "tickets":
         return _tickets(app, args)
     if command == "show":
@@ -438,6 +473,58 @@ def _dispatch(args: argparse.Namespace, clock: Clock) -> int:
     if command == "audit":
         return _audit(app, args)
     raise AssertionError(command)
+
+
+def _backup_or_restore(settings: Settings, args: argparse.Namespace, clock: Clock) -> int:
+    from mailbot.db import backup
+    from mailbot.store import known_revisions
+
+    path = Path(args.path)
+    if args.command == "backup":
+        facts = backup.take_backup(settings.database_url, path, clock.now())
+        until = facts.data_until.isoformat() if facts.data_until else "empty"
+        print(f"backup written to {path}: schema {facts.schema}, data up to {until}")
+        return EXIT_OK
+    facts = backup.restore_backup(
+        settings.database_url,
+        path,
+        clock.now(),
+        force=args.force,
+        known_schemas=known_revisions(),
+    )
+    print(
+        f"restored {path} (taken {facts.taken_at.isoformat()}, schema {facts.schema}); "
+        "the next pass reconciles it with the mail store"
+    )
+    return EXIT_OK
+
+
+def _refuse_if_behind(app: App) -> None:
+    """A daemon on an empty or older database whose mail store holds mail it marked stops
+    here (a restored database reconciles at its first pass instead)."""
+    from mailbot.app import reconcile_pending
+    from mailbot.reconcile import store_ahead
+
+    if reconcile_pending(app):
+        return
+    ahead = store_ahead(app)
+    if ahead:
+        raise StoreAhead(
+            f"the mail store holds mail this database does not know ({', '.join(ahead)}): "
+            "it is empty, older than the mail, or not the right one. Run `mailbot reconcile` "
+            "to bring it back from the mail store (or point MAILBOT_DATABASE_URL at the right "
+            "database)"
+        )
+
+
+def _reconcile(app: App) -> int:
+    from mailbot.app import guard_clock
+    from mailbot.reconcile import reconcile
+
+    guard_clock(app)
+    report = reconcile(app)
+    print(report.summary())
+    return EXIT_OK if report.ok else EXIT_FAILURE
 
 
 def _actor(args: argparse.Namespace) -> str:

@@ -9,7 +9,8 @@ MailbotError
  │    │    └── GraphError  Microsoft Graph refused, or could not be reached
  │    ├── SmtpError
  │    └── TokenError   no OAuth2 access token could be obtained from the provider
- └── NotFound          a ticket, message or row named on the command line does not exist
+ ├── NotFound          a ticket, message or row named on the command line does not exist
+ └── StoreAhead        the mail store holds mail the database does not know (exit 5)
 """
 
 from __future__ import annotations
@@ -59,3 +60,8 @@ class TokenError(ServerError):
 
 class NotFound(MailbotError):
     """Something named on the command line does not exist."""
+
+
+class StoreAhead(MailbotError):
+    """The database is empty or older than the mail store (restored, lost, or the wrong one):
+    `mailbot reconcile` brings it up to date; the daemon refuses to start over silently."""

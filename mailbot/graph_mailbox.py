@@ -357,3 +357,17 @@ class GraphMailbox:
             )
             deleted += 1
         return deleted
+
+    # --- the journal (mailbot/journal.py, mailbot/reconcile.py) ----------------------------
+
+    def append_copies(self, folder: str, copies: Sequence[tuple[bytes, datetime]]) -> int:
+        raise GraphError('Graph keeps the Sent Items copy itself: use sent_copy = "server"')
+
+    def message_ids_in(self, folder: str, since: datetime) -> set[str]:
+        raise GraphError("reading the Sent Items journal over Graph is not built yet")
+
+    def recent_heads(self, folder: str, count: int) -> list[tuple[datetime, bytes]]:
+        raise GraphError("reading the Sent Items journal over Graph is not built yet")
+
+    def read_folder(self, folder: str, max_bytes: int) -> list[FetchedMessage]:
+        raise GraphError("reading the Sent Items journal over Graph is not built yet")

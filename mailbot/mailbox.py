@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import Protocol
 
 from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientError
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
 
 from mailbot.errors import ImapError, TokenError
 from mailbot.logins import Login, Logins, login_imap
@@ -65,6 +65,15 @@ def is_wanted(raw: bytes, wanted: Copies) -> bool:
     return any(hashlib.sha256(part).hexdigest() in wanted.digests for part in (raw, head))
 
 
+def message_id_of(head: bytes) -> str:
+    """The Message-ID in a header block, as written (our own are never folded)."""
+    for line in head.replace(b"\r\n ", b" ").splitlines():
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"message-id":
+            return value.strip().decode("ascii", "replace")
+    return ""
+
+
 class Mailbox(Protocol):
     """One watched mailbox, opened for a pass."""
 
@@ -93,6 +102,25 @@ class Mailbox(Protocol):
     def delete_copies(self, folder: str, wanted: Copies) -> int:
         """Delete the `wanted` copies from `folder` (\\Deleted, then UID EXPUNGE of those
         UIDs only); how many. A missing folder holds none."""
+        ...
+
+    def append_copies(self, folder: str, copies: Sequence[tuple[bytes, datetime]]) -> int:
+        """Put copies of messages mailbot sent (bytes, when sent) in `folder` (made if
+        missing), read; returns how many the server refused (each alone: the others are in)."""
+        ...
+
+    def message_ids_in(self, folder: str, since: datetime) -> set[str]:
+        """The Message-IDs of the messages of `folder` that arrived on or after `since`'s day."""
+        ...
+
+    def recent_heads(self, folder: str, count: int) -> list[tuple[datetime, bytes]]:
+        """The arrival instant and the Message-ID and X-Mailbot-Purpose lines of the newest
+        `count` messages of `folder` (none if it does not exist)."""
+        ...
+
+    def read_folder(self, folder: str, max_bytes: int) -> list[FetchedMessage]:
+        """Every message of `folder` (none if it does not exist), nothing marked; the
+        caller selects the watched folder again before touching it."""
         ...
 
 
@@ -321,6 +349,92 @@ class ImapMailbox:
             return len(doomed)
         except (OSError, IMAPClientError) as exc:
             raise ImapError(f"cannot delete copies from {folder!r}: {exc}") from exc
+
+    def append_copies(self, folder: str, copies: Sequence[tuple[bytes, datetime]]) -> int:
+        if not copies:
+            return 0
+        self.ensure_folder(folder)
+        seen = [b"\\Seen"]
+        try:
+            if self.client.has_capability("MULTIAPPEND"):
+                # One command for the lot (RFC 3502): a backlog's copies do not each wait
+                # for a round trip; the server keeps all of them or none.
+                try:
+                    self.client.multiappend(
+                        folder, [{"msg": raw, "flags": seen, "date": when} for raw, when in copies]
+                    )
+                    return 0
+                except IMAPClientAbortError:
+                    raise
+                except IMAPClientError:
+                    log.warning("MULTIAPPEND to %s refused; appending one by one", folder)
+            refused = 0
+            for raw, when in copies:
+                try:
+                    self.client.append(folder, raw, flags=seen, msg_time=when)
+                except IMAPClientAbortError:
+                    raise
+                except IMAPClientError as exc:
+                    # One copy the server will not take (too large...) never holds up the
+                    # others; the message itself was sent.
+                    refused += 1
+                    log.warning("a copy refused by %s: %s", folder, exc)
+            return refused
+        except (OSError, IMAPClientAbortError) as exc:  # the session is gone: next pass
+            raise ImapError(f"cannot append to {folder!r}: {exc}") from exc
+
+    def message_ids_in(self, folder: str, since: datetime) -> set[str]:
+        try:
+            if not self.client.folder_exists(folder):
+                return set()
+            self.client.select_folder(folder, readonly=True)
+            uids = sorted(int(uid) for uid in self.client.search(["SINCE", since.date()]))
+            found: set[str] = set()
+            # A few hundred UIDs a command: servers cap the length of a command line.
+            for start in range(0, len(uids), 500):
+                fetched = self.client.fetch(
+                    uids[start : start + 500], ["BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"]
+                )
+                found |= {
+                    message_id_of(bytes(data[b"BODY[HEADER.FIELDS (MESSAGE-ID)]"]))
+                    for data in fetched.values()
+                }
+        except (OSError, IMAPClientError) as exc:
+            raise ImapError(f"cannot search {folder!r}: {exc}") from exc
+        return found - {""}
+
+    def recent_heads(self, folder: str, count: int) -> list[tuple[datetime, bytes]]:
+        item = b"BODY[HEADER.FIELDS (MESSAGE-ID X-MAILBOT-PURPOSE)]"
+        try:
+            if not self.client.folder_exists(folder):
+                return []
+            self.client.select_folder(folder, readonly=True)
+            uids = sorted(int(uid) for uid in self.client.search(["NOT", "DELETED"]))[-count:]
+            if not uids:
+                return []
+            found = self.client.fetch(
+                uids, ["INTERNALDATE", "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID X-MAILBOT-PURPOSE)]"]
+            )
+        except (OSError, IMAPClientError) as exc:
+            raise ImapError(f"cannot read {folder!r}: {exc}") from exc
+        return [
+            (_aware(data[b"INTERNALDATE"]), bytes(data[item]))
+            for data in found.values()
+            if item in data
+        ]
+
+    def read_folder(self, folder: str, max_bytes: int) -> list[FetchedMessage]:
+        try:
+            if not self.client.folder_exists(folder):
+                return []
+            self.client.select_folder(folder, readonly=True)
+            uids = sorted(int(uid) for uid in self.client.search(["NOT", "DELETED"]))
+        except (OSError, IMAPClientError) as exc:
+            raise ImapError(f"cannot read {folder!r}: {exc}") from exc
+        found: list[FetchedMessage] = []
+        for start in range(0, len(uids), 500):
+            found.extend(self.fetch(uids[start : start + 500], max_bytes))
+        return found
 
     def noop(self) -> None:
         self.client.noop()

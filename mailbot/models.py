@@ -193,6 +193,9 @@ class OutboxMessage(SQLModel, table=True):
     last_error: str = Field(default="", max_length=2000)
     created_at: datetime = Field(sa_column=sa.Column(UtcDateTime(), nullable=False))
     sent_at: datetime | None = _instant()
+    # When the copy went to the sending mailbox's Sent folder (mailbot/journal.py), or was
+    # found there; set at once where the server keeps the copy itself or none is kept.
+    sent_copy_at: datetime | None = _instant()
 
 
 class TicketEvent(SQLModel, table=True):

@@ -39,6 +39,7 @@ from mailbot.states import OutboxState
 
 log = logging.getLogger(__name__)
 
+# The default of `[daemon] outbox_lease_seconds`.
 LEASE = timedelta(minutes=10)
 MAX_BACKOFF = timedelta(hours=1)
 # A relay that cannot be reached is no fault of the rows: they are tried again a minute later
@@ -153,7 +154,7 @@ def claim_rows(
     with app.engine.begin() as connection:
         take_back_dead_leases(connection, now)
         capacity = paced_capacity(connection, policy, now)
-        until = now + LEASE
+        until = now + timedelta(seconds=app.settings.daemon.outbox_lease_seconds)
         if capacity is None:
             claimed = rows.lease(connection, now, until, owner, limit, paced=None)
         else:

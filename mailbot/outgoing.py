@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from mailbot import tokens
+from mailbot import mime, tokens
 from mailbot.answers import may_write_english
 from mailbot.context import App
 from mailbot.db import outbox as outbox_rows
@@ -29,7 +29,15 @@ from mailbot.db import tickets as ticket_rows
 from mailbot.db.inbound import citizen_thread
 from mailbot.db.tickets import TicketRow
 from mailbot.parse import InboundMail, flatten
-from mailbot.render import Envelope, Rendered, compose, compose_staff_mail
+from mailbot.render import (
+    JOURNAL_KEY_HEADER,
+    JOURNAL_REF_HEADER,
+    PURPOSE_HEADER,
+    Envelope,
+    Rendered,
+    compose,
+    compose_staff_mail,
+)
 from mailbot.settings import MailboxSettings
 from mailbot.text import strip_reply_prefix
 
@@ -78,6 +86,48 @@ def _to_citizen(
     )
 
 
+def journal_headers(ref: str | None, purpose: str, key: str | None) -> bytes:
+    """The headers of our own that make the copy of a sent message a journal entry
+    (mailbot/journal.py): the ticket's reference, what the message is for, and, on mail to
+    staff, the dedupe key (a reminder or digest recognised after a rebuild is not sent
+    twice). Nothing beyond what the message holds: references, purposes and keys are ours."""
+    lines = []
+    if ref:
+        lines.append(mime.unstructured(JOURNAL_REF_HEADER, flatten(ref, 64)))
+    lines.append(mime.unstructured(PURPOSE_HEADER, flatten(purpose, 64)))
+    if key:
+        lines.append(mime.unstructured(JOURNAL_KEY_HEADER, flatten(key, 300)))
+    return "".join(lines).encode()
+
+
+def _queue(
+    connection: Connection,
+    *,
+    ref: str | None,
+    ticket_id: int | None,
+    purpose: str,
+    dedupe_key: str,
+    message_id: str,
+    envelope_from: str,
+    recipient: str,
+    raw: bytes,
+    now: datetime,
+    to_staff: bool = False,
+) -> int | None:
+    """One outbox row for `raw`, with the journal headers put first."""
+    return outbox_rows.queue_message(
+        connection,
+        ticket_id=ticket_id,
+        purpose=purpose,
+        dedupe_key=dedupe_key,
+        message_id=message_id,
+        envelope_from=envelope_from,
+        recipient=recipient,
+        raw=journal_headers(ref, purpose, dedupe_key if to_staff else None) + raw,
+        now=now,
+    )
+
+
 # --- to citizens ---------------------------------------------------------------------------
 
 
@@ -114,8 +164,9 @@ def acknowledgement(
         auto_submitted="auto-replied",
         now=now,
     )
-    row = outbox_rows.queue_message(
+    row = _queue(
         connection,
+        ref=ticket.ref,
         ticket_id=ticket.id,
         purpose="acknowledgement",
         dedupe_key=f"ack:{ticket.ref}",
@@ -176,8 +227,9 @@ def relay(
     )
     message, attached = with_attachments(raw, message)
     key = f"relay:{staff_message_id or inbound_id}"
-    row = outbox_rows.queue_message(
+    row = _queue(
         connection,
+        ref=ticket.ref,
         ticket_id=ticket.id,
         purpose=purpose,
         dedupe_key=key,
@@ -417,8 +469,9 @@ def staff_message(
     )
     if attachments_from is not None:
         message, _attached = with_attachments(attachments_from, message)
-    return outbox_rows.queue_message(
+    return _queue(
         connection,
+        ref=ref,
         ticket_id=ticket_id,
         purpose=purpose,
         dedupe_key=key,
@@ -427,6 +480,7 @@ def staff_message(
         recipient=recipient,
         raw=message,
         now=now,
+        to_staff=True,
     )
 
 

@@ -7,7 +7,10 @@
 * Copies in the mail store: every message mailbot fetched stays in its mailbox's processed
   or quarantine folder. `delete_copies` deletes the ones whose bytes hash to a stored row's
   SHA-256 (found by Message-ID, or by size when it has none), \\Deleted then UID EXPUNGE of
-  those UIDs only. Staff notices in staff mailboxes and the relay's Sent copies are out of reach.
+  those UIDs only. The copies of what mailbot sent that it appended to a Sent folder
+  (`sent_copy = "append"`) are deleted the same way (`delete_sent_copies`); staff notices in
+  staff mailboxes, and Sent copies a server keeps itself (`sent_copy = "server"`), are out
+  of reach.
 
 `addresses_in` is pure; the rest reads the database or talks to IMAP.
 """
@@ -16,12 +19,14 @@ from __future__ import annotations
 
 import email.parser
 import email.policy
+import hashlib
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 
 from sqlalchemy.engine import Connection
 
+from mailbot import journal
 from mailbot.context import App
 from mailbot.db import retention as rows
 from mailbot.db.retention import StoredCopy
@@ -84,6 +89,28 @@ def delete_copies(app: App, copies: Sequence[StoredCopy], now: datetime) -> int:
             for folder in dict.fromkeys((mailbox.processed_folder, mailbox.quarantine_folder)):
                 deleted += box.delete_copies(folder, wanted)
     log.info("mail store: %d stored cop(ies) deleted", deleted)
+    return deleted
+
+
+def delete_sent_copies(app: App, sent: Sequence[tuple[str, bytes]], now: datetime) -> int:
+    """Delete the copies of these sent messages (Message-ID, bytes) that mailbot appended to
+    its mailboxes' Sent folders (`sent_copy = "append"`, mailbot/journal.py); how many. Each is
+    found by its Message-ID and proven by the hash of the bytes mailbot appended."""
+    grouped: dict[str, list[tuple[str, bytes]]] = {}
+    for message_id, raw in sent:
+        mailbox = journal.sending_mailbox(app, raw)
+        if mailbox.sent_copy == "append":
+            grouped.setdefault(mailbox.name, []).append((message_id, raw))
+    deleted = 0
+    for name, mine in sorted(grouped.items()):
+        mailbox = app.settings.mailbox(name)
+        wanted = Copies(
+            digests=frozenset(hashlib.sha256(raw).hexdigest() for _id, raw in mine),
+            message_ids=tuple(sorted({message_id for message_id, _raw in mine if message_id})),
+        )
+        with app.open_mailbox(mailbox, now) as box:
+            deleted += box.delete_copies(mailbox.sent_folder, wanted)
+    log.info("mail store: %d Sent cop(ies) deleted", deleted)
     return deleted
 
 

@@ -26,6 +26,11 @@ from mailbot.settings import MailboxSettings
 LOOP_HEADER = "X-Mailbot-Loop"
 # What an automatic message to staff is (reminder, digest, notice...), for filters and audits.
 PURPOSE_HEADER = "X-Mailbot-Purpose"
+# The journal (mailbot/journal.py): every queued message carries its ticket's reference and
+# its purpose, and mail to staff its dedupe key, so the copies in the Sent folder say what
+# was sent (outgoing.journal_headers writes them).
+JOURNAL_REF_HEADER = "X-Mailbot-Ref"
+JOURNAL_KEY_HEADER = "X-Mailbot-Key"
 # Appears only in mailbot's internal mail to staff: if it survives in a staff reply, the
 # quoted history was not cut cleanly and the reply is held (see mailbot/workflow.py).
 INTERNAL_MARKER = "--- Usage interne : ne pas transmettre ---"
@@ -183,5 +188,4 @@ def compose_staff_mail(
         rendered,
         auto_submitted="auto-generated",
         loop_token=loop_token,
-        extra_headers=((PURPOSE_HEADER, purpose),),
     )

@@ -106,7 +106,7 @@ class RetentionReport:
     anonymised: list[str] = field(default_factory=list)
     unlinked: int = 0
     held: list[str] = field(default_factory=list)  # erase: left alone, under legal hold
-    copies_deleted: int = 0  # copies deleted from the processed and quarantine folders
+    copies_deleted: int = 0  # copies deleted from the processed, quarantine and Sent folders
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -178,8 +178,11 @@ def run_retention(
             refs = [t.ref for t in due]
             report.anonymised += refs
             if not dry_run:
-                copies = rows.copies_of_tickets(connection, [t.id for t in due])
+                ids = [t.id for t in due]
+                copies = rows.copies_of_tickets(connection, ids)
                 report.copies_deleted += personal.delete_copies(app, copies, now)
+                sent = rows.sent_of_tickets(connection, ids)
+                report.copies_deleted += personal.delete_sent_copies(app, sent, now)
                 rows.anonymise(connection, due, keeps, now)
             rows.add_to_run(
                 connection, run_id, anonymised=len(due), refs=[f"anonymised:{r}" for r in refs]
@@ -195,9 +198,12 @@ def run_retention(
             refs = [t.ref for t in due]
             report.raw_destroyed += refs
             if not dry_run:
-                copies = rows.copies_of_tickets(connection, [t.id for t in due])
+                ids = [t.id for t in due]
+                copies = rows.copies_of_tickets(connection, ids)
                 report.copies_deleted += personal.delete_copies(app, copies, now)
-                rows.destroy_raw(connection, [t.id for t in due], now)
+                sent = rows.sent_of_tickets(connection, ids)
+                report.copies_deleted += personal.delete_sent_copies(app, sent, now)
+                rows.destroy_raw(connection, ids, now)
             rows.add_to_run(
                 connection, run_id, raw_destroyed=len(due), refs=[f"raw:{r}" for r in refs]
             )
@@ -278,8 +284,10 @@ def erase_requester(app: App, address: str, reason: str, actor: str) -> Retentio
         free = [row.id for row in found if row.legal_hold_at is None]
         copies = rows.copies_of_tickets(connection, free)
         unlinked = [copy for copy, _raw in personal.unlinked_of(connection, wanted)]
+        sent = rows.sent_of_tickets(connection, free)
     report = RetentionReport(run_id, dry_run=False)
     report.copies_deleted = personal.delete_copies(app, [*copies, *unlinked], now)
+    report.copies_deleted += personal.delete_sent_copies(app, sent, now)
     for start in range(0, len(found), settings.retention.batch_size):
         chunk = found[start : start + settings.retention.batch_size]
         with engine.begin() as connection:

@@ -374,6 +374,13 @@ class MailboxSettings(_Frozen):
     folder: str = "INBOX"
     processed_folder: str = "Traites"
     quarantine_folder: str = "Quarantaine"
+    # The journal of what mailbot sent (mailbot/journal.py): "append" puts a copy of each
+    # message in `sent_folder` after the relay's 250 (generic IMAP servers); "server" when the
+    # server keeps that copy itself for SMTP submission (Exchange Online, Gmail: a second
+    # copy would be a duplicate); "none" keeps no journal (reconciliation then cannot tell
+    # what was sent).
+    sent_folder: str = "Sent"
+    sent_copy: Literal["append", "server", "none"] = "append"
     category: Category
     commitments: tuple[str, ...]
     staff: tuple[str, ...] = ()
@@ -402,6 +409,9 @@ class DaemonSettings(_Frozen):
     # ones before (mailbot/parse_ahead.py); false: everything is parsed in the one process.
     parse_worker: bool = True
     outbox_max_attempts_hours: Annotated[float, Field(gt=0)] = 72.0
+    # How long a worker holds the outbox rows it claimed: an instance killed mid-send leaves
+    # its rows to the others after this. Longer than the slowest flush of a claim.
+    outbox_lease_seconds: Annotated[float, Field(ge=5)] = 600.0
 
 
 class LanguageSettings(_Frozen):

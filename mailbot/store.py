@@ -131,3 +131,14 @@ def insert_ignoring_for(dialect: str, table: sa.Table, key: str) -> Any:
     if dialect == "postgresql":
         return postgresql.insert(table).on_conflict_do_nothing(index_elements=[key])
     return sqlite.insert(table).on_conflict_do_nothing(index_elements=[key])
+
+
+def known_revisions() -> frozenset[str]:
+    """Every schema revision this mailbot's migrations know."""
+    from alembic.script import ScriptDirectory
+
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return frozenset(
+        script.revision for script in ScriptDirectory.from_config(config).walk_revisions()
+    )

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from mailbot.errors import SmtpError
-from mailbot.mailbox import Copies, FetchedMessage, is_wanted
+from mailbot.mailbox import Copies, FetchedMessage, is_wanted, message_id_of
 from mailbot.sender import SendResult
 from mailbot.settings import MailboxSettings
 
@@ -73,6 +73,28 @@ class MemoryMailbox:
         for uid in doomed:
             del held[uid]
         return len(doomed)
+
+    def append_copies(self, folder: str, copies: Sequence[tuple[bytes, datetime]]) -> int:
+        for raw, when in copies:
+            self.deliver(raw, when, folder)
+        return 0
+
+    def message_ids_in(self, folder: str, since: datetime) -> set[str]:
+        return {
+            message_id_of(raw.split(b"\r\n\r\n", 1)[0])
+            for raw, at in self.folders.get(folder, {}).values()
+            if at.date() >= since.date()
+        }
+
+    def recent_heads(self, folder: str, count: int) -> list[tuple[datetime, bytes]]:
+        newest = sorted(self.folders.get(folder, {}).items())[-count:]
+        return [(at, raw.split(b"\r\n\r\n", 1)[0]) for _uid, (raw, at) in newest]
+
+    def read_folder(self, folder: str, max_bytes: int) -> list[FetchedMessage]:
+        return [
+            FetchedMessage(uid, at, len(raw), raw, False)
+            for uid, (raw, at) in sorted(self.folders.get(folder, {}).items())
+        ]
 
     def inbox(self) -> list[bytes]:
         return [raw for raw, _at in self.folders[self.selected].values()]

@@ -125,7 +125,8 @@ def test_erase_leaves_no_byte_of_the_person_in_the_database_or_the_mail_store(
     later = make_app("2025-11-04T10:00:00-05:00")
     report = erase_requester(later, ZOE, "demande 2025-090", "responsable-acces")
 
-    assert report.copies_deleted == 3 and report.unlinked == 2
+    # three fetched copies (processed, quarantine) and two Sent copies mailbot appended
+    assert report.copies_deleted == 5 and report.unlinked == 2
     leftover = traces(later.engine, everything)
     assert leftover == {}, leftover
     after = mailstore_bytes(sandbox)

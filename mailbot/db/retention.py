@@ -268,6 +268,21 @@ def copies_of_tickets(connection: Connection, ticket_ids: Sequence[int]) -> list
     return [StoredCopy(*row) for row in rows]
 
 
+def sent_of_tickets(connection: Connection, ticket_ids: Sequence[int]) -> list[tuple[str, bytes]]:
+    """The Message-ID and bytes of every message mailbot sent on these tickets whose copy it
+    put in a Sent folder (`outbox.sent_copy_at`): the journal's copies, for erasure."""
+    if not ticket_ids:
+        return []
+    rows = connection.execute(
+        sa.select(OUTBOX.c.message_id, OUTBOX.c.raw).where(
+            OUTBOX.c.ticket_id.in_(ticket_ids),
+            OUTBOX.c.sent_copy_at.is_not(None),
+            sa.func.length(OUTBOX.c.raw) > 0,
+        )
+    ).all()
+    return [(str(row[0]), bytes(row[1])) for row in rows]
+
+
 def unlinked_raw(
     connection: Connection, after_id: int, limit: int
 ) -> list[tuple[StoredCopy, bytes]]:

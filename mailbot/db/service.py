@@ -92,3 +92,12 @@ def claim_meta(connection: Connection, key: str, value: str) -> str:
     """The stored value of `key`, which becomes `value` if the key was never set."""
     connection.execute(insert_ignoring(connection, META, "key").values(key=key, value=value))
     return str(connection.execute(sa.select(META.c.value).where(META.c.key == key)).scalar_one())
+
+
+def meta_value(connection: Connection, key: str) -> str | None:
+    found = connection.execute(sa.select(META.c.value).where(META.c.key == key)).scalar()
+    return None if found is None else str(found)
+
+
+def drop_meta(connection: Connection, key: str) -> None:
+    connection.execute(sa.delete(META).where(META.c.key == key))
