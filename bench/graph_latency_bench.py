@@ -33,8 +33,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tests.graph_server import GraphServer  # noqa: E402
-from tests.test_graph_process import environ, write_graph_config  # noqa: E402
-from tests.test_spine import INFO, citizen_request  # noqa: E402
+from tests.intake.test_spine import INFO, citizen_request  # noqa: E402
+from tests.transport.test_graph_process import environ, write_graph_config  # noqa: E402
 
 
 def percentile(values: list[float], share: float) -> float:

@@ -34,7 +34,7 @@ import tomli_w
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from mailbot.sandbox import SANDBOX_PASSWORD, Sandbox, _SmtpHandler, make_sandbox_dir  # noqa: E402
+from mailbot.sandbox.servers import SANDBOX_PASSWORD, Sandbox, _SmtpHandler, make_sandbox_dir  # noqa: E402
 
 INFO = "renseignements@mri.gouv.qc.ca"
 STAFF = ("agent.info@mri.gouv.qc.ca", "agent.plaintes@mri.gouv.qc.ca", "superviseur@mri.gouv.qc.ca")

@@ -24,7 +24,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from mailbot.sandbox import Sandbox, free_port, make_sandbox_dir  # noqa: E402
+from mailbot.sandbox.servers import Sandbox, free_port, make_sandbox_dir  # noqa: E402
 
 INFO = "renseignements@mri.gouv.qc.ca"
 NOW = "2025-11-03T08:10:00-05:00"
@@ -60,11 +60,11 @@ def main() -> None:
 
     import sqlalchemy as sa
 
-    from mailbot.app import run_pass
     from mailbot.clock import FixedClock, parse_instant
     from mailbot.context import build_app
-    from mailbot.reconcile import reconcile
-    from mailbot.sandbox_cli import sandbox_environ, sandbox_settings
+    from mailbot.ops.passes import run_pass
+    from mailbot.recovery.reconcile import reconcile
+    from mailbot.sandbox.cli import sandbox_environ, sandbox_settings
     from mailbot.settings import ClassificationSettings, DatabaseSettings, load_settings
 
     root = make_sandbox_dir("mailbot-reconcile-bench-")

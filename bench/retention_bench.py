@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from mailbot.clock import FixedClock
 from mailbot.context import build_app
 from mailbot.models import EVENT, INBOUND, OUTBOX, TICKET
-from mailbot.retention import run_retention
+from mailbot.privacy.retention import run_retention
 from mailbot.settings import DatabaseSettings, RetentionSettings, load_settings
 
 REPO = Path(__file__).resolve().parent.parent

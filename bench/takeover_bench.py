@@ -35,7 +35,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from mailbot.sandbox import SANDBOX_PASSWORD, Sandbox, make_sandbox_dir  # noqa: E402
+from mailbot.sandbox.servers import SANDBOX_PASSWORD, Sandbox, make_sandbox_dir  # noqa: E402
 
 INFO = "renseignements@mri.gouv.qc.ca"
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres:postgres@127.0.0.1:5432/postgres"

@@ -404,7 +404,7 @@ def _run(args: argparse.Namespace) -> int:
 def _dispatch(args: argparse.Namespace, clock: Clock) -> int:
     command = args.command
     if command == "sandbox":
-        from mailbot.sandbox_cli import SendRequest, run_sandbox_command
+        from mailbot.sandbox.cli import SendRequest, run_sandbox_command
 
         if args.file is not None and args.action != "send":
             raise ConfigError(f"sandbox {args.action}: unexpected argument {args.file!r}")
@@ -418,7 +418,7 @@ def _dispatch(args: argparse.Namespace, clock: Clock) -> int:
         directory = Path(args.dir) if args.dir else None
         return run_sandbox_command(args.action, directory, clock, args.config, request)
     if command == "report-rules":
-        from mailbot.report import rules_text
+        from mailbot.reporting.report import rules_text
 
         sys.stdout.write(rules_text())
         return EXIT_OK
@@ -431,8 +431,8 @@ def _dispatch(args: argparse.Namespace, clock: Clock) -> int:
     if command == "answers":
         return _answers(settings, args)
     if command == "check":
-        from mailbot.answers import load_answers
-        from mailbot.daemon import check_servers
+        from mailbot.ops.daemon import check_servers
+        from mailbot.staff.answers import load_answers
 
         # A bad canned answer is a configuration error: named here, exit 2.
         found = load_answers(settings.answers.dir, settings.templates_dir)
@@ -445,7 +445,7 @@ def _dispatch(args: argparse.Namespace, clock: Clock) -> int:
     from mailbot.db.backup import running_lock
 
     if command == "run":
-        from mailbot.daemon import run_daemon, run_once
+        from mailbot.ops.daemon import run_daemon, run_once
 
         with running_lock(settings.database_url):
             app = build_app(settings, clock)
@@ -502,8 +502,8 @@ def _backup_or_restore(settings: Settings, args: argparse.Namespace, clock: Cloc
 def _refuse_if_behind(app: App) -> None:
     """A daemon on an empty or older database whose mail store holds mail it marked stops
     here (a restored database reconciles at its first pass instead)."""
-    from mailbot.app import reconcile_pending
-    from mailbot.reconcile import store_ahead
+    from mailbot.ops.passes import reconcile_pending
+    from mailbot.recovery.reconcile import store_ahead
 
     if reconcile_pending(app):
         return
@@ -518,8 +518,8 @@ def _refuse_if_behind(app: App) -> None:
 
 
 def _reconcile(app: App) -> int:
-    from mailbot.app import guard_clock
-    from mailbot.reconcile import reconcile
+    from mailbot.ops.passes import guard_clock
+    from mailbot.recovery.reconcile import reconcile
 
     guard_clock(app)
     report = reconcile(app)
@@ -549,7 +549,7 @@ def _print_json(value: object) -> None:
 def _tickets(app: App, args: argparse.Namespace) -> int:
     from mailbot.db.report import queue_has_tickets
     from mailbot.db.tickets import ticket_records
-    from mailbot.views import ticket_json
+    from mailbot.reporting.views import ticket_json
 
     with reading(app.engine) as connection:
         configured = [mailbox.name for mailbox in app.settings.mailboxes]
@@ -590,7 +590,7 @@ def _tickets(app: App, args: argparse.Namespace) -> int:
 
 def _show(app: App, args: argparse.Namespace) -> int:
     from mailbot.db.tickets import ticket_history, ticket_record
-    from mailbot.views import office_minute, ticket_detail_json
+    from mailbot.reporting.views import office_minute, ticket_detail_json
 
     with reading(app.engine) as connection:
         record = ticket_record(connection, args.ref)
@@ -646,7 +646,7 @@ def _show(app: App, args: argparse.Namespace) -> int:
 def _show_clocks(data: dict[str, Any], zone: ZoneInfo) -> None:
     """The deadlines with the day each clock counts from, then the waits: each `attente`, and
     each time the request was declared incomplete and completed (first receipt: receipt_date)."""
-    from mailbot.views import office_minute
+    from mailbot.reporting.views import office_minute
 
     print("deadlines:")
     for d in data["deadlines"]:
@@ -669,7 +669,7 @@ def _show_clocks(data: dict[str, Any], zone: ZoneInfo) -> None:
 
 
 def _report(app: App, args: argparse.Namespace) -> int:
-    from mailbot.report import ReportRequest, build_report, render_report
+    from mailbot.reporting.report import ReportRequest, build_report, render_report
 
     try:
         request = ReportRequest(
@@ -690,7 +690,7 @@ def _report(app: App, args: argparse.Namespace) -> int:
 def _requester(command: str, given: str) -> str:
     """--requester as an address; anything else is a usage error (exit 2), never an empty
     answer that looks like "we hold nothing about this person"."""
-    from mailbot.parse import normalise_address
+    from mailbot.mail.parse import normalise_address
 
     address = normalise_address(given)
     if address is None:
@@ -699,7 +699,7 @@ def _requester(command: str, given: str) -> str:
 
 
 def _export(app: App, args: argparse.Namespace) -> int:
-    from mailbot.export import export_requester
+    from mailbot.privacy.export import export_requester
 
     args.requester = _requester("export", args.requester)
     data = export_requester(app.engine, args.requester)
@@ -707,7 +707,7 @@ def _export(app: App, args: argparse.Namespace) -> int:
     _trail(app, args, "export", None, f"access request: {len(refs)} ticket(s) {' '.join(refs)}")
     text = json.dumps(data, ensure_ascii=False, indent=2)
     if args.messages:
-        from mailbot.export import write_messages_zip
+        from mailbot.privacy.export import write_messages_zip
 
         count = write_messages_zip(app.engine, args.requester, data, Path(args.messages))
         print(f"{count} message(s) written to {args.messages}", file=sys.stderr)
@@ -720,8 +720,8 @@ def _export(app: App, args: argparse.Namespace) -> int:
 
 
 def _quarantine(app: App, args: argparse.Namespace) -> int:
-    from mailbot.quarantine import list_quarantine, retry_quarantined
-    from mailbot.views import instant, office_minute
+    from mailbot.intake.quarantine import list_quarantine, retry_quarantined
+    from mailbot.reporting.views import instant, office_minute
 
     if args.action == "list":
         rows = list_quarantine(app)
@@ -756,10 +756,10 @@ def _quarantine(app: App, args: argparse.Namespace) -> int:
 
 
 def _retention(app: App, args: argparse.Namespace) -> int:
-    from mailbot.app import guard_clock
     from mailbot.db.retention import runs
-    from mailbot.retention import run_retention
-    from mailbot.views import instant, office_minute
+    from mailbot.ops.passes import guard_clock
+    from mailbot.privacy.retention import run_retention
+    from mailbot.reporting.views import instant, office_minute
 
     if args.action == "history":
         with reading(app.engine) as connection:
@@ -802,8 +802,8 @@ def _retention(app: App, args: argparse.Namespace) -> int:
 
 
 def _legal_hold(app: App, args: argparse.Namespace) -> int:
-    from mailbot.app import guard_clock
-    from mailbot.retention import set_legal_hold_by_ref
+    from mailbot.ops.passes import guard_clock
+    from mailbot.privacy.retention import set_legal_hold_by_ref
 
     if args.reason is not None and not args.reason.strip():
         raise ConfigError("legal-hold: --reason must not be empty")
@@ -815,8 +815,8 @@ def _legal_hold(app: App, args: argparse.Namespace) -> int:
 
 
 def _erase(app: App, args: argparse.Namespace) -> int:
-    from mailbot.app import guard_clock
-    from mailbot.retention import erase_requester
+    from mailbot.ops.passes import guard_clock
+    from mailbot.privacy.retention import erase_requester
 
     args.requester = _requester("erase", args.requester)
     guard_clock(app)
@@ -830,7 +830,7 @@ def _erase(app: App, args: argparse.Namespace) -> int:
 
 def _audit(app: App, args: argparse.Namespace) -> int:
     from mailbot.db.access import entries
-    from mailbot.views import instant, office_minute
+    from mailbot.reporting.views import instant, office_minute
 
     since = None
     if args.since:
@@ -883,7 +883,7 @@ def _office_instant(text: str, zone: ZoneInfo) -> datetime:
 
 
 def _due(settings: Settings, args: argparse.Namespace) -> int:
-    from mailbot.business_calendar import (
+    from mailbot.standards.business_calendar import (
         build_calendar,
         due_report,
         due_report_json,
@@ -911,7 +911,7 @@ def _due(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _answers(settings: Settings, args: argparse.Namespace) -> int:
-    from mailbot.answers import load_answers
+    from mailbot.staff.answers import load_answers
 
     found = load_answers(settings.answers.dir, settings.templates_dir)
     rows = [{"name": name, "languages": list(found.languages(name))} for name in found.names]
@@ -927,7 +927,7 @@ def _answers(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _holidays(settings: Settings, args: argparse.Namespace) -> int:
-    from mailbot.business_calendar import build_calendar
+    from mailbot.standards.business_calendar import build_calendar
 
     calendar = build_calendar(settings.calendar, settings.organisation.timezone)
     try:

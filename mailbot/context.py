@@ -18,20 +18,20 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
 
-from mailbot.answers import CannedAnswers, load_answers
-from mailbot.business_calendar import BusinessCalendar, build_calendar
 from mailbot.clock import Clock
 from mailbot.errors import ConfigError
+from mailbot.staff.answers import CannedAnswers, load_answers
+from mailbot.standards.business_calendar import BusinessCalendar, build_calendar
 
 if TYPE_CHECKING:
-    from mailbot.graph import GraphClient
-from mailbot.logins import Logins
-from mailbot.mailbox import MailboxOpener, imap_opener
-from mailbot.parse_ahead import ParseAhead
-from mailbot.render import Renderer
-from mailbot.sender import Sender, SmtpSender
+    from mailbot.transport.graph import GraphClient
+from mailbot.mail.parse_ahead import ParseAhead
+from mailbot.mail.render import Renderer
 from mailbot.settings import Settings
 from mailbot.store import make_engine, migrate
+from mailbot.transport.logins import Logins
+from mailbot.transport.mailbox import MailboxOpener, imap_opener
+from mailbot.transport.sender import Sender, SmtpSender
 
 log = logging.getLogger(__name__)
 
@@ -112,9 +112,9 @@ def _graph_transport(
     settings: Settings, logins: Logins, clock: Clock, engine: Engine
 ) -> tuple[GraphClient, MailboxOpener, Sender]:
     """Graph's client, mailbox opener and sender (needs the "microsoft" extra)."""
-    from mailbot.graph import GraphClient
-    from mailbot.graph_mailbox import graph_opener
-    from mailbot.graph_sender import GraphSender
+    from mailbot.transport.graph import GraphClient
+    from mailbot.transport.graph_mailbox import graph_opener
+    from mailbot.transport.graph_sender import GraphSender
 
     assert settings.graph is not None
     client = GraphClient(settings.graph, logins.graph(), clock.now)

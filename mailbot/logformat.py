@@ -90,7 +90,8 @@ def fields_of(record: logging.LogRecord) -> dict[str, object]:
 
 
 class TextFormatter(logging.Formatter):
-    """`2025-11-03 10:01:00,123 INFO mailbot.pipeline: inbound new_request (opened) mailbox=...`"""
+    """`2025-11-03 10:01:00,123 INFO mailbot.intake.pipeline: inbound new_request (opened)
+    mailbox=...`"""
 
     def __init__(self) -> None:
         super().__init__(TEXT_FORMAT)

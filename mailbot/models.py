@@ -73,7 +73,8 @@ class Ticket(SQLModel, table=True):
     english_basis: str | None = Field(default=None, max_length=500)
     created_at: datetime = Field(sa_column=sa.Column(UtcDateTime(), nullable=False))
     updated_at: datetime = Field(sa_column=sa.Column(UtcDateTime(), nullable=False))
-    # Retention (mailbot/retention.py): a legal hold stops it; the instants say what was done.
+    # Retention (mailbot/privacy/retention.py): a legal hold stops it; the instants say what was
+    # done.
     legal_hold_reason: str | None = Field(default=None, max_length=2000)
     legal_hold_at: datetime | None = _instant()
     # Who placed the hold in force and from where ("cli" | "email"): only that decides who may
@@ -83,7 +84,7 @@ class Ticket(SQLModel, table=True):
     raw_destroyed_at: datetime | None = _instant()
     anonymised_at: datetime | None = _instant()
     # Why a closed ticket was closed, when not simply answered: merged | referred
-    # (mailbot/merge.py, mailbot/referral.py); a merged ticket names the one it joined.
+    # (mailbot/staff/merge.py, mailbot/staff/referral.py); a merged ticket names the one it joined.
     closed_reason: str | None = Field(default=None, max_length=16)
     merged_into: str | None = Field(default=None, max_length=32)
 
@@ -193,7 +194,7 @@ class OutboxMessage(SQLModel, table=True):
     last_error: str = Field(default="", max_length=2000)
     created_at: datetime = Field(sa_column=sa.Column(UtcDateTime(), nullable=False))
     sent_at: datetime | None = _instant()
-    # When the copy went to the sending mailbox's Sent folder (mailbot/journal.py), or was
+    # When the copy went to the sending mailbox's Sent folder (mailbot/recovery/journal.py), or was
     # found there; set at once where the server keeps the copy itself or none is kept.
     sent_copy_at: datetime | None = _instant()
 

@@ -185,7 +185,8 @@ class SmtpSettings(ServerSettings):
 
 
 class GraphSettings(_Frozen):
-    """Microsoft Graph instead of IMAP and SMTP (mailbot/graph.py): for tenants where IMAP,
+    """Microsoft Graph instead of IMAP and SMTP (mailbot/transport/graph.py): for tenants where
+    IMAP,
     POP and SMTP AUTH are turned off. The application logs in with the client-credentials
     flow (`[graph.auth]`, provider "microsoft": a secret or a certificate), reads each watched
     folder with a delta query every `poll_seconds`, and sends with sendMail as the mailbox of
@@ -374,7 +375,7 @@ class MailboxSettings(_Frozen):
     folder: str = "INBOX"
     processed_folder: str = "Traites"
     quarantine_folder: str = "Quarantaine"
-    # The journal of what mailbot sent (mailbot/journal.py): "append" puts a copy of each
+    # The journal of what mailbot sent (mailbot/recovery/journal.py): "append" puts a copy of each
     # message in `sent_folder` after the relay's 250 (generic IMAP servers); "server" when the
     # server keeps that copy itself for SMTP submission (Exchange Online, Gmail: a second
     # copy would be a duplicate); "none" keeps no journal (reconciliation then cannot tell
@@ -406,7 +407,7 @@ class DaemonSettings(_Frozen):
     fetch_batch_bytes: Annotated[int, Field(ge=1024)] = 16 * 1024 * 1024
     max_message_bytes: Annotated[int, Field(ge=1024)] = 25 * 1024 * 1024
     # Over a backlog, a worker process parses the next messages while the pass stores the
-    # ones before (mailbot/parse_ahead.py); false: everything is parsed in the one process.
+    # ones before (mailbot/mail/parse_ahead.py); false: everything is parsed in the one process.
     parse_worker: bool = True
     outbox_max_attempts_hours: Annotated[float, Field(gt=0)] = 72.0
     # How long a worker holds the outbox rows it claimed: an instance killed mid-send leaves
@@ -421,7 +422,7 @@ class LanguageSettings(_Frozen):
 
 
 class ClassificationSettings(_Frozen):
-    """Named rules' parameters (see mailbot/classify.py); every list is lower-case text."""
+    """Named rules' parameters (see mailbot/intake/classify.py); every list is lower-case text."""
 
     # Robot senders never get an automatic answer (RELIABILITY.md); a regular expression
     # matched against the local part of the sender's address.
@@ -537,7 +538,7 @@ class LoggingSettings(_Frozen):
 
 
 class ObservabilitySettings(_Frozen):
-    """`GET /healthz` and `GET /metrics` served by the daemon (mailbot/observe.py); off
+    """`GET /healthz` and `GET /metrics` served by the daemon (mailbot/ops/observe.py); off
     unless `listen` is set. A server counts as reached when it answered within
     `healthy_polls` poll intervals (or its IDLE connection is alive)."""
 
@@ -560,7 +561,7 @@ class ObservabilitySettings(_Frozen):
 
 class AlertSettings(_Frozen):
     """Mail to the administrators (not citizens, not staff) when the service needs a person:
-    one at the start of an episode and one at its end (mailbot/alerts.py)."""
+    one at the start of an episode and one at its end (mailbot/ops/alerts.py)."""
 
     admins: tuple[str, ...] = ()
     # A server that could not be reached for this long.
@@ -570,7 +571,7 @@ class AlertSettings(_Frozen):
 
 
 class AnswersSettings(_Frozen):
-    """Canned answers (mailbot/answers.py): the folder of `NAME.fr.txt` / `NAME.en.txt`
+    """Canned answers (mailbot/staff/answers.py): the folder of `NAME.fr.txt` / `NAME.en.txt`
     Jinja2 files the ministry maintains; none when unset."""
 
     dir: Path | None = None

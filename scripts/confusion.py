@@ -6,7 +6,7 @@ The corpus is a folder of .eml files and a labels.toml that gives, per file, the
 kind (and category, language, ticket, rules...) and the test context: staff, tickets in the
 database, messages already stored. Each message is classified the way the application does
 it: `candidate_refs` first, then only the tickets it names are passed to `classify`.
-tests/test_corpus.py imports this module, so the test and the table never disagree.
+tests/mail/test_corpus.py imports this module, so the test and the table never disagree.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(REPO))
 
-from mailbot.classify import (  # noqa: E402
+from mailbot.intake.classify import (  # noqa: E402
     ClassifyContext,
     Kind,
     TicketFacts,
@@ -31,7 +31,7 @@ from mailbot.classify import (  # noqa: E402
     candidate_refs,
     classify,
 )
-from mailbot.parse import InboundMail, parse_message  # noqa: E402
+from mailbot.mail.parse import InboundMail, parse_message  # noqa: E402
 from mailbot.settings import ClassificationSettings, MailboxSettings  # noqa: E402
 
 DEFAULT_CORPUS = REPO / "tests" / "corpus"

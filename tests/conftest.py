@@ -16,8 +16,8 @@ import pytest
 
 from mailbot.clock import FixedClock, parse_instant
 from mailbot.context import App, build_app
-from mailbot.sandbox import Sandbox, make_sandbox_dir
-from mailbot.sandbox_cli import sandbox_environ, sandbox_settings
+from mailbot.sandbox.cli import sandbox_environ, sandbox_settings
+from mailbot.sandbox.servers import Sandbox, make_sandbox_dir
 from mailbot.settings import DatabaseSettings, Settings, load_settings
 from tests.fakes import MemoryMailboxes, RecordingSender
 

@@ -2,7 +2,8 @@
 
 `MemoryMailboxes` stands for the IMAP server (one folder tree per configured mailbox) and
 `RecordingSender` for the SMTP relay. They implement the same interfaces as `ImapMailbox`
-and `SmtpSender` (mailbot/mailbox.py, mailbot/sender.py), so the code under test is the
+and `SmtpSender` (mailbot/transport/mailbox.py, mailbot/transport/sender.py), so the code under
+test is the
 production code, with only the two edges replaced.
 """
 
@@ -14,9 +15,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from mailbot.errors import SmtpError
-from mailbot.mailbox import Copies, FetchedMessage, is_wanted, message_id_of
-from mailbot.sender import SendResult
 from mailbot.settings import MailboxSettings
+from mailbot.transport.mailbox import Copies, FetchedMessage, is_wanted, message_id_of
+from mailbot.transport.sender import SendResult
 
 
 @dataclass

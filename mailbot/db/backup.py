@@ -9,7 +9,7 @@ forced, only when the database in place holds nothing newer than the copy. Postg
 refused: its own tools (pg_dump, continuous archiving) are the right ones.
 
 A restored database is marked so that the first pass reconciles it with the mail store
-(mailbot/reconcile.py) before anything else.
+(mailbot/recovery/reconcile.py) before anything else.
 """
 
 from __future__ import annotations

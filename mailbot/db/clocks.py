@@ -10,8 +10,8 @@ from datetime import date, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from mailbot.business_calendar import Hold
 from mailbot.models import DEADLINE, HOLD
+from mailbot.standards.business_calendar import Hold
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,7 @@
 """The rows of one requester's access request: their tickets and what hangs off each (reads).
 
 SQLAlchemy Core, one read transaction. Addresses are compared case-insensitively; the caller
-(`mailbot.export`) shapes the rows into the exported document and decides what is left out.
+(`mailbot.privacy.export`) shapes the rows into the exported document and decides what is left out.
 """
 
 from __future__ import annotations

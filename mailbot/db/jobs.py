@@ -7,11 +7,11 @@ from datetime import date, datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from mailbot.compliance import EXCLUDED_CLOSING_REASONS, EXCLUDED_STATUSES, Outcome
 from mailbot.db.outcome import outcome_sql
-from mailbot.jobs import OpenDeadline
 from mailbot.models import DEADLINE, HOLD, TICKET
 from mailbot.settings import MailboxSettings, Settings
+from mailbot.standards.compliance import EXCLUDED_CLOSING_REASONS, EXCLUDED_STATUSES, Outcome
+from mailbot.standards.due_jobs import OpenDeadline
 from mailbot.states import TicketStatus
 
 
@@ -62,12 +62,14 @@ def month_compliance(
     connection: Connection, settings: Settings, queue: MailboxSettings, month: date, now: datetime
 ) -> dict[str, dict[str, int]]:
     """Counts per commitment of the queue's cases due in `month`, as of `now`: met, late,
-    open_late and pending, each case's outcome decided by `mailbot.compliance.deadline_outcome`
+    open_late and pending, each case's outcome decided by
+    `mailbot.standards.compliance.deadline_outcome`
     (as the report decides it; only the cases counted differ: the report takes a period's
     clock starts, the digest a month's due dates)."""
     first = month.replace(day=1)
     after = (first + timedelta(days=32)).replace(day=1)
-    # The one outcome rule (`mailbot.compliance.deadline_outcome`), in the SQL the report uses.
+    # The one outcome rule (`mailbot.standards.compliance.deadline_outcome`), in the SQL the report
+    # uses.
     outcome = outcome_sql(now, restarting=settings.restarting_commitments)
     outcomes = {
         Outcome.MET.value: outcome.is_met,
@@ -84,7 +86,7 @@ def month_compliance(
         .join(TICKET, TICKET.c.id == DEADLINE.c.ticket_id)
         .where(_works(settings, queue))
         .where(*excluded)
-        # A merged duplicate is not a request of its own (mailbot/merge.py).
+        # A merged duplicate is not a request of its own (mailbot/staff/merge.py).
         .where(
             sa.or_(
                 TICKET.c.closed_reason.is_(None),

@@ -62,7 +62,8 @@ def record_copies(connection: Connection, ids: Sequence[int], now: datetime) -> 
         )
 
 
-# --- reconciliation with the mail store (mailbot/reconcile.py) -----------------------------
+# --- reconciliation with the mail store (mailbot/recovery/reconcile.py)
+# -----------------------------
 # The statements a replay runs for every message are built once, with bound parameters.
 
 # Messages brought back from the processed and quarantine folders are stored under this

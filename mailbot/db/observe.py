@@ -59,7 +59,8 @@ def backlog(
         .group_by(TICKET.c.mailbox)
     ).all()
     # The deadlines whose clock runs (as the reminders and the digest watch them), each with
-    # its outcome as of `now` by the report's rule (`mailbot.compliance.deadline_outcome`).
+    # its outcome as of `now` by the report's rule
+    # (`mailbot.standards.compliance.deadline_outcome`).
     outcome = outcome_sql(now, restarting=restarting)
     running = (
         sa.select(DEADLINE.c.commitment, sa.func.count())

@@ -1,12 +1,15 @@
-"""A deadline row's outcome as of an instant, in SQL: `mailbot.compliance` translated (reads).
+"""A deadline row's outcome as of an instant, in SQL: `mailbot.standards.compliance` translated
+(reads).
 
 The digest's month counts and the report's figures are counted in the database (a year holds
-a few hundred thousand deadline rows), so the rule of `mailbot.compliance.deadline_outcome`
+a few hundred thousand deadline rows), so the rule of
+`mailbot.standards.compliance.deadline_outcome`
 is written here once more, as SQL expressions over ``ticket_deadline`` and ``ticket_hold``,
 one clause per small rule of that module and under the same names. The digest and the
 reminders (`mailbot.db.jobs`), the report (`mailbot.db.report`) and the metrics
 (`mailbot.db.observe`) build their queries from this one translation;
-tests/test_outcome_properties.py checks it against `deadline_outcome` over random histories
+tests/standards/test_outcome_properties.py checks it against `deadline_outcome` over random
+histories
 (replies and holds before, at and after the due instant). Change the rule there and here
 together.
 """
@@ -19,8 +22,8 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from mailbot.compliance import Outcome
 from mailbot.models import DEADLINE, HOLD
+from mailbot.standards.compliance import Outcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +39,7 @@ class OutcomeSql:
 
 
 def outcome_sql(as_of: datetime, *, restarting: Collection[str] = ()) -> OutcomeSql:
-    """The rule of `mailbot.compliance.deadline_outcome` as of `as_of`, for a query over
+    """The rule of `mailbot.standards.compliance.deadline_outcome` as of `as_of`, for a query over
     ``ticket_deadline`` (the holds are looked up by the row's ticket). A hold of kind
     "incomplete" pauses only the commitments counted from the complete request
     (`restarting`, `Settings.restarting_commitments`); a wait (`attente`) pauses them all."""

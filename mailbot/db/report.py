@@ -2,8 +2,10 @@
 
 SQLAlchemy Core on SQLite and PostgreSQL. Which rows are cases is an SQL expression built here
 from a `CaseFilter`; each case's outcome as of an instant is `mailbot.db.outcome`'s translation
-of `mailbot.compliance.deadline_outcome`, the one rule the digest counts with too. The counting
-rules are explained in `mailbot.report` and docs/report-rules.md. The queries run in one `snapshot`,
+of `mailbot.standards.compliance.deadline_outcome`, the one rule the digest counts with too. The
+counting
+rules are explained in `mailbot.reporting.report` and docs/report-rules.md. The queries run in one
+`snapshot`,
 so every figure describes the same state. Rows are NamedTuples: typed, immutable, and cheap
 to make by the hundred thousand (the case listing).
 """
@@ -21,8 +23,8 @@ from sqlalchemy.engine import Connection, Engine
 from sqlmodel import SQLModel
 
 import mailbot.models  # noqa: F401  (registers the tables on SQLModel.metadata)
-from mailbot.business_calendar import BusinessCalendar
 from mailbot.db.outcome import OutcomeSql, outcome_sql
+from mailbot.standards.business_calendar import BusinessCalendar
 from mailbot.store import reading
 
 

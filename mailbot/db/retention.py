@@ -2,7 +2,8 @@
 record of each run, legal holds (SQLAlchemy Core, on the caller's connection).
 
 What is kept and what is cleared, column by column, is written in `anonymise` and
-`clear_unlinked` below and in the README's "Personal information" section; tests/test_retention.py
+`clear_unlinked` below and in the README's "Personal information" section;
+tests/privacy/test_retention.py
 searches every text and binary column of every table to hold both to it.
 """
 

@@ -1,0 +1,143 @@
+"""Decide what one classified message does to the tickets (pure).
+
+`decide` takes the parsed mail, the classifier's verdict and the facts looked up for it, and
+returns a `Decision`: a value the application applies in one transaction. Nothing here
+writes, sends or reads the clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from mailbot.intake.classify import Kind, Verdict
+from mailbot.mail.parse import FROM_REFUSED, InboundMail, flatten
+
+
+class Outcome(StrEnum):
+    """What became of an inbound message; stored as its state with a reason."""
+
+    OPENED = "opened"  # a new ticket
+    ATTACHED = "attached"  # recorded on an existing ticket
+    SET_ASIDE = "set_aside"  # kept, on no ticket, with its reason
+    HELD = "held"  # kept for a person to review (e.g. staff mail that failed a check)
+
+
+@dataclass(frozen=True, slots=True)
+class NewTicket:
+    """The facts of a ticket to open; the reference is allocated when it is written."""
+
+    mailbox: str
+    category: str
+    requester: str
+    requester_name: str
+    language: str
+    subject: str
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    outcome: Outcome
+    reason: str
+    open_ticket: NewTicket | None = None
+    ticket_ref: str | None = None
+    acknowledge: bool = False
+    reopen: bool = False
+    flags: tuple[str, ...] = ()
+
+
+_SUBJECT_LIMIT = 500
+
+
+def _new_ticket(
+    mail: InboundMail, verdict: Verdict, mailbox: str, category: str, received_at: datetime
+) -> NewTicket:
+    assert mail.from_address is not None
+    return NewTicket(
+        mailbox=mailbox,
+        category=category,
+        requester=mail.from_address.address,
+        requester_name=mail.from_address.display_name,
+        language=verdict.language,
+        subject=flatten(mail.subject, _SUBJECT_LIMIT),
+        received_at=received_at,
+    )
+
+
+def decide(
+    mail: InboundMail,
+    verdict: Verdict,
+    *,
+    mailbox: str,
+    default_category: str,
+    received_at: datetime,
+    ticket_status: str | None,
+) -> Decision:
+    """What `mail` does: open a ticket, join one, or be set aside, and whether to answer.
+
+    `ticket_status` is the current status of `verdict.ticket_ref`, when there is one.
+    """
+    kind = verdict.kind
+    if kind is Kind.NEW_REQUEST:
+        if mail.from_address is None:
+            # Not automatic mail, but nowhere to answer: a person decides, never a drop.
+            return Decision(Outcome.HELD, _no_reply_address(mail))
+        category = verdict.category or default_category
+        return Decision(
+            Outcome.OPENED,
+            f"new request ({category})",
+            open_ticket=_new_ticket(mail, verdict, mailbox, category, received_at),
+            acknowledge=verdict.may_auto_answer,
+        )
+    if kind is Kind.FOLLOW_UP and verdict.ticket_ref is not None:
+        if "sender_not_requester" in verdict.rules:
+            # Someone other than the requester wrote on the ticket: a person decides.
+            return Decision(
+                Outcome.HELD,
+                "message on a ticket from someone other than its requester",
+                ticket_ref=verdict.ticket_ref,
+            )
+        reopen = ticket_status in ("answered", "closed")
+        return Decision(
+            Outcome.ATTACHED,
+            "follow-up from the requester" + (", ticket reopened" if reopen else ""),
+            ticket_ref=verdict.ticket_ref,
+            reopen=reopen,
+        )
+    if kind is Kind.AUTO_REPLY and verdict.ticket_ref is not None:
+        return Decision(
+            Outcome.ATTACHED,
+            "automatic reply on a ticket",
+            ticket_ref=verdict.ticket_ref,
+            flags=("auto_reply",),
+        )
+    if kind is Kind.STAFF_REPLY:
+        # The staff workflow authenticates the sender before anything reaches a citizen;
+        # without a signed link to a ticket it is held for a person, never dropped.
+        if verdict.ticket_ref is None:
+            return Decision(Outcome.HELD, "staff message without a signed link to a ticket")
+        return Decision(
+            Outcome.ATTACHED,
+            "staff message on a ticket",
+            ticket_ref=verdict.ticket_ref,
+            flags=("staff",),
+        )
+    if kind is Kind.BOUNCE and verdict.ticket_ref is not None:
+        return Decision(
+            Outcome.ATTACHED,
+            "delivery report on a ticket",
+            ticket_ref=verdict.ticket_ref,
+            flags=("bounce",),
+        )
+    return Decision(Outcome.SET_ASIDE, f"{kind.value}: " + ", ".join(verdict.rules or ("no rule",)))
+
+
+def _no_reply_address(mail: InboundMail) -> str:
+    """The note on a request held for want of a reply address, with why when parsing said."""
+    for defect in mail.defects:
+        if defect.startswith(FROM_REFUSED):
+            reason = defect.removeprefix(FROM_REFUSED)
+            return f"new request without a usable reply address: {reason}"
+    return "new request without a usable reply address"

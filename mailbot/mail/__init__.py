@@ -1,0 +1,1 @@
+"""Mail as bytes and text: parsing, the MIME writer, templates, thread tokens, language (pure)."""

@@ -1,0 +1,189 @@
+"""One pass of mailbot: every mailbox's new mail, the scheduled jobs, then the outbox.
+
+One direction: IMAP -> store each message with its outcome (one transaction per batch) ->
+move it on the server -> the jobs add their outgoing rows -> the daily retention run, once a
+business day -> the outbox worker sends. The
+scheduler (mailbot/ops/daemon.py) only wakes passes up; what is due is in the database.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from mailbot.context import App
+from mailbot.db.backup import RECONCILE_PENDING
+from mailbot.db.service import claim_meta, meta_value
+from mailbot.errors import ClockRefused, ImapError
+from mailbot.intake.ingest import IngestReport, ingest_mailbox
+from mailbot.logformat import log_fields
+from mailbot.privacy.retention import run_if_due
+from mailbot.recovery.journal import keep_sent_copies
+from mailbot.sending.delivery import report_failures, review_pacing
+from mailbot.sending.outbox import FlushReport, SendPolicy, flush_outbox
+from mailbot.settings import MailboxSettings
+from mailbot.standards.run_jobs import run_due_jobs
+from mailbot.store import reading
+
+log = logging.getLogger(__name__)
+
+StopCheck = Callable[[], bool]
+LIVE, REPLAY = "live", "replay"
+
+
+@dataclass
+class PassReport:
+    """What one pass did, for the exit code and the log."""
+
+    ingest: IngestReport = field(default_factory=IngestReport)
+    outbox: FlushReport = field(default_factory=FlushReport)
+    errors: list[str] = field(default_factory=list)
+    # Per mailbox: the outcomes of its messages, and whether its server answered.
+    by_mailbox: dict[str, dict[str, int]] = field(default_factory=dict)
+    reached: list[str] = field(default_factory=list)
+
+    @property
+    def fetched(self) -> int:
+        return self.ingest.fetched
+
+    @property
+    def moved(self) -> int:
+        return self.ingest.moved
+
+    @property
+    def outcomes(self) -> dict[str, int]:
+        return self.ingest.outcomes
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and not self.outbox.unreachable
+
+    def summary(self) -> str:
+        parts = [f"fetched={self.ingest.fetched}"]
+        parts += [f"{name}={n}" for name, n in sorted(self.ingest.outcomes.items())]
+        parts += [
+            f"moved={self.ingest.moved}",
+            f"sent={self.outbox.sent}",
+            f"retrying={self.outbox.retrying}",
+            f"failed={self.outbox.failed}",
+        ]
+        if self.outbox.unreachable:
+            parts.append("smtp=unreachable")
+        parts += [f"error={error}" for error in self.errors]
+        return " ".join(parts)
+
+
+def guard_clock(app: App) -> None:
+    """Refuse to mix replayed and real time in one database.
+
+    The first command that writes a database fixes which clock writes it from then on: the
+    real one (a live database) or `--now` (a replay database: tests, demos, audits on a
+    copy). A pass as of another instant on a live database would record late answers, send
+    reminders early and use up today's digest; the real clock on a replay database would mix
+    invented dates with real ones. Both are refused before anything is written.
+    """
+    wanted = REPLAY if app.clock.replays else LIVE
+    with app.engine.begin() as connection:
+        mode = claim_meta(connection, "clock", wanted)
+    if mode == wanted:
+        return
+    if mode == LIVE:
+        raise ClockRefused(
+            "--now cannot write to this database: it is a live one (written by the real "
+            "clock). Read-only commands (report, tickets, show, due) accept --now; replay a "
+            "pass on a separate database (MAILBOT_DATABASE_URL) against test mail servers"
+        )
+    raise ClockRefused(
+        "this database holds replayed time (it was written under --now): the real clock "
+        "never writes to it; give --now, or point mailbot at the live database"
+    )
+
+
+def reconcile_pending(app: App) -> bool:
+    """A restore left the database to reconcile with the mail store
+    (mailbot/recovery/reconcile.py)."""
+    with reading(app.engine) as connection:
+        return meta_value(connection, RECONCILE_PENDING) is not None
+
+
+def run_pass(
+    app: App,
+    should_stop: StopCheck = lambda: False,
+    *,
+    mailboxes: Sequence[MailboxSettings] | None = None,
+) -> PassReport:
+    """One pass: the new mail of `mailboxes` (default: every one), the jobs that are due,
+    then the outbox."""
+    guard_clock(app)
+    report = PassReport()
+    if reconcile_pending(app):
+        # A restored database: the mail store first, or new tickets would take references
+        # already given. Nothing else runs until it is done.
+        from mailbot.recovery.reconcile import reconcile
+
+        reconciled = reconcile(app)
+        if not reconciled.ok:
+            report.errors.append("reconcile")
+            return report
+    for mailbox in app.settings.mailboxes if mailboxes is None else mailboxes:
+        if should_stop():
+            break
+        before = dict(report.ingest.outcomes)
+        try:
+            ingest_mailbox(app, mailbox, report.ingest, should_stop)
+        except ImapError as exc:
+            log.error("mailbox %s: %s", mailbox.name, exc, extra=log_fields(mailbox=mailbox.name))
+            report.errors.append(f"imap:{mailbox.name}")
+        else:
+            report.reached.append(mailbox.name)
+        report.by_mailbox[mailbox.name] = {
+            name: n - before.get(name, 0)
+            for name, n in report.ingest.outcomes.items()
+            if n != before.get(name, 0)
+        }
+    try:
+        jobs = run_due_jobs(app, app.clock.now())
+    except Exception:  # reminders must never stop ingestion or sending
+        log.exception("scheduled jobs failed")
+        report.errors.append("jobs")
+    else:
+        for name, n in jobs.counts().items():
+            report.ingest.count(name, n)
+        if jobs.failed:
+            report.errors.append("jobs")
+    try:
+        retention = run_if_due(app)
+    except Exception:  # the retention run resumes at the next pass; mail goes on
+        log.exception("retention run failed")
+        report.errors.append("retention")
+    else:
+        if retention is not None:
+            for name, refs in (
+                ("retention_anonymised", retention.anonymised),
+                ("retention_raw_destroyed", retention.raw_destroyed),
+            ):
+                if refs:
+                    report.ingest.count(name, len(refs))
+    report.outbox = send_outbox(app)
+    # A Sent folder that cannot be reached is logged and tried again at the next pass; it
+    # never fails the pass (the mail itself went out).
+    keep_sent_copies(app)
+    return report
+
+
+def send_outbox(app: App) -> FlushReport:
+    """Flush the outbox; the brake's notices go before, failure reports after (and out).
+
+    Sending follows ingestion rather than running beside it: SQLite has one writer, which
+    ingestion holds through each transaction, and a sender in another process would wait for
+    each commit before its next message (measured: no gain, bench/throughput_bench.py) or
+    record the relay's answers later, widening the one window SMTP cannot close (the relay's
+    250 received, the process killed before the row is marked sent)."""
+    policy = SendPolicy.of(app.settings)
+    now = app.clock.now()
+    review_pacing(app, policy, now)
+    report = flush_outbox(app, now, policy)
+    if report_failures(app, now):
+        report = report.plus(flush_outbox(app, now, policy))
+    return report

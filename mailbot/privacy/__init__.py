@@ -1,0 +1,2 @@
+"""Personal information: the retention schedule, erasure, legal holds and the access-right
+export."""

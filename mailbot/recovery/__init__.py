@@ -1,0 +1,1 @@
+"""Nothing lost even when the database is: backup, restore and the mail store as the journal."""

@@ -1,0 +1,1 @@
+"""The compliance report (values, queries, rendering, charts) and the views people read."""

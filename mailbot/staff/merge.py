@@ -1,0 +1,150 @@
+"""Merging a duplicate into the ticket kept (`fusionner REF` in a reply on the duplicate), on
+the caller's connection.
+
+The duplicate's messages and history join the kept ticket; the duplicate is closed with the
+reason `merged` and names the ticket kept, so mail that quotes its reference (its signed
+token or its reference in a subject) lands on the kept ticket, and the report and the
+digests leave it out. The earliest receipt keeps the clock: when the duplicate arrived
+first, the kept ticket takes its receipt time and, for each commitment both have, its clock;
+a commitment met on either ticket is met on the kept one at the earliest answer. The
+citizen is told once which reference to use.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from sqlalchemy.engine import Connection
+
+from mailbot.context import App
+from mailbot.db import clocks as clock_rows_db
+from mailbot.db import handoff
+from mailbot.db import tickets as ticket_rows
+from mailbot.db.inbound import citizen_thread
+from mailbot.db.tickets import TicketRow
+from mailbot.sending import outgoing
+from mailbot.standards import deadlines
+from mailbot.states import ClosedReason, TicketStatus
+
+log = logging.getLogger(__name__)
+
+
+def merge_problem(duplicate: TicketRow, kept: TicketRow | None, ref: str) -> tuple[str, str] | None:
+    """Why `duplicate` cannot be merged into `kept` (the ticket `ref` names, after its own
+    merges): (code, argument), or None. The sender's queues are checked by the caller."""
+    if kept is None:
+        return ("no_such_ticket", ref)
+    if kept.id == duplicate.id:
+        return ("merge_same_ticket", ref)
+    if duplicate.closed_reason == ClosedReason.MERGED:
+        return ("ticket_closed_as", duplicate.closed_reason)
+    if kept.requester.lower() != duplicate.requester.lower():
+        return ("merge_other_requester", kept.ref)
+    return None
+
+
+def merge_into(
+    connection: Connection,
+    app: App,
+    duplicate: TicketRow,
+    kept: TicketRow,
+    *,
+    text: str,
+    sender: str,
+    inbound_id: int,
+    now: datetime,
+) -> None:
+    """Merge `duplicate` into `kept` (checked by `merge_problem`) and tell the citizen once."""
+    citizen_ids, our_ids = citizen_thread(connection, duplicate.id)
+    _keep_earliest_clock(connection, app, duplicate, kept, now)
+    moved = handoff.move_history(connection, duplicate.id, kept.id)
+    clock_rows_db.close_hold(connection, duplicate.id, now, sender)
+    ticket_rows.set_ticket_fields(
+        connection,
+        duplicate.id,
+        now,
+        status=TicketStatus.CLOSED.value,
+        closed_at=now,
+        closed_reason=ClosedReason.MERGED.value,
+        merged_into=kept.ref,
+    )
+    ticket_rows.add_event(
+        connection,
+        kept.id,
+        now,
+        "merged_from",
+        f"{duplicate.ref}: {moved} message(s) and its history joined this ticket",
+        actor=sender,
+        inbound_id=inbound_id,
+    )
+    ticket_rows.add_event(
+        connection,
+        duplicate.id,
+        now,
+        "merged_into",
+        kept.ref,
+        actor=sender,
+        inbound_id=inbound_id,
+    )
+    closed = ticket_rows.ticket_by_id(connection, duplicate.id) or duplicate
+    outgoing.notice_to_citizen(
+        connection,
+        app,
+        closed,
+        template="merged",
+        values={"kept": kept, "text": text.rstrip()},
+        thread=(*our_ids, *citizen_ids),
+        token_ref=kept.ref,
+        purpose="merge_notice",
+        dedupe=f"merged:{duplicate.ref}",
+        author=sender,
+        inbound_id=inbound_id,
+        now=now,
+    )
+    log.info("ticket %s merged into %s", duplicate.ref, kept.ref)
+
+
+def _keep_earliest_clock(
+    connection: Connection, app: App, duplicate: TicketRow, kept: TicketRow, now: datetime
+) -> None:
+    """The kept ticket's clock runs from the earlier receipt of the two; each commitment
+    both tickets have is met at the earlier answer of the two."""
+    ours = handoff.clock_rows(connection, kept.id)
+    theirs = handoff.clock_rows(connection, duplicate.id)
+    duplicate_first = duplicate.received_at < kept.received_at
+    adopted: list[datetime] = []
+    for commitment, row in ours.items():
+        other = theirs.get(commitment)
+        if other is None:
+            continue
+        values: dict[str, object] = {}
+        if duplicate_first and other.clock_start <= row.clock_start:
+            values.update(
+                clock_start=other.clock_start,
+                due_date=other.due_date,
+                due_at=other.due_at,
+                days_on_hold=other.days_on_hold,
+            )
+        answers = [at for at in (row.met_at, other.met_at) if at is not None]
+        if answers and min(answers) != row.met_at:
+            values["met_at"] = min(answers)
+            kind = next((c.kind for c in app.settings.commitments if c.id == commitment), "")
+            if kind in deadlines.MEETS_KINDS["reply"]:
+                adopted.append(min(answers))
+        if values:
+            clock_rows_db.update_deadline(connection, row.id, values)
+    if adopted:  # the duplicate was answered: so is the request, on the kept ticket
+        ticket_rows.stamp_first(connection, kept.id, "answered_at", min(adopted))
+        ticket_rows.set_status_where(
+            connection, kept.id, now, TicketStatus.ANSWERED.value, was=TicketStatus.OPEN.value
+        )
+    if duplicate_first:
+        ticket_rows.set_ticket_fields(
+            connection,
+            kept.id,
+            now,
+            received_at=duplicate.received_at,
+            receipt_date=duplicate.receipt_date,
+        )
+        deadlines.recompute(connection, app, kept.id, now)

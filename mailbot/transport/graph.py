@@ -1,0 +1,332 @@
+"""Microsoft Graph over HTTP: one client for every request mailbot makes to Graph (effects:
+HTTP to Graph, and to the token provider through the token source).
+
+    GraphClient(settings, tokens, now)     requests, with the application's bearer token
+    client.call(user, method, path, ...)   one request on behalf of mailbox `user`
+
+Throttling (Graph's Outlook limits: 10,000 requests per 10 minutes and 4 concurrent requests
+per mailbox and application): at most `concurrency` requests are in flight per mailbox; a
+429, 503 or 504 waits what `Retry-After` says (else a growing delay), with jitter, and is
+tried again up to `retries` times, never longer than `max_wait_seconds` at a time. A 429 is
+never executed by Graph, so it is always safe to repeat; a 503/504 or a lost connection on a
+request that is not safe to repeat (sendMail) is not repeated here: the caller learns that
+the outcome is unknown (`GraphError.status` 0, 503 or 504) and checks before trying again.
+
+Every message id is asked for as an immutable id (`Prefer: IdType="ImmutableId"`), which
+stays the same when the message is moved to another folder of its mailbox.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import random
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from mailbot.errors import GraphError, MissingDependency, TokenError
+from mailbot.settings import GraphSettings
+from mailbot.transport.oauth import TokenSource
+
+try:
+    import requests
+    from requests.structures import CaseInsensitiveDict
+except ImportError as exc:
+    raise MissingDependency(
+        '[graph] needs requests and MSAL: install mailbot with the "microsoft" extra '
+        '(pip install "mailbot[microsoft]")'
+    ) from exc
+
+log = logging.getLogger(__name__)
+
+IMMUTABLE_IDS = 'IdType="ImmutableId"'
+RETRIED_STATUSES = frozenset({429, 503, 504})
+# The delay before the first retry when Graph gives no Retry-After; doubled each time.
+FIRST_DELAY_SECONDS = 1.0
+# Graph's delta link has expired or is unknown: list the folder again from the start.
+RESYNC_CODES = frozenset({"syncstatenotfound", "syncstateinvalid", "resyncrequired"})
+
+
+def wait_seconds(
+    retry_after: str | None, attempt: int, now: datetime, cap: float, jitter: float
+) -> float:
+    """How long to wait before retry number `attempt` (1, 2...): what Retry-After says
+    (seconds or an HTTP date), else 1, 2, 4... seconds; `jitter` (0 to 1) adds up to a
+    fifth on top so that mailboxes throttled together do not come back together; never
+    more than `cap` (pure)."""
+    base: float | None = None
+    if retry_after:
+        value = retry_after.strip()
+        if value.isdigit():
+            base = float(value)
+        else:
+            try:
+                when = email.utils.parsedate_to_datetime(value)
+            except (TypeError, ValueError):
+                when = None
+            if when is not None:
+                if when.tzinfo is None:
+                    when = when.replace(tzinfo=UTC)
+                base = max(0.0, (when - now).total_seconds())
+    if base is None:
+        base = FIRST_DELAY_SECONDS * 2 ** (attempt - 1)
+    return min(cap, base * (1 + 0.2 * jitter))
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """Graph's answer to one request."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    truncated: bool = False  # the body was cut at the limit asked for
+
+    def json(self) -> dict[str, Any]:
+        try:
+            value = json.loads(self.body.decode("utf-8") or "{}")
+        except (UnicodeDecodeError, ValueError):
+            return {}
+        return value if isinstance(value, dict) else {}
+
+    @property
+    def error_code(self) -> str:
+        error = self.json().get("error")
+        return str(error.get("code", "")) if isinstance(error, dict) else ""
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+
+@dataclass
+class GraphCounters:
+    """What the client did, for /metrics (read without a lock: counters only grow)."""
+
+    requests: int = 0
+    throttled: int = 0  # answers 429, 503 or 504
+    failures: int = 0  # requests that ended in a GraphError
+    by_mailbox: dict[str, int] = field(default_factory=dict)
+
+
+class GraphClient:
+    """Requests to Graph for every mailbox, throttled per mailbox. `now` gives the instant
+    the token is judged by (mailbot's one clock); `sleep` and `jitter` are injected so the
+    tests need not wait."""
+
+    def __init__(
+        self,
+        settings: GraphSettings,
+        tokens: TokenSource,
+        now: Callable[[], datetime],
+        *,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.settings = settings
+        self._tokens = tokens
+        self._now = now
+        self._session = session or requests.Session()
+        self._sleep = sleep
+        self._jitter = jitter
+        self._gates: dict[str, threading.BoundedSemaphore] = {}
+        self._lock = threading.Lock()
+        self.counters = GraphCounters()
+
+    @property
+    def tokens(self) -> TokenSource:
+        return self._tokens
+
+    def url(self, user: str, path: str) -> str:
+        """The URL of `path` under the mailbox `user` (a full URL, such as a next or delta
+        link Graph gave, is kept as it is)."""
+        if path.startswith(("https://", "http://")):
+            return path
+        quoted = urllib.parse.quote(user, safe="@")
+        return f"{self.settings.base_url.rstrip('/')}/users/{quoted}/{path.lstrip('/')}"
+
+    def _gate(self, user: str) -> threading.BoundedSemaphore:
+        with self._lock:
+            gate = self._gates.get(user.lower())
+            if gate is None:
+                gate = threading.BoundedSemaphore(self.settings.concurrency)
+                self._gates[user.lower()] = gate
+            return gate
+
+    def call(
+        self,
+        user: str,
+        method: str,
+        path: str,
+        *,
+        json_body: object = None,
+        data: bytes | None = None,
+        content_type: str = "",
+        params: Mapping[str, str] | None = None,
+        idempotent: bool = True,
+        limit: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        allow: frozenset[int] = frozenset(),
+    ) -> Answer:
+        """One request for mailbox `user`, retried when throttled. A 2xx answer, or one of
+        the statuses in `allow`, is returned; anything else raises GraphError naming the
+        request (never the token). `limit`: read at most that many bytes of the body."""
+        url = self.url(user, path)
+        what = f"Graph {method} {_path_only(url)} for {user}"
+        refreshed = False
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                answer = self._once(
+                    user, method, url, json_body, data, content_type, params, limit, extra_headers
+                )
+            except TokenError:
+                self.counters.failures += 1
+                raise
+            except requests.RequestException as exc:
+                if idempotent and attempt <= self.settings.retries:
+                    delay = wait_seconds(
+                        None, attempt, self._now(), self.settings.max_wait_seconds, self._jitter()
+                    )
+                    log.info("%s: %s; retrying in %.1f s", what, type(exc).__name__, delay)
+                    self._sleep(delay)
+                    continue
+                self.counters.failures += 1
+                raise GraphError(f"{what}: {type(exc).__name__}", 0) from None
+            if answer.status == 401 and not refreshed:
+                # Our token may have been revoked before its time: one fresh try.
+                self._tokens.invalidate()
+                refreshed = True
+                continue
+            if answer.status in RETRIED_STATUSES:
+                self.counters.throttled += 1
+                repeatable = idempotent or answer.status == 429
+                if repeatable and attempt <= self.settings.retries:
+                    delay = wait_seconds(
+                        answer.headers.get("Retry-After"),
+                        attempt,
+                        self._now(),
+                        self.settings.max_wait_seconds,
+                        self._jitter(),
+                    )
+                    log.info("%s: %d, retrying in %.1f s", what, answer.status, delay)
+                    self._sleep(delay)
+                    continue
+            if answer.ok or answer.status in allow:
+                return answer
+            self.counters.failures += 1
+            code = answer.error_code
+            raise GraphError(
+                f"{what}: HTTP {answer.status}{f' {code}' if code else ''}",
+                answer.status,
+                code,
+            )
+
+    def upload(self, url: str, chunk: bytes, content_range: str) -> Answer:
+        """One chunk of an upload session: PUT to the URL Graph gave, which carries its own
+        authorisation (our token is not sent there); retried when throttled."""
+        for attempt in range(1, self.settings.retries + 2):
+            try:
+                response = self._session.put(
+                    url,
+                    data=chunk,
+                    headers={"Content-Range": content_range, "Content-Length": str(len(chunk))},
+                    timeout=self.settings.timeout_seconds,
+                )
+            except requests.RequestException as exc:
+                raise GraphError(f"Graph upload: {type(exc).__name__}", 0) from None
+            self.counters.requests += 1
+            answer = Answer(
+                response.status_code, CaseInsensitiveDict(response.headers), response.content
+            )
+            if answer.status in RETRIED_STATUSES and attempt <= self.settings.retries:
+                self.counters.throttled += 1
+                self._sleep(
+                    wait_seconds(
+                        answer.headers.get("Retry-After"),
+                        attempt,
+                        self._now(),
+                        self.settings.max_wait_seconds,
+                        self._jitter(),
+                    )
+                )
+                continue
+            if not answer.ok:
+                raise GraphError(f"Graph upload: HTTP {answer.status}", answer.status)
+            return answer
+        raise GraphError("Graph upload: throttled", 429)  # pragma: no cover
+
+    def _once(
+        self,
+        user: str,
+        method: str,
+        url: str,
+        json_body: object,
+        data: bytes | None,
+        content_type: str,
+        params: Mapping[str, str] | None,
+        limit: int | None,
+        extra_headers: Mapping[str, str] | None,
+    ) -> Answer:
+        token = self._tokens.token(self._now())
+        headers = {
+            "Authorization": f"Bearer {token.value}",
+            "Prefer": IMMUTABLE_IDS,
+            "Accept": "application/json",
+            **(extra_headers or {}),
+        }
+        if content_type:
+            headers["Content-Type"] = content_type
+        self.counters.requests += 1
+        key = user.lower()
+        self.counters.by_mailbox[key] = self.counters.by_mailbox.get(key, 0) + 1
+        with self._gate(user):
+            response = self._session.request(
+                method,
+                url,
+                params=dict(params) if params else None,
+                json=json_body,  # type: ignore[arg-type]
+                data=data,
+                headers=headers,
+                timeout=self.settings.timeout_seconds,
+                stream=limit is not None,
+            )
+            try:
+                truncated = False
+                if limit is None:
+                    body = response.content
+                else:
+                    chunks: list[bytes] = []
+                    total = 0
+                    for chunk in response.iter_content(64 * 1024):
+                        chunks.append(chunk)
+                        total += len(chunk)
+                        if total > limit:
+                            truncated = True
+                            break
+                    body = b"".join(chunks)
+            finally:
+                response.close()
+        return Answer(response.status_code, CaseInsensitiveDict(response.headers), body, truncated)
+
+
+def _path_only(url: str) -> str:
+    """The URL's path, without the query (a delta link's token is no business of the log)."""
+    parts = urllib.parse.urlsplit(url)
+    path = parts.path
+    # A message id is opaque and long; the folder or action around it says enough.
+    segments = [s if len(s) < 40 else "…" for s in path.split("/")]
+    return "/".join(segments)
+
+
+def is_resync(error: GraphError) -> bool:
+    """Graph no longer knows the delta link: the folder must be listed again."""
+    return error.status == 410 or error.code.lower() in RESYNC_CODES

@@ -1,0 +1,223 @@
+"""`mailbot check` over Microsoft Graph: what IT needs to know on day one (effects: Graph).
+
+One line a step, with the reason on failure (never a secret or a token):
+
+    the token          which authority gave it, for which client, how long it lives
+    each mailbox       its watched folder read (messages in it), its processed and quarantine
+                       folders found or to be created at the first pass
+    a round trip       a message from each mailbox to itself, sent as mailbot sends (a MIME
+                       draft, then send), found again in the mailbox and read back: which of
+                       the headers mailbot relies on survived in this tenant (Message-ID,
+                       In-Reply-To, References, Auto-Submitted and our X- headers), and
+                       whether the Message-ID the draft announced is the one that arrived;
+                       then deleted
+
+Headers that did not survive are not fatal: loop safety and threading hold with what is left
+(README, "Microsoft Graph"); the line says what the tenant does.
+"""
+
+from __future__ import annotations
+
+import base64
+import email
+import email.policy
+import logging
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from email.message import EmailMessage
+
+from mailbot.errors import ConfigError, GraphError, TokenError
+from mailbot.mail.render import LOOP_HEADER, PURPOSE_HEADER
+from mailbot.settings import MailboxSettings, Settings
+from mailbot.transport.graph import GraphClient
+from mailbot.transport.logins import Logins
+
+log = logging.getLogger(__name__)
+
+Say = Callable[[str], None]
+# The headers whose fate the round trip reports, in this order.
+WATCHED_HEADERS = (
+    "Message-ID",
+    "In-Reply-To",
+    "References",
+    "Auto-Submitted",
+    "X-Auto-Response-Suppress",
+    LOOP_HEADER,
+    PURPOSE_HEADER,
+)
+
+
+def round_trip_message(mailbox: MailboxSettings, domain: str, nonce: str) -> EmailMessage:
+    """The message a mailbox sends itself: every header mailbot relies on, set (pure)."""
+    message = EmailMessage()
+    message["From"] = mailbox.address
+    message["To"] = mailbox.address
+    message["Subject"] = f"mailbot check {nonce}"
+    message["Message-ID"] = f"<mb-check.{nonce}@{domain}>"
+    message["In-Reply-To"] = f"<mb-check-parent.{nonce}@{domain}>"
+    message["References"] = f"<mb-check-root.{nonce}@{domain}> <mb-check-parent.{nonce}@{domain}>"
+    message["Auto-Submitted"] = "auto-generated"
+    message["X-Auto-Response-Suppress"] = "All"
+    message[LOOP_HEADER] = f"check.{nonce}"
+    message[PURPOSE_HEADER] = "check"
+    message.set_content("mailbot check: this message is deleted as soon as it is read back.\n")
+    return message
+
+
+def compare_headers(sent: EmailMessage, received: EmailMessage) -> dict[str, str]:
+    """Each watched header: "kept", "changed" or "dropped" (pure)."""
+    fate: dict[str, str] = {}
+    for name in WATCHED_HEADERS:
+        before = " ".join(str(sent.get(name, "")).split())
+        after = " ".join(str(received.get(name, "")).split())
+        if not after:
+            fate[name] = "dropped"
+        elif after == before:
+            fate[name] = "kept"
+        else:
+            fate[name] = "changed"
+    return fate
+
+
+def check_graph(
+    settings: Settings,
+    environ: Mapping[str, str],
+    say: Say,
+    now: datetime,
+    *,
+    wait_seconds: float = 60.0,
+    sleep: Callable[[float], None] = time.sleep,
+    client: GraphClient | None = None,
+) -> bool:
+    graph = settings.graph
+    assert graph is not None
+    say(f"ok   configuration: {len(settings.mailboxes)} mailbox(es) over Microsoft Graph")
+    try:
+        tokens = Logins(settings, environ).graph() if client is None else client.tokens
+        token = tokens.token(now)
+    except (TokenError, ConfigError) as exc:
+        say(f"FAIL token for graph: {exc}")
+        return False
+    seconds = int((token.expires_at - now).total_seconds())
+    say(f"ok   token for graph: from {tokens.description}, valid {seconds} s")
+    client = client or GraphClient(graph, tokens, lambda: now)
+    ok = True
+    for mailbox in settings.mailboxes:
+        try:
+            _check_folders(client, mailbox, say)
+            _round_trip(client, mailbox, settings, say, wait_seconds, sleep)
+        except (GraphError, TokenError) as exc:
+            ok = False
+            say(f"FAIL graph {mailbox.name}: {exc}{_hint(exc)}")
+    return ok
+
+
+def _hint(error: Exception) -> str:
+    if isinstance(error, GraphError) and error.status == 403:
+        return (
+            " (the application is not granted this mailbox: check its RBAC for Applications "
+            "management scope with Test-ServicePrincipalAuthorization; a new scope takes "
+            "30 minutes to 2 hours to apply)"
+        )
+    return ""
+
+
+def _folder_lookup(client: GraphClient, user: str, name: str) -> dict[str, object] | None:
+    well_known = {"inbox": "inbox"}.get(name.lower())
+    if well_known:
+        return client.call(user, "GET", f"mailFolders/{well_known}").json()
+    quoted = "'" + name.replace("'", "''") + "'"
+    found = client.call(
+        user, "GET", "mailFolders", params={"$filter": f"displayName eq {quoted}"}
+    ).json()
+    values = found.get("value") or []
+    return values[0] if values and isinstance(values[0], dict) else None
+
+
+def _check_folders(client: GraphClient, mailbox: MailboxSettings, say: Say) -> None:
+    watched = _folder_lookup(client, mailbox.address, mailbox.folder)
+    if watched is None:
+        raise GraphError(f"no folder {mailbox.folder!r} in {mailbox.address}", 404)
+    count = watched.get("totalItemCount")
+    others = []
+    for name in (mailbox.processed_folder, mailbox.quarantine_folder):
+        state = "found" if _folder_lookup(client, mailbox.address, name) else "made at first pass"
+        others.append(f"{name} {state}")
+    say(
+        f"ok   graph {mailbox.name}: {mailbox.address}, {mailbox.folder} read"
+        f"{f' ({count} messages)' if count is not None else ''}; {', '.join(others)}"
+    )
+
+
+def _round_trip(
+    client: GraphClient,
+    mailbox: MailboxSettings,
+    settings: Settings,
+    say: Say,
+    wait_seconds: float,
+    sleep: Callable[[float], None],
+) -> None:
+    user = mailbox.address
+    nonce = secrets.token_hex(6)
+    sent = round_trip_message(mailbox, settings.organisation.message_id_domain, nonce)
+    # The path mailbot sends by (mailbot/transport/graph_sender.py): a MIME draft, then send.
+    draft = client.call(
+        user,
+        "POST",
+        "messages",
+        data=base64.b64encode(sent.as_bytes()),
+        content_type="text/plain",
+        idempotent=False,
+    ).json()
+    announced = str(draft.get("internetMessageId") or "").strip()
+    client.call(user, "POST", f"messages/{draft['id']}/send", idempotent=False)
+    sent_items = str(client.call(user, "GET", "mailFolders/sentitems").json().get("id", ""))
+    deadline = time.monotonic() + wait_seconds
+    found: str | None = None
+    while found is None:
+        listed = client.call(
+            user,
+            "GET",
+            "messages",
+            params={
+                "$filter": f"subject eq 'mailbot check {nonce}'",
+                "$select": "id,parentFolderId",
+            },
+        ).json()
+        found = next(
+            (
+                str(item["id"])
+                for item in listed.get("value", [])
+                if isinstance(item, dict) and item.get("parentFolderId") != sent_items
+            ),
+            None,
+        )
+        if found is None:
+            if time.monotonic() >= deadline:
+                say(
+                    f"FAIL graph {mailbox.name}: sent to itself, not received within "
+                    f"{wait_seconds:.0f} s (mail flow rules or a transport delay?)"
+                )
+                raise GraphError(f"round trip of {user}: not received", 0)
+            sleep(2.0)
+    raw = client.call(user, "GET", f"messages/{found}/$value").body
+    received = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(received, EmailMessage)
+    client.call(user, "DELETE", f"messages/{found}", allow=frozenset({404}))
+    fate = compare_headers(sent, received)
+    kept = [name for name, state in fate.items() if state == "kept"]
+    lost = [f"{name} {state}" for name, state in fate.items() if state != "kept"]
+    arrived = " ".join(str(received.get("Message-ID", "")).split())
+    readback = (
+        "the draft's Message-ID arrived"
+        if announced and announced == arrived
+        else "the draft's Message-ID did NOT arrive (replies to mailbot's mail will not thread "
+        "by Message-ID: tell the maintainers)"
+    )
+    say(
+        f"ok   graph {mailbox.name}: sent to itself and read back; kept: {', '.join(kept)}"
+        + (f"; NOT kept: {', '.join(lost)}" if lost else "")
+        + f"; {readback}"
+    )

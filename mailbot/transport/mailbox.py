@@ -1,0 +1,440 @@
+"""The mailboxes mailbot reads: the `Mailbox` interface, and its IMAP implementation.
+
+Ingestion (mailbot/intake/ingest.py) talks only to `Mailbox`: list the inbox, fetch without marking
+anything seen, and mark processed by moving. `ImapMailbox` does it with imapclient; tests pass
+an in-memory one. No value taken from a message ever reaches an IMAP command: only UIDs the
+server gave and folder names from the configuration do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import ssl
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Protocol
+
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
+
+from mailbot.errors import ImapError, TokenError
+from mailbot.settings import MailboxSettings, ServerSettings
+from mailbot.transport.logins import Login, Logins, login_imap
+from mailbot.transport.neterrors import describe
+
+log = logging.getLogger(__name__)
+
+HEADER_ONLY_LIMIT = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedMessage:
+    """One message as the server gave it; `raw` is the headers alone when `truncated`."""
+
+    uid: int
+    internal_date: datetime
+    size: int
+    raw: bytes
+    truncated: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Copies:
+    """Which stored copies to delete from a folder: the messages whose bytes hash (SHA-256,
+    hex) to one of `digests`, looked for by Message-ID, and by size for a message without
+    one. The hash is the proof: a message that merely shares a Message-ID or a size is left
+    alone. (Never searched by sender: the server would cache the From header of every
+    message, the person's included, in its index files.)"""
+
+    digests: frozenset[str]
+    message_ids: tuple[str, ...] = ()
+    sizes: frozenset[int] = frozenset()
+
+
+def is_wanted(raw: bytes, wanted: Copies) -> bool:
+    """Whether a folder's message is one of the `wanted` copies: its bytes hash to a stored
+    digest, or its header block does (a message too large to store whole was stored as its
+    headers, `FetchedMessage.truncated`)."""
+    head = raw.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
+    return any(hashlib.sha256(part).hexdigest() in wanted.digests for part in (raw, head))
+
+
+def message_id_of(head: bytes) -> str:
+    """The Message-ID in a header block, as written (our own are never folded)."""
+    for line in head.replace(b"\r\n ", b" ").splitlines():
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"message-id":
+            return value.strip().decode("ascii", "replace")
+    return ""
+
+
+class Mailbox(Protocol):
+    """One watched mailbox, opened for a pass."""
+
+    def prepare(self, mailbox: MailboxSettings) -> int:
+        """Make the processed and quarantine folders if missing, select the watched folder
+        read-write, and return its UIDVALIDITY."""
+        ...
+
+    def list_uids(self) -> list[int]:
+        """Every message in the watched folder, deleted ones excluded, lowest UID first."""
+        ...
+
+    def sizes(self, uids: Sequence[int]) -> dict[int, int]:
+        """The size in bytes of each message of `uids` still there."""
+        ...
+
+    def fetch(self, uids: Sequence[int], max_bytes: int) -> Iterator[FetchedMessage]:
+        """The messages of `uids` still there, unread flags untouched; above `max_bytes`,
+        the headers alone (`truncated`)."""
+        ...
+
+    def move(self, uids: Sequence[int], folder: str) -> None:
+        """Move `uids` from the watched folder to `folder`."""
+        ...
+
+    def delete_copies(self, folder: str, wanted: Copies) -> int:
+        """Delete the `wanted` copies from `folder` (\\Deleted, then UID EXPUNGE of those
+        UIDs only); how many. A missing folder holds none."""
+        ...
+
+    def append_copies(self, folder: str, copies: Sequence[tuple[bytes, datetime]]) -> int:
+        """Put copies of messages mailbot sent (bytes, when sent) in `folder` (made if
+        missing), read; returns how many the server refused (each alone: the others are in)."""
+        ...
+
+    def message_ids_in(self, folder: str, since: datetime) -> set[str]:
+        """The Message-IDs of the messages of `folder` that arrived on or after `since`'s day."""
+        ...
+
+    def recent_heads(self, folder: str, count: int) -> list[tuple[datetime, bytes]]:
+        """The arrival instant and the Message-ID and X-Mailbot-Purpose lines of the newest
+        `count` messages of `folder` (none if it does not exist)."""
+        ...
+
+    def read_folder(self, folder: str, max_bytes: int) -> list[FetchedMessage]:
+        """Every message of `folder` (none if it does not exist), nothing marked; the
+        caller selects the watched folder again before touching it."""
+        ...
+
+
+# Opens a mailbox for a pass, as of an instant (an OAuth2 token is taken as of it).
+MailboxOpener = Callable[[MailboxSettings, datetime], AbstractContextManager[Mailbox]]
+
+
+def imap_opener(server: ServerSettings, logins: Logins) -> MailboxOpener:
+    def open_mailbox(mailbox: MailboxSettings, now: datetime) -> ImapMailbox:
+        return ImapMailbox(server, logins.imap(mailbox), now)
+
+    return open_mailbox
+
+
+def _aware(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# imapclient's idle_check returns nothing, at once, when the connection has closed (it swallows
+# the EOF): that many empty answers in a row, each well before its timeout, mean the server is
+# gone, instead of a loop spinning on a dead socket until the next renewal.
+CLOSED_AFTER_EMPTY_READS = 20
+QUICK_SECONDS = 0.05
+
+
+def _count_quick_empty(count: int, responses: Sequence[object], asked: float) -> int:
+    """Consecutive idle checks that came back empty without waiting."""
+    if responses or time.monotonic() - asked >= QUICK_SECONDS:
+        return 0
+    return count + 1
+
+
+class ImapMailbox:
+    """One logged-in IMAP session on one mailbox; use as a context manager. `now` is the
+    instant of the login (an OAuth2 token is taken or renewed as of it)."""
+
+    def __init__(self, server: ServerSettings, login: Login, now: datetime) -> None:
+        self._server = server
+        self._login = login
+        self._now = now
+        self._client: IMAPClient | None = None
+        self.has_move = False
+
+    def __enter__(self) -> ImapMailbox:
+        server = self._server
+        try:
+            client = IMAPClient(
+                server.host,
+                port=server.port,
+                ssl=server.tls == "tls",
+                ssl_context=server.tls_context() if server.tls == "tls" else None,
+                timeout=server.timeout_seconds,
+            )
+            if server.tls == "starttls":
+                client.starttls(server.tls_context())
+            login_imap(client, self._login, self._now)
+        except (OSError, IMAPClientError, ssl.SSLError) as exc:
+            raise ImapError(
+                f"IMAP {server.host}:{server.port} as {self._login.user}: {describe(exc)}"
+            ) from exc
+        except TokenError as exc:
+            raise ImapError(f"IMAP as {self._login.user}: no OAuth2 token: {exc}") from exc
+        client.normalise_times = False
+        self.has_move = client.has_capability("MOVE")
+        self._client = client
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._client is not None:
+            with contextlib.suppress(OSError, IMAPClientError):
+                self._client.logout()
+            self._client = None
+
+    @property
+    def client(self) -> IMAPClient:
+        if self._client is None:
+            raise ImapError("not connected")
+        return self._client
+
+    def prepare(self, mailbox: MailboxSettings) -> int:
+        self.ensure_folder(mailbox.processed_folder)
+        self.ensure_folder(mailbox.quarantine_folder)
+        return self.select(mailbox.folder)
+
+    def select(self, folder: str) -> int:
+        """Select `folder` read-write; returns its UIDVALIDITY."""
+        try:
+            info = self.client.select_folder(folder)
+        except IMAPClientError as exc:
+            raise ImapError(f"cannot select folder {folder!r}: {exc}") from exc
+        return int(info[b"UIDVALIDITY"])
+
+    def ensure_folder(self, folder: str) -> None:
+        try:
+            if not self.client.folder_exists(folder):
+                self.client.create_folder(folder)
+                log.info("created IMAP folder %s", folder)
+        except IMAPClientError as exc:
+            raise ImapError(f"cannot create folder {folder!r}: {exc}") from exc
+
+    def list_uids(self) -> list[int]:
+        """Every message in the selected folder, deleted ones excluded, lowest UID first."""
+        try:
+            found = self.client.search(["NOT", "DELETED"])
+        except (OSError, IMAPClientError) as exc:
+            raise ImapError(f"cannot list the folder: {exc}") from exc
+        return sorted(int(uid) for uid in found)
+
+    def sizes(self, uids: Sequence[int]) -> dict[int, int]:
+        if not uids:
+            return {}
+        try:
+            found = self.client.fetch(list(uids), ["RFC822.SIZE"])
+        except (OSError, IMAPClientError) as exc:
+            raise ImapError(f"cannot read the size of {len(uids)} message(s): {exc}") from exc
+        return {int(uid): int(data[b"RFC822.SIZE"]) for uid, data in found.items()}
+
+    @property
+    def supports_idle(self) -> bool:
+        return bool(self.client.has_capability("IDLE"))
+
+    def wait_for_mail(self, seconds: float, should_stop: Callable[[], bool]) -> bool:
+        """IDLE (RFC 2177) for up to `seconds`: True as soon as the server announces a new
+        message in the selected folder, False when the time is up or `should_stop` says so.
+        The caller re-issues it, which renews IDLE before the server's timeout."""
+        deadline = time.monotonic() + seconds
+        quick_empty = 0
+        try:
+            self.client.idle()
+            try:
+                while not should_stop():
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return False
+                    asked = time.monotonic()
+                    responses = self.client.idle_check(timeout=min(left, 1.0))
+                    for response in responses:
+                        if response and response[0] == b"BYE":
+                            raise ImapError("IDLE ended: the server said BYE")
+                        if len(response) > 1 and response[1] in (b"EXISTS", b"RECENT"):
+                            return True
+                    quick_empty = _count_quick_empty(quick_empty, responses, asked)
+                    if quick_empty >= CLOSED_AFTER_EMPTY_READS:
+                        raise ImapError("IDLE ended: the server closed the connection")
+                return False
+            finally:
+                self.client.idle_done()
+        except (OSError, IMAPClientError) as exc:
+            raise ImapError(f"IDLE ended by the server or the network: {exc}") from exc
+
+    def fetch(self, uids: Sequence[int], max_bytes: int) -> Iterator[FetchedMessage]:
+        """Fetch `uids` with BODY.PEEK (never sets \\Seen); an oversized one as headers only."""
+        if not uids:
+            return
+        try:
+            meta = self.client.fetch(list(uids), ["INTERNALDATE", "RFC822.SIZE"])
+            small = [
+                uid for uid in uids if uid in meta and int(meta[uid][b"RFC822.SIZE"]) <= max_bytes
+            ]
+            large = [uid for uid in uids if uid in meta and uid not in small]
+            bodies = self.client.fetch(small, ["BODY.PEEK[]"]) if small else {}
+            headers = self.client.fetch(large, ["BODY.PEEK[HEADER]"]) if large else {}
+        except (OSError, IMAPClientError) as exc:
+            # A server that closes the session (its token expired) ends this pass for the
+            # mailbox; what was stored is kept and the next pass logs in again.
+            raise ImapError(f"cannot fetch {len(uids)} message(s): {exc}") from exc
+        for uid in uids:
+            if uid not in meta:
+                continue  # expunged meanwhile by someone else
+            size = int(meta[uid][b"RFC822.SIZE"])
+            when = _aware(meta[uid][b"INTERNALDATE"])
+            if uid in bodies:
+                yield FetchedMessage(uid, when, size, bytes(bodies[uid][b"BODY[]"]), False)
+            elif uid in headers:
+                yield FetchedMessage(uid, when, size, bytes(headers[uid][b"BODY[HEADER]"]), True)
+
+    def move(self, uids: Sequence[int], folder: str) -> None:
+        """Move `uids` out of the selected folder: MOVE, else COPY + \\Deleted + UID EXPUNGE."""
+        if not uids:
+            return
+        try:
+            if self.has_move:
+                self.client.move(list(uids), folder)
+            else:
+                self.client.copy(list(uids), folder)
+                self.client.add_flags(list(uids), [b"\\Deleted"], silent=True)
+                # UID EXPUNGE touches only these messages, never someone else's deletions.
+                self.client.uid_expunge(list(uids))
+        except (OSError, IMAPClientError) as exc:
+            raise ImapError(f"cannot move {len(uids)} message(s) to {folder!r}: {exc}") from exc
+
+    def delete_copies(self, folder: str, wanted: Copies) -> int:
+        if not wanted.digests:
+            return 0
+        try:
+            if not self.client.folder_exists(folder):
+                return 0
+            self.select(folder)
+            uids: set[int] = set()
+            for message_id in wanted.message_ids:
+                uids.update(self.client.search(["HEADER", "Message-ID", message_id]))
+            if wanted.sizes:
+                listed = self.client.search("ALL")
+                for start in range(0, len(listed), 500):
+                    found = self.client.fetch(listed[start : start + 500], ["RFC822.SIZE"])
+                    uids.update(
+                        uid for uid, data in found.items() if data[b"RFC822.SIZE"] in wanted.sizes
+                    )
+            doomed: list[int] = []
+            ordered = sorted(uids)
+            for start in range(0, len(ordered), 50):
+                fetched = self.client.fetch(ordered[start : start + 50], ["BODY.PEEK[]"])
+                doomed += [
+                    uid
+                    for uid, data in fetched.items()
+                    if is_wanted(bytes(data[b"BODY[]"]), wanted)
+                ]
+            if doomed:
+                self.client.add_flags(doomed, [b"\\Deleted"], silent=True)
+                self.client.uid_expunge(doomed)
+            return len(doomed)
+        except (OSError, IMAPClientError) as exc:
+            raise ImapError(f"cannot delete copies from {folder!r}: {exc}") from exc
+
+    def append_copies(self, folder: str, copies: Sequence[tuple[bytes, datetime]]) -> int:
+        if not copies:
+            return 0
+        self.ensure_folder(folder)
+        seen = [b"\\Seen"]
+        try:
+            if self.client.has_capability("MULTIAPPEND"):
+                # One command for the lot (RFC 3502): a backlog's copies do not each wait
+                # for a round trip; the server keeps all of them or none.
+                try:
+                    self.client.multiappend(
+                        folder, [{"msg": raw, "flags": seen, "date": when} for raw, when in copies]
+                    )
+                    return 0
+                except IMAPClientAbortError:
+                    raise
+                except IMAPClientError:
+                    log.warning("MULTIAPPEND to %s refused; appending one by one", folder)
+            refused = 0
+            for raw, when in copies:
+                try:
+                    self.client.append(folder, raw, flags=seen, msg_time=when)
+                except IMAPClientAbortError:
+                    raise
+                except IMAPClientError as exc:
+                    # One copy the server will not take (too large...) never holds up the
+                    # others; the message itself was sent.
+                    refused += 1
+                    log.warning("a copy refused by %s: %s", folder, exc)
+            return refused
+        except (OSError, IMAPClientAbortError) as exc:  # the session is gone: next pass
+            raise ImapError(f"cannot append to {folder!r}: {exc}") from exc
+
+    def message_ids_in(self, folder: str, since: datetime) -> set[str]:
+        try:
+            if not self.client.folder_exists(folder):
+                return set()
+            self.client.select_folder(folder, readonly=True)
+            uids = sorted(int(uid) for uid in self.client.search(["SINCE", since.date()]))
+            found: set[str] = set()
+            # A few hundred UIDs a command: servers cap the length of a command line.
+            for start in range(0, len(uids), 500):
+                fetched = self.client.fetch(
+                    uids[start : start + 500], ["BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"]
+                )
+                found |= {
+                    message_id_of(bytes(data[b"BODY[HEADER.FIELDS (MESSAGE-ID)]"]))
+                    for data in fetched.values()
+                }
+        except (OSError, IMAPClientError) as exc:
+            raise ImapError(f"cannot search {folder!r}: {exc}") from exc
+        return found - {""}
+
+    def recent_heads(self, folder: str, count: int) -> list[tuple[datetime, bytes]]:
+        item = b"BODY[HEADER.FIELDS (MESSAGE-ID X-MAILBOT-PURPOSE)]"
+        try:
+            if not self.client.folder_exists(folder):
+                return []
+            self.client.select_folder(folder, readonly=True)
+            uids = sorted(int(uid) for uid in self.client.search(["NOT", "DELETED"]))[-count:]
+            if not uids:
+                return []
+            found = self.client.fetch(
+                uids, ["INTERNALDATE", "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID X-MAILBOT-PURPOSE)]"]
+            )
+        except (OSError, IMAPClientError) as exc:
+            raise ImapError(f"cannot read {folder!r}: {exc}") from exc
+        return [
+            (_aware(data[b"INTERNALDATE"]), bytes(data[item]))
+            for data in found.values()
+            if item in data
+        ]
+
+    def read_folder(self, folder: str, max_bytes: int) -> list[FetchedMessage]:
+        try:
+            if not self.client.folder_exists(folder):
+                return []
+            self.client.select_folder(folder, readonly=True)
+            uids = sorted(int(uid) for uid in self.client.search(["NOT", "DELETED"]))
+        except (OSError, IMAPClientError) as exc:
+            raise ImapError(f"cannot read {folder!r}: {exc}") from exc
+        found: list[FetchedMessage] = []
+        for start in range(0, len(uids), 500):
+            found.extend(self.fetch(uids[start : start + 500], max_bytes))
+        return found
+
+    def noop(self) -> None:
+        self.client.noop()
