@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,27 @@ def stored_count(database: Path) -> int:
             return int(db.execute("SELECT count(*) FROM inbound_message").fetchone()[0])
     except sqlite3.OperationalError:
         return 0  # the schema is not there yet
+
+
+def stored_counter(url: str) -> Callable[[], int]:
+    """How many messages the test's database holds: the SQLite file read-only, or the
+    PostgreSQL database (the PostgreSQL rerun, where the subprocess writes there)."""
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        return lambda: stored_count(path)
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url, pool_size=1)
+
+    def count() -> int:
+        try:
+            with engine.connect() as connection:
+                query = sa.text("SELECT count(*) FROM inbound_message")
+                return int(connection.execute(query).scalar_one())
+        except sa.exc.ProgrammingError:
+            return 0  # the schema is not there yet
+
+    return count
 
 
 def children_of(pid: int) -> list[int]:
@@ -88,17 +110,18 @@ def test_sigkill_in_the_middle_of_a_pass_loses_nothing_and_sends_nothing_twice(
         "--once",
     ]
     environ = subprocess_environ(settings)
+    stored = stored_counter(settings.database_url)
     kills = 0
     workers: list[int] = []
     for _attempt in range(40):
-        before = stored_count(data / "mailbot.db")
+        before = stored()
         process = subprocess.Popen(
             command, cwd=REPO, env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         # Let it store a few more messages, then kill it without warning.
         deadline = time.monotonic() + 60
         while process.poll() is None and time.monotonic() < deadline:
-            count = stored_count(data / "mailbot.db")
+            count = stored()
             # Kill during ingestion only: a kill between the SMTP server's 250 and our commit
             # is the one window where a resend (same Message-ID) is possible; see README.
             if before + kill_after <= count < REQUESTS:
@@ -119,7 +142,7 @@ def test_sigkill_in_the_middle_of_a_pass_loses_nothing_and_sends_nothing_twice(
     while not all(ended(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert all(ended(pid) for pid in workers), "a parsing worker outlived its killed mailbot"
-    assert stored_count(data / "mailbot.db") == REQUESTS
+    assert stored() == REQUESTS
     assert sandbox.fetch_all(INFO) == []
     acks = [parsed(raw) for raw in sandbox.fetch_all(CITIZEN)]
     per_request = Counter(str(ack["In-Reply-To"]) for ack in acks)
