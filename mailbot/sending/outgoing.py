@@ -289,8 +289,9 @@ def notice_to_citizen(
         auto_submitted=None,
         now=now,
     )
-    row = outbox_rows.queue_message(
+    row = _queue(
         connection,
+        ref=ticket.ref,
         ticket_id=ticket.id,
         purpose=purpose,
         dedupe_key=dedupe,
@@ -351,8 +352,9 @@ def referral(
     attached = 0
     if request is not None:
         message, attached = with_attachments(request, message)
-    row = outbox_rows.queue_message(
+    row = _queue(
         connection,
+        ref=ticket.ref,
         ticket_id=ticket.id,
         purpose="referral",
         dedupe_key=f"referral:{ticket.ref}:{address}",
@@ -412,8 +414,9 @@ def complete_file_acknowledgement(
         auto_submitted="auto-replied",
         now=now,
     )
-    row = outbox_rows.queue_message(
+    row = _queue(
         connection,
+        ref=ticket.ref,
         ticket_id=ticket.id,
         purpose="acknowledgement",
         dedupe_key=f"complete:{ticket.ref}:{complete_day.isoformat()}:{inbound_id}",

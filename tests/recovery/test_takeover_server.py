@@ -12,7 +12,8 @@ import pytest
 
 from tests.conftest import REPO
 
-pytestmark = pytest.mark.server
+# On PostgreSQL only: marked `db`, so the PostgreSQL run of scripts/test (`pytest -m db`) runs it.
+pytestmark = [pytest.mark.server, pytest.mark.db]
 
 
 def takeover_bench() -> Any:
