@@ -18,7 +18,14 @@ from mailbot.errors import ConfigError
 from mailbot.intake.quarantine import list_quarantine, retry_quarantined
 from mailbot.models import GRAPH_FOLDER, OUTBOX, TICKET
 from mailbot.ops.passes import run_pass
-from mailbot.settings import AuthSettings, DatabaseSettings, GraphSettings, Settings, parse_settings
+from mailbot.settings import (
+    AuthSettings,
+    DatabaseSettings,
+    GraphSettings,
+    Settings,
+    journal_over_graph,
+    parse_settings,
+)
 from mailbot.transport.graph import GraphClient, wait_seconds
 from mailbot.transport.graph_sender import GraphSender
 from mailbot.transport.oauth import AccessToken
@@ -60,6 +67,7 @@ def settings_graph(
     return base_settings.model_copy(
         update={
             "graph": graph_settings(graph),
+            "mailboxes": journal_over_graph(base_settings.mailboxes),  # as validation does
             "data_dir": tmp_path / "data",
             "database": DatabaseSettings(url=database_url),
         }
