@@ -167,6 +167,7 @@ def test_sent_items_keeps_every_message_sent_and_reads_back_in_pages(
     assert graph.count("GET", r"/mailFolders/[^/]+/messages$") >= 4  # paged
 
 
+@pytest.mark.server  # runs mailbot as a separate process
 def test_with_the_database_lost_reconcile_rebuilds_it_from_graph(
     graph: GraphServer, graph_app: AppFactory, settings_graph: Settings, tmp_path: Path
 ) -> None:
