@@ -168,9 +168,15 @@ def test_sent_items_keeps_every_message_sent_and_reads_back_in_pages(
 
 
 @pytest.mark.server  # runs mailbot as a separate process
+@pytest.mark.parametrize("rewrite", [False, True], ids=["our-ids", "exchange-rewrites-ids"])
 def test_with_the_database_lost_reconcile_rebuilds_it_from_graph(
-    graph: GraphServer, graph_app: AppFactory, settings_graph: Settings, tmp_path: Path
+    graph: GraphServer,
+    graph_app: AppFactory,
+    settings_graph: Settings,
+    tmp_path: Path,
+    rewrite: bool,
 ) -> None:
+    graph.rewrite_message_ids = rewrite
     told = handle_and_answer(graph, graph_app)
     before = mail_received(graph)
     assert before[ANA] == 2 and before[BOB] == before[CARL] == 1  # acks, and ANA's answer
@@ -221,3 +227,15 @@ def test_graph_makes_the_journal_the_servers(tmp_path: Path) -> None:
         ("server", "Sent Items"),
         ("none", "Sent"),
     ]
+
+
+def test_a_database_that_knows_everything_is_not_behind_when_exchange_rewrites_message_ids(
+    graph: GraphServer, graph_app: AppFactory
+) -> None:
+    """Sent Items holds our mail under the Message-IDs Exchange gave it: the database knows
+    them (as aliases of ours), so the start-up check finds nothing ahead."""
+    graph.rewrite_message_ids = True
+    handle_and_answer(graph, graph_app)
+    sent = [str(parsed(raw)["Message-ID"]) for raw in graph.folder(INFO, "Sent Items")]
+    assert sent and all("OUTLOOK.COM" in message_id for message_id in sent)
+    assert store_ahead(graph_app("2025-11-03T12:00:00-05:00")) == []
