@@ -388,6 +388,23 @@ class MailboxSettings(_Frozen):
     supervisors: tuple[str, ...] = ()
 
 
+GRAPH_SENT_FOLDER = "Sent Items"
+
+
+def journal_over_graph(mailboxes: tuple[MailboxSettings, ...]) -> tuple[MailboxSettings, ...]:
+    """The mailboxes' journal under [graph]: Graph keeps the copy of every message it sends in
+    the mailbox's well-known Sent Items folder itself, whatever its display name, so appending
+    one would be a duplicate: `sent_copy = "append"` means "server" there, and `sent_folder` is
+    Sent Items ("none" stays none)."""
+    return tuple(
+        mailbox
+        if mailbox.sent_copy == "none"
+        or (mailbox.sent_copy == "server" and mailbox.sent_folder == GRAPH_SENT_FOLDER)
+        else mailbox.model_copy(update={"sent_copy": "server", "sent_folder": GRAPH_SENT_FOLDER})
+        for mailbox in mailboxes
+    )
+
+
 class DatabaseSettings(_Frozen):
     url: str = ""
 
@@ -642,6 +659,8 @@ class Settings(_Frozen):
                 '[smtp.auth] method = "oauth2" needs [smtp] username (the mailbox that sends) '
                 "and no password_env"
             )
+        if self.graph is not None:
+            object.__setattr__(self, "mailboxes", journal_over_graph(self.mailboxes))
         return self
 
     def mailbox(self, name: str) -> MailboxSettings:

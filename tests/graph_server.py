@@ -8,7 +8,9 @@ on a free loopback port, in a thread, with Exchange's habits where they matter.
     GET  /v1.0/users/{u}/mailFolders/{f}/messages/delta  pages (Prefer: odata.maxpagesize),
                                                          @removed entries, a delta link; 410
                                                          SyncStateNotFound once links expire
-    GET  /v1.0/users/{u}/mailFolders/{f}/messages?$filter=internetMessageId eq '<id>'
+    GET  /v1.0/users/{u}/mailFolders/{f}/messages   $filter internetMessageId eq '<id>' or
+                                                    receivedDateTime ge <instant>, $orderby
+                                                    receivedDateTime [desc], $top, $skip pages
     GET  /v1.0/users/{u}/messages/{id}[/$value]
     POST /v1.0/users/{u}/messages/{id}/move              the id stays (immutable ids)
     POST /v1.0/users/{u}/sendMail                        MIME in base64 (text/plain), 202
@@ -18,7 +20,8 @@ on a free loopback port, in a thread, with Exchange's habits where they matter.
     DELETE /v1.0/users/{u}/messages/{id}
 
 Mail sent to a hosted mailbox is delivered to its inbox; any other recipient's copy lands in
-`outgoing`. Sent mail is kept in the sender's Sent Items. `throttle(n)` answers the next n
+`outgoing`. Sent mail is kept in the sender's Sent Items (received at its Date header: the
+instant a fixed clock gave it). `throttle(n)` answers the next n
 Graph requests 429 (or 503/504) with a Retry-After; `expire_delta_links()` makes every delta
 link unknown; `drop_headers` removes headers from sent mail as Exchange is reported to do;
 `in_flight_peak` is the most requests seen at once for one mailbox; `fail_after_send` makes
@@ -220,7 +223,7 @@ class GraphServer:
         raw = message.as_bytes()
         sent = box.folder_named("Sent Items")
         assert sent is not None
-        self._add(box, sent, raw, datetime.now(UTC))
+        self._add(box, sent, raw, _sent_at(message))
         answering = " ".join(str(message.get("In-Reply-To", "")).split())
         if answering:
             self.answered_at.setdefault(answering, time.time())
@@ -387,15 +390,46 @@ class GraphServer:
             except _Gone:
                 return _error(410, "SyncStateNotFound")
         if parts[1:] == ["messages"]:
-            wanted = re.match(r"^internetMessageId eq '(.*)'$", query.get("$filter", ""))
-            items = [
-                {"id": m.id, "internetMessageId": m.internet_message_id}
-                for m in box.messages.values()
-                if m.folder == fid
-                and (wanted is None or m.internet_message_id == wanted.group(1).replace("''", "'"))
-            ]
-            return _json(200, {"value": items})
+            return self._listing(box, fid, query)
         return _error(404, "ResourceNotFound")
+
+    def _listing(
+        self, box: Mailbox, fid: str, query: dict[str, str]
+    ) -> tuple[int, dict[str, str], bytes]:
+        """A folder's messages: `$filter` internetMessageId eq '<id>' or receivedDateTime ge
+        <instant>, `$orderby` receivedDateTime [desc], pages of `$top` (default 10) linked by
+        `$skip`; drafts are not listed."""
+        found = [m for m in box.messages.values() if m.folder == fid and not m.is_draft]
+        wanted = query.get("$filter", "")
+        by_id = re.match(r"^internetMessageId eq '(.*)'$", wanted)
+        since = re.match(r"^receivedDateTime ge (\S+)$", wanted)
+        if by_id:
+            found = [m for m in found if m.internet_message_id == by_id.group(1).replace("''", "'")]
+        elif since:
+            start = datetime.fromisoformat(since.group(1).replace("Z", "+00:00"))
+            found = [m for m in found if m.received >= start]
+        elif wanted:
+            return _error(400, "ErrorInvalidUrlQueryFilter")
+        order = query.get("$orderby", "")
+        if order:
+            if order.split()[0] != "receivedDateTime":
+                return _error(400, "ErrorInvalidProperty")
+            found.sort(key=lambda m: m.received, reverse=order.endswith(" desc"))
+        top, skip = int(query.get("$top", "10")), int(query.get("$skip", "0"))
+        items = [
+            {
+                "id": m.id,
+                "internetMessageId": m.internet_message_id,
+                "receivedDateTime": _iso(m.received),
+            }
+            for m in found[skip : skip + top]
+        ]
+        answer: dict[str, Any] = {"value": items}
+        if skip + top < len(found):
+            rest = {**query, "$skip": str(skip + top), "$top": str(top)}
+            folder_url = f"{self.base_url}/users/{box.address}/mailFolders/{fid}/messages"
+            answer["@odata.nextLink"] = f"{folder_url}?{urllib.parse.urlencode(rest)}"
+        return _json(200, answer)
 
     def _messages(
         self, box: Mailbox, method: str, parts: list[str], query: dict[str, str], body: bytes
@@ -553,6 +587,16 @@ _ids = itertools.count(1)
 def _new_id() -> str:
     # Long and opaque, as Graph's immutable ids are.
     return "AAkALgAAAAAAHYQDEapmEc2byACqAC-EWg0A" + secrets.token_hex(16) + f"{next(_ids):06d}"
+
+
+def _sent_at(message: EmailMessage) -> datetime:
+    """When the Sent Items copy is stored: Exchange's now; here the message's Date when it has
+    one, so that a test under a fixed clock sees the instants its clock gave."""
+    try:
+        stamped = email.utils.parsedate_to_datetime(str(message.get("Date", "")))
+    except (TypeError, ValueError):
+        return datetime.now(UTC)
+    return stamped if stamped.tzinfo else datetime.now(UTC)
 
 
 def _iso(instant: datetime) -> str:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from mailbot.models import COUNTER, INBOUND, OUTBOX, TICKET
+from mailbot.models import COUNTER, INBOUND, MESSAGE_ALIAS, OUTBOX, TICKET
 from mailbot.states import OutboxState
 from mailbot.store import insert_ignoring
 
@@ -86,10 +86,10 @@ def newest_arrival(connection: Connection) -> datetime | None:
 
 
 def known_message_ids(connection: Connection) -> set[str]:
-    """Message-IDs of stored inbound mail and of mail we queued."""
+    """Message-IDs of stored inbound mail and of mail we queued, under ours and under those
+    the transport sent it with (Graph: Exchange may give our mail a Message-ID of its own)."""
     inbound = connection.execute(sa.select(INBOUND.c.message_id)).scalars()
-    outbound = connection.execute(sa.select(OUTBOX.c.message_id)).scalars()
-    return {*inbound, *outbound} - {""}
+    return {*inbound, *outbox_message_ids(connection)} - {""}
 
 
 def known_refs(connection: Connection) -> list[str]:
@@ -217,7 +217,10 @@ def outbox_has_message_id(connection: Connection, message_id: str) -> bool:
 
 
 def outbox_message_ids(connection: Connection) -> set[str]:
-    return set(connection.execute(sa.select(OUTBOX.c.message_id)).scalars())
+    """The Message-IDs of the mail we queued, and those Exchange sent it with (`message_alias`)."""
+    ours = connection.execute(sa.select(OUTBOX.c.message_id)).scalars()
+    assigned = connection.execute(sa.select(MESSAGE_ALIAS.c.assigned)).scalars()
+    return {*ours, *assigned}
 
 
 def insert_sent_copy(connection: Connection, values: dict[str, object]) -> None:

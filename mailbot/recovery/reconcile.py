@@ -1,4 +1,5 @@
-"""Recovery from the mail store: bring back what the database lacks (effects: IMAP, database).
+"""Recovery from the mail store: bring back what the database lacks (effects: IMAP or Graph,
+database).
 
 Everything mailbot knows came to it as mail, and every message it handled stays in the mail
 store until retention removes it: what came in, in the processed and quarantine folders; what
@@ -12,7 +13,9 @@ arrival, with three differences:
   gets one past every reference the store or the database holds, so a reference once given
   is never given again;
 * a message the pipeline queues that the Sent folder shows was already sent is recorded as
-  sent then, with its original Message-ID, and never sent again (nor a staff notice twice);
+  sent then, with its original Message-ID (one Exchange gave it over Graph is recorded as an
+  alias of the row's own instead, as a live pass does), and never sent again (nor a staff
+  notice twice);
   one found nowhere stays queued and goes out (where the mailbox keeps no journal,
   `sent_copy = "none"`, it is taken as sent: nothing can tell);
 * copies in Sent that no message accounts for (reminders, digests, alerts) become sent rows,
@@ -36,6 +39,7 @@ from email.utils import getaddresses
 from sqlalchemy.engine import Connection
 
 from mailbot.context import App
+from mailbot.db import graph as graph_rows
 from mailbot.db import inbound as inbound_rows
 from mailbot.db import journal as rows
 from mailbot.db.backup import RECONCILE_PENDING
@@ -361,12 +365,23 @@ def _record_sent(
         lease_owner=LEASE_OWNER,
     )
     record(connection, app, leased, when, SendResult("sent"), policy)
-    if copy is not None:
+    if copy is not None and _domain(copy.message_id) != _domain(row.message_id):
+        # Sent under a Message-ID the transport gave it (Exchange, over Graph): as a live
+        # pass does, that id stands for the row's own, whose signed token a reply citing
+        # Exchange's id then carries (mailbot/db/graph.py, `message_alias`).
+        graph_rows.record_alias(connection, copy.message_id, row.message_id, app.clock.now())
+        rows.mark_journalled(connection, row.id, row.message_id, app.clock.now())
+        report.recorded_sent += 1
+    elif copy is not None:
         rows.mark_journalled(connection, row.id, copy.message_id, app.clock.now())
         report.recorded_sent += 1
     else:
         rows.mark_journalled(connection, row.id, row.message_id, app.clock.now())
         report.presumed_sent += 1
+
+
+def _domain(message_id: str) -> str:
+    return message_id.rpartition("@")[2].rstrip(">").lower()
 
 
 def _keep_sent_only(connection: Connection, app: App, entry: SentEntry) -> None:

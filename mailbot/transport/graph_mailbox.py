@@ -19,6 +19,17 @@ message listed again is the same message, never a second one.
               an IMAP message; cut to its headers above `max_bytes` (read no further)
     move      POST /messages/{id}/move to the folder, by id; with immutable ids the message
               keeps its id, so a move repeated after a crash finds it moved already
+
+The recovery journal (mailbot/recovery/) reads the processed and quarantine folders and Sent
+Items, where Graph keeps the copy of every draft it sends (nothing is ever appended:
+`sent_copy` is "server" under [graph], settings.py):
+
+    read_folder    every message of a folder, oldest first: the listing
+                   (`$select=id,receivedDateTime`, `$orderby=receivedDateTime`, paged), then
+                   each message's `$value`
+    recent_heads   the newest messages (`$orderby=receivedDateTime desc`, `$top`), the start
+                   of each one's `$value` for its headers
+    message_ids_in `$filter=receivedDateTime ge ...`, `$select=internetMessageId`
 """
 
 from __future__ import annotations
@@ -42,8 +53,15 @@ log = logging.getLogger(__name__)
 
 # The UIDVALIDITY of every Graph folder: the numbers are mailbot's own and never reused.
 GRAPH_UIDVALIDITY = 0x47524150  # "GRAP"
+# What `recent_heads` reads of each message: its headers, and no more than this.
+HEAD_BYTES = 64 * 1024
 # IMAP's INBOX is Graph's well-known folder "inbox"; other folders go by display name.
-WELL_KNOWN = {"inbox": "inbox", "sent items": "sentitems", "drafts": "drafts"}
+WELL_KNOWN = {
+    "inbox": "inbox",
+    "sent items": "sentitems",
+    "sentitems": "sentitems",
+    "drafts": "drafts",
+}
 
 
 @dataclass
@@ -358,17 +376,90 @@ class GraphMailbox:
             deleted += 1
         return deleted
 
-    # --- the journal (mailbot/recovery/journal.py, mailbot/recovery/reconcile.py)
-    # ----------------------------
+    # --- the journal (mailbot/recovery/journal.py, mailbot/recovery/reconcile.py) --------------
 
     def append_copies(self, folder: str, copies: Sequence[tuple[bytes, datetime]]) -> int:
+        # Never asked: under [graph] the settings make every journal "server" (settings.py,
+        # `journal_over_graph`); Graph keeps the copy of what it sends in Sent Items itself.
         raise GraphError('Graph keeps the Sent Items copy itself: use sent_copy = "server"')
 
+    def _listing(
+        self, folder: str, params: dict[str, str], *, pages: int = 100_000
+    ) -> Iterator[dict[str, object]]:
+        """The items of `GET mailFolders/{folder}/messages` with `params`, page after page
+        (nothing when the folder does not exist: it holds no mail)."""
+        try:
+            folder_id = self.folder_id(folder, create=False)
+        except GraphError as missing:
+            if missing.status == 404:
+                return
+            raise
+        url = f"mailFolders/{folder_id}/messages"
+        query: dict[str, str] = {"$top": str(self._client.settings.page_size), **params}
+        for _page in range(pages):
+            answer = self._client.call(self.user, "GET", url, params=query).json()
+            for item in answer.get("value", []):
+                if isinstance(item, dict) and item.get("id"):
+                    yield item
+            if "@odata.nextLink" not in answer:
+                return
+            url, query = str(answer["@odata.nextLink"]), {}
+
     def message_ids_in(self, folder: str, since: datetime) -> set[str]:
-        raise GraphError("reading the Sent Items journal over Graph is not built yet")
+        """The Message-IDs of the folder's messages received since `since`."""
+        start = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        params = {"$select": "internetMessageId", "$filter": f"receivedDateTime ge {start}"}
+        return {
+            str(item["internetMessageId"])
+            for item in self._listing(folder, params)
+            if item.get("internetMessageId")
+        }
 
     def recent_heads(self, folder: str, count: int) -> list[tuple[datetime, bytes]]:
-        raise GraphError("reading the Sent Items journal over Graph is not built yet")
+        """The newest `count` messages of the folder: when each arrived, and its header block,
+        read from the start of its MIME (`internetMessageHeaders` is empty for what the
+        mailbox sent itself: Sent Items)."""
+        params = {"$select": "id,receivedDateTime", "$orderby": "receivedDateTime desc"}
+        params["$top"] = str(count)
+        heads: list[tuple[datetime, bytes]] = []
+        for item in self._listing(folder, params, pages=1):
+            raw = self._client.call(
+                self.user,
+                "GET",
+                f"messages/{item['id']}/$value",
+                limit=HEAD_BYTES,
+                allow=frozenset({404}),
+            )
+            if raw.status == 404:
+                continue  # moved or deleted meanwhile
+            head = raw.body.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0] + b"\r\n\r\n"
+            heads.append((_instant(item.get("receivedDateTime")) or self._now, head))
+            if len(heads) == count:
+                break
+        return heads
 
     def read_folder(self, folder: str, max_bytes: int) -> list[FetchedMessage]:
-        raise GraphError("reading the Sent Items journal over Graph is not built yet")
+        """Every message of the folder, oldest first, each cut to its headers above
+        `max_bytes` as `fetch` does. The UIDs are this listing's own (1, 2, ...: reconcile
+        only orders by them after the received instant); the instant is `receivedDateTime`,
+        which for Sent Items is when Exchange stored the copy, as it sent it."""
+        params = {"$select": "id,receivedDateTime", "$orderby": "receivedDateTime"}
+        found: list[FetchedMessage] = []
+        for uid, item in enumerate(self._listing(folder, params), start=1):
+            answer = self._client.call(
+                self.user,
+                "GET",
+                f"messages/{item['id']}/$value",
+                limit=max_bytes,
+                allow=frozenset({404}),
+            )
+            if answer.status == 404:
+                continue  # moved or deleted meanwhile
+            when = _instant(item.get("receivedDateTime")) or self._now
+            if answer.truncated:
+                head = answer.body.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
+                size = int(answer.headers.get("Content-Length") or 0) or max_bytes + 1
+                found.append(FetchedMessage(uid, when, size, head, True))
+            else:
+                found.append(FetchedMessage(uid, when, len(answer.body), answer.body, False))
+        return found

@@ -18,7 +18,14 @@ from mailbot.errors import ConfigError
 from mailbot.intake.quarantine import list_quarantine, retry_quarantined
 from mailbot.models import GRAPH_FOLDER, OUTBOX, TICKET
 from mailbot.ops.passes import run_pass
-from mailbot.settings import AuthSettings, DatabaseSettings, GraphSettings, Settings, parse_settings
+from mailbot.settings import (
+    AuthSettings,
+    DatabaseSettings,
+    GraphSettings,
+    Settings,
+    journal_over_graph,
+    parse_settings,
+)
 from mailbot.transport.graph import GraphClient, wait_seconds
 from mailbot.transport.graph_sender import GraphSender
 from mailbot.transport.oauth import AccessToken
@@ -60,6 +67,7 @@ def settings_graph(
     return base_settings.model_copy(
         update={
             "graph": graph_settings(graph),
+            "mailboxes": journal_over_graph(base_settings.mailboxes),  # as validation does
             "data_dir": tmp_path / "data",
             "database": DatabaseSettings(url=database_url),
         }
@@ -588,7 +596,8 @@ def test_erasure_deletes_the_copies_in_the_graph_folders_for_good(
     graph: GraphServer, graph_app: AppFactory
 ) -> None:
     """`erase` over Graph: the processed folder's copy of the person's request is deleted
-    (permanentDelete, not Deleted Items); another person's stays."""
+    (permanentDelete, not Deleted Items); another person's stays. Sent Items is the server's
+    (`sent_copy` "server" under [graph]): erasure does not look there."""
     from mailbot.privacy.retention import erase_requester
 
     graph.deliver(INFO, citizen_request(), at=office("2025-11-03T10:00"))
@@ -603,9 +612,17 @@ def test_erasure_deletes_the_copies_in_the_graph_folders_for_good(
     assert run_pass(graph_app("2025-11-03T10:01:00-05:00")).ok
     assert len(graph.folder(INFO, "Traites")) == 2
 
+    sent = graph.folder(INFO, "Sent Items")
+    assert any(CITIZEN.encode() in raw for raw in sent)  # the acknowledgement
+    sent_items = graph.mailboxes[INFO].folder_named("Sent Items")
     app = graph_app("2025-11-10T10:00:00-05:00")
-    erase_requester(app, CITIZEN, "demande d'effacement", "test")
+    asked_before = len(graph.requests)
+    report = erase_requester(app, CITIZEN, "demande d'effacement", "test")
 
+    assert report.copies_deleted == 1
+    assert graph.folder(INFO, "Sent Items") == sent
+    asked = [path for _method, path in graph.requests[asked_before:]]
+    assert asked and not [p for p in asked if f"/{sent_items}" in p or "/sentitems" in p]
     left = graph.folder(INFO, "Traites")
     assert len(left) == 1
     assert b"autre.personne@example.org" in left[0]

@@ -39,7 +39,8 @@ def write_graph_config(path: Path, graph: GraphServer, data: Path, **sections: o
     del document["imap"], document["smtp"]
     for mailbox in document["mailboxes"]:
         mailbox.pop("password_env", None)
-        graph.register(mailbox["address"])
+        if mailbox["address"].lower() not in graph.mailboxes:
+            graph.register(mailbox["address"])
     document["graph"] = {
         "base_url": graph.base_url,
         "poll_seconds": 0.5,
