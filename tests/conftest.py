@@ -136,7 +136,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         fixtures = set(getattr(item, "fixturenames", ()))
         if SERVER_FIXTURES & fixtures:
             item.add_marker(pytest.mark.server)
-        if DATABASE_FIXTURES & fixtures:
+        # `make_app` in a server test asks for `settings` (and so the database) at run time,
+        # which the fixture closure does not show.
+        if DATABASE_FIXTURES & fixtures or {"make_app", "sandbox"} <= fixtures:
             item.add_marker(pytest.mark.db)
 
 
