@@ -121,7 +121,8 @@ def subprocess_environ(settings: Settings) -> dict[str, str]:
     return environ
 
 
-SERVER_FIXTURES = frozenset({"sandbox"})
+# The real Dovecot and SMTP servers, and the local Microsoft Graph (an HTTP server in a thread).
+SERVER_FIXTURES = frozenset({"sandbox", "graph"})
 # The fixture that chooses the test's database (SQLite, or PostgreSQL with
 # MAILBOT_TEST_POSTGRES_URL); every fixture that opens the database depends on it.
 DATABASE_FIXTURES = frozenset({"database_url"})
