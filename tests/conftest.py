@@ -20,6 +20,7 @@ from mailbot.sandbox.cli import sandbox_environ, sandbox_settings
 from mailbot.sandbox.servers import Sandbox, make_sandbox_dir
 from mailbot.settings import DatabaseSettings, Settings, load_settings
 from tests.fakes import MemoryMailboxes, RecordingSender
+from tests.graph_server import GraphServer
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_SIGNING_KEY = "test-signing-key-0123456789abcdef"
@@ -193,6 +194,40 @@ def make_app(request: pytest.FixtureRequest) -> Iterator[AppFactory]:
 
     def factory(now: str, custom: Settings | None = None) -> App:
         app = build(custom or settings, FixedClock(parse_instant(now)))
+        built.append(app)
+        return app
+
+    yield factory
+    for app in built:
+        app.parse_ahead.close()
+        app.engine.dispose()
+
+
+# --- the local Microsoft Graph (tests/graph_server.py) ------------------------------------------
+
+# The environment variable that holds the Graph application's secret in these tests.
+GRAPH_SECRET_ENV = "MAILBOT_TEST_GRAPH_SECRET"
+
+
+@pytest.fixture
+def graph() -> Iterator[GraphServer]:
+    """A local Graph server on a free loopback port (a `server` fixture)."""
+    with GraphServer() as server:
+        yield server
+
+
+@pytest.fixture
+def graph_app(settings_graph: Settings) -> Iterator[AppFactory]:
+    """Build the application over the local Graph as of an instant; each test module that
+    uses it says how in its own `settings_graph` fixture."""
+    built: list[App] = []
+
+    def factory(now: str, custom: Settings | None = None) -> App:
+        app = build_app(
+            custom or settings_graph,
+            FixedClock(parse_instant(now)),
+            {"MAILBOT_SIGNING_KEY": TEST_SIGNING_KEY, GRAPH_SECRET_ENV: "graph-secret"},
+        )
         built.append(app)
         return app
 

@@ -153,14 +153,43 @@ def acknowledgement(
             "english": english or ticket.english_allowed,
         },
     )
+    _queue_acknowledgement(
+        connection,
+        app,
+        ticket,
+        rendered,
+        sender=mailbox,
+        thread=tuple(item for item in (*mail.references, mail.message_id) if item),
+        dedupe_key=f"ack:{ticket.ref}",
+        event="acknowledgement_queued",
+        inbound_id=inbound_id,
+        now=now,
+    )
+
+
+def _queue_acknowledgement(
+    connection: Connection,
+    app: App,
+    ticket: TicketRow,
+    rendered: Rendered,
+    *,
+    sender: MailboxSettings,
+    thread: tuple[str, ...],
+    dedupe_key: str,
+    event: str,
+    inbound_id: int | None,
+    now: datetime,
+) -> None:
+    """An automatic acknowledgement to the citizen (its acceptance meets the acknowledgement
+    commitments), from the bounce address, queued once per `dedupe_key`."""
     new_id = message_id(app, ticket.ref)
     message = _to_citizen(
         app,
         ticket,
         rendered,
-        sender=mailbox,
+        sender=sender,
         message_id=new_id,
-        thread=tuple(item for item in (*mail.references, mail.message_id) if item),
+        thread=thread,
         auto_submitted="auto-replied",
         now=now,
     )
@@ -169,21 +198,15 @@ def acknowledgement(
         ref=ticket.ref,
         ticket_id=ticket.id,
         purpose="acknowledgement",
-        dedupe_key=f"ack:{ticket.ref}",
+        dedupe_key=dedupe_key,
         message_id=new_id,
-        envelope_from=settings.smtp.bounce_address,
+        envelope_from=app.settings.smtp.bounce_address,
         recipient=ticket.requester,
         raw=message,
         now=now,
     )
     ticket_rows.add_event(
-        connection,
-        ticket.id,
-        now,
-        "acknowledgement_queued",
-        new_id,
-        inbound_id=inbound_id,
-        outbox_id=row,
+        connection, ticket.id, now, event, new_id, inbound_id=inbound_id, outbox_id=row
     )
 
 
@@ -403,37 +426,17 @@ def complete_file_acknowledgement(
         },
     )
     citizen_ids, our_ids = citizen_thread(connection, ticket.id)
-    new_id = message_id(app, ticket.ref)
-    message = _to_citizen(
+    _queue_acknowledgement(
+        connection,
         app,
         ticket,
         rendered,
         sender=queue,
-        message_id=new_id,
         thread=(*our_ids, *citizen_ids),
-        auto_submitted="auto-replied",
-        now=now,
-    )
-    row = _queue(
-        connection,
-        ref=ticket.ref,
-        ticket_id=ticket.id,
-        purpose="acknowledgement",
         dedupe_key=f"complete:{ticket.ref}:{complete_day.isoformat()}:{inbound_id}",
-        message_id=new_id,
-        envelope_from=settings.smtp.bounce_address,
-        recipient=ticket.requester,
-        raw=message,
-        now=now,
-    )
-    ticket_rows.add_event(
-        connection,
-        ticket.id,
-        now,
-        "complete_file_ack_queued",
-        new_id,
+        event="complete_file_ack_queued",
         inbound_id=inbound_id,
-        outbox_id=row,
+        now=now,
     )
 
 

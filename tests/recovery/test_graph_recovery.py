@@ -8,34 +8,26 @@ MAILBOT_TEST_POSTGRES_URL set."""
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from mailbot.cli import EXIT_BEHIND
-from mailbot.clock import FixedClock, parse_instant
-from mailbot.context import App, build_app
+from mailbot.context import App
 from mailbot.ops.passes import run_pass
 from mailbot.recovery.reconcile import reconcile, store_ahead
 from mailbot.settings import DatabaseSettings, Settings, journal_over_graph, parse_settings
 from mailbot.transport.graph_mailbox import GraphMailbox
-from tests.conftest import REPO, TEST_SIGNING_KEY, AppFactory, fresh_database
+from tests.conftest import REPO, AppFactory, fresh_database
 from tests.graph_server import GraphServer
 from tests.intake.test_spine import INFO, citizen_request, office, parsed
 from tests.staff.test_staff_server import AGENT, staff_reply
-from tests.transport.test_graph import SECRET_ENV, graph_settings
+from tests.transport.test_graph import graph_settings
 from tests.transport.test_graph_process import mailbot, write_graph_config
 
 ANA, BOB, CARL, DORA = (f"{name}@example.org" for name in ("ana", "bob", "carl", "dora"))
 SUPERVISOR = "superviseur@mri.gouv.qc.ca"
-
-
-@pytest.fixture
-def graph() -> Iterator[GraphServer]:
-    with GraphServer() as server:
-        yield server
 
 
 @pytest.fixture
@@ -52,25 +44,6 @@ def settings_graph(
             "database": DatabaseSettings(url=database_url),
         }
     )
-
-
-@pytest.fixture
-def graph_app(settings_graph: Settings) -> Iterator[AppFactory]:
-    built: list[App] = []
-
-    def factory(now: str, custom: Settings | None = None) -> App:
-        app = build_app(
-            custom or settings_graph,
-            FixedClock(parse_instant(now)),
-            {"MAILBOT_SIGNING_KEY": TEST_SIGNING_KEY, SECRET_ENV: "graph-secret"},
-        )
-        built.append(app)
-        return app
-
-    yield factory
-    for app in built:
-        app.parse_ahead.close()
-        app.engine.dispose()
 
 
 def refs(app: App) -> dict[str, str]:

@@ -4,7 +4,6 @@ the same passes, the same outcomes, whatever Graph throttles, forgets or leaves 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -29,20 +28,14 @@ from mailbot.settings import (
 from mailbot.transport.graph import GraphClient, wait_seconds
 from mailbot.transport.graph_sender import GraphSender
 from mailbot.transport.oauth import AccessToken
-from tests.conftest import TEST_SIGNING_KEY, AppFactory
+from tests.conftest import GRAPH_SECRET_ENV, TEST_SIGNING_KEY, AppFactory
 from tests.graph_server import TENANT, GraphServer
 from tests.intake.test_spine import CITIZEN, INFO, citizen_request, office, parsed
 from tests.ops.test_cli import a_parser_bug_on
 from tests.staff.test_exchange_staff import FROM_INTERNET, INSIDE
 from tests.staff.test_staff_server import AGENT, staff_reply
 
-SECRET_ENV = "MAILBOT_TEST_GRAPH_SECRET"
-
-
-@pytest.fixture
-def graph() -> Iterator[GraphServer]:
-    with GraphServer() as server:
-        yield server
+SECRET_ENV = GRAPH_SECRET_ENV
 
 
 def graph_settings(server: GraphServer, **options: object) -> GraphSettings:
@@ -72,25 +65,6 @@ def settings_graph(
             "database": DatabaseSettings(url=database_url),
         }
     )
-
-
-@pytest.fixture
-def graph_app(settings_graph: Settings) -> Iterator[AppFactory]:
-    built: list[App] = []
-
-    def factory(now: str, custom: Settings | None = None) -> App:
-        app = build_app(
-            custom or settings_graph,
-            FixedClock(parse_instant(now)),
-            {"MAILBOT_SIGNING_KEY": TEST_SIGNING_KEY, SECRET_ENV: "graph-secret"},
-        )
-        built.append(app)
-        return app
-
-    yield factory
-    for app in built:
-        app.parse_ahead.close()
-        app.engine.dispose()
 
 
 def acknowledgements(graph: GraphServer, to: str = CITIZEN) -> list[bytes]:

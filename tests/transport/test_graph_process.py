@@ -11,26 +11,19 @@ import sys
 import time
 import tomllib
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import tomli_w
 
-from tests.conftest import REPO, TEST_SIGNING_KEY
+from tests.conftest import GRAPH_SECRET_ENV, REPO, TEST_SIGNING_KEY
 from tests.graph_server import GraphServer
 from tests.intake.test_spine import INFO, citizen_request, office, parsed
 
 pytestmark = pytest.mark.server  # runs mailbot as a separate process
 
-SECRET_ENV = "MAILBOT_TEST_GRAPH_SECRET"
-
-
-@pytest.fixture
-def graph() -> Iterator[GraphServer]:
-    with GraphServer() as server:
-        yield server
+SECRET_ENV = GRAPH_SECRET_ENV
 
 
 def write_graph_config(path: Path, graph: GraphServer, data: Path, **sections: object) -> Path:
