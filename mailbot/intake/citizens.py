@@ -408,15 +408,28 @@ def match_bounce(connection: Connection, mail: InboundMail) -> Bounce | None:
     """A permanent failure stops automatic mail to an address only when the report names a
     message we really sent to that address (its Message-ID is an outbox row's, and the failed
     recipient is that row's): anyone can mail a report naming any address. None when the
-    message is no permanent failure report at all."""
+    message is no permanent failure report at all.
+
+    A report in another form than RFC 3464 (`FailureNotice`) names the message by the copy it
+    returns, and its failed recipients as flufl.bounce's detectors read them: it counts when
+    exactly one address we sent a returned message to is among them."""
     report = mail.delivery_report
-    if report is None or not report.is_permanent_failure:
+    if report is not None:
+        if not report.is_permanent_failure:
+            return None
+        sent = outbox_rows.row_by_message_id(connection, report.original_message_id)
+        failed = report.final_recipient.lower()
+        if sent is not None and failed and failed != sent.recipient.lower():
+            sent = None
+        return Bounce(sent, report.status or report.action)
+    notice = mail.failure_notice
+    if notice is None or not notice.is_permanent_failure:
         return None
-    sent = outbox_rows.row_by_message_id(connection, report.original_message_id)
-    failed = report.final_recipient.lower()
-    if sent is not None and failed and failed != sent.recipient.lower():
-        sent = None
-    return Bounce(sent, report.status or report.action)
+    returned = (outbox_rows.row_by_message_id(connection, i) for i in notice.returned_message_ids)
+    matching = [row for row in returned if row and row.recipient.lower() in notice.permanent]
+    recipients = {row.recipient.lower() for row in matching}
+    sent = matching[0] if len(recipients) == 1 else None
+    return Bounce(sent, notice.status or "without a status code")
 
 
 def record_bounce(connection: Connection, bounce: Bounce, inbound_id: int, now: datetime) -> None:

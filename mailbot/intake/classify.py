@@ -33,7 +33,7 @@ from typing import Literal
 
 from mailbot.mail import tokens
 from mailbot.mail.language import detect_language
-from mailbot.mail.parse import InboundMail, addresses_in
+from mailbot.mail.parse import InboundMail, addresses_in, quoted_message_ids
 from mailbot.mail.render import LOOP_HEADER
 from mailbot.mail.text import fold, strip_reply_prefix
 from mailbot.settings import (
@@ -133,8 +133,6 @@ AUTOMATIC_SIGNALS = frozenset(
 # --- Threading: which ticket a message names, and how -------------------------------------
 
 _SUBJECT_REF = re.compile(r"(?<![A-Za-z0-9])([A-Za-z][A-Za-z0-9]{0,9}-\d{4}-\d{5,})(?!\d)")
-_EMBEDDED_MESSAGE_ID = re.compile(r"^[ \t>]*message-id:[ \t]*(<[^<>\s]+>)", re.I | re.M)
-_REPORT_SCAN_CHARS = 50_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +160,7 @@ def _link_texts(mail: InboundMail) -> tuple[str, ...]:
 def _report_texts(mail: InboundMail) -> tuple[str, ...]:
     """Where a report names the message it is about: its own field, or copied headers."""
     texts = [mail.delivery_report.original_message_id] if mail.delivery_report else []
-    texts.extend(_EMBEDDED_MESSAGE_ID.findall(mail.text[:_REPORT_SCAN_CHARS]))
+    texts.extend(quoted_message_ids(mail.text))
     return tuple(texts)
 
 
@@ -326,6 +324,19 @@ _BOUNCE_SUBJECT = re.compile(
 )
 
 
+def _is_failure_notice(e: Evidence) -> bool:
+    """A delivery report in another form than RFC 3464 (qmail, Exim, Sendmail, Exchange...),
+    in which flufl.bounce's detectors found a failed recipient (parse.FailureNotice), with a
+    sign that a machine sent it: a person who pastes such a report stays a person."""
+    machine_sent = (
+        _has_null_return_path(e)
+        or bool(_auto_submitted_values(e))
+        or _is_robot_sender(e)
+        or "@" not in (e.mail.header("From") or "")
+    )
+    return e.mail.failure_notice is not None and machine_sent
+
+
 def _is_bounce_by_subject(e: Evidence) -> bool:
     """Non-standard bounces: a bounce subject, from a sender that is not a person."""
     machine_sent = (
@@ -482,6 +493,12 @@ RULES: tuple[Rule, ...] = (
         Signal.BOUNCE,
         _has_failed_recipients,
         "en-tête X-Failed-Recipients (rapport de non-remise)",
+    ),
+    _rule(
+        "failure_notice",
+        Signal.BOUNCE,
+        _is_failure_notice,
+        "rapport de non-remise d'un autre format (qmail, Exim, Sendmail…), destinataire en échec",
     ),
     _rule(
         "bounce_subject",

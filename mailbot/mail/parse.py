@@ -12,6 +12,12 @@ without injection. Two readings of the From header serve two purposes:
   None when the header holds no address, or more than one distinct one (ambiguous).
 
 Addresses are lower-cased whole: they compare without regard to case everywhere.
+
+Delivery reports come in two forms. A multipart/report (RFC 3464) is read here, field by field
+(`DeliveryReport`). Any other form (qmail's, Exim's, Sendmail's, Exchange's text notices...)
+is read by GNU Mailman's `flufl.bounce` detectors (`FailureNotice`), and only in mail that
+bears a sign of a machine sender: the detectors read every line of a message several times,
+which a person's mail must not pay for.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import email
 import email.parser
 import email.policy
 import hashlib
+import logging
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,6 +37,7 @@ from functools import lru_cache
 from html.parser import HTMLParser
 
 from email_validator import EmailNotValidError, validate_email
+from flufl.bounce import all_failures
 
 MAX_PARTS = 200
 MAX_DEPTH = 20
@@ -46,6 +54,17 @@ FROM_REFUSED = "From address refused: "
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 _STATUS = re.compile(r"\b([245])\.\d{1,3}\.\d{1,3}\b")
 _ESCAPED_BYTES = re.compile("[\udc80-\udcff]")
+# How much of a returned message's text is searched for the Message-ID it carries, and of a
+# machine's message the bounce detectors read (the notice and the returned headers come
+# first; past this, a returned attachment would cost seconds for nothing).
+REPORT_SCAN_CHARS = 50_000
+NOTICE_SCAN_BYTES = 64 * 1024
+# A returned copy has one Message-ID; a few more allow for a quoted thread, no more.
+MAX_RETURNED_IDS = 10
+_EMBEDDED_MESSAGE_ID = re.compile(r"^[ \t>]*message-id:[ \t]*(<[^<>\s]+>)", re.I | re.M)
+# A detector that breaks on broken mail is expected (the notice is then left to the subject
+# rule of classification): flufl.bounce would log its traceback at ERROR first.
+logging.getLogger("flufl.bounce").setLevel(logging.CRITICAL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +126,23 @@ class DeliveryReport:
 
 
 @dataclass(frozen=True, slots=True)
+class FailureNotice:
+    """A delivery report in another form than RFC 3464, as `flufl.bounce` reads it: the
+    recipients that failed for good and those that failed for now."""
+
+    permanent: tuple[str, ...]  # normalised, lower-cased addresses
+    temporary: tuple[str, ...] = ()
+    status: str = ""  # the RFC 3463 code its text gives (a permanent one first), e.g. 5.1.1
+    returned_message_ids: tuple[str, ...] = ()  # the Message-IDs of the copy it returns
+
+    @property
+    def is_permanent_failure(self) -> bool:
+        """A recipient failed for good, and the text gives no transient code (4.x.x) alone:
+        detectors that cannot tell a delay from a failure call every failure permanent."""
+        return bool(self.permanent) and not self.status.startswith("4.")
+
+
+@dataclass(frozen=True, slots=True)
 class InboundMail:
     """A parsed inbound message: what every later stage reads, never the raw bytes."""
 
@@ -127,6 +163,7 @@ class InboundMail:
     attachments: tuple[Attachment, ...]
     headers: tuple[tuple[str, str], ...]  # (lower-cased name, flattened value), in order
     delivery_report: DeliveryReport | None = None
+    failure_notice: FailureNotice | None = None
     defects: tuple[str, ...] = field(default=())
     # Parts neither in `text` nor in `attachments` (what a notice must name).
     left_out: tuple[LeftOut, ...] = field(default=())
@@ -508,6 +545,77 @@ def _embedded_message_id(part: Message) -> str:
     return flatten(str(headers.get("Message-ID", "") or ""))
 
 
+def quoted_message_ids(text: str) -> tuple[str, ...]:
+    """The Message-IDs of header lines quoted in a text ("Message-ID: <...>", quoted or not
+    with ">"): where a report that returns a copy in its text names the message it is about."""
+    found = _EMBEDDED_MESSAGE_ID.findall(text[:REPORT_SCAN_CHARS])
+    return tuple(dict.fromkeys(found))
+
+
+class _TextHeaders(email.policy.Compat32):
+    """compat32 with every header value as text: the bounce detectors call string methods on
+    headers, where compat32 gives a `Header` object for raw 8-bit bytes."""
+
+    def header_fetch_parse(self, name: str, value: str) -> str:
+        return _header_str(value)
+
+
+_TEXT_HEADERS = _TextHeaders()
+_NOTICE_SENDERS = frozenset({"mailer-daemon", "postmaster"})
+
+
+def _machine_signs(message: Message, from_raw: str | None, return_path: str | None) -> bool:
+    """A sign, readable without the configuration, that no person sent the message: the null
+    sender, an Auto-Submitted other than "no", Exim's X-Failed-Recipients, a From that names
+    no address, or a mailer daemon's. Classification then judges the sender with its rules."""
+    if return_path == "" or _raw_header(message, "X-Failed-Recipients") is not None:
+        return True
+    auto = (_raw_header(message, "Auto-Submitted") or "").split(";", 1)[0].strip().lower()
+    if auto and auto != "no":
+        return True
+    if "@" not in (from_raw or ""):
+        return True
+    found = addresses_in(flatten(from_raw or "", 10_000))
+    return any(address.partition("@")[0] in _NOTICE_SENDERS for address in found)
+
+
+def _failure_notice(raw: bytes, message: Message, text: str) -> FailureNotice | None:
+    """What flufl.bounce's detectors find in the head of `raw`, or None: no failed recipient,
+    or a detector broke on the message (seen with no From header at all)."""
+    head = raw[:NOTICE_SCAN_BYTES]
+    if len(raw) > NOTICE_SCAN_BYTES:
+        head = head[: head.rfind(b"\n") + 1] or head
+    try:
+        temporary, permanent = all_failures(email.message_from_bytes(head, policy=_TEXT_HEADERS))
+    except Exception:  # heuristics over any input: a failure only means "not recognised"
+        return None
+    failed = _normalised(permanent)
+    delayed = _normalised(temporary) - failed
+    if not failed and not delayed:
+        return None
+    returned = [
+        _embedded_message_id(part)
+        for part, _depth in _walk_bounded(message, [])
+        if part.get_content_type() in ("message/rfc822", "text/rfc822-headers")
+    ]
+    codes = [match.group(0) for match in _STATUS.finditer(text[:REPORT_SCAN_CHARS])]
+    permanent_codes = [code for code in codes if code.startswith("5.")]
+    transient_codes = [code for code in codes if code.startswith("4.")]
+    return FailureNotice(
+        permanent=tuple(sorted(failed)),
+        temporary=tuple(sorted(delayed)),
+        status=(permanent_codes or transient_codes or [""])[0],
+        returned_message_ids=tuple(
+            dict.fromkeys(flatten(item) for item in (*returned, *quoted_message_ids(text)) if item)
+        )[:MAX_RETURNED_IDS],
+    )
+
+
+def _normalised(addresses: frozenset[bytes]) -> set[str]:
+    decoded = (normalise_address(item.decode("ascii", "replace")) for item in addresses)
+    return {address for address in decoded if address is not None}
+
+
 def _walk_bounded(message: Message, defects: list[str]) -> list[tuple[Message, int]]:
     """The parts of `message`, depth-first, within MAX_PARTS and MAX_DEPTH."""
     found: list[tuple[Message, int]] = []
@@ -655,13 +763,17 @@ def parse_message(raw: bytes) -> InboundMail:
     ctype = message.get_content_type()
     left_out: list[LeftOut] = []
     text, html, attachments = _bodies(message, defects, left_out)
-    report = None
+    report = notice = None
+    raw_from = _raw_header(message, "From")
+    return_path = _return_path(message)
     if ctype == "multipart/report":
         report_type = message.get_param("report-type") or ""
         report = _delivery_report(message, str(report_type).lower())
+    elif not early_defects and _machine_signs(message, raw_from, return_path):
+        # (A body too deep to parse holds no notice, and would be parsed again for nothing.)
+        notice = _failure_notice(raw, message, text)
     message_ids = _message_ids(message, "Message-ID")
     sender = _single_sender(message)
-    raw_from = _raw_header(message, "From")
     if raw_from is not None and sender is None:
         defects.append("From header could not be parsed strictly")
     from_address = usable_address(raw_from) if raw_from is not None else None
@@ -676,7 +788,7 @@ def parse_message(raw: bytes) -> InboundMail:
         reply_to=_addresses(message, "Reply-To"),
         to=_addresses(message, "To"),
         cc=_addresses(message, "Cc"),
-        return_path=_return_path(message),
+        return_path=return_path,
         in_reply_to=_message_ids(message, "In-Reply-To"),
         references=_message_ids(message, "References"),
         date=_date(message),
@@ -686,6 +798,7 @@ def parse_message(raw: bytes) -> InboundMail:
         attachments=attachments,
         headers=headers,
         delivery_report=report,
+        failure_notice=notice,
         defects=tuple(defects),
         left_out=tuple(left_out),
     )

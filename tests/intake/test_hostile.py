@@ -236,6 +236,24 @@ def delivery_report(original_message_id: str, final_recipient: str, status: str 
     ).encode()
 
 
+def failure_notice(returned_message_id: str, failed: str, status: str = "5.1.1") -> bytes:
+    """A qmail failure notice (not RFC 3464) returning a copy of one message."""
+    copy = f"Message-ID: {returned_message_id}\r\n" if returned_message_id else ""
+    return (
+        "Return-Path: <>\r\n"
+        "From: MAILER-DAEMON@relay.example.net\r\n"
+        f"To: {INFO}\r\n"
+        "Subject: failure notice\r\n"
+        "Message-ID: <qmail-1@relay.example.net>\r\n\r\n"
+        "Hi. This is the qmail-send program at relay.example.net.\r\n"
+        "I'm afraid I wasn't able to deliver your message to the following addresses.\r\n"
+        "This is a permanent error; I've given up. Sorry it didn't work out.\r\n\r\n"
+        f"<{failed}>:\r\nSorry, no mailbox here by that name. (#{status})\r\n\r\n"
+        "--- Below this line is a copy of the message.\r\n\r\n"
+        f"Return-Path: <>\r\n{copy}From: {INFO}\r\nTo: {failed}\r\n\r\nBonjour.\r\n"
+    ).encode()
+
+
 def acknowledged(sandbox: Sandbox, make_app: AppFactory) -> tuple[App, str]:
     """A request from CITIZEN, acknowledged: the app and the acknowledgement's Message-ID."""
     sandbox.deliver(INFO, citizen_request(), received_at=office("2025-11-03T10:00"))
@@ -258,8 +276,19 @@ def undeliverable(app: App) -> set[str]:
         (lambda ack: delivery_report("", CITIZEN), CITIZEN),
         (lambda ack: delivery_report(ack, JOHN), JOHN),
         (lambda ack: delivery_report(ack.replace("mb.", "mb.x"), CITIZEN), CITIZEN),
+        (lambda ack: failure_notice("<forged-1@evil.example>", CITIZEN), CITIZEN),
+        (lambda ack: failure_notice("", CITIZEN), CITIZEN),
+        (lambda ack: failure_notice(ack, JOHN), JOHN),
     ],
-    ids=["unknown-message", "no-message-id", "our-message-to-someone-else", "altered-id"],
+    ids=[
+        "unknown-message",
+        "no-message-id",
+        "our-message-to-someone-else",
+        "altered-id",
+        "notice-unknown-message",
+        "notice-no-copy",
+        "notice-our-message-to-someone-else",
+    ],
 )
 def test_a_forged_bounce_silences_no_one(
     sandbox: Sandbox, make_app: AppFactory, report: Any, victim: str
@@ -282,13 +311,15 @@ def test_a_forged_bounce_silences_no_one(
     assert new_ticket.requester == victim and new_ticket.acknowledged_at is not None
 
 
+@pytest.mark.parametrize("report", [delivery_report, failure_notice], ids=["dsn", "qmail"])
 def test_a_bounce_of_our_own_message_marks_the_address_until_the_person_writes_again(
-    sandbox: Sandbox, make_app: AppFactory
+    sandbox: Sandbox, make_app: AppFactory, report: Any
 ) -> None:
     _app, ack_id = acknowledged(sandbox, make_app)
     # The relay reports the failure with the address in another case: still the same person.
-    report = delivery_report(ack_id, "Josee.Tremblay@Example.ORG")
-    sandbox.deliver(INFO, report, received_at=office("2025-11-03T11:00"))
+    sandbox.deliver(
+        INFO, report(ack_id, "Josee.Tremblay@Example.ORG"), received_at=office("2025-11-03T11:00")
+    )
     app = make_app("2025-11-03T11:01:00-05:00")
     run_pass(app)
     assert undeliverable(app) == {CITIZEN}
@@ -302,6 +333,22 @@ def test_a_bounce_of_our_own_message_marks_the_address_until_the_person_writes_a
 
     assert undeliverable(later) == set()
     assert len(sandbox.fetch_all(CITIZEN)) == 2  # both requests acknowledged
+
+
+@pytest.mark.parametrize("report", [delivery_report, failure_notice], ids=["dsn", "qmail"])
+def test_a_transient_failure_of_our_own_message_changes_nothing(
+    sandbox: Sandbox, make_app: AppFactory, report: Any
+) -> None:
+    _app, ack_id = acknowledged(sandbox, make_app)
+    sandbox.deliver(INFO, report(ack_id, CITIZEN, "4.2.2"), received_at=office("2025-11-03T11:00"))
+    app = make_app("2025-11-03T11:01:00-05:00")
+
+    run_pass(app)
+
+    assert undeliverable(app) == set()
+    [bounce] = [m for m in inbound(app) if m.kind == "bounce"]
+    assert bounce.state == "processed" and "ignored" not in bounce.reason
+    assert "address_undeliverable" not in event_kinds(app)
 
 
 # --- 3. The brake paces; it never drops -----------------------------------------------------
