@@ -335,6 +335,33 @@ def test_a_bounce_of_our_own_message_marks_the_address_until_the_person_writes_a
     assert len(sandbox.fetch_all(CITIZEN)) == 2  # both requests acknowledged
 
 
+def test_a_notice_returning_two_of_our_messages_silences_no_one(
+    sandbox: Sandbox, make_app: AppFactory
+) -> None:
+    sandbox.deliver(INFO, citizen_request(), received_at=office("2025-11-03T10:00"))
+    sandbox.deliver(
+        INFO,
+        citizen_request("<req-2@example.org>", sender=JOHN, subject="Autre question"),
+        received_at=office("2025-11-03T10:00"),
+    )
+    first_app = make_app("2025-11-03T10:01:00-05:00")
+    run_pass(first_app)
+    first, second = (ack.message_id for ack in outbox(first_app, "acknowledgement"))
+    # Both recipients failing, and two returned copies: no MTA returns two messages at once.
+    notice = failure_notice(first, CITIZEN)
+    both = notice.replace(
+        b"--- Below", f"<{JOHN}>:\r\nNo mailbox here. (#5.1.1)\r\n\r\n--- Below".encode()
+    ).replace(b"Bonjour.\r\n", f"> Message-ID: {second}\r\n".encode())
+    sandbox.deliver(INFO, both, received_at=office("2025-11-03T11:00"))
+    app = make_app("2025-11-03T11:01:00-05:00")
+
+    run_pass(app)
+
+    assert undeliverable(app) == set()
+    [bounce] = [m for m in inbound(app) if m.kind == "bounce"]
+    assert "matches no message we sent" in bounce.reason
+
+
 @pytest.mark.parametrize("report", [delivery_report, failure_notice], ids=["dsn", "qmail"])
 def test_a_transient_failure_of_our_own_message_changes_nothing(
     sandbox: Sandbox, make_app: AppFactory, report: Any
