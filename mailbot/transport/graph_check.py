@@ -38,13 +38,15 @@ from email.message import EmailMessage
 
 from mailbot.errors import ConfigError, GraphError, TokenError
 from mailbot.mail.render import CHECK_PURPOSE, LOOP_HEADER, PURPOSE_HEADER
-from mailbot.settings import GraphSettings, MailboxSettings, Settings
+from mailbot.settings import GraphSettings, MailboxSettings, Settings, graph_cloud_of
 from mailbot.transport.graph import GraphClient
 from mailbot.transport.logins import Logins
 
 log = logging.getLogger(__name__)
 
 Say = Callable[[str], None]
+# How long the Sent Items copy is waited for once the received one is there.
+SENT_COPY_WAIT = 10.0
 # The headers whose fate the round trip reports, in this order.
 WATCHED_HEADERS = (
     "Message-ID",
@@ -131,6 +133,9 @@ def deployment_lines(graph: GraphSettings) -> list[str]:
     it lacks (pure)."""
     cloud = graph.deployment
     lines = [f"ok   graph deployment: {cloud.label} ({cloud.graph_host}, {cloud.login_host})"]
+    if graph.cloud == "auto" and graph_cloud_of(graph.base_url) is None:
+        host = graph.base_url.split("://", 1)[-1].split("/", 1)[0]
+        lines[0] += f", assumed for {host} (set [graph] cloud if it fronts a national cloud)"
     if not cloud.permanent_delete:
         lines.append("warn " + erasure_note(graph))
     if not cloud.message_delta:
@@ -150,7 +155,11 @@ def erasure_note(graph: GraphSettings) -> str:
     """What erasure can do in the deployment, said plainly (pure)."""
     cloud = graph.deployment
     if cloud.permanent_delete:
-        return "erasure deletes the mail store's copies for good (permanentDelete)"
+        return (
+            "erasure deletes the mail store's copies with permanentDelete: out of every "
+            "client's reach at once (Exchange purges them after the mailbox's deleted-item "
+            "retention, unless a hold keeps them)"
+        )
     return (
         f"no permanentDelete in {cloud.label}: erasure deletes the mail store's copies with "
         "DELETE, and each stays in its mailbox's Recoverable Items (Deletions), where the "
@@ -247,6 +256,9 @@ def _round_trip(
             break
         if time.monotonic() >= deadline:
             break
+        if found is not None:
+            # Graph keeps the Sent Items copy as it sends: a few seconds more at most.
+            deadline = min(deadline, time.monotonic() + SENT_COPY_WAIT)
         sleep(2.0)
     if kept is not None:
         client.delete_message(user, kept)

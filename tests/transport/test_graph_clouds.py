@@ -75,7 +75,9 @@ def test_check_says_what_each_deployment_lacks() -> None:
         return "\n".join(deployment_lines(GraphSettings(auth=MICROSOFT, base_url=base_url)))
 
     global_ = said("https://graph.microsoft.com/v1.0")
-    assert "warn" not in global_
+    assert "warn" not in global_ and "assumed" not in global_
+    proxy = said("https://graph-proxy.example.org/v1.0")
+    assert "the global service" in proxy and "assumed for graph-proxy.example.org" in proxy
     us = said("https://graph.microsoft.us/v1.0")
     assert "no permanentDelete in US Government L4" in us
     assert "Recoverable Items" in us and "no upload sessions" in us
