@@ -821,10 +821,21 @@ def _erase(app: App, args: argparse.Namespace) -> int:
     args.requester = _requester("erase", args.requester)
     guard_clock(app)
     report = erase_requester(app, args.requester, args.reason, _actor(args))
+    # Over Graph, what erasure could do to the mail store's copies depends on the deployment.
+    note = None
+    if app.settings.graph is not None:
+        from mailbot.transport.graph_check import erasure_note
+
+        note = erasure_note(app.settings.graph)
     if args.json:
-        _print_json(report.as_json())
+        found = report.as_json()
+        if note is not None:
+            found["mail_store_note"] = note
+        _print_json(found)
     else:
         print(report.summary())
+        if note is not None:
+            print(f"mail store: {note}")
     return EXIT_OK if not report.held else EXIT_FAILURE
 
 

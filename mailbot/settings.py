@@ -13,12 +13,21 @@ import re
 import ssl
 import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date, time
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from mailbot.errors import ConfigError
 
@@ -42,8 +51,6 @@ Mechanism = Literal["auto", "xoauth2", "oauthbearer"]
 # Exchange Online takes one scope for IMAP and SMTP alike; Gmail one for all mail protocols.
 MICROSOFT_SCOPE = "https://outlook.office365.com/.default"
 GOOGLE_SCOPE = "https://mail.google.com/"
-# Microsoft Graph: the application permissions granted to the app (Mail.ReadWrite, Mail.Send).
-GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 _PROVIDER_KEYS: dict[str, frozenset[str]] = {
     "microsoft": frozenset(
         {
@@ -184,17 +191,92 @@ class SmtpSettings(ServerSettings):
     connections: Annotated[int, Field(ge=1, le=16)] = 3
 
 
+@dataclass(frozen=True, slots=True)
+class GraphCloud:
+    """One of Microsoft Graph's deployments, and what mailbot relies on that it offers, as
+    each API's reference page says ("This API is available in the following national cloud
+    deployments")."""
+
+    name: str
+    label: str
+    graph_host: str
+    login_host: str
+    # POST /messages/{id}/permanentDelete: global service only. Elsewhere erasure deletes
+    # with DELETE, which leaves the copy recoverable in Recoverable Items for a while.
+    permanent_delete: bool
+    # GET /mailFolders/{id}/messages/delta (v1.0): not in China. There the watched folder is
+    # listed at each poll instead.
+    message_delta: bool
+    # POST /messages/{id}/attachments/createUploadSession: not in US Government L4 and L5.
+    # There an attachment of 3 MB or more cannot be sent through Graph.
+    upload_sessions: bool
+
+
+GRAPH_CLOUDS: dict[str, GraphCloud] = {
+    cloud.name: cloud
+    for cloud in (
+        GraphCloud(
+            "global",
+            "the global service",
+            "graph.microsoft.com",
+            "login.microsoftonline.com",
+            permanent_delete=True,
+            message_delta=True,
+            upload_sessions=True,
+        ),
+        GraphCloud(
+            "us_gov_l4",
+            "US Government L4 (GCC High)",
+            "graph.microsoft.us",
+            "login.microsoftonline.us",
+            permanent_delete=False,
+            message_delta=True,
+            upload_sessions=False,
+        ),
+        GraphCloud(
+            "us_gov_l5",
+            "US Government L5 (DoD)",
+            "dod-graph.microsoft.us",
+            "login.microsoftonline.us",
+            permanent_delete=False,
+            message_delta=True,
+            upload_sessions=False,
+        ),
+        GraphCloud(
+            "china",
+            "China operated by 21Vianet",
+            "microsoftgraph.chinacloudapi.cn",
+            "login.chinacloudapi.cn",
+            permanent_delete=False,
+            message_delta=False,
+            upload_sessions=True,
+        ),
+    )
+}
+GraphCloudName = Literal["auto", "global", "us_gov_l4", "us_gov_l5", "china"]
+
+
+def graph_cloud_of(base_url: str) -> GraphCloud | None:
+    """The deployment whose Graph host `base_url` names; None for any other host (pure)."""
+    host = base_url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0].lower()
+    return next((c for c in GRAPH_CLOUDS.values() if c.graph_host == host), None)
+
+
 class GraphSettings(_Frozen):
     """Microsoft Graph instead of IMAP and SMTP (mailbot/transport/graph.py): for tenants where
-    IMAP,
-    POP and SMTP AUTH are turned off. The application logs in with the client-credentials
-    flow (`[graph.auth]`, provider "microsoft": a secret or a certificate), reads each watched
-    folder with a delta query every `poll_seconds`, and sends with sendMail as the mailbox of
-    the message's From address."""
+    IMAP, POP and SMTP AUTH are turned off. The application logs in with the
+    client-credentials flow (`[graph.auth]`, provider "microsoft": a secret or a
+    certificate), reads each watched folder with a delta query every `poll_seconds`, and
+    sends drafts as the mailbox of the message's From address. The deployment (`cloud`) is
+    read from `base_url`'s host; it says which of Graph's APIs are there (`GRAPH_CLOUDS`),
+    and where tokens come from."""
 
     auth: AuthSettings
-    # Sovereign clouds have their own (https://graph.microsoft.us/v1.0 ...); tests a local one.
+    # National clouds have their own (https://graph.microsoft.us/v1.0 ...); tests a local one.
     base_url: str = "https://graph.microsoft.com/v1.0"
+    # "auto": the deployment `base_url` names (the global service for any other host, such
+    # as a proxy); set it where `base_url` is not Microsoft's own host for a national cloud.
+    cloud: GraphCloudName = "auto"
     poll_seconds: Annotated[float, Field(gt=0)] = 5.0
     timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
     # Graph answers 429 beyond four requests at once per mailbox (Outlook's limit).
@@ -217,16 +299,29 @@ class GraphSettings(_Frozen):
         return self
 
     @property
+    def deployment(self) -> GraphCloud:
+        """The Graph deployment mailbot talks to: `cloud`, else the one `base_url` names,
+        else the global service."""
+        if self.cloud != "auto":
+            return GRAPH_CLOUDS[self.cloud]
+        return graph_cloud_of(self.base_url) or GRAPH_CLOUDS["global"]
+
+    @property
     def scopes(self) -> tuple[str, ...]:
-        """Graph's scope for Microsoft unless `scope` says otherwise."""
+        """Graph's scope for Microsoft unless `scope` says otherwise: the `.default` scope of
+        the deployment's own Graph host (a token for one cloud is refused by another)."""
         if self.auth.scope.strip() or self.auth.provider != "microsoft":
             return self.auth.scopes
-        return (GRAPH_SCOPE,)
+        return (f"https://{self.deployment.graph_host}/.default",)
 
     @property
     def token_auth(self) -> AuthSettings:
-        """`auth` with the scopes the token is asked for."""
-        return self.auth.model_copy(update={"scope": " ".join(self.scopes)})
+        """`auth` with the scopes the token is asked for, and the deployment's login host
+        unless `authority_host` is written."""
+        update: dict[str, object] = {"scope": " ".join(self.scopes)}
+        if self.auth.provider == "microsoft" and "authority_host" not in self.auth.model_fields_set:
+            update["authority_host"] = self.deployment.login_host
+        return self.auth.model_copy(update=update)
 
 
 # Placeholders for [imap] and [smtp] where Graph carries the mail: never connected to.
@@ -617,6 +712,15 @@ class Settings(_Frozen):
     commitments: tuple[CommitmentSettings, ...] = DEFAULT_COMMITMENTS
     data_dir: Path = Path("data")
     templates_dir: Path = DEFAULT_TEMPLATES_DIR
+    # What the file sets that [graph] makes useless (`ignored_under_graph`), found as it is
+    # read: the mailboxes' journal settings are rewritten for Graph just after.
+    _ignored_under_graph: tuple[str, ...] = PrivateAttr(default=())
+
+    @property
+    def ignored_under_graph(self) -> tuple[str, ...]:
+        """The settings the file writes that have no effect because [graph] carries the mail,
+        each with why (`mailbot check` and the daemon's start name them)."""
+        return self._ignored_under_graph
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
@@ -660,6 +764,7 @@ class Settings(_Frozen):
                 "and no password_env"
             )
         if self.graph is not None:
+            self._ignored_under_graph = graph_ignores(self)
             object.__setattr__(self, "mailboxes", journal_over_graph(self.mailboxes))
         return self
 
@@ -720,6 +825,45 @@ class Settings(_Frozen):
     @property
     def database_url(self) -> str:
         return self.database.url or f"sqlite:///{self.data_dir / 'mailbot.db'}"
+
+
+def graph_ignores(settings: Settings) -> tuple[str, ...]:
+    """The settings written in the file that [graph] makes useless, each with why (pure:
+    read from which keys the file set, `model_fields_set`, before the journal settings are
+    rewritten for Graph)."""
+    found: list[str] = []
+    written = settings.model_fields_set
+    if "imap" in written:
+        found.append("[imap] (Graph reads the mailboxes)")
+    if "smtp" in written:
+        found.append("[smtp] (Graph sends)")
+        if "bounce_address" in settings.smtp.model_fields_set:
+            found.append(
+                "[smtp] bounce_address (Graph sends without an envelope: bounces come back to "
+                "the sending mailbox)"
+            )
+    daemon = settings.daemon.model_fields_set if "daemon" in written else set()
+    if "idle" in daemon:
+        found.append("[daemon] idle (no IDLE: [graph] poll_seconds runs the delta query)")
+    if "idle_renew_minutes" in daemon:
+        found.append("[daemon] idle_renew_minutes (no IDLE over Graph)")
+    if "fetch_batch_bytes" in daemon:
+        found.append("[daemon] fetch_batch_bytes (Graph gives no size before the download)")
+    if settings.graph is not None and "mechanism" in settings.graph.auth.model_fields_set:
+        found.append("[graph.auth] mechanism (a SASL mechanism: Graph takes a bearer token)")
+    for mailbox in settings.mailboxes:
+        where = f"[[mailboxes]] {mailbox.name}"
+        mine = mailbox.model_fields_set
+        if mailbox.password_env:
+            found.append(f"{where} password_env (Graph logs in as the application)")
+        if mailbox.login.lower() != mailbox.address.lower():
+            found.append(f"{where} login (Graph opens the mailbox by its address)")
+        if "sent_copy" in mine and mailbox.sent_copy == "append":
+            found.append(f'{where} sent_copy = "append" (Graph keeps the Sent Items copy itself)')
+        moved = mailbox.sent_copy != "none" and mailbox.sent_folder != GRAPH_SENT_FOLDER
+        if "sent_folder" in mine and moved:
+            found.append(f"{where} sent_folder (Graph keeps its copy in Sent Items)")
+    return tuple(found)
 
 
 def is_staff_address(

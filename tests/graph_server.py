@@ -8,25 +8,51 @@ on a free loopback port, in a thread, with Exchange's habits where they matter.
     GET  /v1.0/users/{u}/mailFolders/{f}/messages/delta  pages (Prefer: odata.maxpagesize),
                                                          @removed entries, a delta link; 410
                                                          SyncStateNotFound once links expire
-    GET  /v1.0/users/{u}/mailFolders/{f}/messages   $filter internetMessageId eq '<id>' or
-                                                    receivedDateTime ge <instant>, $orderby
-                                                    receivedDateTime [desc], $top, $skip pages
+    GET  /v1.0/users/{u}/mailFolders/{f}/messages   $filter internetMessageId eq '<id>',
+                                                    receivedDateTime ge <instant> or an
+                                                    extended property's Any(...), $orderby
+                                                    receivedDateTime [desc], $top, $skip pages,
+                                                    $expand=singleValueExtendedProperties(...)
+    GET  /v1.0/users/{u}/messages                   every folder: $filter subject eq, or
+                                                    internetMessageId eq, or Any(...)
     GET  /v1.0/users/{u}/messages/{id}[/$value]
+    PATCH /v1.0/users/{u}/messages/{id}                  singleValueExtendedProperties
     POST /v1.0/users/{u}/messages/{id}/move              the id stays (immutable ids)
     POST /v1.0/users/{u}/sendMail                        MIME in base64 (text/plain), 202
-    POST /v1.0/users/{u}/messages                        a draft: MIME in base64, or JSON
-    POST /v1.0/users/{u}/messages/{id}/attachments/createUploadSession, PUT the upload URL
+    POST /v1.0/users/{u}/messages                        a draft: MIME in base64, or JSON (only
+                                                         x- internetMessageHeaders)
+    POST /v1.0/users/{u}/messages/{id}/attachments       a fileAttachment under 3 MB
+    POST /v1.0/users/{u}/messages/{id}/attachments/createUploadSession   3 MB to 150 MB; PUT
+                                                         the upload URL in order
     POST /v1.0/users/{u}/messages/{id}/send
-    DELETE /v1.0/users/{u}/messages/{id}
+    DELETE /v1.0/users/{u}/messages/{id}                 to Recoverable Items (Deletions)
+    POST /v1.0/users/{u}/messages/{id}/permanentDelete   gone (the Purges folder)
+
+What Microsoft documents about sizes is enforced, so that a client that ignores it fails
+here: a request body over 4 MB (4,194,304 bytes) is answered 413; a POSTed attachment of
+3 MB or more is refused; an upload session under 3 MB is refused with
+ErrorAttachmentSizeShouldNotBeLessThanMinimumSize, one over 150 MB too; its PUTs must come in
+order, each range matching its bytes, with Content-Type application/octet-stream, the last
+answered 201 with a Location. The documentation does not say whether its MB is 10^6 or 2^20
+bytes: `megabyte` chooses (tests run both). The error codes other than the documented one are
+this server's own.
+
+A national cloud is played by switching off what its reference pages say it lacks:
+`offers_permanent_delete` (global only), `offers_message_delta` (not in China),
+`offers_upload_sessions` (not in US Government L4/L5); such a request is answered 400.
 
 Mail sent to a hosted mailbox is delivered to its inbox; any other recipient's copy lands in
 `outgoing`. Sent mail is kept in the sender's Sent Items (received at its Date header: the
-instant a fixed clock gave it). `throttle(n)` answers the next n
-Graph requests 429 (or 503/504) with a Retry-After; `expire_delta_links()` makes every delta
-link unknown; `drop_headers` removes headers from sent mail as Exchange is reported to do;
-`in_flight_peak` is the most requests seen at once for one mailbox; `fail_after_send` makes
-sendMail or a draft's send go out and then answer 504 (the outcome unknown to the caller);
-`rewrite_message_ids` gives each message Exchange stores a Message-ID of its own.
+instant a fixed clock gave it), with the draft's extended properties (the same item, moved).
+`throttle(n)` answers the next n Graph requests 429 (or 503/504) with a Retry-After;
+`expire_delta_links()` makes every delta link unknown; `drop_headers` removes headers from sent
+mail as Exchange is reported to do; `in_flight_peak` is the most requests seen at once for one
+mailbox; `fail_after_send` makes sendMail or a draft's send go out and then answer 504 (the
+outcome unknown to the caller); `rewrite_message_ids` gives each message Exchange stores a
+Message-ID of its own; `fail(method, pattern, mode)` loses the answer to a request after
+doing it ("answer_lost": the connection is closed unanswered) or holds a request without
+doing it ("hang", until `release()` or `hang_seconds`). `sizes` records every request's body
+length; `now` stamps each message's createdDateTime.
 """
 
 from __future__ import annotations
@@ -42,14 +68,33 @@ import secrets
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Literal
 
 TENANT = "3f2c1a6e-8b4d-4e1f-9a7c-2d5e6f708192"
-WELL_KNOWN = {"inbox": "Inbox", "sentitems": "Sent Items", "drafts": "Drafts"}
+RECOVERABLE = "Recoverable Items Deletions"
+WELL_KNOWN = {
+    "inbox": "Inbox",
+    "sentitems": "Sent Items",
+    "drafts": "Drafts",
+    "recoverableitemsdeletions": RECOVERABLE,
+}
+# Not a folder of the mailbox's tree: never listed, never in a search of every folder.
+HIDDEN = frozenset({RECOVERABLE})
+# "The maximum request length supported is 4MB" (ASP.NET's 4096 KB).
+REQUEST_LIMIT = 4 * 1024 * 1024
+TOO_SMALL = "ErrorAttachmentSizeShouldNotBeLessThanMinimumSize"
+_ANY = re.compile(
+    r"^singleValueExtendedProperties/Any\(ep: ep/id eq '((?:[^']|'')*)' and "
+    r"ep/value eq '((?:[^']|'')*)'\)$"
+)
+_EXPAND = re.compile(r"^singleValueExtendedProperties\(\$filter=id eq '((?:[^']|'')*)'\)$")
+_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
+Mode = Literal["answer_lost", "hang"]
 
 
 @dataclass
@@ -61,6 +106,8 @@ class Message:
     is_draft: bool = False
     draft: dict[str, Any] = field(default_factory=dict)
     attachments: list[tuple[str, str, bytes]] = field(default_factory=list)
+    extended: dict[str, str] = field(default_factory=dict)  # singleValueExtendedProperties
+    created: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property
     def internet_message_id(self) -> str:
@@ -78,6 +125,14 @@ class Mailbox:
 
     def folder_named(self, name: str) -> str | None:
         return next((fid for fid, n in self.folders.items() if n == name), None)
+
+
+@dataclass
+class Fault:
+    method: str
+    pattern: str
+    mode: Mode
+    left: int
 
 
 @dataclass
@@ -118,6 +173,17 @@ class GraphServer:
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _server: ThreadingHTTPServer | None = None
     slow_seconds: float = 0.0  # each Graph request takes this long (to see concurrency)
+    # What "MB" means in Microsoft's attachment limits (3 MB, 150 MB).
+    megabyte: int = 1024 * 1024
+    offers_permanent_delete: bool = True
+    offers_message_delta: bool = True
+    offers_upload_sessions: bool = True
+    sizes: list[tuple[str, str, int]] = field(default_factory=list)  # (method, path, bytes)
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    hang_seconds: float = 30.0
+    faults_hit: int = 0
+    _faults: list[Fault] = field(default_factory=list)
+    _released: threading.Event = field(default_factory=threading.Event)
 
     # --- the test's side -----------------------------------------------------------------
 
@@ -183,10 +249,34 @@ class GraphServer:
         with self._lock:
             return sum(1 for m, p in self.requests if m == method and re.search(pattern, p))
 
+    def drafts(self, address: str) -> list[Message]:
+        with self._lock:
+            box = self.mailboxes[address.lower()]
+            return [m for m in box.messages.values() if m.is_draft]
+
+    def fail(self, method: str, pattern: str, mode: Mode, count: int = 1) -> None:
+        """The next `count` requests `method` whose path matches `pattern` lose their answer
+        after being done ("answer_lost") or are held without being done ("hang")."""
+        with self._lock:
+            self._faults.append(Fault(method, pattern, mode, count))
+
+    def release(self) -> None:
+        """Let the held requests go (unanswered, undone)."""
+        self._released.set()
+
+    def take_fault(self, method: str, path: str) -> Mode | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.left and fault.method == method and re.search(fault.pattern, path):
+                    fault.left -= 1
+                    self.faults_hit += 1
+                    return fault.mode
+        return None
+
     # --- mail ----------------------------------------------------------------------------
 
     def _add(self, box: Mailbox, folder: str, raw: bytes, at: datetime, **extra: Any) -> str:
-        message = Message(_new_id(), folder, raw, at, **extra)
+        message = Message(_new_id(), folder, raw, at, created=self.now(), **extra)
         box.messages[message.id] = message
         self._changes.append(Change(next(self._seq), box.address, folder, message.id, True))
         return message.id
@@ -215,15 +305,16 @@ class GraphServer:
         message["Message-ID"] = f"<{secrets.token_hex(12)}@YT2PR01MB8838.CANPRD01.PROD.OUTLOOK.COM>"
         return message.as_bytes()
 
-    def _send(self, box: Mailbox, raw: bytes) -> None:
-        """Exchange's path: the copy in Sent Items, then delivery to each recipient."""
+    def _send(self, box: Mailbox, raw: bytes, extended: dict[str, str] | None = None) -> None:
+        """Exchange's path: the copy in Sent Items (with the draft's extended properties),
+        then delivery to each recipient."""
         message = email.message_from_bytes(raw, policy=email.policy.default)
         for name in self.drop_headers:
             del message[name]
         raw = message.as_bytes()
         sent = box.folder_named("Sent Items")
         assert sent is not None
-        self._add(box, sent, raw, _sent_at(message))
+        self._add(box, sent, raw, _sent_at(message), extended=dict(extended or {}))
         answering = " ".join(str(message.get("In-Reply-To", "")).split())
         if answering:
             self.answered_at.setdefault(answering, time.time())
@@ -369,7 +460,8 @@ class GraphServer:
             items = [
                 {"id": fid, "displayName": name}
                 for fid, name in box.folders.items()
-                if wanted is None or name == wanted.group(1).replace("''", "'")
+                if name not in HIDDEN
+                and (wanted is None or name == wanted.group(1).replace("''", "'"))
             ]
             return _json(200, {"value": items})
         found_id = self._folder_id(box, parts[0])
@@ -380,6 +472,8 @@ class GraphServer:
             total = sum(1 for m in box.messages.values() if m.folder == fid)
             return _json(200, {"id": fid, "displayName": box.folders[fid], "totalItemCount": total})
         if parts[1:] == ["messages", "delta"]:
+            if not self.offers_message_delta:
+                return _error(400, "BadRequest")  # "Resource not found for the segment"
             size = 10
             found = re.search(r"odata\.maxpagesize=(\d+)", headers.get("Prefer", ""))
             if found:
@@ -396,34 +490,28 @@ class GraphServer:
     def _listing(
         self, box: Mailbox, fid: str, query: dict[str, str]
     ) -> tuple[int, dict[str, str], bytes]:
-        """A folder's messages: `$filter` internetMessageId eq '<id>' or receivedDateTime ge
-        <instant>, `$orderby` receivedDateTime [desc], pages of `$top` (default 10) linked by
-        `$skip`; drafts are not listed."""
-        found = [m for m in box.messages.values() if m.folder == fid and not m.is_draft]
+        """A folder's messages: `$filter` internetMessageId eq '<id>', receivedDateTime ge
+        <instant> or an extended property's Any(...), `$orderby` receivedDateTime [desc],
+        pages of `$top` (default 10) linked by `$skip`."""
+        found = [m for m in box.messages.values() if m.folder == fid]
         wanted = query.get("$filter", "")
-        by_id = re.match(r"^internetMessageId eq '(.*)'$", wanted)
         since = re.match(r"^receivedDateTime ge (\S+)$", wanted)
-        if by_id:
-            found = [m for m in found if m.internet_message_id == by_id.group(1).replace("''", "'")]
-        elif since:
+        if since:
             start = datetime.fromisoformat(since.group(1).replace("Z", "+00:00"))
             found = [m for m in found if m.received >= start]
         elif wanted:
-            return _error(400, "ErrorInvalidUrlQueryFilter")
+            test = _condition(wanted)
+            if test is None:
+                return _error(400, "ErrorInvalidUrlQueryFilter")
+            found = [m for m in found if test(m)]
         order = query.get("$orderby", "")
         if order:
             if order.split()[0] != "receivedDateTime":
                 return _error(400, "ErrorInvalidProperty")
             found.sort(key=lambda m: m.received, reverse=order.endswith(" desc"))
         top, skip = int(query.get("$top", "10")), int(query.get("$skip", "0"))
-        items = [
-            {
-                "id": m.id,
-                "internetMessageId": m.internet_message_id,
-                "receivedDateTime": _iso(m.received),
-            }
-            for m in found[skip : skip + top]
-        ]
+        expand = query.get("$expand", "")
+        items = [_summary(m, expand) for m in found[skip : skip + top]]
         answer: dict[str, Any] = {"value": items}
         if skip + top < len(found):
             rest = {**query, "$skip": str(skip + top), "$top": str(top)}
@@ -436,49 +524,38 @@ class GraphServer:
     ) -> tuple[int, dict[str, str], bytes]:
         if not parts or parts == [""]:
             if method == "GET":
-                wanted = re.match(r"^subject eq '(.*)'$", query.get("$filter", ""))
-                items = [
-                    {"id": m.id, "parentFolderId": m.folder}
-                    for m in box.messages.values()
-                    if wanted is None or _subject(m) == wanted.group(1).replace("''", "'")
-                ]
-                return _json(200, {"value": items})
-            drafts = box.folder_named("Drafts")
-            assert drafts is not None
-            if body.lstrip().startswith(b"{"):
-                draft = json.loads(body)
-                mid = self._add(box, drafts, b"", datetime.now(UTC), is_draft=True, draft=draft)
-            else:  # MIME, base64 (text/plain)
-                try:
-                    raw = self._as_exchange_keeps(base64.b64decode(body, validate=True))
-                except ValueError:
-                    return _error(400, "ErrorMimeContentInvalidBase64String")
-                mid = self._add(box, drafts, raw, datetime.now(UTC), is_draft=True)
-            created = box.messages[mid]
-            return _json(
-                201,
-                {"id": mid, "isDraft": True, "internetMessageId": created.internet_message_id},
-            )
+                return self._search(box, query)
+            return self._create_draft(box, body)
         message = box.messages.get(parts[0])
         if message is None:
             return _error(404, "ErrorItemNotFound")
         if len(parts) == 1:
             if method == "DELETE":
-                self._remove(box, message)
+                # A soft delete: the message leaves every folder a client shows for the
+                # dumpster, from which a user can still recover it.
+                recoverable = box.folder_named(RECOVERABLE)
+                assert recoverable is not None
+                if message.folder == recoverable:
+                    self._remove(box, message)
+                else:
+                    self._move(box, message, recoverable)
                 return 204, {}, b""
-            return _json(
-                200,
-                {
-                    "id": message.id,
-                    "isDraft": message.is_draft,
-                    "internetMessageId": message.internet_message_id,
-                    "parentFolderId": message.folder,
-                },
-            )
+            if method == "PATCH":
+                changes = json.loads(body)
+                for prop in changes.get("singleValueExtendedProperties", []):
+                    message.extended[str(prop["id"])] = str(prop["value"])
+                return _json(200, _summary(message, ""))
+            return _json(200, _summary(message, query.get("$expand", "")))
         action = "/".join(parts[1:])
         if action == "$value" and method == "GET":
-            return 200, {"Content-Type": "text/plain"}, message.raw
+            return (
+                200,
+                {"Content-Type": "text/plain"},
+                message.raw or _mime_of_draft(box.address, message),
+            )
         if action == "permanentDelete" and method == "POST":
+            if not self.offers_permanent_delete:
+                return _error(400, "BadRequest")  # "Resource not found for the segment"
             self._remove(box, message)
             return 204, {}, b""
         if action == "move" and method == "POST":
@@ -487,43 +564,154 @@ class GraphServer:
                 return _error(404, "ErrorItemNotFound")
             self._move(box, message, target)
             return _json(201, {"id": message.id, "parentFolderId": target})
+        if action == "attachments" and method == "POST":
+            return self._attach(message, body)
         if action == "attachments/createUploadSession" and method == "POST":
-            item = json.loads(body)["AttachmentItem"]
-            key = secrets.token_hex(8)
-            self._uploads[key] = (
-                box.address,
-                message.id,
-                str(item["name"]),
-                str(item["contentType"]),
-                int(item["size"]),
-                bytearray(),
-            )
-            return _json(201, {"uploadUrl": f"{self.url}/upload/{key}"})
+            return self._upload_session(box, message, body)
         if action == "send" and method == "POST":
             if not message.is_draft:
                 return _error(400, "ErrorInvalidRequest")
-            raw = message.raw or _mime_of_draft(box.address, message)
+            raw = _mime_with_attachments(message.raw, message.attachments) or _mime_of_draft(
+                box.address, message
+            )
             self._remove(box, message)
-            self._send(box, raw)
+            self._send(box, raw, message.extended)
             if self.fail_after_send:
                 self.fail_after_send -= 1
                 return _error(504, "GatewayTimeout")
             return 202, {}, b""
         return _error(404, "ResourceNotFound")
 
-    def upload(
-        self, key: str, content_range: str, body: bytes
+    def _search(self, box: Mailbox, query: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        """GET /messages: every folder's messages (not the dumpster's), filtered by subject,
+        internetMessageId or an extended property."""
+        wanted = query.get("$filter", "")
+        by_subject = re.match(r"^subject eq '(.*)'$", wanted)
+        test: Callable[[Message], bool] | None
+        if by_subject:
+            subject = by_subject.group(1).replace("''", "'")
+            test = lambda m: _subject(m) == subject  # noqa: E731
+        else:
+            test = _condition(wanted) if wanted else (lambda m: True)
+        if test is None:
+            return _error(400, "ErrorInvalidUrlQueryFilter")
+        shown = {fid for fid, name in box.folders.items() if name not in HIDDEN}
+        items = [
+            _summary(m, query.get("$expand", ""))
+            for m in box.messages.values()
+            if m.folder in shown and test(m)
+        ]
+        return _json(200, {"value": items})
+
+    def _create_draft(self, box: Mailbox, body: bytes) -> tuple[int, dict[str, str], bytes]:
+        drafts = box.folder_named("Drafts")
+        assert drafts is not None
+        if body.lstrip().startswith(b"{"):
+            draft = json.loads(body)
+            for header in draft.get("internetMessageHeaders", []):
+                if not str(header.get("name", "")).lower().startswith("x-"):
+                    return _error(400, "InvalidInternetMessageHeader")
+            extended = {
+                str(p["id"]): str(p["value"])
+                for p in draft.get("singleValueExtendedProperties", [])
+            }
+            mid = self._add(
+                box,
+                drafts,
+                b"",
+                datetime.now(UTC),
+                is_draft=True,
+                draft=draft,
+                extended=extended,
+            )
+        else:  # MIME, base64 (text/plain)
+            try:
+                raw = self._as_exchange_keeps(base64.b64decode(body, validate=True))
+            except ValueError:
+                return _error(400, "ErrorMimeContentInvalidBase64String")
+            mid = self._add(box, drafts, raw, datetime.now(UTC), is_draft=True)
+        return _json(201, _summary(box.messages[mid], ""))
+
+    def _attach(self, message: Message, body: bytes) -> tuple[int, dict[str, str], bytes]:
+        """A fileAttachment POSTed to a message: under 3 MB only."""
+        item = json.loads(body)
+        if item.get("@odata.type") != "#microsoft.graph.fileAttachment":
+            return _error(400, "ErrorInvalidRequest")
+        try:
+            data = base64.b64decode(str(item["contentBytes"]), validate=True)
+        except ValueError:
+            return _error(400, "ErrorInvalidRequest")
+        if len(data) >= 3 * self.megabyte:
+            return _error(413, "ErrorAttachmentSizeTooLargeForPost")
+        name, ctype = str(item.get("name", "")), str(item.get("contentType", ""))
+        message.attachments.append((name, ctype or "application/octet-stream", data))
+        return _json(201, {"id": _new_id(), "name": name, "size": len(data)})
+
+    def _upload_session(
+        self, box: Mailbox, message: Message, body: bytes
     ) -> tuple[int, dict[str, str], bytes]:
+        if not self.offers_upload_sessions:
+            return _error(400, "BadRequest")  # "Resource not found for the segment"
+        item = json.loads(body)["AttachmentItem"]
+        if item.get("attachmentType") != "file":
+            return _error(400, "ErrorInvalidRequest")
+        size = int(item["size"])
+        if size < 3 * self.megabyte:
+            return _error(400, TOO_SMALL)
+        if size > 150 * self.megabyte:
+            return _error(400, "ErrorAttachmentSizeOverMaximum")
+        key = secrets.token_hex(8)
+        self._uploads[key] = (
+            box.address,
+            message.id,
+            str(item["name"]),
+            str(item.get("contentType") or "application/octet-stream"),
+            size,
+            bytearray(),
+        )
+        expires = _iso(datetime.now(UTC) + timedelta(minutes=15))
+        return _json(
+            201,
+            {
+                "uploadUrl": f"{self.url}/upload/{key}",
+                "expirationDateTime": expires,
+                "nextExpectedRanges": ["0-"],
+            },
+        )
+
+    def upload(
+        self, method: str, key: str, headers: Any, body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        """A PUT of an upload session's URL (no token: the URL carries its own), in order;
+        a DELETE cancels the session."""
         with self._lock:
             if key not in self._uploads:
                 return _error(404, "ErrorItemNotFound")
             address, mid, name, ctype, size, data = self._uploads[key]
+            if method == "DELETE":
+                del self._uploads[key]
+                return 204, {}, b""
+            if "Authorization" in headers:
+                return _error(400, "ErrorInvalidRequest")  # "Do not specify an Authorization"
+            if headers.get("Content-Type", "") != "application/octet-stream":
+                return _error(400, "ErrorInvalidRequest")
+            found = _RANGE.match(headers.get("Content-Range", ""))
+            if not found:
+                return _error(400, "ErrorInvalidContentRange")
+            first, last, total = (int(x) for x in found.groups())
+            if total != size or first != len(data) or last - first + 1 != len(body):
+                return _error(416, "ErrorInvalidContentRange")
             data.extend(body)
             if len(data) < size:
-                return _json(200, {"nextExpectedRanges": [f"{len(data)}-"]})
+                return _json(200, {"nextExpectedRanges": [f"{len(data)}"]})
             del self._uploads[key]
-            self.mailboxes[address].messages[mid].attachments.append((name, ctype, bytes(data)))
-            return _json(201, {})
+            message = self.mailboxes[address].messages.get(mid)
+            if message is None:
+                return _error(404, "ErrorItemNotFound")
+            message.attachments.append((name, ctype, bytes(data)))
+            attachment = _new_id()
+            where = f"{self.base_url}/users/{address}/messages/{mid}/attachments/{attachment}"
+            return 201, {"Location": where}, b""
 
     def token(self, form: dict[str, str], authorization: str) -> tuple[int, dict[str, str], bytes]:
         client_id, secret = form.get("client_id", ""), form.get("client_secret", "")
@@ -544,6 +732,52 @@ class GraphServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _condition(text: str) -> Callable[[Message], bool] | None:
+    """The messages a `$filter` keeps: internetMessageId eq, or an extended property's
+    Any(...) (its id compared as written, its value without case, as Graph documents)."""
+    by_id = re.match(r"^internetMessageId eq '(.*)'$", text)
+    if by_id:
+        wanted = by_id.group(1).replace("''", "'")
+        return lambda m: m.internet_message_id == wanted
+    found = _ANY.match(text)
+    if found:
+        prop, value = (g.replace("''", "'") for g in found.groups())
+        return lambda m: m.extended.get(prop, "").lower() == value.lower() and prop in m.extended
+    return None
+
+
+def _summary(message: Message, expand: str) -> dict[str, Any]:
+    """A message as a listing shows it; with the extended property `expand` asks for."""
+    item: dict[str, Any] = {
+        "id": message.id,
+        "isDraft": message.is_draft,
+        "internetMessageId": message.internet_message_id,
+        "parentFolderId": message.folder,
+        "receivedDateTime": _iso(message.received),
+        "createdDateTime": _iso(message.created),
+    }
+    wanted = _EXPAND.match(expand)
+    if wanted:
+        prop = wanted.group(1).replace("''", "'")
+        if prop in message.extended:
+            item["singleValueExtendedProperties"] = [{"id": prop, "value": message.extended[prop]}]
+    return item
+
+
+def _mime_with_attachments(raw: bytes, attachments: list[tuple[str, str, bytes]]) -> bytes:
+    """A MIME draft's bytes with the attachments added to it since ("" for a JSON draft)."""
+    if not raw or not attachments:
+        return raw
+    mime = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(mime, EmailMessage)
+    for name, ctype, data in attachments:
+        maintype, _, subtype = ctype.partition("/")
+        mime.add_attachment(
+            data, maintype=maintype, subtype=subtype or "octet-stream", filename=name
+        )
+    return mime.as_bytes()
 
 
 def _subject(message: Message) -> str:
@@ -651,14 +885,28 @@ def _handler_for(server: GraphServer) -> type[BaseHTTPRequestHandler]:
             parts = urllib.parse.urlsplit(self.path)
             query = dict(urllib.parse.parse_qsl(parts.query))
             body = self._body()
+            with server._lock:
+                server.sizes.append((method, parts.path, len(body)))
+            if len(body) > REQUEST_LIMIT:
+                self._answer(_error(413, "RequestEntityTooLarge"))
+                return
+            fault = server.take_fault(method, parts.path)
+            if fault == "hang":
+                server._released.wait(server.hang_seconds)
+                self.close_connection = True
+                return
             if parts.path.endswith("/oauth2/v2.0/token"):
                 form = dict(urllib.parse.parse_qsl(body.decode()))
-                self._answer(server.token(form, self.headers.get("Authorization", "")))
+                answer = server.token(form, self.headers.get("Authorization", ""))
             elif parts.path.startswith("/upload/"):
                 key = parts.path.rsplit("/", 1)[1]
-                self._answer(server.upload(key, self.headers.get("Content-Range", ""), body))
+                answer = server.upload(method, key, self.headers, body)
             else:
-                self._answer(server.handle(method, parts.path, query, self.headers, body))
+                answer = server.handle(method, parts.path, query, self.headers, body)
+            if fault == "answer_lost":
+                self.close_connection = True
+                return
+            self._answer(answer)
 
         def do_GET(self) -> None:
             self._dispatch("GET")
@@ -668,6 +916,9 @@ def _handler_for(server: GraphServer) -> type[BaseHTTPRequestHandler]:
 
         def do_PUT(self) -> None:
             self._dispatch("PUT")
+
+        def do_PATCH(self) -> None:
+            self._dispatch("PATCH")
 
         def do_DELETE(self) -> None:
             self._dispatch("DELETE")

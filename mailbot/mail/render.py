@@ -26,6 +26,9 @@ from mailbot.settings import MailboxSettings
 LOOP_HEADER = "X-Mailbot-Loop"
 # What an automatic message to staff is (reminder, digest, notice...), for filters and audits.
 PURPOSE_HEADER = "X-Mailbot-Purpose"
+# The purpose of `mailbot check`'s own round-trip message: not a message of the service, so
+# the start-up check and `mailbot reconcile` pass over its copies wherever they are.
+CHECK_PURPOSE = "check"
 # The journal (mailbot/recovery/journal.py): every queued message carries its ticket's reference and
 # its purpose, and mail to staff its dedupe key, so the copies in the Sent folder say what
 # was sent (outgoing.journal_headers writes them).

@@ -16,7 +16,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 
 import aiosmtplib
@@ -25,7 +25,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from mailbot.context import App
-from mailbot.errors import ConfigError, ImapError, SmtpError, TokenError
+from mailbot.errors import ConfigError, GraphError, ImapError, SmtpError, TokenError
 from mailbot.ops.observe import Monitor, ObservabilityServer
 from mailbot.ops.passes import guard_clock, run_pass
 from mailbot.settings import Settings
@@ -40,12 +40,38 @@ log = logging.getLogger(__name__)
 
 def run_once(app: App) -> int:
     """One full pass; exit code 1 when a server could not be reached."""
+    start_over_graph(app)
     report = run_pass(app)
     log.info("pass done: %s", report.summary())
     return 0 if report.ok else 1
 
 
 EXIT_INTERRUPTED = 130  # the shell's code for SIGINT (cli.EXIT_INTERRUPTED)
+
+
+def start_over_graph(app: App) -> None:
+    """What a start over Microsoft Graph does first: name the settings [graph] ignores, and
+    delete the drafts of mailbot's own older than the outbox lease, which no worker is making
+    any more (mailbot/transport/graph_drafts.py). A mailbox that cannot be reached is
+    skipped: the pass reports it."""
+    if app.settings.graph is None:
+        return
+    for setting in app.settings.ignored_under_graph:
+        log.warning("ignored under [graph]: %s", setting)
+    if app.graph is None:
+        return  # tests that pass in their own mailboxes and sender
+    from mailbot.transport import graph_drafts
+
+    lease = timedelta(seconds=app.settings.daemon.outbox_lease_seconds)
+    now = app.clock.now()
+    for mailbox in app.settings.mailboxes:
+        try:
+            deleted = graph_drafts.sweep(app.graph, mailbox.address, now, lease)
+        except (GraphError, TokenError) as exc:
+            log.warning("drafts of %s not swept: %s", mailbox.name, exc)
+            continue
+        if deleted:
+            log.warning("%d unsent draft(s) of mailbot's own deleted in %s", deleted, mailbox.name)
 
 
 def run_daemon(app: App) -> int:
@@ -66,6 +92,7 @@ def run_daemon(app: App) -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
+    start_over_graph(app)
     daemon = app.settings.daemon
     scheduler.add_job(
         requests.everything,

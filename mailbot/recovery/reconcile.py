@@ -48,7 +48,12 @@ from mailbot.db.outbox import OutboxRow
 from mailbot.db.service import drop_meta
 from mailbot.errors import ImapError
 from mailbot.intake.pipeline import process_fetched
-from mailbot.mail.render import JOURNAL_KEY_HEADER, JOURNAL_REF_HEADER, PURPOSE_HEADER
+from mailbot.mail.render import (
+    CHECK_PURPOSE,
+    JOURNAL_KEY_HEADER,
+    JOURNAL_REF_HEADER,
+    PURPOSE_HEADER,
+)
 from mailbot.recovery.journal import sending_mailbox
 from mailbot.sending.outbox import SendPolicy, record
 from mailbot.settings import MailboxSettings
@@ -127,12 +132,18 @@ def _head(raw: bytes) -> bytes:
     return raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0] + b"\r\n\r\n"
 
 
+def is_check_copy(raw: bytes) -> bool:
+    """A copy of `mailbot check`'s round-trip message: no part of the service."""
+    head = BytesHeaderParser().parsebytes(_head(raw))
+    return str(head.get(PURPOSE_HEADER, "")).strip().lower() == CHECK_PURPOSE
+
+
 def read_sent_entry(raw: bytes, sent_at: datetime) -> SentEntry | None:
     """The journal entry a Sent copy holds; None for mail that is not ours (staff's own mail
-    in a server-kept Sent folder)."""
+    in a server-kept Sent folder) and for `mailbot check`'s own message."""
     head = BytesHeaderParser().parsebytes(_head(raw))
     purpose = str(head.get(PURPOSE_HEADER, "")).strip()
-    if not purpose:
+    if not purpose or purpose.lower() == CHECK_PURPOSE:
         return None
     recipients = getaddresses([str(value) for value in head.get_all("To", [])])
     return SentEntry(
@@ -201,7 +212,9 @@ def read_store(app: App) -> tuple[list[Arrival], list[SentEntry]]:
         with app.open_mailbox(mailbox, app.clock.now()) as box:
             for folder in (mailbox.processed_folder, mailbox.quarantine_folder):
                 arrivals += [
-                    Arrival(mailbox, folder, message) for message in box.read_folder(folder, limit)
+                    Arrival(mailbox, folder, message)
+                    for message in box.read_folder(folder, limit)
+                    if not is_check_copy(message.raw)
                 ]
             if mailbox.sent_copy == "none":
                 continue
@@ -439,6 +452,8 @@ def store_ahead(app: App) -> list[str]:
                             continue
                         if ours_only and PURPOSE_HEADER.lower().encode() not in head.lower():
                             continue
+                        if is_check_copy(head):
+                            continue  # `mailbot check`'s own message, wherever it is
                         message_id = _first_id(_message_id_header(head)).lower()
                         if message_id and message_id not in known:
                             found.append(f"{mailbox.name}/{folder}")

@@ -230,6 +230,18 @@ class GraphClient:
                 code,
             )
 
+    def delete_message(self, user: str, message_id: str) -> None:
+        """Delete a message of `user`'s: for good (`permanentDelete`, to the Purges folder no
+        client sees) where the deployment offers it, else with DELETE, after which the
+        message stays recoverable in Recoverable Items until the mailbox's deleted-item
+        retention ends (`GraphCloud`). Gone already is done."""
+        if self.settings.deployment.permanent_delete:
+            self.call(
+                user, "POST", f"messages/{message_id}/permanentDelete", allow=frozenset({404})
+            )
+        else:
+            self.call(user, "DELETE", f"messages/{message_id}", allow=frozenset({404}))
+
     def upload(self, url: str, chunk: bytes, content_range: str) -> Answer:
         """One chunk of an upload session: PUT to the URL Graph gave, which carries its own
         authorisation (our token is not sent there); retried when throttled."""
@@ -238,7 +250,11 @@ class GraphClient:
                 response = self._session.put(
                     url,
                     data=chunk,
-                    headers={"Content-Range": content_range, "Content-Length": str(len(chunk))},
+                    headers={
+                        "Content-Range": content_range,
+                        "Content-Length": str(len(chunk)),
+                        "Content-Type": "application/octet-stream",
+                    },
                     timeout=self.settings.timeout_seconds,
                 )
             except requests.RequestException as exc:

@@ -2,6 +2,10 @@
 
 One line a step, with the reason on failure (never a secret or a token):
 
+    the deployment     which of Graph's deployments `base_url` names, and what mailbot does
+                       without what it lacks (no permanentDelete: erasure leaves copies
+                       recoverable for a while; no delta query; no upload sessions)
+    ignored settings   every setting the file writes that [graph] makes useless, named
     the token          which authority gave it, for which client, how long it lives
     each mailbox       its watched folder read (messages in it), its processed and quarantine
                        folders found or to be created at the first pass
@@ -10,10 +14,14 @@ One line a step, with the reason on failure (never a secret or a token):
                        the headers mailbot relies on survived in this tenant (Message-ID,
                        In-Reply-To, References, Auto-Submitted and our X- headers), and
                        whether the Message-ID the draft announced is the one that arrived;
-                       then deleted
+                       then both its copies are deleted, the one received and the one Graph
+                       kept in Sent Items (and the draft, if it was not sent), so that the
+                       start-up check of the next `mailbot run` finds nothing it does not know
 
 Headers that did not survive are not fatal: loop safety and threading hold with what is left
-(README, "Microsoft Graph"); the line says what the tenant does.
+(README, "Microsoft Graph"); the line says what the tenant does. A copy the check could not
+delete is harmless: it carries `X-Mailbot-Purpose: check`, which the start-up check and
+`mailbot reconcile` pass over.
 """
 
 from __future__ import annotations
@@ -29,14 +37,16 @@ from datetime import datetime
 from email.message import EmailMessage
 
 from mailbot.errors import ConfigError, GraphError, TokenError
-from mailbot.mail.render import LOOP_HEADER, PURPOSE_HEADER
-from mailbot.settings import MailboxSettings, Settings
+from mailbot.mail.render import CHECK_PURPOSE, LOOP_HEADER, PURPOSE_HEADER
+from mailbot.settings import GraphSettings, MailboxSettings, Settings, graph_cloud_of
 from mailbot.transport.graph import GraphClient
 from mailbot.transport.logins import Logins
 
 log = logging.getLogger(__name__)
 
 Say = Callable[[str], None]
+# How long the Sent Items copy is waited for once the received one is there.
+SENT_COPY_WAIT = 10.0
 # The headers whose fate the round trip reports, in this order.
 WATCHED_HEADERS = (
     "Message-ID",
@@ -61,7 +71,7 @@ def round_trip_message(mailbox: MailboxSettings, domain: str, nonce: str) -> Ema
     message["Auto-Submitted"] = "auto-generated"
     message["X-Auto-Response-Suppress"] = "All"
     message[LOOP_HEADER] = f"check.{nonce}"
-    message[PURPOSE_HEADER] = "check"
+    message[PURPOSE_HEADER] = CHECK_PURPOSE
     message.set_content("mailbot check: this message is deleted as soon as it is read back.\n")
     return message
 
@@ -94,6 +104,10 @@ def check_graph(
     graph = settings.graph
     assert graph is not None
     say(f"ok   configuration: {len(settings.mailboxes)} mailbox(es) over Microsoft Graph")
+    for line in deployment_lines(graph):
+        say(line)
+    for setting in settings.ignored_under_graph:
+        say(f"warn ignored under [graph]: {setting}")
     try:
         tokens = Logins(settings, environ).graph() if client is None else client.tokens
         token = tokens.token(now)
@@ -112,6 +126,46 @@ def check_graph(
             ok = False
             say(f"FAIL graph {mailbox.name}: {exc}{_hint(exc)}")
     return ok
+
+
+def deployment_lines(graph: GraphSettings) -> list[str]:
+    """What `check` says of the deployment: which one, and what mailbot does without what
+    it lacks (pure)."""
+    cloud = graph.deployment
+    lines = [f"ok   graph deployment: {cloud.label} ({cloud.graph_host}, {cloud.login_host})"]
+    if graph.cloud == "auto" and graph_cloud_of(graph.base_url) is None:
+        host = graph.base_url.split("://", 1)[-1].split("/", 1)[0]
+        lines[0] += f", assumed for {host} (set [graph] cloud if it fronts a national cloud)"
+    if not cloud.permanent_delete:
+        lines.append("warn " + erasure_note(graph))
+    if not cloud.message_delta:
+        lines.append(
+            "warn no delta query for messages here: each poll lists the watched folder "
+            "(one request a page of page_size messages)"
+        )
+    if not cloud.upload_sessions:
+        lines.append(
+            "warn no upload sessions here: a message with an attachment of 3 MB or more "
+            "cannot be sent through Graph (it fails, and staff are told)"
+        )
+    return lines
+
+
+def erasure_note(graph: GraphSettings) -> str:
+    """What erasure can do in the deployment, said plainly (pure)."""
+    cloud = graph.deployment
+    if cloud.permanent_delete:
+        return (
+            "erasure deletes the mail store's copies with permanentDelete: out of every "
+            "client's reach at once (Exchange purges them after the mailbox's deleted-item "
+            "retention, unless a hold keeps them)"
+        )
+    return (
+        f"no permanentDelete in {cloud.label}: erasure deletes the mail store's copies with "
+        "DELETE, and each stays in its mailbox's Recoverable Items (Deletions), where the "
+        "mailbox's users can recover it, until Exchange's deleted-item retention ends (14 "
+        "days by default, at most 30; longer under a hold); mailbot cannot purge it sooner"
+    )
 
 
 def _hint(error: Exception) -> str:
@@ -172,42 +226,54 @@ def _round_trip(
         idempotent=False,
     ).json()
     announced = str(draft.get("internetMessageId") or "").strip()
-    client.call(user, "POST", f"messages/{draft['id']}/send", idempotent=False)
+    try:
+        client.call(user, "POST", f"messages/{draft['id']}/send", idempotent=False)
+    except (GraphError, TokenError):
+        client.delete_message(user, str(draft["id"]))  # never left in Drafts
+        raise
     sent_items = str(client.call(user, "GET", "mailFolders/sentitems").json().get("id", ""))
     deadline = time.monotonic() + wait_seconds
     found: str | None = None
-    while found is None:
+    kept: str | None = None
+    while found is None or kept is None:
         listed = client.call(
             user,
             "GET",
             "messages",
             params={
                 "$filter": f"subject eq 'mailbot check {nonce}'",
-                "$select": "id,parentFolderId",
+                "$select": "id,parentFolderId,isDraft",
             },
         ).json()
-        found = next(
-            (
-                str(item["id"])
-                for item in listed.get("value", [])
-                if isinstance(item, dict) and item.get("parentFolderId") != sent_items
-            ),
-            None,
+        for item in listed.get("value", []):
+            if not isinstance(item, dict) or item.get("isDraft") is True:
+                continue
+            if item.get("parentFolderId") == sent_items:
+                kept = str(item["id"])
+            else:
+                found = str(item["id"])
+        if found is not None and kept is not None:
+            break
+        if time.monotonic() >= deadline:
+            break
+        if found is not None:
+            # Graph keeps the Sent Items copy as it sends: a few seconds more at most.
+            deadline = min(deadline, time.monotonic() + SENT_COPY_WAIT)
+        sleep(2.0)
+    if kept is not None:
+        client.delete_message(user, kept)
+    if found is None:
+        say(
+            f"FAIL graph {mailbox.name}: sent to itself, not received within "
+            f"{wait_seconds:.0f} s (mail flow rules or a transport delay?)"
         )
-        if found is None:
-            if time.monotonic() >= deadline:
-                say(
-                    f"FAIL graph {mailbox.name}: sent to itself, not received within "
-                    f"{wait_seconds:.0f} s (mail flow rules or a transport delay?)"
-                )
-                raise GraphError(f"round trip of {user}: not received", 0)
-            sleep(2.0)
+        raise GraphError(f"round trip of {user}: not received", 0)
     raw = client.call(user, "GET", f"messages/{found}/$value").body
+    client.delete_message(user, found)
     received = email.message_from_bytes(raw, policy=email.policy.default)
     assert isinstance(received, EmailMessage)
-    client.call(user, "DELETE", f"messages/{found}", allow=frozenset({404}))
     fate = compare_headers(sent, received)
-    kept = [name for name, state in fate.items() if state == "kept"]
+    survived = [name for name, state in fate.items() if state == "kept"]
     lost = [f"{name} {state}" for name, state in fate.items() if state != "kept"]
     arrived = " ".join(str(received.get("Message-ID", "")).split())
     readback = (
@@ -216,8 +282,14 @@ def _round_trip(
         else "the draft's Message-ID did NOT arrive (replies to mailbot's mail will not thread "
         "by Message-ID: tell the maintainers)"
     )
+    copies = (
+        "both copies deleted"
+        if kept is not None
+        else "the received copy deleted; no copy found in Sent Items (were one to come, the "
+        "start-up check passes over it)"
+    )
     say(
-        f"ok   graph {mailbox.name}: sent to itself and read back; kept: {', '.join(kept)}"
+        f"ok   graph {mailbox.name}: sent to itself and read back; kept: {', '.join(survived)}"
         + (f"; NOT kept: {', '.join(lost)}" if lost else "")
-        + f"; {readback}"
+        + f"; {readback}; {copies}"
     )

@@ -13,7 +13,9 @@ message listed again is the same message, never a second one.
               present, moved or deleted ones as absent, and the new delta link saved, in one
               transaction. A delta link Graph no longer knows (410, syncStateNotFound) means
               a full listing: every message in the folder is recorded by its immutable id
-              (those seen before keep their number), the others marked absent.
+              (those seen before keep their number), the others marked absent. Where the
+              deployment offers no delta query for messages (China), every prepare is such
+              a full listing (`GET mailFolders/{id}/messages`, in pages).
     list_uids the numbers of the messages present
     fetch     GET /messages/{id}/$value: the MIME exactly as Exchange holds it, parsed like
               an IMAP message; cut to its headers above `max_bytes` (read no further)
@@ -203,6 +205,11 @@ class GraphMailbox:
         folder_id = self.folder_id(mailbox.folder, create=False)
         with self._engine.connect() as connection:
             link = graph_rows.delta_link(connection, mailbox.name, mailbox.folder)
+        if not self._client.settings.deployment.message_delta:
+            # No delta query in this deployment (China): the folder is listed at each poll,
+            # and what is no longer listed has left it.
+            self._record_all(mailbox, self._list_all(folder_id))
+            return
         start = link or f"mailFolders/{folder_id}/messages/delta"
         try:
             seen, new_link = self._delta(start, first=not link)
@@ -223,6 +230,36 @@ class GraphMailbox:
         for attempt in (1, 2):
             try:
                 self._record(mailbox, seen, new_link, full=full)
+                return
+            except IntegrityError:
+                # Another instance recorded the same new message first: its number stands.
+                if attempt == 2:
+                    raise
+
+    def _list_all(self, folder_id: str) -> list[graph_rows.Seen]:
+        """Every message of the folder by listing it, page after page."""
+        seen: list[graph_rows.Seen] = []
+        url = f"mailFolders/{folder_id}/messages"
+        params: dict[str, str] = {
+            "$select": "id,receivedDateTime",
+            "$top": str(self._client.settings.page_size),
+        }
+        for _page in range(100_000):
+            answer = self._client.call(self.user, "GET", url, params=params).json()
+            for item in answer.get("value", []):
+                if isinstance(item, dict) and item.get("id"):
+                    seen.append(
+                        graph_rows.Seen(str(item["id"]), _instant(item.get("receivedDateTime")))
+                    )
+            if "@odata.nextLink" not in answer:
+                return seen
+            url, params = str(answer["@odata.nextLink"]), {}
+        raise GraphError(f"Graph listing of {self.user}: no end to its pages")
+
+    def _record_all(self, mailbox: MailboxSettings, seen: list[graph_rows.Seen]) -> None:
+        for attempt in (1, 2):
+            try:
+                self._record(mailbox, seen, "", full=True)
                 return
             except IntegrityError:
                 # Another instance recorded the same new message first: its number stands.
@@ -333,9 +370,11 @@ class GraphMailbox:
                 self._listed.pop(uid, None)
 
     def delete_copies(self, folder: str, wanted: Copies) -> int:
-        """Delete the `wanted` copies from `folder` for good (`permanentDelete`: a plain
-        DELETE would leave them in Deleted Items). Found by Message-ID, or every message of the
-        folder when one has none (Graph gives no size to search by); proven by their hash."""
+        """Delete the `wanted` copies from `folder` for good: `permanentDelete` where the
+        deployment offers it (the global service), else DELETE, after which each stays
+        recoverable in Recoverable Items for the mailbox's deleted-item retention (`check` and
+        `erase` say so). Found by Message-ID, or every message of the folder when one has none
+        (Graph gives no size to search by); proven by their hash."""
         if not wanted.digests:
             return 0
         try:
@@ -370,9 +409,7 @@ class GraphMailbox:
             )
             if raw.status == 404 or not is_wanted(raw.body, wanted):
                 continue
-            self._client.call(
-                self.user, "POST", f"messages/{message}/permanentDelete", allow=frozenset({404})
-            )
+            self._client.delete_message(self.user, message)
             deleted += 1
         return deleted
 

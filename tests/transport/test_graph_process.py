@@ -219,3 +219,98 @@ def test_sigkill_at_any_moment_loses_nothing_and_sends_nothing_twice(
     per_request = Counter(str(ack["In-Reply-To"]) for ack in acks)
     assert len(per_request) == REQUESTS
     assert set(per_request.values()) == {1}, kills
+
+
+def test_check_then_run_on_a_new_configuration_acknowledges_the_request(
+    graph: GraphServer, tmp_path: Path
+) -> None:
+    """`check` removes both copies of its round trip (the received one, and the one Graph
+    keeps in Sent Items), so the start-up check of the first `run` finds nothing it does not
+    know."""
+    config = write_graph_config(tmp_path / "mailbot.toml", graph, tmp_path / "data")
+    graph.deliver(INFO, citizen_request())
+    checked = mailbot(config, graph, "check")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout.count("both copies deleted") == 2
+    for address in graph.mailboxes:
+        for folder in ("Sent Items", "Drafts"):
+            assert not any(b"mailbot check" in raw for raw in graph.folder(address, folder))
+    run = mailbot(config, graph, "run", "--once")
+    assert run.returncode == 0, run.stderr
+    [ack] = graph.to("josee.tremblay@example.org")
+    assert parsed(ack)["Auto-Submitted"] == "auto-replied"
+    assert graph.drafts(INFO) == []
+
+
+def test_a_leftover_imap_section_is_named_by_check_and_at_start(
+    graph: GraphServer, tmp_path: Path
+) -> None:
+    config = write_graph_config(
+        tmp_path / "mailbot.toml",
+        graph,
+        tmp_path / "data",
+        imap={"host": "outlook.office365.com", "port": 993, "tls": "tls"},
+        daemon={"idle": True},
+    )
+    checked = mailbot(config, graph, "check")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "warn ignored under [graph]: [imap] (Graph reads the mailboxes)" in checked.stdout
+    assert "warn ignored under [graph]: [daemon] idle" in checked.stdout
+    run = mailbot(config, graph, "run", "--once")
+    assert run.returncode == 0, run.stderr
+    assert "ignored under [graph]: [imap] (Graph reads the mailboxes)" in run.stderr
+    assert "ignored under [graph]: [daemon] idle" in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("method", "held"),
+    [("POST", r"/send$"), ("PATCH", r"/messages/[^/]+$")],
+    ids=["before-send", "before-its-key"],
+)
+def test_kill_9_between_a_draft_and_its_send_leaves_no_draft_and_sends_once(
+    graph: GraphServer, tmp_path: Path, method: str, held: str
+) -> None:
+    """The first run makes the acknowledgement's draft, and dies (SIGKILL) while Graph holds
+    the request that follows it (the draft's key, or its send). The next run, on the same
+    host, takes the dead process's rows back, finds the draft, deletes it, and sends the
+    acknowledgement once through a new one."""
+    data = tmp_path / "data"
+    config = write_graph_config(tmp_path / "mailbot.toml", graph, data)
+    graph.deliver(INFO, citizen_request(), at=office("2025-11-03T10:00"))
+    graph.fail(method, held, "hang")
+    graph.hang_seconds = 60
+
+    def command(now: str) -> list[str]:
+        return [sys.executable, "-m", "mailbot", "--config", str(config), "--now", now]
+
+    process = subprocess.Popen(
+        [*command("2025-11-03T10:01:00-05:00"), "run", "--once"],
+        cwd=REPO,
+        env=environ(graph),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while graph.faults_hit == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert graph.faults_hit == 1
+        assert graph.drafts(INFO), "the draft was made before the held request"
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(30)
+        graph.release()  # the held request ends unanswered, undone
+    later = subprocess.run(
+        [*command("2025-11-03T10:31:00-05:00"), "run", "--once"],
+        cwd=REPO,
+        env=environ(graph),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert later.returncode == 0, later.stderr
+    assert "deleted: left by an attempt that did not send it" in later.stderr
+    delivered = Counter(str(parsed(raw)["Message-ID"]) for _who, raw in graph.outgoing)
+    assert set(delivered.values()) == {1}
+    assert len(graph.to("josee.tremblay@example.org")) == 1
+    assert graph.drafts(INFO) == []
