@@ -1,0 +1,83 @@
+"""The first lines of staff replies, as a table (tests/staff/first_lines.toml), through the
+pure parser: ordinary lines reach the citizen unchanged and apply nothing, commands meant but
+left unmarked reach no citizen, unknown or malformed marked commands are refused.
+
+The checking code is scripts/first_lines.py's, which prints the rates:
+    .venv/bin/python scripts/first_lines.py
+The same lines against the real servers: tests/staff/test_first_lines_server.py.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections import Counter
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _load_first_lines() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "staff_first_lines", REPO / "scripts" / "first_lines.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+first_lines = _load_first_lines()
+TABLE = first_lines.load_table()
+
+
+@pytest.mark.parametrize("entry", TABLE.ordinary, ids=lambda entry: entry.line)
+def test_an_ordinary_first_line_reaches_the_citizen_unchanged(entry: Any) -> None:
+    assert first_lines.ordinary_problem(entry.line) is None
+
+
+@pytest.mark.parametrize("entry", TABLE.meant, ids=lambda entry: entry.line)
+def test_a_command_meant_reaches_no_citizen(entry: Any) -> None:
+    assert first_lines.meant_problem(entry) is None
+
+
+@pytest.mark.parametrize("entry", TABLE.refused, ids=lambda entry: entry.text)
+def test_an_unknown_or_malformed_marked_command_is_refused(entry: Any) -> None:
+    assert first_lines.refused_problem(entry) is None
+
+
+def test_the_table_is_large_enough_and_covers_every_shape() -> None:
+    shapes = Counter(entry.shape for entry in TABLE.ordinary)
+    assert len(TABLE.ordinary) >= 100 and len(TABLE.meant) >= 50
+    assert min(shapes[shape] for shape in ("greetings", "labels", "references", "sentences")) >= 10
+    lines = {entry.line for entry in TABLE.ordinary}
+    # Greetings with and without a name, ending with a comma or a colon; labels that are
+    # command words, followed by a sentence.
+    for required in (
+        "Bonjour,",
+        "Bonjour Jean-François :",
+        "Madame Tremblay :",
+        "Dear John:",
+        "Note : nos bureaux seront fermés le 24 décembre.",
+        "Attente : nous attendons la réponse du consulat.",
+        "English: please find the answer below.",
+        "Dossier MRI-2026-15",
+    ):
+        assert required in lines
+    meant = {entry.line: entry for entry in TABLE.meant}
+    assert meant["Note interne"].below  # with the note below it
+    assert any(entry.marked and " " in entry.marked for entry in TABLE.meant)  # with arguments
+    commands = {entry.command for entry in TABLE.meant}
+    assert {"close", "note", "hold", "assign", "merge", "refer", "canned"} <= commands
+
+
+def test_the_script_prints_both_rates_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    assert first_lines.main(["first_lines.py"]) == 0
+    out = capsys.readouterr().out
+    assert f"relayed unchanged, nothing applied: {len(TABLE.ordinary)}/{len(TABLE.ordinary)}" in out
+    assert f"kept back (held, command named): {len(TABLE.meant)}/{len(TABLE.meant)}" in out
