@@ -11,6 +11,9 @@ One line a step, with the reason on failure (never a secret or a token):
                        In-Reply-To, References, Auto-Submitted and our X- headers), and
                        whether the Message-ID the draft announced is the one that arrived;
                        then deleted
+    the notes address  a message from each mailbox to its notes address (plus addressing:
+                       mailbot/transport/notes_check.py), found again in the mailbox: staff
+                       notes arrive only if it does; then deleted
 
 Headers that did not survive are not fatal: loop safety and threading hold with what is left
 (README, "Microsoft Graph"); the line says what the tenant does.
@@ -33,6 +36,7 @@ from mailbot.mail.render import LOOP_HEADER, PURPOSE_HEADER
 from mailbot.settings import MailboxSettings, Settings
 from mailbot.transport.graph import GraphClient
 from mailbot.transport.logins import Logins
+from mailbot.transport.notes_check import HOW_TO_FIX, probe_message
 
 log = logging.getLogger(__name__)
 
@@ -108,10 +112,78 @@ def check_graph(
         try:
             _check_folders(client, mailbox, say)
             _round_trip(client, mailbox, settings, say, wait_seconds, sleep)
+            if not _notes_round_trip(client, mailbox, settings, say, wait_seconds, sleep):
+                ok = False
         except (GraphError, TokenError) as exc:
             ok = False
             say(f"FAIL graph {mailbox.name}: {exc}{_hint(exc)}")
     return ok
+
+
+def _send_and_find(
+    client: GraphClient,
+    user: str,
+    message: EmailMessage,
+    subject: str,
+    wait_seconds: float,
+    sleep: Callable[[float], None],
+) -> tuple[str, str | None]:
+    """Send `message` as mailbot sends (a MIME draft, then send) and look for it outside Sent
+    Items: the Message-ID the draft announced, and the id of the copy received (None when it
+    did not arrive within `wait_seconds`)."""
+    draft = client.call(
+        user,
+        "POST",
+        "messages",
+        data=base64.b64encode(message.as_bytes()),
+        content_type="text/plain",
+        idempotent=False,
+    ).json()
+    announced = str(draft.get("internetMessageId") or "").strip()
+    client.call(user, "POST", f"messages/{draft['id']}/send", idempotent=False)
+    sent_items = str(client.call(user, "GET", "mailFolders/sentitems").json().get("id", ""))
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        listed = client.call(
+            user,
+            "GET",
+            "messages",
+            params={"$filter": f"subject eq '{subject}'", "$select": "id,parentFolderId"},
+        ).json()
+        found = next(
+            (
+                str(item["id"])
+                for item in listed.get("value", [])
+                if isinstance(item, dict) and item.get("parentFolderId") != sent_items
+            ),
+            None,
+        )
+        if found is not None or time.monotonic() >= deadline:
+            return announced, found
+        sleep(2.0)
+
+
+def _notes_round_trip(
+    client: GraphClient,
+    mailbox: MailboxSettings,
+    settings: Settings,
+    say: Say,
+    wait_seconds: float,
+    sleep: Callable[[float], None],
+) -> bool:
+    """A message to the mailbox's notes address: does it arrive in the mailbox?"""
+    user, nonce = mailbox.address, secrets.token_hex(6)
+    probe = probe_message(mailbox, settings.organisation.message_id_domain, nonce)
+    _announced, found = _send_and_find(
+        client, user, probe, str(probe["Subject"]), wait_seconds, sleep
+    )
+    where = f"notes {mailbox.name}: {mailbox.notes_address}"
+    if found is None:
+        say(f"FAIL {where}: sent, not received within {wait_seconds:.0f} s; {HOW_TO_FIX}")
+        return False
+    client.call(user, "DELETE", f"messages/{found}", allow=frozenset({404}))
+    say(f"ok   {where} arrives in the mailbox")
+    return True
 
 
 def _hint(error: Exception) -> str:
@@ -163,45 +235,15 @@ def _round_trip(
     nonce = secrets.token_hex(6)
     sent = round_trip_message(mailbox, settings.organisation.message_id_domain, nonce)
     # The path mailbot sends by (mailbot/transport/graph_sender.py): a MIME draft, then send.
-    draft = client.call(
-        user,
-        "POST",
-        "messages",
-        data=base64.b64encode(sent.as_bytes()),
-        content_type="text/plain",
-        idempotent=False,
-    ).json()
-    announced = str(draft.get("internetMessageId") or "").strip()
-    client.call(user, "POST", f"messages/{draft['id']}/send", idempotent=False)
-    sent_items = str(client.call(user, "GET", "mailFolders/sentitems").json().get("id", ""))
-    deadline = time.monotonic() + wait_seconds
-    found: str | None = None
-    while found is None:
-        listed = client.call(
-            user,
-            "GET",
-            "messages",
-            params={
-                "$filter": f"subject eq 'mailbot check {nonce}'",
-                "$select": "id,parentFolderId",
-            },
-        ).json()
-        found = next(
-            (
-                str(item["id"])
-                for item in listed.get("value", [])
-                if isinstance(item, dict) and item.get("parentFolderId") != sent_items
-            ),
-            None,
+    announced, found = _send_and_find(
+        client, user, sent, f"mailbot check {nonce}", wait_seconds, sleep
+    )
+    if found is None:
+        say(
+            f"FAIL graph {mailbox.name}: sent to itself, not received within "
+            f"{wait_seconds:.0f} s (mail flow rules or a transport delay?)"
         )
-        if found is None:
-            if time.monotonic() >= deadline:
-                say(
-                    f"FAIL graph {mailbox.name}: sent to itself, not received within "
-                    f"{wait_seconds:.0f} s (mail flow rules or a transport delay?)"
-                )
-                raise GraphError(f"round trip of {user}: not received", 0)
-            sleep(2.0)
+        raise GraphError(f"round trip of {user}: not received", 0)
     raw = client.call(user, "GET", f"messages/{found}/$value").body
     received = email.message_from_bytes(raw, policy=email.policy.default)
     assert isinstance(received, EmailMessage)
