@@ -149,7 +149,7 @@ def _parser() -> argparse.ArgumentParser:
         help="how long to wait for each check message to arrive (default 60)",
     )
 
-    answers = command("answers", "the canned answers staff can use (réponse type : NOM)")
+    answers = command("answers", "the canned answers staff can use (#réponse type : NOM)")
     answers.add_argument("action", choices=["list"], help="list: each name and its languages")
     answers.add_argument("--json", action="store_true", help=json_help)
 

@@ -32,7 +32,7 @@ from mailbot.transport.neterrors import describe
 from mailbot.transport.sender import connect_smtp, smtp_client
 
 Say = Callable[[str], None]
-HOW_TO_FIX = "turn plus addressing on (README, « L'adresse des notes »), or set notes_address"
+HOW_TO_FIX = 'turn plus addressing on (README, "Notes address"), or set notes_address'
 
 
 def probe_message(mailbox: MailboxSettings, domain: str, nonce: str) -> EmailMessage:

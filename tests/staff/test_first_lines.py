@@ -10,6 +10,7 @@ The same lines against the real servers: tests/staff/test_first_lines_server.py.
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from collections import Counter
 from pathlib import Path
@@ -81,3 +82,50 @@ def test_the_script_prints_both_rates_and_exits_0(capsys: pytest.CaptureFixture[
     out = capsys.readouterr().out
     assert f"relayed unchanged, nothing applied: {len(TABLE.ordinary)}/{len(TABLE.ordinary)}" in out
     assert f"kept back (held, command named): {len(TABLE.meant)}/{len(TABLE.meant)}" in out
+
+
+def _staff_guide() -> str:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    start = readme.index("## Pour le personnel")
+    return readme[start : readme.index("\n## ", start + 1)]
+
+
+def test_the_staff_guide_and_the_help_show_every_command_marked() -> None:
+    from mailbot.staff.parse_commands import unmarked_command
+
+    # The lines staff copy: the guide's indented examples and the help every notice carries.
+    guide = [
+        line.strip()
+        for line in _staff_guide().splitlines()
+        if line.startswith("      ") and not line.startswith("       ")
+    ]
+    help_text = (REPO / "templates" / "command_help.txt").read_text(encoding="utf-8")
+    helped = [
+        line.split("  ")[1]
+        for line in help_text.splitlines()
+        if line.startswith("  ") and not line.startswith("   ")
+    ]
+    assert len(guide) > 20 and len(helped) > 15
+    for line in [*guide, *helped]:
+        column = re.split(r" {2,}", line)[0]  # a table's first column, or the whole line
+        if unmarked_command(column) is not None:
+            assert column.startswith("#"), line
+    # The table of first lines in the guide says what the parser does.
+    seen = 0
+    for row in _staff_guide().splitlines():
+        if not row.startswith("  | `"):
+            continue
+        lines, outcome = (cell.strip() for cell in row.strip().strip("|").split(" | "))
+        examples = [part.strip("`") for part in lines.split("`, `")]
+        held = outcome.startswith("retenue")
+        assert held or outcome == "transmise telle quelle"
+        for example in examples:
+            example = example.split("` (")[0]
+            problem = (
+                first_lines.meant_problem(first_lines.Meant(example, command=""))
+                if held
+                else first_lines.ordinary_problem(example)
+            )
+            assert problem is None or problem.startswith("held as"), (example, problem)
+            seen += 1
+    assert seen > 20
