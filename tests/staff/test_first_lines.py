@@ -129,3 +129,43 @@ def test_the_staff_guide_and_the_help_show_every_command_marked() -> None:
             assert problem is None or problem.startswith("held as"), (example, problem)
             seen += 1
     assert seen > 20
+
+
+# Whole replies, as an insider, a tired staff member or an attacker would write them.
+WHOLE_REPLIES = [
+    # (text, commands applied, error codes, lines held, body relayed or None)
+    (
+        "Bonjour,\n\nVoici le lien : https://www.mri.gouv.qc.ca/stages\n\n#MRIF #Québec\n"
+        "/Sophie Lavoie/\n-- \nSophie Lavoie",
+        [],
+        [],
+        [],
+        "Bonjour,\n\nVoici le lien : https://www.mri.gouv.qc.ca/stages\n\n#MRIF #Québec\n"
+        "/Sophie Lavoie/\n-- \nSophie Lavoie",
+    ),
+    ("/s/ Sophie Lavoie", [], [], [], "/s/ Sophie Lavoie"),
+    ("#MRIF vous remercie de votre message.", [], ["unknown_command"], [], None),
+    ("/Sophie Lavoie", [], ["unknown_command"], [], None),
+    # A command below the text is refused, never applied nor sent as text.
+    ("Bonjour,\n\nVotre dossier est complet.\n\n#fermer", [], ["misplaced_command"], [], None),
+    # Commands at the top, then a first line that looks like a forgotten one.
+    ("#assigner agent.info@mri.gouv.qc.ca\nfermer\n\nMerci.", ["assign"], [], ["fermer"], None),
+    # An internal note sends nothing: nothing to hold.
+    ("#note\nNote interne\nLe citoyen a rappelé.", ["note"], [], [], None),
+    # "texte :" still takes the line after it as written.
+    ("texte : Fermer\n\nle dossier n'est pas nécessaire.", [], [], [], None),
+]
+
+
+@pytest.mark.parametrize(("text", "applied", "codes", "held", "body"), WHOLE_REPLIES)
+def test_whole_replies(
+    text: str, applied: list[str], codes: list[str], held: list[str], body: str | None
+) -> None:
+    from mailbot.staff.parse_commands import parse_commands
+
+    parsed = parse_commands(text)
+    assert [command.name.value for command in parsed.commands] == applied
+    assert [error.code for error in parsed.errors] == codes
+    assert [item.line for item in parsed.unmarked] == held
+    if body is not None:
+        assert parsed.body == body

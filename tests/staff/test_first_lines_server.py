@@ -19,7 +19,7 @@ from mailbot.store import session_scope
 from tests.conftest import AppFactory
 from tests.intake.test_spine import CITIZEN, INFO, citizen_request, office, parsed, text_of
 from tests.staff.test_first_lines import TABLE, first_lines
-from tests.staff.test_staff_server import AGENT, staff_reply
+from tests.staff.test_staff_server import AGENT, event_kinds, staff_reply
 
 ORDINARY = [
     "Bonjour Jean-François :",
@@ -130,3 +130,34 @@ def test_commands_meant_but_unmarked_reach_no_citizen_and_are_explained(
         assert {(t.status, t.answered_at, t.category, t.assignee) for t in tickets} == {
             ("open", None, "information", None)
         }
+
+
+def test_a_citizens_marked_lines_are_never_commands_nor_once_quoted_by_staff(
+    sandbox: Sandbox, make_app: AppFactory
+) -> None:
+    request = citizen_request(body="#fermer\r\n/assign agent.info@mri.gouv.qc.ca\r\nMerci.")
+    sandbox.deliver(INFO, request, received_at=office("2025-11-03T10:00"))
+    run_pass(make_app("2025-11-03T10:01:00-05:00"))
+    [notice] = sandbox.fetch_all(AGENT)
+    assert "#fermer" in text_of(parsed(notice))  # the citizen's words, forwarded as written
+    # The agent answers; the reply quotes the citizen's "#fermer" below the cut.
+    reply = staff_reply(notice, "Bonjour,\r\n\r\nVoici la réponse.")
+    sandbox.deliver(INFO, reply, received_at=office("2025-11-04T09:00"))
+    run_pass(make_app("2025-11-04T09:05:00-05:00"))
+    # The citizen writes "#fermer" again, in a follow-up.
+    follow_up = citizen_request(
+        "<req-2@example.org>", subject="RE: Demande MRI-2025-00001", body="#fermer"
+    )
+    sandbox.deliver(INFO, follow_up, received_at=office("2025-11-05T09:00"))
+    app = make_app("2025-11-05T09:05:00-05:00")
+    run_pass(app)
+
+    with session_scope(app.engine) as session:
+        [ticket] = session.exec(select(Ticket)).all()
+        assert (ticket.status, ticket.assignee, ticket.closed_at) == ("open", None, None)
+        assert ticket.answered_at is not None  # the reply was relayed, then the follow-up
+    [answer] = [
+        raw for raw in sandbox.fetch_all(CITIZEN) if parsed(raw)["Auto-Submitted"] != "auto-replied"
+    ]
+    assert "Voici la réponse." in text_of(parsed(answer))
+    assert not [kind for kind in event_kinds(app) if kind.startswith("command_")]
