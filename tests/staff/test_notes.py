@@ -106,8 +106,21 @@ def staff_mail(to: str = NOTES, subject: str = LINK_SUBJECT, **headers: str) -> 
             ),
             {"notes_address"},
         ),
+        # A reply to the queue with the notes address in copy: a note, nothing relayed.
+        (
+            staff_mail(to=INFO, subject="RE: Bourses", **{"In-Reply-To": TOKEN_ID}).replace(
+                b"To: ", f"Cc: {NOTES}\nTo: ".encode(), 1
+            ),
+            {"notes_address"},
+        ),
     ],
-    ids=["note-link", "link-subject-to-queue", "reply-to-notes", "delivered-to-notes"],
+    ids=[
+        "note-link",
+        "link-subject-to-queue",
+        "reply-to-notes",
+        "delivered-to-notes",
+        "reply-copied-to-notes",
+    ],
 )
 def test_staff_mail_is_a_note_by_its_address_or_its_links_subject(
     raw: bytes, rules: set[str]
