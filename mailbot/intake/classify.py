@@ -17,11 +17,12 @@ address links a message to its ticket, whoever sends it; then a stored Message-I
 typed in the subject counts only when the sender is that ticket's requester. Staff reach a
 ticket only through a signed token: anything less is a staff reply without a ticket, held.
 
-Notes (`NOTE_RULES`): mail addressed to a queue's notes address (To, Cc, Delivered-To or
-X-Original-To), or staff mail whose signed token is in its subject (the "note" link of a staff
-notice puts it there), is an internal note: it never reaches a citizen. Reading the headers
-loosely is safe here because it only ever takes power away: a note still needs the staff
-checks a reply needs (mailbot/staff/replies.py), and can never become a reply.
+Notes (`NOTE_RULES`): mail addressed to a queue's notes address (To, Cc, or the envelope
+recipient a receiving server records: Delivered-To, X-Original-To...), or staff mail whose
+signed token is in its subject (the "note" link of a staff notice puts it there), is an
+internal note: it never reaches a citizen. Reading the headers loosely is safe here because
+it only ever takes power away: a note still needs the staff checks a reply needs
+(mailbot/staff/replies.py), and can never become a reply.
 
 Automatic mail is never answered (RELIABILITY.md, "When never to answer automatically"), but
 it is not dropped: when it belongs to a ticket, `ticket_ref` says which, so the caller can
@@ -442,8 +443,18 @@ def _is_ticket_closed(e: Evidence) -> bool:
 
 
 # Where a message says whom it was delivered to: the recipients its sender wrote, and the
-# envelope recipient the receiving server records.
-_RECIPIENT_HEADERS = ("to", "cc", "delivered-to", "x-original-to")
+# envelope recipient as receiving servers record it (Postfix, Dovecot and Gmail: Delivered-To,
+# X-Original-To; Exim: Envelope-To; Exchange: its OriginalEnvelopeRecipients, where kept), so
+# a note sent in Bcc is seen where the server says so.
+_RECIPIENT_HEADERS = (
+    "to",
+    "cc",
+    "delivered-to",
+    "x-original-to",
+    "envelope-to",
+    "x-envelope-to",
+    "x-ms-exchange-organization-originalenveloperecipients",
+)
 
 
 def _is_to_notes_address(e: Evidence) -> bool:
