@@ -136,9 +136,20 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("ref", help="the ticket's reference, e.g. MRI-2025-00001")
     show.add_argument("--json", action="store_true", help=json_help)
 
-    command("check", "validate the configuration and log in to each server")
+    check = command(
+        "check",
+        "validate the configuration, log in to each server, and check that mail to each "
+        "queue's notes address arrives",
+    )
+    check.add_argument(
+        "--wait",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long to wait for each check message to arrive (default 60)",
+    )
 
-    answers = command("answers", "the canned answers staff can use (réponse type : NOM)")
+    answers = command("answers", "the canned answers staff can use (#réponse type : NOM)")
     answers.add_argument("action", choices=["list"], help="list: each name and its languages")
     answers.add_argument("--json", action="store_true", help=json_help)
 
@@ -437,7 +448,7 @@ def _dispatch(args: argparse.Namespace, clock: Clock) -> int:
         # A bad canned answer is a configuration error: named here, exit 2.
         found = load_answers(settings.answers.dir, settings.templates_dir)
         print(f"ok   answers: {len(found.names)} canned answer(s) in {found.folder or '(none)'}")
-        ok = check_servers(settings, os.environ, print, clock.now())
+        ok = check_servers(settings, os.environ, print, clock.now(), wait_seconds=args.wait)
         return EXIT_OK if ok else EXIT_FAILURE
     if command in ("backup", "restore"):
         return _backup_or_restore(settings, args, clock)

@@ -118,4 +118,6 @@ def _graph_transport(
 
     assert settings.graph is not None
     client = GraphClient(settings.graph, logins.graph(), clock.now)
-    return client, graph_opener(client, engine), GraphSender(client, settings.own_addresses)
+    # Sent as a watched mailbox only: a notes address receives, it never sends.
+    senders = frozenset(mailbox.address.lower() for mailbox in settings.mailboxes)
+    return client, graph_opener(client, engine), GraphSender(client, senders)

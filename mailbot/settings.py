@@ -481,6 +481,28 @@ class MailboxSettings(_Frozen):
     commitments: tuple[str, ...]
     staff: tuple[str, ...] = ()
     supervisors: tuple[str, ...] = ()
+    # Where staff write internal notes on a ticket (Request Tracker's comment address): mail
+    # to it is never relayed to a citizen. It must arrive in this mailbox's watched folder:
+    # by default the queue's address with "+note" before the "@" (plus addressing, on by
+    # default in Exchange Online and Gmail; Dovecot: recipient_delimiter = +).
+    notes_address: str = ""
+
+    @model_validator(mode="after")
+    def _notes_address(self) -> MailboxSettings:
+        address = (self.notes_address or default_notes_address(self.address)).strip().lower()
+        if address.count("@") != 1 or address == self.address.strip().lower():
+            raise ValueError(
+                f"mailbox {self.name!r}: notes_address {self.notes_address!r} must be one "
+                "address other than the queue's own (default: the address with +note before @)"
+            )
+        object.__setattr__(self, "notes_address", address)
+        return self
+
+
+def default_notes_address(address: str) -> str:
+    """The queue's address with "+note" before the "@": renseignements+note@mri.gouv.qc.ca."""
+    local, _, domain = address.strip().rpartition("@")
+    return f"{local}+note@{domain}"
 
 
 GRAPH_SENT_FOLDER = "Sent Items"
@@ -786,8 +808,16 @@ class Settings(_Frozen):
 
     @property
     def own_addresses(self) -> frozenset[str]:
-        """mailbot's own mailbox addresses (lower-case): never people, never staff."""
-        return frozenset(m.address.lower() for m in self.mailboxes)
+        """mailbot's own mailbox addresses, notes addresses included (lower-case): never
+        people, never staff."""
+        return frozenset(
+            address for m in self.mailboxes for address in (m.address.lower(), m.notes_address)
+        )
+
+    @property
+    def notes_addresses(self) -> frozenset[str]:
+        """Every queue's notes address (lower-case)."""
+        return frozenset(m.notes_address for m in self.mailboxes)
 
     @property
     def staff_addresses(self) -> frozenset[str]:

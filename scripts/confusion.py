@@ -147,6 +147,7 @@ def context_for(mail: InboundMail, label: Label, corpus: Corpus) -> ClassifyCont
         tickets={ref: corpus.tickets[ref] for ref in wanted if ref in corpus.tickets},
         known_message_ids=known,
         available_categories=corpus.available_categories,
+        notes_addresses=frozenset(box.notes_address for box in corpus.mailboxes.values()),
     )
 
 

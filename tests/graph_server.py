@@ -157,6 +157,9 @@ class GraphServer:
     fail_after_send: int = 0
     rewrite_message_ids: bool = False
     granted: set[str] | None = None  # None: every mailbox
+    # Exchange Online delivers user+tag@domain to user@domain (its default since 2022);
+    # False: as a tenant that turned plus addressing off (the address is unknown).
+    plus_addressing: bool = True
     requests: list[tuple[str, str]] = field(default_factory=list)  # (method, path)
     # When mail answering each Message-ID (its In-Reply-To) first left (time.time()).
     answered_at: dict[str, float] = field(default_factory=dict)
@@ -321,6 +324,9 @@ class GraphServer:
         values = [str(v) for n in ("To", "Cc", "Bcc") for v in message.get_all(n, [])]
         for _name, address in email.utils.getaddresses(values):
             target = self.mailboxes.get(address.lower())
+            local, _, domain = address.lower().rpartition("@")
+            if target is None and self.plus_addressing and "+" in local:
+                target = self.mailboxes.get(f"{local.split('+', 1)[0]}@{domain}")
             if target is not None:
                 inbox = target.folder_named("Inbox")
                 assert inbox is not None

@@ -223,12 +223,18 @@ def first_request(connection: Connection, ticket_id: int) -> StoredMessage | Non
 
 
 def held_for_confirmation(connection: Connection, ticket_id: int) -> list[StoredMessage]:
-    """Staff replies on a ticket held because their cut was doubtful, newest first."""
+    """Staff replies on a ticket held for their sender's confirmation, because their cut was
+    doubtful or a line looked like a command left unmarked, newest first."""
     rows = connection.execute(
         sa.select(INBOUND.c.id)
         .where(INBOUND.c.ticket_id == ticket_id)
         .where(INBOUND.c.state == MessageState.HELD.value)
-        .where(INBOUND.c.flags.contains("uncertain_cut"))
+        .where(
+            sa.or_(
+                INBOUND.c.flags.contains("uncertain_cut"),
+                INBOUND.c.flags.contains("unmarked_command"),
+            )
+        )
         .order_by(INBOUND.c.id.desc())
     ).scalars()
     return [message for i in rows if (message := stored_message(connection, i)) is not None]

@@ -17,6 +17,13 @@ address links a message to its ticket, whoever sends it; then a stored Message-I
 typed in the subject counts only when the sender is that ticket's requester. Staff reach a
 ticket only through a signed token: anything less is a staff reply without a ticket, held.
 
+Notes (`NOTE_RULES`): mail addressed to a queue's notes address (To, Cc, or the envelope
+recipient a receiving server records: Delivered-To, X-Original-To...), or staff mail whose
+signed token is in its subject (the "note" link of a staff notice puts it there), is an
+internal note: it never reaches a citizen. Reading the headers loosely is safe here because
+it only ever takes power away: a note still needs the staff checks a reply needs
+(mailbot/staff/replies.py), and can never become a reply.
+
 Automatic mail is never answered (RELIABILITY.md, "When never to answer automatically"), but
 it is not dropped: when it belongs to a ticket, `ticket_ref` says which, so the caller can
 attach it with a flag. Only our own looped mail (`Kind.OWN_MAIL`) is set aside.
@@ -89,6 +96,8 @@ class ClassifyContext:
     available_categories: frozenset[str] = frozenset({"information", "complaint"})
     # Addresses of the complaint mailboxes (lower-case).
     complaint_addresses: frozenset[str] = frozenset()
+    # Every queue's notes address (lower-case): mail to one is an internal note.
+    notes_addresses: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +152,7 @@ class Threading:
     signed: bool = False  # found through a token a stranger cannot forge
     header_token: bool = False  # a verified token of a known ticket in In-Reply-To/References
     address_token: bool = False  # ... in a To/Cc/Reply-To address
+    subject_token: bool = False  # ... in the subject of staff mail, and nowhere else (a note)
     known_message_id: bool = False  # In-Reply-To/References names a message we stored
     subject_ref_from_requester: bool = False
     subject_ref_from_stranger: bool = False
@@ -175,20 +185,24 @@ def _subject_refs(subject: str) -> tuple[str, ...]:
 def candidate_refs(mail: InboundMail, signing_key: bytes, ticket_prefix: str) -> frozenset[str]:
     """Refs the caller must look up before `classify`.
 
-    Verified tokens in In-Reply-To/References, in To/Cc/Reply-To addresses and in a report's
-    original Message-ID, plus refs of the form PREFIX-YYYY-NNNNN in the subject.
+    Verified tokens in In-Reply-To/References, in To/Cc/Reply-To addresses, in a report's
+    original Message-ID and in the subject, plus refs of the form PREFIX-YYYY-NNNNN in the
+    subject.
     """
-    refs = set(_refs(signing_key, (*_link_texts(mail), *_report_texts(mail))))
+    refs = set(_refs(signing_key, (*_link_texts(mail), *_report_texts(mail), mail.subject)))
     prefix = ticket_prefix.upper() + "-"
     refs.update(ref for ref in _subject_refs(mail.subject) if ref.startswith(prefix))
     return frozenset(refs)
 
 
-def _thread(mail: InboundMail, context: ClassifyContext, sender: str | None) -> Threading:
+def _thread(
+    mail: InboundMail, context: ClassifyContext, sender: str | None, is_staff: bool
+) -> Threading:
     """Find the ticket: signed tokens first, then stored Message-IDs, then the subject.
 
     A ref in the subject alone is accepted only from that ticket's requester: anybody can
-    type a reference, and a stranger must not land on somebody else's ticket.
+    type a reference, and a stranger must not land on somebody else's ticket. A signed token
+    in the subject links staff mail only (the notes link of a staff notice), as a note.
     """
     key, tickets = context.signing_key, context.tickets
     header_refs = _refs(key, mail.thread_ids)
@@ -208,13 +222,18 @@ def _thread(mail: InboundMail, context: ClassifyContext, sender: str | None) -> 
         known_message_id=bool(known_ids),
         unknown_refs=tuple(ref for ref in token_refs if ref not in tickets),
         several_tickets=len(known_tokens) > 1,
-        forged_token=tokens.has_forged_token(key, (*_link_texts(mail), mail.message_id)),
+        forged_token=tokens.has_forged_token(
+            key, (*_link_texts(mail), mail.message_id, mail.subject)
+        ),
         report_ref=report_refs[0] if report_refs else None,
     )
     if known_tokens:
         return replace(found, ticket_ref=known_tokens[0], signed=True)
     if known_ids:
         return replace(found, ticket_ref=known_ids[0])
+    subject_tokens = [tickets[ref].ref for ref in _refs(key, (mail.subject,)) if ref in tickets]
+    if is_staff and subject_tokens:
+        return replace(found, ticket_ref=subject_tokens[0], signed=True, subject_token=True)
     subject_refs = [ref for ref in _subject_refs(mail.subject) if ref in tickets]
     for ref in subject_refs:
         if sender is not None and sender == tickets[ref].requester.lower():
@@ -241,12 +260,13 @@ class Evidence:
 
 def _gather_evidence(mail: InboundMail, context: ClassifyContext) -> Evidence:
     sender = mail.from_address.address if mail.from_address is not None else None
+    is_staff = _is_staff(sender, context)
     return Evidence(
         mail=mail,
         context=context,
         sender=sender,
-        is_staff=_is_staff(sender, context),
-        thread=_thread(mail, context, sender),
+        is_staff=is_staff,
+        thread=_thread(mail, context, sender, is_staff),
     )
 
 
@@ -433,6 +453,28 @@ def _is_ticket_closed(e: Evidence) -> bool:
     return facts is not None and facts.status == "closed"
 
 
+# Where a message says whom it was delivered to: the recipients its sender wrote, and the
+# envelope recipient as receiving servers record it (Postfix, Dovecot and Gmail: Delivered-To,
+# X-Original-To; Exim: Envelope-To; Exchange: its OriginalEnvelopeRecipients, where kept), so
+# a note sent in Bcc is seen where the server says so.
+_RECIPIENT_HEADERS = (
+    "to",
+    "cc",
+    "delivered-to",
+    "x-original-to",
+    "envelope-to",
+    "x-envelope-to",
+    "x-ms-exchange-organization-originalenveloperecipients",
+)
+
+
+def _is_to_notes_address(e: Evidence) -> bool:
+    if not e.context.notes_addresses:
+        return False
+    written = " ".join(value for name in _RECIPIENT_HEADERS for value in e.values(name))
+    return bool(e.context.notes_addresses & addresses_in(written))
+
+
 def _is_staff_without_signed_link(e: Evidence) -> bool:
     return e.is_staff and not e.thread.signed
 
@@ -582,6 +624,19 @@ RULES: tuple[Rule, ...] = (
         "écrit à une adresse de réponse signée d'un dossier",
     ),
     Rule(
+        "subject_token",
+        Signal.NOTE,
+        lambda e: e.thread.subject_token,
+        "jeton signé dans l'objet (lien « note interne » d'un avis au personnel) : note",
+    ),
+    Rule(
+        "notes_address",
+        Signal.NOTE,
+        _is_to_notes_address,
+        "écrit à l'adresse des notes d'une file : note interne, jamais transmise",
+        blocks_answer=True,
+    ),
+    Rule(
         "known_message_id",
         Signal.NOTE,
         lambda e: e.thread.known_message_id,
@@ -647,6 +702,16 @@ RULES: tuple[Rule, ...] = (
         blocks_answer=True,
     ),
 )
+
+
+# The rules that make a message an internal note (mailbot/intake/decide.py).
+NOTE_RULES = frozenset({"notes_address", "subject_token"})
+
+
+def is_note(verdict: Verdict) -> bool:
+    """Whether the message is an internal note: sent to a notes address, or linked to its
+    ticket by the token of a notes link."""
+    return bool(NOTE_RULES & set(verdict.rules))
 
 
 # --- Categories of new requests ----------------------------------------------------------

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from mailbot.intake.classify import Kind, Verdict
+from mailbot.intake.classify import Kind, Verdict, is_note
 from mailbot.mail.parse import FROM_REFUSED, InboundMail, flatten
 
 
@@ -49,6 +49,8 @@ class Decision:
 
 
 _SUBJECT_LIMIT = 500
+# A staff message that is an internal note (`classify.is_note`): recorded, never relayed.
+NOTE_FLAG = "note"
 
 
 def _new_ticket(
@@ -80,6 +82,14 @@ def decide(
     `ticket_status` is the current status of `verdict.ticket_ref`, when there is one.
     """
     kind = verdict.kind
+    if is_note(verdict) and kind in (Kind.NEW_REQUEST, Kind.FOLLOW_UP):
+        # The notes address is for the queue's staff: anyone else's mail there is an act
+        # refused like any other, held for a person, never a ticket or a follow-up.
+        return Decision(
+            Outcome.HELD,
+            "mail to the notes address from someone who is not staff",
+            ticket_ref=verdict.ticket_ref,
+        )
     if kind is Kind.NEW_REQUEST:
         if mail.from_address is None:
             # Not automatic mail, but nowhere to answer: a person decides, never a drop.
@@ -118,6 +128,13 @@ def decide(
         # without a signed link to a ticket it is held for a person, never dropped.
         if verdict.ticket_ref is None:
             return Decision(Outcome.HELD, "staff message without a signed link to a ticket")
+        if is_note(verdict):
+            return Decision(
+                Outcome.ATTACHED,
+                "staff note on a ticket (never relayed)",
+                ticket_ref=verdict.ticket_ref,
+                flags=("staff", NOTE_FLAG),
+            )
         return Decision(
             Outcome.ATTACHED,
             "staff message on a ticket",

@@ -35,7 +35,7 @@ from mailbot.intake.classify import (
     candidate_refs,
     classify,
 )
-from mailbot.intake.decide import Decision, Outcome, decide
+from mailbot.intake.decide import NOTE_FLAG, Decision, Outcome, decide
 from mailbot.logformat import log_fields
 from mailbot.mail.parse import InboundMail, parse_message, request_fingerprint
 from mailbot.settings import MailboxSettings, Settings
@@ -212,7 +212,8 @@ def _process(
     arrival = citizens.Arrival(mailbox, mail, fetched.raw, inbound_id, fetched.internal_date)
     flags = decision.flags
     if is_staff:
-        staff = replies.handle(connection, app, ticket, arrival, now)
+        as_note = NOTE_FLAG in decision.flags
+        staff = replies.handle(connection, app, ticket, arrival, now, as_note=as_note)
         state, flags = staff.state, (*decision.flags, *staff.flags)
         inbound_rows.record_outcome(
             connection, inbound_id, state=state, reason=staff.reason, flags=",".join(flags)
@@ -253,6 +254,7 @@ def _static_context(settings: Settings) -> tuple[frozenset[str], ...]:
                 frozenset(
                     m.address.lower() for m in settings.mailboxes if m.category == "complaint"
                 ),
+                settings.notes_addresses,
             ),
         )
     return cached[1]
@@ -280,7 +282,7 @@ def _classify(
     rows = handoff.follow_merges(
         connection, ticket_rows.tickets_by_ref(connection, set(refs) | set(known.values()))
     )
-    own, staff, domains, categories, complaints = _static_context(settings)
+    own, staff, domains, categories, complaints, notes = _static_context(settings)
     context = ClassifyContext(
         mailbox=mailbox,
         rules=settings.classification,
@@ -297,6 +299,7 @@ def _classify(
         known_message_ids=known,
         available_categories=categories,
         complaint_addresses=complaints,
+        notes_addresses=notes,
     )
     return classify(mail, context)
 

@@ -32,6 +32,7 @@ from mailbot.settings import Settings
 from mailbot.transport.logins import Login, Logins, OAuthLogin
 from mailbot.transport.mailbox import ImapMailbox
 from mailbot.transport.neterrors import describe
+from mailbot.transport.notes_check import check_notes_addresses
 from mailbot.transport.sender import connect_smtp, smtp_client
 from mailbot.transport.watch import IdleWatcher, PassRequests
 
@@ -221,19 +222,24 @@ def check_servers(
     say: Callable[[str], None],
     now: datetime,
     logins: Logins | None = None,
+    *,
+    wait_seconds: float = 60.0,
 ) -> bool:
-    """Validate secrets, obtain each OAuth2 token and log in to every server; one line per
-    step, with the reason on failure (never a secret or a token)."""
+    """Validate secrets, obtain each OAuth2 token and log in to every server, then check that
+    mail to each queue's notes address arrives in its watched folder
+    (mailbot/transport/notes_check.py); one line per step, with the reason on failure (never
+    a secret or a token)."""
     if settings.graph is not None:
         from mailbot.transport.graph_check import check_graph
 
-        return check_graph(settings, environ, say, now)
+        return check_graph(settings, environ, say, now, wait_seconds=wait_seconds)
     logins = logins or Logins(settings, environ)
     ok = True
     say(
         f"ok   configuration: {len(settings.mailboxes)} mailbox(es), "
         f"database {settings.database_url.split('://')[0]}"
     )
+    reachable = []
     for mailbox in settings.mailboxes:
         try:
             login = logins.imap(mailbox)
@@ -246,6 +252,7 @@ def check_servers(
                 f"ok   imap {mailbox.name}: logged in as {mailbox.login}{_how(login)}, "
                 f"{mailbox.folder} UIDVALIDITY {uidvalidity}"
             )
+            reachable.append(mailbox)
         except (ConfigError, ImapError) as exc:
             ok = False
             say(f"FAIL imap {mailbox.name}: {exc}")
@@ -258,8 +265,12 @@ def check_servers(
         user = f": logged in as {smtp_login.user}{_how(smtp_login)}" if smtp_login else ""
         say(f"ok   {where}{user}")
     except (TimeoutError, ConfigError, aiosmtplib.SMTPException, OSError, SmtpError) as exc:
-        ok = False
         say(f"FAIL {where}: {describe(exc)}")
+        return False
+    if reachable and not check_notes_addresses(
+        settings, logins, reachable, say, now, wait_seconds=wait_seconds
+    ):
+        ok = False
     return ok
 
 

@@ -1,11 +1,13 @@
 """A throwaway mail system for newcomers and tests: Dovecot (IMAP) and an SMTP server.
 
 Dovecot runs from a private directory on free loopback ports with its own configuration;
-the SMTP server (aiosmtpd) accepts mail for the sandbox's users and, with a catch-all mailbox
-(as `mailbot sandbox serve` and `demo` run it), for any other address too, kept in that
-mailbox; it delivers into the Maildir the way a local delivery agent does (write to tmp/,
-rename into new/), adding the Return-Path and Received headers a real MTA adds. Nothing here
-touches the system's own mail configuration. Used by `mailbot sandbox`, the README's first
+the SMTP server (aiosmtpd) accepts mail for the sandbox's users (and their plus addresses,
+`user+tag@domain`, delivered to `user@domain` as Exchange Online, Gmail and a Postfix with
+`recipient_delimiter = +` do) and, with a catch-all mailbox (as `mailbot sandbox serve` and
+`demo` run it), for any other address too, kept in that mailbox; it delivers into the
+Maildir the way a local delivery agent does (write to tmp/, rename into new/), adding the
+Return-Path, Delivered-To and Received headers a real MTA adds. Nothing here touches the
+system's own mail configuration. Used by `mailbot sandbox`, the README's first
 command and the tests.
 """
 
@@ -181,6 +183,8 @@ def _dovecot_config(
         f"default_login_user = {login_user}",
         f"first_valid_uid = {uid}",
         "mail_location = maildir:~/Maildir",
+        # Plus addresses (renseignements+note@...) belong to their user, as in production.
+        "recipient_delimiter = +",
         "mail_fsync = never",
         "mailbox_list_index = yes",
         "imap_capability = +MOVE" if idle else f"imap_capability = {NO_IDLE_CAPABILITY}",
@@ -258,11 +262,23 @@ class _SmtpHandler:
     # A list keeps each message's DATA exactly as the server received it, for tests of the
     # wire form; None (the default) keeps nothing, so a long-running sandbox does not grow.
     received: list[bytes] | None = None
+    # Whether `user+tag@domain` is delivered to `user@domain` (off: refused like an unknown
+    # address, as where plus addressing is turned off).
+    plus_addressing: bool = True
+
+    def user_of(self, address: str) -> str | None:
+        """The sandbox user whose mailbox `address` reaches, or None."""
+        address = address.lower()
+        if address in self.users:
+            return address
+        local, _, domain = address.rpartition("@")
+        base = f"{local.split('+', 1)[0]}@{domain}"
+        return base if self.plus_addressing and "+" in local and base in self.users else None
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
     ) -> str:
-        if address.lower() not in self.users and self.catch_all is None:
+        if self.user_of(address) is None and self.catch_all is None:
             return "550 5.1.1 No such user in the sandbox"
         envelope.rcpt_tos.append(address)
         return "250 OK"
@@ -280,8 +296,7 @@ class _SmtpHandler:
                 f"Received: from {session.host_name or 'unknown'} by sandbox.localhost "
                 f"with SMTP for <{recipient}>; {format_datetime(now)}\r\n"
             ).encode()
-            known = recipient.lower() in self.users or self.catch_all is None
-            mailbox = recipient if known else str(self.catch_all)
+            mailbox = self.user_of(recipient) or self.catch_all or recipient
             deliver_to_maildir(self.root, mailbox, prefix + content)
             self.delivered.append((sender, recipient.lower()))
         return "250 2.0.0 Delivered"
@@ -299,6 +314,8 @@ class Sandbox:
     smtputf8: bool = True
     # Whether Dovecot offers IDLE (RFC 2177), as most IMAP servers do.
     idle: bool = True
+    # Whether the SMTP server delivers plus addresses to their user (user+tag@domain).
+    plus_addressing: bool = True
     # The mailbox that keeps mail for addresses outside `users` (None: the relay refuses them,
     # 550 5.1.1, which the tests of failed deliveries rely on). `mailbot sandbox` sets it.
     catch_all: str | None = None
@@ -369,6 +386,7 @@ class Sandbox:
             self.root,
             frozenset(user.lower() for user in (*self.users, *filter(None, [self.catch_all]))),
             catch_all=self.catch_all,
+            plus_addressing=self.plus_addressing,
         )
         self._smtp = Controller(
             self.handler,

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from email.message import EmailMessage
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy.engine import Connection
 
@@ -512,7 +513,13 @@ def to_staff(
     recipients."""
     rendered = app.renderer.render(
         template,
-        {"queue": queue, "org": app.settings.organisation, "ticket": ticket, **values},
+        {
+            "queue": queue,
+            "org": app.settings.organisation,
+            "ticket": ticket,
+            "note_link": note_link(app, ticket, queue) if ticket is not None else "",
+            **values,
+        },
         with_html=False,
     )
     queued: list[int] = []
@@ -544,6 +551,17 @@ def to_staff(
             outbox_id=queued[0] if queued else None,
         )
     return queued
+
+
+def note_link(app: App, ticket: TicketRow, queue: MailboxSettings) -> str:
+    """A mailto: link to the queue's notes address, offered beside "reply" in staff notices:
+    its subject names the ticket and carries its signed token, so what staff write from it
+    is recorded on the ticket as an internal note (mailbot/intake/classify.py, NOTE_RULES),
+    never relayed."""
+    token = tokens.make_token(app.signing_key, ticket.ref, tokens.new_nonce())
+    about = flatten(strip_reply_prefix(ticket.subject), 80)
+    subject = f"[{ticket.ref}] Note interne : {about} ({token})"
+    return f"mailto:{queue.notes_address}?subject={quote(subject, safe='')}"
 
 
 def with_attachments(raw: bytes, message: bytes) -> tuple[bytes, int]:

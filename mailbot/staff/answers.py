@@ -112,7 +112,7 @@ def ticket_values(settings: Settings, ticket: TicketRow, today: date) -> dict[st
 
 def may_write_english(settings: Settings, ticket: TicketRow) -> bool:
     """An English version follows the French one where the ticket's language rules allow it:
-    the policy trusts detected English, or staff recorded a legal basis (`anglais :`)."""
+    the policy trusts detected English, or staff recorded a legal basis (`#anglais :`)."""
     detected = settings.language.english_policy == "detected_english" and ticket.language == "en"
     return detected or ticket.english_allowed
 

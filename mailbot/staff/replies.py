@@ -12,10 +12,14 @@ and for the relay after the commands before it: whatever that rule refuses chang
 is answered to the sender with the reason and is held for the queue's supervisors. Everything
 runs on the caller's connection, in the inbound message's transaction.
 
-What reaches the citizen: the reply's text, with each `réponse type : NOM` line replaced by
-that canned answer rendered for the ticket (mailbot/staff/answers.py); after `fusionner` or
-`référer` nothing is relayed, the merge's or the referral's own notice carries the text
-(mailbot/staff/merge.py, mailbot/staff/referral.py).
+What reaches the citizen: the reply's text, with each `#réponse type : NOM` line replaced by
+that canned answer rendered for the ticket (mailbot/staff/answers.py); after `#fusionner` or
+`#référer` nothing is relayed, the merge's or the referral's own notice carries the text
+(mailbot/staff/merge.py, mailbot/staff/referral.py). A reply whose text opens with what looks
+like a command left unmarked (`Fermer`, `Note interne`: mailbot/staff/parse_commands.py) is
+held, neither applied nor sent, until its sender confirms it. Mail sent to the queue's notes
+address is an internal note, whatever its text: recorded on the ticket, never relayed, and
+never an answer (`record_note`).
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ log = logging.getLogger(__name__)
 
 CONFIRM_WORDS = frozenset({"confirmer", "confirm", "#confirmer", "#confirm"})
 UNCERTAIN_CUT = "uncertain_cut"
+UNMARKED_COMMAND = "unmarked_command"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +94,8 @@ def handle(
     ticket: TicketRow | None,
     arrival: citizens.Arrival,
     now: datetime,
+    *,
+    as_note: bool = False,
 ) -> StaffOutcome:
     """What a message from staff does to `ticket` (the one its signed token names, if any).
 
@@ -96,11 +103,14 @@ def handle(
        (or Exchange Online's stamps) and a ticket. Short of that, the message is held for
        review, the queue's staff are told, and nothing is applied or relayed.
     2. Cut the quoted history (`quotes.extract_new_text`): what staff wrote above it.
-    3. A first line "confirmer" / "confirm" releases a reply held for an uncertain cut
-       (`_confirm_held_reply`).
-    4. Otherwise parse the command lines (`staff.parse_commands`); an unreadable one answers
-       the sender with the line and why, and applies nothing (`_reject`).
-    5. Apply the commands in order, then relay the text to the citizen, all or nothing
+    3. Mail sent to the notes address (`as_note`, the classifier's verdict) is recorded as
+       an internal note and stops there (`record_note`): no command, no relay.
+    4. A first line "confirmer" / "confirm" releases a reply held for an uncertain cut or
+       for a line that looked like an unmarked command (`_confirm_held_reply`).
+    5. Otherwise parse the command lines (`staff.parse_commands`); an unreadable one answers
+       the sender with the line and why, and applies nothing (`_reject`); a line that looks
+       like a command left unmarked holds the reply and asks the sender (`_hold_unmarked`).
+    6. Apply the commands in order, then relay the text to the citizen, all or nothing
        (`_act`, in a savepoint; `apply_commands.apply_in_order`, `outgoing.relay`).
 
     Returns the inbound message's state and reason, written by the caller.
@@ -115,6 +125,8 @@ def handle(
     if refusal is not None:
         return refuse_authority(connection, app, ticket, arrival, refusal, now)
     extracted = extract_new_text(mail.text, internal_markers=(INTERNAL_MARKER,))
+    if as_note:
+        return record_note(connection, ticket, sender, extracted.text, inbound_id, now)
     first_line = next(iter(extracted.text.strip().splitlines()), "").strip().lower()
     if first_line in CONFIRM_WORDS:
         return _confirm_held_reply(connection, app, ticket, arrival, now)
@@ -130,6 +142,8 @@ def handle(
             now,
             mail.message_id,
         )
+    if parsed.unmarked:
+        return _hold_unmarked(connection, app, ticket, parsed, sender, inbound_id, now, mail)
     return _act(
         connection,
         app,
@@ -256,13 +270,14 @@ def _act(
                 )
             if text_for_citizen and not certain:
                 raise _NeedsConfirmation
-            if CommandName.NOTE in {command.name for command in parsed.commands}:
+            note = next((c for c in parsed.commands if c.name is CommandName.NOTE), None)
+            if note is not None:
                 ticket_rows.add_event(
                     connection,
                     ticket.id,
                     now,
                     "note",
-                    parsed.body,
+                    "\n\n".join(part for part in (note.argument, parsed.body) if part),
                     actor=sender,
                     inbound_id=inbound_id,
                 )
@@ -327,6 +342,64 @@ def _act(
             inbound_id=inbound_id,
         )
     return StaffOutcome(MessageState.PROCESSED, "staff message applied")
+
+
+def record_note(
+    connection: Connection,
+    ticket: TicketRow,
+    sender: str,
+    text: str,
+    inbound_id: int,
+    now: datetime,
+) -> StaffOutcome:
+    """Mail to the notes address: its new text is an internal note on the ticket, whatever it
+    says (a command line, `confirmer`, words for the citizen). Nothing is applied or relayed;
+    the ticket's status, clocks and answered state stay as they are."""
+    ticket_rows.add_event(
+        connection, ticket.id, now, "note", text.strip(), actor=sender, inbound_id=inbound_id
+    )
+    access.record(connection, now, sender, "staff_note", ticket.ref)
+    return StaffOutcome(MessageState.PROCESSED, "internal note recorded (notes address)")
+
+
+def _hold_unmarked(
+    connection: Connection,
+    app: App,
+    ticket: TicketRow,
+    parsed: StaffMessage,
+    sender: str,
+    inbound_id: int,
+    now: datetime,
+    mail: InboundMail,
+) -> StaffOutcome:
+    """A line looks like a command left unmarked: nothing applied, nothing sent; the sender
+    gets the line, the marked form meant, and how to send the reply as written
+    (`confirmer`)."""
+    _tell_sender(
+        connection,
+        app,
+        ticket,
+        sender,
+        UNMARKED_COMMAND,
+        {"unmarked": parsed.unmarked},
+        inbound_id,
+        now,
+        mail.message_id,
+    )
+    ticket_rows.add_event(
+        connection,
+        ticket.id,
+        now,
+        "reply_held_unmarked_command",
+        "; ".join(f"{item.line} -> {item.marked}" for item in parsed.unmarked),
+        actor=sender,
+        inbound_id=inbound_id,
+    )
+    return StaffOutcome(
+        MessageState.HELD,
+        "reply held: a line looks like a command without its mark; the sender was asked to confirm",
+        flags=(UNMARKED_COMMAND,),
+    )
 
 
 def with_canned_answers(
@@ -428,18 +501,20 @@ def _confirm_held_reply(
     now: datetime,
 ) -> StaffOutcome:
     """Apply the sender's latest reply on this ticket that was held for confirmation (checked
-    again, as the ticket and the queue's lists stand now)."""
+    again, as the ticket and the queue's lists stand now): as written, its first line taken
+    as text even when it looks like a command left unmarked."""
     sender, inbound_id = arrival.sender or "", arrival.inbound_id
     for held in inbound_rows.held_for_confirmation(connection, ticket.id):
         original = parse_message(held.raw)
         if original.sender is None or original.sender.address != sender:
             continue
         extracted = extract_new_text(original.text, internal_markers=(INTERNAL_MARKER,))
+        parsed = parse_commands(extracted.text)
         outcome = _act(
             connection,
             app,
             ticket,
-            parse_commands(extracted.text),
+            parsed,
             certain=True,
             cut_by=extracted.cut_by,
             raw=held.raw,
@@ -456,7 +531,7 @@ def _confirm_held_reply(
             held.id,
             state=MessageState.PROCESSED,
             reason=f"confirmed by the sender (inbound #{inbound_id})",
-            flags=UNCERTAIN_CUT,
+            flags=UNMARKED_COMMAND if parsed.unmarked else UNCERTAIN_CUT,
         )
         ticket_rows.add_event(
             connection,

@@ -17,6 +17,9 @@ One line a step, with the reason on failure (never a secret or a token):
                        then both its copies are deleted, the one received and the one Graph
                        kept in Sent Items (and the draft, if it was not sent), so that the
                        start-up check of the next `mailbot run` finds nothing it does not know
+    the notes address  a message from each mailbox to its notes address (plus addressing:
+                       mailbot/transport/notes_check.py), found again in the mailbox: staff
+                       notes arrive only if it does; then both its copies are deleted too
 
 Headers that did not survive are not fatal: loop safety and threading hold with what is left
 (README, "Microsoft Graph"); the line says what the tenant does. A copy the check could not
@@ -33,6 +36,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
 
@@ -41,6 +45,7 @@ from mailbot.mail.render import CHECK_PURPOSE, LOOP_HEADER, PURPOSE_HEADER
 from mailbot.settings import GraphSettings, MailboxSettings, Settings, graph_cloud_of
 from mailbot.transport.graph import GraphClient
 from mailbot.transport.logins import Logins
+from mailbot.transport.notes_check import HOW_TO_FIX, probe_message
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +127,8 @@ def check_graph(
         try:
             _check_folders(client, mailbox, say)
             _round_trip(client, mailbox, settings, say, wait_seconds, sleep)
+            if not _notes_round_trip(client, mailbox, settings, say, wait_seconds, sleep):
+                ok = False
         except (GraphError, TokenError) as exc:
             ok = False
             say(f"FAIL graph {mailbox.name}: {exc}{_hint(exc)}")
@@ -205,23 +212,31 @@ def _check_folders(client: GraphClient, mailbox: MailboxSettings, say: Say) -> N
     )
 
 
-def _round_trip(
+@dataclass(frozen=True, slots=True)
+class RoundTrip:
+    """What became of a message mailbot sent itself over Graph."""
+
+    announced: str  # the Message-ID the draft announced
+    found: str | None  # the id of the copy received, None when it did not arrive in time
+    kept: str | None  # the id of the copy Graph kept in Sent Items (deleted already)
+
+
+def _send_and_find(
     client: GraphClient,
-    mailbox: MailboxSettings,
-    settings: Settings,
-    say: Say,
+    user: str,
+    message: EmailMessage,
     wait_seconds: float,
     sleep: Callable[[float], None],
-) -> None:
-    user = mailbox.address
-    nonce = secrets.token_hex(6)
-    sent = round_trip_message(mailbox, settings.organisation.message_id_domain, nonce)
-    # The path mailbot sends by (mailbot/transport/graph_sender.py): a MIME draft, then send.
+) -> RoundTrip:
+    """Send `message` the way mailbot sends (mailbot/transport/graph_sender.py: a MIME draft,
+    then send), look for the copy received and the one kept in Sent Items, and delete the Sent
+    Items copy (and the draft, if sending failed): the caller deletes the received one once
+    it has read it."""
     draft = client.call(
         user,
         "POST",
         "messages",
-        data=base64.b64encode(sent.as_bytes()),
+        data=base64.b64encode(message.as_bytes()),
         content_type="text/plain",
         idempotent=False,
     ).json()
@@ -231,6 +246,7 @@ def _round_trip(
     except (GraphError, TokenError):
         client.delete_message(user, str(draft["id"]))  # never left in Drafts
         raise
+    subject = str(message["Subject"]).replace("'", "''")
     sent_items = str(client.call(user, "GET", "mailFolders/sentitems").json().get("id", ""))
     deadline = time.monotonic() + wait_seconds
     found: str | None = None
@@ -241,7 +257,7 @@ def _round_trip(
             "GET",
             "messages",
             params={
-                "$filter": f"subject eq 'mailbot check {nonce}'",
+                "$filter": f"subject eq '{subject}'",
                 "$select": "id,parentFolderId,isDraft",
             },
         ).json()
@@ -262,6 +278,52 @@ def _round_trip(
         sleep(2.0)
     if kept is not None:
         client.delete_message(user, kept)
+    return RoundTrip(announced, found, kept)
+
+
+def _copies(trip: RoundTrip) -> str:
+    if trip.kept is not None:
+        return "both copies deleted"
+    return (
+        "the received copy deleted; no copy found in Sent Items (were one to come, the "
+        "start-up check passes over it)"
+    )
+
+
+def _notes_round_trip(
+    client: GraphClient,
+    mailbox: MailboxSettings,
+    settings: Settings,
+    say: Say,
+    wait_seconds: float,
+    sleep: Callable[[float], None],
+) -> bool:
+    """A message to the mailbox's notes address: does it arrive in the mailbox?"""
+    user, nonce = mailbox.address, secrets.token_hex(6)
+    probe = probe_message(mailbox, settings.organisation.message_id_domain, nonce)
+    trip = _send_and_find(client, user, probe, wait_seconds, sleep)
+    where = f"notes {mailbox.name}: {mailbox.notes_address}"
+    if trip.found is None:
+        say(f"FAIL {where}: sent, not received within {wait_seconds:.0f} s; {HOW_TO_FIX}")
+        return False
+    client.delete_message(user, trip.found)
+    say(f"ok   {where} arrives in the mailbox; {_copies(trip)}")
+    return True
+
+
+def _round_trip(
+    client: GraphClient,
+    mailbox: MailboxSettings,
+    settings: Settings,
+    say: Say,
+    wait_seconds: float,
+    sleep: Callable[[float], None],
+) -> None:
+    user = mailbox.address
+    nonce = secrets.token_hex(6)
+    sent = round_trip_message(mailbox, settings.organisation.message_id_domain, nonce)
+    trip = _send_and_find(client, user, sent, wait_seconds, sleep)
+    announced, found = trip.announced, trip.found
     if found is None:
         say(
             f"FAIL graph {mailbox.name}: sent to itself, not received within "
@@ -282,12 +344,7 @@ def _round_trip(
         else "the draft's Message-ID did NOT arrive (replies to mailbot's mail will not thread "
         "by Message-ID: tell the maintainers)"
     )
-    copies = (
-        "both copies deleted"
-        if kept is not None
-        else "the received copy deleted; no copy found in Sent Items (were one to come, the "
-        "start-up check passes over it)"
-    )
+    copies = _copies(trip)
     say(
         f"ok   graph {mailbox.name}: sent to itself and read back; kept: {', '.join(survived)}"
         + (f"; NOT kept: {', '.join(lost)}" if lost else "")

@@ -562,7 +562,7 @@ def test_a_reply_that_cannot_be_built_changes_nothing_and_tells_its_author(
 ) -> None:
     _app, notice = open_ticket(sandbox, make_app)
     sandbox.deliver(
-        INFO, staff_reply(notice, "fermer\r\n\r\nBonjour, voici."), office("2025-11-04T09:00")
+        INFO, staff_reply(notice, "#fermer\r\n\r\nBonjour, voici."), office("2025-11-04T09:00")
     )
 
     def broken(*args: object, **kwargs: object) -> None:
@@ -727,7 +727,7 @@ def test_a_ticket_cannot_be_assigned_to_a_mailbot_mailbox(
     sandbox: Sandbox, make_app: AppFactory, mailbox: str
 ) -> None:
     _app, notice = open_ticket(sandbox, make_app)
-    reply = staff_reply(notice, f"assigner {mailbox}")
+    reply = staff_reply(notice, f"#assigner {mailbox}")
     sandbox.deliver(INFO, reply, received_at=office("2025-11-04T09:00"))
     app = make_app("2025-11-04T09:05:00-05:00")
 
@@ -754,7 +754,7 @@ def test_a_complaint_cannot_be_assigned_outside_the_complaints_queue(
     sandbox: Sandbox, make_app: AppFactory, assignee: str
 ) -> None:
     notice = complaint_ticket(sandbox, make_app)
-    reply = staff_reply(notice, f"assigner {assignee}", sender=COMPLAINTS_AGENT).replace(
+    reply = staff_reply(notice, f"#assigner {assignee}", sender=COMPLAINTS_AGENT).replace(
         f"To: {INFO}".encode(), f"To: {COMPLAINTS}".encode()
     )
     sandbox.deliver(COMPLAINTS, reply, received_at=office("2025-11-04T09:00"))

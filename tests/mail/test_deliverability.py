@@ -145,7 +145,7 @@ def _walk(sandbox: Sandbox, data_dir: Path, database_url: str) -> list[Sent]:
         (first, "Bonjour Madame,\r\n\r\nLa bourse est offerte jusqu'au 1er mars.\r\n\r\nS. Lavoie"),
         (first, "#fermerr\r\nMerci de votre patience."),
         (first, "Bonjour, mes réponses sont en rouge dans le texte ci-dessous."),
-        (second, "attente : Il nous manque votre numéro de dossier."),
+        (second, "#attente : Il nous manque votre numéro de dossier."),
     ]
     for n, (notice, body) in enumerate(replies, start=1):
         raw = staff_reply(notice, body, message_id=f"<reply-{n}@mri.gouv.qc.ca>")

@@ -98,10 +98,32 @@ def test_check_logs_in_to_every_server(
     good = mailbot(config, environ, "check")
     assert good.returncode == 0, good.stdout + good.stderr
     assert good.stdout.count("ok   imap") == 2 and "ok   smtp" in good.stdout
+    # Mail to each notes address arrives in the watched folder; the check leaves no trace.
+    assert "ok   notes renseignements: renseignements+note@mri.gouv.qc.ca arrives in INBOX" in (
+        good.stdout
+    )
+    assert "ok   notes plaintes: plaintes+note@mri.gouv.qc.ca arrives in INBOX" in good.stdout
+    assert sandbox.fetch_all(INFO) == []
 
     bad = mailbot(config, {**environ, "MAILBOT_IMAP_PASSWORD_PLAINTES": "wrong"}, "check")
     assert bad.returncode == 1
     assert "FAIL imap plaintes" in bad.stdout and "ok   imap renseignements" in bad.stdout
+
+
+def test_check_says_when_the_notes_address_does_not_reach_the_mailbox(
+    sandbox: Sandbox, config: Path, environ: dict[str, str]
+) -> None:
+    assert sandbox.handler is not None
+    sandbox.handler.plus_addressing = False  # a mail system with plus addressing turned off
+
+    result = mailbot(config, environ, "check")
+
+    assert result.returncode == 1
+    assert "ok   imap renseignements" in result.stdout and "ok   smtp" in result.stdout
+    assert (
+        "FAIL notes renseignements: renseignements+note@mri.gouv.qc.ca: refused by the relay "
+        "(550 5.1.1 No such user in the sandbox); turn plus addressing on"
+    ) in result.stdout
 
 
 def test_the_daemon_stops_cleanly_on_sigterm(

@@ -250,9 +250,9 @@ def open_and_close(
         if person is DENIS:
             continue
         staff = COMPLAINTS_AGENT if person.to == COMPLAINTS else AGENT
-        body = "fermer"
+        body = "#fermer"
         if person is CHLOE:
-            body = "fermer\nconservation légale : dossier judiciaire 500-17-000001-255"
+            body = "#fermer\n#conservation légale : dossier judiciaire 500-17-000001-255"
         notice = notice_for(sandbox, staff, refs[person.address])
         sandbox.deliver(
             person.to,
@@ -559,7 +559,7 @@ def test_listing_is_in_the_trail_and_a_legal_hold_is_released_by_email(
     assert isinstance(listed, list) and [t["ref"] for t in listed] == [ref]
 
     notice = notice_for(sandbox, AGENT, ref)
-    release = staff_reply(notice, "End legal hold", AGENT, INFO, "<release-1@mri.gouv.qc.ca>")
+    release = staff_reply(notice, "#End legal hold", AGENT, INFO, "<release-1@mri.gouv.qc.ca>")
     sandbox.deliver(INFO, release, received_at=office("2027-01-05T09:00"))
     run_pass(make_app("2027-01-05T09:05:00-05:00", retention_settings))
 

@@ -106,11 +106,11 @@ def test_a_disabled_schedule_never_runs() -> None:
     ("text", "expected"),
     [
         (
-            "Conservation légale : enquête du Protecteur du citoyen",
+            "#Conservation légale : enquête du Protecteur du citoyen",
             Command(
                 CommandName.LEGAL_HOLD,
                 "enquête du Protecteur du citoyen",
-                "Conservation légale : enquête du Protecteur du citoyen",
+                "#Conservation légale : enquête du Protecteur du citoyen",
             ),
         ),
         (
@@ -118,15 +118,15 @@ def test_a_disabled_schedule_never_runs() -> None:
             Command(CommandName.LEGAL_HOLD, "litigation 500-17", "#legal hold: litigation 500-17"),
         ),
         (
-            "fin conservation légale",
-            Command(CommandName.LEGAL_RELEASE, "", "fin conservation légale"),
+            "#fin conservation légale",
+            Command(CommandName.LEGAL_RELEASE, "", "#fin conservation légale"),
         ),
         (
-            "Levée conservation légale",
-            Command(CommandName.LEGAL_RELEASE, "", "Levée conservation légale"),
+            "/Levée conservation légale",
+            Command(CommandName.LEGAL_RELEASE, "", "/Levée conservation légale"),
         ),
-        ("End legal hold", Command(CommandName.LEGAL_RELEASE, "", "End legal hold")),
-        ("Release legal hold", Command(CommandName.LEGAL_RELEASE, "", "Release legal hold")),
+        ("#End legal hold", Command(CommandName.LEGAL_RELEASE, "", "#End legal hold")),
+        ("#Release legal hold", Command(CommandName.LEGAL_RELEASE, "", "#Release legal hold")),
     ],
 )
 def test_legal_hold_commands_in_french_and_english(text: str, expected: Command) -> None:
@@ -138,7 +138,6 @@ def test_legal_hold_commands_in_french_and_english(text: str, expected: Command)
     [
         "Conservation légale des documents est requise par la loi.",
         "Legal matters are pending.",
-        "conservation légale enquête",  # free text takes ':' or a prefix
         "Fin de la conservation légale demain",
     ],
 )
@@ -147,12 +146,19 @@ def test_prose_that_starts_like_a_legal_hold_stays_prose(text: str) -> None:
     assert (parsed.commands, parsed.errors, parsed.body) == ((), (), text)
 
 
+def test_an_unmarked_legal_hold_is_held_back_whatever_follows() -> None:
+    # Never a command without its mark, and never words for a citizen either: held, asked.
+    parsed = parse_commands("Conservation légale : enquête du Protecteur du citoyen")
+    assert (parsed.commands, parsed.errors) == ((), ())
+    assert [item.marked for item in parsed.unmarked] == ["#conservation légale : MOTIF"]
+
+
 def test_a_legal_hold_without_its_reason_is_an_error_for_the_sender() -> None:
     assert parse_commands("#conservation légale").errors == (
         CommandError("#conservation légale", "missing_argument", "", "legal_hold"),
     )
-    assert parse_commands("end legal hold: now").errors == (
-        CommandError("end legal hold: now", "takes_no_argument", "now", "legal_release"),
+    assert parse_commands("#end legal hold: now").errors == (
+        CommandError("#end legal hold: now", "takes_no_argument", "now", "legal_release"),
     )
 
 

@@ -33,15 +33,15 @@ CLI_HOLD = "demande d'accès 2025-041"
 # Everything a person can do by email, each line in its own reply.
 ATTEMPTS = (
     "Bonjour Madame, votre plainte est rejetée.",
-    "fermer",
-    "attente : Envoyez-nous une copie de votre carte.",
-    "assigner {sender}",
-    "catégorie renseignements",
-    "note\r\nNote interne de l'intrus.",
-    "conservation légale : dossier de l'intrus",
-    "fin conservation légale",
-    "anglais : correspondant hors Québec",
-    "comité 2025-12-01",
+    "#fermer",
+    "#attente : Envoyez-nous une copie de votre carte.",
+    "#assigner {sender}",
+    "#catégorie renseignements",
+    "#note\r\nNote interne de l'intrus.",
+    "#conservation légale : dossier de l'intrus",
+    "#fin conservation légale",
+    "#anglais : correspondant hors Québec",
+    "#comité 2025-12-01",
     "confirmer",
 )
 
@@ -153,7 +153,7 @@ def test_information_staff_hand_a_misdirected_complaint_over_and_then_cannot_act
     run_pass(make_app("2025-11-03T10:01:00-05:00"))
     [notice] = mail_of(sandbox, AGENT)
     sandbox.deliver(
-        INFO, staff_reply(notice, "catégorie plainte"), received_at=office("2025-11-04T09:00")
+        INFO, staff_reply(notice, "#catégorie plainte"), received_at=office("2025-11-04T09:00")
     )
     app = make_app("2025-11-04T09:05:00-05:00")
     run_pass(app)
@@ -204,7 +204,7 @@ def test_information_staff_hand_a_misdirected_complaint_over_and_then_cannot_act
 
 
 COLLEAGUE = "sophie.lavoie@mri.gouv.qc.ca"  # a second agent of the information queue
-TWO_LINES = "conservation légale : {reason}\r\nfin conservation légale"
+TWO_LINES = "#conservation légale : {reason}\r\n#fin conservation légale"
 
 
 def hold_record(app: App) -> tuple[object, object, object]:
@@ -246,7 +246,7 @@ def test_the_two_line_email_lifts_neither_a_command_line_hold_nor_another_placer
 
     # A hold placed by email by the agent: a colleague's two lines leave it the agent's.
     set_legal_hold_by_ref(app, "MRI-2025-00001", None, "juriste")
-    app = send(AGENT, "conservation légale : poursuite 500-17-1", 3, "2025-11-05T09:00")
+    app = send(AGENT, "#conservation légale : poursuite 500-17-1", 3, "2025-11-05T09:00")
     assert hold_record(app) == ("poursuite 500-17-1", AGENT, "email")
     app = send(COLLEAGUE, TWO_LINES.format(reason="dossier 3"), 4, "2025-11-05T10:00")
     assert hold_record(app) == ("poursuite 500-17-1", AGENT, "email")

@@ -970,13 +970,17 @@ def test_reply_text_is_frozen() -> None:
 # --- Commands -------------------------------------------------------------------------------
 
 RECOGNISED = (
-    "fermer, attente, note, assigner, catégorie, anglais, entrevue, comité, "
-    "conservation légale, fin conservation légale, incomplet, complet, fusionner, réponse type, "
-    "référer"
+    "#fermer, #attente, #note, #assigner, #catégorie, #anglais, #entrevue, #comité, "
+    "#conservation légale, #fin conservation légale, #incomplet, #complet, #fusionner, "
+    "#réponse type, #référer"
+)
+UNKNOWN_TAIL = (
+    "Une ligne qui commence par « # » ou « / » en haut de la réponse est une commande : "
+    "pour du texte, retirez le « # »."
 )
 DATE_FORMATS = "2025-11-20, 20/11/2025 ou 20 novembre 2025"
 CATEGORIES = "renseignements, plainte, stage, coopération"
-ASSIGN_EXAMPLE = "Exemple : « assigner sophie.lavoie@mri.gouv.qc.ca »."
+ASSIGN_EXAMPLE = "Exemple : « #assigner sophie.lavoie@mri.gouv.qc.ca »."
 
 
 def command(name: CommandName, argument: str, line: str) -> Command:
@@ -984,27 +988,27 @@ def command(name: CommandName, argument: str, line: str) -> Command:
 
 
 COMMAND_LINES = [
-    # fermer / close: alone, with a prefix, with a colon, any case or punctuation
-    ("Fermer", command(CommandName.CLOSE, "", "Fermer")),
-    ("fermer.", command(CommandName.CLOSE, "", "fermer.")),
+    # fermer / close: marked by '#' or '/', any case, accents and punctuation
+    ("#Fermer", command(CommandName.CLOSE, "", "#Fermer")),
+    ("#fermer.", command(CommandName.CLOSE, "", "#fermer.")),
     ("#close", command(CommandName.CLOSE, "", "#close")),
     ("/FERMER", command(CommandName.CLOSE, "", "/FERMER")),
     ("# fermer", command(CommandName.CLOSE, "", "# fermer")),
-    ("Close:", command(CommandName.CLOSE, "", "Close:")),
-    ("  fermer  ", command(CommandName.CLOSE, "", "fermer")),
-    # attente / hold: the reason is free text, so it takes ':' or a prefix
+    ("#Close:", command(CommandName.CLOSE, "", "#Close:")),
+    ("  #fermer  ", command(CommandName.CLOSE, "", "#fermer")),
+    # attente / hold: the reason is free text, with or without ':'
     (
-        "attente: il manque votre formulaire",
+        "#attente: il manque votre formulaire",
         command(
-            CommandName.HOLD, "il manque votre formulaire", "attente: il manque votre formulaire"
+            CommandName.HOLD, "il manque votre formulaire", "#attente: il manque votre formulaire"
         ),
     ),
     (
-        "Attente\u00a0: il manque votre formulaire",
+        "#Attente\u00a0: il manque votre formulaire",
         command(
             CommandName.HOLD,
             "il manque votre formulaire",
-            "Attente\u00a0: il manque votre formulaire",
+            "#Attente\u00a0: il manque votre formulaire",
         ),
     ),
     (
@@ -1018,23 +1022,27 @@ COMMAND_LINES = [
         command(CommandName.HOLD, "pièce manquante", "/attente pièce manquante"),
     ),
     # note
-    ("Note", command(CommandName.NOTE, "", "Note")),
-    ("#note", command(CommandName.NOTE, "", "#note")),
+    ("#Note", command(CommandName.NOTE, "", "#Note")),
+    ("/note", command(CommandName.NOTE, "", "/note")),
     (
-        "note : le citoyen a appelé",
-        command(CommandName.NOTE, "le citoyen a appelé", "note : le citoyen a appelé"),
+        "#note : le citoyen a appelé",
+        command(CommandName.NOTE, "le citoyen a appelé", "#note : le citoyen a appelé"),
     ),
     # assigner / assign: an address, lower-cased; Outlook's "<mailto:...>" and "à" understood
     (
-        "assigner Marc.Gagnon@MRI.gouv.qc.ca",
+        "#assigner Marc.Gagnon@MRI.gouv.qc.ca",
         command(
-            CommandName.ASSIGN, "marc.gagnon@mri.gouv.qc.ca", "assigner Marc.Gagnon@MRI.gouv.qc.ca"
+            CommandName.ASSIGN,
+            "marc.gagnon@mri.gouv.qc.ca",
+            "#assigner Marc.Gagnon@MRI.gouv.qc.ca",
         ),
     ),
     (
-        "Assign: <marc.gagnon@mri.gouv.qc.ca>",
+        "#Assign: <marc.gagnon@mri.gouv.qc.ca>",
         command(
-            CommandName.ASSIGN, "marc.gagnon@mri.gouv.qc.ca", "Assign: <marc.gagnon@mri.gouv.qc.ca>"
+            CommandName.ASSIGN,
+            "marc.gagnon@mri.gouv.qc.ca",
+            "#Assign: <marc.gagnon@mri.gouv.qc.ca>",
         ),
     ),
     (
@@ -1046,38 +1054,41 @@ COMMAND_LINES = [
         ),
     ),
     (
-        "assign marc.gagnon@mri.gouv.qc.ca<mailto:marc.gagnon@mri.gouv.qc.ca>",
+        "#assign marc.gagnon@mri.gouv.qc.ca<mailto:marc.gagnon@mri.gouv.qc.ca>",
         command(
             CommandName.ASSIGN,
             "marc.gagnon@mri.gouv.qc.ca",
-            "assign marc.gagnon@mri.gouv.qc.ca<mailto:marc.gagnon@mri.gouv.qc.ca>",
+            "#assign marc.gagnon@mri.gouv.qc.ca<mailto:marc.gagnon@mri.gouv.qc.ca>",
         ),
     ),
     # catégorie / category: one word, normalised to a Category value
-    ("Catégorie : plainte", command(CommandName.CATEGORY, "complaint", "Catégorie : plainte")),
+    ("#Catégorie : plainte", command(CommandName.CATEGORY, "complaint", "#Catégorie : plainte")),
     (
-        "categorie renseignements",
-        command(CommandName.CATEGORY, "information", "categorie renseignements"),
+        "#categorie renseignements",
+        command(CommandName.CATEGORY, "information", "#categorie renseignements"),
     ),
     ("#category internship", command(CommandName.CATEGORY, "internship", "#category internship")),
-    ("CATÉGORIE: Stage", command(CommandName.CATEGORY, "internship", "CATÉGORIE: Stage")),
+    ("#CATÉGORIE: Stage", command(CommandName.CATEGORY, "internship", "#CATÉGORIE: Stage")),
     (
-        "catégorie coopération",
-        command(CommandName.CATEGORY, "cooperation", "catégorie coopération"),
+        "#catégorie coopération",
+        command(CommandName.CATEGORY, "cooperation", "#catégorie coopération"),
     ),
-    ("category: Complaint", command(CommandName.CATEGORY, "complaint", "category: Complaint")),
-    ("category information", command(CommandName.CATEGORY, "information", "category information")),
+    ("/category: Complaint", command(CommandName.CATEGORY, "complaint", "/category: Complaint")),
     (
-        "Catégorie : cooperation.",
-        command(CommandName.CATEGORY, "cooperation", "Catégorie : cooperation."),
+        "#category information",
+        command(CommandName.CATEGORY, "information", "#category information"),
+    ),
+    (
+        "#Catégorie : cooperation.",
+        command(CommandName.CATEGORY, "cooperation", "#Catégorie : cooperation."),
     ),
     # anglais / english: the legal basis is free text
     (
-        "anglais: art. 22 de la Charte, demande d'une personne morale",
+        "#anglais: art. 22 de la Charte, demande d'une personne morale",
         command(
             CommandName.ENGLISH,
             "art. 22 de la Charte, demande d'une personne morale",
-            "anglais: art. 22 de la Charte, demande d'une personne morale",
+            "#anglais: art. 22 de la Charte, demande d'une personne morale",
         ),
     ),
     (
@@ -1085,26 +1096,29 @@ COMMAND_LINES = [
         command(CommandName.ENGLISH, "Charter s. 22", "#english Charter s. 22"),
     ),
     # entrevue / interview and comité / committee: a date, normalised to ISO
-    ("entrevue 2025-11-20", command(CommandName.INTERVIEW, "2025-11-20", "entrevue 2025-11-20")),
     (
-        "Interview: 20/11/2025",
-        command(CommandName.INTERVIEW, "2025-11-20", "Interview: 20/11/2025"),
+        "#entrevue 2025-11-20",
+        command(CommandName.INTERVIEW, "2025-11-20", "#entrevue 2025-11-20"),
     ),
     (
-        "Entrevue le 20 novembre 2025",
-        command(CommandName.INTERVIEW, "2025-11-20", "Entrevue le 20 novembre 2025"),
+        "#Interview: 20/11/2025",
+        command(CommandName.INTERVIEW, "2025-11-20", "#Interview: 20/11/2025"),
     ),
     (
-        "comité 1er décembre 2025",
-        command(CommandName.COMMITTEE, "2025-12-01", "comité 1er décembre 2025"),
+        "#Entrevue le 20 novembre 2025",
+        command(CommandName.INTERVIEW, "2025-11-20", "#Entrevue le 20 novembre 2025"),
     ),
     (
-        "Comite : 3 fevr. 2026",
-        command(CommandName.COMMITTEE, "2026-02-03", "Comite : 3 fevr. 2026"),
+        "#comité 1er décembre 2025",
+        command(CommandName.COMMITTEE, "2025-12-01", "#comité 1er décembre 2025"),
     ),
     (
-        "#committee 2026-01-15",
-        command(CommandName.COMMITTEE, "2026-01-15", "#committee 2026-01-15"),
+        "#Comite : 3 fevr. 2026",
+        command(CommandName.COMMITTEE, "2026-02-03", "#Comite : 3 fevr. 2026"),
+    ),
+    (
+        "/committee 2026-01-15",
+        command(CommandName.COMMITTEE, "2026-01-15", "/committee 2026-01-15"),
     ),
 ]
 
@@ -1119,78 +1133,83 @@ COMMAND_ERRORS = [
     (
         "#fermerr",
         ("unknown_command", "fermerr", ""),
-        f"Commande inconnue : « fermerr ». Commandes reconnues : {RECOGNISED}.",
+        f"Commande inconnue : « fermerr ». Commandes reconnues : {RECOGNISED}. {UNKNOWN_TAIL}",
     ),
     (
         "/urgent",
         ("unknown_command", "urgent", ""),
-        f"Commande inconnue : « urgent ». Commandes reconnues : {RECOGNISED}.",
+        f"Commande inconnue : « urgent ». Commandes reconnues : {RECOGNISED}. {UNKNOWN_TAIL}",
+    ),
+    (
+        "#MRIF",
+        ("unknown_command", "MRIF", ""),
+        f"Commande inconnue : « MRIF ». Commandes reconnues : {RECOGNISED}. {UNKNOWN_TAIL}",
     ),
     (
         "#fermer maintenant",
         ("takes_no_argument", "maintenant", "close"),
-        "La commande « fermer » ne prend pas d'argument.",
+        "La commande « #fermer » ne prend pas d'argument.",
     ),
     (
-        "Fermer : merci",
+        "#Fermer : merci",
         ("takes_no_argument", "merci", "close"),
-        "La commande « fermer » ne prend pas d'argument.",
+        "La commande « #fermer » ne prend pas d'argument.",
     ),
     (
-        "attente",
+        "#attente",
         ("missing_argument", "", "hold"),
-        "La commande « attente » demande un motif (il est transmis au "
-        "citoyen). Syntaxe : « attente : MOTIF ».",
+        "La commande « #attente » demande un motif (il est transmis au "
+        "citoyen). Syntaxe : « #attente : MOTIF ».",
     ),
     (
         "#hold:",
         ("missing_argument", "", "hold"),
-        "La commande « attente » demande un motif (il est transmis au "
-        "citoyen). Syntaxe : « attente : MOTIF ».",
+        "La commande « #attente » demande un motif (il est transmis au "
+        "citoyen). Syntaxe : « #attente : MOTIF ».",
     ),
     (
-        "anglais",
+        "/anglais",
         ("missing_argument", "", "english"),
-        "La commande « anglais » demande le fondement légal de la réponse en "
-        "anglais. Syntaxe : « anglais : FONDEMENT ».",
+        "La commande « #anglais » demande le fondement légal de la réponse en "
+        "anglais. Syntaxe : « #anglais : FONDEMENT ».",
     ),
     (
-        "assigner marc.gagnon",
+        "#assigner marc.gagnon",
         ("bad_address", "marc.gagnon", "assign"),
         f"Adresse illisible : « marc.gagnon ». {ASSIGN_EXAMPLE}",
     ),
     (
-        "assign x@y@mri.gouv.qc.ca",
+        "#assign x@y@mri.gouv.qc.ca",
         ("bad_address", "x@y@mri.gouv.qc.ca", "assign"),
         f"Adresse illisible : « x@y@mri.gouv.qc.ca ». {ASSIGN_EXAMPLE}",
     ),
     (
-        "assigner",
+        "#assigner",
         ("missing_argument", "", "assign"),
-        "La commande « assigner » demande l'adresse du collègue. Syntaxe : « assigner ADRESSE ».",
+        "La commande « #assigner » demande l'adresse du collègue. Syntaxe : « #assigner ADRESSE ».",
     ),
     (
-        "catégorie urgente",
+        "#catégorie urgente",
         ("bad_category", "urgente", "category"),
         f"Catégorie inconnue : « urgente ». Catégories : {CATEGORIES}.",
     ),
     (
-        "Catégorie : plainte grave",
+        "#Catégorie : plainte grave",
         ("bad_category", "plainte grave", "category"),
         f"Catégorie inconnue : « plainte grave ». Catégories : {CATEGORIES}.",
     ),
     (
-        "entrevue 2025-02-30",
+        "#entrevue 2025-02-30",
         ("bad_date", "2025-02-30", "interview"),
         f"Date illisible : « 2025-02-30 ». Formats acceptés : {DATE_FORMATS}.",
     ),
     (
-        "entrevue 20/11/25",
+        "#entrevue 20/11/25",
         ("bad_date", "20/11/25", "interview"),
         f"Date illisible : « 20/11/25 ». Formats acceptés : {DATE_FORMATS}.",
     ),
     (
-        "comité 2025-11-20 à 14 h",
+        "#comité 2025-11-20 à 14 h",
         ("bad_date", "2025-11-20 à 14 h", "committee"),
         f"Date illisible : « 2025-11-20 à 14 h ». Formats acceptés : {DATE_FORMATS}.",
     ),
@@ -1200,9 +1219,9 @@ COMMAND_ERRORS = [
         f"Date illisible : « jeudi prochain ». Formats acceptés : {DATE_FORMATS}.",
     ),
     (
-        "committee:",
+        "#committee:",
         ("missing_argument", "", "committee"),
-        f"La commande « comité » demande une date ({DATE_FORMATS}). Syntaxe : « comité DATE ».",
+        f"La commande « #comité » demande une date ({DATE_FORMATS}). Syntaxe : « #comité DATE ».",
     ),
 ]
 REFUSAL = jinja2.Environment(
@@ -1219,6 +1238,12 @@ def test_command_errors(line: str, expected: tuple[str, str, str], french: str) 
 
 
 PROSE_LINES = [
+    # Without '#' or '/', never a command (the first line of the text meets the safety net).
+    "Fermer",
+    "fermer",
+    "Note : nos bureaux seront fermés le 24 décembre.",
+    "attente: il manque votre formulaire",
+    "catégorie plainte",
     "Note that the office is closed on Monday.",
     "Notez que nos bureaux sont fermés lundi.",
     "Fermer le dossier serait prématuré.",
@@ -1251,8 +1276,8 @@ def test_prose_is_not_a_command(line: str) -> None:
 def test_commands_at_the_top_then_the_body() -> None:
     text = (
         "\n"
-        "Fermer\n"
-        "Catégorie : plainte\n"
+        "#Fermer\n"
+        "/Catégorie : plainte\n"
         "\n"
         "#entrevue 20 novembre 2025\n"
         "Bonjour Madame Tremblay,\n"
@@ -1262,8 +1287,8 @@ def test_commands_at_the_top_then_the_body() -> None:
     )
     assert parse_commands(text) == StaffMessage(
         commands=(
-            command(CommandName.CLOSE, "", "Fermer"),
-            command(CommandName.CATEGORY, "complaint", "Catégorie : plainte"),
+            command(CommandName.CLOSE, "", "#Fermer"),
+            command(CommandName.CATEGORY, "complaint", "/Catégorie : plainte"),
             command(CommandName.INTERVIEW, "2025-11-20", "#entrevue 20 novembre 2025"),
         ),
         errors=(),
@@ -1273,13 +1298,14 @@ def test_commands_at_the_top_then_the_body() -> None:
 
 def test_errors_are_collected_and_parsing_goes_on() -> None:
     text = (
-        "#fermerr\nattente: pièce manquante\nentrevue 31/11/2025\n\nBonjour,\nIl manque une pièce."
+        "#fermerr\n#attente: pièce manquante\n#entrevue 31/11/2025\n\n"
+        "Bonjour,\nIl manque une pièce."
     )
     message = parse_commands(text)
     assert message.commands == (
-        command(CommandName.HOLD, "pièce manquante", "attente: pièce manquante"),
+        command(CommandName.HOLD, "pièce manquante", "#attente: pièce manquante"),
     )
-    assert [error.line for error in message.errors] == ["#fermerr", "entrevue 31/11/2025"]
+    assert [error.line for error in message.errors] == ["#fermerr", "#entrevue 31/11/2025"]
     assert message.body == "Bonjour,\nIl manque une pièce."
 
 
@@ -1290,21 +1316,23 @@ def test_english_prose_starting_with_note_is_the_body() -> None:
     )
 
 
-def test_note_with_colon_is_a_note_even_if_meant_as_prose() -> None:
-    # When in doubt a message stays internal: a note is never relayed.
-    message = parse_commands("Note : nos bureaux seront fermés lundi.\n\nSophie")
+def test_an_unmarked_label_is_prose_that_reaches_the_citizen() -> None:
+    # "Note :" followed by a sentence is text, written as it is: no command, nothing held.
+    assert parse_commands("Note : nos bureaux seront fermés lundi.\n\nSophie") == StaffMessage(
+        commands=(), errors=(), body="Note : nos bureaux seront fermés lundi.\n\nSophie"
+    )
+
+
+def test_a_marked_note_keeps_its_own_words() -> None:
+    message = parse_commands("#note : le citoyen a appelé\n\nSophie")
     assert message.commands == (
-        command(
-            CommandName.NOTE,
-            "nos bureaux seront fermés lundi.",
-            "Note : nos bureaux seront fermés lundi.",
-        ),
+        command(CommandName.NOTE, "le citoyen a appelé", "#note : le citoyen a appelé"),
     )
     assert message.body == "Sophie"
 
 
 def test_repeated_commands_are_all_kept() -> None:
-    message = parse_commands("catégorie plainte\ncatégorie stage\nfermer\nfermer")
+    message = parse_commands("#catégorie plainte\n#catégorie stage\n#fermer\n/fermer")
     assert [(item.name, item.argument) for item in message.commands] == [
         (CommandName.CATEGORY, "complaint"),
         (CommandName.CATEGORY, "internship"),
@@ -1333,7 +1361,8 @@ def test_a_whole_reply_cut_then_parsed() -> None:
         "\n"
         "Le lun. 3 nov. 2025, à 10 h 00, Renseignements MRI <renseignements@mri.gouv.qc.ca>\n"
         "a écrit :\n"
-        "> Usage interne\n",
+        "> Usage interne\n"
+        "> #fermer\n",
         internal_markers=MARKERS,
     )
     assert reply.certain is True
@@ -1346,6 +1375,7 @@ def test_a_whole_reply_cut_then_parsed() -> None:
         ),
     )
     assert message.body == "Bonjour,\nIl nous manque votre formulaire signé.\nSophie"
+    assert message.errors == () and message.unmarked == ()
 
 
 @pytest.mark.parametrize(

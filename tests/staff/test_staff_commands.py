@@ -90,15 +90,20 @@ def commands_applied(app: App) -> list[str]:
 @pytest.mark.parametrize(
     ("body", "category", "commitment", "due"),
     [
-        ("catégorie stage\r\nentrevue 2025-11-20", "internship", "internship_result", "2025-12-11"),
         (
-            "category internship\r\ninterview 20/11/2025",
+            "#catégorie stage\r\n#entrevue 2025-11-20",
             "internship",
             "internship_result",
             "2025-12-11",
         ),
         (
-            "catégorie coopération\r\ncomité 2025-11-20",
+            "#category internship\r\n#interview 20/11/2025",
+            "internship",
+            "internship_result",
+            "2025-12-11",
+        ),
+        (
+            "#catégorie coopération\r\n#comité 2025-11-20",
             "cooperation",
             "cooperation_result",
             "2026-01-09",
@@ -127,7 +132,7 @@ def test_category_complaint_then_assign_to_the_complaints_staff(
     sandbox: Sandbox, make_app: AppFactory
 ) -> None:
     # The sender works on both queues: after the hand-over, they may still act on it.
-    body = f"catégorie plainte\r\nassigner {COMPLAINTS_AGENT}"
+    body = f"#catégorie plainte\r\n#assigner {COMPLAINTS_AGENT}"
     app = reply_with(sandbox, make_app, body, sender=SUPERVISOR)
 
     ticket = ticket_row(app)
@@ -143,7 +148,7 @@ def test_hold_then_note_sends_the_reason_and_keeps_the_rest_internal(
     app = reply_with(
         sandbox,
         make_app,
-        "attente : il manque votre formulaire signé\r\nnote\r\n\r\n"
+        "#attente : il manque votre formulaire signé\r\n#note\r\n\r\n"
         "Appelée le 4 novembre, elle l'envoie cette semaine.",
     )
 
@@ -165,7 +170,7 @@ def test_close_with_text_for_the_citizen_after_other_commands(
     app = reply_with(
         sandbox,
         make_app,
-        f"assigner {SUPERVISOR}\r\nanglais : correspondant hors Québec\r\nfermer\r\n\r\n"
+        f"#assigner {SUPERVISOR}\r\n#anglais : correspondant hors Québec\r\n#fermer\r\n\r\n"
         "Bonjour Madame,\r\n\r\nLa bourse est offerte jusqu'au 1er mars.",
     )
 
@@ -186,14 +191,14 @@ def _met(app: App, commitment: str) -> bool:
     ("body", "refused_line", "sender"),
     [
         (
-            "catégorie plainte\r\nassigner agent.info@mri.gouv.qc.ca",
-            "assigner agent.info@mri.gouv.qc.ca",
+            "#catégorie plainte\r\n#assigner agent.info@mri.gouv.qc.ca",
+            "#assigner agent.info@mri.gouv.qc.ca",
             SUPERVISOR,
         ),
-        (f"assigner {SUPERVISOR}\r\nentrevue 2025-11-20", "entrevue 2025-11-20", AGENT),
+        (f"#assigner {SUPERVISOR}\r\n#entrevue 2025-11-20", "#entrevue 2025-11-20", AGENT),
         (
-            "fermer\r\nassigner renseignements@mri.gouv.qc.ca\r\n\r\nBonjour.",
-            "assigner renseignements@mri.gouv.qc.ca",
+            "#fermer\r\n#assigner renseignements@mri.gouv.qc.ca\r\n\r\nBonjour.",
+            "#assigner renseignements@mri.gouv.qc.ca",
             AGENT,
         ),
     ],

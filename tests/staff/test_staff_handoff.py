@@ -80,7 +80,7 @@ def test_a_duplicate_merged_joins_the_ticket_kept_and_mail_on_its_reference_foll
         if "MRI-2025-00002" in str(parsed(raw)["Subject"])
     }
     [second_ack_id] = acks
-    reply = staff_reply(notice_for(sandbox, "MRI-2025-00002"), "fusionner MRI-2025-00001")
+    reply = staff_reply(notice_for(sandbox, "MRI-2025-00002"), "#fusionner MRI-2025-00001")
     sandbox.deliver(INFO, reply, received_at=office("2025-11-05T09:00"))
     app = make_app("2025-11-05T09:05:00-05:00")
 
@@ -159,7 +159,7 @@ def test_the_earliest_receipt_keeps_the_clock_when_the_first_ticket_is_merged(
     sandbox: Sandbox, make_app: AppFactory
 ) -> None:
     two_requests(sandbox, make_app)
-    reply = staff_reply(notice_for(sandbox, "MRI-2025-00001"), "merge MRI-2025-00002")
+    reply = staff_reply(notice_for(sandbox, "MRI-2025-00001"), "#merge MRI-2025-00002")
     sandbox.deliver(INFO, reply, received_at=office("2025-11-05T09:00"))
     app = make_app("2025-11-05T09:05:00-05:00")
 
@@ -189,7 +189,7 @@ def test_a_duplicate_already_answered_answers_the_ticket_kept(
     answer = staff_reply(notice, "La bourse est offerte jusqu'au 1er mars.")
     sandbox.deliver(INFO, answer, received_at=office("2025-11-04T11:00"))
     run_pass(make_app("2025-11-04T11:05:00-05:00"))
-    merge = staff_reply(notice, "fusionner MRI-2025-00001", message_id="<reply-2@mri.gouv.qc.ca>")
+    merge = staff_reply(notice, "#fusionner MRI-2025-00001", message_id="<reply-2@mri.gouv.qc.ca>")
     sandbox.deliver(INFO, merge, received_at=office("2025-11-05T09:00"))
     app = make_app("2025-11-05T09:05:00-05:00")
 
@@ -220,7 +220,7 @@ def test_a_merge_into_a_ticket_of_another_queue_needs_the_sender_on_both(
             .where(col(Ticket.ref) == "MRI-2025-00001")
             .values(category="complaint", mailbox="plaintes")
         )
-    reply = staff_reply(notice_for(sandbox, "MRI-2025-00002"), "fusionner MRI-2025-00001")
+    reply = staff_reply(notice_for(sandbox, "MRI-2025-00002"), "#fusionner MRI-2025-00001")
     sandbox.deliver(INFO, reply, received_at=office("2025-11-05T09:00"))
     app = make_app("2025-11-05T09:05:00-05:00")
 
@@ -228,7 +228,7 @@ def test_a_merge_into_a_ticket_of_another_queue_needs_the_sender_on_both(
 
     assert tickets(app)["MRI-2025-00002"].closed_reason is None
     [error] = staff_answers(sandbox)
-    assert "fusionner MRI-2025-00001" in error
+    assert "#fusionner MRI-2025-00001" in error
     assert "vous ne travaillez pas sur la file de « MRI-2025-00001 »" in error
     assert [
         r for r in citizen_replies(sandbox) if "MRI-2025-00002" in str(parsed(r)["Subject"])
@@ -256,7 +256,7 @@ def test_a_canned_answer_reaches_the_citizen_rendered_with_the_staff_text_around
     [notice] = sandbox.fetch_all(AGENT)
     assert "Réponses types : bourses, stages." in text_of(parsed(notice))  # the staff help
     reply = staff_reply(
-        notice, "Bonjour,\r\n\r\nréponse type : bourses\r\n\r\nSophie Lavoie\r\nRenseignements"
+        notice, "Bonjour,\r\n\r\n#réponse type : bourses\r\n\r\nSophie Lavoie\r\nRenseignements"
     )
     sandbox.deliver(INFO, reply, received_at=office("2025-11-04T09:00"))
     app = make_app("2025-11-04T09:05:00-05:00", settings)
@@ -281,7 +281,7 @@ def test_a_canned_answer_adds_its_english_version_once_english_is_allowed(
     sandbox.deliver(INFO, citizen_request(), received_at=office("2025-11-03T10:00"))
     run_pass(make_app("2025-11-03T10:01:00-05:00", settings))
     [notice] = sandbox.fetch_all(AGENT)
-    body = "anglais : le citoyen a demandé une réponse en anglais\r\nréponse type : bourses"
+    body = "#anglais : le citoyen a demandé une réponse en anglais\r\n#réponse type : bourses"
     sandbox.deliver(INFO, staff_reply(notice, body), received_at=office("2025-11-04T09:00"))
 
     run_pass(make_app("2025-11-04T09:05:00-05:00", settings))
@@ -299,7 +299,7 @@ def test_an_unknown_canned_answer_reaches_no_citizen_and_the_sender_gets_the_nam
     sandbox.deliver(INFO, citizen_request(), received_at=office("2025-11-03T10:00"))
     run_pass(make_app("2025-11-03T10:01:00-05:00", settings))
     [notice] = sandbox.fetch_all(AGENT)
-    reply = staff_reply(notice, "Bonjour,\r\n\r\nréponse type : visas\r\n\r\nSophie")
+    reply = staff_reply(notice, "Bonjour,\r\n\r\n#réponse type : visas\r\n\r\nSophie")
     sandbox.deliver(INFO, reply, received_at=office("2025-11-04T09:00"))
     app = make_app("2025-11-04T09:05:00-05:00", settings)
 
@@ -307,7 +307,7 @@ def test_an_unknown_canned_answer_reaches_no_citizen_and_the_sender_gets_the_nam
 
     assert citizen_replies(sandbox) == []
     [error] = staff_answers(sandbox)
-    assert "réponse type : visas : aucune réponse type « visas »" in error
+    assert "#réponse type : visas : aucune réponse type « visas »" in error
     assert "Réponses types : bourses, stages." in error
     assert tickets(app)["MRI-2025-00001"].status == "open"
 
@@ -344,7 +344,7 @@ def test_a_referral_sends_the_request_once_tells_the_citizen_and_counts_as_the_a
     run_pass(make_app("2025-11-03T10:01:00-05:00"))
     [notice] = sandbox.fetch_all(AGENT)
     note = "Les permis de travail relèvent du ministère de l'Immigration."
-    reply = staff_reply(notice, f"référer : {OTHER_BODY}\r\n\r\n{note}")
+    reply = staff_reply(notice, f"#référer : {OTHER_BODY}\r\n\r\n{note}")
     sandbox.deliver(INFO, reply, received_at=office("2025-11-04T09:00"))
     # The same reply again, by another path: nothing goes twice.
     sandbox.deliver(INFO, b"X-Resent: yes\r\n" + reply, received_at=office("2025-11-04T09:01"))
@@ -408,7 +408,7 @@ def test_a_referral_inside_the_ministry_is_refused(sandbox: Sandbox, make_app: A
     sandbox.deliver(INFO, citizen_request(), received_at=office("2025-11-03T10:00"))
     run_pass(make_app("2025-11-03T10:01:00-05:00"))
     [notice] = sandbox.fetch_all(AGENT)
-    reply = staff_reply(notice, "référer : collegue@mri.gouv.qc.ca\r\n\r\nPour votre équipe.")
+    reply = staff_reply(notice, "#référer : collegue@mri.gouv.qc.ca\r\n\r\nPour votre équipe.")
     sandbox.deliver(INFO, reply, received_at=office("2025-11-04T09:00"))
     app = make_app("2025-11-04T09:05:00-05:00")
 
@@ -420,7 +420,7 @@ def test_a_referral_inside_the_ministry_is_refused(sandbox: Sandbox, make_app: A
     assert tickets(app)["MRI-2025-00001"].status == "open"
 
 
-def test_a_mistyped_command_reaches_no_citizen_and_texte_lets_such_a_line_through(
+def test_a_mistyped_command_reaches_no_citizen_until_confirmed_and_texte_is_removed(
     sandbox: Sandbox, make_app: AppFactory
 ) -> None:
     sandbox.deliver(INFO, citizen_request(), received_at=office("2025-11-03T10:00"))
@@ -433,10 +433,20 @@ def test_a_mistyped_command_reaches_no_citizen_and_texte_lets_such_a_line_throug
     run_pass(app)
 
     assert citizen_replies(sandbox) == []
-    [error] = staff_answers(sandbox)
-    assert "- fermé : cette ligne ressemble à une commande (« fermé »)" in error
-    assert "texte :" in error
+    [held] = [
+        parsed(raw)
+        for raw in sandbox.fetch_all(AGENT)
+        if "commande sans « # »" in str(parsed(raw)["Subject"])
+    ]
+    assert "    fermé\r\n        -> commande voulue ? #fermer" in text_of(held)
     assert tickets(app)["MRI-2025-00001"].status == "open"
+
+    confirm = staff_reply(held.as_bytes(), "confirmer", message_id="<confirm-1@mri.gouv.qc.ca>")
+    sandbox.deliver(INFO, confirm, received_at=office("2025-11-04T09:30"))
+    run_pass(make_app("2025-11-04T09:35:00-05:00"))
+    [answer] = citizen_replies(sandbox)
+    assert text_of(parsed(answer)).startswith("fermé\r\n\r\nMerci, votre dossier est complet.")
+    assert tickets(app)["MRI-2025-00001"].status == "answered"  # sent as written, not closed
 
     meant = staff_reply(
         notice,
@@ -446,7 +456,7 @@ def test_a_mistyped_command_reaches_no_citizen_and_texte_lets_such_a_line_throug
     sandbox.deliver(INFO, meant, received_at=office("2025-11-04T10:00"))
     run_pass(make_app("2025-11-04T10:05:00-05:00"))
 
-    [answer] = citizen_replies(sandbox)
+    [_first, answer] = citizen_replies(sandbox)
     text = text_of(parsed(answer))
     assert text.startswith("Objet : votre demande de bourse")
     assert "texte :" not in text
@@ -459,7 +469,7 @@ def test_a_referral_the_other_body_refuses_is_reported_to_its_author(
     run_pass(make_app("2025-11-03T10:01:00-05:00"))
     [notice] = sandbox.fetch_all(AGENT)
     reply = staff_reply(
-        notice, "référer : inconnu@autre-organisme.example.org\r\n\r\nRelève d'eux."
+        notice, "#référer : inconnu@autre-organisme.example.org\r\n\r\nRelève d'eux."
     )
     sandbox.deliver(INFO, reply, received_at=office("2025-11-04T09:00"))
 

@@ -1,4 +1,4 @@
-"""Merge, canned answers, referral and look-alike commands as specifications (pure tables).
+"""Merge, canned answers, referral and unmarked commands as specifications (pure tables).
 
 The same features against the real servers are in tests/staff/test_staff_handoff.py.
 """
@@ -25,9 +25,10 @@ from mailbot.staff.parse_commands import (
     Command,
     CommandError,
     CommandName,
-    looks_like_command,
+    UnmarkedCommand,
     parse_commands,
     read_command_line,
+    unmarked_command,
 )
 from mailbot.staff.referral import is_own_address, referral_problem
 
@@ -38,29 +39,29 @@ MERGE, CANNED, REFER = CommandName.MERGE, CommandName.CANNED, CommandName.REFER
 # --- the command lines ----------------------------------------------------------------------
 
 COMMAND_LINES = [
-    ("fusionner MRI-2025-00001", Command(MERGE, "MRI-2025-00001", "fusionner MRI-2025-00001")),
+    ("#fusionner MRI-2025-00001", Command(MERGE, "MRI-2025-00001", "#fusionner MRI-2025-00001")),
     (
-        "Fusionner : mri-2025-00001.",
-        Command(MERGE, "MRI-2025-00001", "Fusionner : mri-2025-00001."),
+        "#Fusionner : mri-2025-00001.",
+        Command(MERGE, "MRI-2025-00001", "#Fusionner : mri-2025-00001."),
     ),
-    ("#merge MRI-2025-00042", Command(MERGE, "MRI-2025-00042", "#merge MRI-2025-00042")),
-    ("réponse type : passeport", Command(CANNED, "passeport", "réponse type : passeport")),
-    ("Réponse type passeport", Command(CANNED, "passeport", "Réponse type passeport")),
-    ("canned: Visa-Etudiant", Command(CANNED, "visa-etudiant", "canned: Visa-Etudiant")),
+    ("/merge MRI-2025-00042", Command(MERGE, "MRI-2025-00042", "/merge MRI-2025-00042")),
+    ("#réponse type : passeport", Command(CANNED, "passeport", "#réponse type : passeport")),
+    ("#Réponse type passeport", Command(CANNED, "passeport", "#Réponse type passeport")),
+    ("#canned: Visa-Etudiant", Command(CANNED, "visa-etudiant", "#canned: Visa-Etudiant")),
     (
-        "référer : accueil@autre.example.org",
-        Command(REFER, "accueil@autre.example.org", "référer : accueil@autre.example.org"),
+        "#référer : accueil@autre.example.org",
+        Command(REFER, "accueil@autre.example.org", "#référer : accueil@autre.example.org"),
     ),
     (
-        "referer à Accueil@Autre.example.org",
-        Command(REFER, "accueil@autre.example.org", "referer à Accueil@Autre.example.org"),
+        "#referer à Accueil@Autre.example.org",
+        Command(REFER, "accueil@autre.example.org", "#referer à Accueil@Autre.example.org"),
     ),
-    ("refer: x@y.example", Command(REFER, "x@y.example", "refer: x@y.example")),
-    ("fusionner", CommandError("fusionner", "missing_argument", "", "merge")),
+    ("/refer: x@y.example", Command(REFER, "x@y.example", "/refer: x@y.example")),
+    ("#fusionner", CommandError("#fusionner", "missing_argument", "", "merge")),
     (
-        "fusionner : le dossier de mardi",
+        "#fusionner : le dossier de mardi",
         CommandError(
-            "fusionner : le dossier de mardi", "bad_reference", "le dossier de mardi", "merge"
+            "#fusionner : le dossier de mardi", "bad_reference", "le dossier de mardi", "merge"
         ),
     ),
     (
@@ -68,15 +69,19 @@ COMMAND_LINES = [
         CommandError("#fusionner le dossier", "bad_reference", "le dossier", "merge"),
     ),
     (
-        "merge: 2025-00001",
-        CommandError("merge: 2025-00001", "bad_reference", "2025-00001", "merge"),
+        "#merge: 2025-00001",
+        CommandError("#merge: 2025-00001", "bad_reference", "2025-00001", "merge"),
     ),
     (
-        "réponse type : deux mots",
-        CommandError("réponse type : deux mots", "bad_name", "deux mots", "canned"),
+        "#réponse type : deux mots",
+        CommandError("#réponse type : deux mots", "bad_name", "deux mots", "canned"),
     ),
-    ("canned:", CommandError("canned:", "missing_argument", "", "canned")),
-    ("référer : accueil", CommandError("référer : accueil", "bad_address", "accueil", "refer")),
+    ("#canned:", CommandError("#canned:", "missing_argument", "", "canned")),
+    ("#référer : accueil", CommandError("#référer : accueil", "bad_address", "accueil", "refer")),
+    # Without the mark, never a command (the safety net looks at the first line of the text).
+    ("fusionner MRI-2025-00001", None),
+    ("réponse type : passeport", None),
+    ("référer : accueil@autre.example.org", None),
     ("Fusionner les deux demandes serait utile.", None),
     ("Référer à un collègue prend du temps.", None),
     ("Réponse type de notre ministère.", None),
@@ -88,92 +93,66 @@ def test_the_new_command_lines(line: str, expected: Command | CommandError | Non
     assert read_command_line(line) == expected
 
 
-# --- no command to a citizen by mistake -------------------------------------------------------
-
-LOOK_ALIKES = [
-    ("fermé", "fermé"),
-    ("Fermé.", "Fermé"),
-    ("closed", "closed"),
-    ("Notes", "Notes"),
-    ("fusioner MRI-2025-00001", "fusioner"),
-    ("dupliqué MRI-2025-00001", "dupliqué"),
-    ("Objet : votre demande", "Objet"),
-    ("statut: en cours", "statut"),
-    ("réponse typ : passeport", "réponse typ"),
-    ("#ferme", "ferme"),
-]
-PROSE_FIRST_LINES = [
-    "Bonjour Madame Tremblay,",
-    "Bonjour,",
-    "Merci.",
-    "Merci de votre patience.",
-    "Madame,",
-    "https://www.mri.gouv.qc.ca/stages",
-    "10:30 est l'heure de votre rendez-vous.",
-    "Catégorie de la demande : à déterminer.",
-    "Votre dossier MRI-2025-00001 est complet.",
-    "Bonjour",
-    "Salut",
-]
-
-
-@pytest.mark.parametrize(("line", "words"), LOOK_ALIKES)
-def test_a_line_shaped_like_a_command_is_seen(line: str, words: str) -> None:
-    assert looks_like_command(line) == words
-
-
-@pytest.mark.parametrize("line", PROSE_FIRST_LINES)
-def test_prose_is_not_a_look_alike(line: str) -> None:
-    assert looks_like_command(line) is None
-
+# --- no command to a citizen by mistake (the whole table: tests/staff/test_first_lines.py) ------
 
 REPLIES = [
-    # (reply text, error codes, body)
-    ("fermé\n\nMerci, votre dossier est complet.", ["not_a_command"], None),
-    ("fermer\nattent: votre formulaire", ["not_a_command"], None),
-    ("Objet : votre demande\n\nLa bourse est offerte.", ["not_a_command"], None),
-    ("texte : Objet : votre demande\n\nSuite.", [], "Objet : votre demande\n\nSuite."),
-    ("TEXTE :\nfermé\nmerci", [], "fermé\nmerci"),
-    ("\n\ntext:\nObjet : x", [], "Objet : x"),
-    ("note\nObjet : rappel interne", [], "Objet : rappel interne"),
-    ("Bonjour Madame,\n\nObjet : plus bas ce n'est pas la première ligne", [], None),
+    # (reply text, error codes, lines held as unmarked commands, body)
+    ("fermé\n\nMerci, votre dossier est complet.", [], ["fermé"], None),
+    ("#fermer\nattente\nvotre formulaire", [], ["attente"], None),
+    ("Objet : votre demande\n\nLa bourse est offerte.", [], [], None),
+    ("texte : Objet : votre demande\n\nSuite.", [], [], "Objet : votre demande\n\nSuite."),
+    ("TEXTE :\nfermé\nmerci", [], [], "fermé\nmerci"),
+    ("\n\ntext:\nObjet : x", [], [], "Objet : x"),
+    ("#note\nfermer\nrappel interne", [], [], "fermer\nrappel interne"),
+    ("Bonjour Madame,\n\nfermer", [], [], None),
+    ("Bonjour Madame,\n\n#fermer", ["misplaced_command"], [], None),
+    ("Bonjour Madame,\n\n#MRIF vous remercie.", [], [], None),
+    ("Bonjour,\nréponse type : visa\nSophie", [], ["réponse type : visa"], None),
 ]
 
 
-@pytest.mark.parametrize(("text", "codes", "body"), REPLIES)
-def test_the_first_line_of_the_text_is_checked(
-    text: str, codes: list[str], body: str | None
+@pytest.mark.parametrize(("text", "codes", "held", "body"), REPLIES)
+def test_the_text_is_checked(
+    text: str, codes: list[str], held: list[str], body: str | None
 ) -> None:
     parsed = parse_commands(text)
     assert [error.code for error in parsed.errors] == codes
+    assert [item.line for item in parsed.unmarked] == held
     if body is not None:
         assert parsed.body == body
 
 
+def test_the_marked_form_meant_is_suggested() -> None:
+    assert unmarked_command("fusioner MRI-2025-00001") == UnmarkedCommand(
+        "fusioner MRI-2025-00001", "merge", "#fusionner MRI-2025-00001"
+    )
+
+
 def test_canned_answers_keep_their_place_in_the_text() -> None:
     parsed = parse_commands(
-        "réponse type : accueil\n\nBonjour,\n\nréponse type : bourses\n\nSophie Lavoie"
+        "#réponse type : accueil\n\nBonjour,\n\n#réponse type : bourses\n\nSophie Lavoie"
     )
-    accueil = Command(CANNED, "accueil", "réponse type : accueil")
-    bourses = Command(CANNED, "bourses", "réponse type : bourses")
+    accueil = Command(CANNED, "accueil", "#réponse type : accueil")
+    bourses = Command(CANNED, "bourses", "#réponse type : bourses")
     assert parsed.commands == (accueil, bourses)
     assert parsed.pieces == (accueil, "Bonjour,", bourses, "Sophie Lavoie")
     assert parsed.body == "Bonjour,\n\nSophie Lavoie"
+    assert parsed.unmarked == ()
 
 
-def test_in_the_text_only_an_explicit_line_is_a_canned_answer() -> None:
-    parsed = parse_commands("Bonjour,\nCanned goods are not accepted.\nréponse type : visa")
+def test_in_the_text_only_a_marked_line_is_a_canned_answer() -> None:
+    parsed = parse_commands("Bonjour,\nCanned goods are not accepted.\n/canned visa")
     assert [c.argument for c in parsed.commands] == ["visa"]
     assert parsed.pieces[0] == "Bonjour,\nCanned goods are not accepted."
 
 
 def test_a_malformed_canned_line_in_the_text_is_an_error() -> None:
-    parsed = parse_commands("Bonjour,\nréponse type : deux mots\nSophie")
+    parsed = parse_commands("Bonjour,\n#réponse type : deux mots\nSophie")
     assert [e.code for e in parsed.errors] == ["bad_name"]
 
 
 def test_a_reply_without_canned_answers_has_no_pieces() -> None:
-    assert parse_commands("fermer\n\nMerci.").pieces == ()
+    assert parse_commands("#fermer\n\nMerci.").pieces == ()
 
 
 # --- combinations, queues, the ministry's own addresses ---------------------------------------
@@ -306,28 +285,29 @@ REFUSAL = ENVIRONMENT.from_string(
     ("problem", "french"),
     [
         (
-            CommandError("fermé", "not_a_command", "fermé"),
-            "cette ligne ressemble à une commande (« fermé ») mais n'en est pas une : rien n'a "
-            "été transmis au citoyen. Si c'est bien du texte pour le citoyen, commencez votre "
-            "réponse par « texte : ».",
+            CommandError("#fermer", "misplaced_command", command="close"),
+            "cette ligne commence par « # » ou « / » comme une commande, mais elle suit le "
+            "texte : les commandes se placent tout en haut de la réponse, avant le texte (seule "
+            "« #réponse type : NOM » peut figurer dans le texte). Si c'est du texte pour le "
+            "citoyen, retirez le « # ».",
         ),
         (
-            Refusal("réponse type : visa", "unknown_answer", "visa", "canned"),
+            Refusal("#réponse type : visa", "unknown_answer", "visa", "canned"),
             "aucune réponse type « visa ». Réponses types : bourses, stages.",
         ),
         (
-            CommandError("fusionner", "missing_argument", "", "merge"),
-            "La commande « fusionner » demande le numéro du dossier à conserver (ex. : "
-            "MRI-2025-00001). Syntaxe : « fusionner RÉFÉRENCE ».",
+            CommandError("#fusionner", "missing_argument", "", "merge"),
+            "La commande « #fusionner » demande le numéro du dossier à conserver (ex. : "
+            "MRI-2025-00001). Syntaxe : « #fusionner RÉFÉRENCE ».",
         ),
         (
-            Refusal("fermer", "must_stand_alone", command="merge"),
-            "« fusionner » doit être la seule commande de la réponse (hors réponse type)",
+            Refusal("#fermer", "must_stand_alone", command="merge"),
+            "« #fusionner » doit être la seule commande de la réponse (hors réponse type)",
         ),
         (
-            Refusal("référer : x@mri.gouv.qc.ca", "refer_own_domain", "x@mri.gouv.qc.ca", "refer"),
+            Refusal("#référer : x@mri.gouv.qc.ca", "refer_own_domain", "x@mri.gouv.qc.ca", "refer"),
             "« x@mri.gouv.qc.ca » est une adresse du ministère : pour confier le dossier à un "
-            "collègue, utilisez « assigner »",
+            "collègue, utilisez « #assigner »",
         ),
     ],
 )

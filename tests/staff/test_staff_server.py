@@ -217,7 +217,7 @@ def run_command(
 def test_close_closes_the_ticket_and_relays_nothing_when_nothing_is_written(
     sandbox: Sandbox, make_app: AppFactory
 ) -> None:
-    app = run_command(sandbox, make_app, "fermer")
+    app = run_command(sandbox, make_app, "#fermer")
     ticket = ticket_row(app)
     assert ticket.status == "closed" and ticket.closed_at is not None
     assert citizen_replies(sandbox) == []
@@ -227,7 +227,7 @@ def test_close_closes_the_ticket_and_relays_nothing_when_nothing_is_written(
 def test_hold_pauses_the_clock_and_sends_the_reason_to_the_citizen(
     sandbox: Sandbox, make_app: AppFactory
 ) -> None:
-    app = run_command(sandbox, make_app, "attente : Il nous manque votre numéro de dossier.")
+    app = run_command(sandbox, make_app, "#attente : Il nous manque votre numéro de dossier.")
     ticket = ticket_row(app)
     assert ticket.status == "on_hold"
     with session_scope(app.engine) as session:
@@ -254,7 +254,7 @@ def test_hold_pauses_the_clock_and_sends_the_reason_to_the_citizen(
 
 
 def test_a_note_is_recorded_and_never_relayed(sandbox: Sandbox, make_app: AppFactory) -> None:
-    app = run_command(sandbox, make_app, "note\r\nAppel fait au demandeur, rappeler jeudi.")
+    app = run_command(sandbox, make_app, "#note\r\nAppel fait au demandeur, rappeler jeudi.")
     assert citizen_replies(sandbox) == []
     with session_scope(app.engine) as session:
         [note] = session.exec(select(TicketEvent).where(col(TicketEvent.kind) == "note")).all()
@@ -265,7 +265,7 @@ def test_assign_category_and_english(sandbox: Sandbox, make_app: AppFactory) -> 
     app = run_command(
         sandbox,
         make_app,
-        f"assigner {AGENT}\r\nanglais : correspondant hors Québec\r\ncategorie plainte",
+        f"#assigner {AGENT}\r\n#anglais : correspondant hors Québec\r\n#categorie plainte",
     )
     ticket = ticket_row(app)
     # A complaint is confidential: the agent outside the complaints queue is unassigned.
@@ -373,7 +373,7 @@ def test_an_interview_date_starts_the_internship_result_clock(
     sandbox.deliver("stages@mri.gouv.qc.ca", application, received_at=office("2025-11-03T10:00"))
     run_pass(make_app("2025-11-03T10:01:00-05:00", with_stages))
     [notice] = sandbox.fetch_all(AGENT)
-    reply = staff_reply(notice, "entrevue 2025-11-20").replace(
+    reply = staff_reply(notice, "#entrevue 2025-11-20").replace(
         f"To: {INFO}".encode(), b"To: stages@mri.gouv.qc.ca"
     )
     sandbox.deliver("stages@mri.gouv.qc.ca", reply, received_at=office("2025-11-04T09:00"))
@@ -417,7 +417,7 @@ def test_the_citizens_attachments_reach_the_staff_with_the_notice(
 def test_a_ticket_cannot_be_assigned_outside_the_staff(
     sandbox: Sandbox, make_app: AppFactory
 ) -> None:
-    app = run_command(sandbox, make_app, "assigner quelquun@example.com")
+    app = run_command(sandbox, make_app, "#assigner quelquun@example.com")
     assert ticket_row(app).assignee is None
     assert "command_rejected" in event_kinds(app)
     error = [parsed(r) for r in sandbox.fetch_all(AGENT)][-1]

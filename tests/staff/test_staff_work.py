@@ -128,7 +128,7 @@ def test_commands_apply_in_order_each_seeing_the_ones_before(
 ) -> None:
     # The supervisor works on both queues: after the hand-over, they may still assign it.
     notice = opened(make_app, memory, relay)
-    body = "catégorie plainte\r\nassigner agent.plaintes@mri.gouv.qc.ca"
+    body = "#catégorie plainte\r\n#assigner agent.plaintes@mri.gouv.qc.ca"
     raw = _by(reply(notice, body), SUPERVISOR, "by-supervisor@mri.gouv.qc.ca")
     memory["renseignements"].deliver(raw, at("2025-11-04T09:00"))
     app = make_app("2025-11-04T09:05:00-05:00")
@@ -149,14 +149,14 @@ def test_after_handing_a_ticket_to_another_queue_the_next_command_is_refused_and
         make_app,
         memory,
         relay,
-        "catégorie plainte\r\nassigner agent.plaintes@mri.gouv.qc.ca",
+        "#catégorie plainte\r\n#assigner agent.plaintes@mri.gouv.qc.ca",
     )
 
     row = ticket(app)
     assert (row["category"], row["assignee"]) == ("information", None)  # nothing applied
     assert "message_held" in events(app)
     [refused] = [raw for raw in relay.to(AGENT) if "refusé" in str(parsed(raw)["Subject"])]
-    assert "assigner agent.plaintes@mri.gouv.qc.ca : vous ne faites pas partie" in text_of(refused)
+    assert "#assigner agent.plaintes@mri.gouv.qc.ca : vous ne faites pas partie" in text_of(refused)
     assert "« plaintes »" in text_of(refused)
     held = relay.to(SUPERVISOR)
     assert held and "retenu" in str(parsed(held[-1])["Subject"])
@@ -170,13 +170,13 @@ def test_one_refused_command_undoes_the_reply_and_tells_its_author(
         make_app,
         memory,
         relay,
-        "fermer\r\nassigner renseignements@mri.gouv.qc.ca\r\n\r\nBonjour.",
+        "#fermer\r\n#assigner renseignements@mri.gouv.qc.ca\r\n\r\nBonjour.",
     )
 
     assert ticket(app)["status"] == "open"
     assert len(relay.to(CITIZEN)) == 1
     error = relay.to(AGENT)[-1]
-    assert "assigner renseignements@mri.gouv.qc.ca : " in text_of(error)
+    assert "#assigner renseignements@mri.gouv.qc.ca : " in text_of(error)
     assert "boîte de mailbot" in text_of(error)
 
 
@@ -189,8 +189,8 @@ def test_a_legal_hold_is_lifted_by_email_only_by_who_placed_it_or_a_supervisor(
     make_app: AppFactory, memory: MemoryMailboxes, relay: RecordingSender
 ) -> None:
     notice = opened(make_app, memory, relay)
-    release = reply(notice, "fin conservation légale")
-    hold = reply(notice, "conservation légale : dossier judiciaire 500-17-000001-255")
+    release = reply(notice, "#fin conservation légale")
+    hold = reply(notice, "#conservation légale : dossier judiciaire 500-17-000001-255")
     inbox = memory["renseignements"]
     inbox.deliver(hold, at("2025-11-04T09:00"))
     run_pass(make_app("2025-11-04T09:05:00-05:00"))
@@ -216,7 +216,7 @@ def test_a_legal_hold_placed_from_the_command_line_is_not_lifted_by_email(
     set_legal_hold_by_ref(app, ticket(app)["ref"], "demande d'accès 2025-041", "juriste")  # type: ignore[arg-type]
 
     memory["renseignements"].deliver(
-        _by(reply(notice, "fin conservation légale"), SUPERVISOR, "r-4@mri.gouv.qc.ca"),
+        _by(reply(notice, "#fin conservation légale"), SUPERVISOR, "r-4@mri.gouv.qc.ca"),
         at("2025-11-04T09:00"),
     )
     app = make_app("2025-11-04T09:05:00-05:00")

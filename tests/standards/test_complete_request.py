@@ -168,7 +168,7 @@ def test_the_issue_example_is_due_on_6_january_2026(
 ) -> None:
     """Received Mon 1 Dec 2025 10:00; incomplete on Thursday; completed Fri 12 Dec 17:05."""
     _app, notice = request_on(sandbox, make_app, "2025-12-01T10:00")
-    app = staff_says(sandbox, make_app, notice, f"incomplet : {MISSING}", "2025-12-04T09:00")
+    app = staff_says(sandbox, make_app, notice, f"#incomplet : {MISSING}", "2025-12-04T09:00")
 
     assert ticket_row(app).status == "on_hold"
     [asked] = [parsed(raw) for raw in citizen_replies(sandbox)]
@@ -210,7 +210,7 @@ def test_a_completion_on_a_holiday_counts_from_the_next_business_day(
     sandbox: Sandbox, make_app: AppFactory
 ) -> None:
     _app, notice = request_on(sandbox, make_app, "2025-12-01T10:00")
-    staff_says(sandbox, make_app, notice, f"incomplete: {MISSING}", "2025-12-02T09:00")
+    staff_says(sandbox, make_app, notice, f"#incomplete: {MISSING}", "2025-12-02T09:00")
     app = citizen_writes(sandbox, make_app, "Ci-joint.", "2025-12-26T10:00")  # Boxing Day
 
     day_zero = independent_receipt_day(office("2025-12-26T10:00"))
@@ -223,7 +223,7 @@ def test_incomplete_twice_counts_from_the_reply_that_completes_it(
     sandbox: Sandbox, make_app: AppFactory
 ) -> None:
     _app, notice = request_on(sandbox, make_app, "2025-11-03T10:00")
-    staff_says(sandbox, make_app, notice, f"incomplet : {MISSING}", "2025-11-04T09:00")
+    staff_says(sandbox, make_app, notice, f"#incomplet : {MISSING}", "2025-11-04T09:00")
     app = citizen_writes(sandbox, make_app, "Je vous l'envoie bientôt.", "2025-11-06T11:00")
     assert deadlines(app)["info_reply"][0] == date(2025, 11, 6)  # taken as complete
     forward = [raw for raw in sandbox.fetch_all(AGENT)][-1]
@@ -231,7 +231,7 @@ def test_incomplete_twice_counts_from_the_reply_that_completes_it(
         sandbox,
         make_app,
         forward,
-        "incomplet : toujours l'attestation",
+        "#incomplet : toujours l'attestation",
         "2025-11-07T09:00",
         number=2,
     )
@@ -252,12 +252,12 @@ def test_complete_from_staff_starts_the_clock_that_day(
     sandbox: Sandbox, make_app: AppFactory
 ) -> None:
     _app, notice = request_on(sandbox, make_app, "2025-11-03T10:00")
-    staff_says(sandbox, make_app, notice, f"incomplet : {MISSING}", "2025-11-04T09:00")
+    staff_says(sandbox, make_app, notice, f"#incomplet : {MISSING}", "2025-11-04T09:00")
     app = staff_says(
         sandbox,
         make_app,
         notice,
-        "complet\r\nnote\r\n\r\nReçue par la poste.",
+        "#complet\r\n#note\r\n\r\nReçue par la poste.",
         "2025-11-12T10:00",
         number=2,
     )
@@ -275,7 +275,7 @@ def test_complete_when_nothing_is_missing_is_refused(
     sandbox: Sandbox, make_app: AppFactory
 ) -> None:
     _app, notice = request_on(sandbox, make_app, "2025-11-03T10:00")
-    app = staff_says(sandbox, make_app, notice, "complet", "2025-11-04T09:00")
+    app = staff_says(sandbox, make_app, notice, "#complet", "2025-11-04T09:00")
 
     assert "command_rejected" in event_kinds(app)
     error = text_of(parsed(sandbox.fetch_all(AGENT)[-1]))
@@ -285,7 +285,7 @@ def test_complete_when_nothing_is_missing_is_refused(
 
 def test_attente_still_pauses(sandbox: Sandbox, make_app: AppFactory) -> None:
     _app, notice = request_on(sandbox, make_app, "2025-11-03T10:00")
-    staff_says(sandbox, make_app, notice, "attente : votre numéro de dossier", "2025-11-05T09:00")
+    staff_says(sandbox, make_app, notice, "#attente : votre numéro de dossier", "2025-11-05T09:00")
     app = citizen_writes(sandbox, make_app, "C'est le 1234.", "2025-11-10T09:00")
 
     # A pause: the clock still counts from the first receipt, its due date moved later by the
@@ -319,7 +319,7 @@ def test_programme_acknowledgement_of_the_complete_file(
     app = make_app("2025-11-03T10:05:00-05:00", settings)
     assert deadlines(app)[ack][2]  # met by the acknowledgement of receipt
     staff_says(
-        sandbox, make_app, notice, f"incomplet : {MISSING}", "2025-11-04T09:00", settings, address
+        sandbox, make_app, notice, f"#incomplet : {MISSING}", "2025-11-04T09:00", settings, address
     )
     app = make_app("2025-11-04T09:10:00-05:00", settings)
     start, _due, met = deadlines(app)[ack]
@@ -345,7 +345,7 @@ def test_the_report_counts_from_the_complete_request(
 ) -> None:
     """Answered on day 12 from the first receipt, day 8 from the complete request: met."""
     _app, notice = request_on(sandbox, make_app, "2025-11-03T10:00")
-    staff_says(sandbox, make_app, notice, f"incomplet : {MISSING}", "2025-11-05T09:00")
+    staff_says(sandbox, make_app, notice, f"#incomplet : {MISSING}", "2025-11-05T09:00")
     citizen_writes(sandbox, make_app, "Voici.", "2025-11-07T10:00")  # Fri 7: day 0
     answer_day = independent_due(date(2025, 11, 7), 8)
     assert independent_due(date(2025, 11, 3), 12) == answer_day  # day 12 from first receipt
@@ -392,7 +392,7 @@ def test_a_request_still_incomplete_is_pending_not_late(
 ) -> None:
     """Its clock has not started: past the first receipt's due date it is not late."""
     _app, notice = request_on(sandbox, make_app, "2025-11-03T10:00")
-    app = staff_says(sandbox, make_app, notice, f"incomplet : {MISSING}", "2025-11-04T09:00")
+    app = staff_says(sandbox, make_app, notice, f"#incomplet : {MISSING}", "2025-11-04T09:00")
 
     report = build_report(
         app.engine,
@@ -415,7 +415,7 @@ def test_the_reason_reaches_the_citizen_in_french_then_english_threaded(
         sandbox,
         make_app,
         notice,
-        "anglais : correspondant hors Québec\r\nincomplete: your transcript\r\n\r\nSophie Lavoie",
+        "#anglais : correspondant hors Québec\r\n#incomplete: your transcript\r\n\r\nSophie Lavoie",
         "2025-11-04T09:00",
     )
 
@@ -433,11 +433,11 @@ def test_incomplete_during_an_attente_ends_the_pause_and_attente_after_completio
     sandbox: Sandbox, make_app: AppFactory
 ) -> None:
     _app, notice = request_on(sandbox, make_app, "2025-11-03T10:00")
-    staff_says(sandbox, make_app, notice, "attente : une précision", "2025-11-04T09:00")
-    staff_says(sandbox, make_app, notice, f"incomplet : {MISSING}", "2025-11-05T09:00", number=2)
+    staff_says(sandbox, make_app, notice, "#attente : une précision", "2025-11-04T09:00")
+    staff_says(sandbox, make_app, notice, f"#incomplet : {MISSING}", "2025-11-05T09:00", number=2)
     citizen_writes(sandbox, make_app, "Voici.", "2025-11-07T10:00")
     app = staff_says(
-        sandbox, make_app, notice, "attente : votre choix de date", "2025-11-10T09:00", number=3
+        sandbox, make_app, notice, "#attente : votre choix de date", "2025-11-10T09:00", number=3
     )
 
     app = citizen_writes(sandbox, make_app, "Le 20.", "2025-11-14T10:00", number=3)

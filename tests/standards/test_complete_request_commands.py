@@ -15,16 +15,16 @@ from mailbot.staff.parse_commands import (
 INCOMPLETE, COMPLETE = CommandName.INCOMPLETE, CommandName.COMPLETE
 
 READ = [
-    ("incomplet : il manque votre attestation", (INCOMPLETE, "il manque votre attestation")),
-    ("Incomplet: il manque votre attestation", (INCOMPLETE, "il manque votre attestation")),
+    ("#incomplet : il manque votre attestation", (INCOMPLETE, "il manque votre attestation")),
+    ("/Incomplet: il manque votre attestation", (INCOMPLETE, "il manque votre attestation")),
     ("#incomplète : relevé de notes", (INCOMPLETE, "relevé de notes")),
     ("/incomplete: missing your transcript", (INCOMPLETE, "missing your transcript")),
-    ("INCOMPLETE : transcript", (INCOMPLETE, "transcript")),
-    ("complet", (COMPLETE, "")),
-    ("Complet.", (COMPLETE, "")),
+    ("#INCOMPLETE : transcript", (INCOMPLETE, "transcript")),
+    ("#complet", (COMPLETE, "")),
+    ("#Complet.", (COMPLETE, "")),
     ("#complète", (COMPLETE, "")),
     ("/complete", (COMPLETE, "")),
-    ("Complete", (COMPLETE, "")),
+    ("# Complete", (COMPLETE, "")),
 ]
 
 
@@ -36,11 +36,11 @@ def test_reads(line: str, expected: tuple[CommandName, str]) -> None:
 
 
 ERRORS = [
-    ("incomplet", ("missing_argument", "incomplete")),
+    ("#incomplet", ("missing_argument", "incomplete")),
     ("#incomplete", ("missing_argument", "incomplete")),
-    ("incomplet :", ("missing_argument", "incomplete")),
+    ("#incomplet :", ("missing_argument", "incomplete")),
     ("#complet maintenant", ("takes_no_argument", "complete")),
-    ("complet : merci", ("takes_no_argument", "complete")),
+    ("/complet : merci", ("takes_no_argument", "complete")),
 ]
 
 
@@ -56,6 +56,8 @@ PROSE = [
     "Complete the attached form, please.",
     "Complet. Merci de votre patience",
     "Incomplete files are returned.",
+    "incomplet : il manque votre attestation",  # unmarked: text, never a command
+    "Complet",
 ]
 
 
@@ -66,11 +68,11 @@ def test_prose_is_not_a_command(line: str) -> None:
 
 def test_incomplete_then_body_and_note() -> None:
     message = parse_commands(
-        "incomplet : votre relevé de notes\r\n\r\nBonjour Madame,\r\nMerci.\r\n"
+        "#incomplet : votre relevé de notes\r\n\r\nBonjour Madame,\r\nMerci.\r\n"
     )
     assert [(c.name, c.argument) for c in message.commands] == [
         (INCOMPLETE, "votre relevé de notes")
     ]
     assert message.body == "Bonjour Madame,\nMerci."
-    message = parse_commands("complet\nnote\n\nReçu par la poste.")
+    message = parse_commands("#complet\n#note\n\nReçu par la poste.")
     assert [c.name for c in message.commands] == [COMPLETE, CommandName.NOTE]

@@ -33,6 +33,7 @@ from tests.graph_server import TENANT, GraphServer
 from tests.intake.test_spine import CITIZEN, INFO, citizen_request, office, parsed
 from tests.ops.test_cli import a_parser_bug_on
 from tests.staff.test_exchange_staff import FROM_INTERNET, INSIDE
+from tests.staff.test_notes_server import LIKE_AN_ANSWER, note_from_link
 from tests.staff.test_staff_server import AGENT, staff_reply
 
 SECRET_ENV = GRAPH_SECRET_ENV
@@ -151,6 +152,24 @@ def test_a_staff_reply_is_relayed_only_with_exchanges_organisation_stamps(
         with app.engine.connect() as connection:
             kinds = connection.execute(sa.text("select kind from ticket_event")).scalars().all()
         assert "message_held" in kinds
+
+
+def test_a_note_to_the_notes_address_lands_in_the_same_mailbox_and_stays_a_note(
+    graph: GraphServer, graph_app: AppFactory, exchange_settings: Settings
+) -> None:
+    notice = open_ticket(graph, graph_app, exchange_settings)
+    # Exchange delivers renseignements+note@ into the renseignements mailbox, To unchanged.
+    _address, note = note_from_link(notice, LIKE_AN_ANSWER, auth=INSIDE)
+    graph.deliver(INFO, note, at=office("2025-11-04T09:00"))
+    app = graph_app("2025-11-04T09:05:00-05:00", exchange_settings)
+
+    assert run_pass(app).ok
+
+    assert citizen_replies(graph) == []
+    with app.engine.connect() as connection:
+        kinds = connection.execute(sa.text("select kind from ticket_event")).scalars().all()
+        answered = connection.execute(sa.text("select answered_at from ticket")).scalar_one()
+    assert "note" in kinds and answered is None
 
 
 def test_a_429_storm_loses_and_doubles_nothing(graph: GraphServer, graph_app: AppFactory) -> None:

@@ -87,7 +87,10 @@ def test_check_reports_the_token_the_folders_and_which_headers_survive(
     assert result.stdout.count("sent to itself and read back") == 2
     assert "kept: Message-ID, In-Reply-To, References, X-Auto-Response-Suppress" in result.stdout
     assert "NOT kept: Auto-Submitted dropped; the draft's Message-ID arrived" in result.stdout
-    # The check's own message left no trace in the inbox the daemon watches.
+    # Mail to the notes address (plus addressing) reaches each mailbox.
+    assert "ok   notes renseignements: renseignements+note@mri.gouv.qc.ca arrives" in result.stdout
+    assert "ok   notes plaintes: plaintes+note@mri.gouv.qc.ca arrives" in result.stdout
+    # The check's own messages left no trace in the inbox the daemon watches.
     assert graph.folder(INFO, "Inbox") == []
 
     graph.granted = {"renseignements@mri.gouv.qc.ca"}
@@ -95,6 +98,22 @@ def test_check_reports_the_token_the_folders_and_which_headers_survive(
     assert refused.returncode == 1
     assert "FAIL graph plaintes" in refused.stdout
     assert "Test-ServicePrincipalAuthorization" in refused.stdout
+
+
+def test_check_says_when_the_tenant_does_not_deliver_the_notes_address(
+    graph: GraphServer, tmp_path: Path
+) -> None:
+    config = write_graph_config(tmp_path / "mailbot.toml", graph, tmp_path / "data")
+    graph.plus_addressing = False  # DisablePlusAddressInRecipients $true
+
+    result = mailbot(config, graph, "check", "--wait", "1")
+
+    assert result.returncode == 1
+    assert "sent to itself and read back" in result.stdout  # the mailbox itself works
+    assert (
+        "FAIL notes renseignements: renseignements+note@mri.gouv.qc.ca: sent, not received "
+        "within 1 s; turn plus addressing on"
+    ) in result.stdout
 
 
 def test_check_names_a_wrong_secret(graph: GraphServer, tmp_path: Path) -> None:
@@ -224,14 +243,14 @@ def test_sigkill_at_any_moment_loses_nothing_and_sends_nothing_twice(
 def test_check_then_run_on_a_new_configuration_acknowledges_the_request(
     graph: GraphServer, tmp_path: Path
 ) -> None:
-    """`check` removes both copies of its round trip (the received one, and the one Graph
-    keeps in Sent Items), so the start-up check of the first `run` finds nothing it does not
-    know."""
+    """`check` removes both copies of its round trips (the received one, and the one Graph
+    keeps in Sent Items), to the mailbox itself and to its notes address, so the start-up
+    check of the first `run` finds nothing it does not know."""
     config = write_graph_config(tmp_path / "mailbot.toml", graph, tmp_path / "data")
     graph.deliver(INFO, citizen_request())
     checked = mailbot(config, graph, "check")
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert checked.stdout.count("both copies deleted") == 2
+    assert checked.stdout.count("both copies deleted") == 4  # 2 mailboxes, 2 round trips each
     for address in graph.mailboxes:
         for folder in ("Sent Items", "Drafts"):
             assert not any(b"mailbot check" in raw for raw in graph.folder(address, folder))
