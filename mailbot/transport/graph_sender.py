@@ -49,6 +49,9 @@ from mailbot.transport.sender import SendResult
 log = logging.getLogger(__name__)
 
 UPLOAD_CHUNK = 3 * 320 * 1024  # upload sessions take multiples of 320 KiB
+# The largest file an upload session takes (Microsoft Graph, "Attach large files to Outlook
+# messages": up to 150 MB); the message as a whole is bounded by the tenant's own limit.
+MAX_ATTACHMENT_BYTES = 150 * 1024 * 1024
 UNKNOWN_OUTCOME = frozenset({0, 500, 502, 503, 504})
 
 
@@ -70,6 +73,12 @@ class GraphSender:
 
     async def send(self, envelope_from: str, recipient: str, raw: bytes) -> SendResult:
         return await asyncio.to_thread(self.send_now, recipient, raw)
+
+    @property
+    def announced_size(self) -> int | None:
+        """Graph announces nothing: its limits are `MAX_ATTACHMENT_BYTES` per file (an upload
+        session) and the tenant's own message size limit, which refuses with 413."""
+        return None
 
     def send_now(self, recipient: str, raw: bytes) -> SendResult:
         message = email.message_from_bytes(raw, policy=email.policy.default)
