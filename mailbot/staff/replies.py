@@ -21,7 +21,7 @@ that canned answer rendered for the ticket (mailbot/staff/answers.py); after `fu
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -36,7 +36,7 @@ from mailbot.intake import citizens
 from mailbot.mail.parse import InboundMail, parse_message
 from mailbot.mail.render import INTERNAL_MARKER
 from mailbot.sending import outgoing
-from mailbot.staff import answers, apply_commands, authority
+from mailbot.staff import answers, apply_commands, authority, limits, send_as, trail
 from mailbot.staff.authresults import check_authentication
 from mailbot.staff.exchange import check_exchange_origin
 from mailbot.staff.parse_commands import Command, CommandName, StaffMessage, parse_commands
@@ -105,10 +105,14 @@ def handle(
 
     Returns the inbound message's state and reason, written by the caller.
     """
-    mail, raw, inbound_id = arrival.mail, arrival.raw, arrival.inbound_id
-    reasons = authenticate(app, mail, ticket)
+    mail, reasons = send_as.judged(app.settings, arrival.mail, arrival.raw)
+    arrival = replace(arrival, mail=mail)  # sent as the queue: read as the person it names
+    raw, inbound_id = arrival.raw, arrival.inbound_id
+    reasons = reasons or tuple(authenticate(app, mail, ticket))
     if reasons or ticket is None or mail.sender is None:
         citizens.hold_for_review(connection, app, ticket, arrival, reasons, now)
+        if ticket is not None:
+            trail.record(connection, now, arrival.sender or "", ticket.ref, "message", "held")
         return StaffOutcome(MessageState.HELD, "staff message held: " + "; ".join(reasons))
     sender = mail.sender.address
     refusal = apply_commands.authority_refusal(app, ticket, sender, "")
@@ -189,6 +193,7 @@ def refuse_authority(
         now,
         recipients=queue.supervisors or queue.staff,
     )
+    trail.record_refusals(connection, now, sender, ticket.ref, [refusal])
     return StaffOutcome(MessageState.HELD, f"staff message held: {reason}")
 
 
@@ -218,6 +223,13 @@ def _act(
     names = {command.name for command in parsed.commands}
     # A merge or a referral carries the reply's text in its own notices: nothing is relayed.
     handing_off = bool(names & apply_commands.STANDS_ALONE)
+    acts = limits.acts_of(parsed)
+    done = limits.over_limit(connection, app.settings, sender, inbound_id, now) if acts else None
+    if done is not None:  # past the sender's hourly limit: held whole for a supervisor
+        reason = limits.hold(
+            connection, app, ticket, sender, acts, done, inbound_id, now, reply_message_id
+        )
+        return StaffOutcome(MessageState.HELD, reason, flags=(limits.OVER_LIMIT,))
 
     def tell(template: str, values: dict[str, object], event: str, detail: str) -> None:
         """Answer the sender with `template` and log `event` on the ticket."""
@@ -316,6 +328,8 @@ def _act(
         return StaffOutcome(
             MessageState.HELD, f"staff reply could not be relayed ({type(exc).__name__})"
         )
+    if acts:
+        limits.record_applied(connection, sender, ticket, inbound_id, acts, now)
     if not parsed.commands and not text_for_citizen:
         ticket_rows.add_event(
             connection,
@@ -391,6 +405,7 @@ def _reject(
     ticket_rows.add_event(
         connection, ticket.id, now, "command_rejected", detail, actor=sender, inbound_id=inbound_id
     )
+    trail.record_refusals(connection, now, sender, ticket.ref, problems)
     return StaffOutcome(MessageState.PROCESSED, "command error answered to the sender")
 
 
@@ -431,7 +446,7 @@ def _confirm_held_reply(
     again, as the ticket and the queue's lists stand now)."""
     sender, inbound_id = arrival.sender or "", arrival.inbound_id
     for held in inbound_rows.held_for_confirmation(connection, ticket.id):
-        original = parse_message(held.raw)
+        original, _sent_as = send_as.judged(app.settings, parse_message(held.raw), held.raw)
         if original.sender is None or original.sender.address != sender:
             continue
         extracted = extract_new_text(original.text, internal_markers=(INTERNAL_MARKER,))

@@ -972,7 +972,7 @@ def test_reply_text_is_frozen() -> None:
 RECOGNISED = (
     "fermer, attente, note, assigner, catégorie, anglais, entrevue, comité, "
     "conservation légale, fin conservation légale, incomplet, complet, fusionner, réponse type, "
-    "référer"
+    "référer, libérer"
 )
 DATE_FORMATS = "2025-11-20, 20/11/2025 ou 20 novembre 2025"
 CATEGORIES = "renseignements, plainte, stage, coopération"

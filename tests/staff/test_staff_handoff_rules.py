@@ -451,4 +451,12 @@ def test_a_referred_ticket_is_referred_again_only_once_the_citizen_reopened_it()
         "referred",
     )
     assert referral_problem(settings(), reopened, "x@autre.example.org", "note") is None
-    assert merge_problem(reopened, ticket(id=3, ref="MRI-2025-00003"), "MRI-2025-00003") is None
+
+
+def test_a_referred_ticket_is_never_merged_either_way() -> None:
+    """The referral answered the request it carried, and only that one: a request merged
+    into a referred ticket would be counted as answered by a referral made without it."""
+    reopened = ticket(status="open", closed_reason="referred")
+    other = ticket(id=3, ref="MRI-2025-00003")
+    assert merge_problem(reopened, other, other.ref) == ("merge_referred", reopened.ref)
+    assert merge_problem(other, reopened, reopened.ref) == ("merge_referred", reopened.ref)
