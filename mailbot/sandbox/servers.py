@@ -299,6 +299,9 @@ class Sandbox:
     smtputf8: bool = True
     # Whether Dovecot offers IDLE (RFC 2177), as most IMAP servers do.
     idle: bool = True
+    # The largest message the SMTP server takes, announced in its EHLO (SIZE, RFC 1870);
+    # larger ones are refused with 552. aiosmtpd's own default: 32 MiB.
+    size_limit: int = 2**25
     # The mailbox that keeps mail for addresses outside `users` (None: the relay refuses them,
     # 550 5.1.1, which the tests of failed deliveries rely on). `mailbot sandbox` sets it.
     catch_all: str | None = None
@@ -376,6 +379,7 @@ class Sandbox:
             port=self.smtp_port,
             server_hostname="sandbox.localhost",
             enable_SMTPUTF8=self.smtputf8,
+            data_size_limit=self.size_limit,
             **self.smtp_options(),
         )
         self._smtp.start()

@@ -429,12 +429,14 @@ class Relay:
             stack = AsyncExitStack()
             self._session = await stack.enter_async_context(self._app.sender.session(now))
             self._stack = stack
-            size = self._session.announced_size
-            if size is not None and self._sizes is not None:
-                self._sizes.append(size)
         return self._session
 
     async def close(self) -> None:
+        # What the relay announced in the EHLO of this session (it comes with the first
+        # message), for the referrals to come (mailbot/sending/sizes.py).
+        size = self._session.announced_size if self._session is not None else None
+        if size is not None and self._sizes is not None:
+            self._sizes.append(size)
         stack, self._stack, self._session = self._stack, None, None
         if stack is not None:
             try:

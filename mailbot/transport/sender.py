@@ -49,7 +49,7 @@ class SenderSession(Protocol):
     @property
     def announced_size(self) -> int | None:
         """The largest message the relay said it takes (its EHLO SIZE, RFC 1870), 0 when it
-        announced no limit, None when it says nothing of the kind (Graph)."""
+        announced no limit, None when it said nothing of the kind (yet, or ever: Graph)."""
         ...
 
 
@@ -99,7 +99,10 @@ class SmtpSession:
 
     @property
     def announced_size(self) -> int | None:
-        """The relay's EHLO SIZE (0: no limit announced, or no SIZE extension at all)."""
+        """The relay's EHLO SIZE (0: no limit announced, or no SIZE extension at all); None
+        before the session's first EHLO (it comes with the first message)."""
+        if self._smtp.last_ehlo_response is None:
+            return None
         return announced_size(self._smtp.esmtp_extensions)
 
     async def close(self) -> None:

@@ -229,6 +229,13 @@ def test_works_on_queue(queue: str, address: str, works: bool) -> None:
         ("agent.info@mri.gouv.qc.ca", True),
         ("accueil@autre-organisme.example.org", False),
         ("info@mri.gouv.qc.ca.example.net", False),
+        # The ministry's domains and their subdomains are inside; look-alikes are not.
+        ("direction@interne.mri.gouv.qc.ca", True),
+        ("x@a.b.mri.gouv.qc.ca", True),
+        ("x@MRI.GOUV.QC.CA", True),
+        ("x@xmri.gouv.qc.ca", False),
+        ("x@gouv.qc.ca.evil.example", False),
+        ("accueil@mifi.gouv.qc.ca", False),  # another ministry: a referral's usual target
     ],
 )
 def test_a_referral_leaves_the_ministry(address: str, own: bool) -> None:
