@@ -78,6 +78,10 @@ def _insert_row(dialect: str) -> Any:
     return insert_ignoring_for(dialect, OUTBOX, "dedupe_key").returning(OUTBOX.c.id)
 
 
+# The purposes other rows may wait for (`after_id`): only their outcomes are looked at.
+WAITED_FOR = frozenset({"referral"})
+
+
 def release_waiting(connection: Connection, row_id: int, now: datetime) -> int:
     """The rows that waited for row `row_id` (sent now) are due now; how many."""
     result = connection.execute(

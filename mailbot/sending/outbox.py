@@ -210,9 +210,9 @@ def record(
     state = str(values.get("state", OutboxState.PENDING.value))
     if not rows.record_attempt(connection, row, values):
         return "lease_lost"
-    if state == OutboxState.SENT:
+    if row.purpose in rows.WAITED_FOR and state == OutboxState.SENT:
         rows.release_waiting(connection, row.id, now)
-    elif state != OutboxState.PENDING:
+    elif row.purpose in rows.WAITED_FOR and state != OutboxState.PENDING:
         _withdraw_waiting(connection, row, now)
     if row.ticket_id is None or state == OutboxState.PENDING:
         return state

@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection
 from mailbot.context import App
 from mailbot.db import access
 from mailbot.db import acts as act_rows
+from mailbot.db import outbox as outbox_rows
 from mailbot.db import tickets as ticket_rows
 from mailbot.db.tickets import TicketRow
 from mailbot.sending import outgoing
@@ -56,6 +57,26 @@ def acts_of(parsed: StaffMessage) -> tuple[str, ...]:
     if not names & _NOT_RELAYED and (names & _RELAYING or body_relayed):
         found.append("relay")
     return tuple(found)
+
+
+ALERT_PURPOSE = "acts_alert"
+
+
+def answers_alert(connection: Connection, in_reply_to: Sequence[str]) -> bool:
+    """The message answers an alert about held acts (mailbot/staff/release.py). The alert
+    carries a ticket's token so that `#libérer` reaches a queue its reader supervises; an
+    answer to it is that command or nothing, never text for that ticket's citizen."""
+    for message_id in in_reply_to:
+        row = outbox_rows.row_by_message_id(connection, message_id)
+        if row is not None and row.purpose == ALERT_PURPOSE:
+            return True
+    return False
+
+
+def releases_only(parsed: StaffMessage) -> bool:
+    """The message is a release and nothing else (no text to relay, no other command)."""
+    names = [command.name for command in parsed.commands]
+    return names == [CommandName.RELEASE]
 
 
 def over_limit(

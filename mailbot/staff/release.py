@@ -11,7 +11,9 @@ transaction and safe to repeat:
   acts they did in the past hour and the acts held. An episode ends once nothing of that
   person's is held any more; the next hold opens a new one.
 * `replay_released`: each released act's staff message is processed again as staff work,
-  as it stands now (authentication, authority, commands), past the limit this once.
+  as it stands now (authentication, authority, commands), past the limit this once. Acts are
+  released by a supervisor's `#libérer ADRESSE` (mailbot/staff/limits.py), or on the command
+  line (`mailbot held-acts --release ADRESSE`, `release_by_command_line`).
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from datetime import datetime
 from sqlalchemy.engine import Connection
 
 from mailbot.context import App
+from mailbot.db import access, handoff, service
 from mailbot.db import acts as act_rows
-from mailbot.db import handoff, service
 from mailbot.db import inbound as inbound_rows
 from mailbot.db import tickets as ticket_rows
 from mailbot.intake import citizens
@@ -110,7 +112,7 @@ def _alert(
             queue=queue,
             recipients=recipients,
             ticket=ticket,
-            purpose="acts_alert",
+            purpose=limits.ALERT_PURPOSE,
             dedupe=key,
             now=now,
         )
@@ -119,11 +121,30 @@ def _alert(
         app,
         template="acts_alert",
         values={**values, "releasable": False},
-        purpose="acts_alert",
+        purpose=limits.ALERT_PURPOSE,
         dedupe=key,
         now=now,
     )
     log.warning("alert: a person's staff acts held past the hourly limit (%d held)", len(held))
+
+
+def held_acts(app: App) -> list[act_rows.HeldAct]:
+    """Every act held and not released yet, oldest first (`mailbot held-acts`)."""
+    with reading(app.engine) as connection:
+        return act_rows.held(connection)
+
+
+def release_by_command_line(app: App, person: str, actor: str) -> int:
+    """`mailbot held-acts --release ADDRESS`: every act of `person` held, whatever its queue
+    (whoever runs mailbot's command line administers it); applied at the next pass."""
+    now = app.clock.now()
+    with app.engine.begin() as connection:
+        found = act_rows.held(connection, person)
+        count = act_rows.release(connection, [act.id for act in found], f"cli:{actor}", now)
+        refs = ", ".join(dict.fromkeys(act.ref for act in found))
+        if count:
+            access.record(connection, now, actor, "released_acts", None, f"{count} act(s): {refs}")
+    return count
 
 
 def replay_released(app: App, now: datetime) -> int:

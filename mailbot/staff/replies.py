@@ -123,6 +123,13 @@ def handle(
     if first_line in CONFIRM_WORDS:
         return _confirm_held_reply(connection, app, ticket, arrival, now)
     parsed = parse_commands(extracted.text)
+    # An answer to an alert about held acts: `#libérer` alone, never text for its ticket.
+    if not (parsed.errors or limits.releases_only(parsed)) and limits.answers_alert(
+        connection, mail.in_reply_to
+    ):
+        written = next(iter(extracted.text.strip().splitlines()), "").strip()
+        alert = apply_commands.Refusal(written, "alert_answer", command="release")
+        return _reject(connection, app, ticket, sender, [alert], inbound_id, now, mail.message_id)
     if parsed.errors:
         return _reject(
             connection,
