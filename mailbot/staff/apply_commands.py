@@ -8,7 +8,9 @@ sender's next command is refused unless they work there too. The first refusal r
 `Refused`; the caller's savepoint then undoes the commands before it. `fusionner` and
 `référer` hand the ticket off (mailbot/staff/merge.py, mailbot/staff/referral.py) and must stand
 alone in
-their reply; a merge needs its sender to work on both tickets' queues.
+their reply; a merge needs its sender to work on both tickets' queues. `libérer ADRESSE`, from
+a supervisor of the ticket's queue, releases that person's acts held past their hourly limit
+(mailbot/staff/limits.py); it stands alone too.
 """
 
 from __future__ import annotations

@@ -12,6 +12,11 @@ and for the relay after the commands before it: whatever that rule refuses chang
 is answered to the sender with the reason and is held for the queue's supervisors. Everything
 runs on the caller's connection, in the inbound message's transaction.
 
+A reply sent as the queue's own address is read as the person its `Sender:` names, or held
+(mailbot/staff/send_as.py). A reply that would close, refer, merge or relay past its
+author's hourly limit is held whole (mailbot/staff/limits.py). Every refusal is written in
+the access trail (mailbot/staff/trail.py).
+
 What reaches the citizen: the reply's text, with each `réponse type : NOM` line replaced by
 that canned answer rendered for the ticket (mailbot/staff/answers.py); after `fusionner` or
 `référer` nothing is relayed, the merge's or the referral's own notice carries the text
