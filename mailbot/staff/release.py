@@ -48,33 +48,24 @@ def episode_name(person: str) -> str:
 
 def review_held_acts(app: App, now: datetime) -> int:
     """Open an episode, with its alert, for each person with acts held and none open; close
-    the episodes of people with nothing held any more. How many alerts were opened."""
+    the episodes of people with nothing held any more. How many alerts were opened. (Nothing
+    is written when nothing changes: a pass with nothing held only reads.)"""
     with reading(app.engine) as connection:
-        held = act_rows.held(connection)
-    people = sorted({act.person for act in held})
+        people = sorted({act.person for act in act_rows.held(connection)})
+        alerted = {alert.detail for alert in service.open_alerts(connection, ALERT_PREFIX)}
     opened = 0
     for person in people:
+        if person in alerted:
+            continue
         with app.engine.begin() as connection:
-            name = episode_name(person)
-            if service.open_alert(connection, name) is not None:
-                continue
-            if not service.start_alert(connection, name, now, person):
-                continue
+            if not service.start_alert(connection, episode_name(person), now, person):
+                continue  # another instance opened it
             _alert(connection, app, person, act_rows.held(connection, person), now)
             opened += 1
-    with app.engine.begin() as connection:
-        for person in _people_with_open_episodes(connection, app, now):
-            if person not in people:
-                service.resolve_alert(connection, episode_name(person), now)
+    for person in sorted(alerted - set(people)):
+        with app.engine.begin() as connection:
+            service.resolve_alert(connection, episode_name(person), now)
     return opened
-
-
-def _people_with_open_episodes(connection: Connection, app: App, now: datetime) -> list[str]:
-    return [
-        alert.detail
-        for alert in service.open_alerts(connection, ALERT_PREFIX)
-        if alert.detail and alert.started_at <= now
-    ]
 
 
 def _alert(
