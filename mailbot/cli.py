@@ -233,6 +233,16 @@ def _parser() -> argparse.ArgumentParser:
     erase.add_argument("--reason", required=True, help="the justification (a file number)")
     erase.add_argument("--json", action="store_true", help=json_help)
 
+    held_acts = command(
+        "held-acts", "staff acts held past a person's hourly limit ([staff] actions_per_hour)"
+    )
+    held_acts.add_argument(
+        "--release",
+        metavar="ADDRESS",
+        help="release this person's held acts: the next pass applies them, checked again",
+    )
+    held_acts.add_argument("--json", action="store_true", help=json_help)
+
     audit = command("audit", "the access trail: who saw or changed what, when")
     audit.add_argument("ref", nargs="?", help="one ticket reference")
     audit.add_argument("--since", help="from this day (YYYY-MM-DD, office time) or instant")
@@ -483,6 +493,8 @@ def _dispatch(args: argparse.Namespace, clock: Clock) -> int:
         return _erase(app, args)
     if command == "audit":
         return _audit(app, args)
+    if command == "held-acts":
+        return _held_acts(app, args)
     raise AssertionError(command)
 
 
@@ -848,6 +860,33 @@ def _erase(app: App, args: argparse.Namespace) -> int:
         if note is not None:
             print(f"mail store: {note}")
     return EXIT_OK if not report.held else EXIT_FAILURE
+
+
+def _held_acts(app: App, args: argparse.Namespace) -> int:
+    from mailbot.ops.passes import guard_clock
+    from mailbot.reporting.views import instant
+    from mailbot.staff.release import held_acts, release_by_command_line
+
+    if args.release:
+        guard_clock(app)
+        count = release_by_command_line(app, args.release.strip().lower(), _actor(args))
+        if not count:
+            raise NotFound(f"no act of {args.release} is held")
+        print(f"{count} act(s) of {args.release} released: the next pass applies them")
+        return EXIT_OK
+    found = held_acts(app)
+    rows = [
+        {"person": act.person, "ref": act.ref, "acts": act.acts, "at": instant(act.at)}
+        for act in found
+    ]
+    if args.json:
+        _print_json(rows)
+        return EXIT_OK
+    for row in rows:
+        print(f"{row['at']}  {row['ref']:<16} {row['acts']:<12} {row['person']}")
+    if not rows:
+        print("no act held")
+    return EXIT_OK
 
 
 def _audit(app: App, args: argparse.Namespace) -> int:

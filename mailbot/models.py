@@ -152,6 +152,9 @@ class InboundMessage(SQLModel, table=True):
     flags: str = Field(default="", max_length=200)
     stored_at: datetime = Field(sa_column=sa.Column(UtcDateTime(), nullable=False))
     moved_at: datetime | None = _instant()
+    # The ticket this message belonged to before a merge moved it (mailbot/staff/merge.py):
+    # the ticket kept refers only its own messages, never a merged duplicate's.
+    merged_from: int | None = None
 
 
 class ImapCheckpoint(SQLModel, table=True):
@@ -186,7 +189,8 @@ class OutboxMessage(SQLModel, table=True):
     envelope_from: str = Field(default="", max_length=320)
     recipient: str = Field(max_length=320)
     raw: bytes = Field(sa_column=sa.Column(sa.LargeBinary(), nullable=False))
-    state: str = Field(max_length=16, index=True)  # pending | sent | failed | held
+    # pending | sent | failed | held | waiting | withdrawn
+    state: str = Field(max_length=16, index=True)
     attempts: int = 0
     next_attempt_at: datetime = Field(sa_column=sa.Column(UtcDateTime(), nullable=False))
     lease_owner: str | None = Field(default=None, max_length=64)
@@ -197,6 +201,9 @@ class OutboxMessage(SQLModel, table=True):
     # When the copy went to the sending mailbox's Sent folder (mailbot/recovery/journal.py), or was
     # found there; set at once where the server keeps the copy itself or none is kept.
     sent_copy_at: datetime | None = _instant()
+    # A row that waits for another (a referral's notice to the citizen waits for the referral):
+    # state "waiting" until that row is sent, "withdrawn" if it is refused for good.
+    after_id: int | None = Field(default=None, index=True)
 
 
 class TicketEvent(SQLModel, table=True):
@@ -277,6 +284,27 @@ class AccessEntry(SQLModel, table=True):
     detail: str = Field(default="", max_length=2000)
 
 
+class StaffAct(SQLModel, table=True):
+    """One staff message that closed, referred, merged or relayed (mailbot/staff/limits.py):
+    applied, or held past the person's hourly limit until a supervisor releases it."""
+
+    __tablename__ = "staff_act"
+    __table_args__ = (
+        sa.UniqueConstraint("inbound_id", name="uq_staff_act_inbound"),
+        sa.Index("ix_staff_act_person_at", "person", "at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    person: str = Field(max_length=320)
+    at: datetime = Field(sa_column=sa.Column(UtcDateTime(), nullable=False))
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id")
+    inbound_id: int = Field(foreign_key="inbound_message.id")
+    acts: str = Field(max_length=64)  # close,refer,merge,relay: what the message does
+    state: str = Field(max_length=16, index=True)  # applied | held | released
+    decided_by: str = Field(default="", max_length=320)  # the supervisor who released it
+    decided_at: datetime | None = _instant()
+
+
 class GraphMessage(SQLModel, table=True):
     """A message Microsoft Graph showed in a watched folder, under its immutable id; `id` is
     the number that stands for its UID (`GRAPH_UIDVALIDITY`), so a message listed again (a
@@ -336,3 +364,4 @@ ACCESS: sa.Table = AccessEntry.__table__  # type: ignore[attr-defined]
 GRAPH_MESSAGE: sa.Table = GraphMessage.__table__  # type: ignore[attr-defined]
 GRAPH_FOLDER: sa.Table = GraphFolder.__table__  # type: ignore[attr-defined]
 MESSAGE_ALIAS: sa.Table = MessageAlias.__table__  # type: ignore[attr-defined]
+STAFF_ACT: sa.Table = StaffAct.__table__  # type: ignore[attr-defined]

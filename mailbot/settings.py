@@ -704,6 +704,14 @@ class AlertSettings(_Frozen):
     outbox_age_minutes: Annotated[float, Field(gt=0)] = 60.0
 
 
+class StaffSettings(_Frozen):
+    """Limits on what one person does by email (mailbot/staff/limits.py): each person may
+    close, refer, merge and relay at most `actions_per_hour` times in any hour; past that,
+    their further acts are held until a supervisor releases them (`#libérer ADRESSE`)."""
+
+    actions_per_hour: Annotated[int, Field(ge=1, le=1000)] = 20
+
+
 class AnswersSettings(_Frozen):
     """Canned answers (mailbot/staff/answers.py): the folder of `NAME.fr.txt` / `NAME.en.txt`
     Jinja2 files the ministry maintains; none when unset."""
@@ -729,6 +737,7 @@ class Settings(_Frozen):
     logging: LoggingSettings = LoggingSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
     alerts: AlertSettings = AlertSettings()
+    staff: StaffSettings = StaffSettings()
     retention: RetentionSettings = RetentionSettings()
     answers: AnswersSettings = AnswersSettings()
     commitments: tuple[CommitmentSettings, ...] = DEFAULT_COMMITMENTS

@@ -38,3 +38,7 @@ class OutboxState(StrEnum):
     SENT = "sent"
     FAILED = "failed"  # refused for good, or gave up after repeated temporary failures
     HELD = "held"  # the relay cannot carry it at all (SMTPUTF8 missing): a person answers
+    # Waits for another row (`after_id`): pending once that row is sent; withdrawn, never
+    # sent, when that row is refused for good (a referral's notice to the citizen).
+    WAITING = "waiting"
+    WITHDRAWN = "withdrawn"

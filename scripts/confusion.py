@@ -107,6 +107,8 @@ def load_corpus(directory: Path = DEFAULT_CORPUS) -> Corpus:
             password_env="UNUSED",
             category=box["category"],
             commitments=(),
+            staff=tuple(box.get("staff", ())),
+            supervisors=tuple(box.get("supervisors", ())),
         )
         for name, box in context["mailboxes"].items()
     }

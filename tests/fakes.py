@@ -144,6 +144,8 @@ class RecordingSender:
     session_limit: int | None = None
     open_now: int = 0
     most_open: int = 0
+    # The SIZE the relay announces (None: nothing, as Graph).
+    size: int | None = None
 
     @asynccontextmanager
     async def session(self, now: datetime) -> AsyncIterator[RecordingSender]:
@@ -164,6 +166,10 @@ class RecordingSender:
         if result.outcome == "sent":
             self.sent.append(Sent(envelope_from, recipient, raw))
         return result
+
+    @property
+    def announced_size(self) -> int | None:
+        return self.size
 
     def to(self, recipient: str) -> list[bytes]:
         return [item.raw for item in self.sent if item.recipient == recipient]

@@ -143,6 +143,16 @@ def open_hold_kind(connection: Connection, ticket_id: int) -> str | None:
     return value
 
 
+def unmeet_deadlines_at(connection: Connection, ticket_id: int, at: datetime) -> None:
+    """Forget the deadlines met at exactly `at` (by an answer that did not happen after all)."""
+    connection.execute(
+        sa.update(DEADLINE)
+        .where(DEADLINE.c.ticket_id == ticket_id)
+        .where(DEADLINE.c.met_at == at)
+        .values(met_at=None)
+    )
+
+
 def reopen_deadlines(connection: Connection, ticket_id: int, commitments: Iterable[str]) -> None:
     """Forget that these commitments were met: their clock starts again (complete request)."""
     wanted = list(commitments)

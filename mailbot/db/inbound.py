@@ -213,10 +213,12 @@ def quarantined(connection: Connection) -> list[QuarantinedMessage]:
 
 
 def first_request(connection: Connection, ticket_id: int) -> StoredMessage | None:
-    """The message that opened the ticket (its first `new_request`), if still stored."""
+    """The message that opened the ticket (its first `new_request`; never one a merge brought
+    from a duplicate), if still stored."""
     first = connection.execute(
         sa.select(sa.func.min(INBOUND.c.id))
         .where(INBOUND.c.ticket_id == ticket_id)
+        .where(INBOUND.c.merged_from.is_(None))
         .where(INBOUND.c.kind == "new_request")
     ).scalar()
     return None if first is None else stored_message(connection, first)

@@ -8,11 +8,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from mailbot.db.outcome import outcome_sql
-from mailbot.models import DEADLINE, HOLD, TICKET
+from mailbot.models import DEADLINE, EVENT, HOLD, OUTBOX, TICKET
 from mailbot.settings import MailboxSettings, Settings
 from mailbot.standards.compliance import EXCLUDED_CLOSING_REASONS, EXCLUDED_STATUSES, Outcome
+from mailbot.standards.digest import SentReferral
 from mailbot.standards.due_jobs import OpenDeadline
-from mailbot.states import TicketStatus
+from mailbot.states import OutboxState, TicketStatus
 
 
 def open_deadlines(
@@ -113,3 +114,32 @@ def _works(settings: Settings, queue: MailboxSettings) -> sa.ColumnElement[bool]
         TICKET.c.category == queue.category,
         sa.and_(TICKET.c.mailbox == queue.name, TICKET.c.category.not_in(claimed)),
     )
+
+
+def referrals_sent(connection: Connection, since: datetime, until: datetime) -> list[SentReferral]:
+    """Every referral the relay accepted in (`since`, `until`]: the ticket, the body it went
+    to, who referred it and when, for the supervisors' digest."""
+    author = (
+        sa.select(EVENT.c.actor)
+        .where(EVENT.c.outbox_id == OUTBOX.c.id)
+        .where(EVENT.c.kind == "referral_queued")
+        .limit(1)
+        .scalar_subquery()
+    )
+    rows = connection.execute(
+        sa.select(
+            TICKET.c.ref,
+            TICKET.c.category,
+            TICKET.c.mailbox,
+            OUTBOX.c.recipient,
+            sa.func.coalesce(author, ""),
+            OUTBOX.c.sent_at,
+        )
+        .join(TICKET, TICKET.c.id == OUTBOX.c.ticket_id)
+        .where(OUTBOX.c.purpose == "referral")
+        .where(OUTBOX.c.state == OutboxState.SENT.value)
+        .where(OUTBOX.c.sent_at > since)
+        .where(OUTBOX.c.sent_at <= until)
+        .order_by(OUTBOX.c.sent_at, OUTBOX.c.id)
+    ).all()
+    return [SentReferral(*row) for row in rows]

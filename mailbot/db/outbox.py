@@ -46,8 +46,11 @@ def queue_message(
     recipient: str,
     raw: bytes,
     now: datetime,
+    after_id: int | None = None,
 ) -> int | None:
-    """Add an outbox row; None when a row with the same dedupe key exists (already queued)."""
+    """Add an outbox row; None when a row with the same dedupe key exists (already queued).
+    With `after_id`, the row waits for that one: it is sent only once that row is, and never
+    if that row is refused for good (`release_waiting`, `withdraw_waiting`)."""
     inserted = connection.execute(
         _insert_row(connection.dialect.name),
         {
@@ -58,7 +61,8 @@ def queue_message(
             "envelope_from": envelope_from,
             "recipient": recipient.lower(),
             "raw": raw,
-            "state": OutboxState.PENDING.value,
+            "state": (OutboxState.PENDING if after_id is None else OutboxState.WAITING).value,
+            "after_id": after_id,
             "attempts": 0,
             "next_attempt_at": now,
             "last_error": "",
@@ -72,6 +76,46 @@ def queue_message(
 def _insert_row(dialect: str) -> Any:
     """INSERT ... ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, built once per dialect."""
     return insert_ignoring_for(dialect, OUTBOX, "dedupe_key").returning(OUTBOX.c.id)
+
+
+# The purposes other rows may wait for (`after_id`): only their outcomes are looked at.
+WAITED_FOR = frozenset({"referral"})
+
+
+def release_waiting(connection: Connection, row_id: int, now: datetime) -> int:
+    """The rows that waited for row `row_id` (sent now) are due now; how many."""
+    result = connection.execute(
+        sa.update(OUTBOX)
+        .where(OUTBOX.c.after_id == row_id)
+        .where(OUTBOX.c.state == OutboxState.WAITING.value)
+        .values(state=OutboxState.PENDING.value, next_attempt_at=now)
+    )
+    return int(result.rowcount or 0)
+
+
+def withdraw_waiting(connection: Connection, row_id: int, reason: str) -> list[int]:
+    """The rows that waited for row `row_id` (refused for good) are never sent: their ids."""
+    ids = list(
+        connection.execute(
+            sa.select(OUTBOX.c.id)
+            .where(OUTBOX.c.after_id == row_id)
+            .where(OUTBOX.c.state == OutboxState.WAITING.value)
+        ).scalars()
+    )
+    if ids:
+        connection.execute(
+            sa.update(OUTBOX)
+            .where(OUTBOX.c.id.in_(ids))
+            .values(state=OutboxState.WITHDRAWN.value, last_error=reason[:2000])
+        )
+    return ids
+
+
+def created_at(connection: Connection, row_id: int) -> datetime | None:
+    value: datetime | None = connection.execute(
+        sa.select(OUTBOX.c.created_at).where(OUTBOX.c.id == row_id)
+    ).scalar()
+    return value
 
 
 def is_queued(connection: Connection, dedupe_key: str) -> bool:

@@ -33,7 +33,7 @@ from mailbot.states import TicketStatus
 # What stands in for a person's address or name once anonymised.
 ANONYMISED = "anonymised"
 # Outgoing rows still waiting to be sent keep their bytes (the worker needs them).
-_UNSENT = ("pending",)
+_UNSENT = ("pending", "waiting")
 
 # Whether an address or actor may stay: mailbot itself, the ministry's staff and mailboxes.
 Keeps = Callable[[str], bool]

@@ -58,6 +58,17 @@ def open_alert(connection: Connection, name: str) -> Alert | None:
     return Alert(row.name, row.started_at, row.detail) if row is not None else None
 
 
+def open_alerts(connection: Connection, prefix: str) -> list[Alert]:
+    """The open episodes whose name starts with `prefix`."""
+    rows = connection.execute(
+        sa.select(ALERT)
+        .where(ALERT.c.name.startswith(prefix, autoescape=True))
+        .where(ALERT.c.started_at.is_not(None))
+        .where(ALERT.c.resolved_at.is_(None))
+    ).all()
+    return [Alert(row.name, row.started_at, row.detail) for row in rows]
+
+
 def start_alert(connection: Connection, name: str, now: datetime, detail: str) -> bool:
     """Open an episode of `name`; False when one is already open (another instance won)."""
     updated = connection.execute(
@@ -97,6 +108,14 @@ def claim_meta(connection: Connection, key: str, value: str) -> str:
 def meta_value(connection: Connection, key: str) -> str | None:
     found = connection.execute(sa.select(META.c.value).where(META.c.key == key)).scalar()
     return None if found is None else str(found)
+
+
+def set_meta(connection: Connection, key: str, value: str) -> None:
+    """`key` holds `value` from now on (written only when it changes)."""
+    if meta_value(connection, key) == value:
+        return
+    claim_meta(connection, key, value)
+    connection.execute(sa.update(META).where(META.c.key == key).values(value=value))
 
 
 def drop_meta(connection: Connection, key: str) -> None:

@@ -154,6 +154,16 @@ def _stamp_first(column: str) -> sa.Update:
     )
 
 
+def unstamp(connection: Connection, ticket_id: int, column: str, at: datetime) -> None:
+    """Clear the instant `column` if it is `at` (set by what turned out not to happen)."""
+    connection.execute(
+        sa.update(TICKET)
+        .where(TICKET.c.id == ticket_id)
+        .where(TICKET.c[column] == at)
+        .values({column: None})
+    )
+
+
 def set_due_date(connection: Connection, ticket_id: int, due: date | None, now: datetime) -> None:
     connection.execute(
         sa.update(TICKET).where(TICKET.c.id == ticket_id).values(due_date=due, updated_at=now)

@@ -16,6 +16,18 @@ Threading: a signed token (mailbot/mail/tokens.py) in In-Reply-To/References or 
 address links a message to its ticket, whoever sends it; then a stored Message-ID; a reference
 typed in the subject counts only when the sender is that ticket's requester. Staff reach a
 ticket only through a signed token: anything less is a staff reply without a ticket, held.
+When In-Reply-To, References and the subject name different tickets, `several_tickets`
+fires: a staff reply is then held and its sender asked which ticket it is for.
+
+Roles are per ticket. A staff address is staff (`STAFF_REPLY`) on a ticket it reaches by a
+signed token, unless it is that ticket's requester and does not work on its queue, and on
+the queue of the mailbox it writes to when it works there; anywhere else it is a person
+like any other: a message to a queue it does not work on, without a token, opens a ticket
+there (acknowledged, with a clock). A message from one of our own addresses that is not our
+own mail (no loop header of ours, no Message-ID of ours, no X-Mailbot-Purpose) and that
+answers one of our messages or names a `Sender:` is a reply sent as the queue's address
+(Outlook "Send As"): a staff reply, judged on the person `Sender:` names
+(mailbot/staff/send_as.py), or held; never set aside.
 
 Notes (`NOTE_RULES`): mail addressed to a queue's notes address (To, Cc, or the envelope
 recipient a receiving server records: Delivered-To, X-Original-To...), or staff mail whose
@@ -41,7 +53,7 @@ from typing import Literal
 from mailbot.mail import tokens
 from mailbot.mail.language import detect_language
 from mailbot.mail.parse import InboundMail, addresses_in, quoted_message_ids
-from mailbot.mail.render import LOOP_HEADER
+from mailbot.mail.render import LOOP_HEADER, PURPOSE_HEADER
 from mailbot.mail.text import fold, strip_reply_prefix
 from mailbot.settings import (
     Category,
@@ -76,6 +88,8 @@ class TicketFacts:
     ref: str
     requester: str  # lower-cased address
     status: str  # "open" | "on_hold" | "answered" | "closed"
+    # The staff and supervisors of the ticket's current queue (lower-case).
+    workers: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +123,8 @@ class Verdict:
     category: Category | None  # for a NEW_REQUEST: the queue to open it in
     language: Literal["fr", "en"]
     reasons: tuple[str, ...] = ()  # one short French sentence per rule, for `mailbot show`
+    # Every ticket the message names (`Threading.named`): several is `several_tickets`.
+    named_tickets: tuple[str, ...] = ()
 
 
 class Signal(StrEnum):
@@ -157,6 +173,9 @@ class Threading:
     subject_ref_from_requester: bool = False
     subject_ref_from_stranger: bool = False
     unknown_refs: tuple[str, ...] = ()  # verified tokens naming no ticket we know
+    # Every ticket the message names (tokens, stored Message-IDs, references in its subject),
+    # merged ones as the ticket kept; more than one is `several_tickets`.
+    named: tuple[str, ...] = ()
     several_tickets: bool = False
     forged_token: bool = False
     report_ref: str | None = None  # for reports: the ticket of the message reported on
@@ -216,12 +235,23 @@ def _thread(
         if item in context.known_message_ids
     ]
     report_refs = [tickets[ref].ref for ref in _refs(key, _report_texts(mail)) if ref in tickets]
+    subject_refs = [ref for ref in _subject_refs(mail.subject) if ref in tickets]
+    named = tuple(
+        dict.fromkeys(
+            (
+                *known_tokens,
+                *(tickets[ref].ref if ref in tickets else ref for ref in known_ids),
+                *(tickets[ref].ref for ref in subject_refs),
+            )
+        )
+    )
     found = Threading(
         header_token=any(ref in tickets for ref in header_refs),
         address_token=any(ref in tickets for ref in address_refs),
         known_message_id=bool(known_ids),
         unknown_refs=tuple(ref for ref in token_refs if ref not in tickets),
-        several_tickets=len(known_tokens) > 1,
+        named=named,
+        several_tickets=len(named) > 1,
         forged_token=tokens.has_forged_token(
             key, (*_link_texts(mail), mail.message_id, mail.subject)
         ),
@@ -234,7 +264,6 @@ def _thread(
     subject_tokens = [tickets[ref].ref for ref in _refs(key, (mail.subject,)) if ref in tickets]
     if is_staff and subject_tokens:
         return replace(found, ticket_ref=subject_tokens[0], signed=True, subject_token=True)
-    subject_refs = [ref for ref in _subject_refs(mail.subject) if ref in tickets]
     for ref in subject_refs:
         if sender is not None and sender == tickets[ref].requester.lower():
             return replace(found, ticket_ref=tickets[ref].ref, subject_ref_from_requester=True)
@@ -251,8 +280,13 @@ class Evidence:
     mail: InboundMail
     context: ClassifyContext
     sender: str | None  # the one usable From address (parse.usable_address); None: none
-    is_staff: bool
+    is_staff: bool  # a staff address (listed on a queue, or at a staff domain)
     thread: Threading
+    # Staff acting as staff here (see the module docstring: roles are per ticket); a staff
+    # address that is not is a person like any other.
+    acts_as_staff: bool = False
+    # From one of our addresses, not our own mail, answering us or naming a `Sender:`.
+    sent_as_queue: bool = False
 
     def values(self, name: str) -> tuple[str, ...]:
         return self.mail.header_values(name)
@@ -261,13 +295,33 @@ class Evidence:
 def _gather_evidence(mail: InboundMail, context: ClassifyContext) -> Evidence:
     sender = mail.from_address.address if mail.from_address is not None else None
     is_staff = _is_staff(sender, context)
-    return Evidence(
+    evidence = Evidence(
         mail=mail,
         context=context,
         sender=sender,
         is_staff=is_staff,
         thread=_thread(mail, context, sender, is_staff),
     )
+    return replace(
+        evidence,
+        acts_as_staff=evidence.is_staff and _acts_as_staff(evidence),
+        sent_as_queue=_is_sent_as_queue(evidence),
+    )
+
+
+def _works_on_mailbox(e: Evidence) -> bool:
+    """The sender is on the staff or supervisors of the queue the message was sent to."""
+    mailbox = e.context.mailbox
+    return e.sender in {a.strip().lower() for a in (*mailbox.staff, *mailbox.supervisors)}
+
+
+def _acts_as_staff(e: Evidence) -> bool:
+    """A staff address acts as staff on a ticket its signed token names (unless it is that
+    ticket's requester and not on its queue), and, without one, on the queue it works on."""
+    if e.thread.signed:
+        facts = _ticket(e)
+        return facts is None or e.sender != facts.requester.lower() or e.sender in facts.workers
+    return _works_on_mailbox(e)
 
 
 def _is_staff(sender: str | None, context: ClassifyContext) -> bool:
@@ -305,17 +359,45 @@ def _has_own_message_id(e: Evidence) -> bool:
     )
 
 
+# The shape of every Message-ID mailbot writes: "<mb.REF.NONCE.SIG@domain>" (a thread token)
+# or "<mb-KIND.NONCE@domain>" (mailbot/sending/outgoing.py).
+_OUR_MESSAGE_ID = re.compile(r"^<mb[.-][^@<>\s]+@(?P<domain>[^@<>\s]+)>$", re.IGNORECASE)
+
+
 def _message_id_is_ours(e: Evidence) -> bool:
-    domain = e.mail.message_id.strip("<>").rpartition("@")[2].lower()
-    return bool(domain) and domain == e.context.message_id_domain.strip().lower()
+    """A Message-ID of mailbot's shape in our domain: a person's client in the ministry's
+    domain writes its own ids there too, never in this shape."""
+    match = _OUR_MESSAGE_ID.match(e.mail.message_id.strip())
+    domain = e.context.message_id_domain.strip().lower()
+    return match is not None and match.group("domain").lower() == domain
+
+
+def _has_our_purpose_header(e: Evidence) -> bool:
+    return bool(e.values(PURPOSE_HEADER))
 
 
 def _is_from_own_address(e: Evidence) -> bool:
-    return e.sender in e.context.own_addresses and _message_id_is_ours(e)
+    return e.sender in e.context.own_addresses and (
+        _message_id_is_ours(e) or _has_our_purpose_header(e)
+    )
+
+
+def _is_sent_as_queue(e: Evidence) -> bool:
+    """From one of our addresses but not by mailbot, answering one of our messages or naming
+    a `Sender:`: a staff member's reply sent as the queue (Outlook "Send As")."""
+    return (
+        e.sender in e.context.own_addresses
+        and not _is_from_own_address(e)
+        and not _has_our_loop_header(e)
+        and not _has_own_message_id(e)
+        and (e.thread.signed or bool(e.values("Sender")))
+    )
 
 
 def _is_own_address_with_foreign_id(e: Evidence) -> bool:
-    return e.sender in e.context.own_addresses and not _message_id_is_ours(e)
+    return (
+        e.sender in e.context.own_addresses and not _is_from_own_address(e) and not e.sent_as_queue
+    )
 
 
 def _report_type_is(report_type: str) -> Callable[[Evidence], bool]:
@@ -476,12 +558,16 @@ def _is_to_notes_address(e: Evidence) -> bool:
 
 
 def _is_staff_without_signed_link(e: Evidence) -> bool:
-    return e.is_staff and not e.thread.signed
+    return e.acts_as_staff and not e.thread.signed
+
+
+def _is_staff_as_citizen(e: Evidence) -> bool:
+    return e.is_staff and not e.acts_as_staff
 
 
 def _is_sender_not_requester(e: Evidence) -> bool:
     facts = _ticket(e)
-    if facts is None or e.is_staff:
+    if facts is None or e.acts_as_staff or e.sent_as_queue:
         return False
     return e.sender is None or e.sender != facts.requester.lower()
 
@@ -682,6 +768,20 @@ RULES: tuple[Rule, ...] = (
         "message du personnel sans lien signé vers un dossier",
     ),
     Rule(
+        "staff_as_citizen",
+        Signal.NOTE,
+        _is_staff_as_citizen,
+        "membre du personnel qui n'agit pas ici comme tel (autre file, ou son propre dossier) :"
+        " traité comme toute personne",
+    ),
+    Rule(
+        "sent_as_queue",
+        Signal.NOTE,
+        lambda e: e.sent_as_queue,
+        "envoyé sous l'adresse de la file (« Envoyer en tant que ») : jugé sur la personne"
+        " que nomme l'en-tête Sender",
+    ),
+    Rule(
         "unparsable_sender",
         Signal.NOTE,
         lambda e: e.sender is None,
@@ -829,7 +929,7 @@ def _kind(signals: frozenset[Signal], evidence: Evidence) -> Kind:
         return Kind.LIST_MAIL
     if Signal.AUTOMATIC in signals:
         return Kind.ROBOT
-    if evidence.is_staff:
+    if evidence.acts_as_staff or evidence.sent_as_queue:
         return Kind.STAFF_REPLY
     if evidence.thread.ticket_ref is not None:
         return Kind.FOLLOW_UP
@@ -875,4 +975,5 @@ def classify(mail: InboundMail, context: ClassifyContext) -> Verdict:
         category=category,
         language=_language(mail),
         reasons=tuple(reasons),
+        named_tickets=evidence.thread.named,
     )

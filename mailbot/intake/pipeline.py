@@ -39,7 +39,7 @@ from mailbot.intake.decide import NOTE_FLAG, Decision, Outcome, decide
 from mailbot.logformat import log_fields
 from mailbot.mail.parse import InboundMail, parse_message, request_fingerprint
 from mailbot.settings import MailboxSettings, Settings
-from mailbot.staff import replies
+from mailbot.staff import authority, replies, which_ticket
 from mailbot.standards import deadlines
 from mailbot.states import MessageState
 from mailbot.transport.mailbox import FetchedMessage
@@ -213,7 +213,11 @@ def _process(
     flags = decision.flags
     if is_staff:
         as_note = NOTE_FLAG in decision.flags
-        staff = replies.handle(connection, app, ticket, arrival, now, as_note=as_note)
+        staff = (
+            which_ticket.ask(connection, app, ticket, arrival, verdict.named_tickets, now)
+            if "several_tickets" in verdict.rules
+            else replies.handle(connection, app, ticket, arrival, now, as_note=as_note)
+        )
         state, flags = staff.state, (*decision.flags, *staff.flags)
         inbound_rows.record_outcome(
             connection, inbound_id, state=state, reason=staff.reason, flags=",".join(flags)
@@ -292,7 +296,9 @@ def _classify(
         staff_domains=domains,
         signing_key=signing_key,
         tickets={
-            found: TicketFacts(ref=t.ref, requester=t.requester, status=t.status)
+            found: TicketFacts(
+                ref=t.ref, requester=t.requester, status=t.status, workers=_workers(settings, t)
+            )
             for ref, t in rows.items()
             for found in (ref, t.ref)  # a merged reference, and the ticket kept
         },
@@ -302,6 +308,16 @@ def _classify(
         notes_addresses=notes,
     )
     return classify(mail, context)
+
+
+def _workers(settings: Settings, ticket: TicketRow) -> frozenset[str]:
+    """The staff and supervisors of the ticket's current queue (none when it is no longer
+    configured)."""
+    try:
+        queue = authority.queue_of(settings, ticket)
+    except KeyError:
+        return frozenset()
+    return frozenset(a.strip().lower() for a in (*queue.staff, *queue.supervisors))
 
 
 def _duplicate(

@@ -696,6 +696,60 @@ def _bodies(
     return text, html, tuple(attachments)
 
 
+@dataclass(frozen=True, slots=True)
+class CarriedFile:
+    """A file a message carries, decoded, as a referral passes it on: an attachment (the
+    same rule as `InboundMail.attachments`) or a part left out of the text (an inline image,
+    a calendar invitation...), named after its type when it has no name."""
+
+    filename: str
+    content_type: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class MessageFiles:
+    """Every file of a message, and whether all its parts could be read (`complete`: no
+    part beyond MAX_PARTS or MAX_DEPTH, no body the parser could not split)."""
+
+    files: tuple[CarriedFile, ...]
+    complete: bool
+
+
+def files_of(raw: bytes) -> MessageFiles:
+    """The files of the message `raw`, whole, in order: every leaf part but its text and
+    HTML bodies. The sender's file name is flattened, never a path."""
+    try:
+        message = email.message_from_bytes(raw, policy=email.policy.compat32)
+    except RecursionError:
+        return MessageFiles((), complete=False)
+    defects: list[str] = []
+    files: list[CarriedFile] = []
+    complete = True
+    for part, _depth in _walk_bounded(message, defects):
+        if part.is_multipart():
+            continue
+        ctype = part.get_content_type()
+        if ctype.startswith("multipart/"):
+            complete = False
+            continue
+        disposition = (part.get_content_disposition() or "").lower()
+        filename = part.get_filename()
+        is_file = disposition == "attachment" or (filename and not ctype.startswith("text/"))
+        if not is_file and ctype in ("text/plain", "text/html"):
+            continue  # the text, which the referral carries in its own body
+        payload = part.get_payload(decode=True)
+        name = flatten(_decoded(filename or ""), 200).replace("/", "_").replace("\\", "_")
+        files.append(
+            CarriedFile(
+                filename=name or f"piece-{len(files) + 1}.{ctype.partition('/')[2] or 'bin'}",
+                content_type=ctype,
+                payload=payload if isinstance(payload, bytes) else b"",
+            )
+        )
+    return MessageFiles(tuple(files), complete=complete and not defects)
+
+
 # Headers a relay adds on the way: a redelivered message differs from the first copy in
 # these only.
 TRACE_HEADERS = frozenset(

@@ -1,8 +1,9 @@
 """One pass of mailbot: every mailbox's new mail, the scheduled jobs, then the outbox.
 
 One direction: IMAP -> store each message with its outcome (one transaction per batch) ->
-move it on the server -> the jobs add their outgoing rows -> the daily retention run, once a
-business day -> the outbox worker sends. The
+move it on the server -> the staff acts a supervisor released are applied, and people past
+their hourly limit are alerted -> the jobs add their outgoing rows -> the daily retention
+run, once a business day -> the outbox worker sends. The
 scheduler (mailbot/ops/daemon.py) only wakes passes up; what is due is in the database.
 """
 
@@ -23,6 +24,7 @@ from mailbot.recovery.journal import keep_sent_copies
 from mailbot.sending.delivery import report_failures, review_pacing
 from mailbot.sending.outbox import FlushReport, SendPolicy, flush_outbox
 from mailbot.settings import MailboxSettings
+from mailbot.staff.release import replay_released, review_held_acts
 from mailbot.standards.run_jobs import run_due_jobs
 from mailbot.store import reading
 
@@ -142,6 +144,13 @@ def run_pass(
             for name, n in report.ingest.outcomes.items()
             if n != before.get(name, 0)
         }
+    try:
+        # What supervisors released runs now; whoever went past their limit is alerted once.
+        replay_released(app, app.clock.now())
+        review_held_acts(app, app.clock.now())
+    except Exception:  # never stops ingestion or sending; tried again at the next pass
+        log.exception("held staff acts could not be reviewed")
+        report.errors.append("held_acts")
     try:
         jobs = run_due_jobs(app, app.clock.now())
     except Exception:  # reminders must never stop ingestion or sending

@@ -316,6 +316,9 @@ class Sandbox:
     idle: bool = True
     # Whether the SMTP server delivers plus addresses to their user (user+tag@domain).
     plus_addressing: bool = True
+    # The largest message the SMTP server takes, announced in its EHLO (SIZE, RFC 1870);
+    # larger ones are refused with 552. aiosmtpd's own default: 32 MiB.
+    size_limit: int = 2**25
     # The mailbox that keeps mail for addresses outside `users` (None: the relay refuses them,
     # 550 5.1.1, which the tests of failed deliveries rely on). `mailbot sandbox` sets it.
     catch_all: str | None = None
@@ -394,6 +397,7 @@ class Sandbox:
             port=self.smtp_port,
             server_hostname="sandbox.localhost",
             enable_SMTPUTF8=self.smtputf8,
+            data_size_limit=self.size_limit,
             **self.smtp_options(),
         )
         self._smtp.start()

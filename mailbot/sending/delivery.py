@@ -16,13 +16,16 @@ from datetime import datetime
 from sqlalchemy.engine import Connection
 
 from mailbot.context import App
+from mailbot.db import access, service
+from mailbot.db import clocks as clock_rows
 from mailbot.db import outbox as outbox_rows
-from mailbot.db import service
 from mailbot.db import tickets as ticket_rows
 from mailbot.db.outbox import PACED_PURPOSE, Failure
+from mailbot.db.tickets import TicketRow
 from mailbot.intake import citizens
 from mailbot.sending import outgoing
 from mailbot.sending.outbox import SendPolicy, error_summary, paced_capacity
+from mailbot.states import ClosedReason, TicketStatus
 from mailbot.store import reading
 
 log = logging.getLogger(__name__)
@@ -113,6 +116,7 @@ def _report(connection: Connection, app: App, failure: Failure, now: datetime) -
     ticket = ticket_rows.ticket_by_id(connection, failure.ticket_id)
     if ticket is None:
         return
+    reopened = failure.purpose == "referral" and _undo_referral(connection, ticket, failure, now)
     author = ticket_rows.actor_of(connection, failure.outbox_id, f"{failure.purpose}_queued")
     # A relayed reply's author learns it did not arrive; an acknowledgement's failure goes to
     # whoever works the ticket.
@@ -129,6 +133,7 @@ def _report(connection: Connection, app: App, failure: Failure, now: datetime) -
             "purpose": failure.purpose,
             "held": failure.state == "held",
             "error": error_summary(failure.error),
+            "reopened": reopened,
         },
         queue=app.settings.queue_for(ticket.category, ticket.mailbox),
         recipients=recipients,
@@ -145,3 +150,37 @@ def _report(connection: Connection, app: App, failure: Failure, now: datetime) -
         f"{failure.purpose} {failure.state}: told {', '.join(recipients)}",
         outbox_id=failure.outbox_id,
     )
+
+
+def _undo_referral(
+    connection: Connection, ticket: TicketRow, failure: Failure, now: datetime
+) -> bool:
+    """A referral refused for good did not happen: the ticket closed by it is open again,
+    and a clock it met is unmet (a referral queued before its acceptance met the clocks
+    met them at its instant); its notice to the citizen was withdrawn when it failed
+    (mailbot/sending/outbox.py). Whether the ticket was reopened."""
+    queued_at = outbox_rows.created_at(connection, failure.outbox_id)
+    if queued_at is not None:
+        clock_rows.unmeet_deadlines_at(connection, ticket.id, queued_at)
+        ticket_rows.unstamp(connection, ticket.id, "answered_at", queued_at)
+    if ticket.status != TicketStatus.CLOSED or ticket.closed_reason != ClosedReason.REFERRED:
+        return False  # reopened since (the citizen wrote), or referred again
+    ticket_rows.set_ticket_fields(
+        connection,
+        ticket.id,
+        now,
+        status=TicketStatus.OPEN.value,
+        closed_at=None,
+        closed_reason=None,
+    )
+    ticket_rows.add_event(
+        connection,
+        ticket.id,
+        now,
+        "reopened",
+        f"the referral (outbox #{failure.outbox_id}) was refused for good",
+        outbox_id=failure.outbox_id,
+    )
+    author = ticket_rows.actor_of(connection, failure.outbox_id, "referral_queued") or "mailbot"
+    access.record(connection, now, author, "referral_refused", ticket.ref, "not delivered")
+    return True

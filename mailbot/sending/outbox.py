@@ -32,7 +32,7 @@ from mailbot.db import tickets as ticket_rows
 from mailbot.db.outbox import OutboxRow
 from mailbot.errors import SmtpError
 from mailbot.logformat import log_fields
-from mailbot.sending import leases
+from mailbot.sending import leases, sizes
 from mailbot.settings import Settings
 from mailbot.standards import deadlines
 from mailbot.states import OutboxState
@@ -165,11 +165,16 @@ def claim_rows(
         return rows.leased_rows(connection, claimed, owner)
 
 
+# Rows whose acceptance meets the ticket's deadlines at the instant staff acted.
+MET_WHEN_QUEUED = frozenset({"reply", "referral"})
+
+
 def met_at(row: OutboxRow, now: datetime) -> datetime:
-    """The instant a sent row meets its ticket's deadline: for a staff reply, when staff
-    answered (the reply was applied and queued), however late the relay took it (a retry, a
-    resend after a crash); for the others, the relay's acceptance."""
-    return min(row.created_at, now) if row.purpose == "reply" else now
+    """The instant a sent row meets its ticket's deadline: for a staff reply or a referral,
+    when staff acted (the command was applied and the row queued), however late the relay
+    took it (a retry, a resend after a crash); for the others, the relay's acceptance. Never
+    before the relay accepted it: a referral refused for good meets nothing."""
+    return min(row.created_at, now) if row.purpose in MET_WHEN_QUEUED else now
 
 
 def record(
@@ -205,6 +210,10 @@ def record(
     state = str(values.get("state", OutboxState.PENDING.value))
     if not rows.record_attempt(connection, row, values):
         return "lease_lost"
+    if row.purpose in rows.WAITED_FOR and state == OutboxState.SENT:
+        rows.release_waiting(connection, row.id, now)
+    elif row.purpose in rows.WAITED_FOR and state != OutboxState.PENDING:
+        _withdraw_waiting(connection, row, now)
     if row.ticket_id is None or state == OutboxState.PENDING:
         return state
     if state == OutboxState.SENT:
@@ -218,6 +227,22 @@ def record(
         outbox_id=row.id,
     )
     return state
+
+
+def _withdraw_waiting(connection: Connection, row: OutboxRow, now: datetime) -> None:
+    """What waited for `row` (refused for good) is never sent: a referral's notice to the
+    citizen announces nothing that did not happen."""
+    reason = f"withdrawn: outbox #{row.id} ({row.purpose}) it announces was not delivered"
+    for withdrawn in rows.withdraw_waiting(connection, row.id, reason):
+        if row.ticket_id is not None:
+            ticket_rows.add_event(
+                connection,
+                row.ticket_id,
+                now,
+                "notice_withdrawn",
+                f"outbox #{withdrawn}: outbox #{row.id} ({row.purpose}) was not delivered",
+                outbox_id=withdrawn,
+            )
 
 
 @dataclass
@@ -392,10 +417,12 @@ class Relay:
     """A sender session opened on first use (nothing to send, no connection) and kept for
     every batch of a flush; `close` ends it."""
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, sizes: list[int] | None = None) -> None:
         self._app = app
         self._stack: AsyncExitStack | None = None
         self._session: SenderSession | None = None
+        # Where the relay's announced SIZE goes when a session opens (`sizes.record_relay_size`).
+        self._sizes = sizes
 
     async def session(self, now: datetime) -> SenderSession:
         if self._session is None:
@@ -405,6 +432,11 @@ class Relay:
         return self._session
 
     async def close(self) -> None:
+        # What the relay announced in the EHLO of this session (it comes with the first
+        # message), for the referrals to come (mailbot/sending/sizes.py).
+        size = self._session.announced_size if self._session is not None else None
+        if size is not None and self._sizes is not None:
+            self._sizes.append(size)
         stack, self._stack, self._session = self._stack, None, None
         if stack is not None:
             try:
@@ -452,17 +484,25 @@ def flush_outbox(
     it returns, so another pass or instance can take them at once.
     """
     owner = owner or leases.lease_owner()
+    announced: list[int] = []
     try:
-        return asyncio.run(_flush(app, now, policy, batch, owner))
+        return asyncio.run(_flush(app, now, policy, batch, owner, announced))
     finally:
         with app.engine.begin() as connection:
             rows.release_leases(connection, owner)
+            if announced:  # what a referral must fit (mailbot/sending/sizes.py)
+                sizes.record_relay_size(connection, announced[-1])
 
 
 async def _flush(
-    app: App, now: datetime, policy: SendPolicy, batch: int, owner: str
+    app: App,
+    now: datetime,
+    policy: SendPolicy,
+    batch: int,
+    owner: str,
+    announced: list[int] | None = None,
 ) -> FlushReport:
-    relays = [Relay(app) for _ in range(app.settings.smtp.connections)]
+    relays = [Relay(app, announced) for _ in range(app.settings.smtp.connections)]
     total = FlushReport()
     try:
         while True:

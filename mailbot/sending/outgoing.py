@@ -15,6 +15,7 @@ from __future__ import annotations
 import email
 import email.policy
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from email.message import EmailMessage
 from typing import Any
@@ -28,7 +29,7 @@ from mailbot.db import tickets as ticket_rows
 from mailbot.db.inbound import citizen_thread
 from mailbot.db.tickets import TicketRow
 from mailbot.mail import mime, tokens
-from mailbot.mail.parse import InboundMail, flatten
+from mailbot.mail.parse import CarriedFile, InboundMail, flatten
 from mailbot.mail.render import (
     JOURNAL_KEY_HEADER,
     JOURNAL_REF_HEADER,
@@ -114,6 +115,7 @@ def _queue(
     raw: bytes,
     now: datetime,
     to_staff: bool = False,
+    after_id: int | None = None,
 ) -> int | None:
     """One outbox row for `raw`, with the journal headers put first."""
     return outbox_rows.queue_message(
@@ -126,6 +128,7 @@ def _queue(
         recipient=recipient,
         raw=journal_headers(ref, purpose, dedupe_key if to_staff else None) + raw,
         now=now,
+        after_id=after_id,
     )
 
 
@@ -286,10 +289,12 @@ def notice_to_citizen(
     author: str,
     inbound_id: int,
     now: datetime,
+    after_id: int | None = None,
 ) -> int | None:
     """What a staff command tells the citizen (a merge, a referral), from the queue's
     official address, threaded under `thread`; a reply to it lands on `token_ref`'s ticket.
-    Queued once per `dedupe`; None when it was already."""
+    Queued once per `dedupe`; None when it was already. With `after_id` it waits for that
+    outbox row: sent once the relay accepted it, never if it is refused for good."""
     queue = app.settings.queue_for(ticket.category, ticket.mailbox)
     rendered = app.renderer.render(
         template,
@@ -324,6 +329,7 @@ def notice_to_citizen(
         recipient=ticket.requester,
         raw=message,
         now=now,
+        after_id=after_id,
     )
     ticket_rows.add_event(
         connection,
@@ -338,21 +344,28 @@ def notice_to_citizen(
     return row
 
 
-def referral(
-    connection: Connection,
+@dataclass(frozen=True, slots=True)
+class BuiltReferral:
+    """A referral ready to queue: its Message-ID, its bytes as the relay will receive them
+    (journal headers included) and the size of each file it carries."""
+
+    message_id: str
+    raw: bytes
+    file_sizes: tuple[int, ...]
+
+
+def build_referral(
     app: App,
     ticket: TicketRow,
     *,
     address: str,
     values: Mapping[str, Any],
-    request: bytes | None,
-    author: str,
-    inbound_id: int,
+    files: Sequence[CarriedFile],
     now: datetime,
-) -> int | None:
-    """The citizen's request (its text and attachments) to the body `address`, from the
-    queue's official address with the staff's note; once per ticket and body (None when
-    queued already). A reply to it carries the ticket's token."""
+) -> BuiltReferral:
+    """The citizen's messages (their text in the body, every file whole) to the body
+    `address`, from the queue's official address with the staff's note. A reply to it
+    carries the ticket's token."""
     queue = app.settings.queue_for(ticket.category, ticket.mailbox)
     rendered = app.renderer.render(
         "referral",
@@ -373,19 +386,46 @@ def referral(
         auto_submitted=None,
         loop_token=app.settings.organisation.message_id_domain,
     )
-    attached = 0
-    if request is not None:
-        message, attached = with_attachments(request, message)
-    row = _queue(
+    if files:
+        built = email.message_from_bytes(message, _class=EmailMessage, policy=ATTACHING)
+        for file in files:
+            maintype, _, subtype = file.content_type.partition("/")
+            if maintype in ("message", "multipart", "text"):
+                # Carried as the bytes they are: the email package would re-encode them.
+                maintype, subtype = "application", "octet-stream"
+            built.add_attachment(
+                file.payload,
+                maintype=maintype,
+                subtype=subtype or "octet-stream",
+                filename=file.filename,
+            )
+        message = built.as_bytes()
+    raw = journal_headers(ticket.ref, "referral", None) + message
+    return BuiltReferral(new_id, raw, tuple(len(file.payload) for file in files))
+
+
+def queue_referral(
+    connection: Connection,
+    app: App,
+    ticket: TicketRow,
+    built: BuiltReferral,
+    *,
+    address: str,
+    dedupe: str,
+    author: str,
+    inbound_id: int,
+    now: datetime,
+) -> int | None:
+    """Queue a built referral once per `dedupe` (None when it was queued already)."""
+    row = outbox_rows.queue_message(
         connection,
-        ref=ticket.ref,
         ticket_id=ticket.id,
         purpose="referral",
-        dedupe_key=f"referral:{ticket.ref}:{address}",
-        message_id=new_id,
-        envelope_from=queue.address,
+        dedupe_key=dedupe,
+        message_id=built.message_id,
+        envelope_from=app.settings.queue_for(ticket.category, ticket.mailbox).address,
         recipient=address,
-        raw=message,
+        raw=built.raw,
         now=now,
     )
     ticket_rows.add_event(
@@ -393,7 +433,8 @@ def referral(
         ticket.id,
         now,
         "referral_queued" if row is not None else "referral_duplicate",
-        f"to {address}; {attached} bytes attached",
+        f"to {address}; {len(built.file_sizes)} file(s), {sum(built.file_sizes)} bytes attached, "
+        f"{len(built.raw)} bytes in all",
         actor=author,
         inbound_id=inbound_id,
         outbox_id=row,

@@ -8,7 +8,9 @@ sender's next command is refused unless they work there too. The first refusal r
 `Refused`; the caller's savepoint then undoes the commands before it. `fusionner` and
 `référer` hand the ticket off (mailbot/staff/merge.py, mailbot/staff/referral.py) and must stand
 alone in
-their reply; a merge needs its sender to work on both tickets' queues.
+their reply; a merge needs its sender to work on both tickets' queues. `libérer ADRESSE`, from
+a supervisor of the ticket's queue, releases that person's acts held past their hourly limit
+(mailbot/staff/limits.py); it stands alone too.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from mailbot.db import tickets as ticket_rows
 from mailbot.db.tickets import TicketRow
 from mailbot.intake import citizens
 from mailbot.privacy import retention
-from mailbot.staff import authority, merge, referral
+from mailbot.staff import authority, limits, merge, referral
 from mailbot.staff.parse_commands import Command, CommandName
 from mailbot.standards import completeness, deadlines
 from mailbot.states import TicketStatus
@@ -45,11 +47,15 @@ class Refusal:
     # own_mailbox | outside_complaints | assignee_not_on_queue | no_result_clock |
     # hold_from_cli | not_hold_owner | not_incomplete | unknown_answer | canned_in_note |
     # must_stand_alone | no_such_ticket | merge_same_ticket | merge_other_requester |
-    # merge_not_on_queue |
-    # ticket_closed_as | refer_own_domain | refer_needs_note
+    # merge_not_on_queue | merge_referred |
+    # ticket_closed_as | refer_own_domain | refer_needs_note | refer_legal_hold |
+    # refer_too_large_smtp | refer_too_large_graph | refer_oversized | refer_unreadable |
+    # refer_no_request | refer_nothing_new | not_supervisor | nothing_to_release
     code: str
     argument: str = ""
     command: str = ""
+    # The files a referral would carry (name, bytes), when its size is why it cannot go.
+    files: tuple[tuple[str, int], ...] = ()
 
 
 class Refused(Exception):
@@ -58,8 +64,10 @@ class Refused(Exception):
         self.refusal = refusal
 
 
-# Commands that end the ticket's life as it was: each must be the reply's only command.
-STANDS_ALONE = frozenset({CommandName.MERGE, CommandName.REFER})
+# Commands that end the ticket's life as it was, and the release of a person's held acts
+# (answered on whichever ticket its alert named): each must be the reply's only command, and
+# nothing of the reply is relayed to the ticket's citizen.
+STANDS_ALONE = frozenset({CommandName.MERGE, CommandName.REFER, CommandName.RELEASE})
 
 
 def combination_refusal(commands: Sequence[Command]) -> Refusal | None:
@@ -94,6 +102,8 @@ def _handoff_refusal(
                     break
     elif command.name is CommandName.REFER:
         problem = referral.referral_problem(settings, ticket, command.argument, text)
+    elif command.name is CommandName.RELEASE:
+        problem = limits.release_problem(connection, settings, ticket, command.argument, sender)
     if problem is None:
         return None
     return Refusal(command.line, problem[0], problem[1], command.name.value)
@@ -203,7 +213,9 @@ def apply_in_order(
         )
         if refusal is not None:
             raise Refused(refusal)
-        if command.name in STANDS_ALONE:
+        if command.name is CommandName.RELEASE:
+            limits.release(connection, app, current, command.argument, sender, inbound_id, now)
+        elif command.name in STANDS_ALONE:
             _hand_off(connection, app, current, command, sender, inbound_id, now, text)
         else:
             _apply(connection, app, current, command, sender, inbound_id, now)
@@ -238,16 +250,21 @@ def _hand_off(
             connection, app, ticket, kept, text=text, sender=sender, inbound_id=inbound_id, now=now
         )
     else:
-        referral.refer(
-            connection,
-            app,
-            ticket,
-            command.argument,
-            note=text,
-            sender=sender,
-            inbound_id=inbound_id,
-            now=now,
-        )
+        try:
+            referral.refer(
+                connection,
+                app,
+                ticket,
+                command.argument,
+                note=text,
+                sender=sender,
+                inbound_id=inbound_id,
+                now=now,
+            )
+        except referral.NotReferred as exc:
+            raise Refused(
+                Refusal(command.line, exc.code, exc.argument, command.name.value, exc.files)
+            ) from exc
 
 
 def _apply(

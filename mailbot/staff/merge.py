@@ -1,13 +1,22 @@
-"""Merging a duplicate into the ticket kept (`fusionner REF` in a reply on the duplicate), on
-the caller's connection.
+"""Merging a duplicate into the ticket kept (`#fusionner REF` in a reply on the duplicate),
+on the caller's connection.
 
-The duplicate's messages and history join the kept ticket; the duplicate is closed with the
-reason `merged` and names the ticket kept, so mail that quotes its reference (its signed
-token or its reference in a subject) lands on the kept ticket, and the report and the
-digests leave it out. The earliest receipt keeps the clock: when the duplicate arrived
-first, the kept ticket takes its receipt time and, for each commitment both have, its clock;
-a commitment met on either ticket is met on the kept one at the earliest answer. The
-citizen is told once which reference to use.
+A merge never lowers a ticket's confidentiality or its clock. The kept ticket takes the
+stricter category of the two (a complaint over anything else) and so that category's queue:
+a complaint merged into an information request makes the kept ticket a complaint, worked
+by the complaints queue only (its staff receive the request; an assignee who is not on it
+is unassigned), with the complaint's clock. The earliest receipt keeps the clock: when the
+duplicate arrived first, the kept ticket takes its receipt time and, for each commitment
+both have, its clock; a commitment met on either ticket is met on the kept one at the
+earliest answer. A referred ticket is never merged, either way: the referral answered only
+the request it carried.
+
+The duplicate's messages and history join the kept ticket, each message marked with the
+ticket it came from, so that a later referral of the kept ticket carries its own request and
+follow-ups only (mailbot/staff/referral.py). The duplicate is closed with the reason `merged`
+and names the ticket kept, so mail that quotes its reference (its signed token or its
+reference in a subject) lands on the kept ticket, and the report and the digests leave it
+out. The citizen is told once which reference to use.
 """
 
 from __future__ import annotations
@@ -23,7 +32,9 @@ from mailbot.db import handoff
 from mailbot.db import tickets as ticket_rows
 from mailbot.db.inbound import citizen_thread
 from mailbot.db.tickets import TicketRow
+from mailbot.intake import citizens
 from mailbot.sending import outgoing
+from mailbot.staff import authority
 from mailbot.standards import deadlines
 from mailbot.states import ClosedReason, TicketStatus
 
@@ -41,7 +52,15 @@ def merge_problem(duplicate: TicketRow, kept: TicketRow | None, ref: str) -> tup
         return ("ticket_closed_as", duplicate.closed_reason)
     if kept.requester.lower() != duplicate.requester.lower():
         return ("merge_other_requester", kept.ref)
+    for side in (kept, duplicate):
+        if side.closed_reason == ClosedReason.REFERRED:
+            return ("merge_referred", side.ref)
     return None
+
+
+def stricter_category(duplicate: TicketRow, kept: TicketRow) -> str:
+    """The kept ticket's category after the merge: a complaint's, if either is one."""
+    return "complaint" if "complaint" in (duplicate.category, kept.category) else kept.category
 
 
 def merge_into(
@@ -57,6 +76,7 @@ def merge_into(
 ) -> None:
     """Merge `duplicate` into `kept` (checked by `merge_problem`) and tell the citizen once."""
     citizen_ids, our_ids = citizen_thread(connection, duplicate.id)
+    kept = _take_stricter_category(connection, app, duplicate, kept, sender, inbound_id, now)
     _keep_earliest_clock(connection, app, duplicate, kept, now)
     moved = handoff.move_history(connection, duplicate.id, kept.id)
     clock_rows_db.close_hold(connection, duplicate.id, now, sender)
@@ -103,6 +123,42 @@ def merge_into(
         now=now,
     )
     log.info("ticket %s merged into %s", duplicate.ref, kept.ref)
+
+
+def _take_stricter_category(
+    connection: Connection,
+    app: App,
+    duplicate: TicketRow,
+    kept: TicketRow,
+    sender: str,
+    inbound_id: int,
+    now: datetime,
+) -> TicketRow:
+    """The kept ticket becomes a complaint when the duplicate is one: its clocks, its queue
+    (whose staff receive its request) and its assignee follow (`citizens.reclassify`). A
+    kept ticket already answered is open again: the complaint is not answered yet."""
+    category = stricter_category(duplicate, kept)
+    if category == kept.category:
+        return kept
+    previous = authority.queue_of(app.settings, kept)
+    citizens.reclassify(
+        connection,
+        app,
+        kept,
+        category,
+        actor=sender,
+        inbound_id=inbound_id,
+        now=now,
+        reason=f"merged with {duplicate.ref}, a {duplicate.category}",
+    )
+    ticket_rows.set_status_where(
+        connection, kept.id, now, TicketStatus.OPEN.value, was=TicketStatus.ANSWERED.value
+    )
+    moved = ticket_rows.ticket_by_id(connection, kept.id) or kept
+    citizens.notify_handover(
+        connection, app, moved, previous, actor=sender, inbound_id=inbound_id, now=now
+    )
+    return moved
 
 
 def _keep_earliest_clock(

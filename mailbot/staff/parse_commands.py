@@ -70,6 +70,7 @@ class CommandName(StrEnum):
     MERGE = "merge"  # fusionner REF | merge REF  (this ticket is a duplicate of REF)
     CANNED = "canned"  # réponse type : NAME | canned: NAME  (a prepared answer, in place)
     REFER = "refer"  # référer : ADDRESS | refer: ADDRESS  (the text below is the note)
+    RELEASE = "release"  # libérer ADDRESS | unblock ADDRESS  (a person's acts held past the limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +145,8 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec(CommandName.MERGE, ("fusionner", "merge"), ArgumentKind.REFERENCE),
     CommandSpec(CommandName.CANNED, ("canned",), ArgumentKind.NAME, phrases=(("reponse", "type"),)),
     CommandSpec(CommandName.REFER, ("referer", "refer"), ArgumentKind.ADDRESS),
+    # "release" already opens "release legal hold": the English word is "unblock".
+    CommandSpec(CommandName.RELEASE, ("liberer", "unblock"), ArgumentKind.ADDRESS),
     CommandSpec(
         CommandName.LEGAL_HOLD,
         (),
@@ -524,6 +527,7 @@ _MARKED_FR = {
     CommandName.MERGE: "#fusionner RÉFÉRENCE",
     CommandName.CANNED: "#réponse type : NOM",
     CommandName.REFER: "#référer : ADRESSE",
+    CommandName.RELEASE: "#libérer ADRESSE",
 }
 _MARKED_EN = {
     CommandName.CLOSE: "#close",
@@ -541,6 +545,7 @@ _MARKED_EN = {
     CommandName.MERGE: "#merge REFERENCE",
     CommandName.CANNED: "#canned: NAME",
     CommandName.REFER: "#refer: ADDRESS",
+    CommandName.RELEASE: "#unblock ADDRESS",
 }
 _ENGLISH_WORDS = frozenset(
     {

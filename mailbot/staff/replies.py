@@ -12,6 +12,11 @@ and for the relay after the commands before it: whatever that rule refuses chang
 is answered to the sender with the reason and is held for the queue's supervisors. Everything
 runs on the caller's connection, in the inbound message's transaction.
 
+A reply sent as the queue's own address is read as the person its `Sender:` names, or held
+(mailbot/staff/send_as.py). A reply that would close, refer, merge or relay past its
+author's hourly limit is held whole (mailbot/staff/limits.py). Every refusal is written in
+the access trail (mailbot/staff/trail.py).
+
 What reaches the citizen: the reply's text, with each `#réponse type : NOM` line replaced by
 that canned answer rendered for the ticket (mailbot/staff/answers.py); after `#fusionner` or
 `#référer` nothing is relayed, the merge's or the referral's own notice carries the text
@@ -25,7 +30,7 @@ never an answer (`record_note`).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -40,7 +45,7 @@ from mailbot.intake import citizens
 from mailbot.mail.parse import InboundMail, parse_message
 from mailbot.mail.render import INTERNAL_MARKER
 from mailbot.sending import outgoing
-from mailbot.staff import answers, apply_commands, authority
+from mailbot.staff import answers, apply_commands, authority, limits, send_as, trail
 from mailbot.staff.authresults import check_authentication
 from mailbot.staff.exchange import check_exchange_origin
 from mailbot.staff.parse_commands import Command, CommandName, StaffMessage, parse_commands
@@ -115,10 +120,14 @@ def handle(
 
     Returns the inbound message's state and reason, written by the caller.
     """
-    mail, raw, inbound_id = arrival.mail, arrival.raw, arrival.inbound_id
-    reasons = authenticate(app, mail, ticket)
+    mail, reasons = send_as.judged(app.settings, arrival.mail, arrival.raw)
+    arrival = replace(arrival, mail=mail)  # sent as the queue: read as the person it names
+    raw, inbound_id = arrival.raw, arrival.inbound_id
+    reasons = reasons or tuple(authenticate(app, mail, ticket))
     if reasons or ticket is None or mail.sender is None:
         citizens.hold_for_review(connection, app, ticket, arrival, reasons, now)
+        if ticket is not None:
+            trail.record(connection, now, arrival.sender or "", ticket.ref, "message", "held")
         return StaffOutcome(MessageState.HELD, "staff message held: " + "; ".join(reasons))
     sender = mail.sender.address
     refusal = apply_commands.authority_refusal(app, ticket, sender, "")
@@ -131,6 +140,13 @@ def handle(
     if first_line in CONFIRM_WORDS:
         return _confirm_held_reply(connection, app, ticket, arrival, now)
     parsed = parse_commands(extracted.text)
+    # An answer to an alert about held acts: `#libérer` alone, never text for its ticket.
+    if not (parsed.errors or limits.releases_only(parsed)) and limits.answers_alert(
+        connection, mail.in_reply_to
+    ):
+        written = next(iter(extracted.text.strip().splitlines()), "").strip()
+        alert = apply_commands.Refusal(written, "alert_answer", command="release")
+        return _reject(connection, app, ticket, sender, [alert], inbound_id, now, mail.message_id)
     if parsed.errors:
         return _reject(
             connection,
@@ -203,6 +219,7 @@ def refuse_authority(
         now,
         recipients=queue.supervisors or queue.staff,
     )
+    trail.record_refusals(connection, now, sender, ticket.ref, [refusal])
     return StaffOutcome(MessageState.HELD, f"staff message held: {reason}")
 
 
@@ -232,6 +249,13 @@ def _act(
     names = {command.name for command in parsed.commands}
     # A merge or a referral carries the reply's text in its own notices: nothing is relayed.
     handing_off = bool(names & apply_commands.STANDS_ALONE)
+    acts = limits.acts_of(parsed)
+    done = limits.over_limit(connection, app.settings, sender, inbound_id, now) if acts else None
+    if done is not None:  # past the sender's hourly limit: held whole for a supervisor
+        reason = limits.hold(
+            connection, app, ticket, sender, acts, done, inbound_id, now, reply_message_id
+        )
+        return StaffOutcome(MessageState.HELD, reason, flags=(limits.OVER_LIMIT,))
 
     def tell(template: str, values: dict[str, object], event: str, detail: str) -> None:
         """Answer the sender with `template` and log `event` on the ticket."""
@@ -331,6 +355,8 @@ def _act(
         return StaffOutcome(
             MessageState.HELD, f"staff reply could not be relayed ({type(exc).__name__})"
         )
+    if acts:
+        limits.record_applied(connection, sender, ticket, inbound_id, acts, now)
     if not parsed.commands and not text_for_citizen:
         ticket_rows.add_event(
             connection,
@@ -464,6 +490,7 @@ def _reject(
     ticket_rows.add_event(
         connection, ticket.id, now, "command_rejected", detail, actor=sender, inbound_id=inbound_id
     )
+    trail.record_refusals(connection, now, sender, ticket.ref, problems)
     return StaffOutcome(MessageState.PROCESSED, "command error answered to the sender")
 
 
@@ -505,7 +532,7 @@ def _confirm_held_reply(
     as text even when it looks like a command left unmarked."""
     sender, inbound_id = arrival.sender or "", arrival.inbound_id
     for held in inbound_rows.held_for_confirmation(connection, ticket.id):
-        original = parse_message(held.raw)
+        original, _sent_as = send_as.judged(app.settings, parse_message(held.raw), held.raw)
         if original.sender is None or original.sender.address != sender:
             continue
         extracted = extract_new_text(original.text, internal_markers=(INTERNAL_MARKER,))

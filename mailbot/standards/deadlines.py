@@ -33,10 +33,16 @@ CATEGORY_COMMITMENTS: Mapping[str, tuple[str, ...]] = {
 
 # What leaving the building means for a ticket: the column stamped the first time, and the
 # kinds of commitment an outgoing message of that purpose meets.
-STAMPS: Mapping[str, str] = {"acknowledgement": "acknowledged_at", "reply": "answered_at"}
+# A referral is the response: its acceptance by the relay meets the reply and result clocks.
+STAMPS: Mapping[str, str] = {
+    "acknowledgement": "acknowledged_at",
+    "reply": "answered_at",
+    "referral": "answered_at",
+}
 MEETS_KINDS: Mapping[str, tuple[str, ...]] = {
     "acknowledgement": ("acknowledgement",),
     "reply": ("reply", "result"),
+    "referral": ("reply", "result"),
 }
 
 

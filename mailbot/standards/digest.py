@@ -1,7 +1,8 @@
 """The supervisors' digest: its content and the values its templates take (pure).
 
-Per supervised queue: overdue, due today, due soon, on hold, and the month's compliance per
-commitment (the queue's cases whose due date falls in the current month, as of the digest).
+Per supervised queue: overdue, due today, due soon, on hold, the month's compliance per
+commitment (the queue's cases whose due date falls in the current month, as of the digest),
+and each referral sent outside the ministry since the previous digest (where, by whom).
 """
 
 from __future__ import annotations
@@ -58,6 +59,19 @@ class Compliance(compliance.Outcomes):
 
 
 @dataclass(frozen=True, slots=True)
+class SentReferral:
+    """A referral the relay accepted: which ticket went outside the ministry, where, by whom
+    and when (the supervisors see each one: personal information left the ministry)."""
+
+    ref: str
+    category: str
+    mailbox: str
+    address: str
+    author: str
+    sent_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class QueueDigest:
     name: str
     display_name: str
@@ -67,6 +81,8 @@ class QueueDigest:
     due_soon: tuple[DigestLine, ...]
     on_hold: tuple[DigestLine, ...]
     compliance: tuple[Compliance, ...]
+    # Referrals sent outside the ministry since the previous digest, with their office time.
+    referrals: tuple[tuple[SentReferral, datetime], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +109,7 @@ def build_digest(
     settings: Settings,
     *,
     now: datetime,
+    referrals: Iterable[SentReferral] = (),
 ) -> Digest:
     """The digest's sections per supervised queue: overdue, due today, due soon, on hold.
 
@@ -111,6 +128,14 @@ def build_digest(
             continue
         if queue.name in by_queue:
             by_queue[queue.name].append(deadline)
+    referred: dict[str, list[SentReferral]] = {name: [] for name in due.queues}
+    for sent in referrals:
+        try:
+            queue_name = settings.queue_for(sent.category, sent.mailbox).name
+        except KeyError:
+            continue
+        if queue_name in referred:
+            referred[queue_name].append(sent)
     queues = []
     for name in due.queues:
         mailbox = settings.mailbox(name)
@@ -149,6 +174,7 @@ def build_digest(
                 ),
                 on_hold=tuple(line(d, 0) for d in items if d.status == TicketStatus.ON_HOLD),
                 compliance=tuple(compliance.get(name, ())),
+                referrals=tuple((r, r.sent_at.astimezone(calendar.zone)) for r in referred[name]),
             )
         )
     return Digest(

@@ -37,8 +37,10 @@ from mailbot.standards.due_jobs import (
     EscalationDue,
     OpenDeadline,
     ReminderDue,
+    business_day_before,
     digests_due,
     escalations_due,
+    office_moment,
     reminders_due,
     supervised_queues,
 )
@@ -130,7 +132,22 @@ def _digest(
         queue = settings.mailbox(name)
         counts = job_rows.month_compliance(connection, settings, queue, item.day, now)
         compliance[name] = compliance_lines(settings, queue, counts)
-    digest = build_digest(item, deadlines, compliance, app.calendar, settings, now=now)
+    # Since the previous business day's digest (the first missed one's, after downtime).
+    first = min((*item.missed_days, item.day))
+    since = office_moment(
+        app.calendar,
+        business_day_before(app.calendar, first, 1),
+        settings.reminders.digest_time,
+    )
+    digest = build_digest(
+        item,
+        deadlines,
+        compliance,
+        app.calendar,
+        settings,
+        now=now,
+        referrals=job_rows.referrals_sent(connection, since, now),
+    )
     row = outgoing.staff_message(
         connection,
         app,

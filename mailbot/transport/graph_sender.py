@@ -129,6 +129,12 @@ class GraphSender:
     async def send(self, envelope_from: str, recipient: str, raw: bytes) -> SendResult:
         return await asyncio.to_thread(self.send_now, recipient, raw)
 
+    @property
+    def announced_size(self) -> int | None:
+        """Graph announces nothing: its limits are `graph_limits.UPLOAD_MAX` per file (an
+        upload session) and the tenant's own message size limit, which refuses with 413."""
+        return None
+
     def send_now(self, recipient: str, raw: bytes) -> SendResult:
         message = email.message_from_bytes(raw, policy=email.policy.default)
         assert isinstance(message, EmailMessage)

@@ -46,6 +46,12 @@ class SenderSession(Protocol):
         """Send one message; a session that cannot reach the relay again raises SmtpError."""
         ...
 
+    @property
+    def announced_size(self) -> int | None:
+        """The largest message the relay said it takes (its EHLO SIZE, RFC 1870), 0 when it
+        announced no limit, None when it said nothing of the kind (yet, or ever: Graph)."""
+        ...
+
 
 class Sender(Protocol):
     def session(self, now: datetime) -> AbstractAsyncContextManager[SenderSession]:
@@ -91,6 +97,14 @@ class SmtpSession:
             await self.connect()
         return await _send(self._smtp, envelope_from, recipient, raw)
 
+    @property
+    def announced_size(self) -> int | None:
+        """The relay's EHLO SIZE (0: no limit announced, or no SIZE extension at all); None
+        before the session's first EHLO (it comes with the first message)."""
+        if self._smtp.last_ehlo_response is None:
+            return None
+        return announced_size(self._smtp.esmtp_extensions)
+
     async def close(self) -> None:
         if not self._smtp.is_connected:
             return
@@ -98,6 +112,13 @@ class SmtpSession:
             await self._smtp.quit()
         except (TimeoutError, aiosmtplib.SMTPException, OSError):
             self._smtp.close()
+
+
+def announced_size(extensions: dict[str, str]) -> int:
+    """The SIZE an EHLO answer announced (RFC 1870): its number, 0 when absent or without
+    one (the relay then states no fixed limit)."""
+    value = extensions.get("size", "").strip()
+    return int(value) if value.isdigit() else 0
 
 
 def smtp_client(settings: SmtpSettings) -> aiosmtplib.SMTP:

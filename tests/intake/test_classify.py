@@ -51,7 +51,7 @@ def mailbox(name: str = "renseignements", category: str = "information") -> Mail
             "password_env": "UNUSED",
             "category": category,
             "commitments": (),
-            "staff": ("listed.agent@partenaire.example",),
+            "staff": ("listed.agent@partenaire.example", STAFF),
         }
     )
 
@@ -220,9 +220,16 @@ def test_our_signed_message_id_is_own_mail_whoever_sends_it() -> None:
     assert "own_message_id" in verdict.rules
 
 
-def test_from_our_address_with_our_message_id_domain_is_own_mail() -> None:
-    raw = message(sender=INFO).replace(b"unit.0001@mail.example", f"x@{DOMAIN}".encode())
+def test_from_our_address_with_a_message_id_of_ours_is_own_mail() -> None:
+    ours = f"mb-digest.2025-11-24.0a1b2c3d4e5f@{DOMAIN}"
+    raw = message(sender=INFO).replace(b"unit.0001@mail.example", ours.encode())
     verdict = verdict_of(raw)
+    assert verdict.kind is Kind.OWN_MAIL
+    assert verdict.rules == ("from_own_address",)
+
+
+def test_from_our_address_with_our_purpose_header_is_own_mail() -> None:
+    verdict = verdict_of(message({"X-Mailbot-Purpose": "digest"}, sender=INFO))
     assert verdict.kind is Kind.OWN_MAIL
     assert verdict.rules == ("from_own_address",)
 
@@ -830,3 +837,93 @@ def test_every_automatic_rule_blocks_answers() -> None:
     assert {"unparsable_sender", "sender_not_requester"} <= {
         rule.name for rule in RULES if rule.blocks_answer
     }
+
+
+# --- Roles per ticket, and replies sent as the queue -------------------------------------------
+
+
+def test_staff_writing_to_a_queue_they_do_not_work_on_is_a_citizen_there() -> None:
+    raw = message(
+        sender=f"<{STAFF}>", subject="Plainte", body="Je désire porter plainte à titre personnel."
+    )
+    complaints = mailbox("plaintes", "complaint").model_copy(update={"staff": ("x@y.ca",)})
+    verdict = verdict_of(raw, mailbox=complaints)
+    assert (verdict.kind, verdict.category) == (Kind.NEW_REQUEST, "complaint")
+    assert verdict.rules == ("staff_sender", "staff_as_citizen")
+    assert verdict.may_auto_answer  # acknowledged, with a reference, like anybody
+
+
+def test_staff_at_the_domain_on_no_queue_is_a_citizen() -> None:
+    verdict = verdict_of(message(sender="<nouvel.agent@mri.gouv.qc.ca>"))
+    assert verdict.kind is Kind.NEW_REQUEST
+    assert "staff_as_citizen" in verdict.rules
+
+
+def test_staff_following_up_on_their_own_ticket_of_another_queue_is_its_citizen() -> None:
+    own = TicketFacts(ref=REF, requester=STAFF, status="answered", workers=frozenset({"x@y.ca"}))
+    verdict = verdict_of(
+        message({"In-Reply-To": TOKEN_ID}, sender=f"<{STAFF}>"), tickets={REF: own}
+    )
+    assert (verdict.kind, verdict.ticket_ref) == (Kind.FOLLOW_UP, REF)
+    assert "staff_as_citizen" in verdict.rules
+    assert "sender_not_requester" not in verdict.rules
+
+
+def test_staff_requester_who_works_the_ticket_queue_is_staff_on_it() -> None:
+    own = TicketFacts(ref=REF, requester=STAFF, status="open", workers=frozenset({STAFF}))
+    verdict = verdict_of(
+        message({"In-Reply-To": TOKEN_ID}, sender=f"<{STAFF}>"), tickets={REF: own}
+    )
+    assert (verdict.kind, verdict.ticket_ref) == (Kind.STAFF_REPLY, REF)
+
+
+def test_staff_replying_on_a_ticket_they_do_not_request_stays_staff_whatever_the_queue() -> None:
+    # The authority rule (mailbot/staff/authority.py) then decides; it is never a citizen's.
+    raw = message({"In-Reply-To": TOKEN_ID}, sender="<nouvel.agent@mri.gouv.qc.ca>")
+    assert verdict_of(raw, mailbox=mailbox("plaintes", "complaint")).kind is Kind.STAFF_REPLY
+
+
+@pytest.mark.parametrize("message_id", ["<unit.0001@mail.example>", f"<thunderbird-uuid@{DOMAIN}>"])
+def test_a_reply_sent_as_the_queue_is_a_staff_reply_never_set_aside(message_id: str) -> None:
+    raw = message(
+        {"In-Reply-To": TOKEN_ID, "Sender": f"Sophie <{STAFF}>"}, sender=f"Renseignements <{INFO}>"
+    ).replace(b"<unit.0001@mail.example>", message_id.encode())
+    verdict = verdict_of(raw)
+    assert (verdict.kind, verdict.ticket_ref) == (Kind.STAFF_REPLY, REF)
+    assert "sent_as_queue" in verdict.rules
+    assert "own_address_sender" not in verdict.rules
+    assert not verdict.may_auto_answer
+
+
+def test_a_reply_sent_as_the_queue_without_a_token_is_held_as_staff_without_a_ticket() -> None:
+    verdict = verdict_of(message({"Sender": f"<{STAFF}>"}, sender=f"<{INFO}>"))
+    assert (verdict.kind, verdict.ticket_ref) == (Kind.STAFF_REPLY, None)
+    assert "sent_as_queue" in verdict.rules
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {LOOP_HEADER: DOMAIN, "Sender": f"<{STAFF}>"},
+        {"X-Mailbot-Purpose": "reply", "In-Reply-To": TOKEN_ID},
+    ],
+)
+def test_our_own_mail_naming_a_sender_or_a_token_is_still_our_own(headers: dict[str, str]) -> None:
+    verdict = verdict_of(message(headers, sender=f"<{INFO}>"))
+    assert verdict.kind is Kind.OWN_MAIL
+    assert "sent_as_queue" not in verdict.rules
+
+
+def test_a_token_and_another_ticket_in_the_subject_name_several_tickets() -> None:
+    raw = message({"In-Reply-To": TOKEN_ID}, sender=f"<{STAFF}>", subject=f"RE: {OTHER_REF}")
+    verdict = verdict_of(raw)
+    assert verdict.kind is Kind.STAFF_REPLY
+    assert "several_tickets" in verdict.rules
+    assert verdict.named_tickets == (REF, OTHER_REF)
+
+
+def test_the_subject_naming_the_same_ticket_as_the_token_is_one_ticket() -> None:
+    raw = message({"In-Reply-To": TOKEN_ID}, sender=f"<{STAFF}>", subject=f"RE: [{REF}] Demande")
+    verdict = verdict_of(raw)
+    assert "several_tickets" not in verdict.rules
+    assert verdict.named_tickets == (REF,)

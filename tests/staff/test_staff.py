@@ -972,7 +972,7 @@ def test_reply_text_is_frozen() -> None:
 RECOGNISED = (
     "#fermer, #attente, #note, #assigner, #catégorie, #anglais, #entrevue, #comité, "
     "#conservation légale, #fin conservation légale, #incomplet, #complet, #fusionner, "
-    "#réponse type, #référer"
+    "#réponse type, #référer, #libérer"
 )
 UNKNOWN_TAIL = (
     "Une ligne qui commence par « # » ou « / » en haut de la réponse est une commande : "

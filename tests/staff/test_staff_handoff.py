@@ -378,7 +378,7 @@ def test_a_referral_sends_the_request_once_tells_the_citizen_and_counts_as_the_a
     assert met["info_reply"] is not None
     assert met["info_reply"].isoformat() == "2025-11-04T14:05:00+00:00"  # the referral's instant
     assert [detail for _, detail in trail] == [
-        "request, requester's name and address, and attachments sent to "
+        "request, 0 follow-up(s), requester's name and address, and 1 attachment(s) sent to "
         "@autre-organisme.example.org"
     ]
     assert report_of(app, "2025-11-20T10:00:00-05:00")["info_reply"] == (1, 1)  # met in time

@@ -208,6 +208,13 @@ def test_works_on_queue(queue: str, address: str, works: bool) -> None:
         ("agent.info@mri.gouv.qc.ca", True),
         ("accueil@autre-organisme.example.org", False),
         ("info@mri.gouv.qc.ca.example.net", False),
+        # The ministry's domains and their subdomains are inside; look-alikes are not.
+        ("direction@interne.mri.gouv.qc.ca", True),
+        ("x@a.b.mri.gouv.qc.ca", True),
+        ("x@MRI.GOUV.QC.CA", True),
+        ("x@xmri.gouv.qc.ca", False),
+        ("x@gouv.qc.ca.evil.example", False),
+        ("accueil@mifi.gouv.qc.ca", False),  # another ministry: a referral's usual target
     ],
 )
 def test_a_referral_leaves_the_ministry(address: str, own: bool) -> None:
@@ -431,4 +438,12 @@ def test_a_referred_ticket_is_referred_again_only_once_the_citizen_reopened_it()
         "referred",
     )
     assert referral_problem(settings(), reopened, "x@autre.example.org", "note") is None
-    assert merge_problem(reopened, ticket(id=3, ref="MRI-2025-00003"), "MRI-2025-00003") is None
+
+
+def test_a_referred_ticket_is_never_merged_either_way() -> None:
+    """The referral answered the request it carried, and only that one: a request merged
+    into a referred ticket would be counted as answered by a referral made without it."""
+    reopened = ticket(status="open", closed_reason="referred")
+    other = ticket(id=3, ref="MRI-2025-00003")
+    assert merge_problem(reopened, other, other.ref) == ("merge_referred", reopened.ref)
+    assert merge_problem(other, reopened, reopened.ref) == ("merge_referred", reopened.ref)
