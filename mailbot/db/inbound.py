@@ -242,6 +242,22 @@ def held_for_confirmation(connection: Connection, ticket_id: int) -> list[Stored
     return [message for i in rows if (message := stored_message(connection, i)) is not None]
 
 
+def staff_replies_after(
+    connection: Connection, ticket_id: int, after_id: int, before_id: int
+) -> list[StoredMessage]:
+    """The staff messages stored on a ticket between two inbound ids (exclusive), oldest
+    first: what a held reply's sender wrote on the ticket since."""
+    rows = connection.execute(
+        sa.select(INBOUND.c.id)
+        .where(INBOUND.c.ticket_id == ticket_id)
+        .where(INBOUND.c.kind == "staff_reply")
+        .where(INBOUND.c.id > after_id)
+        .where(INBOUND.c.id < before_id)
+        .order_by(INBOUND.c.id)
+    ).scalars()
+    return [message for i in rows if (message := stored_message(connection, i)) is not None]
+
+
 def citizen_thread(connection: Connection, ticket_id: int) -> tuple[list[str], list[str]]:
     """Message-IDs of the citizen's messages on the ticket and of ours to the citizen."""
     citizen = [

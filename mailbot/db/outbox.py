@@ -150,6 +150,30 @@ def row_by_message_id(connection: Connection, message_id: str) -> SentMessage | 
     return SentMessage(row.id, row.ticket_id, row.recipient, row.purpose) if row else None
 
 
+# The notices that ask a staff member to confirm a held reply (mailbot/staff/replies.py):
+# each row's key is "<template>:<held inbound id>:<recipient>".
+CONFIRMATION_PURPOSES = ("staff_confirm", "staff_unmarked_command")
+
+
+def held_replies_asked_about(connection: Connection, message_ids: Sequence[str]) -> set[int]:
+    """The held staff replies (inbound ids) whose confirmation request is one of
+    `message_ids`: what a `confirmer` answering that request is about."""
+    wanted = [m.strip() if m.strip().startswith("<") else f"<{m.strip()}>" for m in message_ids]
+    if not wanted:
+        return set()
+    keys = connection.execute(
+        sa.select(OUTBOX.c.dedupe_key)
+        .where(OUTBOX.c.message_id.in_(wanted))
+        .where(OUTBOX.c.purpose.in_(CONFIRMATION_PURPOSES))
+    ).scalars()
+    found = set()
+    for key in keys:
+        parts = key.split(":")
+        if len(parts) >= 2 and parts[1].isdigit():
+            found.add(int(parts[1]))
+    return found
+
+
 def automatic_answers_since(
     connection: Connection, since: datetime, recipient: str | None = None
 ) -> int:

@@ -39,6 +39,7 @@ from sqlalchemy.engine import Connection
 from mailbot.context import App
 from mailbot.db import access
 from mailbot.db import inbound as inbound_rows
+from mailbot.db import outbox as outbox_rows
 from mailbot.db import tickets as ticket_rows
 from mailbot.db.tickets import TicketRow
 from mailbot.intake import citizens
@@ -527,14 +528,25 @@ def _confirm_held_reply(
     arrival: citizens.Arrival,
     now: datetime,
 ) -> StaffOutcome:
-    """Apply the sender's latest reply on this ticket that was held for confirmation (checked
-    again, as the ticket and the queue's lists stand now): as written, its first line taken
-    as text even when it looks like a command left unmarked."""
+    """Apply the reply the sender confirms (checked again, as the ticket and the queue's lists
+    stand now): as written, its first line taken as text even when it looks like a command
+    left unmarked.
+
+    Which reply: the one whose confirmation request the `confirmer` answers (its In-Reply-To
+    or References), else the sender's newest held reply on the ticket; in both cases only if
+    the sender has written nothing on the ticket since: a reply sent again corrected
+    supersedes the one held, which a late `confirmer` must never send. Nothing to confirm is
+    said to the sender, never passed over in silence."""
     sender, inbound_id = arrival.sender or "", arrival.inbound_id
+    asked_about = outbox_rows.held_replies_asked_about(connection, arrival.mail.thread_ids)
     for held in inbound_rows.held_for_confirmation(connection, ticket.id):
         original, _sent_as = send_as.judged(app.settings, parse_message(held.raw), held.raw)
         if original.sender is None or original.sender.address != sender:
             continue
+        if asked_about and held.id not in asked_about:
+            continue
+        if _written_since(connection, app, ticket, held.id, arrival):
+            break
         extracted = extract_new_text(original.text, internal_markers=(INTERNAL_MARKER,))
         parsed = parse_commands(extracted.text)
         outcome = _act(
@@ -570,4 +582,37 @@ def _confirm_held_reply(
             inbound_id=inbound_id,
         )
         return StaffOutcome(MessageState.PROCESSED, f"confirmed held reply #{held.id}")
-    return StaffOutcome(MessageState.PROCESSED, "confirmation with no held reply to confirm")
+    _tell_sender(
+        connection,
+        app,
+        ticket,
+        sender,
+        "nothing_to_confirm",
+        {},
+        inbound_id,
+        now,
+        arrival.mail.message_id,
+    )
+    return StaffOutcome(
+        MessageState.PROCESSED,
+        "confirmation with no held reply to confirm (none held, or the sender wrote since); "
+        "the sender was told",
+    )
+
+
+def _written_since(
+    connection: Connection,
+    app: App,
+    ticket: TicketRow,
+    held_id: int,
+    arrival: citizens.Arrival,
+) -> bool:
+    """Whether the confirming sender wrote on the ticket after the held reply (before this
+    confirmation)."""
+    for later in inbound_rows.staff_replies_after(
+        connection, ticket.id, held_id, arrival.inbound_id
+    ):
+        mail, _sent_as = send_as.judged(app.settings, parse_message(later.raw), later.raw)
+        if mail.sender is not None and mail.sender.address == arrival.sender:
+            return True
+    return False

@@ -462,6 +462,42 @@ def test_a_mistyped_command_reaches_no_citizen_until_confirmed_and_texte_is_remo
     assert "texte :" not in text
 
 
+def test_a_held_reply_sent_again_corrected_is_never_sent_by_a_late_confirmation(
+    sandbox: Sandbox, make_app: AppFactory
+) -> None:
+    """A tired staff member: "Fermer" is held, the reply is sent again with "#fermer", then
+    the first notice is answered "confirmer" out of habit. The corrected reply superseded
+    the held one: nothing reaches the citizen, and the sender is told why."""
+    sandbox.deliver(INFO, citizen_request(), received_at=office("2025-11-03T10:00"))
+    run_pass(make_app("2025-11-03T10:01:00-05:00"))
+    [notice] = sandbox.fetch_all(AGENT)
+    typo = staff_reply(notice, "Fermer\r\n\r\nMerci de votre patience.")
+    sandbox.deliver(INFO, typo, received_at=office("2025-11-04T09:00"))
+    run_pass(make_app("2025-11-04T09:05:00-05:00"))
+    [held] = [
+        parsed(raw)
+        for raw in sandbox.fetch_all(AGENT)
+        if "commande sans « # »" in str(parsed(raw)["Subject"])
+    ]
+    corrected = staff_reply(notice, "#fermer", message_id="<reply-2@mri.gouv.qc.ca>")
+    sandbox.deliver(INFO, corrected, received_at=office("2025-11-04T09:10"))
+    run_pass(make_app("2025-11-04T09:15:00-05:00"))
+    confirm = staff_reply(held.as_bytes(), "confirmer", message_id="<confirm-1@mri.gouv.qc.ca>")
+    sandbox.deliver(INFO, confirm, received_at=office("2025-11-04T09:30"))
+    app = make_app("2025-11-04T09:35:00-05:00")
+
+    run_pass(app)
+
+    assert citizen_replies(sandbox) == []
+    assert tickets(app)["MRI-2025-00001"].status == "closed"
+    [told] = [
+        text_of(parsed(raw))
+        for raw in sandbox.fetch_all(AGENT)
+        if "Rien à confirmer" in str(parsed(raw)["Subject"])
+    ]
+    assert "remplacée par votre message suivant" in told
+
+
 def test_a_referral_the_other_body_refuses_is_reported_to_its_author(
     sandbox: Sandbox, make_app: AppFactory
 ) -> None:
