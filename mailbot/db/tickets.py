@@ -13,6 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from mailbot.models import COUNTER, DEADLINE, EVENT, HOLD, INBOUND, TICKET
@@ -95,13 +96,32 @@ def tickets_of_message_ids(connection: Connection, message_ids: Sequence[str]) -
 
 
 def allocate_ref(connection: Connection, prefix: str, year: int) -> str:
-    """The next reference of the year. The write transaction holds the database's write lock
-    (BEGIN IMMEDIATE on SQLite, the row lock elsewhere), so two processes never share one."""
-    updated = connection.execute(_NEXT_REF, {"of_prefix": prefix, "of_year": year}).scalar()
-    if updated is None:
-        connection.execute(sa.insert(COUNTER).values(prefix=prefix, year=year, last=1))
-        updated = 1
-    return f"{prefix}-{year}-{int(updated):05d}"
+    """The next reference of the year. Two transactions never share one: on SQLite the write
+    transaction holds the database's write lock (BEGIN IMMEDIATE); on PostgreSQL the second
+    waits for the first's counter row, and for the year's first reference, for the first's
+    insert of that row, then counts on from it."""
+    parameters = {"of_prefix": prefix, "of_year": year}
+    number = connection.execute(_NEXT_REF, parameters).scalar()
+    if number is None:
+        # The year's first reference, unless another transaction made the counter row
+        # meanwhile: then the insert does nothing (once that transaction has committed) and
+        # the row it made counts on.
+        number = connection.execute(_first_ref(connection.dialect.name), parameters).scalar()
+    if number is None:
+        number = connection.execute(_NEXT_REF, parameters).scalar_one()
+    return f"{prefix}-{year}-{int(number):05d}"
+
+
+@lru_cache(maxsize=4)
+def _first_ref(dialect: str) -> Any:
+    """INSERT of a year's counter at 1 ... ON CONFLICT DO NOTHING RETURNING last."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert(COUNTER)
+        .values(prefix=sa.bindparam("of_prefix"), year=sa.bindparam("of_year"), last=1)
+        .on_conflict_do_nothing(index_elements=[COUNTER.c.prefix, COUNTER.c.year])
+        .returning(COUNTER.c.last)
+    )
 
 
 def insert_ticket(connection: Connection, values: Mapping[str, Any], now: datetime) -> TicketRow:
