@@ -322,13 +322,17 @@ def office_date_sql(
         raise NotImplementedError(f"the report supports SQLite and PostgreSQL, not {dialect}")
     segments = offset_segments(calendar, first, last)
     modifiers = [f"{seconds:+d} seconds" for _, seconds in segments]
+    # SQLite's date functions round the stored text ("YYYY-MM-DD HH:MM:SS.ffffff") to the
+    # millisecond, so the last half millisecond of a day would be dated the next day; cut to
+    # whole seconds, which never cross midnight.
+    instant = sa.func.substr(column, 1, 19)
     if len(segments) == 1:
-        return sa.func.date(column, modifiers[0])
+        return sa.func.date(instant, modifiers[0])
     shift = sa.case(
         *[(column < starts, modifiers[index]) for index, (starts, _) in enumerate(segments[1:])],
         else_=modifiers[-1],
     )
-    return sa.func.date(column, shift)
+    return sa.func.date(instant, shift)
 
 
 def offset_segments(
