@@ -79,12 +79,14 @@ def start_alert(connection: Connection, name: str, now: datetime, detail: str) -
     )
     if updated.rowcount:
         return True
+    # RETURNING says whether the row was made: SQLAlchemy keeps the rowcount of UPDATE and
+    # DELETE only, and an INSERT's reads -1 on PostgreSQL (psycopg), which is true.
     inserted = connection.execute(
-        insert_ignoring(connection, ALERT, "name").values(
-            name=name, started_at=now, resolved_at=None, detail=detail[:2000]
-        )
-    )
-    return bool(inserted.rowcount)
+        insert_ignoring(connection, ALERT, "name")
+        .values(name=name, started_at=now, resolved_at=None, detail=detail[:2000])
+        .returning(ALERT.c.name)
+    ).first()
+    return inserted is not None
 
 
 def resolve_alert(connection: Connection, name: str, now: datetime) -> bool:
