@@ -97,9 +97,10 @@ def test_a_folder_has_one_delta_link_and_counts_its_resyncs(connection: Connecti
     assert graph_rows.delta_link(connection, BOX, "Inbox") == ""
     graph_rows.save_delta_link(connection, BOX, "Inbox", "https://graph/delta?1", T, resync=False)
     graph_rows.save_delta_link(connection, BOX, "Inbox", "https://graph/delta?2", T, resync=True)
-    graph_rows.save_delta_link(connection, BOX, "Inbox", "https://graph/delta?3", T, resync=True)
+    graph_rows.save_delta_link(connection, BOX, "Inbox", "https://graph/delta?3", T, resync=False)
+    graph_rows.save_delta_link(connection, BOX, "Inbox", "https://graph/delta?4", T, resync=True)
     graph_rows.save_delta_link(connection, BOX, "Archive", "https://graph/delta?a", T, resync=False)
-    assert graph_rows.delta_link(connection, BOX, "Inbox") == "https://graph/delta?3"
+    assert graph_rows.delta_link(connection, BOX, "Inbox") == "https://graph/delta?4"
     assert graph_rows.delta_link(connection, "plaintes", "Inbox") == ""
     rows = connection.execute(
         sa.select(GRAPH_FOLDER.c.folder, GRAPH_FOLDER.c.resyncs).order_by(GRAPH_FOLDER.c.folder)
