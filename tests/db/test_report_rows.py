@@ -22,7 +22,9 @@ R, P = "renseignements", "plaintes"
 
 # ref: (queue, status, {commitment: (clock start, due date, reply or None, days on hold)},
 #       [(hold kind, start, end or None)])
-TICKETS: dict[str, tuple[str, str, dict[str, tuple[str, str, str | None, int]], list]] = {
+Deadlines = dict[str, tuple[str, str, str | None, int]]
+Holds = list[tuple[str, str, str | None]]
+TICKETS: dict[str, tuple[str, str, Deadlines, Holds]] = {
     "MRI-2025-00001": (
         R,
         "answered",
@@ -138,11 +140,33 @@ def cases(queue: str | None = None, restarting: tuple[str, ...] = ("info_reply",
     )
 
 
-def count(commitment: str, queue: str, month: str, *figures: int, answers: tuple = ()) -> CountRow:
-    """A count row: cases, met, late, open_late, days_on_hold, cases_with_hold, and the first
-    and last reply instants."""
+def count(
+    commitment: str,
+    queue: str,
+    month: str,
+    cases: int,
+    met: int,
+    late: int,
+    open_late: int,
+    days_on_hold: int,
+    cases_with_hold: int,
+    answers: tuple[str, ...] = (),
+) -> CountRow:
+    """A count row, with the first and last reply instants (`answers`)."""
     first, last = (at(answers[0]), at(answers[-1])) if answers else (None, None)
-    return CountRow(commitment, queue, day(month), *figures, first, last)
+    return CountRow(
+        commitment,
+        queue,
+        day(month),
+        cases,
+        met,
+        late,
+        open_late,
+        days_on_hold,
+        cases_with_hold,
+        first,
+        last,
+    )
 
 
 def test_the_counts_per_commitment_queue_and_month(connection: Connection) -> None:
