@@ -1,5 +1,5 @@
-"""Two transactions at once on a database of the test's own: the second runs in a thread while
-the first holds its writes uncommitted, and the test waits until the second is blocked."""
+"""Two transactions at once (on `committing_engine`): the second runs in a thread while the
+first holds its writes uncommitted, and the test waits until the second is blocked."""
 
 from __future__ import annotations
 

@@ -175,16 +175,16 @@ def test_a_lease_owner_prefix_is_matched_literally(connection: Connection) -> No
     assert outbox_rows.live_lease_owners(connection, T, "hostX1") == []
 
 
-def test_two_workers_leasing_at_once_never_share_a_row(own_engine: Engine) -> None:
+def test_two_workers_leasing_at_once_never_share_a_row(committing_engine: Engine) -> None:
     """The first worker's lease is not committed yet when the second leases: the second
     waits, then takes only rows the first did not."""
-    with own_engine.begin() as connection:
+    with committing_engine.begin() as connection:
         rows = [queued(connection, f"k{n}", purpose="notice") for n in range(4)]
-    with own_engine.connect() as first:
+    with committing_engine.connect() as first:
         with first.begin():
             taken = outbox_rows.lease(first, T, T + LEASE, "first", 2, paced=None)
             second = start_second(
-                own_engine,
+                committing_engine,
                 lambda connection: outbox_rows.lease(
                     connection, T, T + LEASE, "second", 4, paced=None
                 ),

@@ -1,6 +1,6 @@
 """The rows of one requester's access request: their tickets whatever the case of the
-address, each with its own messages and the mail sent to them, in order (a read of its own,
-so the rows are committed in a database of the test's own)."""
+address, each with its own messages and the mail sent to them, in order (the function reads
+on a connection of its own, so the rows are committed first)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from tests.db.seed import at, day, inbound, queued, ticket
 T = at("2025-03-03T14:00:00Z")
 
 
-def test_a_requesters_tickets_with_what_hangs_off_each(own_engine: Engine) -> None:
-    with own_engine.begin() as connection:
+def test_a_requesters_tickets_with_what_hangs_off_each(committing_engine: Engine) -> None:
+    with committing_engine.begin() as connection:
         mine = ticket(connection, "MRI-2025-00001", requester="Citoyen@Example.org")
         ticket(connection, "MRI-2025-00002", requester="autre@example.org")
         later = ticket(
@@ -43,7 +43,7 @@ def test_a_requesters_tickets_with_what_hangs_off_each(own_engine: Engine) -> No
         )
         clock_rows.open_hold(connection, mine.id, T, "pièce", "agent", "incomplete")
         ticket_rows.add_event(connection, mine.id, T, "opened")
-    found = requester_rows.requester_tickets(own_engine, "citoyen@example.org")
+    found = requester_rows.requester_tickets(committing_engine, "citoyen@example.org")
     assert [item.ticket.ref for item in found] == ["MRI-2025-00001", "MRI-2025-00003"]
     first = found[0]
     assert [(r.kind, r.raw) for r in first.received] == [

@@ -12,16 +12,18 @@ from mailbot import store
 from mailbot.models import META
 
 
-def test_migrating_twice_is_harmless_and_gives_the_newest_revision(own_engine: Engine) -> None:
-    with own_engine.begin() as connection:
+def test_migrating_twice_is_harmless_and_gives_the_newest_revision(
+    committing_engine: Engine,
+) -> None:
+    with committing_engine.begin() as connection:
         connection.execute(sa.insert(META).values(key="clock", value="wall"))
-    revision = store.schema_revision(own_engine)
-    store.migrate(own_engine)
-    assert store.schema_revision(own_engine) == revision
+    revision = store.schema_revision(committing_engine)
+    store.migrate(committing_engine)
+    assert store.schema_revision(committing_engine) == revision
     config = AlembicConfig()
     config.set_main_option("script_location", str(store.MIGRATIONS))
     assert revision == ScriptDirectory.from_config(config).get_current_head()
-    with own_engine.connect() as connection:
+    with committing_engine.connect() as connection:
         assert connection.execute(sa.select(META.c.value)).scalar_one() == "wall"
 
 

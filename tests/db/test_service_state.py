@@ -47,32 +47,33 @@ def test_open_alerts_are_found_by_a_literal_prefix(connection: Connection) -> No
 
 
 def test_the_first_of_two_transactions_starting_an_alert_at_once_wins(
-    own_engine: Engine,
+    committing_engine: Engine,
 ) -> None:
-    with own_engine.begin() as first:
+    with committing_engine.begin() as first:
         assert service.start_alert(first, "pacing", T, "first")
         second = start_second(
-            own_engine, lambda connection: service.start_alert(connection, "pacing", T, "second")
+            committing_engine,
+            lambda connection: service.start_alert(connection, "pacing", T, "second"),
         )
     assert second.outcome() is False
-    with own_engine.connect() as connection:
+    with committing_engine.connect() as connection:
         assert service.open_alert(connection, "pacing") == service.Alert("pacing", T, "first")
 
 
 def test_the_first_of_two_transactions_reopening_an_alert_at_once_wins(
-    own_engine: Engine,
+    committing_engine: Engine,
 ) -> None:
-    with own_engine.begin() as connection:
+    with committing_engine.begin() as connection:
         service.start_alert(connection, "pacing", T, "old")
         service.resolve_alert(connection, "pacing", T)
-    with own_engine.begin() as first:
+    with committing_engine.begin() as first:
         assert service.start_alert(first, "pacing", LATER, "first")
         second = start_second(
-            own_engine,
+            committing_engine,
             lambda connection: service.start_alert(connection, "pacing", LATER, "second"),
         )
     assert second.outcome() is False
-    with own_engine.connect() as connection:
+    with committing_engine.connect() as connection:
         assert service.open_alert(connection, "pacing") == service.Alert("pacing", LATER, "first")
 
 
@@ -98,11 +99,13 @@ def test_a_fact_set_replaces_the_claim_and_a_fact_dropped_can_be_claimed_again(
     assert service.claim_meta(connection, "relay_size", "1") == "1"
 
 
-def test_the_first_of_two_transactions_claiming_a_fact_at_once_wins(own_engine: Engine) -> None:
-    with own_engine.begin() as first:
+def test_the_first_of_two_transactions_claiming_a_fact_at_once_wins(
+    committing_engine: Engine,
+) -> None:
+    with committing_engine.begin() as first:
         assert service.claim_meta(first, "clock", "wall") == "wall"
         second = start_second(
-            own_engine, lambda connection: service.claim_meta(connection, "clock", "fixed")
+            committing_engine, lambda connection: service.claim_meta(connection, "clock", "fixed")
         )
     assert second.outcome() == "wall"
 

@@ -39,27 +39,27 @@ def test_the_number_grows_past_five_digits_without_wrapping(connection: Connecti
 
 
 def test_two_transactions_allocating_at_once_get_consecutive_references(
-    own_engine: Engine,
+    committing_engine: Engine,
 ) -> None:
     """The second waits for the first's counter row, then takes the next number."""
-    with own_engine.begin() as connection:
+    with committing_engine.begin() as connection:
         assert ticket_rows.allocate_ref(connection, "MRI", 2025) == "MRI-2025-00001"
-    with own_engine.begin() as first:
+    with committing_engine.begin() as first:
         assert ticket_rows.allocate_ref(first, "MRI", 2025) == "MRI-2025-00002"
         second = start_second(
-            own_engine, lambda connection: ticket_rows.allocate_ref(connection, "MRI", 2025)
+            committing_engine, lambda connection: ticket_rows.allocate_ref(connection, "MRI", 2025)
         )
     assert second.outcome() == "MRI-2025-00003"
 
 
 def test_two_transactions_opening_a_year_at_once_get_consecutive_references(
-    own_engine: Engine,
+    committing_engine: Engine,
 ) -> None:
     """The first reference of a year: neither finds the counter row, both make it; the
     second waits for the first's, then takes the next number (never an error, never the same)."""
-    with own_engine.begin() as first:
+    with committing_engine.begin() as first:
         assert ticket_rows.allocate_ref(first, "MRI", 2026) == "MRI-2026-00001"
         second = start_second(
-            own_engine, lambda connection: ticket_rows.allocate_ref(connection, "MRI", 2026)
+            committing_engine, lambda connection: ticket_rows.allocate_ref(connection, "MRI", 2026)
         )
     assert second.outcome() == "MRI-2026-00002"
