@@ -23,6 +23,7 @@ from mailbot.models import (
     EVENT,
     HOLD,
     INBOUND,
+    MESSAGE_ALIAS,
     OUTBOX,
     RETENTION_RUN,
     TICKET,
@@ -447,7 +448,8 @@ def derived_from(connection: Connection, inbound_ids: Sequence[int]) -> list[Out
 
 
 def outgoing_of_tickets(connection: Connection, ticket_ids: Sequence[int]) -> list[str]:
-    """The Message-IDs of every message mailbot queued on these tickets."""
+    """The Message-IDs of every message mailbot queued on these tickets, and those the
+    transport sent them under (`with_aliases`)."""
     found: list[str] = []
     for start in range(0, len(ticket_ids), 500):
         found += [
@@ -455,6 +457,22 @@ def outgoing_of_tickets(connection: Connection, ticket_ids: Sequence[int]) -> li
             for value in connection.execute(
                 sa.select(OUTBOX.c.message_id).where(
                     OUTBOX.c.ticket_id.in_(ticket_ids[start : start + 500])
+                )
+            ).scalars()
+        ]
+    return with_aliases(connection, found)
+
+
+def with_aliases(connection: Connection, message_ids: Sequence[str]) -> list[str]:
+    """`message_ids` and the Message-IDs the transport gave those messages instead (Exchange,
+    over Graph: `message_alias`), which is what their copies in Sent Items carry."""
+    found = list(message_ids)
+    for start in range(0, len(message_ids), 500):
+        found += [
+            str(value)
+            for value in connection.execute(
+                sa.select(MESSAGE_ALIAS.c.assigned).where(
+                    MESSAGE_ALIAS.c.message_id.in_(list(message_ids[start : start + 500]))
                 )
             ).scalars()
         ]

@@ -247,7 +247,7 @@ def run_retention(
             what = destruction(
                 "unlinked",
                 sha256s=tuple(copy.sha256 for copy in copies),
-                sent=tuple(out.message_id for out in outgoing),
+                sent=tuple(rows.with_aliases(connection, [out.message_id for out in outgoing])),
                 unlinked_before=unlinked_cutoff,
                 counts=(0, 0, count),
             )
@@ -343,7 +343,7 @@ def erase_requester(app: App, address: str, reason: str, actor: str) -> Retentio
                 sha256s=tuple(copy.sha256 for copy in (*copies, *theirs)),
                 sent=(
                     *rows.outgoing_of_tickets(connection, free),
-                    *(out.message_id for out in derived),
+                    *rows.with_aliases(connection, [out.message_id for out in derived]),
                 ),
                 counts=(
                     0,
