@@ -453,8 +453,33 @@ def _dispatch(args: argparse.Namespace, clock: Clock) -> int:
     with running_lock(settings.database_url, _command_name(args)):
         if command == "backup":
             return _backup(settings, args, clock)
+        if command == "run" and not args.once:
+            return _daemon(settings, args, clock)
         app = _start(settings, clock, daemon=command == "run")
         return _on_app(app, args)
+
+
+class _StoppedWhileStarting(BaseException):
+    """SIGTERM before the daemon's loop took over the signal: nothing is in hand yet."""
+
+
+def _stop_while_starting(_signum: int, _frame: object) -> None:
+    raise _StoppedWhileStarting
+
+
+def _daemon(settings: Settings, args: argparse.Namespace, clock: Clock) -> int:
+    """`mailbot run`: a SIGTERM while it starts (migrations, the start-up check, waiting for
+    another mailbot's turn) stops it at once with 0, as it does later (the service manager
+    may stop it at any moment); the daemon's loop then takes the signal over."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _stop_while_starting)
+    try:
+        app = _start(settings, clock, daemon=True)
+        return _on_app(app, args)
+    except _StoppedWhileStarting:
+        log.info("signal %s while starting: stopped", signal.SIGTERM.value)
+        return EXIT_OK
 
 
 def _command_name(args: argparse.Namespace) -> str:

@@ -67,7 +67,7 @@ def load_signing_key(settings: Settings, environ: Mapping[str, str]) -> bytes:
         path.parent.mkdir(parents=True, exist_ok=True)
         # Written whole beside it, then linked into place: two mailbots started together on
         # a new data folder both find one complete key (the second link fails, harmlessly).
-        partial = path.with_name(f".{path.name}.{os.getpid()}")
+        partial = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(secrets.token_urlsafe(32))

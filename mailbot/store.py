@@ -137,7 +137,11 @@ def one_at_a_time(url: str) -> Iterator[None]:
     database.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(database.with_name(database.name + ".start"), os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("another mailbot is starting on %s: waiting for its turn", database)
+            fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)

@@ -385,12 +385,16 @@ def verify_backup(path: Path, facts: BackupFacts) -> None:
 
 
 def database_data_until(database: Path) -> datetime | None:
-    """How far the data of the database in place goes (None: no database, or an empty one)."""
+    """How far the data of the database in place goes (None: no database, an empty one, or
+    one too damaged to read: a restore is what it needs)."""
     if not database.exists():
         return None
     connection = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
     try:
         return _data_until(connection)
+    except sqlite3.DatabaseError as exc:
+        log.warning("the database in place cannot be read (%s): it is kept as it is", exc)
+        return None
     finally:
         connection.close()
 

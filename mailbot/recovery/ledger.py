@@ -31,7 +31,7 @@ import email.policy
 import logging
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
@@ -214,13 +214,17 @@ class Withheld:
             sent=frozenset(m for entry in ledger.verified for m in entry.sent),
         )
 
-    def holds_message(self, key: bytes, sha256: str, senders: Iterable[str], at: datetime) -> bool:
+    def holds_message(
+        self, key: bytes, sha256: str, senders: Callable[[], Iterable[str]], at: datetime
+    ) -> bool:
         """Whether a received message (its SHA-256, its From/Reply-To/Sender addresses
-        normalised, its arrival) was erased: the very message, or mail of an erased person
-        that arrived before their erasure."""
-        if message_hash(key, sha256) in self.messages:
+        normalised, read only when needed, its arrival) was erased: the very message, or mail
+        of an erased person that arrived before their erasure."""
+        if self.messages and message_hash(key, sha256) in self.messages:
             return True
-        for sender in senders:
+        if not self.people:
+            return False
+        for sender in senders():
             erased = self.people.get(address_hash(key, sender))
             if erased is not None and at <= erased:
                 return True

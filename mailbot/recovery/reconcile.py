@@ -273,7 +273,11 @@ def reconcile(app: App) -> ReconcileReport:
         digest = hashlib.sha256(arrival.message.raw).hexdigest()
         if digest in hashes:
             continue
-        senders = personal.addresses_in(_head(arrival.message.raw))
+        raw = arrival.message.raw
+
+        def senders(raw: bytes = raw) -> frozenset[str]:
+            return personal.addresses_in(_head(raw))
+
         if withheld.holds_message(app.signing_key, digest, senders, arrival.message.internal_date):
             report.withheld += 1
             continue

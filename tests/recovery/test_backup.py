@@ -427,3 +427,27 @@ def test_a_command_started_during_a_restore_is_refused(
 
     assert code == EXIT_FAILURE
     assert "a restore is replacing it" in capsys.readouterr().err
+
+
+def test_a_damaged_database_in_place_is_replaced_and_kept_beside_it(
+    make_app: AppFactory,
+    fast_settings: Settings,
+    memory: MemoryMailboxes,
+    relay: RecordingSender,
+    tmp_path: Path,
+) -> None:
+    memory["renseignements"].deliver(request("<a@example.org>"), at("2025-11-03T10:00"))
+    app = make_app("2025-11-03T10:01:00-05:00")
+    run_pass(app)
+    copy = tmp_path / "night.db"
+    backup.take_backup(fast_settings.database_url, copy, app.clock.now())
+    app.engine.dispose()
+    database = backup.sqlite_path(fast_settings.database_url)
+    for suffix in ("-wal", "-shm"):
+        database.with_name(database.name + suffix).unlink(missing_ok=True)
+    database.write_bytes(b"SQLite format 3\x00" + os.urandom(8192))  # the disk went bad
+
+    done = restore_here(fast_settings, memory, relay, copy)
+
+    assert tickets(fast_settings.database_url) == ["MRI-2025-00001"]
+    assert done.kept is not None and done.kept.read_bytes().startswith(b"SQLite format 3")
