@@ -14,11 +14,15 @@ activity (`updated_at`):
   outcomes stay, so `mailbot report` gives the same figures.
 * **Mail of no ticket** (quarantined and set-aside messages, mail to staff, bounce states) is
   emptied `unlinked_days` after it was stored.
+* **Erasure ledger**: before a batch destroys anything, it leaves its entry in the ledger
+  kept in the mail store (mailbot/recovery/ledger.py: references, keyed hashes, mailbot's
+  Message-IDs, the counters; nothing personal). `reapply_ledger` applies the entries again
+  to a database restored from an older backup or rebuilt from the mail store.
 * **Mail store**: when a message's bytes go (raw destruction, anonymisation, mail of no
   ticket, erasure), its copy in its mailbox's processed or quarantine folder is deleted first
   (`personal.delete_copies`: matched by Message-ID or size and proven by the stored SHA-256;
-  \\Deleted then UID EXPUNGE). An IMAP failure interrupts the batch before the database
-  changes, so the next run does both.
+  \\Deleted then UID EXPUNGE), and the copy mailbot appended to a Sent folder. A mail store
+  failure interrupts the batch before the database changes, so the next run does both.
 * **Legal hold**: a ticket under legal hold is never destroyed or anonymised; released, it
   is due again by the same rules.
 * **Not reopened**: only closed or answered tickets are due; a citizen who writes again

@@ -21,6 +21,10 @@ arrival, with three differences:
 * copies in Sent that no message accounts for (reminders, digests, alerts) become sent rows,
   so their dedupe keys keep them from going out again.
 
+The erasure ledger (mailbot/recovery/ledger.py) is read first: the counters start above its
+high-water marks, its erasures and anonymisations are applied again to what the database
+holds, and what they erased is left out of the replay and of the Sent copies kept.
+
 Nothing is moved on the server, nothing is sent. Running it again changes nothing.
 `store_ahead` is the start-up check: the store holds recent mail the database does not know.
 """
