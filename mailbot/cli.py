@@ -490,19 +490,20 @@ def _command_name(args: argparse.Namespace) -> str:
     )
 
 
-# How long a command waits out a database another process holds busy while it starts.
+# How long a command waits out a SQLite database another process holds locked as it starts.
 STARTUP_PATIENCE_SECONDS = 120.0
 
 
 def _start(settings: Settings, clock: Clock, *, daemon: bool) -> App:
     """The application, its database migrated; for the daemon, checked against the mail
     store first. One process at a time on SQLite (mailbots started together take turns), and
-    a database another process holds busy for a moment is waited out; any other database
-    error ends the command, naming it."""
+    a SQLite database another process holds locked for a moment is waited out; any other
+    database error (a PostgreSQL server that does not answer, a damaged file) ends the
+    command at once, naming it."""
     import time
 
     from mailbot.context import build_app
-    from mailbot.store import is_transient, one_at_a_time
+    from mailbot.store import is_busy, one_at_a_time
 
     deadline = time.monotonic() + STARTUP_PATIENCE_SECONDS
     delay = 0.5
@@ -515,10 +516,9 @@ def _start(settings: Settings, clock: Clock, *, daemon: bool) -> App:
 
                     guard_clock(app)
                     _refuse_if_behind(app)
-                    _start_above_the_ledger(app)
                 return app
         except Exception as exc:
-            if not is_transient(exc) or time.monotonic() > deadline:
+            if not is_busy(exc) or time.monotonic() > deadline:
                 raise
             log.warning(
                 "database busy at start-up (%s); trying again in %.0f s",
@@ -527,23 +527,6 @@ def _start(settings: Settings, clock: Clock, *, daemon: bool) -> App:
             )
             time.sleep(delay)
             delay = min(delay * 2, 10.0)
-
-
-def _start_above_the_ledger(app: App) -> None:
-    """A new database starts above the erasure ledger's high-water marks, as the instance
-    the ledger names; it does not start without having read the ledger."""
-    from mailbot.errors import ImapError
-    from mailbot.recovery.ledger import start_new_database
-
-    try:
-        above = start_new_database(app)
-    except ImapError as exc:
-        raise ServerError(
-            "a new database starts only once it has read the erasure ledger in the mail "
-            f"store, which could not be read: {exc}"
-        ) from exc
-    if above:
-        log.warning("a new database: references continue after %s", ", ".join(above))
 
 
 def _on_app(app: App, args: argparse.Namespace) -> int:

@@ -41,6 +41,7 @@ from sqlalchemy.engine import Connection
 
 from mailbot.context import App
 from mailbot.db import ledger as rows
+from mailbot.db.service import claim_meta, meta_value
 from mailbot.errors import ImapError
 from mailbot.mail import mime
 from mailbot.recovery.ledger_entry import (
@@ -171,15 +172,27 @@ def message_text(raw: bytes) -> str:
     return text
 
 
-def read_ledger(app: App) -> Ledger:
+def read_ledger(app: App, failures: list[tuple[str, str]] | None = None) -> Ledger:
     """Every entry of every configured mailbox's ledger folder, once each. A mailbox that
-    cannot be read raises ImapError: a ledger read in part would forget erasures."""
+    cannot be read raises ImapError naming it (a ledger read in part would forget erasures);
+    with `failures`, each such mailbox is named there instead (its name, what failed) and the
+    others are read."""
     found: dict[str, ReadEntry] = {}
     unreadable = 0
     limit = app.settings.daemon.max_message_bytes
     for mailbox in app.settings.mailboxes:
-        with app.open_mailbox(mailbox, app.clock.now()) as box:
-            messages = box.read_folder(mailbox.ledger_folder, limit)
+        try:
+            with app.open_mailbox(mailbox, app.clock.now()) as box:
+                messages = box.read_folder(mailbox.ledger_folder, limit)
+        except ImapError as exc:
+            named = ImapError(
+                f"mailbox {mailbox.name}: the erasure ledger ({mailbox.ledger_folder}) could "
+                f"not be read: {exc}"
+            )
+            if failures is None:
+                raise named from exc
+            failures.append((mailbox.name, str(named)))
+            continue
         for message in messages:
             read = read_entry(message_text(message.raw), app.signing_key)
             if read is None:
@@ -252,13 +265,26 @@ def start_above(app: App, ledger: Ledger) -> list[str]:
         return raise_counters(connection, ledger.high_water())
 
 
-def start_new_database(app: App) -> list[str]:
-    """Before a daemon starts on a database that holds no mail yet: the ledger read, and the
-    database takes its instance id and starts above its high-water marks (a reference once
+# The service_meta key a new database gets once it has read the ledger.
+LEDGER_READ = "ledger_read"
+
+
+def start_new_database(app: App, failures: list[tuple[str, str]]) -> list[str] | None:
+    """Before the first mail a database takes in: the ledger read (once), and the database
+    takes the instance id it names and starts above its high-water marks (a reference once
     given is never given again, even when everything that carried it was erased). The
-    references it continues after; nothing for a database that holds mail. ImapError when
-    the ledger cannot be read: a new database does not start without it."""
+    references it continues after; None when a mailbox's ledger could not be read (each
+    named in `failures`): then no mail may be taken in yet. Nothing to do for a database
+    that holds mail, or has read the ledger already."""
     with reading(app.engine) as connection:
-        if not rows.holds_no_mail(connection):
+        if meta_value(connection, LEDGER_READ) is not None or not rows.holds_no_mail(connection):
             return []
-    return start_above(app, read_ledger(app))
+    found = read_ledger(app, failures)
+    if failures:
+        return None
+    above = start_above(app, found)
+    with app.engine.begin() as connection:
+        claim_meta(connection, LEDGER_READ, app.clock.now().isoformat())
+    if above:
+        log.warning("a new database: references continue after %s", ", ".join(above))
+    return above

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -179,7 +180,7 @@ def test_a_new_database_starts_above_the_ledger_when_every_ticket_was_erased(
 
     with lost_and_new(tmp_path) as url:
         new = make_app("2025-11-04T11:00:00-05:00", on(chosen, url))
-        assert start_new_database(new) == ["MRI-2025-00003"]
+        assert start_new_database(new, []) == ["MRI-2025-00003"]
         memory["renseignements"].deliver(
             request("<d@example.org>", sender=DORA), at("2025-11-04T11:01")
         )
@@ -352,3 +353,37 @@ def test_anonymisation_by_the_schedule_stays_done_after_a_restore_and_in_the_his
     with after.engine.connect() as connection:
         runs = connection.execute(sa.text("SELECT trigger, anonymised FROM retention_run")).all()
     assert ("cli", 3) in [tuple(run) for run in runs]
+
+
+def test_a_new_database_whose_ledger_cannot_be_read_takes_no_mail_and_says_which_mailbox(
+    make_app: AppFactory,
+    chosen: Settings,
+    memory: MemoryMailboxes,
+    relay: RecordingSender,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from mailbot.errors import ImapError
+    from tests.fakes import MemoryMailbox
+
+    reads = MemoryMailbox.read_folder
+
+    def ledger_unreadable(box: MemoryMailbox, folder: str, max_bytes: int) -> list[Any]:
+        if folder == "Registre-mailbot" and box is memory["plaintes"]:
+            raise ImapError("IMAP: connection reset")
+        return reads(box, folder, max_bytes)
+
+    monkeypatch.setattr(MemoryMailbox, "read_folder", ledger_unreadable)
+    memory["renseignements"].deliver(request("<a@example.org>", sender=ANA), at("2025-11-03T10:00"))
+    app = make_app("2025-11-03T10:05:00-05:00", chosen)
+
+    report = run_pass(app)
+
+    assert not report.ok and report.errors == ["imap:plaintes"]
+    assert refs(app) == {} and relay.sent == []
+    assert (
+        "mailbox plaintes: the erasure ledger (Registre-mailbot) could not be read" in caplog.text
+    )
+    monkeypatch.setattr(MemoryMailbox, "read_folder", reads)
+    assert run_pass(make_app("2025-11-03T10:10:00-05:00", chosen)).ok
+    assert refs(app) == {ANA: "MRI-2025-00001"}
