@@ -115,7 +115,8 @@ def run_pass(
     mailboxes: Sequence[MailboxSettings] | None = None,
 ) -> PassReport:
     """One pass: the new mail of `mailboxes` (default: every one), the jobs that are due,
-    then the outbox."""
+    then the outbox. A restored database is first reconciled with the mail store, and a new
+    one first reads the erasure ledger (mailbot/recovery/ledger.py)."""
     guard_clock(app)
     report = PassReport()
     if reconcile_pending(app):

@@ -27,6 +27,14 @@ from tests.fakes import MemoryMailboxes, RecordingSender
 from tests.intake.test_pipeline import at, header, request
 
 
+@pytest.fixture(autouse=True)
+def secrets_in_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `mailbot` run in-process finds in its environment (no server answers anyway)."""
+    monkeypatch.setenv("MAILBOT_SIGNING_KEY", TEST_SIGNING_KEY)
+    for name in ("RENSEIGNEMENTS", "PLAINTES"):
+        monkeypatch.setenv(f"MAILBOT_IMAP_PASSWORD_{name}", "x")
+
+
 def tickets(url: str) -> list[str]:
     engine = sa.create_engine(url)
     try:
@@ -337,14 +345,6 @@ def test_the_commands_write_and_restore_a_copy(
 
 
 # --- one writer at a restore: every command that writes holds the database -------------------
-
-
-@pytest.fixture(autouse=True)
-def secrets_in_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """What `mailbot` run in-process finds in its environment (no server answers anyway)."""
-    monkeypatch.setenv("MAILBOT_SIGNING_KEY", TEST_SIGNING_KEY)
-    for name in ("RENSEIGNEMENTS", "PLAINTES"):
-        monkeypatch.setenv(f"MAILBOT_IMAP_PASSWORD_{name}", "x")
 
 
 # Each command as typed, and the function it runs while it holds the database.
