@@ -17,7 +17,8 @@ sharing a PostgreSQL database reads and writes the same mailboxes (a file in `da
 be one machine's, and lost with it). Each entry is kept in every mailbox, so a mailbox
 removed from the configuration does not take the ledger with it.
 
-Read back (`read_ledger`) by `mailbot reconcile` and `mailbot restore` before anything else:
+Read back (`read_ledger`) by `mailbot reconcile`, `mailbot restore` and the first pass of a
+new database (`start_new_database`), before anything else:
 the counters start above every high-water mark (a reference once given is never given again,
 even when the erasure deleted every message that carried it), the erasures and anonymisations
 are applied again to what the database holds (mailbot/privacy/retention.py,
