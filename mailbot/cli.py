@@ -257,6 +257,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="restore even over a database holding newer data than the backup",
     )
+    restore.add_argument(
+        "--other-instance",
+        action="store_true",
+        help="restore a backup of another instance (its queued mail is held, not sent)",
+    )
 
     command(
         "reconcile",
@@ -460,19 +465,97 @@ def _dispatch(args: argparse.Namespace, clock: Clock) -> int:
         print(f"ok   answers: {len(found.names)} canned answer(s) in {found.folder or '(none)'}")
         ok = check_servers(settings, os.environ, print, clock.now(), wait_seconds=args.wait)
         return EXIT_OK if ok else EXIT_FAILURE
-    if command in ("backup", "restore"):
-        return _backup_or_restore(settings, args, clock)
-    from mailbot.context import build_app
+    if command == "restore":
+        return _restore(settings, args, clock)
     from mailbot.db.backup import running_lock
 
+    # Every command that opens the database holds it (shared: they may run together, two
+    # daemons included) for its whole life, so that a restore never replaces it under them.
+    with running_lock(settings.database_url, _command_name(args)):
+        if command == "backup":
+            return _backup(settings, args, clock)
+        if command == "run" and not args.once:
+            return _daemon(settings, args, clock)
+        app = _start(settings, clock, daemon=command == "run")
+        return _on_app(app, args)
+
+
+class _StoppedWhileStarting(BaseException):
+    """SIGTERM before the daemon's loop took over the signal: nothing is in hand yet."""
+
+
+def _stop_while_starting(_signum: int, _frame: object) -> None:
+    raise _StoppedWhileStarting
+
+
+def _daemon(settings: Settings, args: argparse.Namespace, clock: Clock) -> int:
+    """`mailbot run`: a SIGTERM while it starts (migrations, the start-up check, waiting for
+    another mailbot's turn) stops it at once with 0, as it does later (the service manager
+    may stop it at any moment); the daemon's loop then takes the signal over."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _stop_while_starting)
+    try:
+        app = _start(settings, clock, daemon=True)
+        return _on_app(app, args)
+    except _StoppedWhileStarting:
+        log.info("signal %s while starting: stopped", signal.SIGTERM.value)
+        return EXIT_OK
+
+
+def _command_name(args: argparse.Namespace) -> str:
+    """The command as typed, for the lock's holder file (`mailbot retention run`)."""
+    action = getattr(args, "action", None)
+    return (
+        f"{args.command} {action}" if args.command in ("retention", "quarantine") else args.command
+    )
+
+
+# How long a command waits out a SQLite database another process holds locked as it starts.
+STARTUP_PATIENCE_SECONDS = 120.0
+
+
+def _start(settings: Settings, clock: Clock, *, daemon: bool) -> App:
+    """The application, its database migrated; for the daemon, checked against the mail
+    store first. One process at a time on SQLite (mailbots started together take turns), and
+    a SQLite database another process holds locked for a moment is waited out; any other
+    database error (a PostgreSQL server that does not answer, a damaged file) ends the
+    command at once, naming it."""
+    import time
+
+    from mailbot.context import build_app
+    from mailbot.store import is_busy, one_at_a_time
+
+    deadline = time.monotonic() + STARTUP_PATIENCE_SECONDS
+    delay = 0.5
+    while True:
+        try:
+            with one_at_a_time(settings.database_url):
+                app = build_app(settings, clock)
+                if daemon:
+                    from mailbot.ops.passes import guard_clock
+
+                    guard_clock(app)
+                    _refuse_if_behind(app)
+                return app
+        except Exception as exc:
+            if not is_busy(exc) or time.monotonic() > deadline:
+                raise
+            log.warning(
+                "database busy at start-up (%s); trying again in %.0f s",
+                _first_line(getattr(exc, "orig", exc)),
+                delay,
+            )
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+def _on_app(app: App, args: argparse.Namespace) -> int:
+    command = args.command
     if command == "run":
         from mailbot.ops.daemon import run_daemon, run_once
 
-        with running_lock(settings.database_url):
-            app = build_app(settings, clock)
-            _refuse_if_behind(app)
-            return run_once(app) if args.once else run_daemon(app)
-    app = build_app(settings, clock)
+        return run_once(app) if args.once else run_daemon(app)
     if command == "reconcile":
         return _reconcile(app)
     if command == "tickets":
@@ -498,27 +581,33 @@ def _dispatch(args: argparse.Namespace, clock: Clock) -> int:
     raise AssertionError(command)
 
 
-def _backup_or_restore(settings: Settings, args: argparse.Namespace, clock: Clock) -> int:
+def _backup(settings: Settings, args: argparse.Namespace, clock: Clock) -> int:
     from mailbot.db import backup
-    from mailbot.store import known_revisions
 
     path = Path(args.path)
-    if args.command == "backup":
-        facts = backup.take_backup(settings.database_url, path, clock.now())
-        until = facts.data_until.isoformat() if facts.data_until else "empty"
-        print(f"backup written to {path}: schema {facts.schema}, data up to {until}")
-        return EXIT_OK
-    facts = backup.restore_backup(
-        settings.database_url,
-        path,
-        clock.now(),
-        force=args.force,
-        known_schemas=known_revisions(),
-    )
+    facts = backup.take_backup(settings.database_url, path, clock.now())
+    until = facts.data_until.isoformat() if facts.data_until else "empty"
     print(
-        f"restored {path} (taken {facts.taken_at.isoformat()}, schema {facts.schema}); "
-        "the next pass reconciles it with the mail store"
+        f"backup written to {path}: schema {facts.schema}, data up to {until}, instance "
+        f"{facts.instance or 'unknown'}, checksum sha256:{facts.checksum}"
     )
+    return EXIT_OK
+
+
+def _restore(settings: Settings, args: argparse.Namespace, clock: Clock) -> int:
+    from mailbot.context import build_app
+    from mailbot.recovery.restore import restore
+
+    report = restore(
+        settings.database_url,
+        Path(args.path),
+        clock.now(),
+        lambda engine: build_app(settings, clock, engine=engine),
+        force=args.force,
+        other_instance=args.other_instance,
+    )
+    for line in report.lines():
+        print(line)
     return EXIT_OK
 
 

@@ -65,10 +65,21 @@ def load_signing_key(settings: Settings, environ: Mapping[str, str]) -> bytes:
     path = settings.data_dir / "signing.key"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        # Written whole beside it, then linked into place: two mailbots started together on
+        # a new data folder both find one complete key (the second link fails, harmlessly).
+        partial = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(secrets.token_urlsafe(32))
-        log.info("created a signing key in %s", path)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(partial, path)
+            log.info("created a signing key in %s", path)
+        except FileExistsError:
+            pass
+        finally:
+            partial.unlink(missing_ok=True)
     return path.read_text().strip().encode()
 
 

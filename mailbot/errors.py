@@ -9,6 +9,7 @@ MailbotError
  │    │    └── GraphError  Microsoft Graph refused, or could not be reached
  │    ├── SmtpError
  │    └── TokenError   no OAuth2 access token could be obtained from the provider
+ ├── DatabaseFailed    the database failed in a way waiting does not cure (the daemon stops)
  ├── NotFound          a ticket, message or row named on the command line does not exist
  └── StoreAhead        the mail store holds mail the database does not know (exit 5)
 """
@@ -56,6 +57,11 @@ class SmtpError(ServerError):
 
 class TokenError(ServerError):
     """The OAuth2 provider gave no access token; the message says why, never the secret."""
+
+
+class DatabaseFailed(MailbotError):
+    """The database failed pass after pass with an error waiting does not cure (a damaged
+    file, a missing table, a disk that refuses writes): the daemon stops, naming it."""
 
 
 class NotFound(MailbotError):

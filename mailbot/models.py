@@ -245,7 +245,8 @@ class ServiceAlert(SQLModel, table=True):
 
 
 class ServiceMeta(SQLModel, table=True):
-    """Facts about the database itself (which clock writes it, ...)."""
+    """Facts about the database itself: which clock writes it, the instance id it got when it
+    was created (`instance_id`, carried by every backup and ledger entry), ..."""
 
     __tablename__ = "service_meta"
 
@@ -269,6 +270,10 @@ class RetentionRun(SQLModel, table=True):
     anonymised: int = 0
     unlinked: int = 0
     refs: str = Field(default="", sa_column=sa.Column(sa.Text(), nullable=False))
+    # The run's key in the erasure ledger kept in the mail store (mailbot/recovery/ledger.py):
+    # a run the ledger records and the database lacks (restored from an older backup) is
+    # recorded again under it.
+    ledger_key: str = Field(default="", max_length=32, index=True)
 
 
 class AccessEntry(SQLModel, table=True):

@@ -7,7 +7,11 @@ clocks, service state, jobs, report, export). The rest of mailbot calls their fu
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,14 +30,24 @@ log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
+# How long a statement waits for another process's lock before SQLite gives up.
+BUSY_TIMEOUT_SECONDS = 30.0
+# `PRAGMA journal_mode=WAL` on a database another process is creating at the same instant
+# fails at once ("database is locked") without waiting: SQLite does not call the busy handler
+# for it. It is tried again for this long.
+WAL_SWITCH_SECONDS = 30.0
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
+    # The wait first: every statement after it, the journal mode's included, waits for a
+    # lock held by another process instead of failing.
+    cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECONDS * 1000)}")
     # WAL lets readers (the CLI) work while the daemon writes; NORMAL is durable in WAL mode
     # across process crashes, which is the failure we must survive.
-    cursor.execute("PRAGMA journal_mode=WAL")
+    _switch_to_wal(cursor)
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
     # Deleted and overwritten content is zeroed, not left in free pages (retention).
     cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
@@ -41,11 +55,53 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None
 
 
+def _switch_to_wal(cursor: Any) -> None:
+    """WAL, waiting out another process that is creating the same database: two mailbots
+    started together on a new file both switch it, and the second is refused at once."""
+    deadline = time.monotonic() + WAL_SWITCH_SECONDS
+    delay = 0.01
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+
+def is_busy(exc: BaseException) -> bool:
+    """A lock another process holds for a moment (SQLite's SQLITE_BUSY or SQLITE_LOCKED): the
+    same statement succeeds when tried again."""
+    orig = getattr(exc, "orig", exc)
+    if not isinstance(orig, sqlite3.OperationalError):
+        return False
+    text = str(orig).lower()
+    return "database is locked" in text or "database table is locked" in text or "busy" in text
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A database error that waiting may cure: a SQLite lock held by another process, or a
+    PostgreSQL server that went away or refused the connection (it may come back)."""
+    if is_busy(exc):
+        return True
+    orig = getattr(exc, "orig", None)
+    module = type(orig).__module__ if orig is not None else ""
+    return isinstance(exc, sa.exc.OperationalError) and module.startswith("psycopg")
+
+
 def make_engine(url: str) -> Engine:
     """An engine for `url`; for SQLite the file's folder is created and safe pragmas set."""
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
+    database = sqlite_file(url)
+    if database is not None:
+        database.parent.mkdir(parents=True, exist_ok=True)
+    on_sqlite = url.startswith("sqlite")
+    engine = create_engine(
+        url,
+        pool_pre_ping=not on_sqlite,
+        connect_args={"timeout": BUSY_TIMEOUT_SECONDS} if on_sqlite else {},
+    )
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
         # pysqlite's own transaction handling defers BEGIN; take the write lock at BEGIN so
@@ -58,6 +114,37 @@ def make_engine(url: str) -> Engine:
 def _begin(connection: sa.Connection) -> None:
     read_only = connection.get_execution_options().get("mailbot_read_only", False)
     connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (None: another database, or one in memory)."""
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+        return Path(url.removeprefix("sqlite:///"))
+    return None
+
+
+@contextmanager
+def one_at_a_time(url: str) -> Iterator[None]:
+    """Held while a mailbot opens a SQLite database and checks it (migrations, the start-up
+    check): processes started together take turns instead of meeting on the same locks. An
+    operating-system lock on a file beside the database, released when the process ends,
+    even by kill -9. On PostgreSQL the migrations take turns by an advisory lock
+    (`migrate`), and the rest needs none."""
+    database = sqlite_file(url)
+    if database is None:
+        yield
+        return
+    database.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(database.with_name(database.name + ".start"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("another mailbot is starting on %s: waiting for its turn", database)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def scrub_freed_pages(engine: Engine) -> None:

@@ -5,6 +5,9 @@ on a free loopback port, in a thread, with Exchange's habits where they matter.
     GET  /v1.0/users/{u}/mailFolders[?$filter=displayName eq 'X']
     GET  /v1.0/users/{u}/mailFolders/{id or well-known name}
     POST /v1.0/users/{u}/mailFolders                     201, or 409 ErrorFolderExists
+    POST /v1.0/users/{u}/mailFolders/{f}/messages        an item in the folder, from JSON: a
+                                                         draft, unless MAPI's message flags
+                                                         (Integer 0x0E07) say it is not
     GET  /v1.0/users/{u}/mailFolders/{f}/messages/delta  pages (Prefer: odata.maxpagesize),
                                                          @removed entries, a delta link; 410
                                                          SyncStateNotFound once links expire
@@ -489,9 +492,34 @@ class GraphServer:
                 return _json(200, self._delta(box, fid, token, size))
             except _Gone:
                 return _error(410, "SyncStateNotFound")
+        if parts[1:] == ["messages"] and method == "POST":
+            return self._file(box, fid, json.loads(body))
         if parts[1:] == ["messages"]:
             return self._listing(box, fid, query)
         return _error(404, "ResourceNotFound")
+
+    def _file(
+        self, box: Mailbox, fid: str, item: dict[str, Any]
+    ) -> tuple[int, dict[str, str], bytes]:
+        """An item made in a folder from JSON; as Exchange does, it is a draft unless its
+        message flags, set at creation, lack MSGFLAG_UNSENT (8)."""
+        flags = [
+            int(prop["value"])
+            for prop in item.get("singleValueExtendedProperties", [])
+            if str(prop.get("id", "")).lower() == "integer 0x0e07"
+        ]
+        is_draft = not flags or bool(flags[0] & 8)
+        message = Message("", fid, b"", datetime.now(UTC), is_draft=is_draft, draft=item)
+        raw = _mime_of_draft(box.address, message)
+        mid = self._add(box, fid, raw, datetime.now(UTC), is_draft=is_draft, draft=item)
+        return _json(
+            201,
+            {
+                "id": mid,
+                "isDraft": is_draft,
+                "internetMessageId": box.messages[mid].internet_message_id,
+            },
+        )
 
     def _listing(
         self, box: Mailbox, fid: str, query: dict[str, str]

@@ -23,6 +23,7 @@ from mailbot.models import (
     EVENT,
     HOLD,
     INBOUND,
+    MESSAGE_ALIAS,
     OUTBOX,
     RETENTION_RUN,
     TICKET,
@@ -327,6 +328,30 @@ def _unlinked_inbound(cutoff: datetime, limit: int) -> sa.Select[Any]:
     )
 
 
+def _unlinked_outbox(cutoff: datetime, limit: int) -> sa.Select[Any]:
+    """The outgoing rows of no ticket `clear_unlinked` empties next (the same ones)."""
+    return (
+        sa.select(OUTBOX.c.id, OUTBOX.c.message_id, OUTBOX.c.raw, OUTBOX.c.sent_copy_at)
+        .where(
+            OUTBOX.c.ticket_id.is_(None),
+            OUTBOX.c.created_at <= cutoff,
+            OUTBOX.c.state.not_in(_UNSENT),
+            sa.func.length(OUTBOX.c.raw) > 0,
+        )
+        .order_by(OUTBOX.c.id)
+        .limit(limit)
+    )
+
+
+def unlinked_outgoing(connection: Connection, cutoff: datetime, limit: int) -> list[OutgoingCopy]:
+    """Mailbot's own mail of no ticket `clear_unlinked` empties next (held-message notices,
+    digests, alerts), with what erasing their Sent copies needs."""
+    return [
+        OutgoingCopy(row.id, row.message_id, bytes(row.raw), row.sent_copy_at is not None)
+        for row in connection.execute(_unlinked_outbox(cutoff, limit)).all()
+    ]
+
+
 def unlinked_copies(connection: Connection, cutoff: datetime, limit: int) -> list[StoredCopy]:
     """The mail-store identities of the rows `clear_unlinked` empties next."""
     return [
@@ -352,13 +377,7 @@ def clear_unlinked(
     """Up to `limit` rows of mail that belongs to no ticket, stored at or before `cutoff`,
     emptied (quarantined and set-aside messages, staff mail, bounce states); how many."""
     inbound = connection.execute(_unlinked_inbound(cutoff, limit)).all()
-    outbox_where = sa.and_(
-        OUTBOX.c.ticket_id.is_(None),
-        OUTBOX.c.created_at <= cutoff,
-        OUTBOX.c.state.not_in(_UNSENT),
-        sa.func.length(OUTBOX.c.raw) > 0,
-    )
-    outbox = connection.execute(sa.select(OUTBOX.c.id).where(outbox_where).limit(limit)).all()
+    outbox = connection.execute(_unlinked_outbox(cutoff, limit)).all()
     addresses = connection.execute(
         sa.select(ADDRESS.c.address).where(ADDRESS.c.updated_at <= cutoff).limit(limit)
     ).all()
@@ -388,6 +407,174 @@ def clear_unlinked(
     if stale:
         connection.execute(sa.delete(ADDRESS).where(ADDRESS.c.address.in_(stale)))
     return count
+
+
+# --- what else a person's mail left behind -----------------------------------------------------
+
+# Outgoing rows made from one received message, by their dedupe keys: the notice to staff
+# about a held message (it quotes the sender and the subject) and a follow-up forwarded.
+_DERIVED_KEYS = ("held", "forward")
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingCopy:
+    """One of mailbot's own messages: its row, Message-ID and bytes (empty once destroyed),
+    and whether its copy went to a Sent folder."""
+
+    id: int
+    message_id: str
+    raw: bytes
+    journalled: bool
+
+
+def derived_from(connection: Connection, inbound_ids: Sequence[int]) -> list[OutgoingCopy]:
+    """The outgoing rows made from these received messages (`_DERIVED_KEYS`)."""
+    found: list[OutgoingCopy] = []
+    for start in range(0, len(inbound_ids), 100):
+        patterns = [
+            OUTBOX.c.dedupe_key.like(f"{key}:{inbound_id}:%")
+            for inbound_id in inbound_ids[start : start + 100]
+            for key in _DERIVED_KEYS
+        ]
+        rows = connection.execute(
+            sa.select(OUTBOX.c.id, OUTBOX.c.message_id, OUTBOX.c.raw, OUTBOX.c.sent_copy_at).where(
+                sa.or_(*patterns)
+            )
+        ).all()
+        found += [
+            OutgoingCopy(r.id, r.message_id, bytes(r.raw), r.sent_copy_at is not None) for r in rows
+        ]
+    return found
+
+
+def outgoing_of_tickets(connection: Connection, ticket_ids: Sequence[int]) -> list[str]:
+    """The Message-IDs of every message mailbot queued on these tickets, and those the
+    transport sent them under (`with_aliases`)."""
+    found: list[str] = []
+    for start in range(0, len(ticket_ids), 500):
+        found += [
+            str(value)
+            for value in connection.execute(
+                sa.select(OUTBOX.c.message_id).where(
+                    OUTBOX.c.ticket_id.in_(ticket_ids[start : start + 500])
+                )
+            ).scalars()
+        ]
+    return with_aliases(connection, found)
+
+
+def with_aliases(connection: Connection, message_ids: Sequence[str]) -> list[str]:
+    """`message_ids` and the Message-IDs the transport gave those messages instead (Exchange,
+    over Graph: `message_alias`), which is what their copies in Sent Items carry."""
+    found = list(message_ids)
+    for start in range(0, len(message_ids), 500):
+        found += [
+            str(value)
+            for value in connection.execute(
+                sa.select(MESSAGE_ALIAS.c.assigned).where(
+                    MESSAGE_ALIAS.c.message_id.in_(list(message_ids[start : start + 500]))
+                )
+            ).scalars()
+        ]
+    return found
+
+
+def clear_outgoing(connection: Connection, ids: Sequence[int], keeps: Keeps) -> None:
+    """These outgoing rows emptied: bytes, error text, a citizen recipient; one not sent yet
+    never will be, and says why."""
+    for start in range(0, len(ids), 500):
+        chunk = list(ids[start : start + 500])
+        unsent = list(
+            connection.execute(
+                sa.select(OUTBOX.c.id).where(OUTBOX.c.id.in_(chunk), OUTBOX.c.state.in_(_UNSENT))
+            ).scalars()
+        )
+        connection.execute(
+            sa.update(OUTBOX).where(OUTBOX.c.id.in_(chunk)).values(raw=b"", last_error="")
+        )
+        _anonymise_outbox(connection, OUTBOX.c.id.in_(chunk), keeps)
+        if unsent:
+            connection.execute(
+                sa.update(OUTBOX)
+                .where(OUTBOX.c.id.in_(unsent))
+                .values(state="failed", last_error="not sent: erased")
+            )
+
+
+# How much of a stored message is read to find its From, Reply-To and Sender.
+HEAD_BYTES = 64 * 1024
+
+
+def inbound_heads(
+    connection: Connection, after_id: int, limit: int, *, skip_tickets: Sequence[int] = ()
+) -> list[tuple[StoredCopy, int | None, bytes]]:
+    """Received rows that still hold their bytes, by id after `after_id`, with their ticket
+    and the start of their bytes (the header block)."""
+    query = (
+        sa.select(
+            INBOUND.c.id,
+            INBOUND.c.mailbox,
+            INBOUND.c.message_id,
+            INBOUND.c.sha256,
+            INBOUND.c.size,
+            INBOUND.c.ticket_id,
+            sa.func.substr(INBOUND.c.raw, 1, HEAD_BYTES).label("head"),
+        )
+        .where(INBOUND.c.id > after_id, sa.func.length(INBOUND.c.raw) > 0)
+        .order_by(INBOUND.c.id)
+        .limit(limit)
+    )
+    if skip_tickets:
+        query = query.where(
+            sa.or_(INBOUND.c.ticket_id.is_(None), INBOUND.c.ticket_id.not_in(list(skip_tickets)))
+        )
+    return [
+        (
+            StoredCopy(row.id, row.mailbox, row.message_id, row.sha256, row.size),
+            row.ticket_id,
+            bytes(row.head or b""),
+        )
+        for row in connection.execute(query).all()
+    ]
+
+
+def replace_person(connection: Connection, addresses: Iterable[str]) -> None:
+    """These addresses no longer name anyone in the history (an actor, who started or ended a
+    hold), except on tickets under legal hold, which stay whole."""
+    people = sorted({address.lower() for address in addresses if address})
+    if not people:
+        return
+    held = sa.select(TICKET.c.id).where(TICKET.c.legal_hold_at.is_not(None))
+    for table, column in ((EVENT, "actor"), (HOLD, "started_by"), (HOLD, "ended_by")):
+        connection.execute(
+            sa.update(table)
+            .where(sa.func.lower(table.c[column]).in_(people), table.c.ticket_id.not_in(held))
+            .values({column: ANONYMISED})
+        )
+
+
+def legal_hold_ids(connection: Connection) -> list[int]:
+    """The tickets under legal hold: kept whole, whoever's mail they hold."""
+    return [
+        int(value)
+        for value in connection.execute(
+            sa.select(TICKET.c.id).where(TICKET.c.legal_hold_at.is_not(None))
+        ).scalars()
+    ]
+
+
+def inbound_ids_of(connection: Connection, ticket_ids: Sequence[int]) -> list[int]:
+    found: list[int] = []
+    for start in range(0, len(ticket_ids), 500):
+        found += [
+            int(value)
+            for value in connection.execute(
+                sa.select(INBOUND.c.id).where(
+                    INBOUND.c.ticket_id.in_(ticket_ids[start : start + 500])
+                )
+            ).scalars()
+        ]
+    return found
 
 
 # --- legal hold ----------------------------------------------------------------------------------
@@ -443,11 +630,24 @@ def hold_origin(connection: Connection, ticket_id: int) -> HoldOrigin | None:
 
 
 def start_run(
-    connection: Connection, trigger: str, actor: str, now: datetime, *, dry_run: bool
+    connection: Connection,
+    trigger: str,
+    actor: str,
+    now: datetime,
+    *,
+    dry_run: bool,
+    ledger_key: str = "",
 ) -> int:
     run_id: int = connection.execute(
         sa.insert(RETENTION_RUN)
-        .values(started_at=now, trigger=trigger, actor=actor, dry_run=dry_run, refs="")
+        .values(
+            started_at=now,
+            trigger=trigger,
+            actor=actor,
+            dry_run=dry_run,
+            refs="",
+            ledger_key=ledger_key,
+        )
         .returning(RETENTION_RUN.c.id)
     ).scalar_one()
     return run_id

@@ -20,15 +20,24 @@ from datetime import UTC, datetime, timedelta
 from types import FrameType
 
 import aiosmtplib
+import sqlalchemy.exc
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from mailbot.context import App
-from mailbot.errors import ConfigError, GraphError, ImapError, SmtpError, TokenError
+from mailbot.errors import (
+    ConfigError,
+    DatabaseFailed,
+    GraphError,
+    ImapError,
+    SmtpError,
+    TokenError,
+)
 from mailbot.ops.observe import Monitor, ObservabilityServer
 from mailbot.ops.passes import guard_clock, run_pass
 from mailbot.settings import Settings
+from mailbot.store import is_transient
 from mailbot.transport.logins import Login, Logins, OAuthLogin
 from mailbot.transport.mailbox import ImapMailbox
 from mailbot.transport.neterrors import describe
@@ -193,10 +202,22 @@ def _observability_server(app: App, monitor: Monitor) -> ObservabilityServer | N
     return server
 
 
+# A database error that waiting does not cure stops the daemon after this many passes in a row.
+UNRECOVERABLE_PASSES = 3
+# The longest wait before a pass the database held busy is tried again.
+MAX_BUSY_WAIT_SECONDS = 30.0
+
+
 def _pass_loop(app: App, requests: PassRequests, stop: threading.Event, monitor: Monitor) -> None:
     """Run the requested passes, one at a time: a request that arrives during a pass is
-    taken by the next one, so nothing waits for the poll."""
+    taken by the next one, so nothing waits for the poll. A pass the database held busy
+    (another process's lock, a PostgreSQL server gone for a moment) is tried again after a
+    wait, never left for the next poll; a database error waiting does not cure, pass after
+    pass, stops the daemon (DatabaseFailed, naming it); anything else is logged and the next
+    pass tries again."""
     by_name = {mailbox.name: mailbox for mailbox in app.settings.mailboxes}
+    busy_wait = 1.0
+    failing: list[str] = []
     while not stop.is_set():
         taken = requests.take(timeout=1.0)
         if taken is None:
@@ -206,14 +227,47 @@ def _pass_loop(app: App, requests: PassRequests, stop: threading.Event, monitor:
         started = time.perf_counter()
         try:
             report = run_pass(app, should_stop=stop.is_set, mailboxes=mailboxes)
-        except Exception:  # keep the daemon alive; the next pass retries
+        except Exception as exc:  # keep the daemon alive; the next pass retries
+            if is_transient(exc):
+                log.warning(
+                    "pass not done, the database is busy (%s): tried again in %.0f s",
+                    _first_line(exc),
+                    busy_wait,
+                )
+                _ask_again(requests, everything, names)
+                stop.wait(busy_wait)
+                busy_wait = min(busy_wait * 2, MAX_BUSY_WAIT_SECONDS)
+                continue
+            if isinstance(exc, sqlalchemy.exc.DatabaseError):
+                failing.append(_first_line(exc))
+                log.exception("pass failed: database error (%d in a row)", len(failing))
+                if len(failing) >= UNRECOVERABLE_PASSES:
+                    raise DatabaseFailed(
+                        f"database: {failing[-1]} ({len(failing)} passes in a row); the daemon "
+                        "stops: check the database (disk, file, server), then start it again"
+                    ) from exc
+                continue
             log.exception("pass failed")
             continue
+        busy_wait = 1.0
+        failing.clear()
         log.info("pass done: %s", report.summary())
         try:
             monitor.after_pass(report, time.perf_counter() - started, full=everything)
         except Exception:  # watching must never stop the work
             log.exception("health, metrics or alerts failed")
+
+
+def _ask_again(requests: PassRequests, everything: bool, names: frozenset[str]) -> None:
+    if everything:
+        requests.everything()
+    else:
+        requests.mailboxes(names)
+
+
+def _first_line(exc: BaseException) -> str:
+    cause = getattr(exc, "orig", None) or exc
+    return (str(cause).strip().splitlines() or [type(cause).__name__])[0]
 
 
 def check_servers(

@@ -21,6 +21,7 @@ from mailbot.intake.ingest import IngestReport, ingest_mailbox
 from mailbot.logformat import log_fields
 from mailbot.privacy.retention import run_if_due
 from mailbot.recovery.journal import keep_sent_copies
+from mailbot.recovery.ledger import start_new_database
 from mailbot.sending.delivery import report_failures, review_pacing
 from mailbot.sending.outbox import FlushReport, SendPolicy, flush_outbox
 from mailbot.settings import MailboxSettings
@@ -116,7 +117,8 @@ def run_pass(
     mailboxes: Sequence[MailboxSettings] | None = None,
 ) -> PassReport:
     """One pass: the new mail of `mailboxes` (default: every one), the jobs that are due,
-    then the outbox."""
+    then the outbox. A restored database is first reconciled with the mail store, and a new
+    one first reads the erasure ledger (mailbot/recovery/ledger.py)."""
     guard_clock(app)
     report = PassReport()
     if reconcile_pending(app):
@@ -128,6 +130,16 @@ def run_pass(
         if not reconciled.ok:
             report.errors.append("reconcile")
             return report
+    unread: list[tuple[str, str]] = []
+    if start_new_database(app, unread) is None:
+        # A new database takes no mail before it has read the erasure ledger: it would give
+        # again a reference an erased ticket had.
+        for name, failure in unread:
+            log.error(
+                "%s; no mail is taken in before it is read", failure, extra=log_fields(mailbox=name)
+            )
+            report.errors.append(f"imap:{name}")
+        return report
     for mailbox in app.settings.mailboxes if mailboxes is None else mailboxes:
         if should_stop():
             break

@@ -1,9 +1,10 @@
 """Where a person's mail lives beyond their tickets, for erasure and access requests.
 
-* Inbound rows of no ticket (automatic replies, list mail, held and quarantined messages):
-  a row is the person's when one of its From, Reply-To or Sender addresses, normalised as
-  mailbot normalises an address (`parse.normalise_address`), is theirs. Rows are read in
-  chunks and matched here (`addresses_in` is pure); old rows need no extra column.
+* Inbound rows of no ticket (automatic replies, list mail, held and quarantined messages),
+  and the person's messages held on someone else's ticket: a row is the person's when one
+  of its From, Reply-To or Sender addresses, normalised as mailbot normalises an address
+  (`parse.normalise_address`), is theirs. Rows are read in chunks and matched here
+  (`addresses_in` is pure); old rows need no extra column.
 * Copies in the mail store: every message mailbot fetched stays in its mailbox's processed
   or quarantine folder. `delete_copies` deletes the ones whose bytes hash to a stored row's
   SHA-256 (found by Message-ID, or by size when it has none), \\Deleted then UID EXPUNGE of
@@ -67,6 +68,24 @@ def unlinked_of(connection: Connection, address: str) -> Iterator[tuple[StoredCo
         for copy, raw in chunk:
             if wanted in addresses_in(raw):
                 yield copy, raw
+        after = chunk[-1][0].id
+
+
+def messages_of(
+    connection: Connection, address: str, *, skip_tickets: Sequence[int] = ()
+) -> list[StoredCopy]:
+    """Every received row still holding its bytes whose From, Reply-To or Sender is
+    `address`'s, whatever ticket it sits on (none; someone else's, where mail from a person
+    other than the requester is held), except the tickets in `skip_tickets`. Only the
+    header block of each row is read."""
+    wanted = normalised(address)
+    found: list[StoredCopy] = []
+    after = 0
+    while True:
+        chunk = rows.inbound_heads(connection, after, CHUNK, skip_tickets=skip_tickets)
+        if not chunk:
+            return found
+        found += [copy for copy, _ticket, head in chunk if wanted in addresses_in(head)]
         after = chunk[-1][0].id
 
 

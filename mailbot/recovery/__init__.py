@@ -1,1 +1,2 @@
-"""Nothing lost even when the database is: backup, restore and the mail store as the journal."""
+"""Nothing lost even when the database is: backup, restore, the mail store as the journal,
+and the erasure ledger that keeps what was erased erased."""

@@ -21,6 +21,10 @@ arrival, with three differences:
 * copies in Sent that no message accounts for (reminders, digests, alerts) become sent rows,
   so their dedupe keys keep them from going out again.
 
+The erasure ledger (mailbot/recovery/ledger.py) is read first: the counters start above its
+high-water marks, its erasures and anonymisations are applied again to what the database
+holds, and what they erased is left out of the replay and of the Sent copies kept.
+
 Nothing is moved on the server, nothing is sent. Running it again changes nothing.
 `store_ahead` is the start-up check: the store holds recent mail the database does not know.
 """
@@ -54,7 +58,10 @@ from mailbot.mail.render import (
     JOURNAL_REF_HEADER,
     PURPOSE_HEADER,
 )
+from mailbot.privacy import personal
+from mailbot.privacy.retention import Reapplied, reapply_ledger
 from mailbot.recovery.journal import sending_mailbox
+from mailbot.recovery.ledger import Withheld, read_ledger, start_above
 from mailbot.sending.outbox import SendPolicy, record
 from mailbot.settings import MailboxSettings
 from mailbot.store import reading
@@ -105,8 +112,11 @@ class ReconcileReport:
     presumed_sent: int = 0
     left_to_send: int = 0
     sent_only: int = 0
+    withheld: int = 0  # messages in the store that an erasure or the schedule destroyed
     references: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    ledger: Reapplied = field(default_factory=Reapplied)
+    above: list[str] = field(default_factory=list)  # references the counters continue after
 
     @property
     def ok(self) -> bool:
@@ -115,11 +125,13 @@ class ReconcileReport:
     def summary(self) -> str:
         if self.errors:
             return "reconcile not done: " + "; ".join(self.errors)
+        above = f"; references continue after {', '.join(self.above)}" if self.above else ""
         return (
-            f"reconciled: {self.replayed} message(s) brought back ({self.known} already known), "
+            f"reconciled: {self.replayed} message(s) brought back ({self.known} already known, "
+            f"{self.withheld} left out as erased), "
             f"{len(self.references)} ticket(s) rebuilt, {self.recorded_sent} sent message(s) "
             f"recorded as sent, {self.presumed_sent} presumed sent, {self.sent_only} found only "
-            f"in Sent, {self.left_to_send} still to send"
+            f"in Sent, {self.left_to_send} still to send; {self.ledger.summary()}{above}"
         )
 
 
@@ -227,14 +239,23 @@ def read_store(app: App) -> tuple[list[Arrival], list[SentEntry]]:
 
 
 def reconcile(app: App) -> ReconcileReport:
-    """Bring back from the mail store what the database lacks (see the module's docstring)."""
+    """Bring back from the mail store what the database lacks (see the module's docstring).
+    The erasure ledger first (mailbot/recovery/ledger.py): its erasures are applied again to
+    what the database holds, the counters start above its high-water marks, and what it
+    erased is left out of the rebuild; then applied once more to what was rebuilt."""
     report = ReconcileReport()
     try:
+        found = read_ledger(app)
         arrivals, entries = read_store(app)
     except ImapError as exc:
         # Half a store would look like mail never sent: nothing is done without all of it.
         report.errors.append(str(exc))
         return report
+    report.above = start_above(app, found)
+    report.ledger = reapply_ledger(app, found)
+    withheld = Withheld.of(found)
+    erased_sent = [entry for entry in entries if entry.message_id in withheld.sent]
+    entries = [entry for entry in entries if entry.message_id not in withheld.sent]
     policy = SendPolicy.of(app.settings)
     prefix = app.settings.organisation.ticket_prefix
     with app.engine.begin() as connection:
@@ -249,10 +270,13 @@ def reconcile(app: App) -> ReconcileReport:
         hashes = rows.known_hashes(connection)
         newest = rows.newest_arrival(connection)
         highest: dict[tuple[str, int], int] = defaultdict(int)
-        for ref in [*rows.known_refs(connection), *(e.ref for e in entries)]:
+        named = [*rows.known_refs(connection), *(e.ref for e in (*entries, *erased_sent))]
+        for ref in named:
             parts = split_ref(ref)
             if parts is not None:
                 highest[parts[:2]] = max(highest[parts[:2]], parts[2])
+        for (ref_prefix, year), last in found.high_water().items():
+            highest[(ref_prefix, year)] = max(highest[(ref_prefix, year)], last)
         # Past every reference seen, from the start: a reconciliation stopped halfway never
         # leaves a counter that would give a reference again.
         _raise_counters(connection, highest)
@@ -261,13 +285,26 @@ def reconcile(app: App) -> ReconcileReport:
         for entry in entries
         if entry.purpose == "acknowledgement" and entry.in_reply_to and entry.ref
     }
-    unknown = [a for a in arrivals if hashlib.sha256(a.message.raw).hexdigest() not in hashes]
+    unknown = []
+    for arrival in arrivals:
+        digest = hashlib.sha256(arrival.message.raw).hexdigest()
+        if digest in hashes:
+            continue
+        raw = arrival.message.raw
+
+        def senders(raw: bytes = raw) -> frozenset[str]:
+            return personal.addresses_in(_head(raw))
+
+        if withheld.holds_message(app.signing_key, digest, senders, arrival.message.internal_date):
+            report.withheld += 1
+            continue
+        unknown.append(arrival)
     if newest is not None:
         # A database that holds mail lacks only what came after it, and what arrived a
         # little before (a slow relay): older mail it does not know was destroyed or
         # anonymised by retention on purpose, and is not brought back.
         unknown = [a for a in unknown if a.message.internal_date > newest - REPLAY_MARGIN]
-    report.known = len(arrivals) - len(unknown)
+    report.known = len(arrivals) - len(unknown) - report.withheld
     for start in range(0, len(unknown), COMMIT_EVERY):
         # A few messages a transaction (a savepoint each, in the pipeline): a stop halfway
         # keeps what was committed, and running again goes on from there.
@@ -285,15 +322,27 @@ def reconcile(app: App) -> ReconcileReport:
             _keep_sent_only(connection, app, entry)
             report.sent_only += 1
         _raise_counters(connection, highest)
+    # What the rebuild brought back of an erased person under a reference the ledger does not
+    # name (a ticket whose acknowledgement was never kept) is found by their address.
+    again = reapply_ledger(app, found)
+    report.ledger.tickets += again.tickets
+    report.ledger.messages += again.messages
+    report.ledger.sent += again.sent
+    report.ledger.erasures = max(report.ledger.erasures, again.erasures)
+    with app.engine.begin() as connection:
         drop_meta(connection, RECONCILE_PENDING)
     log.warning("%s", report.summary())
     return report
 
 
 def _raise_counters(connection: Connection, highest: dict[tuple[str, int], int]) -> None:
-    for (prefix, year), last in highest.items():
-        if last > rows.counter_value(connection, prefix, year):
+    """Every counter at `highest` at least, and `highest` at every counter: a daemon that
+    gave references meanwhile is never set back."""
+    for (prefix, year), last in list(highest.items()):
+        current = rows.counter_value(connection, prefix, year)
+        if last > current:
             rows.set_counter(connection, prefix, year, last)
+        highest[(prefix, year)] = max(last, current)
 
 
 def _message_id_header(raw: bytes) -> str:
@@ -316,6 +365,10 @@ def _replay(
     """One message through the pipeline as of its arrival, its ticket under the reference
     its citizen was told, and what it queued recorded as sent where Sent shows it was."""
     before = rows.highest_outbox_id(connection)
+    # A daemon may have given references since the last transaction: never set it back.
+    highest[(prefix, year)] = max(
+        highest[(prefix, year)], rows.counter_value(connection, prefix, year)
+    )
     parts = split_ref(wanted) if wanted else None
     forced = (
         parts is not None

@@ -23,8 +23,9 @@ message listed again is the same message, never a second one.
               keeps its id, so a move repeated after a crash finds it moved already
 
 The recovery journal (mailbot/recovery/) reads the processed and quarantine folders and Sent
-Items, where Graph keeps the copy of every draft it sends (nothing is ever appended:
-`sent_copy` is "server" under [graph], settings.py):
+Items, where Graph keeps the copy of every draft it sends (nothing is ever appended there:
+`sent_copy` is "server" under [graph], settings.py); the erasure ledger's entries are kept as
+items of a folder of their own (`append_copies`):
 
     read_folder    every message of a folder, oldest first: the listing
                    (`$select=id,receivedDateTime`, `$orderby=receivedDateTime`, paged), then
@@ -36,10 +37,13 @@ Items, where Graph keeps the copy of every draft it sends (nothing is ever appen
 
 from __future__ import annotations
 
+import email
+import email.policy
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.message import EmailMessage
 from types import TracebackType
 
 from sqlalchemy.engine import Engine
@@ -416,9 +420,30 @@ class GraphMailbox:
     # --- the journal (mailbot/recovery/journal.py, mailbot/recovery/reconcile.py) --------------
 
     def append_copies(self, folder: str, copies: Sequence[tuple[bytes, datetime]]) -> int:
-        # Never asked: under [graph] the settings make every journal "server" (settings.py,
-        # `journal_over_graph`); Graph keeps the copy of what it sends in Sent Items itself.
-        raise GraphError('Graph keeps the Sent Items copy itself: use sent_copy = "server"')
+        """Keep each message in `folder` (made if missing) as an item of the mailbox: its
+        subject and its plain text, read, not a draft (MAPI's message flags set to "read" at
+        creation). Graph cannot file MIME as a received item, so only the text is kept: what
+        mailbot keeps this way (the erasure ledger, mailbot/recovery/ledger.py) is all in it.
+        The journal never asks: under [graph] Graph keeps the Sent Items copy itself
+        (`journal_over_graph`, settings.py)."""
+        if not copies:
+            return 0
+        folder_id = self.folder_id(folder, create=True)
+        for raw, _when in copies:
+            message = email.message_from_bytes(raw, policy=email.policy.default)
+            body = message.get_body(("plain",))
+            text = body.get_content() if isinstance(body, EmailMessage) else ""
+            self._client.call(
+                self.user,
+                "POST",
+                f"mailFolders/{folder_id}/messages",
+                json_body={
+                    "subject": str(message.get("Subject", "")),
+                    "body": {"contentType": "text", "content": text},
+                    "singleValueExtendedProperties": [{"id": "Integer 0x0E07", "value": "1"}],
+                },
+            )
+        return 0
 
     def _listing(
         self, folder: str, params: dict[str, str], *, pages: int = 100_000

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from mailbot.cli import EXIT_BEHIND
 from mailbot.context import App
 from mailbot.ops.passes import run_pass
+from mailbot.privacy.retention import erase_requester
 from mailbot.recovery.reconcile import reconcile, store_ahead
 from mailbot.settings import DatabaseSettings, Settings, journal_over_graph, parse_settings
 from mailbot.transport.graph_mailbox import GraphMailbox
@@ -212,3 +213,49 @@ def test_a_database_that_knows_everything_is_not_behind_when_exchange_rewrites_m
     sent = [str(parsed(raw)["Message-ID"]) for raw in graph.folder(INFO, "Sent Items")]
     assert sent and all("OUTLOOK.COM" in message_id for message_id in sent)
     assert store_ahead(graph_app("2025-11-03T12:00:00-05:00")) == []
+
+
+@pytest.mark.server  # runs mailbot as a separate process
+@pytest.mark.parametrize("rewrite", [False, True], ids=["our-ids", "exchange-rewrites-ids"])
+def test_over_graph_an_erasure_stays_erased_and_its_reference_is_never_given_again(
+    graph: GraphServer,
+    graph_app: AppFactory,
+    settings_graph: Settings,
+    tmp_path: Path,
+    rewrite: bool,
+) -> None:
+    """The erasure's ledger entry is kept as an item of a folder of each mailbox over Graph;
+    with the database lost, `mailbot reconcile` reads it: Carl's ticket, whose copies in Sent
+    Items Graph keeps out of mailbot's reach, is not brought back, and his reference is
+    never given again."""
+    graph.rewrite_message_ids = rewrite
+    told = handle_and_answer(graph, graph_app)
+    assert told[CARL] == "MRI-2025-00003"
+    erase_requester(graph_app("2025-11-03T11:30:00-05:00"), CARL, "demande 7", "responsable")
+    [entry] = graph.folder(INFO, "Registre-mailbot")
+    assert b"mailbot-ledger: 1" in entry and CARL.encode() not in entry.lower()
+    assert any(CARL.encode() in raw for raw in graph.folder(INFO, "Sent Items"))  # kept there
+    with fresh_database(tmp_path / "new" / "mailbot.db") as url:
+        empty = settings_graph.model_copy(update={"database": DatabaseSettings(url=url)})
+        config = write_graph_config(
+            tmp_path / "mailbot.toml", graph, tmp_path / "new", database={"url": url}
+        )
+
+        done = mailbot(config, graph, "--now", "2025-11-03T12:00:00-05:00", "reconcile")
+
+        assert done.returncode == 0, done.stderr
+        assert "ledger: 0 erasure(s) re-applied (of 1 on record)" in done.stdout, done.stdout
+        assert "references continue after MRI-2025-00003" in done.stdout
+        app = graph_app("2025-11-03T12:00:00-05:00", empty)
+        assert refs(app) == {ANA: told[ANA], BOB: told[BOB]}
+        with app.engine.connect() as connection:
+            outbox = connection.execute(sa.text("SELECT raw, recipient FROM outbox")).all()
+        assert all(
+            CARL.encode() not in bytes(raw) and recipient != CARL for raw, recipient in outbox
+        )
+        graph.deliver(
+            INFO, citizen_request("<req-9@example.org>", sender=DORA), at=office("2025-11-03T12:01")
+        )
+        assert run_pass(graph_app("2025-11-03T12:05:00-05:00", empty)).ok
+        assert refs(app)[DORA] == "MRI-2025-00004"
+        app.engine.dispose()

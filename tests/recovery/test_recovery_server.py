@@ -15,14 +15,22 @@ import pytest
 import sqlalchemy as sa
 
 from mailbot.cli import EXIT_BEHIND
-from mailbot.context import App
+from mailbot.clock import FixedClock
+from mailbot.context import App, build_app
 from mailbot.db import backup
 from mailbot.ops.passes import run_pass
 from mailbot.recovery.reconcile import reconcile
+from mailbot.recovery.restore import restore
+from mailbot.sandbox.cli import sandbox_environ
 from mailbot.sandbox.servers import Sandbox
 from mailbot.settings import DatabaseSettings, Settings
-from mailbot.store import known_revisions
-from tests.conftest import REPO, AppFactory, subprocess_environ, write_sandbox_config
+from tests.conftest import (
+    REPO,
+    TEST_SIGNING_KEY,
+    AppFactory,
+    subprocess_environ,
+    write_sandbox_config,
+)
 from tests.intake.test_spine import INFO, citizen_request, office
 from tests.privacy.test_retention import notice_for, staff_reply
 
@@ -115,12 +123,18 @@ def test_a_restored_backup_and_one_pass_bring_back_everything_sent_since(
     for suffix in ("", "-wal", "-shm"):
         database.with_name(database.name + suffix).unlink(missing_ok=True)
 
-    backup.restore_backup(
+    restore(
         settings.database_url,
         night,
         office("2025-11-03T12:00"),
+        lambda engine: build_app(
+            settings,
+            FixedClock(office("2025-11-03T12:00")),
+            sandbox_environ(settings, {"MAILBOT_SIGNING_KEY": TEST_SIGNING_KEY}),
+            engine,
+        ),
         force=False,
-        known_schemas=known_revisions(),
+        other_instance=False,
     )
     app = make_app("2025-11-03T12:00:00-05:00")
     report = run_pass(app)
@@ -202,7 +216,8 @@ def test_a_restore_under_a_running_daemon_is_refused(
         )
 
         assert refused.returncode == 1, refused.stderr
-        assert "running" in refused.stderr
+        assert f"mailbot run (pid {daemon.pid}" in refused.stderr
+        assert "systemctl stop mailbot" in refused.stderr
         assert "MRI-2025-00002" in refs(make_app("2025-11-03T12:00:00-05:00"))[BOB]
     finally:
         daemon.terminate()

@@ -57,7 +57,17 @@ def daemons(config: Path, environ: dict[str, str], count: int = 1) -> Iterator[P
         for log in logs
     ]
     try:
-        time.sleep(3)  # migrations, the first pass, IDLE established
+        # Every daemon started (migrations and the start-up check done, one after the other
+        # on SQLite: a loaded machine may take a while), then a moment for IDLE.
+        deadline = time.monotonic() + PATIENCE
+        while time.monotonic() < deadline and not all(
+            "mailbot daemon started" in log.read_text() for log in logs
+        ):
+            assert all(process.poll() is None for process in processes), [
+                log.read_text()[-3000:] for log in logs
+            ]
+            time.sleep(0.2)
+        time.sleep(2)
         yield logs[0]
     finally:
         for process in processes:

@@ -1,7 +1,7 @@
 """staff acts: each person's closes, referrals, merges and relays (limited per hour, held past
 the limit); where a merged message came from; outgoing mail that waits for another row
 
-Revision ID: 0009_i32
+Revision ID: 0009
 Revises: 0008
 Create Date: 2026-12-07 09:00:00.000000
 """
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0009_i32"
+revision: str = "0009"
 down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
