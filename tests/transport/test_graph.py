@@ -614,8 +614,9 @@ def test_the_microsoft_login_asks_graphs_scope_with_msal(base_settings: Settings
     assert post["scope"] == "https://graph.microsoft.com/.default"
 
 
+@pytest.mark.parametrize("missing", ["requests", "stamina"])
 def test_without_the_microsoft_extra_graph_names_it(
-    settings_graph: Settings, monkeypatch: pytest.MonkeyPatch
+    settings_graph: Settings, monkeypatch: pytest.MonkeyPatch, missing: str
 ) -> None:
     import sys
 
@@ -627,7 +628,7 @@ def test_without_the_microsoft_extra_graph_names_it(
         "mailbot.transport.graph_sender",
     ):
         monkeypatch.delitem(sys.modules, name, raising=False)
-    monkeypatch.setitem(sys.modules, "requests", None)
+    monkeypatch.setitem(sys.modules, missing, None)
     with pytest.raises(MissingDependency, match=r'"microsoft" extra'):
         build_app(
             settings_graph,
