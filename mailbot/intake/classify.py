@@ -51,8 +51,10 @@ from functools import lru_cache
 from typing import Literal
 
 from mailbot.mail import tokens
+from mailbot.mail.addresses import addresses_in
+from mailbot.mail.delivery_reports import quoted_message_ids
 from mailbot.mail.language import detect_language
-from mailbot.mail.parse import InboundMail, addresses_in, quoted_message_ids
+from mailbot.mail.parse import InboundMail
 from mailbot.mail.render import LOOP_HEADER, PURPOSE_HEADER
 from mailbot.mail.text import fold, strip_reply_prefix
 from mailbot.settings import (

@@ -12,7 +12,9 @@ from datetime import datetime
 from enum import StrEnum
 
 from mailbot.intake.classify import Kind, Verdict, is_note
-from mailbot.mail.parse import FROM_REFUSED, InboundMail, flatten
+from mailbot.mail.addresses import FROM_REFUSED
+from mailbot.mail.decoding import flatten
+from mailbot.mail.parse import InboundMail
 
 
 class Outcome(StrEnum):

@@ -30,7 +30,7 @@ from sqlalchemy.engine import Connection
 from mailbot.context import App
 from mailbot.db import retention as rows
 from mailbot.db.retention import StoredCopy
-from mailbot.mail.parse import normalise_address, parse_addresses
+from mailbot.mail.addresses import normalise_address, parse_addresses
 from mailbot.recovery import journal
 from mailbot.transport.mailbox import Copies
 

@@ -29,7 +29,8 @@ from mailbot.db import tickets as ticket_rows
 from mailbot.db.inbound import citizen_thread
 from mailbot.db.tickets import TicketRow
 from mailbot.mail import mime, tokens
-from mailbot.mail.parse import CarriedFile, InboundMail, flatten
+from mailbot.mail.decoding import flatten
+from mailbot.mail.parse import CarriedFile, InboundMail
 from mailbot.mail.render import (
     JOURNAL_KEY_HEADER,
     JOURNAL_REF_HEADER,
