@@ -15,7 +15,6 @@ TOP_LEVEL = {
     "__main__",
     "cli",
     "context",
-    "settings",
     "errors",
     "clock",
     "store",
@@ -23,7 +22,8 @@ TOP_LEVEL = {
     "states",
     "logformat",
 }
-# What a pure module may lean on besides other pure modules: values and rules, no effects.
+# What a pure module may lean on besides other pure modules: values and rules, no effects
+# (the settings package, all of it).
 FOUNDATIONS = {"mailbot", "mailbot.errors", "mailbot.settings", "mailbot.states"}
 # Only these may import the command line, the daemon loop or the sandbox.
 ENTRY_POINTS = {"mailbot.__main__", "mailbot.cli"}
@@ -134,7 +134,9 @@ def test_the_pure_core_imports_no_effect() -> None:
         (name, target)
         for name in pure
         for target in graph[name]
-        if target not in pure and target not in FOUNDATIONS and not target.startswith("mailbot.db")
+        if target not in pure
+        and target not in FOUNDATIONS
+        and not target.startswith(("mailbot.db", "mailbot.settings."))
     }
     assert upward == set()
 
