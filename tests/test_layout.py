@@ -127,6 +127,11 @@ def test_the_pure_core_imports_no_effect() -> None:
         "mailbot.mail.addresses",
         "mailbot.mail.delivery_reports",
         "mailbot.mail.parse",
+        "mailbot.intake.verdicts",
+        "mailbot.intake.thread_links",
+        "mailbot.intake.evidence",
+        "mailbot.intake.rules",
+        "mailbot.intake.categories",
         "mailbot.intake.classify",
         "mailbot.intake.decide",
     } <= pure

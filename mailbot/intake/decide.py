@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from mailbot.intake.classify import Kind, Verdict, is_note
+from mailbot.intake.verdicts import Kind, Verdict, is_note
 from mailbot.mail.addresses import FROM_REFUSED
 from mailbot.mail.decoding import flatten
 from mailbot.mail.parse import InboundMail

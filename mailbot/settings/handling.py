@@ -18,7 +18,8 @@ class LanguageSettings(Frozen):
 
 
 class ClassificationSettings(Frozen):
-    """Named rules' parameters (see mailbot/intake/classify.py); every list is lower-case text."""
+    """Named rules' parameters (mailbot/intake/rules.py, categories.py); every list is lower-case
+    text."""
 
     # Robot senders never get an automatic answer (RELIABILITY.md); a regular expression
     # matched against the local part of the sender's address.

@@ -11,7 +11,8 @@ import logging
 
 import pytest
 
-from mailbot.intake.classify import Kind, Verdict, classify
+from mailbot.intake.classify import classify
+from mailbot.intake.verdicts import Kind, Verdict
 from mailbot.mail.delivery_reports import NOTICE_SCAN_BYTES
 from mailbot.mail.parse import InboundMail, parse_message
 from tests.mail.test_corpus import CORPUS, CORPUS_DIR, confusion
