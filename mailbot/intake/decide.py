@@ -51,7 +51,7 @@ class Decision:
 
 
 _SUBJECT_LIMIT = 500
-# A staff message that is an internal note (`classify.is_note`): recorded, never relayed.
+# A staff message that is an internal note (`verdicts.is_note`): recorded, never relayed.
 NOTE_FLAG = "note"
 
 
