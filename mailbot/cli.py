@@ -802,7 +802,7 @@ def _report(app: App, args: argparse.Namespace) -> int:
 def _requester(command: str, given: str) -> str:
     """--requester as an address; anything else is a usage error (exit 2), never an empty
     answer that looks like "we hold nothing about this person"."""
-    from mailbot.mail.parse import normalise_address
+    from mailbot.mail.addresses import normalise_address
 
     address = normalise_address(given)
     if address is None:

@@ -23,14 +23,9 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(REPO))
 
-from mailbot.intake.classify import (  # noqa: E402
-    ClassifyContext,
-    Kind,
-    TicketFacts,
-    Verdict,
-    candidate_refs,
-    classify,
-)
+from mailbot.intake.classify import classify  # noqa: E402
+from mailbot.intake.thread_links import candidate_refs  # noqa: E402
+from mailbot.intake.verdicts import ClassifyContext, Kind, TicketFacts, Verdict  # noqa: E402
 from mailbot.mail.parse import InboundMail, parse_message  # noqa: E402
 from mailbot.settings import ClassificationSettings, MailboxSettings  # noqa: E402
 

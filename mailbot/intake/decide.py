@@ -11,8 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from mailbot.intake.classify import Kind, Verdict, is_note
-from mailbot.mail.parse import FROM_REFUSED, InboundMail, flatten
+from mailbot.intake.verdicts import Kind, Verdict, is_note
+from mailbot.mail.addresses import FROM_REFUSED
+from mailbot.mail.decoding import flatten
+from mailbot.mail.parse import InboundMail
 
 
 class Outcome(StrEnum):
@@ -49,7 +51,7 @@ class Decision:
 
 
 _SUBJECT_LIMIT = 500
-# A staff message that is an internal note (`classify.is_note`): recorded, never relayed.
+# A staff message that is an internal note (`verdicts.is_note`): recorded, never relayed.
 NOTE_FLAG = "note"
 
 

@@ -27,15 +27,10 @@ from mailbot.db.inbound import Duplicate
 from mailbot.db.tickets import TicketRow
 from mailbot.intake import citizens
 from mailbot.intake.citizens import OVERSIZED
-from mailbot.intake.classify import (
-    ClassifyContext,
-    Kind,
-    TicketFacts,
-    Verdict,
-    candidate_refs,
-    classify,
-)
+from mailbot.intake.classify import classify
 from mailbot.intake.decide import NOTE_FLAG, Decision, Outcome, decide
+from mailbot.intake.thread_links import candidate_refs
+from mailbot.intake.verdicts import ClassifyContext, Kind, TicketFacts, Verdict
 from mailbot.logformat import log_fields
 from mailbot.mail.parse import InboundMail, parse_message, request_fingerprint
 from mailbot.sending import delivery

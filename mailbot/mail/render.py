@@ -20,7 +20,7 @@ from typing import Any
 import jinja2
 
 from mailbot.mail import mime
-from mailbot.mail.parse import flatten
+from mailbot.mail.decoding import flatten
 from mailbot.settings import MailboxSettings
 
 LOOP_HEADER = "X-Mailbot-Loop"

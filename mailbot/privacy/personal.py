@@ -3,7 +3,7 @@
 * Inbound rows of no ticket (automatic replies, list mail, held and quarantined messages),
   and the person's messages held on someone else's ticket: a row is the person's when one
   of its From, Reply-To or Sender addresses, normalised as mailbot normalises an address
-  (`parse.normalise_address`), is theirs. Rows are read in chunks and matched here
+  (`addresses.normalise_address`), is theirs. Rows are read in chunks and matched here
   (`addresses_in` is pure); old rows need no extra column.
 * Copies in the mail store: every message mailbot fetched stays in its mailbox's processed
   or quarantine folder. `delete_copies` deletes the ones whose bytes hash to a stored row's
@@ -30,7 +30,7 @@ from sqlalchemy.engine import Connection
 from mailbot.context import App
 from mailbot.db import retention as rows
 from mailbot.db.retention import StoredCopy
-from mailbot.mail.parse import normalise_address, parse_addresses
+from mailbot.mail.addresses import normalise_address, parse_addresses
 from mailbot.recovery import journal
 from mailbot.transport.mailbox import Copies
 

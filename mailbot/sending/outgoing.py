@@ -29,7 +29,8 @@ from mailbot.db import tickets as ticket_rows
 from mailbot.db.inbound import citizen_thread
 from mailbot.db.tickets import TicketRow
 from mailbot.mail import mime, tokens
-from mailbot.mail.parse import CarriedFile, InboundMail, flatten
+from mailbot.mail.decoding import flatten
+from mailbot.mail.parse import CarriedFile, InboundMail
 from mailbot.mail.render import (
     JOURNAL_KEY_HEADER,
     JOURNAL_REF_HEADER,
@@ -597,7 +598,7 @@ def to_staff(
 def note_link(app: App, ticket: TicketRow, queue: MailboxSettings) -> str:
     """A mailto: link to the queue's notes address, offered beside "reply" in staff notices:
     its subject names the ticket and carries its signed token, so what staff write from it
-    is recorded on the ticket as an internal note (mailbot/intake/classify.py, NOTE_RULES),
+    is recorded on the ticket as an internal note (mailbot/intake/verdicts.py, NOTE_RULES),
     never relayed."""
     token = tokens.make_token(app.signing_key, ticket.ref, tokens.new_nonce())
     about = flatten(strip_reply_prefix(ticket.subject), 80)

@@ -29,7 +29,7 @@ from mailbot.db.tickets import TicketRow
 from mailbot.intake import citizens
 from mailbot.privacy import retention
 from mailbot.staff import authority, limits, merge, referral
-from mailbot.staff.parse_commands import Command, CommandName
+from mailbot.staff.command_table import Command, CommandName
 from mailbot.standards import completeness, deadlines
 from mailbot.states import TicketStatus
 

@@ -31,7 +31,8 @@ from mailbot.db.tickets import TicketRow
 from mailbot.sending import outgoing
 from mailbot.settings import Settings
 from mailbot.staff import authority
-from mailbot.staff.parse_commands import CommandName, StaffMessage
+from mailbot.staff.command_table import CommandName
+from mailbot.staff.parse_commands import StaffMessage
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ What reaches the citizen: the reply's text, with each `#réponse type : NOM` lin
 that canned answer rendered for the ticket (mailbot/staff/answers.py); after `#fusionner` or
 `#référer` nothing is relayed, the merge's or the referral's own notice carries the text
 (mailbot/staff/merge.py, mailbot/staff/referral.py). A reply whose text opens with what looks
-like a command left unmarked (`Fermer`, `Note interne`: mailbot/staff/parse_commands.py) is
+like a command left unmarked (`Fermer`, `Note interne`: mailbot/staff/unmarked_commands.py) is
 held, neither applied nor sent, until its sender confirms it. Mail sent to the queue's notes
 address is an internal note, whatever its text: recorded on the ticket, never relayed, and
 never an answer (`record_note`).
@@ -48,8 +48,9 @@ from mailbot.mail.render import INTERNAL_MARKER
 from mailbot.sending import outgoing
 from mailbot.staff import answers, apply_commands, authority, limits, send_as, trail
 from mailbot.staff.authresults import check_authentication
+from mailbot.staff.command_table import Command, CommandName
 from mailbot.staff.exchange import check_exchange_origin
-from mailbot.staff.parse_commands import Command, CommandName, StaffMessage, parse_commands
+from mailbot.staff.parse_commands import StaffMessage, parse_commands
 from mailbot.staff.quotes import extract_new_text
 from mailbot.standards import completeness
 from mailbot.states import MessageState

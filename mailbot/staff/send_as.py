@@ -23,7 +23,9 @@ import email.parser
 import email.policy
 from dataclasses import dataclass, replace
 
-from mailbot.mail.parse import Address, InboundMail, flatten, parse_addresses
+from mailbot.mail.addresses import Address, parse_addresses
+from mailbot.mail.decoding import flatten
+from mailbot.mail.parse import InboundMail
 from mailbot.settings import Settings
 
 

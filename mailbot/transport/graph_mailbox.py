@@ -24,8 +24,8 @@ message listed again is the same message, never a second one.
 
 The recovery journal (mailbot/recovery/) reads the processed and quarantine folders and Sent
 Items, where Graph keeps the copy of every draft it sends (nothing is ever appended there:
-`sent_copy` is "server" under [graph], settings.py); the erasure ledger's entries are kept as
-items of a folder of their own (`append_copies`):
+`sent_copy` is "server" under [graph], settings/mailboxes.py); the erasure ledger's entries
+are kept as items of a folder of their own (`append_copies`):
 
     read_folder    every message of a folder, oldest first: the listing
                    (`$select=id,receivedDateTime`, `$orderby=receivedDateTime`, paged), then
@@ -425,7 +425,7 @@ class GraphMailbox:
         creation). Graph cannot file MIME as a received item, so only the text is kept: what
         mailbot keeps this way (the erasure ledger, mailbot/recovery/ledger.py) is all in it.
         The journal never asks: under [graph] Graph keeps the Sent Items copy itself
-        (`journal_over_graph`, settings.py)."""
+        (`journal_over_graph`, settings/mailboxes.py)."""
         if not copies:
             return 0
         folder_id = self.folder_id(folder, create=True)

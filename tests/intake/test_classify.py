@@ -8,17 +8,16 @@ from dataclasses import FrozenInstanceError, replace
 
 import pytest
 
-from mailbot.intake import classify as classify_module
-from mailbot.intake.classify import (
-    CATEGORY_RULES,
-    RULES,
+from mailbot.intake.categories import CATEGORY_RULES
+from mailbot.intake.classify import classify, new_text
+from mailbot.intake.rules import RULES
+from mailbot.intake.thread_links import candidate_refs
+from mailbot.intake.verdicts import (
+    AUTOMATIC_SIGNALS,
     ClassifyContext,
     Kind,
     TicketFacts,
     Verdict,
-    candidate_refs,
-    classify,
-    new_text,
 )
 from mailbot.mail.parse import parse_message
 from mailbot.mail.render import LOOP_HEADER
@@ -832,7 +831,7 @@ def test_only_people_may_be_answered() -> None:
 
 
 def test_every_automatic_rule_blocks_answers() -> None:
-    automatic = {rule.name for rule in RULES if rule.signal in classify_module.AUTOMATIC_SIGNALS}
+    automatic = {rule.name for rule in RULES if rule.signal in AUTOMATIC_SIGNALS}
     assert automatic <= {rule.name for rule in RULES if rule.blocks_answer}
     assert {"unparsable_sender", "sender_not_requester"} <= {
         rule.name for rule in RULES if rule.blocks_answer

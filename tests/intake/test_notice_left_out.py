@@ -3,7 +3,8 @@ a file name, parts past the depth limit, a defect the parser noted (in-memory se
 
 from __future__ import annotations
 
-from mailbot.mail.parse import MAX_DEPTH, parse_message
+from mailbot.mail.decoding import MAX_DEPTH
+from mailbot.mail.parse import parse_message
 from mailbot.ops.passes import run_pass
 from tests.conftest import AppFactory
 from tests.fakes import MemoryMailboxes, RecordingSender

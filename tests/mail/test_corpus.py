@@ -15,7 +15,9 @@ from types import ModuleType
 
 import pytest
 
-from mailbot.intake.classify import CATEGORY_RULES, RULES, Kind
+from mailbot.intake.categories import CATEGORY_RULES
+from mailbot.intake.rules import RULES
+from mailbot.intake.verdicts import Kind
 
 REPO = Path(__file__).resolve().parents[2]
 CORPUS_DIR = REPO / "tests" / "corpus"

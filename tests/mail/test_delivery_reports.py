@@ -11,8 +11,10 @@ import logging
 
 import pytest
 
-from mailbot.intake.classify import Kind, Verdict, classify
-from mailbot.mail.parse import NOTICE_SCAN_BYTES, InboundMail, parse_message
+from mailbot.intake.classify import classify
+from mailbot.intake.verdicts import Kind, Verdict
+from mailbot.mail.delivery_reports import NOTICE_SCAN_BYTES
+from mailbot.mail.parse import InboundMail, parse_message
 from tests.mail.test_corpus import CORPUS, CORPUS_DIR, confusion
 
 OURS = "<mb.MRI-2025-00071.7100abcdef71.atu5zzpnd2n5sl5ihofh@mailbot.mri.gouv.qc.ca>"

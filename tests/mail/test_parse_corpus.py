@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mailbot.mail.parse import MAX_HEADER_CHARS, MAX_TEXT_CHARS, InboundMail, parse_message
+from mailbot.mail.decoding import MAX_HEADER_CHARS, MAX_TEXT_CHARS
+from mailbot.mail.parse import InboundMail, parse_message
 
 CORPUS_DIR = Path(__file__).resolve().parents[1] / "corpus"
 FILES = tuple(sorted(CORPUS_DIR.glob("*.eml")))

@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 from sqlmodel import select
 
-from mailbot.mail.parse import normalise_address, parse_message, usable_address
+from mailbot.mail.addresses import normalise_address, usable_address
+from mailbot.mail.parse import parse_message
 from mailbot.models import InboundMessage
 from mailbot.ops.passes import run_pass
 from mailbot.sandbox.servers import Sandbox

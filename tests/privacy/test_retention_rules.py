@@ -21,7 +21,8 @@ from mailbot.settings import (
     Settings,
     parse_settings,
 )
-from mailbot.staff.parse_commands import Command, CommandError, CommandName, parse_commands
+from mailbot.staff.command_table import Command, CommandError, CommandName
+from mailbot.staff.parse_commands import parse_commands
 from mailbot.standards.business_calendar import build_calendar
 from tests.conftest import AppFactory
 from tests.fakes import MemoryMailboxes, RecordingSender

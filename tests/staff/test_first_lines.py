@@ -91,7 +91,7 @@ def _staff_guide() -> str:
 
 
 def test_the_staff_guide_and_the_help_show_every_command_marked() -> None:
-    from mailbot.staff.parse_commands import unmarked_command
+    from mailbot.staff.unmarked_commands import unmarked_command
 
     # The lines staff copy: the guide's indented examples and the help every notice carries.
     guide = [

@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 import pytest
 
 from mailbot.errors import ConfigError
-from mailbot.intake.classify import Kind, is_note
 from mailbot.intake.decide import NOTE_FLAG, Outcome, decide
+from mailbot.intake.verdicts import Kind, is_note
 from mailbot.mail.parse import parse_message
 from mailbot.mail.tokens import make_token
 from mailbot.settings import MailboxSettings, default_notes_address, parse_settings

@@ -21,16 +21,8 @@ from mailbot.staff.authresults import (
     is_aligned,
     parse_authentication_results,
 )
-from mailbot.staff.parse_commands import (
-    COMMANDS,
-    Command,
-    CommandError,
-    CommandName,
-    StaffMessage,
-    parse_commands,
-    parse_date,
-    read_command_line,
-)
+from mailbot.staff.command_table import COMMANDS, Command, CommandError, CommandName, parse_date
+from mailbot.staff.parse_commands import StaffMessage, parse_commands, read_command_line
 from mailbot.staff.quotes import CUT_RULES, DOUBT_RULES, ReplyText, extract_new_text
 
 OUR_ID = "mx.mri.gouv.qc.ca"

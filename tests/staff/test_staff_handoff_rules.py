@@ -20,17 +20,11 @@ from mailbot.settings import LanguageSettings, Settings
 from mailbot.staff.answers import load_answers, may_write_english, ticket_values
 from mailbot.staff.apply_commands import Refusal, combination_refusal
 from mailbot.staff.authority import may_act
+from mailbot.staff.command_table import Command, CommandError, CommandName
 from mailbot.staff.merge import merge_problem
-from mailbot.staff.parse_commands import (
-    Command,
-    CommandError,
-    CommandName,
-    UnmarkedCommand,
-    parse_commands,
-    read_command_line,
-    unmarked_command,
-)
+from mailbot.staff.parse_commands import parse_commands, read_command_line
 from mailbot.staff.referral import is_own_address, referral_problem
+from mailbot.staff.unmarked_commands import UnmarkedCommand, unmarked_command
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATES = REPO / "templates"

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mailbot.staff.parse_commands import (
-    Command,
-    CommandError,
-    CommandName,
-    parse_commands,
-    read_command_line,
-)
+from mailbot.staff.command_table import Command, CommandError, CommandName
+from mailbot.staff.parse_commands import parse_commands, read_command_line
 
 INCOMPLETE, COMPLETE = CommandName.INCOMPLETE, CommandName.COMPLETE
 
