@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from mailbot import __version__
 from mailbot.clock import Clock, FixedClock, SystemClock, parse_instant
 from mailbot.context import App
+from mailbot.db.store import reading
 from mailbot.errors import (
     ConfigError,
     MailbotError,
@@ -27,7 +28,6 @@ from mailbot.errors import (
 )
 from mailbot.logformat import LIBRARY_LOGGERS, JsonFormatter, OwnRecordsOnly, TextFormatter
 from mailbot.settings import LoggingSettings, Settings, config_path, load_settings
-from mailbot.store import reading
 
 log = logging.getLogger("mailbot")
 # Names the handler mailbot installs, so that loading the configuration can replace it.
@@ -524,7 +524,7 @@ def _start(settings: Settings, clock: Clock, *, daemon: bool) -> App:
     import time
 
     from mailbot.context import build_app
-    from mailbot.store import is_busy, one_at_a_time
+    from mailbot.db.store import is_busy, one_at_a_time
 
     deadline = time.monotonic() + STARTUP_PATIENCE_SECONDS
     delay = 0.5

@@ -25,10 +25,10 @@ from mailbot.standards.business_calendar import BusinessCalendar, build_calendar
 
 if TYPE_CHECKING:
     from mailbot.transport.graph import GraphClient
+from mailbot.db.store import make_engine, migrate
 from mailbot.mail.parse_ahead import ParseAhead
 from mailbot.mail.render import Renderer
 from mailbot.settings import Settings
-from mailbot.store import make_engine, migrate
 from mailbot.transport.logins import Logins
 from mailbot.transport.mailbox import MailboxOpener, imap_opener
 from mailbot.transport.sender import Sender, SmtpSender

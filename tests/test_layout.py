@@ -18,8 +18,6 @@ TOP_LEVEL = {
     "settings",
     "errors",
     "clock",
-    "store",
-    "models",
     "states",
     "logformat",
 }

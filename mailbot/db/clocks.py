@@ -10,7 +10,7 @@ from datetime import date, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from mailbot.models import DEADLINE, HOLD
+from mailbot.db.models import DEADLINE, HOLD
 from mailbot.standards.business_calendar import Hold
 
 

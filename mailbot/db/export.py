@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
-import mailbot.models  # noqa: F401  (registers the tables on SQLModel.metadata)
-from mailbot.store import reading
+import mailbot.db.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from mailbot.db.store import reading
 
 # The inbound kinds that are the requester's own messages on a ticket (staff replies, bounces
 # and the like are not theirs).

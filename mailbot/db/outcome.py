@@ -22,7 +22,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from mailbot.models import DEADLINE, HOLD
+from mailbot.db.models import DEADLINE, HOLD
 from mailbot.standards.compliance import Outcome
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from mailbot.models import (
+from mailbot.db.models import (
     ADDRESS,
     DEADLINE,
     EVENT,

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 
 from mailbot.context import App
 from mailbot.db import inbound as inbound_rows
+from mailbot.db.store import reading
 from mailbot.intake.pipeline import Processed, goes_to_quarantine, process_fetched
 from mailbot.logformat import log_fields
 from mailbot.mail.parse_ahead import Chunk
 from mailbot.settings import MailboxSettings
-from mailbot.store import reading
 from mailbot.transport.mailbox import Mailbox
 
 log = logging.getLogger(__name__)

@@ -26,6 +26,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from mailbot.context import App
+from mailbot.db.store import is_transient
 from mailbot.errors import (
     ConfigError,
     DatabaseFailed,
@@ -37,7 +38,6 @@ from mailbot.errors import (
 from mailbot.ops.observe import Monitor, ObservabilityServer
 from mailbot.ops.passes import guard_clock, run_pass
 from mailbot.settings import Settings
-from mailbot.store import is_transient
 from mailbot.transport.logins import Login, Logins, OAuthLogin
 from mailbot.transport.mailbox import ImapMailbox
 from mailbot.transport.neterrors import describe

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from mailbot.context import App
 from mailbot.db.backup import RECONCILE_PENDING
 from mailbot.db.service import claim_meta, meta_value
+from mailbot.db.store import reading
 from mailbot.errors import ClockRefused, ImapError
 from mailbot.intake.ingest import IngestReport, ingest_mailbox
 from mailbot.logformat import log_fields
@@ -27,7 +28,6 @@ from mailbot.sending.outbox import FlushReport, SendPolicy, flush_outbox
 from mailbot.settings import MailboxSettings
 from mailbot.staff.release import replay_released, review_held_acts
 from mailbot.standards.run_jobs import run_due_jobs
-from mailbot.store import reading
 
 log = logging.getLogger(__name__)
 

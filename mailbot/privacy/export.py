@@ -24,9 +24,9 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from mailbot.db.export import RequesterTicket, requester_tickets
+from mailbot.db.store import reading
 from mailbot.mail.parse import parse_message
 from mailbot.privacy import personal
-from mailbot.store import reading
 
 
 def _instant(value: datetime | None) -> str | None:

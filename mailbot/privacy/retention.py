@@ -48,13 +48,13 @@ from mailbot.db import access
 from mailbot.db import ledger as ledger_rows
 from mailbot.db import retention as rows
 from mailbot.db import tickets as ticket_rows
+from mailbot.db.store import reading, scrub_freed_pages
 from mailbot.errors import MailbotError, NotFound
 from mailbot.privacy import personal
 from mailbot.recovery import ledger
 from mailbot.recovery.ledger_entry import Ledger, LedgerEntry, address_hash, message_hash
 from mailbot.settings import RetentionSettings, Settings
 from mailbot.standards.business_calendar import BusinessCalendar
-from mailbot.store import reading, scrub_freed_pages
 
 log = logging.getLogger(__name__)
 

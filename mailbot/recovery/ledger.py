@@ -43,6 +43,7 @@ from sqlalchemy.engine import Connection
 from mailbot.context import App
 from mailbot.db import ledger as rows
 from mailbot.db.service import claim_meta, meta_value
+from mailbot.db.store import reading
 from mailbot.errors import ImapError
 from mailbot.mail import mime
 from mailbot.recovery.ledger_entry import (
@@ -54,7 +55,6 @@ from mailbot.recovery.ledger_entry import (
     message_hash,
     read_entry,
 )
-from mailbot.store import reading
 
 log = logging.getLogger(__name__)
 

@@ -50,6 +50,7 @@ from mailbot.db.backup import RECONCILE_PENDING
 from mailbot.db.journal import REPLAYED_UIDVALIDITY, PendingRow
 from mailbot.db.outbox import OutboxRow
 from mailbot.db.service import drop_meta
+from mailbot.db.store import reading
 from mailbot.errors import ImapError
 from mailbot.intake.pipeline import process_fetched
 from mailbot.mail.render import (
@@ -64,7 +65,6 @@ from mailbot.recovery.journal import sending_mailbox
 from mailbot.recovery.ledger import Withheld, read_ledger, start_above
 from mailbot.sending.outbox import SendPolicy, record
 from mailbot.settings import MailboxSettings
-from mailbot.store import reading
 from mailbot.transport.mailbox import FetchedMessage
 from mailbot.transport.sender import SendResult
 

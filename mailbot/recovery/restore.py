@@ -26,10 +26,10 @@ from sqlalchemy.engine import Engine
 from mailbot.context import App
 from mailbot.db import backup
 from mailbot.db import ledger as ledger_rows
+from mailbot.db.store import known_revisions, make_engine, scrub_freed_pages
 from mailbot.errors import ConfigError, ImapError
 from mailbot.privacy.retention import Reapplied, reapply_ledger
 from mailbot.recovery.ledger import read_ledger, start_above
-from mailbot.store import known_revisions, make_engine, scrub_freed_pages
 
 log = logging.getLogger(__name__)
 

@@ -19,6 +19,7 @@ from email.utils import formatdate, make_msgid
 from pathlib import Path
 
 from mailbot.clock import Clock
+from mailbot.db.store import reading
 from mailbot.errors import ConfigError, MailbotError
 from mailbot.sandbox.servers import (
     CATCH_ALL,
@@ -36,7 +37,6 @@ from mailbot.settings import (
     config_path,
     load_settings,
 )
-from mailbot.store import reading
 
 SAMPLES = (
     ("josee.tremblay@example.org", "renseignements@mri.gouv.qc.ca", "demande.eml"),

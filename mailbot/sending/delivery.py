@@ -21,12 +21,12 @@ from mailbot.db import clocks as clock_rows
 from mailbot.db import outbox as outbox_rows
 from mailbot.db import tickets as ticket_rows
 from mailbot.db.outbox import PACED_PURPOSE, Failure
+from mailbot.db.store import reading
 from mailbot.db.tickets import TicketRow
 from mailbot.intake import citizens
 from mailbot.sending import outgoing
 from mailbot.sending.outbox import SendPolicy, error_summary, paced_capacity
 from mailbot.states import ClosedReason, TicketStatus
-from mailbot.store import reading
 
 log = logging.getLogger(__name__)
 

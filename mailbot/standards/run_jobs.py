@@ -21,6 +21,7 @@ from mailbot.context import App
 from mailbot.db import jobs as job_rows
 from mailbot.db import outbox as outbox_rows
 from mailbot.db import tickets as ticket_rows
+from mailbot.db.store import reading
 from mailbot.mail.render import Rendered
 from mailbot.sending import outgoing
 from mailbot.standards.digest import (
@@ -44,7 +45,6 @@ from mailbot.standards.due_jobs import (
     reminders_due,
     supervised_queues,
 )
-from mailbot.store import reading
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from mailbot.db import clocks as clock_rows
+from mailbot.db.models import DEADLINE
 from mailbot.db.outcome import outcome_sql
-from mailbot.models import DEADLINE
 from mailbot.standards.business_calendar import Hold
 from mailbot.standards.compliance import deadline_outcome, is_paused
 from tests.db.seed import at, day, ticket

@@ -9,7 +9,7 @@ from sqlalchemy.engine import Connection
 
 from mailbot.db import graph as graph_rows
 from mailbot.db.graph import Seen
-from mailbot.models import GRAPH_FOLDER, GRAPH_MESSAGE
+from mailbot.db.models import GRAPH_FOLDER, GRAPH_MESSAGE
 from tests.db.seed import at
 
 T = at("2025-03-03T14:00:00Z")

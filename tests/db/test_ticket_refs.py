@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from mailbot.db import tickets as ticket_rows
-from mailbot.models import TICKET
+from mailbot.db.models import TICKET
 from tests.db.concurrent import start_second
 from tests.db.seed import ticket
 

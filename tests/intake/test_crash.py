@@ -157,7 +157,7 @@ import sys, time
 from datetime import datetime, timedelta
 from mailbot.db import outbox as rows
 from mailbot.sending.leases import lease_owner
-from mailbot.store import make_engine
+from mailbot.db.store import make_engine
 
 now = datetime.fromisoformat(sys.argv[2])
 with make_engine(sys.argv[1]).begin() as connection:

@@ -14,10 +14,10 @@ import hashlib
 from sqlmodel import col, select
 
 from mailbot.context import App
-from mailbot.models import AccessEntry, OutboxMessage, Ticket, TicketDeadline
+from mailbot.db.models import AccessEntry, OutboxMessage, Ticket, TicketDeadline
+from mailbot.db.store import session_scope
 from mailbot.ops.passes import run_pass
 from mailbot.sandbox.servers import Sandbox
-from mailbot.store import session_scope
 from tests.conftest import AppFactory
 from tests.intake.test_spine import CITIZEN, INFO, citizen_request, office, parsed, text_of
 from tests.staff.test_staff_server import AGENT, SUPERVISOR, citizen_replies, staff_reply

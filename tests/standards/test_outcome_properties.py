@@ -31,14 +31,14 @@ from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
 from mailbot.db import jobs as job_rows
+from mailbot.db.models import DEADLINE, HOLD, TICKET
 from mailbot.db.observe import backlog
-from mailbot.models import DEADLINE, HOLD, TICKET
+from mailbot.db.store import make_engine, migrate
 from mailbot.reporting.report import ReportRequest, build_report
 from mailbot.settings import Settings, load_settings
 from mailbot.standards.business_calendar import BusinessCalendar, Hold, build_calendar
 from mailbot.standards.compliance import Outcome, count_outcomes, deadline_outcome, has_passed
 from mailbot.standards.due_jobs import is_running
-from mailbot.store import make_engine, migrate
 from tests.conftest import postgres_database
 
 REPO = Path(__file__).resolve().parents[2]

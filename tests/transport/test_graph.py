@@ -13,9 +13,9 @@ import sqlalchemy as sa
 
 from mailbot.clock import FixedClock, parse_instant
 from mailbot.context import App, build_app
+from mailbot.db.models import GRAPH_FOLDER, OUTBOX, TICKET
 from mailbot.errors import ConfigError
 from mailbot.intake.quarantine import list_quarantine, retry_quarantined
-from mailbot.models import GRAPH_FOLDER, OUTBOX, TICKET
 from mailbot.ops.passes import run_pass
 from mailbot.settings import (
     AuthSettings,
