@@ -143,8 +143,8 @@ def floor(imap_port: int, smtp_port: int, count: int, message_size: int) -> dict
 def mailbot(
     imap_port: int, smtp_port: int, root: Path, count: int, connections: int
 ) -> dict[str, float]:
+    from mailbot.app import build_app
     from mailbot.clock import FixedClock, parse_instant
-    from mailbot.context import build_app
     from mailbot.ops.passes import run_pass
     from mailbot.sandbox.cli import sandbox_environ, sandbox_settings
     from mailbot.settings import ClassificationSettings, load_settings

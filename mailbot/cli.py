@@ -15,8 +15,8 @@ from typing import Any, NoReturn
 from zoneinfo import ZoneInfo
 
 from mailbot import __version__
+from mailbot.app import App
 from mailbot.clock import Clock, FixedClock, SystemClock, parse_instant
-from mailbot.context import App
 from mailbot.db.store import reading
 from mailbot.errors import (
     ConfigError,
@@ -523,7 +523,7 @@ def _start(settings: Settings, clock: Clock, *, daemon: bool) -> App:
     command at once, naming it."""
     import time
 
-    from mailbot.context import build_app
+    from mailbot.app import build_app
     from mailbot.db.store import is_busy, one_at_a_time
 
     deadline = time.monotonic() + STARTUP_PATIENCE_SECONDS
@@ -533,7 +533,7 @@ def _start(settings: Settings, clock: Clock, *, daemon: bool) -> App:
             with one_at_a_time(settings.database_url):
                 app = build_app(settings, clock)
                 if daemon:
-                    from mailbot.ops.passes import guard_clock
+                    from mailbot.app import guard_clock
 
                     guard_clock(app)
                     _refuse_if_behind(app)
@@ -595,7 +595,7 @@ def _backup(settings: Settings, args: argparse.Namespace, clock: Clock) -> int:
 
 
 def _restore(settings: Settings, args: argparse.Namespace, clock: Clock) -> int:
-    from mailbot.context import build_app
+    from mailbot.app import build_app
     from mailbot.recovery.restore import restore
 
     report = restore(
@@ -614,7 +614,7 @@ def _restore(settings: Settings, args: argparse.Namespace, clock: Clock) -> int:
 def _refuse_if_behind(app: App) -> None:
     """A daemon on an empty or older database whose mail store holds mail it marked stops
     here (a restored database reconciles at its first pass instead)."""
-    from mailbot.ops.passes import reconcile_pending
+    from mailbot.app import reconcile_pending
     from mailbot.recovery.reconcile import store_ahead
 
     if reconcile_pending(app):
@@ -630,7 +630,7 @@ def _refuse_if_behind(app: App) -> None:
 
 
 def _reconcile(app: App) -> int:
-    from mailbot.ops.passes import guard_clock
+    from mailbot.app import guard_clock
     from mailbot.recovery.reconcile import reconcile
 
     guard_clock(app)
@@ -868,8 +868,8 @@ def _quarantine(app: App, args: argparse.Namespace) -> int:
 
 
 def _retention(app: App, args: argparse.Namespace) -> int:
+    from mailbot.app import guard_clock
     from mailbot.db.retention import runs
-    from mailbot.ops.passes import guard_clock
     from mailbot.privacy.retention import run_retention
     from mailbot.reporting.views import instant, office_minute
 
@@ -914,7 +914,7 @@ def _retention(app: App, args: argparse.Namespace) -> int:
 
 
 def _legal_hold(app: App, args: argparse.Namespace) -> int:
-    from mailbot.ops.passes import guard_clock
+    from mailbot.app import guard_clock
     from mailbot.privacy.retention import set_legal_hold_by_ref
 
     if args.reason is not None and not args.reason.strip():
@@ -927,7 +927,7 @@ def _legal_hold(app: App, args: argparse.Namespace) -> int:
 
 
 def _erase(app: App, args: argparse.Namespace) -> int:
-    from mailbot.ops.passes import guard_clock
+    from mailbot.app import guard_clock
     from mailbot.privacy.retention import erase_requester
 
     args.requester = _requester("erase", args.requester)
@@ -952,7 +952,7 @@ def _erase(app: App, args: argparse.Namespace) -> int:
 
 
 def _held_acts(app: App, args: argparse.Namespace) -> int:
-    from mailbot.ops.passes import guard_clock
+    from mailbot.app import guard_clock
     from mailbot.reporting.views import instant
     from mailbot.staff.release import held_acts, release_by_command_line
 

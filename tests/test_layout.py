@@ -14,7 +14,7 @@ TOP_LEVEL = {
     "__init__",
     "__main__",
     "cli",
-    "context",
+    "app",
     "settings",
     "errors",
     "clock",

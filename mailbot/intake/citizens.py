@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Connection
 
-from mailbot.context import App
+from mailbot.app import App
 from mailbot.db import inbound as inbound_rows
 from mailbot.db import outbox as outbox_rows
 from mailbot.db import service

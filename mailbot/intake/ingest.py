@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from mailbot.context import App
+from mailbot.app import App
 from mailbot.db import inbound as inbound_rows
 from mailbot.db.store import reading
 from mailbot.intake.pipeline import Processed, goes_to_quarantine, process_fetched

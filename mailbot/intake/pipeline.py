@@ -18,7 +18,7 @@ from datetime import datetime
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from mailbot.context import App
+from mailbot.app import App
 from mailbot.db import graph as graph_rows
 from mailbot.db import handoff
 from mailbot.db import inbound as inbound_rows

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 
-from mailbot.context import App
+from mailbot.app import App, guard_clock
 from mailbot.db import inbound as inbound_rows
 from mailbot.db.inbound import QuarantinedMessage
 from mailbot.db.store import reading
 from mailbot.errors import NotFound
 from mailbot.intake.pipeline import process_fetched
 from mailbot.logformat import log_fields
-from mailbot.ops.passes import guard_clock
 from mailbot.states import MessageState
 from mailbot.transport.mailbox import FetchedMessage
 

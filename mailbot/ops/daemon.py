@@ -25,7 +25,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from mailbot.context import App
+from mailbot.app import App, guard_clock
 from mailbot.db.store import is_transient
 from mailbot.errors import (
     ConfigError,
@@ -36,7 +36,7 @@ from mailbot.errors import (
     TokenError,
 )
 from mailbot.ops.observe import Monitor, ObservabilityServer
-from mailbot.ops.passes import guard_clock, run_pass
+from mailbot.ops.passes import run_pass
 from mailbot.settings import Settings
 from mailbot.transport.logins import Login, Logins, OAuthLogin
 from mailbot.transport.mailbox import ImapMailbox

@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import aiosmtplib
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from mailbot.context import App
+from mailbot.app import App
 from mailbot.db import service
 from mailbot.db.observe import backlog
 from mailbot.db.store import reading

@@ -13,11 +13,8 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from mailbot.context import App
-from mailbot.db.backup import RECONCILE_PENDING
-from mailbot.db.service import claim_meta, meta_value
-from mailbot.db.store import reading
-from mailbot.errors import ClockRefused, ImapError
+from mailbot.app import App, guard_clock, reconcile_pending
+from mailbot.errors import ImapError
 from mailbot.intake.ingest import IngestReport, ingest_mailbox
 from mailbot.logformat import log_fields
 from mailbot.privacy.retention import run_if_due
@@ -32,7 +29,6 @@ from mailbot.standards.run_jobs import run_due_jobs
 log = logging.getLogger(__name__)
 
 StopCheck = Callable[[], bool]
-LIVE, REPLAY = "live", "replay"
 
 
 @dataclass
@@ -75,39 +71,6 @@ class PassReport:
             parts.append("smtp=unreachable")
         parts += [f"error={error}" for error in self.errors]
         return " ".join(parts)
-
-
-def guard_clock(app: App) -> None:
-    """Refuse to mix replayed and real time in one database.
-
-    The first command that writes a database fixes which clock writes it from then on: the
-    real one (a live database) or `--now` (a replay database: tests, demos, audits on a
-    copy). A pass as of another instant on a live database would record late answers, send
-    reminders early and use up today's digest; the real clock on a replay database would mix
-    invented dates with real ones. Both are refused before anything is written.
-    """
-    wanted = REPLAY if app.clock.replays else LIVE
-    with app.engine.begin() as connection:
-        mode = claim_meta(connection, "clock", wanted)
-    if mode == wanted:
-        return
-    if mode == LIVE:
-        raise ClockRefused(
-            "--now cannot write to this database: it is a live one (written by the real "
-            "clock). Read-only commands (report, tickets, show, due) accept --now; replay a "
-            "pass on a separate database (MAILBOT_DATABASE_URL) against test mail servers"
-        )
-    raise ClockRefused(
-        "this database holds replayed time (it was written under --now): the real clock "
-        "never writes to it; give --now, or point mailbot at the live database"
-    )
-
-
-def reconcile_pending(app: App) -> bool:
-    """A restore left the database to reconcile with the mail store
-    (mailbot/recovery/reconcile.py)."""
-    with reading(app.engine) as connection:
-        return meta_value(connection, RECONCILE_PENDING) is not None
 
 
 def run_pass(

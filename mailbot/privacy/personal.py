@@ -27,7 +27,7 @@ from datetime import datetime
 
 from sqlalchemy.engine import Connection
 
-from mailbot.context import App
+from mailbot.app import App
 from mailbot.db import retention as rows
 from mailbot.db.retention import StoredCopy
 from mailbot.mail.parse import normalise_address, parse_addresses

@@ -43,7 +43,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from mailbot.context import App
+from mailbot.app import App
 from mailbot.db import access
 from mailbot.db import ledger as ledger_rows
 from mailbot.db import retention as rows

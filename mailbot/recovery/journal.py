@@ -22,7 +22,7 @@ from datetime import timedelta
 from email.parser import BytesHeaderParser
 from email.utils import parseaddr
 
-from mailbot.context import App
+from mailbot.app import App
 from mailbot.db import journal as journal_rows
 from mailbot.db.journal import SentCopy
 from mailbot.errors import ImapError

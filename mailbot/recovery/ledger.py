@@ -40,7 +40,7 @@ from email.utils import format_datetime
 
 from sqlalchemy.engine import Connection
 
-from mailbot.context import App
+from mailbot.app import App
 from mailbot.db import ledger as rows
 from mailbot.db.service import claim_meta, meta_value
 from mailbot.db.store import reading

@@ -42,7 +42,7 @@ from email.utils import getaddresses
 
 from sqlalchemy.engine import Connection
 
-from mailbot.context import App
+from mailbot.app import App
 from mailbot.db import graph as graph_rows
 from mailbot.db import inbound as inbound_rows
 from mailbot.db import journal as rows

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
-from mailbot.context import App
+from mailbot.app import App
 from mailbot.db import backup
 from mailbot.db import ledger as ledger_rows
 from mailbot.db.store import known_revisions, make_engine, scrub_freed_pages

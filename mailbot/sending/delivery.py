@@ -15,7 +15,7 @@ from datetime import datetime
 
 from sqlalchemy.engine import Connection
 
-from mailbot.context import App
+from mailbot.app import App
 from mailbot.db import access, service
 from mailbot.db import clocks as clock_rows
 from mailbot.db import outbox as outbox_rows

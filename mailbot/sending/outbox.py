@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Connection
 
-from mailbot.context import App
+from mailbot.app import App
 from mailbot.db import graph as graph_rows
 from mailbot.db import outbox as rows
 from mailbot.db import tickets as ticket_rows

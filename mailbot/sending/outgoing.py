@@ -23,7 +23,7 @@ from urllib.parse import quote
 
 from sqlalchemy.engine import Connection
 
-from mailbot.context import App
+from mailbot.app import App
 from mailbot.db import outbox as outbox_rows
 from mailbot.db import tickets as ticket_rows
 from mailbot.db.inbound import citizen_thread

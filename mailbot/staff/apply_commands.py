@@ -21,7 +21,7 @@ from datetime import date, datetime
 
 from sqlalchemy.engine import Connection
 
-from mailbot.context import App
+from mailbot.app import App
 from mailbot.db import access, handoff
 from mailbot.db import retention as retention_rows
 from mailbot.db import tickets as ticket_rows

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Connection
 
-from mailbot.context import App
+from mailbot.app import App
 from mailbot.db import access
 from mailbot.db import acts as act_rows
 from mailbot.db import outbox as outbox_rows

@@ -26,7 +26,7 @@ from datetime import datetime
 
 from sqlalchemy.engine import Connection
 
-from mailbot.context import App
+from mailbot.app import App
 from mailbot.db import clocks as clock_rows_db
 from mailbot.db import handoff
 from mailbot.db import tickets as ticket_rows

@@ -29,7 +29,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from mailbot.context import App
+from mailbot.app import App
 from mailbot.db import access, handoff
 from mailbot.db import clocks as clock_rows_db
 from mailbot.db import tickets as ticket_rows

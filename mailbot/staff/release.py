@@ -24,7 +24,7 @@ from datetime import datetime
 
 from sqlalchemy.engine import Connection
 
-from mailbot.context import App
+from mailbot.app import App
 from mailbot.db import access, handoff, service
 from mailbot.db import acts as act_rows
 from mailbot.db import inbound as inbound_rows

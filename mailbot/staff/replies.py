@@ -36,7 +36,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from mailbot.context import App
+from mailbot.app import App
 from mailbot.db import access
 from mailbot.db import inbound as inbound_rows
 from mailbot.db import outbox as outbox_rows

@@ -18,7 +18,7 @@ from datetime import datetime
 
 from sqlalchemy.engine import Connection
 
-from mailbot.context import App
+from mailbot.app import App
 from mailbot.db import tickets as ticket_rows
 from mailbot.db.tickets import TicketRow
 from mailbot.intake import citizens

@@ -20,7 +20,7 @@ from datetime import datetime
 
 from sqlalchemy.engine import Connection
 
-from mailbot.context import App
+from mailbot.app import App
 from mailbot.db import clocks as rows
 from mailbot.db import tickets as ticket_rows
 from mailbot.db.tickets import TicketRow

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from mailbot.context import App
+from mailbot.app import App
 from mailbot.db import jobs as job_rows
 from mailbot.db import outbox as outbox_rows
 from mailbot.db import tickets as ticket_rows

@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from mailbot.context import App
+from mailbot.app import App
 from mailbot.errors import ImapError, MailbotError
 from mailbot.logformat import log_fields
 from mailbot.ops.health import Observed, imap_name

@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import col, select
 
-from mailbot.context import App
+from mailbot.app import App
 from mailbot.db.models import AddressState, InboundMessage, OutboxMessage, Ticket
 from mailbot.db.store import session_scope
 from mailbot.ops.passes import run_pass

@@ -30,8 +30,8 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
+from mailbot.app import build_app
 from mailbot.clock import FixedClock, parse_instant
-from mailbot.context import build_app
 from mailbot.db.models import OutboxMessage, Ticket
 from mailbot.db.store import session_scope
 from mailbot.ops.observe import Monitor

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from mailbot.app import App, build_app
 from mailbot.clock import parse_instant
-from mailbot.context import App, build_app
 from mailbot.db.observe import Backlog
 from mailbot.intake.quarantine import list_quarantine, retry_quarantined
 from mailbot.ops.alerts import Firing, conditions

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from mailbot.context import load_signing_key
+from mailbot.app import load_signing_key
 from mailbot.db.store import is_busy, is_transient, make_engine
 from mailbot.errors import DatabaseFailed
 from mailbot.ops import daemon

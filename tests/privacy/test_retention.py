@@ -611,7 +611,7 @@ KILL_AFTER_FIRST_BATCH = """
 import os, signal, sys
 from pathlib import Path
 from mailbot.clock import FixedClock, parse_instant
-from mailbot.context import build_app
+from mailbot.app import build_app
 from mailbot.privacy.retention import run_retention
 from mailbot.settings import load_settings
 

@@ -13,9 +13,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from mailbot.app import App, build_app
 from mailbot.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, main
 from mailbot.clock import FixedClock, parse_instant
-from mailbot.context import App, build_app
 from mailbot.db import backup
 from mailbot.db.store import schema_revision
 from mailbot.intake.ingest import IngestReport, ingest_mailbox

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from mailbot.context import App
+from mailbot.app import App
 from mailbot.db import backup
 from mailbot.ops.passes import run_pass
 from mailbot.privacy.retention import erase_requester, run_retention

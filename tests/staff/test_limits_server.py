@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sqlmodel import col, select
 
-from mailbot.context import App
+from mailbot.app import App
 from mailbot.db.models import AccessEntry, OutboxMessage, StaffAct, Ticket
 from mailbot.db.store import session_scope
 from mailbot.ops.passes import run_pass

@@ -14,7 +14,7 @@ from datetime import date
 import pytest
 from sqlmodel import col, select
 
-from mailbot.context import App
+from mailbot.app import App
 from mailbot.db.models import AccessEntry, Ticket, TicketDeadline
 from mailbot.db.store import session_scope
 from mailbot.ops.passes import run_pass

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from sqlmodel import col, select
 
-from mailbot.context import App
+from mailbot.app import App
 from mailbot.db.models import InboundMessage, OutboxMessage, TicketDeadline, TicketEvent
 from mailbot.db.store import session_scope
 from mailbot.ops.passes import run_pass

@@ -13,7 +13,7 @@ import hashlib
 
 from sqlmodel import col, select
 
-from mailbot.context import App
+from mailbot.app import App
 from mailbot.db.models import AccessEntry, OutboxMessage, Ticket, TicketDeadline
 from mailbot.db.store import session_scope
 from mailbot.ops.passes import run_pass

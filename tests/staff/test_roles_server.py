@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from sqlmodel import col, select
 
-from mailbot.context import App
+from mailbot.app import App
 from mailbot.db.models import AccessEntry, InboundMessage, Ticket, TicketEvent
 from mailbot.db.store import session_scope
 from mailbot.ops.passes import run_pass

@@ -12,7 +12,7 @@ from datetime import date
 import pytest
 from sqlmodel import col, select
 
-from mailbot.context import App
+from mailbot.app import App
 from mailbot.db.models import TicketDeadline, TicketEvent, TicketHold
 from mailbot.db.store import session_scope
 from mailbot.ops.passes import run_pass

@@ -11,7 +11,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlmodel import col, select
 
-from mailbot.context import App
+from mailbot.app import App
 from mailbot.db.jobs import month_compliance
 from mailbot.db.models import AccessEntry, InboundMessage, Ticket, TicketDeadline, TicketEvent
 from mailbot.db.store import session_scope

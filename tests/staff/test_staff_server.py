@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import col, select
 
-from mailbot.context import App
+from mailbot.app import App
 from mailbot.db.models import OutboxMessage, Ticket, TicketDeadline, TicketEvent, TicketHold
 from mailbot.db.store import session_scope
 from mailbot.mail.render import INTERNAL_MARKER

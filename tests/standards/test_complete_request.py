@@ -16,8 +16,8 @@ import holidays
 import pytest
 from sqlmodel import col, select
 
+from mailbot.app import App
 from mailbot.cli import _show_clocks
-from mailbot.context import App
 from mailbot.db.models import AccessEntry, TicketEvent, TicketHold
 from mailbot.db.store import reading, session_scope
 from mailbot.db.tickets import ticket_history, ticket_record

@@ -18,8 +18,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlmodel import col, select
 
+from mailbot.app import build_app
 from mailbot.clock import FixedClock
-from mailbot.context import build_app
 from mailbot.db.jobs import month_compliance, open_deadlines
 from mailbot.db.models import DEADLINE, OutboxMessage, TicketEvent, TicketHold
 from mailbot.db.store import session_scope

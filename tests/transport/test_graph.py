@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from mailbot.app import App, build_app
 from mailbot.clock import FixedClock, parse_instant
-from mailbot.context import App, build_app
 from mailbot.db.models import GRAPH_FOLDER, OUTBOX, TICKET
 from mailbot.errors import ConfigError
 from mailbot.intake.quarantine import list_quarantine, retry_quarantined

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mailbot.context import App
+from mailbot.app import App
 from mailbot.ops.passes import run_pass
 from mailbot.settings import DatabaseSettings, Settings, journal_over_graph
 from mailbot.transport.graph import GraphClient

@@ -19,8 +19,8 @@ import pytest
 import sqlalchemy as sa
 import tomli_w
 
+from mailbot.app import build_app
 from mailbot.clock import FixedClock, parse_instant
-from mailbot.context import build_app
 from mailbot.errors import ImapError
 from mailbot.ops.passes import run_pass
 from mailbot.sandbox.cli import sandbox_settings
