@@ -659,8 +659,8 @@ def _print_json(value: object) -> None:
 
 
 def _tickets(app: App, args: argparse.Namespace) -> int:
-    from mailbot.db.report import queue_has_tickets
-    from mailbot.db.tickets import ticket_records
+    from mailbot.db.report_rows import queue_has_tickets
+    from mailbot.db.ticket_rows import ticket_records
     from mailbot.reporting.views import ticket_json
 
     with reading(app.engine) as connection:
@@ -701,7 +701,7 @@ def _tickets(app: App, args: argparse.Namespace) -> int:
 
 
 def _show(app: App, args: argparse.Namespace) -> int:
-    from mailbot.db.tickets import ticket_history, ticket_record
+    from mailbot.db.ticket_rows import ticket_history, ticket_record
     from mailbot.reporting.views import office_minute, ticket_detail_json
 
     with reading(app.engine) as connection:
@@ -994,7 +994,7 @@ def _audit(app: App, args: argparse.Namespace) -> int:
     with reading(app.engine) as connection:
         found = entries(connection, ref=args.ref, since=since)
         if args.ref and not found:
-            from mailbot.db.tickets import ticket_record
+            from mailbot.db.ticket_rows import ticket_record
 
             if ticket_record(connection, args.ref) is None:
                 raise NotFound(f"no ticket {args.ref}")

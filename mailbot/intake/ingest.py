@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from mailbot.app import App
-from mailbot.db import inbound as inbound_rows
+from mailbot.db import inbound_rows
 from mailbot.db.store import reading
 from mailbot.intake.pipeline import Processed, goes_to_quarantine, process_fetched
 from mailbot.logformat import log_fields

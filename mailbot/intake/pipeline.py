@@ -19,12 +19,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from mailbot.app import App
-from mailbot.db import graph as graph_rows
-from mailbot.db import handoff
-from mailbot.db import inbound as inbound_rows
-from mailbot.db import tickets as ticket_rows
-from mailbot.db.inbound import Duplicate
-from mailbot.db.tickets import TicketRow
+from mailbot.db import graph_rows, handoff, inbound_rows, ticket_rows
+from mailbot.db.inbound_rows import Duplicate
+from mailbot.db.ticket_rows import TicketRow
 from mailbot.intake import citizens
 from mailbot.intake.citizens import OVERSIZED
 from mailbot.intake.classify import (

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 
 from mailbot.app import App, guard_clock
-from mailbot.db import inbound as inbound_rows
-from mailbot.db.inbound import QuarantinedMessage
+from mailbot.db import inbound_rows
+from mailbot.db.inbound_rows import QuarantinedMessage
 from mailbot.db.store import reading
 from mailbot.errors import NotFound
 from mailbot.intake.pipeline import process_fetched

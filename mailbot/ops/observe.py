@@ -22,7 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from mailbot.app import App
 from mailbot.db import service
-from mailbot.db.observe import backlog
+from mailbot.db.backlog import backlog
 from mailbot.db.store import reading
 from mailbot.errors import ConfigError, SmtpError, TokenError
 from mailbot.ops.alerts import conditions, review_alerts

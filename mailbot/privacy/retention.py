@@ -44,10 +44,8 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from mailbot.app import App
-from mailbot.db import access
-from mailbot.db import ledger as ledger_rows
+from mailbot.db import access, ledger_rows, ticket_rows
 from mailbot.db import retention as rows
-from mailbot.db import tickets as ticket_rows
 from mailbot.db.store import reading, scrub_freed_pages
 from mailbot.errors import MailbotError, NotFound
 from mailbot.privacy import personal

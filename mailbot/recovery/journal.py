@@ -23,8 +23,8 @@ from email.parser import BytesHeaderParser
 from email.utils import parseaddr
 
 from mailbot.app import App
-from mailbot.db import journal as journal_rows
-from mailbot.db.journal import SentCopy
+from mailbot.db import journal_rows
+from mailbot.db.journal_rows import SentCopy
 from mailbot.errors import ImapError
 from mailbot.logformat import log_fields
 from mailbot.settings import MailboxSettings

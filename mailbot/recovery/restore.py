@@ -24,8 +24,7 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 
 from mailbot.app import App
-from mailbot.db import backup
-from mailbot.db import ledger as ledger_rows
+from mailbot.db import backup, ledger_rows
 from mailbot.db.store import known_revisions, make_engine, scrub_freed_pages
 from mailbot.errors import ConfigError, ImapError
 from mailbot.privacy.retention import Reapplied, reapply_ledger

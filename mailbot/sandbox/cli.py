@@ -310,7 +310,7 @@ def _demo(settings: Settings, samples: Path, clock: Clock) -> int:
 
 def _demo_in(settings: Settings, samples: Path, clock: Clock, root: Path) -> int:
     from mailbot.app import build_app
-    from mailbot.db.tickets import ticket_records
+    from mailbot.db.ticket_rows import ticket_records
     from mailbot.ops.passes import run_pass
     from mailbot.reporting.views import office_minute, ticket_json
 

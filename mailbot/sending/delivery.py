@@ -16,13 +16,11 @@ from datetime import datetime
 from sqlalchemy.engine import Connection
 
 from mailbot.app import App
-from mailbot.db import access, service
+from mailbot.db import access, outbox_rows, service, ticket_rows
 from mailbot.db import clocks as clock_rows
-from mailbot.db import outbox as outbox_rows
-from mailbot.db import tickets as ticket_rows
-from mailbot.db.outbox import PACED_PURPOSE, Failure
+from mailbot.db.outbox_rows import PACED_PURPOSE, Failure
 from mailbot.db.store import reading
-from mailbot.db.tickets import TicketRow
+from mailbot.db.ticket_rows import TicketRow
 from mailbot.intake import citizens
 from mailbot.sending import outgoing
 from mailbot.sending.outbox import SendPolicy, error_summary, paced_capacity

@@ -24,10 +24,9 @@ from urllib.parse import quote
 from sqlalchemy.engine import Connection
 
 from mailbot.app import App
-from mailbot.db import outbox as outbox_rows
-from mailbot.db import tickets as ticket_rows
-from mailbot.db.inbound import citizen_thread
-from mailbot.db.tickets import TicketRow
+from mailbot.db import outbox_rows, ticket_rows
+from mailbot.db.inbound_rows import citizen_thread
+from mailbot.db.ticket_rows import TicketRow
 from mailbot.mail import mime, tokens
 from mailbot.mail.parse import CarriedFile, InboundMail, flatten
 from mailbot.mail.render import (

@@ -22,10 +22,9 @@ from datetime import date, datetime
 from sqlalchemy.engine import Connection
 
 from mailbot.app import App
-from mailbot.db import access, handoff
+from mailbot.db import access, handoff, ticket_rows
 from mailbot.db import retention as retention_rows
-from mailbot.db import tickets as ticket_rows
-from mailbot.db.tickets import TicketRow
+from mailbot.db.ticket_rows import TicketRow
 from mailbot.intake import citizens
 from mailbot.privacy import retention
 from mailbot.staff import authority, limits, merge, referral

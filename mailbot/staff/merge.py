@@ -28,10 +28,9 @@ from sqlalchemy.engine import Connection
 
 from mailbot.app import App
 from mailbot.db import clocks as clock_rows_db
-from mailbot.db import handoff
-from mailbot.db import tickets as ticket_rows
-from mailbot.db.inbound import citizen_thread
-from mailbot.db.tickets import TicketRow
+from mailbot.db import handoff, ticket_rows
+from mailbot.db.inbound_rows import citizen_thread
+from mailbot.db.ticket_rows import TicketRow
 from mailbot.intake import citizens
 from mailbot.sending import outgoing
 from mailbot.staff import authority

@@ -30,11 +30,10 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from mailbot.app import App
-from mailbot.db import access, handoff
+from mailbot.db import access, handoff, ticket_rows
 from mailbot.db import clocks as clock_rows_db
-from mailbot.db import tickets as ticket_rows
-from mailbot.db.inbound import citizen_thread
-from mailbot.db.tickets import TicketRow
+from mailbot.db.inbound_rows import citizen_thread
+from mailbot.db.ticket_rows import TicketRow
 from mailbot.mail.parse import CarriedFile, files_of, parse_message
 from mailbot.sending import outgoing, sizes
 from mailbot.settings import Settings

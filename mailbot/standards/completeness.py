@@ -22,8 +22,8 @@ from sqlalchemy.engine import Connection
 
 from mailbot.app import App
 from mailbot.db import clocks as rows
-from mailbot.db import tickets as ticket_rows
-from mailbot.db.tickets import TicketRow
+from mailbot.db import ticket_rows
+from mailbot.db.ticket_rows import TicketRow
 from mailbot.sending import outgoing
 from mailbot.standards import deadlines
 from mailbot.states import TicketStatus

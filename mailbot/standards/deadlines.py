@@ -16,8 +16,8 @@ from sqlalchemy.engine import Connection
 
 from mailbot.app import App
 from mailbot.db import clocks as rows
-from mailbot.db import tickets as ticket_rows
-from mailbot.db.tickets import TicketRow
+from mailbot.db import ticket_rows
+from mailbot.db.ticket_rows import TicketRow
 from mailbot.intake.decide import NewTicket
 from mailbot.settings import Settings
 from mailbot.standards.business_calendar import BusinessCalendar, Deadline, Hold

@@ -18,9 +18,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from mailbot.app import App
-from mailbot.db import jobs as job_rows
-from mailbot.db import outbox as outbox_rows
-from mailbot.db import tickets as ticket_rows
+from mailbot.db import job_rows, outbox_rows, ticket_rows
 from mailbot.db.store import reading
 from mailbot.mail.render import Rendered
 from mailbot.sending import outgoing

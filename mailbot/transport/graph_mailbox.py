@@ -49,7 +49,7 @@ from types import TracebackType
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from mailbot.db import graph as graph_rows
+from mailbot.db import graph_rows
 from mailbot.errors import GraphError
 from mailbot.settings import MailboxSettings
 from mailbot.transport.graph import IMMUTABLE_IDS, GraphClient, is_resync

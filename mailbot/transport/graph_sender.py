@@ -20,7 +20,7 @@ Then (sizes: mailbot/transport/graph_limits.py; every request stays under Graph'
 Why a draft rather than sendMail (the same MIME, one request fewer): sendMail answers 202 and
 nothing else, so the Message-ID Exchange actually sent the message with (it may rewrite ours)
 can never be read back, and an answer lost on the way leaves nothing to look at. The draft
-gives both: its `internetMessageId` is recorded (mailbot/db/graph.py, `message_alias`) so a
+gives both: its `internetMessageId` is recorded (mailbot/db/graph_rows.py, `message_alias`) so a
 reply citing it threads as a reply to ours; and after a lost answer to `send`, the draft still
 in Drafts means it was not sent (it is deleted and the row retried), gone means it was.
 Graph keeps a copy in the mailbox's Sent Items, as Exchange does for Outlook.

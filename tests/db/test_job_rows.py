@@ -9,10 +9,7 @@ from pathlib import Path
 from sqlalchemy.engine import Connection
 
 from mailbot.db import clocks as clock_rows
-from mailbot.db import jobs as job_rows
-from mailbot.db import journal as journal_rows
-from mailbot.db import outbox as outbox_rows
-from mailbot.db import tickets as ticket_rows
+from mailbot.db import job_rows, journal_rows, outbox_rows, ticket_rows
 from mailbot.settings import load_settings
 from mailbot.standards.digest import SentReferral
 from tests.db.seed import at, day, queued, ticket

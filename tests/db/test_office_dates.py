@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 
 from mailbot.db import clocks as clock_rows
 from mailbot.db.models import DEADLINE
-from mailbot.db.report import office_date_sql
+from mailbot.db.report_rows import office_date_sql
 from mailbot.settings import CalendarSettings
 from mailbot.standards.business_calendar import build_calendar
 from tests.db.seed import at, day, ticket

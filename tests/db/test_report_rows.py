@@ -9,9 +9,8 @@ from datetime import date
 from sqlalchemy.engine import Connection
 
 from mailbot.db import clocks as clock_rows
-from mailbot.db import report as report_rows
-from mailbot.db import tickets as ticket_rows
-from mailbot.db.report import CaseFilter, CaseRow, CountRow, DelayRow, IncompleteRow
+from mailbot.db import report_rows, ticket_rows
+from mailbot.db.report_rows import CaseFilter, CaseRow, CountRow, DelayRow, IncompleteRow
 from mailbot.settings import CalendarSettings
 from mailbot.standards.business_calendar import build_calendar
 from tests.db.seed import at, day, ticket

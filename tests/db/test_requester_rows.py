@@ -7,8 +7,7 @@ from __future__ import annotations
 from sqlalchemy.engine import Engine
 
 from mailbot.db import clocks as clock_rows
-from mailbot.db import export as requester_rows
-from mailbot.db import tickets as ticket_rows
+from mailbot.db import requester_rows, ticket_rows
 from tests.db.seed import at, day, inbound, queued, ticket
 
 T = at("2025-03-03T14:00:00Z")

@@ -9,8 +9,7 @@ from sqlalchemy.engine import Connection
 
 from mailbot.db import clocks as clock_rows
 from mailbot.db import retention as retention_rows
-from mailbot.db import service
-from mailbot.db import tickets as ticket_rows
+from mailbot.db import service, ticket_rows
 from tests.db.seed import at, day, inbound, queued, ticket
 
 CUTOFF = at("2023-06-01T00:00:00Z")

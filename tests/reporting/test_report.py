@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from mailbot.db.models import Ticket, TicketDeadline, TicketHold, UtcDateTime
-from mailbot.db.report import office_date_sql, offset_segments
+from mailbot.db.report_rows import office_date_sql, offset_segments
 from mailbot.db.store import make_engine, migrate, session_scope
 from mailbot.errors import NotFound
 from mailbot.reporting.report import (

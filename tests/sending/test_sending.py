@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from mailbot.app import App
-from mailbot.db.outbox import OutboxRow
+from mailbot.db.outbox_rows import OutboxRow
 from mailbot.ops.passes import run_pass
 from mailbot.sending.outbox import lanes_of
 from mailbot.transport.sender import SendResult

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 
 from mailbot.app import App
-from mailbot.db.jobs import month_compliance
+from mailbot.db.job_rows import month_compliance
 from mailbot.db.models import AccessEntry, InboundMessage, Ticket, TicketDeadline, TicketEvent
 from mailbot.db.store import session_scope
 from mailbot.ops.passes import run_pass

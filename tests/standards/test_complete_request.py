@@ -20,7 +20,7 @@ from mailbot.app import App
 from mailbot.cli import _show_clocks
 from mailbot.db.models import AccessEntry, TicketEvent, TicketHold
 from mailbot.db.store import reading, session_scope
-from mailbot.db.tickets import ticket_history, ticket_record
+from mailbot.db.ticket_rows import ticket_history, ticket_record
 from mailbot.ops.passes import run_pass
 from mailbot.reporting.report import ReportRequest, build_report, render_report
 from mailbot.reporting.views import ticket_detail_json

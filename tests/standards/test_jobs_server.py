@@ -20,10 +20,10 @@ from sqlmodel import col, select
 
 from mailbot.app import build_app
 from mailbot.clock import FixedClock
-from mailbot.db.jobs import month_compliance, open_deadlines
+from mailbot.db.job_rows import month_compliance, open_deadlines
 from mailbot.db.models import DEADLINE, OutboxMessage, TicketEvent, TicketHold
 from mailbot.db.store import session_scope
-from mailbot.db.tickets import set_ticket_fields
+from mailbot.db.ticket_rows import set_ticket_fields
 from mailbot.intake.decide import NewTicket
 from mailbot.mail import tokens
 from mailbot.mail.render import PURPOSE_HEADER
