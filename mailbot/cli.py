@@ -869,7 +869,7 @@ def _quarantine(app: App, args: argparse.Namespace) -> int:
 
 def _retention(app: App, args: argparse.Namespace) -> int:
     from mailbot.app import guard_clock
-    from mailbot.db.retention import runs
+    from mailbot.db.retention_runs import runs
     from mailbot.privacy.retention import run_retention
     from mailbot.reporting.views import instant, office_minute
 

@@ -28,8 +28,8 @@ from datetime import datetime
 from sqlalchemy.engine import Connection
 
 from mailbot.app import App
-from mailbot.db import retention as rows
-from mailbot.db.retention import StoredCopy
+from mailbot.db import retention_rows
+from mailbot.db.retention_rows import StoredCopy
 from mailbot.mail.parse import normalise_address, parse_addresses
 from mailbot.recovery import journal
 from mailbot.transport.mailbox import Copies
@@ -62,7 +62,7 @@ def unlinked_of(connection: Connection, address: str) -> Iterator[tuple[StoredCo
     wanted = normalised(address)
     after = 0
     while True:
-        chunk = rows.unlinked_raw(connection, after, CHUNK)
+        chunk = retention_rows.unlinked_raw(connection, after, CHUNK)
         if not chunk:
             return
         for copy, raw in chunk:
@@ -82,7 +82,7 @@ def messages_of(
     found: list[StoredCopy] = []
     after = 0
     while True:
-        chunk = rows.inbound_heads(connection, after, CHUNK, skip_tickets=skip_tickets)
+        chunk = retention_rows.inbound_heads(connection, after, CHUNK, skip_tickets=skip_tickets)
         if not chunk:
             return found
         found += [copy for copy, _ticket, head in chunk if wanted in addresses_in(head)]

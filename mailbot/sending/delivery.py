@@ -16,8 +16,7 @@ from datetime import datetime
 from sqlalchemy.engine import Connection
 
 from mailbot.app import App
-from mailbot.db import access, outbox_rows, service, ticket_rows
-from mailbot.db import clocks as clock_rows
+from mailbot.db import access, deadline_rows, outbox_rows, service, ticket_rows
 from mailbot.db.outbox_rows import PACED_PURPOSE, Failure
 from mailbot.db.store import reading
 from mailbot.db.ticket_rows import TicketRow
@@ -159,7 +158,7 @@ def _undo_referral(
     (mailbot/sending/outbox.py). Whether the ticket was reopened."""
     queued_at = outbox_rows.created_at(connection, failure.outbox_id)
     if queued_at is not None:
-        clock_rows.unmeet_deadlines_at(connection, ticket.id, queued_at)
+        deadline_rows.unmeet_deadlines_at(connection, ticket.id, queued_at)
         ticket_rows.unstamp(connection, ticket.id, "answered_at", queued_at)
     if ticket.status != TicketStatus.CLOSED or ticket.closed_reason != ClosedReason.REFERRED:
         return False  # reopened since (the citizen wrote), or referred again

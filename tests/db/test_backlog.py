@@ -7,8 +7,7 @@ from datetime import timedelta
 
 from sqlalchemy.engine import Connection
 
-from mailbot.db import backlog, outbox_rows
-from mailbot.db import clocks as clock_rows
+from mailbot.db import backlog, deadline_rows, hold_rows, outbox_rows
 from tests.db.seed import at, day, inbound, queued, ticket
 
 NOW = at("2025-03-05T15:00:00Z")  # Wednesday 10:00 EST
@@ -36,7 +35,7 @@ def test_the_backlog_as_of_an_instant(connection: Connection) -> None:
     inbound(connection, state="processed")
 
     def due(ticket_id: int, commitment: str, due_date: str, met: str | None = None) -> None:
-        clock_rows.insert_deadlines(
+        deadline_rows.insert_deadlines(
             connection,
             ticket_id,
             {
@@ -55,7 +54,7 @@ def test_the_backlog_as_of_an_instant(connection: Connection) -> None:
     due(complaint.id, "ack", "2025-03-04", met="2025-03-04T15:00:00Z")  # answered
     due(closed.id, "ack", "2025-03-04")  # closed: not counted
     due(held.id, "ack", "2025-03-04")  # paused
-    clock_rows.open_hold(connection, held.id, at("2025-03-04T15:00:00Z"), "", "agent")
+    hold_rows.open_hold(connection, held.id, at("2025-03-04T15:00:00Z"), "", "agent")
     found = backlog.backlog(connection, NOW, TODAY, braking=False)
     assert found == backlog.Backlog(
         outbox_depth=3,
