@@ -10,7 +10,7 @@ and fills two inboxes with the same N citizen requests. Then, each in a fresh pr
   with no mailbot code;
 * mailbot: one `run --once`-style pass (fetch, store, classify, ticket, acknowledgement and
   staff notice built, queued and sent to the sink, messages moved), its parsing worker
-  (mailbot/mail/parse_ahead.py) included.
+  (mailbot/transport/parse_ahead.py) included.
 
 It prints each run, the medians and their ratio (floor time / mailbot time: 1.0 would be no
 overhead at all), then mailbot's peak RSS for backlogs of several sizes.

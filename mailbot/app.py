@@ -32,12 +32,13 @@ from mailbot.standards.business_calendar import BusinessCalendar, build_calendar
 if TYPE_CHECKING:
     from mailbot.transport.graph import GraphClient
 from mailbot.db.store import make_engine, migrate, reading
-from mailbot.mail.parse_ahead import ParseAhead
 from mailbot.mail.render import Renderer
 from mailbot.settings import Settings
+from mailbot.transport.base import MailboxOpener, Sender
+from mailbot.transport.imap import imap_opener
 from mailbot.transport.logins import Logins
-from mailbot.transport.mailbox import MailboxOpener, imap_opener
-from mailbot.transport.sender import Sender, SmtpSender
+from mailbot.transport.parse_ahead import ParseAhead
+from mailbot.transport.smtp import SmtpSender
 
 log = logging.getLogger(__name__)
 

@@ -39,7 +39,7 @@ from mailbot.settings import MailboxSettings, Settings
 from mailbot.staff import authority, replies, which_ticket
 from mailbot.standards import deadlines
 from mailbot.states import MessageState
-from mailbot.transport.mailbox import FetchedMessage
+from mailbot.transport.base import FetchedMessage
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def process_fetched(
 ) -> Processed:
     """Store and process one message on `connection` (the caller's transaction);
     `known_new`: the caller checked, in this transaction, that it is not stored yet; `mail`:
-    its parse, when done ahead (mailbot/mail/parse_ahead.py)."""
+    its parse, when done ahead (mailbot/transport/parse_ahead.py)."""
     if not known_new:
         existing = inbound_rows.stored_state(connection, mailbox.name, uidvalidity, fetched.uid)
         if existing is not None:  # another instance got here first

@@ -12,7 +12,7 @@ from mailbot.errors import NotFound
 from mailbot.intake.pipeline import process_fetched
 from mailbot.logformat import log_fields
 from mailbot.states import MessageState
-from mailbot.transport.mailbox import FetchedMessage
+from mailbot.transport.base import FetchedMessage
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from mailbot.ops.health import GRAPH_SEND, SMTP, Health, Observed, graph_name, i
 from mailbot.ops.metrics import Metrics
 from mailbot.ops.passes import PassReport, send_outbox
 from mailbot.sending.delivery import PACING
-from mailbot.transport.sender import connect_smtp, smtp_client
+from mailbot.transport.smtp import connect_smtp, smtp_client
 
 log = logging.getLogger(__name__)
 

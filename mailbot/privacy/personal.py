@@ -32,7 +32,7 @@ from mailbot.db import retention_rows
 from mailbot.db.retention_rows import StoredCopy
 from mailbot.mail.parse import normalise_address, parse_addresses
 from mailbot.recovery import journal
-from mailbot.transport.mailbox import Copies
+from mailbot.transport.base import Copies
 
 log = logging.getLogger(__name__)
 

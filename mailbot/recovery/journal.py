@@ -28,7 +28,7 @@ from mailbot.db.journal_rows import SentCopy
 from mailbot.errors import ImapError
 from mailbot.logformat import log_fields
 from mailbot.settings import MailboxSettings
-from mailbot.transport.mailbox import Mailbox
+from mailbot.transport.base import Mailbox
 
 log = logging.getLogger(__name__)
 

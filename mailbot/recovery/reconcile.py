@@ -63,8 +63,7 @@ from mailbot.recovery.journal import sending_mailbox
 from mailbot.recovery.ledger import Withheld, read_ledger, start_above
 from mailbot.sending.outbox import SendPolicy, record
 from mailbot.settings import MailboxSettings
-from mailbot.transport.mailbox import FetchedMessage
-from mailbot.transport.sender import SendResult
+from mailbot.transport.base import FetchedMessage, SendResult
 
 log = logging.getLogger(__name__)
 

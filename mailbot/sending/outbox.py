@@ -34,7 +34,7 @@ from mailbot.sending import leases, sizes
 from mailbot.settings import Settings
 from mailbot.standards import deadlines
 from mailbot.states import OutboxState
-from mailbot.transport.sender import SenderSession, SendResult
+from mailbot.transport.base import SenderSession, SendResult
 
 log = logging.getLogger(__name__)
 

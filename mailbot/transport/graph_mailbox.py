@@ -52,8 +52,8 @@ from sqlalchemy.exc import IntegrityError
 from mailbot.db import graph_rows
 from mailbot.errors import GraphError
 from mailbot.settings import MailboxSettings
+from mailbot.transport.base import Copies, FetchedMessage, MailboxOpener, is_wanted
 from mailbot.transport.graph import IMMUTABLE_IDS, GraphClient, is_resync
-from mailbot.transport.mailbox import Copies, FetchedMessage, MailboxOpener, is_wanted
 
 log = logging.getLogger(__name__)
 

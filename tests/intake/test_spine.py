@@ -19,7 +19,7 @@ from mailbot.errors import ImapError
 from mailbot.ops.passes import run_pass
 from mailbot.reporting.views import ticket_json
 from mailbot.sandbox.servers import Sandbox, maildir_for
-from mailbot.transport.mailbox import ImapMailbox
+from mailbot.transport.imap import ImapMailbox
 from tests.conftest import AppFactory
 
 OFFICE = ZoneInfo("America/Toronto")

@@ -22,8 +22,8 @@ from mailbot.errors import DatabaseFailed
 from mailbot.ops import daemon
 from mailbot.ops.observe import Monitor
 from mailbot.ops.passes import PassReport
+from mailbot.ops.watch import PassRequests
 from mailbot.settings import Settings
-from mailbot.transport.watch import PassRequests
 from tests.conftest import REPO, AppFactory
 
 
