@@ -1,4 +1,4 @@
-"""What the erasure ledger (mailbot/recovery/ledger.py) reads and changes in the database: the
+"""What the erasure ledger (mailbot/privacy/ledger.py) reads and changes in the database: the
 reference counters, the instance id, and the rows an entry names (SQLAlchemy Core, on the
 caller's connection)."""
 

@@ -17,9 +17,9 @@ from mailbot.app import App, guard_clock, reconcile_pending
 from mailbot.errors import ImapError
 from mailbot.intake.ingest import IngestReport, ingest_mailbox
 from mailbot.logformat import log_fields
+from mailbot.privacy.ledger import start_new_database
 from mailbot.privacy.retention import run_if_due
 from mailbot.recovery.journal import keep_sent_copies
-from mailbot.recovery.ledger import start_new_database
 from mailbot.sending.delivery import report_failures, review_pacing
 from mailbot.sending.outbox import FlushReport, SendPolicy, flush_outbox
 from mailbot.settings import MailboxSettings
@@ -81,7 +81,7 @@ def run_pass(
 ) -> PassReport:
     """One pass: the new mail of `mailboxes` (default: every one), the jobs that are due,
     then the outbox. A restored database is first reconciled with the mail store, and a new
-    one first reads the erasure ledger (mailbot/recovery/ledger.py)."""
+    one first reads the erasure ledger (mailbot/privacy/ledger.py)."""
     guard_clock(app)
     report = PassReport()
     if reconcile_pending(app):

@@ -15,7 +15,7 @@ activity (`updated_at`):
 * **Mail of no ticket** (quarantined and set-aside messages, mail to staff, bounce states) is
   emptied `unlinked_days` after it was stored.
 * **Erasure ledger**: before a batch destroys anything, it leaves its entry in the ledger
-  kept in the mail store (mailbot/recovery/ledger.py: references, keyed hashes, mailbot's
+  kept in the mail store (mailbot/privacy/ledger.py: references, keyed hashes, mailbot's
   Message-IDs, the counters; nothing personal). `reapply_ledger` applies the entries again
   to a database restored from an older backup or rebuilt from the mail store.
 * **Mail store**: when a message's bytes go (raw destruction, anonymisation, mail of no
@@ -47,9 +47,8 @@ from mailbot.app import App
 from mailbot.db import access, ledger_rows, legal_holds, retention_rows, retention_runs, ticket_rows
 from mailbot.db.store import reading, scrub_freed_pages
 from mailbot.errors import MailbotError, NotFound
-from mailbot.privacy import personal
-from mailbot.recovery import ledger
-from mailbot.recovery.ledger_entry import Ledger, LedgerEntry, address_hash, message_hash
+from mailbot.privacy import ledger, personal
+from mailbot.privacy.ledger_entry import Ledger, LedgerEntry, address_hash, message_hash
 from mailbot.settings import RetentionSettings, Settings
 from mailbot.standards.business_calendar import BusinessCalendar
 
@@ -148,7 +147,7 @@ def run_retention(
     after_batch: AfterBatch | None = None,
 ) -> RetentionReport:
     """Everything due at the clock's `now`, in batches, each its own transaction. Each batch
-    first leaves its entry in the erasure ledger (mailbot/recovery/ledger.py), then deletes
+    first leaves its entry in the erasure ledger (mailbot/privacy/ledger.py), then deletes
     the mail store's copies, then empties the rows."""
     settings, engine, now = app.settings, app.engine, app.clock.now()
     retention = settings.retention
@@ -315,7 +314,7 @@ def erase_requester(app: App, address: str, reason: str, actor: str) -> Retentio
     mail, held messages: of no ticket, or held on someone else's ticket;
     `personal.messages_of`), with the notices to staff made from them (a held message's
     notice quotes its sender and subject); their address gone from other tickets' history.
-    First an entry in the erasure ledger (mailbot/recovery/ledger.py), then the copies of
+    First an entry in the erasure ledger (mailbot/privacy/ledger.py), then the copies of
     all those messages deleted from the processed, quarantine and Sent folders: a failure
     of either stops the erasure before the database changes, so it can be run again.
     Recorded as a run and in the access trail."""

@@ -21,7 +21,7 @@ arrival, with three differences:
 * copies in Sent that no message accounts for (reminders, digests, alerts) become sent rows,
   so their dedupe keys keep them from going out again.
 
-The erasure ledger (mailbot/recovery/ledger.py) is read first: the counters start above its
+The erasure ledger (mailbot/privacy/ledger.py) is read first: the counters start above its
 high-water marks, its erasures and anonymisations are applied again to what the database
 holds, and what they erased is left out of the replay and of the Sent copies kept.
 
@@ -58,9 +58,9 @@ from mailbot.mail.render import (
     PURPOSE_HEADER,
 )
 from mailbot.privacy import personal
+from mailbot.privacy.ledger import Withheld, read_ledger, start_above
 from mailbot.privacy.retention import Reapplied, reapply_ledger
 from mailbot.recovery.journal import sending_mailbox
-from mailbot.recovery.ledger import Withheld, read_ledger, start_above
 from mailbot.sending.outbox import SendPolicy, record
 from mailbot.settings import MailboxSettings
 from mailbot.transport.base import FetchedMessage, SendResult
@@ -237,7 +237,7 @@ def read_store(app: App) -> tuple[list[Arrival], list[SentEntry]]:
 
 def reconcile(app: App) -> ReconcileReport:
     """Bring back from the mail store what the database lacks (see the module's docstring).
-    The erasure ledger first (mailbot/recovery/ledger.py): its erasures are applied again to
+    The erasure ledger first (mailbot/privacy/ledger.py): its erasures are applied again to
     what the database holds, the counters start above its high-water marks, and what it
     erased is left out of the rebuild; then applied once more to what was rebuilt."""
     report = ReconcileReport()

@@ -4,7 +4,7 @@ database).
 
 The database cannot remember what it erased once it is lost, or replaced by a backup taken
 before: so every erasure on request and every batch of a retention run first leaves an entry
-(mailbot/recovery/ledger_entry.py: references, keyed hashes, mailbot's own Message-IDs,
+(mailbot/privacy/ledger_entry.py: references, keyed hashes, mailbot's own Message-IDs,
 each reference counter's high-water mark; nothing personal) in a folder of mailbot's own,
 `ledger_folder`, of every configured mailbox, and only then deletes copies from the mail store
 and rows from the database. If the entry cannot be kept, nothing is destroyed and the command
@@ -46,7 +46,7 @@ from mailbot.db.service import claim_meta, meta_value
 from mailbot.db.store import reading
 from mailbot.errors import ImapError
 from mailbot.mail import mime
-from mailbot.recovery.ledger_entry import (
+from mailbot.privacy.ledger_entry import (
     Ledger,
     LedgerEntry,
     ReadEntry,
