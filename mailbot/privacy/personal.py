@@ -31,7 +31,7 @@ from mailbot.app import App
 from mailbot.db import retention_rows
 from mailbot.db.retention_rows import StoredCopy
 from mailbot.mail.parse import normalise_address, parse_addresses
-from mailbot.recovery import journal
+from mailbot.sending.queueing import sending_mailbox
 from mailbot.transport.base import Copies
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ def delete_sent_copies(app: App, sent: Sequence[tuple[str, bytes]], now: datetim
     found by its Message-ID and proven by the hash of the bytes mailbot appended."""
     grouped: dict[str, list[tuple[str, bytes]]] = {}
     for message_id, raw in sent:
-        mailbox = journal.sending_mailbox(app, raw)
+        mailbox = sending_mailbox(app.settings, raw)
         if mailbox.sent_copy == "append":
             grouped.setdefault(mailbox.name, []).append((message_id, raw))
     deleted = 0

@@ -60,8 +60,8 @@ from mailbot.mail.render import (
 from mailbot.privacy import personal
 from mailbot.privacy.ledger import Withheld, read_ledger, start_above
 from mailbot.privacy.retention import Reapplied, reapply_ledger
-from mailbot.recovery.journal import sending_mailbox
 from mailbot.sending.outbox import SendPolicy, record
+from mailbot.sending.queueing import sending_mailbox
 from mailbot.settings import MailboxSettings
 from mailbot.transport.base import FetchedMessage, SendResult
 
@@ -397,7 +397,7 @@ def _replay(
         copy = journal.take(ref, row)
         if copy is not None:
             _record_sent(connection, app, row, copy, policy, report)
-        elif sending_mailbox(app, row.raw).sent_copy == "none":
+        elif sending_mailbox(app.settings, row.raw).sent_copy == "none":
             _record_sent(connection, app, row, None, policy, report)
         else:
             report.left_to_send += 1
