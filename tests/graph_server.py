@@ -47,7 +47,8 @@ A national cloud is played by switching off what its reference pages say it lack
 Mail sent to a hosted mailbox is delivered to its inbox; any other recipient's copy lands in
 `outgoing`. Sent mail is kept in the sender's Sent Items (received at its Date header: the
 instant a fixed clock gave it), with the draft's extended properties (the same item, moved).
-`throttle(n)` answers the next n Graph requests 429 (or 503/504) with a Retry-After;
+`throttle(n)` answers the next n Graph requests 429 (or 503/504) with a Retry-After, and
+`throttle_uploads(n)` the next n PUTs to an upload session's URL;
 `expire_delta_links()` makes every delta link unknown; `drop_headers` removes headers from sent
 mail as Exchange is reported to do; `in_flight_peak` is the most requests seen at once for one
 mailbox; `fail_after_send` makes sendMail or a draft's send go out and then answer 504 (the
@@ -171,6 +172,7 @@ class GraphServer:
     throttled_answers: int = 0
     _in_flight: dict[str, int] = field(default_factory=dict)
     _throttle: list[tuple[int, str]] = field(default_factory=list)
+    _throttle_uploads: list[tuple[int, str]] = field(default_factory=list)
     _changes: list[Change] = field(default_factory=list)
     _seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _epoch: int = 1
@@ -246,6 +248,10 @@ class GraphServer:
     def throttle(self, count: int, status: int = 429, retry_after: str = "0") -> None:
         with self._lock:
             self._throttle.extend([(status, retry_after)] * count)
+
+    def throttle_uploads(self, count: int, status: int = 429, retry_after: str = "0") -> None:
+        with self._lock:
+            self._throttle_uploads.extend([(status, retry_after)] * count)
 
     def expire_delta_links(self) -> None:
         with self._lock:
@@ -725,6 +731,10 @@ class GraphServer:
             if method == "DELETE":
                 del self._uploads[key]
                 return 204, {}, b""
+            if self._throttle_uploads:
+                status, retry_after = self._throttle_uploads.pop(0)
+                self.throttled_answers += 1
+                return _error(status, "TooManyRequests", {"Retry-After": retry_after})
             if "Authorization" in headers:
                 return _error(400, "ErrorInvalidRequest")  # "Do not specify an Authorization"
             if headers.get("Content-Type", "") != "application/octet-stream":

@@ -35,6 +35,7 @@ from mailbot.intake.classify import (
 from mailbot.intake.decide import NOTE_FLAG, Decision, Outcome, decide
 from mailbot.logformat import log_fields
 from mailbot.mail.parse import InboundMail, parse_message, request_fingerprint
+from mailbot.sending import delivery
 from mailbot.settings import MailboxSettings, Settings
 from mailbot.staff import authority, replies, which_ticket
 from mailbot.standards import deadlines
@@ -225,6 +226,8 @@ def _process(
         _apply(connection, app, ticket, arrival, verdict, decision, now)
     if bounce is not None:
         citizens.record_bounce(connection, bounce, inbound_id, now)
+        if bounce.sent is not None:
+            delivery.report_bounce(connection, app, bounce.sent, bounce.status, now)
     log.info(
         "inbound %s (%s)",
         verdict.kind.value,

@@ -4,8 +4,9 @@ The sender (mailbot/sending/outbox.py) only sends rows and records outcomes. Bef
 `review_pacing` tells the queues' staff once when the brake starts holding acknowledgements
 back and once when it lets the last of them go; after it, `report_failures` tells a person
 about every acknowledgement or relayed reply that was refused for good or that the relay
-cannot carry, so a citizen is never left without an answer unknowingly. Both write outbox rows
-with dedupe keys: exactly once across passes, restarts and instances.
+cannot carry, so a citizen is never left without an answer unknowingly; `report_bounce` does
+the same for a message the relay accepted and a delivery report later said never arrived.
+Both write outbox rows with dedupe keys: exactly once across passes, restarts and instances.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from sqlalchemy.engine import Connection
 
 from mailbot.app import App
 from mailbot.db import access, deadline_rows, outbox_rows, service, ticket_rows
-from mailbot.db.outbox_rows import PACED_PURPOSE, Failure
+from mailbot.db.outbox_rows import PACED_PURPOSE, Failure, SentMessage
 from mailbot.db.store import reading
 from mailbot.db.ticket_rows import TicketRow
 from mailbot.intake import citizens
@@ -109,7 +110,22 @@ def report_failures(app: App, now: datetime) -> int:
     return len(failures)
 
 
-def _report(connection: Connection, app: App, failure: Failure, now: datetime) -> None:
+def report_bounce(
+    connection: Connection, app: App, sent: SentMessage, status: str, now: datetime
+) -> None:
+    """A delivery report says a message the relay had accepted never arrived (a permanent
+    failure, matched to the row: mailbot/intake/citizens.py `match_bounce`): the person who
+    must act learns it as of a refusal at the relay, once (the same key); a referral that
+    bounced did not happen, and its ticket is open again."""
+    if sent.ticket_id is None or sent.purpose not in REPORTED_PURPOSES:
+        return
+    failure = Failure(sent.id, sent.ticket_id, sent.purpose, "failed", f"delivery report: {status}")
+    _report(connection, app, failure, now, late=True)
+
+
+def _report(
+    connection: Connection, app: App, failure: Failure, now: datetime, *, late: bool = False
+) -> None:
     ticket = ticket_rows.ticket_by_id(connection, failure.ticket_id)
     if ticket is None:
         return
@@ -131,6 +147,8 @@ def _report(connection: Connection, app: App, failure: Failure, now: datetime) -
             "held": failure.state == "held",
             "error": error_summary(failure.error),
             "reopened": reopened,
+            # Accepted by the relay, then reported undelivered: notices went out meanwhile.
+            "late": late,
         },
         queue=app.settings.queue_for(ticket.category, ticket.mailbox),
         recipients=recipients,

@@ -7,7 +7,8 @@ HTTP to Graph, and to the token provider through the token source).
 Throttling (Graph's Outlook limits: 10,000 requests per 10 minutes and 4 concurrent requests
 per mailbox and application): at most `concurrency` requests are in flight per mailbox; a
 429, 503 or 504 waits what `Retry-After` says (else a growing delay), with jitter, and is
-tried again up to `retries` times, never longer than `max_wait_seconds` at a time. A 429 is
+tried again up to `retries` times (by stamina), never longer than `max_wait_seconds` at a
+time, and without holding one of the mailbox's `concurrency` places meanwhile. A 429 is
 never executed by Graph, so it is always safe to repeat; a 503/504 or a lost connection on a
 request that is not safe to repeat (sendMail) is not repeated here: the caller learns that
 the outcome is unknown (`GraphError.status` 0, 503 or 504) and checks before trying again.
@@ -23,9 +24,8 @@ import json
 import logging
 import random
 import threading
-import time
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -36,10 +36,11 @@ from mailbot.transport.oauth import TokenSource
 
 try:
     import requests
+    import stamina
     from requests.structures import CaseInsensitiveDict
 except ImportError as exc:
     raise MissingDependency(
-        '[graph] needs requests and MSAL: install mailbot with the "microsoft" extra '
+        '[graph] needs requests, stamina and MSAL: install mailbot with the "microsoft" extra '
         '(pip install "mailbot[microsoft]")'
     ) from exc
 
@@ -115,10 +116,26 @@ class GraphCounters:
     by_mailbox: dict[str, int] = field(default_factory=dict)
 
 
+class _Again(GraphError):
+    """This attempt is to be tried again after `wait` seconds (stamina reads the wait through
+    `_wait_of`). Should retrying stop first (stamina's test mode, or retrying switched off),
+    it is the error the request ends in."""
+
+    def __init__(self, wait: float, message: str, status: int) -> None:
+        super().__init__(message, status)
+        self.wait = wait
+
+
+def _wait_of(error: Exception) -> float | bool:
+    """stamina's backoff hook: the wait `_Again` asks for; any other error is not retried."""
+    return error.wait if isinstance(error, _Again) else False
+
+
 class GraphClient:
     """Requests to Graph for every mailbox, throttled per mailbox. `now` gives the instant
-    the token is judged by (mailbot's one clock); `sleep` and `jitter` are injected so the
-    tests need not wait."""
+    the token is judged by (mailbot's one clock); `jitter` is injected so the tests know the
+    waits. The retries are stamina's (the tests make its waits zero with
+    `stamina.set_testing`)."""
 
     def __init__(
         self,
@@ -127,15 +144,19 @@ class GraphClient:
         now: Callable[[], datetime],
         *,
         session: requests.Session | None = None,
-        sleep: Callable[[float], None] = time.sleep,
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self.settings = settings
         self._tokens = tokens
         self._now = now
         self._session = session or requests.Session()
-        self._sleep = sleep
         self._jitter = jitter
+        # stamina reports each retry through process-wide hooks: by default a warning on the
+        # logger "stamina" carrying the error's repr (the request's path and mailbox), and a
+        # counter in prometheus_client's default registry, which mailbot's /metrics does not
+        # show. mailbot logs its own line for each retry and counts throttling itself, and
+        # nothing else in mailbot uses stamina: the hooks are switched off.
+        stamina.instrumentation.set_on_retry_hooks(())
         self._gates: dict[str, threading.BoundedSemaphore] = {}
         self._lock = threading.Lock()
         self.counters = GraphCounters()
@@ -181,54 +202,48 @@ class GraphClient:
         url = self.url(user, path)
         what = f"Graph {method} {_path_only(url)} for {user}"
         refreshed = False
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                answer = self._once(
-                    user, method, url, json_body, data, content_type, params, limit, extra_headers
-                )
-            except TokenError:
-                self.counters.failures += 1
-                raise
-            except requests.RequestException as exc:
-                if idempotent and attempt <= self.settings.retries:
-                    delay = wait_seconds(
-                        None, attempt, self._now(), self.settings.max_wait_seconds, self._jitter()
-                    )
-                    log.info("%s: %s; retrying in %.1f s", what, type(exc).__name__, delay)
-                    self._sleep(delay)
-                    continue
-                self.counters.failures += 1
-                raise GraphError(f"{what}: {type(exc).__name__}", 0) from None
-            if answer.status == 401 and not refreshed:
-                # Our token may have been revoked before its time: one fresh try.
-                self._tokens.invalidate()
-                refreshed = True
-                continue
-            if answer.status in RETRIED_STATUSES:
-                self.counters.throttled += 1
-                repeatable = idempotent or answer.status == 429
-                if repeatable and attempt <= self.settings.retries:
-                    delay = wait_seconds(
-                        answer.headers.get("Retry-After"),
-                        attempt,
-                        self._now(),
-                        self.settings.max_wait_seconds,
-                        self._jitter(),
-                    )
-                    log.info("%s: %d, retrying in %.1f s", what, answer.status, delay)
-                    self._sleep(delay)
-                    continue
-            if answer.ok or answer.status in allow:
-                return answer
-            self.counters.failures += 1
-            code = answer.error_code
-            raise GraphError(
-                f"{what}: HTTP {answer.status}{f' {code}' if code else ''}",
-                answer.status,
-                code,
+
+        def once() -> Answer:
+            return self._once(
+                user, method, url, json_body, data, content_type, params, limit, extra_headers
             )
+
+        for attempt in self._retrying():
+            with attempt:
+                try:
+                    answer = once()
+                except TokenError:
+                    self.counters.failures += 1
+                    raise
+                except requests.RequestException as exc:
+                    failed = f"{what}: {type(exc).__name__}"
+                    if idempotent and attempt.num <= self.settings.retries:
+                        delay = self._wait(None, attempt.num)
+                        log.info("%s: %s; retrying in %.1f s", what, type(exc).__name__, delay)
+                        raise _Again(delay, failed, 0) from None
+                    self.counters.failures += 1
+                    raise GraphError(failed, 0) from None
+                if answer.status == 401 and not refreshed:
+                    # Our token may have been revoked before its time: one fresh try, at once.
+                    self._tokens.invalidate()
+                    refreshed = True
+                    raise _Again(0.0, f"{what}: HTTP 401", 401)
+                if answer.status in RETRIED_STATUSES:
+                    self.counters.throttled += 1
+                    repeatable = idempotent or answer.status == 429
+                    if repeatable and attempt.num <= self.settings.retries:
+                        delay = self._wait(answer.headers.get("Retry-After"), attempt.num)
+                        log.info("%s: %d, retrying in %.1f s", what, answer.status, delay)
+                        raise _Again(delay, f"{what}: HTTP {answer.status}", answer.status)
+        if answer.ok or answer.status in allow:
+            return answer
+        self.counters.failures += 1
+        code = answer.error_code
+        raise GraphError(
+            f"{what}: HTTP {answer.status}{f' {code}' if code else ''}",
+            answer.status,
+            code,
+        )
 
     def delete_message(self, user: str, message_id: str) -> None:
         """Delete a message of `user`'s: for good (`permanentDelete`, to the Purges folder no
@@ -245,40 +260,44 @@ class GraphClient:
     def upload(self, url: str, chunk: bytes, content_range: str) -> Answer:
         """One chunk of an upload session: PUT to the URL Graph gave, which carries its own
         authorisation (our token is not sent there); retried when throttled."""
-        for attempt in range(1, self.settings.retries + 2):
-            try:
-                response = self._session.put(
-                    url,
-                    data=chunk,
-                    headers={
-                        "Content-Range": content_range,
-                        "Content-Length": str(len(chunk)),
-                        "Content-Type": "application/octet-stream",
-                    },
-                    timeout=self.settings.timeout_seconds,
-                )
-            except requests.RequestException as exc:
-                raise GraphError(f"Graph upload: {type(exc).__name__}", 0) from None
-            self.counters.requests += 1
-            answer = Answer(
-                response.status_code, CaseInsensitiveDict(response.headers), response.content
-            )
-            if answer.status in RETRIED_STATUSES and attempt <= self.settings.retries:
-                self.counters.throttled += 1
-                self._sleep(
-                    wait_seconds(
-                        answer.headers.get("Retry-After"),
-                        attempt,
-                        self._now(),
-                        self.settings.max_wait_seconds,
-                        self._jitter(),
+        for attempt in self._retrying():
+            with attempt:
+                try:
+                    response = self._session.put(
+                        url,
+                        data=chunk,
+                        headers={
+                            "Content-Range": content_range,
+                            "Content-Length": str(len(chunk)),
+                            "Content-Type": "application/octet-stream",
+                        },
+                        timeout=self.settings.timeout_seconds,
                     )
+                except requests.RequestException as exc:
+                    raise GraphError(f"Graph upload: {type(exc).__name__}", 0) from None
+                self.counters.requests += 1
+                answer = Answer(
+                    response.status_code, CaseInsensitiveDict(response.headers), response.content
                 )
-                continue
-            if not answer.ok:
-                raise GraphError(f"Graph upload: HTTP {answer.status}", answer.status)
-            return answer
-        raise GraphError("Graph upload: throttled", 429)  # pragma: no cover
+                if answer.status in RETRIED_STATUSES and attempt.num <= self.settings.retries:
+                    self.counters.throttled += 1
+                    delay = self._wait(answer.headers.get("Retry-After"), attempt.num)
+                    raise _Again(delay, f"Graph upload: HTTP {answer.status}", answer.status)
+        if not answer.ok:
+            raise GraphError(f"Graph upload: HTTP {answer.status}", answer.status)
+        return answer
+
+    def _retrying(self) -> Iterable[stamina.Attempt]:
+        """The attempts at one request. Whether and when to try again is decided by the
+        attempt itself, which raises `_Again` with the wait: `retries` times at most, plus the
+        one fresh try after a 401, which is the most attempts stamina is told of (with no
+        overall timeout: a Retry-After may be long); stamina's own backoff is never used."""
+        return stamina.retry_context(on=_wait_of, attempts=self.settings.retries + 2, timeout=None)
+
+    def _wait(self, retry_after: str | None, attempt: int) -> float:
+        return wait_seconds(
+            retry_after, attempt, self._now(), self.settings.max_wait_seconds, self._jitter()
+        )
 
     def _once(
         self,

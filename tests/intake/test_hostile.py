@@ -335,6 +335,28 @@ def test_a_bounce_of_our_own_message_marks_the_address_until_the_person_writes_a
     assert len(sandbox.fetch_all(CITIZEN)) == 2  # both requests acknowledged
 
 
+def test_a_bounce_of_a_message_the_relay_accepted_is_told_to_staff_once(
+    sandbox: Sandbox, make_app: AppFactory
+) -> None:
+    """The relay said 250, then a delivery report said the acknowledgement never arrived:
+    the people who work the ticket learn it, as they would of a refusal at the relay, once
+    however often the report comes."""
+    _app, ack_id = acknowledged(sandbox, make_app)
+    for n in range(2):
+        report = delivery_report(ack_id, CITIZEN).replace(
+            b"Message-ID: <", f"Message-ID: <copy{n}-".encode(), 1
+        )
+        sandbox.deliver(INFO, report, received_at=office("2025-11-03T11:00"))
+    app = make_app("2025-11-03T11:01:00-05:00")
+
+    run_pass(app)
+    run_pass(make_app("2025-11-03T11:02:00-05:00"))
+
+    told = [s for s in subjects(sandbox, AGENT) if "MRI-2025-00001" in s and "non remis" in s]
+    assert len(told) == 1, subjects(sandbox, AGENT)
+    assert "failure_reported" in event_kinds(app)
+
+
 def test_a_notice_returning_two_of_our_messages_silences_no_one(
     sandbox: Sandbox, make_app: AppFactory
 ) -> None:

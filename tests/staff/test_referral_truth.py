@@ -19,6 +19,7 @@ from mailbot.db.store import session_scope
 from mailbot.ops.passes import run_pass
 from mailbot.sandbox.servers import Sandbox
 from tests.conftest import AppFactory
+from tests.intake.test_hostile import delivery_report
 from tests.intake.test_spine import CITIZEN, INFO, citizen_request, office, parsed, text_of
 from tests.staff.test_staff_server import AGENT, SUPERVISOR, citizen_replies, staff_reply
 
@@ -184,6 +185,36 @@ def test_a_referral_the_relay_refuses_for_good_reopens_the_ticket_and_tells_only
     assert len(sandbox.delivered_to(OTHER_BODY)) == 1
     [told] = citizen_replies(sandbox)
     assert OTHER_BODY in text_of(parsed(told))
+
+
+def test_a_referral_the_relay_took_then_reported_undelivered_reopens_the_ticket(
+    sandbox: Sandbox, make_app: AppFactory
+) -> None:
+    """The relay took the referral (250) and the citizen was told; then a delivery report
+    says the other body's address does not exist: the referral did not happen. The ticket is
+    open again, its clock unmet, and its author is told the citizen already heard of it."""
+    sandbox.accept_mail_for(OTHER_BODY)
+    notice = open_request(sandbox, make_app, citizen_request())
+    app = refer(sandbox, make_app, notice, "2025-11-04T09:00")
+    run_pass(make_app("2025-11-04T09:05:00-05:00"))
+    assert len(citizen_replies(sandbox)) == 1
+    with session_scope(app.engine) as session:
+        [referral_id] = session.exec(
+            select(OutboxMessage.message_id).where(OutboxMessage.purpose == "referral")
+        ).all()
+    sandbox.deliver(
+        INFO, delivery_report(referral_id, OTHER_BODY), received_at=office("2025-11-04T11:00")
+    )
+    later = make_app("2025-11-04T11:05:00-05:00")
+
+    run_pass(later)
+
+    ticket = ticket_of(later)
+    assert (ticket.status, ticket.closed_reason, ticket.answered_at) == ("open", None, None)
+    assert reply_met(later) is None
+    [report] = agent_mail(sandbox, "que vous avez référée à un autre organisme")
+    assert "le citoyen a déjà été avisé du renvoi" in report
+    assert "le dossier est rouvert" in report
 
 
 def test_the_citizen_is_told_only_once_the_relay_took_the_referral(

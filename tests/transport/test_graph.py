@@ -3,18 +3,24 @@ the same passes, the same outcomes, whatever Graph throttles, forgets or leaves 
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+import stamina
+from stamina.instrumentation import RetryDetails
 
 from mailbot.app import App, build_app
 from mailbot.clock import FixedClock, parse_instant
 from mailbot.db.models import GRAPH_FOLDER, OUTBOX, TICKET
-from mailbot.errors import ConfigError
+from mailbot.errors import ConfigError, GraphError
 from mailbot.intake.quarantine import list_quarantine, retry_quarantined
 from mailbot.ops.passes import run_pass
 from mailbot.settings import (
@@ -313,21 +319,25 @@ class _Tokens:
         pass
 
 
-def test_retry_after_is_honoured_and_requests_per_mailbox_are_capped(graph: GraphServer) -> None:
+def test_retry_after_is_honoured_and_requests_per_mailbox_are_capped(
+    graph: GraphServer, caplog: pytest.LogCaptureFixture
+) -> None:
     graph.register(INFO)
-    slept: list[float] = []
     client = GraphClient(
         graph_settings(graph, concurrency=2),
         _Tokens(graph),
         lambda: datetime.now(UTC),
-        sleep=slept.append,
         jitter=lambda: 0.0,
     )
     graph.throttle(2, 429, "7")
     graph.throttle(1, 503, "Wed, 21 Oct 2099 07:28:00 GMT")
-    assert client.call(INFO, "GET", "mailFolders/inbox").ok
-    assert slept[:2] == [7.0, 7.0]
-    assert slept[2] == 120.0  # a far date is capped at max_wait_seconds
+    # stamina's test mode: the waits are decided and logged, not slept.
+    with stamina.set_testing(True, attempts=100, cap=True), caplog.at_level(logging.INFO):
+        assert client.call(INFO, "GET", "mailFolders/inbox").ok
+    waits = [m.rsplit("retrying in ", 1)[1] for m in caplog.messages if "retrying in" in m]
+    assert waits == ["7.0 s", "7.0 s", "120.0 s"]  # a far date is capped at max_wait_seconds
+    # stamina's own report of each retry (a warning carrying the error's repr) is off.
+    assert [r for r in caplog.records if r.name.startswith("stamina")] == []
     assert client.counters.throttled == 3
     graph.slow_seconds = 0.05
     threads = [
@@ -339,6 +349,108 @@ def test_retry_after_is_honoured_and_requests_per_mailbox_are_capped(graph: Grap
     for thread in threads:
         thread.join()
     assert graph.in_flight_peak[INFO] <= 2
+
+
+@contextmanager
+def retries_scheduled() -> Iterator[list[RetryDetails]]:
+    """What stamina schedules (its own record of each wait, before it sleeps it), for the
+    clients built before entering: building a client switches stamina's hooks off."""
+    seen: list[RetryDetails] = []
+
+    def record(details: RetryDetails) -> None:
+        seen.append(details)
+
+    stamina.instrumentation.set_on_retry_hooks([record])
+    try:
+        yield seen
+    finally:
+        stamina.instrumentation.set_on_retry_hooks(())
+
+
+def test_the_wait_is_what_graph_asked_capped_and_really_waited(graph: GraphServer) -> None:
+    graph.register(INFO)
+    settings = graph_settings(graph, max_wait_seconds=1.5)
+    client = GraphClient(settings, _Tokens(graph), lambda: datetime.now(UTC), jitter=lambda: 0.0)
+    # Each unlike the growing delay (1, 2, 4 s) used when Graph names no wait.
+    graph.throttle(1, 503, "0")
+    graph.throttle(1, 429, "1")
+    graph.throttle(1, 429, "Wed, 21 Oct 2099 07:28:00 GMT")
+    started = time.monotonic()
+    with retries_scheduled() as scheduled:
+        assert client.call(INFO, "GET", "mailFolders/inbox").ok
+    assert [retry.wait_for for retry in scheduled] == [0.0, 1.0, 1.5]
+    assert time.monotonic() - started >= 2.5  # slept, not only scheduled
+    assert graph.count("GET", r"/mailFolders/inbox$") == 4
+    assert client.counters.throttled == 3
+
+
+def test_a_mailbox_waiting_out_a_throttle_leaves_its_request_slot_free(
+    graph: GraphServer,
+) -> None:
+    graph.register(INFO)
+    client = GraphClient(
+        graph_settings(graph, concurrency=1), _Tokens(graph), lambda: datetime.now(UTC)
+    )
+    graph.throttle(1, 429, "0")
+    meanwhile: list[bool] = []
+
+    def another_request_while_waiting(details: RetryDetails) -> None:
+        # stamina calls this once the wait is decided, just before sleeping it: the mailbox's
+        # one request slot is then as it is during the wait. Held, this request would block.
+        other = threading.Thread(
+            target=lambda: meanwhile.append(client.call(INFO, "GET", "mailFolders/drafts").ok)
+        )
+        other.start()
+        other.join(timeout=30)
+
+    stamina.instrumentation.set_on_retry_hooks([another_request_while_waiting])
+    try:
+        assert client.call(INFO, "GET", "mailFolders/inbox").ok
+    finally:
+        stamina.instrumentation.set_on_retry_hooks(())
+    assert meanwhile == [True]
+    assert graph.requests[-3:] == [
+        ("GET", f"/v1.0/users/{INFO}/mailFolders/inbox"),
+        ("GET", f"/v1.0/users/{INFO}/mailFolders/drafts"),
+        ("GET", f"/v1.0/users/{INFO}/mailFolders/inbox"),
+    ]
+
+
+class _RevokedFirst(_Tokens):
+    """Hands out a token Graph refuses until told to forget it (`always`: every time)."""
+
+    def __init__(self, server: GraphServer, *, always: bool = False) -> None:
+        super().__init__(server)
+        self.always = always
+        self.invalidated = 0
+
+    def token(self, now: datetime) -> AccessToken:
+        if self.always or not self.invalidated:
+            return AccessToken("revoked", now + timedelta(hours=1))
+        return super().token(now)
+
+    def invalidate(self) -> None:
+        self.invalidated += 1
+
+
+def test_a_refused_token_is_renewed_once_and_tried_again_at_once(graph: GraphServer) -> None:
+    graph.register(INFO)
+    tokens = _RevokedFirst(graph)
+    client = GraphClient(graph_settings(graph), tokens, lambda: datetime.now(UTC))
+    with retries_scheduled() as scheduled:
+        assert client.call(INFO, "GET", "mailFolders/inbox").ok
+    assert tokens.invalidated == 1
+    assert [retry.wait_for for retry in scheduled] == [0.0]
+    assert graph.count("GET", r"/mailFolders/inbox$") == 2
+    # Refused again with a fresh token: no second renewal, the request fails.
+    always = _RevokedFirst(graph, always=True)
+    client = GraphClient(graph_settings(graph), always, lambda: datetime.now(UTC))
+    with pytest.raises(GraphError) as refused:
+        client.call(INFO, "GET", "mailFolders/inbox")
+    assert refused.value.status == 401
+    assert always.invalidated == 1
+    assert graph.count("GET", r"/mailFolders/inbox$") == 4
+    assert client.counters.failures == 1
 
 
 @pytest.mark.parametrize(
@@ -502,8 +614,9 @@ def test_the_microsoft_login_asks_graphs_scope_with_msal(base_settings: Settings
     assert post["scope"] == "https://graph.microsoft.com/.default"
 
 
+@pytest.mark.parametrize("missing", ["requests", "stamina"])
 def test_without_the_microsoft_extra_graph_names_it(
-    settings_graph: Settings, monkeypatch: pytest.MonkeyPatch
+    settings_graph: Settings, monkeypatch: pytest.MonkeyPatch, missing: str
 ) -> None:
     import sys
 
@@ -515,7 +628,7 @@ def test_without_the_microsoft_extra_graph_names_it(
         "mailbot.transport.graph_sender",
     ):
         monkeypatch.delitem(sys.modules, name, raising=False)
-    monkeypatch.setitem(sys.modules, "requests", None)
+    monkeypatch.setitem(sys.modules, missing, None)
     with pytest.raises(MissingDependency, match=r'"microsoft" extra'):
         build_app(
             settings_graph,

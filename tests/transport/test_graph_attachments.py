@@ -18,7 +18,7 @@ from mailbot.ops.passes import run_pass
 from mailbot.settings import DatabaseSettings, Settings, journal_over_graph
 from mailbot.transport.base import SendResult
 from mailbot.transport.graph import GraphClient
-from mailbot.transport.graph_limits import REQUEST_LIMIT
+from mailbot.transport.graph_limits import REQUEST_LIMIT, byte_ranges
 from mailbot.transport.graph_sender import GraphSender
 from tests.conftest import AppFactory
 from tests.graph_server import TENANT, GraphServer
@@ -101,6 +101,22 @@ def test_an_attachment_of_any_size_reaches_the_citizen_whole(
         assert graph.count("PUT", r"/upload/") == 0
     if size >= 3 * megabyte:
         assert uploads == 1 and posts == 0
+
+
+def test_a_throttled_upload_chunk_is_sent_again_after_the_wait(graph: GraphServer) -> None:
+    graph.throttle_uploads(1, 503, "0")
+    graph.throttle_uploads(1, 429, "0")
+    client = GraphClient(graph_settings(graph), _Tokens(graph), lambda: datetime.now(UTC))
+    document = contents(10 * MB)
+    graph.register(INFO)
+    sender = GraphSender(client, frozenset({INFO}))
+    assert sender.send_now(CITIZEN, answer_with([("piece.pdf", document)])) == SendResult("sent")
+    [raw] = graph.to(CITIZEN)
+    assert files_received(raw) == {"piece.pdf": digest(document)}
+    assert graph.throttled_answers == 2
+    assert client.counters.throttled == 2
+    puts = [path for method, path, _size in graph.sizes if method == "PUT"]
+    assert len(puts) == len(byte_ranges(10 * MB)) + 2  # each chunk once, two of them twice
 
 
 def test_many_small_files_adding_up_to_more_than_4_mb_each_go_whole(
