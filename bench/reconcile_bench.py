@@ -60,8 +60,8 @@ def main() -> None:
 
     import sqlalchemy as sa
 
+    from mailbot.app import build_app
     from mailbot.clock import FixedClock, parse_instant
-    from mailbot.context import build_app
     from mailbot.ops.passes import run_pass
     from mailbot.recovery.reconcile import reconcile
     from mailbot.sandbox.cli import sandbox_environ, sandbox_settings

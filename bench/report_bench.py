@@ -30,10 +30,10 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
+from mailbot.db.store import make_engine, migrate
 from mailbot.reporting.report import ReportRequest, build_report, render_report
 from mailbot.settings import Settings, load_settings
 from mailbot.standards.business_calendar import BusinessCalendar, build_calendar
-from mailbot.store import make_engine, migrate
 
 REPO = Path(__file__).resolve().parent.parent
 YEAR = 2025

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from mailbot.app import build_app
 from mailbot.clock import FixedClock
-from mailbot.context import build_app
-from mailbot.models import EVENT, INBOUND, OUTBOX, TICKET
+from mailbot.db.models import EVENT, INBOUND, OUTBOX, TICKET
 from mailbot.privacy.retention import run_retention
 from mailbot.settings import DatabaseSettings, RetentionSettings, load_settings
 

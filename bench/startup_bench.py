@@ -150,7 +150,7 @@ def in_sandbox(box: Sandbox, folder: Path, run: int, cold: bool) -> tuple[bool, 
 SAME_INSTANT = """
 import contextlib, sys, time
 sys.path.insert(0, sys.argv[3])
-from mailbot import store
+from mailbot.db import store
 url, go = sys.argv[1], float(sys.argv[2])
 turns = getattr(store, "one_at_a_time", lambda _url: contextlib.nullcontext())
 while time.time() < go:

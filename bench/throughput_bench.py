@@ -10,7 +10,7 @@ and fills two inboxes with the same N citizen requests. Then, each in a fresh pr
   with no mailbot code;
 * mailbot: one `run --once`-style pass (fetch, store, classify, ticket, acknowledgement and
   staff notice built, queued and sent to the sink, messages moved), its parsing worker
-  (mailbot/mail/parse_ahead.py) included.
+  (mailbot/transport/parse_ahead.py) included.
 
 It prints each run, the medians and their ratio (floor time / mailbot time: 1.0 would be no
 overhead at all), then mailbot's peak RSS for backlogs of several sizes.
@@ -143,8 +143,8 @@ def floor(imap_port: int, smtp_port: int, count: int, message_size: int) -> dict
 def mailbot(
     imap_port: int, smtp_port: int, root: Path, count: int, connections: int
 ) -> dict[str, float]:
+    from mailbot.app import build_app
     from mailbot.clock import FixedClock, parse_instant
-    from mailbot.context import build_app
     from mailbot.ops.passes import run_pass
     from mailbot.sandbox.cli import sandbox_environ, sandbox_settings
     from mailbot.settings import ClassificationSettings, load_settings

@@ -15,8 +15,9 @@ from typing import Any, NoReturn
 from zoneinfo import ZoneInfo
 
 from mailbot import __version__
+from mailbot.app import App
 from mailbot.clock import Clock, FixedClock, SystemClock, parse_instant
-from mailbot.context import App
+from mailbot.db.store import reading
 from mailbot.errors import (
     ConfigError,
     MailbotError,
@@ -27,7 +28,6 @@ from mailbot.errors import (
 )
 from mailbot.logformat import LIBRARY_LOGGERS, JsonFormatter, OwnRecordsOnly, TextFormatter
 from mailbot.settings import LoggingSettings, Settings, config_path, load_settings
-from mailbot.store import reading
 
 log = logging.getLogger("mailbot")
 # Names the handler mailbot installs, so that loading the configuration can replace it.
@@ -523,8 +523,8 @@ def _start(settings: Settings, clock: Clock, *, daemon: bool) -> App:
     command at once, naming it."""
     import time
 
-    from mailbot.context import build_app
-    from mailbot.store import is_busy, one_at_a_time
+    from mailbot.app import build_app
+    from mailbot.db.store import is_busy, one_at_a_time
 
     deadline = time.monotonic() + STARTUP_PATIENCE_SECONDS
     delay = 0.5
@@ -533,7 +533,7 @@ def _start(settings: Settings, clock: Clock, *, daemon: bool) -> App:
             with one_at_a_time(settings.database_url):
                 app = build_app(settings, clock)
                 if daemon:
-                    from mailbot.ops.passes import guard_clock
+                    from mailbot.app import guard_clock
 
                     guard_clock(app)
                     _refuse_if_behind(app)
@@ -595,7 +595,7 @@ def _backup(settings: Settings, args: argparse.Namespace, clock: Clock) -> int:
 
 
 def _restore(settings: Settings, args: argparse.Namespace, clock: Clock) -> int:
-    from mailbot.context import build_app
+    from mailbot.app import build_app
     from mailbot.recovery.restore import restore
 
     report = restore(
@@ -614,7 +614,7 @@ def _restore(settings: Settings, args: argparse.Namespace, clock: Clock) -> int:
 def _refuse_if_behind(app: App) -> None:
     """A daemon on an empty or older database whose mail store holds mail it marked stops
     here (a restored database reconciles at its first pass instead)."""
-    from mailbot.ops.passes import reconcile_pending
+    from mailbot.app import reconcile_pending
     from mailbot.recovery.reconcile import store_ahead
 
     if reconcile_pending(app):
@@ -630,7 +630,7 @@ def _refuse_if_behind(app: App) -> None:
 
 
 def _reconcile(app: App) -> int:
-    from mailbot.ops.passes import guard_clock
+    from mailbot.app import guard_clock
     from mailbot.recovery.reconcile import reconcile
 
     guard_clock(app)
@@ -659,8 +659,8 @@ def _print_json(value: object) -> None:
 
 
 def _tickets(app: App, args: argparse.Namespace) -> int:
-    from mailbot.db.report import queue_has_tickets
-    from mailbot.db.tickets import ticket_records
+    from mailbot.db.report_rows import queue_has_tickets
+    from mailbot.db.ticket_rows import ticket_records
     from mailbot.reporting.views import ticket_json
 
     with reading(app.engine) as connection:
@@ -701,7 +701,7 @@ def _tickets(app: App, args: argparse.Namespace) -> int:
 
 
 def _show(app: App, args: argparse.Namespace) -> int:
-    from mailbot.db.tickets import ticket_history, ticket_record
+    from mailbot.db.ticket_rows import ticket_history, ticket_record
     from mailbot.reporting.views import office_minute, ticket_detail_json
 
     with reading(app.engine) as connection:
@@ -868,8 +868,8 @@ def _quarantine(app: App, args: argparse.Namespace) -> int:
 
 
 def _retention(app: App, args: argparse.Namespace) -> int:
-    from mailbot.db.retention import runs
-    from mailbot.ops.passes import guard_clock
+    from mailbot.app import guard_clock
+    from mailbot.db.retention_runs import runs
     from mailbot.privacy.retention import run_retention
     from mailbot.reporting.views import instant, office_minute
 
@@ -914,7 +914,7 @@ def _retention(app: App, args: argparse.Namespace) -> int:
 
 
 def _legal_hold(app: App, args: argparse.Namespace) -> int:
-    from mailbot.ops.passes import guard_clock
+    from mailbot.app import guard_clock
     from mailbot.privacy.retention import set_legal_hold_by_ref
 
     if args.reason is not None and not args.reason.strip():
@@ -927,7 +927,7 @@ def _legal_hold(app: App, args: argparse.Namespace) -> int:
 
 
 def _erase(app: App, args: argparse.Namespace) -> int:
-    from mailbot.ops.passes import guard_clock
+    from mailbot.app import guard_clock
     from mailbot.privacy.retention import erase_requester
 
     args.requester = _requester("erase", args.requester)
@@ -952,7 +952,7 @@ def _erase(app: App, args: argparse.Namespace) -> int:
 
 
 def _held_acts(app: App, args: argparse.Namespace) -> int:
-    from mailbot.ops.passes import guard_clock
+    from mailbot.app import guard_clock
     from mailbot.reporting.views import instant
     from mailbot.staff.release import held_acts, release_by_command_line
 
@@ -994,7 +994,7 @@ def _audit(app: App, args: argparse.Namespace) -> int:
     with reading(app.engine) as connection:
         found = entries(connection, ref=args.ref, since=since)
         if args.ref and not found:
-            from mailbot.db.tickets import ticket_record
+            from mailbot.db.ticket_rows import ticket_record
 
             if ticket_record(connection, args.ref) is None:
                 raise NotFound(f"no ticket {args.ref}")

@@ -11,7 +11,7 @@ class Clock(Protocol):
     """Something that tells the current instant, always timezone-aware and in UTC.
 
     `replays` is True for a clock that is not the real one (`--now`): a database is written
-    by one kind of clock only (see `mailbot.ops.passes.guard_clock`).
+    by one kind of clock only (see `mailbot.app.guard_clock`).
     """
 
     @property

@@ -14,8 +14,8 @@ from typing import Protocol
 
 import pytest
 
+from mailbot.app import App, build_app
 from mailbot.clock import FixedClock, parse_instant
-from mailbot.context import App, build_app
 from mailbot.sandbox.cli import sandbox_environ, sandbox_settings
 from mailbot.sandbox.servers import Sandbox, make_sandbox_dir
 from mailbot.settings import DatabaseSettings, Settings, load_settings

@@ -2,9 +2,8 @@
 
 `MemoryMailboxes` stands for the IMAP server (one folder tree per configured mailbox) and
 `RecordingSender` for the SMTP relay. They implement the same interfaces as `ImapMailbox`
-and `SmtpSender` (mailbot/transport/mailbox.py, mailbot/transport/sender.py), so the code under
-test is the
-production code, with only the two edges replaced.
+and `SmtpSender`, `Mailbox` and `Sender` (mailbot/transport/base.py), so the code under test
+is the production code, with only the two edges replaced.
 """
 
 from __future__ import annotations
@@ -16,8 +15,7 @@ from datetime import UTC, datetime
 
 from mailbot.errors import SmtpError
 from mailbot.settings import MailboxSettings
-from mailbot.transport.mailbox import Copies, FetchedMessage, is_wanted, message_id_of
-from mailbot.transport.sender import SendResult
+from mailbot.transport.base import Copies, FetchedMessage, SendResult, is_wanted, message_id_of
 
 
 @dataclass

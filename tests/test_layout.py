@@ -14,11 +14,9 @@ TOP_LEVEL = {
     "__init__",
     "__main__",
     "cli",
-    "context",
+    "app",
     "errors",
     "clock",
-    "store",
-    "models",
     "states",
     "logformat",
 }

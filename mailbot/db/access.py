@@ -8,7 +8,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from mailbot.models import ACCESS
+from mailbot.db.models import ACCESS
 
 
 def record(

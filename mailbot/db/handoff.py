@@ -14,9 +14,9 @@ from typing import NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from mailbot.db import tickets as ticket_rows
-from mailbot.db.tickets import TicketRow
-from mailbot.models import DEADLINE, EVENT, INBOUND, OUTBOX
+from mailbot.db import ticket_rows
+from mailbot.db.models import DEADLINE, EVENT, INBOUND, OUTBOX
+from mailbot.db.ticket_rows import TicketRow
 from mailbot.states import MessageState, OutboxState
 
 # A merged ticket may be merged again later; a chain longer than this is a loop (refused at

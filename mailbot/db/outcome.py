@@ -6,8 +6,8 @@ a few hundred thousand deadline rows), so the rule of
 `mailbot.standards.compliance.deadline_outcome`
 is written here once more, as SQL expressions over ``ticket_deadline`` and ``ticket_hold``,
 one clause per small rule of that module and under the same names. The digest and the
-reminders (`mailbot.db.jobs`), the report (`mailbot.db.report`) and the metrics
-(`mailbot.db.observe`) build their queries from this one translation;
+reminders (`mailbot.db.job_rows`), the report (`mailbot.db.report_rows`) and the metrics
+(`mailbot.db.backlog`) build their queries from this one translation;
 tests/standards/test_outcome_properties.py checks it against `deadline_outcome` over random
 histories
 (replies and holds before, at and after the due instant). Change the rule there and here
@@ -22,7 +22,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from mailbot.models import DEADLINE, HOLD
+from mailbot.db.models import DEADLINE, HOLD
 from mailbot.standards.compliance import Outcome
 
 

@@ -9,8 +9,8 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from mailbot.models import ADDRESS, ALERT, META
-from mailbot.store import insert_ignoring
+from mailbot.db.models import ADDRESS, ALERT, META
+from mailbot.db.store import insert_ignoring
 
 
 def mark_undeliverable(connection: Connection, address: str, reason: str, now: datetime) -> None:

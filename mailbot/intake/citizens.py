@@ -13,14 +13,11 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Connection
 
-from mailbot.context import App
-from mailbot.db import inbound as inbound_rows
-from mailbot.db import outbox as outbox_rows
-from mailbot.db import service
-from mailbot.db import tickets as ticket_rows
-from mailbot.db.inbound import Duplicate
-from mailbot.db.outbox import SentMessage
-from mailbot.db.tickets import TicketRow
+from mailbot.app import App
+from mailbot.db import inbound_rows, outbox_rows, service, ticket_rows
+from mailbot.db.inbound_rows import Duplicate
+from mailbot.db.outbox_rows import SentMessage
+from mailbot.db.ticket_rows import TicketRow
 from mailbot.logformat import log_fields
 from mailbot.mail.parse import InboundMail, parse_message
 from mailbot.sending import outgoing

@@ -14,14 +14,14 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from mailbot.context import App
-from mailbot.db import inbound as inbound_rows
+from mailbot.app import App
+from mailbot.db import inbound_rows
+from mailbot.db.store import reading
 from mailbot.intake.pipeline import Processed, goes_to_quarantine, process_fetched
 from mailbot.logformat import log_fields
-from mailbot.mail.parse_ahead import Chunk
 from mailbot.settings import MailboxSettings
-from mailbot.store import reading
-from mailbot.transport.mailbox import Mailbox
+from mailbot.transport.base import Mailbox
+from mailbot.transport.parse_ahead import Chunk
 
 log = logging.getLogger(__name__)
 

@@ -18,13 +18,10 @@ from datetime import datetime
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from mailbot.context import App
-from mailbot.db import graph as graph_rows
-from mailbot.db import handoff
-from mailbot.db import inbound as inbound_rows
-from mailbot.db import tickets as ticket_rows
-from mailbot.db.inbound import Duplicate
-from mailbot.db.tickets import TicketRow
+from mailbot.app import App
+from mailbot.db import graph_rows, handoff, inbound_rows, ticket_rows
+from mailbot.db.inbound_rows import Duplicate
+from mailbot.db.ticket_rows import TicketRow
 from mailbot.intake import citizens
 from mailbot.intake.citizens import OVERSIZED
 from mailbot.intake.classify import classify
@@ -38,7 +35,7 @@ from mailbot.settings import MailboxSettings, Settings
 from mailbot.staff import authority, replies, which_ticket
 from mailbot.standards import deadlines
 from mailbot.states import MessageState
-from mailbot.transport.mailbox import FetchedMessage
+from mailbot.transport.base import FetchedMessage
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +80,7 @@ def process_fetched(
 ) -> Processed:
     """Store and process one message on `connection` (the caller's transaction);
     `known_new`: the caller checked, in this transaction, that it is not stored yet; `mail`:
-    its parse, when done ahead (mailbot/mail/parse_ahead.py)."""
+    its parse, when done ahead (mailbot/transport/parse_ahead.py)."""
     if not known_new:
         existing = inbound_rows.stored_state(connection, mailbox.name, uidvalidity, fetched.uid)
         if existing is not None:  # another instance got here first

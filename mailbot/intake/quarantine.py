@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import logging
 
-from mailbot.context import App
-from mailbot.db import inbound as inbound_rows
-from mailbot.db.inbound import QuarantinedMessage
+from mailbot.app import App, guard_clock
+from mailbot.db import inbound_rows
+from mailbot.db.inbound_rows import QuarantinedMessage
+from mailbot.db.store import reading
 from mailbot.errors import NotFound
 from mailbot.intake.pipeline import process_fetched
 from mailbot.logformat import log_fields
-from mailbot.ops.passes import guard_clock
 from mailbot.states import MessageState
-from mailbot.store import reading
-from mailbot.transport.mailbox import FetchedMessage
+from mailbot.transport.base import FetchedMessage
 
 log = logging.getLogger(__name__)
 

@@ -1,1 +1,1 @@
-"""The Alembic migrations: they own the schema; `store.py` runs them at start-up."""
+"""The Alembic migrations: they own the schema; `mailbot/db/store.py` runs them at start-up."""

@@ -1,1 +1,2 @@
-"""Running mailbot: a pass, the daemon loop, health, metrics, alerts and log formats."""
+"""Running mailbot: a pass, the daemon loop and what wakes it, health, metrics, alerts and log
+formats."""

@@ -18,7 +18,7 @@ from enum import StrEnum
 
 from sqlalchemy.engine import Connection
 
-from mailbot.context import App
+from mailbot.app import App
 from mailbot.db import service
 from mailbot.ops.health import Observation, ServerSeen
 from mailbot.sending import outgoing

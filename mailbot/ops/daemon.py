@@ -1,6 +1,6 @@
 """The daemon loop and the server check.
 
-IMAP IDLE watchers (mailbot/transport/watch.py) ask for a pass of their mailbox the moment mail
+IMAP IDLE watchers (mailbot/ops/watch.py) ask for a pass of their mailbox the moment mail
 lands;
 APScheduler asks for a full pass every `poll_seconds` and at the reminder and digest times;
 one loop runs the passes, one at a time. What is due is decided by the database. SIGTERM and
@@ -25,7 +25,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from mailbot.context import App
+from mailbot.app import App, guard_clock
+from mailbot.db.store import is_transient
 from mailbot.errors import (
     ConfigError,
     DatabaseFailed,
@@ -35,15 +36,14 @@ from mailbot.errors import (
     TokenError,
 )
 from mailbot.ops.observe import Monitor, ObservabilityServer
-from mailbot.ops.passes import guard_clock, run_pass
+from mailbot.ops.passes import run_pass
+from mailbot.ops.watch import IdleWatcher, PassRequests
 from mailbot.settings import Settings
-from mailbot.store import is_transient
+from mailbot.transport.imap import ImapMailbox
 from mailbot.transport.logins import Login, Logins, OAuthLogin
-from mailbot.transport.mailbox import ImapMailbox
 from mailbot.transport.neterrors import describe
 from mailbot.transport.notes_check import check_notes_addresses
-from mailbot.transport.sender import connect_smtp, smtp_client
-from mailbot.transport.watch import IdleWatcher, PassRequests
+from mailbot.transport.smtp import connect_smtp, smtp_client
 
 log = logging.getLogger(__name__)
 

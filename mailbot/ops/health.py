@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from mailbot.db.observe import Backlog
+from mailbot.db.backlog import Backlog
 
 SMTP = "smtp"
 GRAPH_SEND = "graph:send"

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from mailbot.db.observe import Backlog
+from mailbot.db.backlog import Backlog
 from mailbot.ops.health import Observation, server_up
 from mailbot.ops.passes import PassReport
 from mailbot.settings import Settings

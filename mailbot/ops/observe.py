@@ -20,17 +20,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import aiosmtplib
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from mailbot.context import App
+from mailbot.app import App
 from mailbot.db import service
-from mailbot.db.observe import backlog
+from mailbot.db.backlog import backlog
+from mailbot.db.store import reading
 from mailbot.errors import ConfigError, SmtpError, TokenError
 from mailbot.ops.alerts import conditions, review_alerts
 from mailbot.ops.health import GRAPH_SEND, SMTP, Health, Observed, graph_name, imap_name, judge
 from mailbot.ops.metrics import Metrics
 from mailbot.ops.passes import PassReport, send_outbox
 from mailbot.sending.delivery import PACING
-from mailbot.store import reading
-from mailbot.transport.sender import connect_smtp, smtp_client
+from mailbot.transport.smtp import connect_smtp, smtp_client
 
 log = logging.getLogger(__name__)
 

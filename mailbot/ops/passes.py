@@ -13,26 +13,22 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from mailbot.context import App
-from mailbot.db.backup import RECONCILE_PENDING
-from mailbot.db.service import claim_meta, meta_value
-from mailbot.errors import ClockRefused, ImapError
+from mailbot.app import App, guard_clock, reconcile_pending
+from mailbot.errors import ImapError
 from mailbot.intake.ingest import IngestReport, ingest_mailbox
 from mailbot.logformat import log_fields
+from mailbot.privacy.ledger import start_new_database
 from mailbot.privacy.retention import run_if_due
 from mailbot.recovery.journal import keep_sent_copies
-from mailbot.recovery.ledger import start_new_database
 from mailbot.sending.delivery import report_failures, review_pacing
 from mailbot.sending.outbox import FlushReport, SendPolicy, flush_outbox
 from mailbot.settings import MailboxSettings
 from mailbot.staff.release import replay_released, review_held_acts
 from mailbot.standards.run_jobs import run_due_jobs
-from mailbot.store import reading
 
 log = logging.getLogger(__name__)
 
 StopCheck = Callable[[], bool]
-LIVE, REPLAY = "live", "replay"
 
 
 @dataclass
@@ -77,39 +73,6 @@ class PassReport:
         return " ".join(parts)
 
 
-def guard_clock(app: App) -> None:
-    """Refuse to mix replayed and real time in one database.
-
-    The first command that writes a database fixes which clock writes it from then on: the
-    real one (a live database) or `--now` (a replay database: tests, demos, audits on a
-    copy). A pass as of another instant on a live database would record late answers, send
-    reminders early and use up today's digest; the real clock on a replay database would mix
-    invented dates with real ones. Both are refused before anything is written.
-    """
-    wanted = REPLAY if app.clock.replays else LIVE
-    with app.engine.begin() as connection:
-        mode = claim_meta(connection, "clock", wanted)
-    if mode == wanted:
-        return
-    if mode == LIVE:
-        raise ClockRefused(
-            "--now cannot write to this database: it is a live one (written by the real "
-            "clock). Read-only commands (report, tickets, show, due) accept --now; replay a "
-            "pass on a separate database (MAILBOT_DATABASE_URL) against test mail servers"
-        )
-    raise ClockRefused(
-        "this database holds replayed time (it was written under --now): the real clock "
-        "never writes to it; give --now, or point mailbot at the live database"
-    )
-
-
-def reconcile_pending(app: App) -> bool:
-    """A restore left the database to reconcile with the mail store
-    (mailbot/recovery/reconcile.py)."""
-    with reading(app.engine) as connection:
-        return meta_value(connection, RECONCILE_PENDING) is not None
-
-
 def run_pass(
     app: App,
     should_stop: StopCheck = lambda: False,
@@ -118,7 +81,7 @@ def run_pass(
 ) -> PassReport:
     """One pass: the new mail of `mailboxes` (default: every one), the jobs that are due,
     then the outbox. A restored database is first reconciled with the mail store, and a new
-    one first reads the erasure ledger (mailbot/recovery/ledger.py)."""
+    one first reads the erasure ledger (mailbot/privacy/ledger.py)."""
     guard_clock(app)
     report = PassReport()
     if reconcile_pending(app):

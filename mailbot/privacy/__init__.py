@@ -1,2 +1,2 @@
-"""Personal information: the retention schedule, erasure, legal holds and the access-right
-export."""
+"""Personal information: the retention schedule, erasure and the erasure ledger, legal holds
+and the access-right export."""

@@ -5,7 +5,7 @@ holds, the messages they sent (as text), the messages mailbot sent them, and the
 each ticket (what happened and when; the ministry's internal details are left out). With
 `--messages`, a zip holds the same index and the messages themselves: each original `.eml`
 and the attachments of each received message (`write_messages_zip`).
-The rows come from `mailbot.db.export`; this module shapes them into the JSON document (pure
+The rows come from `mailbot.db.requester_rows`; this module shapes them into the JSON document (pure
 but for that read).
 """
 
@@ -23,10 +23,10 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from mailbot.db.export import RequesterTicket, requester_tickets
+from mailbot.db.requester_rows import RequesterTicket, requester_tickets
+from mailbot.db.store import reading
 from mailbot.mail.parse import parse_message
 from mailbot.privacy import personal
-from mailbot.store import reading
 
 
 def _instant(value: datetime | None) -> str | None:

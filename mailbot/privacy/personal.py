@@ -27,12 +27,12 @@ from datetime import datetime
 
 from sqlalchemy.engine import Connection
 
-from mailbot.context import App
-from mailbot.db import retention as rows
-from mailbot.db.retention import StoredCopy
+from mailbot.app import App
+from mailbot.db import retention_rows
+from mailbot.db.retention_rows import StoredCopy
 from mailbot.mail.addresses import normalise_address, parse_addresses
-from mailbot.recovery import journal
-from mailbot.transport.mailbox import Copies
+from mailbot.sending.queueing import sending_mailbox
+from mailbot.transport.base import Copies
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def unlinked_of(connection: Connection, address: str) -> Iterator[tuple[StoredCo
     wanted = normalised(address)
     after = 0
     while True:
-        chunk = rows.unlinked_raw(connection, after, CHUNK)
+        chunk = retention_rows.unlinked_raw(connection, after, CHUNK)
         if not chunk:
             return
         for copy, raw in chunk:
@@ -82,7 +82,7 @@ def messages_of(
     found: list[StoredCopy] = []
     after = 0
     while True:
-        chunk = rows.inbound_heads(connection, after, CHUNK, skip_tickets=skip_tickets)
+        chunk = retention_rows.inbound_heads(connection, after, CHUNK, skip_tickets=skip_tickets)
         if not chunk:
             return found
         found += [copy for copy, _ticket, head in chunk if wanted in addresses_in(head)]
@@ -118,7 +118,7 @@ def delete_sent_copies(app: App, sent: Sequence[tuple[str, bytes]], now: datetim
     found by its Message-ID and proven by the hash of the bytes mailbot appended."""
     grouped: dict[str, list[tuple[str, bytes]]] = {}
     for message_id, raw in sent:
-        mailbox = journal.sending_mailbox(app, raw)
+        mailbox = sending_mailbox(app.settings, raw)
         if mailbox.sent_copy == "append":
             grouped.setdefault(mailbox.name, []).append((message_id, raw))
     deleted = 0

@@ -15,7 +15,7 @@ activity (`updated_at`):
 * **Mail of no ticket** (quarantined and set-aside messages, mail to staff, bounce states) is
   emptied `unlinked_days` after it was stored.
 * **Erasure ledger**: before a batch destroys anything, it leaves its entry in the ledger
-  kept in the mail store (mailbot/recovery/ledger.py: references, keyed hashes, mailbot's
+  kept in the mail store (mailbot/privacy/ledger.py: references, keyed hashes, mailbot's
   Message-IDs, the counters; nothing personal). `reapply_ledger` applies the entries again
   to a database restored from an older backup or rebuilt from the mail store.
 * **Mail store**: when a message's bytes go (raw destruction, anonymisation, mail of no
@@ -43,18 +43,14 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from mailbot.context import App
-from mailbot.db import access
-from mailbot.db import ledger as ledger_rows
-from mailbot.db import retention as rows
-from mailbot.db import tickets as ticket_rows
+from mailbot.app import App
+from mailbot.db import access, ledger_rows, legal_holds, retention_rows, retention_runs, ticket_rows
+from mailbot.db.store import reading, scrub_freed_pages
 from mailbot.errors import MailbotError, NotFound
-from mailbot.privacy import personal
-from mailbot.recovery import ledger
-from mailbot.recovery.ledger_entry import Ledger, LedgerEntry, address_hash, message_hash
+from mailbot.privacy import ledger, personal
+from mailbot.privacy.ledger_entry import Ledger, LedgerEntry, address_hash, message_hash
 from mailbot.settings import RetentionSettings, Settings
 from mailbot.standards.business_calendar import BusinessCalendar
-from mailbot.store import reading, scrub_freed_pages
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +147,7 @@ def run_retention(
     after_batch: AfterBatch | None = None,
 ) -> RetentionReport:
     """Everything due at the clock's `now`, in batches, each its own transaction. Each batch
-    first leaves its entry in the erasure ledger (mailbot/recovery/ledger.py), then deletes
+    first leaves its entry in the erasure ledger (mailbot/privacy/ledger.py), then deletes
     the mail store's copies, then empties the rows."""
     settings, engine, now = app.settings, app.engine, app.clock.now()
     retention = settings.retention
@@ -159,7 +155,7 @@ def run_retention(
     limit = DRY_RUN_LIMIT if dry_run else retention.batch_size
     run_key = "" if dry_run else ledger.new_key()
     with engine.begin() as connection:
-        run_id = rows.start_run(
+        run_id = retention_runs.start_run(
             connection, trigger, actor, now, dry_run=dry_run, ledger_key=run_key
         )
     report = RetentionReport(run_id, dry_run)
@@ -184,17 +180,20 @@ def run_retention(
                 return
 
     def forget_tickets(
-        connection: Connection, kind: str, due: list[rows.DueTicket], counts: tuple[int, int, int]
+        connection: Connection,
+        kind: str,
+        due: list[retention_rows.DueTicket],
+        counts: tuple[int, int, int],
     ) -> None:
         """The ledger entry, then the mail store's copies of these tickets' messages."""
         ids = [t.id for t in due]
-        copies = rows.copies_of_tickets(connection, ids)
-        sent = rows.sent_of_tickets(connection, ids)
+        copies = retention_rows.copies_of_tickets(connection, ids)
+        sent = retention_rows.sent_of_tickets(connection, ids)
         what = destruction(
             kind,
             refs=tuple(t.ref for t in due),
             sha256s=tuple(copy.sha256 for copy in copies),
-            sent=tuple(rows.outgoing_of_tickets(connection, ids)),
+            sent=tuple(retention_rows.outgoing_of_tickets(connection, ids)),
             counts=counts,
         )
         ledger.record(app, connection, what)
@@ -207,21 +206,21 @@ def run_retention(
         def anonymise_step(
             connection: Connection, queue: str = mailbox.name, cut: Cutoffs = cut
         ) -> bool:
-            due = rows.due_anonymisation(connection, queue, cut.anonymise, limit)
+            due = retention_rows.due_anonymisation(connection, queue, cut.anonymise, limit)
             if not due:
                 return False
             refs = [t.ref for t in due]
             report.anonymised += refs
             if not dry_run:
                 forget_tickets(connection, "anonymise", due, (0, len(due), 0))
-                rows.anonymise(connection, due, keeps, now)
-            rows.add_to_run(
+                retention_rows.anonymise(connection, due, keeps, now)
+            retention_runs.add_to_run(
                 connection, run_id, anonymised=len(due), refs=[f"anonymised:{r}" for r in refs]
             )
             return True
 
         def raw_step(connection: Connection, queue: str = mailbox.name, cut: Cutoffs = cut) -> bool:
-            due = rows.due_raw(connection, queue, cut.raw, limit)
+            due = retention_rows.due_raw(connection, queue, cut.raw, limit)
             if dry_run:  # what anonymisation would have emptied is not counted twice
                 due = [t for t in due if t.ref not in report.anonymised]
             if not due:
@@ -230,8 +229,8 @@ def run_retention(
             report.raw_destroyed += refs
             if not dry_run:
                 forget_tickets(connection, "raw", due, (len(due), 0, 0))
-                rows.destroy_raw(connection, [t.id for t in due], now)
-            rows.add_to_run(
+                retention_rows.destroy_raw(connection, [t.id for t in due], now)
+            retention_runs.add_to_run(
                 connection, run_id, raw_destroyed=len(due), refs=[f"raw:{r}" for r in refs]
             )
             return True
@@ -242,16 +241,20 @@ def run_retention(
     unlinked_cutoff = now - timedelta(days=retention.unlinked_days)
 
     def unlinked_step(connection: Connection) -> bool:
-        count = rows.clear_unlinked(connection, unlinked_cutoff, keeps, limit, dry_run=True)
+        count = retention_rows.clear_unlinked(
+            connection, unlinked_cutoff, keeps, limit, dry_run=True
+        )
         if not count:
             return False
         if not dry_run:
-            copies = rows.unlinked_copies(connection, unlinked_cutoff, limit)
-            outgoing = rows.unlinked_outgoing(connection, unlinked_cutoff, limit)
+            copies = retention_rows.unlinked_copies(connection, unlinked_cutoff, limit)
+            outgoing = retention_rows.unlinked_outgoing(connection, unlinked_cutoff, limit)
             what = destruction(
                 "unlinked",
                 sha256s=tuple(copy.sha256 for copy in copies),
-                sent=tuple(rows.with_aliases(connection, [out.message_id for out in outgoing])),
+                sent=tuple(
+                    retention_rows.with_aliases(connection, [out.message_id for out in outgoing])
+                ),
                 unlinked_before=unlinked_cutoff,
                 counts=(0, 0, count),
             )
@@ -260,14 +263,14 @@ def run_retention(
             report.copies_deleted += personal.delete_sent_copies(
                 app, [(out.message_id, out.raw) for out in outgoing if out.journalled], now
             )
-            rows.clear_unlinked(connection, unlinked_cutoff, keeps, limit, dry_run=False)
+            retention_rows.clear_unlinked(connection, unlinked_cutoff, keeps, limit, dry_run=False)
         report.unlinked += count
-        rows.add_to_run(connection, run_id, unlinked=count)
+        retention_runs.add_to_run(connection, run_id, unlinked=count)
         return True
 
     batch(unlinked_step)
     with engine.begin() as connection:
-        rows.finish_run(connection, run_id, now)
+        retention_runs.finish_run(connection, run_id, now)
         access.record(
             connection,
             now,
@@ -295,7 +298,7 @@ def run_if_due(app: App) -> RetentionReport | None:
     (never finished) is run again at the next pass."""
     now = app.clock.now()
     with reading(app.engine) as connection:
-        last = rows.last_finished_run(connection, DAEMON)
+        last = retention_runs.last_finished_run(connection, DAEMON)
     zone = app.settings.organisation.zone
     if not due_today(now, last, app.calendar, app.settings.retention, zone):
         return None
@@ -311,7 +314,7 @@ def erase_requester(app: App, address: str, reason: str, actor: str) -> Retentio
     mail, held messages: of no ticket, or held on someone else's ticket;
     `personal.messages_of`), with the notices to staff made from them (a held message's
     notice quotes its sender and subject); their address gone from other tickets' history.
-    First an entry in the erasure ledger (mailbot/recovery/ledger.py), then the copies of
+    First an entry in the erasure ledger (mailbot/privacy/ledger.py), then the copies of
     all those messages deleted from the processed, quarantine and Sent folders: a failure
     of either stops the erasure before the database changes, so it can be run again.
     Recorded as a run and in the access trail."""
@@ -322,15 +325,17 @@ def erase_requester(app: App, address: str, reason: str, actor: str) -> Retentio
     wanted = personal.normalised(address)
     run_key = ledger.new_key()
     with engine.begin() as connection:
-        run_id = rows.start_run(connection, "erase", actor, now, dry_run=False, ledger_key=run_key)
-        found = rows.tickets_of_requester(connection, wanted)
+        run_id = retention_runs.start_run(
+            connection, "erase", actor, now, dry_run=False, ledger_key=run_key
+        )
+        found = retention_rows.tickets_of_requester(connection, wanted)
     with reading(engine) as connection:
         free = [row.id for row in found if row.legal_hold_at is None]
-        copies = rows.copies_of_tickets(connection, free)
-        whole = {row.id for row in found} | set(rows.legal_hold_ids(connection))
+        copies = retention_rows.copies_of_tickets(connection, free)
+        whole = {row.id for row in found} | set(retention_rows.legal_hold_ids(connection))
         theirs = personal.messages_of(connection, wanted, skip_tickets=sorted(whole))
-        derived = rows.derived_from(connection, [copy.id for copy in theirs])
-        sent = rows.sent_of_tickets(connection, free)
+        derived = retention_rows.derived_from(connection, [copy.id for copy in theirs])
+        sent = retention_rows.sent_of_tickets(connection, free)
         sent += [(out.message_id, out.raw) for out in derived if out.journalled and out.raw]
         entry = ledger.entry_for(
             connection,
@@ -346,8 +351,8 @@ def erase_requester(app: App, address: str, reason: str, actor: str) -> Retentio
                 kept=tuple(r.ref for r in found if r.legal_hold_at is not None),
                 sha256s=tuple(copy.sha256 for copy in (*copies, *theirs)),
                 sent=(
-                    *rows.outgoing_of_tickets(connection, free),
-                    *rows.with_aliases(connection, [out.message_id for out in derived]),
+                    *retention_rows.outgoing_of_tickets(connection, free),
+                    *retention_rows.with_aliases(connection, [out.message_id for out in derived]),
                 ),
                 counts=(
                     0,
@@ -369,9 +374,9 @@ def erase_requester(app: App, address: str, reason: str, actor: str) -> Retentio
                     report.held.append(row.ref)
                     access.record(connection, now, actor, "erase_refused", row.ref, "legal hold")
                 elif row.anonymised_at is None:
-                    due.append(rows.DueTicket(row.id, row.ref, row.requester))
-            rows.anonymise(connection, due, keeps, now)
-            rows.add_to_run(
+                    due.append(retention_rows.DueTicket(row.id, row.ref, row.requester))
+            retention_rows.anonymise(connection, due, keeps, now)
+            retention_runs.add_to_run(
                 connection, run_id, anonymised=len(due), refs=[f"anonymised:{t.ref}" for t in due]
             )
             for ticket in due:
@@ -379,15 +384,15 @@ def erase_requester(app: App, address: str, reason: str, actor: str) -> Retentio
                 access.record(connection, now, actor, "erase", ticket.ref, reason)
             report.anonymised += [t.ref for t in due]
     with engine.begin() as connection:
-        rows.clear_inbound(connection, [copy.id for copy in theirs])
-        rows.clear_outgoing(connection, [out.id for out in derived], keeps)
+        retention_rows.clear_inbound(connection, [copy.id for copy in theirs])
+        retention_rows.clear_outgoing(connection, [out.id for out in derived], keeps)
         if theirs:
             report.unlinked += len(theirs)
-            rows.add_to_run(connection, run_id, unlinked=len(theirs))
+            retention_runs.add_to_run(connection, run_id, unlinked=len(theirs))
             access.record(connection, now, actor, "erase", None, f"{len(theirs)} other message(s)")
-        rows.replace_person(connection, [wanted])
-        rows.forget_addresses(connection, [wanted])
-        rows.finish_run(connection, run_id, now)
+        retention_rows.replace_person(connection, [wanted])
+        retention_rows.forget_addresses(connection, [wanted])
+        retention_runs.finish_run(connection, run_id, now)
     scrub_freed_pages(engine)
     return report
 
@@ -455,7 +460,7 @@ def _tickets_again(
     connection: Connection,
     key: bytes,
     entries: list[LedgerEntry],
-    keeps: rows.Keeps,
+    keeps: retention_rows.Keeps,
     now: datetime,
     changed: set[str],
 ) -> int:
@@ -468,11 +473,11 @@ def _tickets_again(
     for entry in entries:
         for person in entry.addresses:
             people.setdefault(person, []).append(entry)
-    due: dict[int, tuple[rows.DueTicket, str]] = {}
+    due: dict[int, tuple[retention_rows.DueTicket, str]] = {}
     for ticket in ledger_rows.tickets_named(connection, anonymise):
         if not ticket.anonymised and not ticket.legal_hold:
             due[ticket.id] = (
-                rows.DueTicket(ticket.id, ticket.ref, ticket.requester),
+                retention_rows.DueTicket(ticket.id, ticket.ref, ticket.requester),
                 anonymise[ticket.ref],
             )
     if people:
@@ -483,12 +488,12 @@ def _tickets_again(
             for entry in erasures:
                 if ticket.received_at <= entry.at and ticket.ref not in entry.kept:
                     due[ticket.id] = (
-                        rows.DueTicket(ticket.id, ticket.ref, ticket.requester),
+                        retention_rows.DueTicket(ticket.id, ticket.ref, ticket.requester),
                         entry.run,
                     )
                     break
     if due:
-        rows.anonymise(connection, [again for again, _run in due.values()], keeps, now)
+        retention_rows.anonymise(connection, [again for again, _run in due.values()], keeps, now)
         for again, run in due.values():
             ticket_rows.add_event(connection, again.id, now, "erased_again")
             changed.add(run)
@@ -498,7 +503,7 @@ def _tickets_again(
         if not named.raw_destroyed and not named.legal_hold and named.id not in due
     ]
     if raw:
-        rows.destroy_raw(connection, [named.id for named, _run in raw], now)
+        retention_rows.destroy_raw(connection, [named.id for named, _run in raw], now)
         changed.update(run for _named, run in raw)
     if people:
         named = [
@@ -507,8 +512,8 @@ def _tickets_again(
             if address_hash(key, personal.normalised(person)) in people
         ]
         if named:
-            rows.replace_person(connection, named)
-            rows.forget_addresses(connection, named)
+            retention_rows.replace_person(connection, named)
+            retention_rows.forget_addresses(connection, named)
     return len(due) + len(raw)
 
 
@@ -516,24 +521,24 @@ def _messages_again(
     connection: Connection,
     key: bytes,
     entries: list[LedgerEntry],
-    keeps: rows.Keeps,
+    keeps: retention_rows.Keeps,
     changed: set[str],
 ) -> int:
     wanted = {digest: entry.run for entry in entries for digest in entry.messages}
-    held = set(rows.legal_hold_ids(connection))
+    held = set(retention_rows.legal_hold_ids(connection))
     hits = [
         (message, wanted[digest])
         for message in ledger_rows.messages_with_hashes(connection)
         if message.ticket_id not in held and (digest := message_hash(key, message.sha256)) in wanted
     ]
-    rows.clear_inbound(connection, [message.id for message, _run in hits])
+    retention_rows.clear_inbound(connection, [message.id for message, _run in hits])
     changed.update(run for _message, run in hits)
     count = len(hits)
     for entry in entries:
         if entry.kind != "unlinked" or entry.unlinked_before is None:
             continue
         while True:
-            emptied = rows.clear_unlinked(
+            emptied = retention_rows.clear_unlinked(
                 connection, entry.unlinked_before, keeps, 500, dry_run=False
             )
             if not emptied:
@@ -544,11 +549,14 @@ def _messages_again(
 
 
 def _sent_again(
-    connection: Connection, entries: list[LedgerEntry], keeps: rows.Keeps, changed: set[str]
+    connection: Connection,
+    entries: list[LedgerEntry],
+    keeps: retention_rows.Keeps,
+    changed: set[str],
 ) -> int:
     wanted = {message_id: entry.run for entry in entries for message_id in entry.sent}
     named = ledger_rows.outbox_named(connection, wanted)
-    rows.clear_outgoing(connection, [row_id for row_id, _message_id in named], keeps)
+    retention_rows.clear_outgoing(connection, [row_id for row_id, _message_id in named], keeps)
     changed.update(wanted[message_id] for _row_id, message_id in named)
     return len(named)
 
@@ -600,7 +608,7 @@ def legal_hold(
     is `actor`, from the command line, or by email when `inbound_id` names the message.
     Placing a hold over one in force leaves that one as it is (reason and owner): the new
     reason is in the history only, so who may lift the hold does not change."""
-    if reason is not None and rows.hold_origin(connection, ticket.id) is not None:
+    if reason is not None and legal_holds.hold_origin(connection, ticket.id) is not None:
         ticket_rows.add_event(
             connection,
             ticket.id,
@@ -612,7 +620,7 @@ def legal_hold(
         )
         return
     via = "email" if inbound_id is not None else "cli"
-    rows.set_legal_hold(connection, ticket.id, reason, now, by=actor, via=via)
+    legal_holds.set_legal_hold(connection, ticket.id, reason, now, by=actor, via=via)
     kind = "legal_hold" if reason is not None else "legal_hold_released"
     ticket_rows.add_event(
         connection, ticket.id, now, kind, reason or "", actor=actor, inbound_id=inbound_id

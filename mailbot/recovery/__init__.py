@@ -1,2 +1,2 @@
 """Nothing lost even when the database is: backup, restore, the mail store as the journal,
-and the erasure ledger that keeps what was erased erased."""
+and the rebuild that applies the erasure ledger (mailbot/privacy/ledger.py) again."""

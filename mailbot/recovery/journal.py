@@ -19,16 +19,14 @@ import logging
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import timedelta
-from email.parser import BytesHeaderParser
-from email.utils import parseaddr
 
-from mailbot.context import App
-from mailbot.db import journal as journal_rows
-from mailbot.db.journal import SentCopy
+from mailbot.app import App
+from mailbot.db import journal_rows
+from mailbot.db.journal_rows import SentCopy
 from mailbot.errors import ImapError
 from mailbot.logformat import log_fields
-from mailbot.settings import MailboxSettings
-from mailbot.transport.mailbox import Mailbox
+from mailbot.sending.queueing import sending_mailbox
+from mailbot.transport.base import Mailbox
 
 log = logging.getLogger(__name__)
 
@@ -42,16 +40,6 @@ class JournalReport:
     kept_by_server: int = 0
     refused: int = 0  # copies the server would not take (logged; the mail itself went out)
     failed_mailboxes: int = 0
-
-
-def sending_mailbox(app: App, raw: bytes) -> MailboxSettings:
-    """The configured mailbox whose address the message is from (the first one otherwise)."""
-    head = BytesHeaderParser().parsebytes(raw.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n")
-    address = parseaddr(str(head.get("From", "")))[1].lower()
-    for mailbox in app.settings.mailboxes:
-        if mailbox.address.lower() == address:
-            return mailbox
-    return app.settings.mailboxes[0]
 
 
 def keep_sent_copies(app: App) -> JournalReport:
@@ -77,7 +65,7 @@ def keep_sent_copies(app: App) -> JournalReport:
             done: list[int] = []
             to_append: dict[str, list[SentCopy]] = {}
             for copy in copies:
-                mailbox = sending_mailbox(app, copy.raw)
+                mailbox = sending_mailbox(app.settings, copy.raw)
                 if mailbox.sent_copy != "append":
                     report.kept_by_server += 1
                     done.append(copy.id)

@@ -21,7 +21,7 @@ arrival, with three differences:
 * copies in Sent that no message accounts for (reminders, digests, alerts) become sent rows,
   so their dedupe keys keep them from going out again.
 
-The erasure ledger (mailbot/recovery/ledger.py) is read first: the counters start above its
+The erasure ledger (mailbot/privacy/ledger.py) is read first: the counters start above its
 high-water marks, its erasures and anonymisations are applied again to what the database
 holds, and what they erased is left out of the replay and of the Sent copies kept.
 
@@ -42,14 +42,13 @@ from email.utils import getaddresses
 
 from sqlalchemy.engine import Connection
 
-from mailbot.context import App
-from mailbot.db import graph as graph_rows
-from mailbot.db import inbound as inbound_rows
-from mailbot.db import journal as rows
+from mailbot.app import App
+from mailbot.db import graph_rows, inbound_rows, journal_rows
 from mailbot.db.backup import RECONCILE_PENDING
-from mailbot.db.journal import REPLAYED_UIDVALIDITY, PendingRow
-from mailbot.db.outbox import OutboxRow
+from mailbot.db.journal_rows import REPLAYED_UIDVALIDITY, PendingRow
+from mailbot.db.outbox_rows import OutboxRow
 from mailbot.db.service import drop_meta
+from mailbot.db.store import reading
 from mailbot.errors import ImapError
 from mailbot.intake.pipeline import process_fetched
 from mailbot.mail.render import (
@@ -59,14 +58,12 @@ from mailbot.mail.render import (
     PURPOSE_HEADER,
 )
 from mailbot.privacy import personal
+from mailbot.privacy.ledger import Withheld, read_ledger, start_above
 from mailbot.privacy.retention import Reapplied, reapply_ledger
-from mailbot.recovery.journal import sending_mailbox
-from mailbot.recovery.ledger import Withheld, read_ledger, start_above
 from mailbot.sending.outbox import SendPolicy, record
+from mailbot.sending.queueing import sending_mailbox
 from mailbot.settings import MailboxSettings
-from mailbot.store import reading
-from mailbot.transport.mailbox import FetchedMessage
-from mailbot.transport.sender import SendResult
+from mailbot.transport.base import FetchedMessage, SendResult
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +237,7 @@ def read_store(app: App) -> tuple[list[Arrival], list[SentEntry]]:
 
 def reconcile(app: App) -> ReconcileReport:
     """Bring back from the mail store what the database lacks (see the module's docstring).
-    The erasure ledger first (mailbot/recovery/ledger.py): its erasures are applied again to
+    The erasure ledger first (mailbot/privacy/ledger.py): its erasures are applied again to
     what the database holds, the counters start above its high-water marks, and what it
     erased is left out of the rebuild; then applied once more to what was rebuilt."""
     report = ReconcileReport()
@@ -262,15 +259,15 @@ def reconcile(app: App) -> ReconcileReport:
         journal = _Journal(entries)
         # Rows the database holds as pending that the Sent folder shows went out.
         by_message_id = {entry.message_id: entry for entry in entries}
-        for row in rows.pending_rows(connection):
+        for row in journal_rows.pending_rows(connection):
             copy = by_message_id.get(row.message_id)
             if copy is not None:
                 _record_sent(connection, app, row, copy, policy, report)
-        journal.drop({e.message_id for e in entries} & rows.outbox_message_ids(connection))
-        hashes = rows.known_hashes(connection)
-        newest = rows.newest_arrival(connection)
+        journal.drop({e.message_id for e in entries} & journal_rows.outbox_message_ids(connection))
+        hashes = journal_rows.known_hashes(connection)
+        newest = journal_rows.newest_arrival(connection)
         highest: dict[tuple[str, int], int] = defaultdict(int)
-        named = [*rows.known_refs(connection), *(e.ref for e in (*entries, *erased_sent))]
+        named = [*journal_rows.known_refs(connection), *(e.ref for e in (*entries, *erased_sent))]
         for ref in named:
             parts = split_ref(ref)
             if parts is not None:
@@ -339,9 +336,9 @@ def _raise_counters(connection: Connection, highest: dict[tuple[str, int], int])
     """Every counter at `highest` at least, and `highest` at every counter: a daemon that
     gave references meanwhile is never set back."""
     for (prefix, year), last in list(highest.items()):
-        current = rows.counter_value(connection, prefix, year)
+        current = journal_rows.counter_value(connection, prefix, year)
         if last > current:
-            rows.set_counter(connection, prefix, year, last)
+            journal_rows.set_counter(connection, prefix, year, last)
         highest[(prefix, year)] = max(last, current)
 
 
@@ -364,22 +361,22 @@ def _replay(
 ) -> None:
     """One message through the pipeline as of its arrival, its ticket under the reference
     its citizen was told, and what it queued recorded as sent where Sent shows it was."""
-    before = rows.highest_outbox_id(connection)
+    before = journal_rows.highest_outbox_id(connection)
     # A daemon may have given references since the last transaction: never set it back.
     highest[(prefix, year)] = max(
-        highest[(prefix, year)], rows.counter_value(connection, prefix, year)
+        highest[(prefix, year)], journal_rows.counter_value(connection, prefix, year)
     )
     parts = split_ref(wanted) if wanted else None
     forced = (
         parts is not None
         and parts[:2] == (prefix, year)
-        and rows.ticket_id_of(connection, str(wanted)) is None
+        and journal_rows.ticket_id_of(connection, str(wanted)) is None
     )
     if forced and parts is not None:
-        rows.set_counter(connection, prefix, year, parts[2] - 1)
+        journal_rows.set_counter(connection, prefix, year, parts[2] - 1)
     else:
-        rows.set_counter(connection, prefix, year, highest[(prefix, year)])
-    uid = rows.next_replayed_uid(connection, arrival.mailbox.name)
+        journal_rows.set_counter(connection, prefix, year, highest[(prefix, year)])
+    uid = journal_rows.next_replayed_uid(connection, arrival.mailbox.name)
     message = replace(arrival.message, uid=uid)
     at = message.internal_date
     process_fetched(
@@ -388,19 +385,19 @@ def _replay(
     inbound_rows.record_moves(
         connection, arrival.mailbox.name, REPLAYED_UIDVALIDITY, [uid], arrival.folder, at
     )
-    allocated = rows.counter_value(connection, prefix, year)
+    allocated = journal_rows.counter_value(connection, prefix, year)
     if forced and parts is not None and allocated == parts[2]:
         report.references.append(str(wanted))
     elif not forced and allocated > highest[(prefix, year)]:
         report.references.append(f"{prefix}-{year}-{allocated:05d}")
     highest[(prefix, year)] = max(highest[(prefix, year)], allocated)
-    rows.set_counter(connection, prefix, year, highest[(prefix, year)])
-    for row in rows.pending_rows(connection, before):
-        ref = rows.ref_of(connection, row.ticket_id) if row.ticket_id is not None else ""
+    journal_rows.set_counter(connection, prefix, year, highest[(prefix, year)])
+    for row in journal_rows.pending_rows(connection, before):
+        ref = journal_rows.ref_of(connection, row.ticket_id) if row.ticket_id is not None else ""
         copy = journal.take(ref, row)
         if copy is not None:
             _record_sent(connection, app, row, copy, policy, report)
-        elif sending_mailbox(app, row.raw).sent_copy == "none":
+        elif sending_mailbox(app.settings, row.raw).sent_copy == "none":
             _record_sent(connection, app, row, None, policy, report)
         else:
             report.left_to_send += 1
@@ -417,7 +414,7 @@ def _record_sent(
     """Record `row` as sent when its copy says (or, with no journal, when it was queued),
     through the outbox's own record (clocks met, the ticket's history), never sending it."""
     when = copy.sent_at if copy is not None else row.created_at
-    rows.lease_for(connection, row.id, LEASE_OWNER, when + timedelta(minutes=10))
+    journal_rows.lease_for(connection, row.id, LEASE_OWNER, when + timedelta(minutes=10))
     leased = OutboxRow(
         id=row.id,
         ticket_id=row.ticket_id,
@@ -434,15 +431,15 @@ def _record_sent(
     if copy is not None and _domain(copy.message_id) != _domain(row.message_id):
         # Sent under a Message-ID the transport gave it (Exchange, over Graph): as a live
         # pass does, that id stands for the row's own, whose signed token a reply citing
-        # Exchange's id then carries (mailbot/db/graph.py, `message_alias`).
+        # Exchange's id then carries (mailbot/db/graph_rows.py, `message_alias`).
         graph_rows.record_alias(connection, copy.message_id, row.message_id, app.clock.now())
-        rows.mark_journalled(connection, row.id, row.message_id, app.clock.now())
+        journal_rows.mark_journalled(connection, row.id, row.message_id, app.clock.now())
         report.recorded_sent += 1
     elif copy is not None:
-        rows.mark_journalled(connection, row.id, copy.message_id, app.clock.now())
+        journal_rows.mark_journalled(connection, row.id, copy.message_id, app.clock.now())
         report.recorded_sent += 1
     else:
-        rows.mark_journalled(connection, row.id, row.message_id, app.clock.now())
+        journal_rows.mark_journalled(connection, row.id, row.message_id, app.clock.now())
         report.presumed_sent += 1
 
 
@@ -451,8 +448,8 @@ def _domain(message_id: str) -> str:
 
 
 def _keep_sent_only(connection: Connection, app: App, entry: SentEntry) -> None:
-    ticket_id = rows.ticket_id_of(connection, entry.ref) if entry.ref else None
-    rows.insert_sent_copy(
+    ticket_id = journal_rows.ticket_id_of(connection, entry.ref) if entry.ref else None
+    journal_rows.insert_sent_copy(
         connection,
         {
             "ticket_id": ticket_id,
@@ -489,7 +486,7 @@ def store_ahead(app: App) -> list[str]:
     they agree). A mailbox that cannot be reached says nothing here (the pass will report
     it)."""
     with reading(app.engine) as connection:
-        known = {value.lower() for value in rows.known_message_ids(connection)}
+        known = {value.lower() for value in journal_rows.known_message_ids(connection)}
     horizon = app.clock.now() - identifiers_kept(app)
     found: list[str] = []
     for mailbox in app.settings.mailboxes:

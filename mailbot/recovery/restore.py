@@ -5,7 +5,7 @@ IMAP or Graph).
 mailbot/db/backup.py does the file work (the exclusive lock, the checksum and integrity
 check, the copy beside the database, the database in place kept as
 `….before-restore-<instant>`); here the copy is brought to this mailbot's schema and checked
-against this instance, then the ledger (mailbot/recovery/ledger.py) is applied to it: the
+against this instance, then the ledger (mailbot/privacy/ledger.py) is applied to it: the
 erasures and anonymisations done since the backup are done again, the reference counters
 start above the ledger's high-water marks, and the runs go back into `retention history`.
 A backup of another instance (its id differs from the database in place's, or, with no
@@ -23,13 +23,12 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
-from mailbot.context import App
-from mailbot.db import backup
-from mailbot.db import ledger as ledger_rows
+from mailbot.app import App
+from mailbot.db import backup, ledger_rows
+from mailbot.db.store import known_revisions, make_engine, scrub_freed_pages
 from mailbot.errors import ConfigError, ImapError
+from mailbot.privacy.ledger import read_ledger, start_above
 from mailbot.privacy.retention import Reapplied, reapply_ledger
-from mailbot.recovery.ledger import read_ledger, start_above
-from mailbot.store import known_revisions, make_engine, scrub_freed_pages
 
 log = logging.getLogger(__name__)
 

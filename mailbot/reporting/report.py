@@ -1,6 +1,6 @@
 """The service-standards report: how many cases met each commitment, per queue (reads).
 
-`build_report` asks the database for aggregates (`mailbot.db.report`) and assembles them into
+`build_report` asks the database for aggregates (`mailbot.db.report_rows`) and assembles them into
 the frozen values of `mailbot.reporting.values`; `render_report`
 (`mailbot.reporting.render_report`) writes
 those values as a table, JSON, CSV or a self-contained French HTML page. Nothing here writes
@@ -73,7 +73,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
-from mailbot.db import report as db
+from mailbot.db import report_rows
 from mailbot.errors import NotFound
 from mailbot.reporting.render_report import FORMATS, render_report
 from mailbot.reporting.values import (
@@ -126,7 +126,7 @@ def build_report(
     """
     if as_of.tzinfo is None or as_of.utcoffset() is None:
         raise ValueError(f"as_of must be timezone-aware, got {as_of.isoformat()}")
-    cases = db.CaseFilter(
+    cases = report_rows.CaseFilter(
         since=request.since,
         until=request.until,
         queue=request.queue,
@@ -136,23 +136,25 @@ def build_report(
         excluded_reasons=EXCLUDED_CLOSING_REASONS,
     )
     configured = [mailbox.name for mailbox in settings.mailboxes]
-    with db.snapshot(engine) as connection:
+    with report_rows.snapshot(engine) as connection:
         queue = request.queue
         # A queue no longer configured is known by its tickets; any other name is a typo.
-        known = queue is None or queue in configured or db.queue_has_tickets(connection, queue)
+        known = (
+            queue is None or queue in configured or report_rows.queue_has_tickets(connection, queue)
+        )
         if not known:
             raise NotFound(f"no queue {queue!r} (configured: {', '.join(configured)})")
-        counts = db.count_rows(connection, cases)
+        counts = report_rows.count_rows(connection, cases)
         # The replies' range bounds the time-zone arithmetic of the delay query.
         firsts = [row.first_answer for row in counts if row.first_answer is not None]
         lasts = [row.last_answer for row in counts if row.last_answer is not None]
-        delays: list[db.DelayRow] = []
+        delays: list[report_rows.DelayRow] = []
         if firsts and lasts:
-            delays = db.delay_rows(connection, cases, calendar, min(firsts), max(lasts))
+            delays = report_rows.delay_rows(connection, cases, calendar, min(firsts), max(lasts))
         listing = []
         if request.details:
             spells: dict[str, list[tuple[datetime, datetime | None]]] = defaultdict(list)
-            for spell in db.incomplete_rows(connection, cases):
+            for spell in report_rows.incomplete_rows(connection, cases):
                 completed = spell.completed_at
                 spells[spell.ref].append(
                     (
@@ -160,7 +162,7 @@ def build_report(
                         completed.astimezone(calendar.zone) if completed else None,
                     )
                 )
-            listing = _cases(db.case_rows(connection, cases), calendar, spells)
+            listing = _cases(report_rows.case_rows(connection, cases), calendar, spells)
     return Report(
         request=request,
         as_of=as_of,
@@ -187,7 +189,7 @@ class _Tally:
     cases_with_hold: int = 0
     delays: Counter[int] = field(default_factory=Counter)
 
-    def add(self, row: db.CountRow) -> None:
+    def add(self, row: report_rows.CountRow) -> None:
         self.cases += row.cases
         self.met += row.met
         self.late += row.late
@@ -238,7 +240,7 @@ class _BusinessDays:
 
 
 def _cases(
-    rows: Iterable[db.CaseRow],
+    rows: Iterable[report_rows.CaseRow],
     calendar: BusinessCalendar,
     spells: Mapping[str, list[tuple[datetime, datetime | None]]],
 ) -> list[Case]:
@@ -282,12 +284,12 @@ def _assemble(
     settings: Settings,
     calendar: BusinessCalendar,
     request: ReportRequest,
-    counts: Iterable[db.CountRow],
-    delays: Iterable[db.DelayRow],
+    counts: Iterable[report_rows.CountRow],
+    delays: Iterable[report_rows.DelayRow],
 ) -> tuple[CommitmentReport, ...]:
     """The report's lines from the grouped rows (pure): one per commitment, with its queues.
 
-    1. Add up the counts (`db.CountRow`, one per commitment, queue and month of the clock
+    1. Add up the counts (`report_rows.CountRow`, one per commitment, queue and month of the clock
        start, outcomes already decided by the one rule) into a tally per commitment, per
        commitment and queue, and per commitment and month (the trend).
     2. Turn each delay row's (clock start, reply date) into business days once, less the days

@@ -19,6 +19,7 @@ from email.utils import formatdate, make_msgid
 from pathlib import Path
 
 from mailbot.clock import Clock
+from mailbot.db.store import reading
 from mailbot.errors import ConfigError, MailbotError
 from mailbot.sandbox.servers import (
     CATCH_ALL,
@@ -36,7 +37,6 @@ from mailbot.settings import (
     config_path,
     load_settings,
 )
-from mailbot.store import reading
 
 SAMPLES = (
     ("josee.tremblay@example.org", "renseignements@mri.gouv.qc.ca", "demande.eml"),
@@ -309,8 +309,8 @@ def _demo(settings: Settings, samples: Path, clock: Clock) -> int:
 
 
 def _demo_in(settings: Settings, samples: Path, clock: Clock, root: Path) -> int:
-    from mailbot.context import build_app
-    from mailbot.db.tickets import ticket_records
+    from mailbot.app import build_app
+    from mailbot.db.ticket_rows import ticket_records
     from mailbot.ops.passes import run_pass
     from mailbot.reporting.views import office_minute, ticket_json
 

@@ -16,18 +16,15 @@ from datetime import datetime
 
 from sqlalchemy.engine import Connection
 
-from mailbot.context import App
-from mailbot.db import access, service
-from mailbot.db import clocks as clock_rows
-from mailbot.db import outbox as outbox_rows
-from mailbot.db import tickets as ticket_rows
-from mailbot.db.outbox import PACED_PURPOSE, Failure, SentMessage
-from mailbot.db.tickets import TicketRow
+from mailbot.app import App
+from mailbot.db import access, deadline_rows, outbox_rows, service, ticket_rows
+from mailbot.db.outbox_rows import PACED_PURPOSE, Failure, SentMessage
+from mailbot.db.store import reading
+from mailbot.db.ticket_rows import TicketRow
 from mailbot.intake import citizens
 from mailbot.sending import outgoing
 from mailbot.sending.outbox import SendPolicy, error_summary, paced_capacity
 from mailbot.states import ClosedReason, TicketStatus
-from mailbot.store import reading
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +176,7 @@ def _undo_referral(
     (mailbot/sending/outbox.py). Whether the ticket was reopened."""
     queued_at = outbox_rows.created_at(connection, failure.outbox_id)
     if queued_at is not None:
-        clock_rows.unmeet_deadlines_at(connection, ticket.id, queued_at)
+        deadline_rows.unmeet_deadlines_at(connection, ticket.id, queued_at)
         ticket_rows.unstamp(connection, ticket.id, "answered_at", queued_at)
     if ticket.status != TicketStatus.CLOSED or ticket.closed_reason != ClosedReason.REFERRED:
         return False  # reopened since (the citizen wrote), or referred again

@@ -25,18 +25,16 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Connection
 
-from mailbot.context import App
-from mailbot.db import graph as graph_rows
-from mailbot.db import outbox as rows
-from mailbot.db import tickets as ticket_rows
-from mailbot.db.outbox import OutboxRow
+from mailbot.app import App
+from mailbot.db import graph_rows, outbox_rows, ticket_rows
+from mailbot.db.outbox_rows import OutboxRow
 from mailbot.errors import SmtpError
 from mailbot.logformat import log_fields
 from mailbot.sending import leases, sizes
 from mailbot.settings import Settings
 from mailbot.standards import deadlines
 from mailbot.states import OutboxState
-from mailbot.transport.sender import SenderSession, SendResult
+from mailbot.transport.base import SenderSession, SendResult
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +128,9 @@ def paced_capacity(connection: Connection, policy: SendPolicy, now: datetime) ->
     """How many automatic answers may still be sent now under the brake (None: no brake)."""
     if policy.pace_limit is None:
         return None
-    return max(policy.pace_limit - rows.paced_sent_since(connection, now - policy.pace_window), 0)
+    return max(
+        policy.pace_limit - outbox_rows.paced_sent_since(connection, now - policy.pace_window), 0
+    )
 
 
 def take_back_dead_leases(connection: Connection, now: datetime) -> int:
@@ -139,9 +139,9 @@ def take_back_dead_leases(connection: Connection, now: datetime) -> int:
     (`leases.is_dead`). How many rows were released."""
     here = leases.me()
     released = 0
-    for owner in rows.live_lease_owners(connection, now, f"{here.host}."):
+    for owner in outbox_rows.live_lease_owners(connection, now, f"{here.host}."):
         if leases.is_dead(owner, here):
-            released += rows.release_leases(connection, owner)
+            released += outbox_rows.release_leases(connection, owner)
     if released:
         log.warning("took back %d outbox row(s) leased by a process that died", released)
     return released
@@ -157,12 +157,12 @@ def claim_rows(
         capacity = paced_capacity(connection, policy, now)
         until = now + timedelta(seconds=app.settings.daemon.outbox_lease_seconds)
         if capacity is None:
-            claimed = rows.lease(connection, now, until, owner, limit, paced=None)
+            claimed = outbox_rows.lease(connection, now, until, owner, limit, paced=None)
         else:
-            claimed = rows.lease(connection, now, until, owner, limit, paced=False)
+            claimed = outbox_rows.lease(connection, now, until, owner, limit, paced=False)
             paced = min(capacity, limit - len(claimed))
-            claimed += rows.lease(connection, now, until, owner, paced, paced=True)
-        return rows.leased_rows(connection, claimed, owner)
+            claimed += outbox_rows.lease(connection, now, until, owner, paced, paced=True)
+        return outbox_rows.leased_rows(connection, claimed, owner)
 
 
 # Rows whose acceptance meets the ticket's deadlines at the instant staff acted.
@@ -208,11 +208,11 @@ def record(
             last_error=error or "gave up after repeated temporary failures",
         )
     state = str(values.get("state", OutboxState.PENDING.value))
-    if not rows.record_attempt(connection, row, values):
+    if not outbox_rows.record_attempt(connection, row, values):
         return "lease_lost"
-    if row.purpose in rows.WAITED_FOR and state == OutboxState.SENT:
-        rows.release_waiting(connection, row.id, now)
-    elif row.purpose in rows.WAITED_FOR and state != OutboxState.PENDING:
+    if row.purpose in outbox_rows.WAITED_FOR and state == OutboxState.SENT:
+        outbox_rows.release_waiting(connection, row.id, now)
+    elif row.purpose in outbox_rows.WAITED_FOR and state != OutboxState.PENDING:
         _withdraw_waiting(connection, row, now)
     if row.ticket_id is None or state == OutboxState.PENDING:
         return state
@@ -233,7 +233,7 @@ def _withdraw_waiting(connection: Connection, row: OutboxRow, now: datetime) -> 
     """What waited for `row` (refused for good) is never sent: a referral's notice to the
     citizen announces nothing that did not happen."""
     reason = f"withdrawn: outbox #{row.id} ({row.purpose}) it announces was not delivered"
-    for withdrawn in rows.withdraw_waiting(connection, row.id, reason):
+    for withdrawn in outbox_rows.withdraw_waiting(connection, row.id, reason):
         if row.ticket_id is not None:
             ticket_rows.add_event(
                 connection,
@@ -489,7 +489,7 @@ def flush_outbox(
         return asyncio.run(_flush(app, now, policy, batch, owner, announced))
     finally:
         with app.engine.begin() as connection:
-            rows.release_leases(connection, owner)
+            outbox_rows.release_leases(connection, owner)
             if announced:  # what a referral must fit (mailbot/sending/sizes.py)
                 sizes.record_relay_size(connection, announced[-1])
 

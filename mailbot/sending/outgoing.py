@@ -23,11 +23,10 @@ from urllib.parse import quote
 
 from sqlalchemy.engine import Connection
 
-from mailbot.context import App
-from mailbot.db import outbox as outbox_rows
-from mailbot.db import tickets as ticket_rows
-from mailbot.db.inbound import citizen_thread
-from mailbot.db.tickets import TicketRow
+from mailbot.app import App
+from mailbot.db import outbox_rows, ticket_rows
+from mailbot.db.inbound_rows import citizen_thread
+from mailbot.db.ticket_rows import TicketRow
 from mailbot.mail import mime, tokens
 from mailbot.mail.decoding import flatten
 from mailbot.mail.parse import CarriedFile, InboundMail

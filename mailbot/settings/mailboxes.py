@@ -28,7 +28,7 @@ class MailboxSettings(Frozen):
     # what was sent).
     sent_folder: str = "Sent"
     sent_copy: Literal["append", "server", "none"] = "append"
-    # The erasure ledger (mailbot/recovery/ledger.py): a folder of mailbot's own in every
+    # The erasure ledger (mailbot/privacy/ledger.py): a folder of mailbot's own in every
     # mailbox, where each erasure and retention batch leaves a non-personal entry before
     # anything is destroyed; a rebuild or a restore reads it back.
     ledger_folder: str = "Registre-mailbot"

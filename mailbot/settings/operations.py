@@ -31,7 +31,8 @@ class DaemonSettings(Frozen):
     fetch_batch_bytes: Annotated[int, Field(ge=1024)] = 16 * 1024 * 1024
     max_message_bytes: Annotated[int, Field(ge=1024)] = 25 * 1024 * 1024
     # Over a backlog, a worker process parses the next messages while the pass stores the
-    # ones before (mailbot/mail/parse_ahead.py); false: everything is parsed in the one process.
+    # ones before (mailbot/transport/parse_ahead.py); false: everything is parsed in the one
+    # process.
     parse_worker: bool = True
     outbox_max_attempts_hours: Annotated[float, Field(gt=0)] = 72.0
     # How long a worker holds the outbox rows it claimed: an instance killed mid-send leaves

@@ -25,7 +25,7 @@ from pathlib import Path
 import jinja2
 import jinja2.sandbox
 
-from mailbot.db.tickets import TicketRow
+from mailbot.db.ticket_rows import TicketRow
 from mailbot.errors import ConfigError
 from mailbot.settings import Settings
 

@@ -21,11 +21,9 @@ from datetime import date, datetime
 
 from sqlalchemy.engine import Connection
 
-from mailbot.context import App
-from mailbot.db import access, handoff
-from mailbot.db import retention as retention_rows
-from mailbot.db import tickets as ticket_rows
-from mailbot.db.tickets import TicketRow
+from mailbot.app import App
+from mailbot.db import access, handoff, legal_holds, ticket_rows
+from mailbot.db.ticket_rows import TicketRow
 from mailbot.intake import citizens
 from mailbot.privacy import retention
 from mailbot.staff import authority, limits, merge, referral
@@ -159,7 +157,7 @@ def _release_refusal(
     ticket's queue lifts it; one placed from the command line is lifted there only."""
     if command.name is not CommandName.LEGAL_RELEASE or ticket.legal_hold_at is None:
         return None
-    origin = retention_rows.hold_origin(connection, ticket.id)
+    origin = legal_holds.hold_origin(connection, ticket.id)
     if origin is not None and not origin.by_email:
         return Refusal(command.line, "hold_from_cli", command=command.name.value)
     verdict = authority.may_act_on(app.settings, ticket, sender)

@@ -22,12 +22,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Connection
 
-from mailbot.context import App
-from mailbot.db import access
-from mailbot.db import acts as act_rows
-from mailbot.db import outbox as outbox_rows
-from mailbot.db import tickets as ticket_rows
-from mailbot.db.tickets import TicketRow
+from mailbot.app import App
+from mailbot.db import access, act_rows, outbox_rows, ticket_rows
+from mailbot.db.ticket_rows import TicketRow
 from mailbot.sending import outgoing
 from mailbot.settings import Settings
 from mailbot.staff import authority

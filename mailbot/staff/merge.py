@@ -26,12 +26,10 @@ from datetime import datetime
 
 from sqlalchemy.engine import Connection
 
-from mailbot.context import App
-from mailbot.db import clocks as clock_rows_db
-from mailbot.db import handoff
-from mailbot.db import tickets as ticket_rows
-from mailbot.db.inbound import citizen_thread
-from mailbot.db.tickets import TicketRow
+from mailbot.app import App
+from mailbot.db import deadline_rows, handoff, hold_rows, ticket_rows
+from mailbot.db.inbound_rows import citizen_thread
+from mailbot.db.ticket_rows import TicketRow
 from mailbot.intake import citizens
 from mailbot.sending import outgoing
 from mailbot.staff import authority
@@ -79,7 +77,7 @@ def merge_into(
     kept = _take_stricter_category(connection, app, duplicate, kept, sender, inbound_id, now)
     _keep_earliest_clock(connection, app, duplicate, kept, now)
     moved = handoff.move_history(connection, duplicate.id, kept.id)
-    clock_rows_db.close_hold(connection, duplicate.id, now, sender)
+    hold_rows.close_hold(connection, duplicate.id, now, sender)
     ticket_rows.set_ticket_fields(
         connection,
         duplicate.id,
@@ -189,7 +187,7 @@ def _keep_earliest_clock(
             if kind in deadlines.MEETS_KINDS["reply"]:
                 adopted.append(min(answers))
         if values:
-            clock_rows_db.update_deadline(connection, row.id, values)
+            deadline_rows.update_deadline(connection, row.id, values)
     if adopted:  # the duplicate was answered: so is the request, on the kept ticket
         ticket_rows.stamp_first(connection, kept.id, "answered_at", min(adopted))
         ticket_rows.set_status_where(

@@ -29,12 +29,10 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from mailbot.context import App
-from mailbot.db import access, handoff
-from mailbot.db import clocks as clock_rows_db
-from mailbot.db import tickets as ticket_rows
-from mailbot.db.inbound import citizen_thread
-from mailbot.db.tickets import TicketRow
+from mailbot.app import App
+from mailbot.db import access, handoff, hold_rows, ticket_rows
+from mailbot.db.inbound_rows import citizen_thread
+from mailbot.db.ticket_rows import TicketRow
 from mailbot.mail.parse import CarriedFile, files_of, parse_message
 from mailbot.sending import outgoing, sizes
 from mailbot.settings import Settings
@@ -219,7 +217,7 @@ def refer(
         now=now,
         after_id=row,
     )
-    if clock_rows_db.close_hold(connection, ticket.id, now, sender):
+    if hold_rows.close_hold(connection, ticket.id, now, sender):
         deadlines.recompute(connection, app, ticket.id, now)  # the hold's days move the deadline
     ticket_rows.set_ticket_fields(
         connection,

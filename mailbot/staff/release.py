@@ -24,17 +24,14 @@ from datetime import datetime
 
 from sqlalchemy.engine import Connection
 
-from mailbot.context import App
-from mailbot.db import access, handoff, service
-from mailbot.db import acts as act_rows
-from mailbot.db import inbound as inbound_rows
-from mailbot.db import tickets as ticket_rows
+from mailbot.app import App
+from mailbot.db import access, act_rows, handoff, inbound_rows, service, ticket_rows
+from mailbot.db.store import reading
 from mailbot.intake import citizens
 from mailbot.mail.parse import parse_message
 from mailbot.sending import outgoing
 from mailbot.staff import authority, limits, replies
 from mailbot.states import MessageState
-from mailbot.store import reading
 
 log = logging.getLogger(__name__)
 

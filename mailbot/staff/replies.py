@@ -36,12 +36,9 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from mailbot.context import App
-from mailbot.db import access
-from mailbot.db import inbound as inbound_rows
-from mailbot.db import outbox as outbox_rows
-from mailbot.db import tickets as ticket_rows
-from mailbot.db.tickets import TicketRow
+from mailbot.app import App
+from mailbot.db import access, inbound_rows, outbox_rows, ticket_rows
+from mailbot.db.ticket_rows import TicketRow
 from mailbot.intake import citizens
 from mailbot.mail.parse import InboundMail, parse_message
 from mailbot.mail.render import INTERNAL_MARKER

@@ -18,9 +18,9 @@ from datetime import datetime
 
 from sqlalchemy.engine import Connection
 
-from mailbot.context import App
-from mailbot.db import tickets as ticket_rows
-from mailbot.db.tickets import TicketRow
+from mailbot.app import App
+from mailbot.db import ticket_rows
+from mailbot.db.ticket_rows import TicketRow
 from mailbot.intake import citizens
 from mailbot.sending import outgoing
 from mailbot.staff import authority, replies, send_as, trail

@@ -20,10 +20,9 @@ from datetime import datetime
 
 from sqlalchemy.engine import Connection
 
-from mailbot.context import App
-from mailbot.db import clocks as rows
-from mailbot.db import tickets as ticket_rows
-from mailbot.db.tickets import TicketRow
+from mailbot.app import App
+from mailbot.db import deadline_rows, hold_rows, ticket_rows
+from mailbot.db.ticket_rows import TicketRow
 from mailbot.sending import outgoing
 from mailbot.standards import deadlines
 from mailbot.states import TicketStatus
@@ -55,7 +54,7 @@ def citizen_text(app: App, ticket: TicketRow, reason: str, rest: str) -> str:
 
 def is_incomplete(connection: Connection, ticket_id: int) -> bool:
     """Whether the request is declared incomplete and not completed yet."""
-    return rows.open_hold_kind(connection, ticket_id) == rows.INCOMPLETE
+    return hold_rows.open_hold_kind(connection, ticket_id) == hold_rows.INCOMPLETE
 
 
 def declare_incomplete(
@@ -70,10 +69,10 @@ def declare_incomplete(
     """`incomplet : MOTIF`: the request waits for the missing piece; its clocks counted from
     the complete request pause, and will start again when it is complete. An `attente` still
     open ends now (the wait is now about completeness); an `incomplet` still open stays."""
-    if rows.open_hold_kind(connection, ticket.id) == rows.WAIT:
-        rows.close_hold(connection, ticket.id, now, actor)
-    rows.open_hold(connection, ticket.id, now, reason, actor, kind=rows.INCOMPLETE)
-    rows.reopen_deadlines(
+    if hold_rows.open_hold_kind(connection, ticket.id) == hold_rows.WAIT:
+        hold_rows.close_hold(connection, ticket.id, now, actor)
+    hold_rows.open_hold(connection, ticket.id, now, reason, actor, kind=hold_rows.INCOMPLETE)
+    deadline_rows.reopen_deadlines(
         connection, ticket.id, deadlines.restarting(app.settings, ticket.category)
     )
     ticket_rows.set_ticket_fields(
@@ -99,7 +98,7 @@ def complete(
     receipt day. False when the request was not waiting to be completed."""
     if not is_incomplete(connection, ticket.id):
         return False
-    rows.close_hold(connection, ticket.id, at, actor)
+    hold_rows.close_hold(connection, ticket.id, at, actor)
     if ticket.status == TicketStatus.ON_HOLD:
         ticket_rows.set_ticket_fields(connection, ticket.id, now, status=TicketStatus.OPEN.value)
     deadlines.recompute(connection, app, ticket.id, now)

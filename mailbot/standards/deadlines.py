@@ -2,8 +2,9 @@
 restart from the complete request, and meeting a deadline when an answer leaves.
 
 Which commitments a category has, when each clock starts and when it is due are decided here
-(the counting itself is `BusinessCalendar`'s); the rows are written through `mailbot.db.clocks`
-on the caller's connection, inside the transaction of whatever changed the ticket.
+(the counting itself is `BusinessCalendar`'s); the rows are written through
+`mailbot.db.deadline_rows` and `mailbot.db.hold_rows` on the caller's connection, inside the
+transaction of whatever changed the ticket.
 """
 
 from __future__ import annotations
@@ -14,10 +15,9 @@ from datetime import date, datetime
 
 from sqlalchemy.engine import Connection
 
-from mailbot.context import App
-from mailbot.db import clocks as rows
-from mailbot.db import tickets as ticket_rows
-from mailbot.db.tickets import TicketRow
+from mailbot.app import App
+from mailbot.db import deadline_rows, hold_rows, ticket_rows
+from mailbot.db.ticket_rows import TicketRow
 from mailbot.intake.decide import NewTicket
 from mailbot.settings import Settings
 from mailbot.standards.business_calendar import BusinessCalendar, Deadline, Hold
@@ -158,7 +158,7 @@ def open_ticket(connection: Connection, app: App, new: NewTicket, now: datetime)
         },
         now,
     )
-    rows.insert_deadlines(
+    deadline_rows.insert_deadlines(
         connection, ticket.id, {c: deadline_values(d) for c, d in deadlines.items()}
     )
     return ticket
@@ -172,24 +172,28 @@ def recompute(connection: Connection, app: App, ticket_id: int, now: datetime) -
     settings = app.settings
     ticket = ticket_rows.ticket_by_id(connection, ticket_id)
     assert ticket is not None
-    existing = rows.deadlines_of(connection, ticket.id)
+    existing = deadline_rows.deadlines_of(connection, ticket.id)
     deadlines = receipt_deadlines(
         settings,
         app.calendar,
         ticket.category,
         ticket.received_at,
-        rows.holds_of(connection, ticket.id),
+        hold_rows.holds_of(connection, ticket.id),
         now,
-        completeness=completeness_of(rows.holds_of(connection, ticket.id, rows.INCOMPLETE)),
+        completeness=completeness_of(
+            hold_rows.holds_of(connection, ticket.id, hold_rows.INCOMPLETE)
+        ),
     )
     for commitment_id, deadline in deadlines.items():
         row = existing.get(commitment_id)
         if row is None:
-            rows.insert_deadlines(connection, ticket.id, {commitment_id: deadline_values(deadline)})
+            deadline_rows.insert_deadlines(
+                connection, ticket.id, {commitment_id: deadline_values(deadline)}
+            )
         elif row.met_at is None:
-            rows.update_deadline(connection, row.id, deadline_values(deadline))
+            deadline_rows.update_deadline(connection, row.id, deadline_values(deadline))
     wanted = set(commitments_for(settings, ticket.category))
-    rows.delete_deadlines(
+    deadline_rows.delete_deadlines(
         connection,
         ticket.id,
         [c for c, row in existing.items() if c not in wanted and row.met_at is None],
@@ -212,7 +216,7 @@ def start_hold(
     connection: Connection, ticket: TicketRow, reason: str, actor: str, now: datetime
 ) -> None:
     """Pause the ticket's clocks: the ministry waits on the citizen."""
-    rows.open_hold(connection, ticket.id, now, reason, actor)
+    hold_rows.open_hold(connection, ticket.id, now, reason, actor)
     ticket_rows.set_ticket_fields(connection, ticket.id, now, status=TicketStatus.ON_HOLD.value)
 
 
@@ -228,7 +232,7 @@ def end_hold(
 ) -> bool:
     """End the open hold at `at` (the information's arrival) and move the deadlines by the
     business days it lasted; False when no hold was open."""
-    if not rows.close_hold(connection, ticket.id, at, actor):
+    if not hold_rows.close_hold(connection, ticket.id, at, actor):
         return False
     if ticket.status == TicketStatus.ON_HOLD:
         ticket_rows.set_ticket_fields(connection, ticket.id, now, status=TicketStatus.OPEN.value)
@@ -256,7 +260,7 @@ def start_result_clock(
     """Start a programme's result clock on the date staff gave (interview, committee)."""
     commitment = app.settings.commitment(commitment_id)
     deadline = app.calendar.deadline_from_day(start, commitment.business_days)
-    rows.set_deadline(
+    deadline_rows.set_deadline(
         connection, ticket.id, commitment_id, {**deadline_values(deadline), "days_on_hold": 0}
     )
     ticket_rows.set_due_date(connection, ticket.id, deadline.due_date, now)
@@ -278,4 +282,4 @@ def meet(
             connection, ticket_id, at, TicketStatus.ANSWERED.value, was=TicketStatus.OPEN.value
         )
     met = [c.id for c in settings.commitments if c.kind in kinds]
-    rows.meet_deadlines(connection, ticket_id, met, at)
+    deadline_rows.meet_deadlines(connection, ticket_id, met, at)

@@ -17,10 +17,9 @@ from typing import Any
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from mailbot.context import App
-from mailbot.db import jobs as job_rows
-from mailbot.db import outbox as outbox_rows
-from mailbot.db import tickets as ticket_rows
+from mailbot.app import App
+from mailbot.db import job_rows, outbox_rows, ticket_rows
+from mailbot.db.store import reading
 from mailbot.mail.render import Rendered
 from mailbot.sending import outgoing
 from mailbot.standards.digest import (
@@ -44,7 +43,6 @@ from mailbot.standards.due_jobs import (
     reminders_due,
     supervised_queues,
 )
-from mailbot.store import reading
 
 log = logging.getLogger(__name__)
 

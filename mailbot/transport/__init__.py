@@ -1,2 +1,2 @@
-"""The servers mailbot talks to: the `Mailbox` and `Sender` interfaces and their IMAP, SMTP
-and Microsoft Graph implementations, logins and OAuth2, and what wakes a pass."""
+"""The servers mailbot talks to: the `Mailbox` and `Sender` interfaces (`base.py`) and their
+IMAP, SMTP and Microsoft Graph implementations, logins and OAuth2, and the parsing worker."""

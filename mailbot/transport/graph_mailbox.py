@@ -49,11 +49,11 @@ from types import TracebackType
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from mailbot.db import graph as graph_rows
+from mailbot.db import graph_rows
 from mailbot.errors import GraphError
 from mailbot.settings import MailboxSettings
+from mailbot.transport.base import Copies, FetchedMessage, MailboxOpener, is_wanted
 from mailbot.transport.graph import IMMUTABLE_IDS, GraphClient, is_resync
-from mailbot.transport.mailbox import Copies, FetchedMessage, MailboxOpener, is_wanted
 
 log = logging.getLogger(__name__)
 
@@ -423,7 +423,7 @@ class GraphMailbox:
         """Keep each message in `folder` (made if missing) as an item of the mailbox: its
         subject and its plain text, read, not a draft (MAPI's message flags set to "read" at
         creation). Graph cannot file MIME as a received item, so only the text is kept: what
-        mailbot keeps this way (the erasure ledger, mailbot/recovery/ledger.py) is all in it.
+        mailbot keeps this way (the erasure ledger, mailbot/privacy/ledger.py) is all in it.
         The journal never asks: under [graph] Graph keeps the Sent Items copy itself
         (`journal_over_graph`, settings/mailboxes.py)."""
         if not copies:

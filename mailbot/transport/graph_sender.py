@@ -20,7 +20,7 @@ Then (sizes: mailbot/transport/graph_limits.py; every request stays under Graph'
 Why a draft rather than sendMail (the same MIME, one request fewer): sendMail answers 202 and
 nothing else, so the Message-ID Exchange actually sent the message with (it may rewrite ours)
 can never be read back, and an answer lost on the way leaves nothing to look at. The draft
-gives both: its `internetMessageId` is recorded (mailbot/db/graph.py, `message_alias`) so a
+gives both: its `internetMessageId` is recorded (mailbot/db/graph_rows.py, `message_alias`) so a
 reply citing it threads as a reply to ours; and after a lost answer to `send`, the draft still
 in Drafts means it was not sent (it is deleted and the row retried), gone means it was.
 Graph keeps a copy in the mailbox's Sent Items, as Exchange does for Outlook.
@@ -30,7 +30,7 @@ have made: it is looked for at once and deleted, and the row is tried again; wha
 misses, the next attempt's `look_for` finds. A draft whose attachments or key could not be
 added is deleted before the error is reported.
 
-Outcomes, as the outbox knows them (mailbot/transport/sender.py): ``sent`` once Graph accepted
+Outcomes, as the outbox knows them (mailbot/transport/base.py): ``sent`` once Graph accepted
 the send, or when the mailbox already holds the message as sent; ``retry`` for throttling that
 outlasted the retries, a token or permission refused (IT's fix, then it goes), and an outcome
 still unknown; ``failed`` for a refusal of the message itself (400, 413) and for a message
@@ -58,6 +58,7 @@ from typing import Any
 
 from mailbot.errors import GraphError, TokenError
 from mailbot.transport import graph_drafts
+from mailbot.transport.base import SendResult
 from mailbot.transport.graph import GraphClient
 from mailbot.transport.graph_limits import (
     REQUEST_LIMIT,
@@ -68,7 +69,6 @@ from mailbot.transport.graph_limits import (
     content_range,
     mime_fits,
 )
-from mailbot.transport.sender import SendResult
 
 log = logging.getLogger(__name__)
 

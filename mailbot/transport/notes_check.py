@@ -26,10 +26,10 @@ from imapclient.exceptions import IMAPClientError
 from mailbot.errors import ConfigError, ImapError, ServerError
 from mailbot.mail.render import CHECK_PURPOSE, LOOP_HEADER, PURPOSE_HEADER
 from mailbot.settings import MailboxSettings, Settings
+from mailbot.transport.imap import ImapMailbox
 from mailbot.transport.logins import Login, Logins
-from mailbot.transport.mailbox import ImapMailbox
 from mailbot.transport.neterrors import describe
-from mailbot.transport.sender import connect_smtp, smtp_client
+from mailbot.transport.smtp import connect_smtp, smtp_client
 
 Say = Callable[[str], None]
 HOW_TO_FIX = 'turn plus addressing on (README, "Notes address"), or set notes_address'

@@ -18,8 +18,8 @@ import pytest
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import SQLModel
 
-import mailbot.models  # noqa: F401  (registers the tables on SQLModel.metadata)
-from mailbot.store import make_engine, migrate
+import mailbot.db.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from mailbot.db.store import make_engine, migrate
 from tests.conftest import fresh_database
 
 

@@ -9,10 +9,8 @@ from itertools import count
 from sqlalchemy.engine import Connection
 
 from mailbot.clock import parse_instant
-from mailbot.db import inbound as inbound_rows
-from mailbot.db import outbox as outbox_rows
-from mailbot.db import tickets as ticket_rows
-from mailbot.db.tickets import TicketRow
+from mailbot.db import inbound_rows, outbox_rows, ticket_rows
+from mailbot.db.ticket_rows import TicketRow
 
 QUEUE = "renseignements"
 _numbers = count(1)

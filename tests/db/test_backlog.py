@@ -7,9 +7,7 @@ from datetime import timedelta
 
 from sqlalchemy.engine import Connection
 
-from mailbot.db import clocks as clock_rows
-from mailbot.db import observe
-from mailbot.db import outbox as outbox_rows
+from mailbot.db import backlog, deadline_rows, hold_rows, outbox_rows
 from tests.db.seed import at, day, inbound, queued, ticket
 
 NOW = at("2025-03-05T15:00:00Z")  # Wednesday 10:00 EST
@@ -17,7 +15,7 @@ TODAY = day("2025-03-05")
 
 
 def test_an_empty_database_has_an_empty_backlog(connection: Connection) -> None:
-    assert observe.backlog(connection, NOW, TODAY, braking=False) == observe.Backlog()
+    assert backlog.backlog(connection, NOW, TODAY, braking=False) == backlog.Backlog()
 
 
 def test_the_backlog_as_of_an_instant(connection: Connection) -> None:
@@ -37,7 +35,7 @@ def test_the_backlog_as_of_an_instant(connection: Connection) -> None:
     inbound(connection, state="processed")
 
     def due(ticket_id: int, commitment: str, due_date: str, met: str | None = None) -> None:
-        clock_rows.insert_deadlines(
+        deadline_rows.insert_deadlines(
             connection,
             ticket_id,
             {
@@ -56,9 +54,9 @@ def test_the_backlog_as_of_an_instant(connection: Connection) -> None:
     due(complaint.id, "ack", "2025-03-04", met="2025-03-04T15:00:00Z")  # answered
     due(closed.id, "ack", "2025-03-04")  # closed: not counted
     due(held.id, "ack", "2025-03-04")  # paused
-    clock_rows.open_hold(connection, held.id, at("2025-03-04T15:00:00Z"), "", "agent")
-    found = observe.backlog(connection, NOW, TODAY, braking=False)
-    assert found == observe.Backlog(
+    hold_rows.open_hold(connection, held.id, at("2025-03-04T15:00:00Z"), "", "agent")
+    found = backlog.backlog(connection, NOW, TODAY, braking=False)
+    assert found == backlog.Backlog(
         outbox_depth=3,
         oldest_pending=at("2025-03-05T14:00:00Z"),
         due_since=at("2025-03-05T14:00:00Z"),
@@ -67,5 +65,5 @@ def test_the_backlog_as_of_an_instant(connection: Connection) -> None:
         due_today={"ack": 1},
         overdue={"info_reply": 1},
     )
-    braking = observe.backlog(connection, NOW, TODAY, braking=True)
+    braking = backlog.backlog(connection, NOW, TODAY, braking=True)
     assert braking.due_since == at("2025-03-05T14:30:00Z")  # the paced acknowledgement aside

@@ -11,9 +11,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from mailbot.db import clocks as clock_rows
+from mailbot.db import deadline_rows, hold_rows
+from mailbot.db.models import DEADLINE
 from mailbot.db.outcome import outcome_sql
-from mailbot.models import DEADLINE
 from mailbot.standards.business_calendar import Hold
 from mailbot.standards.compliance import deadline_outcome, is_paused
 from tests.db.seed import at, day, ticket
@@ -121,7 +121,7 @@ RESTARTING = ("info_reply",)
 def store(connection: Connection, case: Case) -> int:
     """The case's ticket, deadline row and holds; the deadline row's id."""
     row = ticket(connection, "MRI-2025-00001", received_at="2025-03-03T14:00:00Z")
-    clock_rows.insert_deadlines(
+    deadline_rows.insert_deadlines(
         connection,
         row.id,
         {
@@ -135,10 +135,10 @@ def store(connection: Connection, case: Case) -> int:
         },
     )
     for start, end, kind in case.holds:
-        clock_rows.open_hold(connection, row.id, at(start), "", "agent@mri.gouv.qc.ca", kind)
+        hold_rows.open_hold(connection, row.id, at(start), "", "agent@mri.gouv.qc.ca", kind)
         if end is not None:
-            clock_rows.close_hold(connection, row.id, at(end), "citoyen@example.org")
-    return clock_rows.deadlines_of(connection, row.id)[case.commitment].id
+            hold_rows.close_hold(connection, row.id, at(end), "citoyen@example.org")
+    return deadline_rows.deadlines_of(connection, row.id)[case.commitment].id
 
 
 @pytest.mark.parametrize(("case", "expected"), CASES.values(), ids=list(CASES))

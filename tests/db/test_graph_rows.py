@@ -7,9 +7,9 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from mailbot.db import graph as graph_rows
-from mailbot.db.graph import Seen
-from mailbot.models import GRAPH_FOLDER, GRAPH_MESSAGE
+from mailbot.db import graph_rows
+from mailbot.db.graph_rows import Seen
+from mailbot.db.models import GRAPH_FOLDER, GRAPH_MESSAGE
 from tests.db.seed import at
 
 T = at("2025-03-03T14:00:00Z")

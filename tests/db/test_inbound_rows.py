@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Connection
 
-from mailbot.db import inbound as inbound_rows
+from mailbot.db import inbound_rows
 from tests.db.seed import at, inbound, queued, ticket
 
 T = at("2025-03-03T14:00:00Z")

@@ -8,11 +8,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Connection
 
-from mailbot.db import clocks as clock_rows
-from mailbot.db import jobs as job_rows
-from mailbot.db import journal as journal_rows
-from mailbot.db import outbox as outbox_rows
-from mailbot.db import tickets as ticket_rows
+from mailbot.db import deadline_rows, hold_rows, job_rows, journal_rows, outbox_rows, ticket_rows
 from mailbot.settings import load_settings
 from mailbot.standards.digest import SentReferral
 from tests.db.seed import at, day, queued, ticket
@@ -26,7 +22,7 @@ NOW = at("2025-03-12T15:00:00Z")
 def deadline(
     connection: Connection, ticket_id: int, commitment: str, due: str, met: str | None = None
 ) -> None:
-    clock_rows.insert_deadlines(
+    deadline_rows.insert_deadlines(
         connection,
         ticket_id,
         {
@@ -52,9 +48,9 @@ def test_open_deadlines_as_of_an_instant_with_the_hold_open_then(connection: Con
         ("2025-03-10T15:00:00Z", "2025-03-12T15:00:01Z"),  # open now
         ("2025-03-12T15:00:02Z", None),  # begins after now
     ]:
-        clock_rows.open_hold(connection, held.id, at(start), "", "agent")
+        hold_rows.open_hold(connection, held.id, at(start), "", "agent")
         if end:
-            clock_rows.close_hold(connection, held.id, at(end), "citoyen")
+            hold_rows.close_hold(connection, held.id, at(end), "citoyen")
     closed = ticket(connection, "MRI-2025-00003", status="closed")
     deadline(connection, closed.id, "ack", "2025-03-05")
     found = job_rows.open_deadlines(connection, ["ack", "info_reply"], NOW)

@@ -8,10 +8,7 @@ from datetime import timedelta
 
 from sqlalchemy.engine import Connection
 
-from mailbot.db import graph as graph_rows
-from mailbot.db import journal as journal_rows
-from mailbot.db import outbox as outbox_rows
-from mailbot.db import tickets as ticket_rows
+from mailbot.db import graph_rows, journal_rows, outbox_rows, ticket_rows
 from tests.db.seed import at, inbound, queued
 
 T = at("2025-03-03T14:00:00Z")

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Connection
 
-from mailbot.db import handoff
-from mailbot.db import inbound as inbound_rows
-from mailbot.db import tickets as ticket_rows
-from mailbot.db.tickets import TicketRow
+from mailbot.db import handoff, inbound_rows, ticket_rows
+from mailbot.db.ticket_rows import TicketRow
 from tests.db.seed import at, inbound, queued, ticket
 
 T = at("2025-03-03T14:00:00Z")

@@ -11,9 +11,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from mailbot.db import clocks as clock_rows
-from mailbot.db.report import office_date_sql
-from mailbot.models import DEADLINE
+from mailbot.db import deadline_rows
+from mailbot.db.models import DEADLINE
+from mailbot.db.report_rows import office_date_sql
 from mailbot.settings import CalendarSettings
 from mailbot.standards.business_calendar import build_calendar
 from tests.db.seed import at, day, ticket
@@ -48,7 +48,7 @@ OFFICE_DATES = {
 def store_instants(connection: Connection, instants: list[datetime]) -> int:
     """One ticket whose deadline rows are met at `instants` (commitment "c<index>")."""
     row = ticket(connection, "MRI-2025-00001")
-    clock_rows.insert_deadlines(
+    deadline_rows.insert_deadlines(
         connection,
         row.id,
         {

@@ -8,9 +8,8 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from mailbot.db import outbox as outbox_rows
-from mailbot.db import tickets as ticket_rows
-from mailbot.models import OUTBOX
+from mailbot.db import outbox_rows, ticket_rows
+from mailbot.db.models import OUTBOX
 from tests.db.concurrent import start_second
 from tests.db.seed import at, day, queued, ticket
 

@@ -8,10 +8,8 @@ from datetime import date
 
 from sqlalchemy.engine import Connection
 
-from mailbot.db import clocks as clock_rows
-from mailbot.db import report as report_rows
-from mailbot.db import tickets as ticket_rows
-from mailbot.db.report import CaseFilter, CaseRow, CountRow, DelayRow, IncompleteRow
+from mailbot.db import deadline_rows, hold_rows, report_rows, ticket_rows
+from mailbot.db.report_rows import CaseFilter, CaseRow, CountRow, DelayRow, IncompleteRow
 from mailbot.settings import CalendarSettings
 from mailbot.standards.business_calendar import build_calendar
 from tests.db.seed import at, day, ticket
@@ -109,7 +107,7 @@ def store(connection: Connection) -> None:
             ticket_rows.set_ticket_fields(
                 connection, row.id, now, closed_reason="merged", merged_into="MRI-2025-00003"
             )
-        clock_rows.insert_deadlines(
+        deadline_rows.insert_deadlines(
             connection,
             row.id,
             {
@@ -124,9 +122,9 @@ def store(connection: Connection) -> None:
             },
         )
         for kind, started, ended in holds:
-            clock_rows.open_hold(connection, row.id, at(started), "", "agent", kind)
+            hold_rows.open_hold(connection, row.id, at(started), "", "agent", kind)
             if ended is not None:
-                clock_rows.close_hold(connection, row.id, at(ended), "citoyen")
+                hold_rows.close_hold(connection, row.id, at(ended), "citoyen")
 
 
 def cases(queue: str | None = None, restarting: tuple[str, ...] = ("info_reply",)) -> CaseFilter:

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Engine
 
-from mailbot.db import clocks as clock_rows
-from mailbot.db import export as requester_rows
-from mailbot.db import tickets as ticket_rows
+from mailbot.db import deadline_rows, hold_rows, requester_rows, ticket_rows
 from tests.db.seed import at, day, inbound, queued, ticket
 
 T = at("2025-03-03T14:00:00Z")
@@ -29,7 +27,7 @@ def test_a_requesters_tickets_with_what_hangs_off_each(committing_engine: Engine
         inbound(connection, ticket_id=mine.id, kind="follow_up", raw=b"follow-up")
         queued(connection, "ack", ticket_id=mine.id, recipient="citoyen@example.org")
         queued(connection, "notice", ticket_id=mine.id, recipient="agent@mri.gouv.qc.ca")
-        clock_rows.insert_deadlines(
+        deadline_rows.insert_deadlines(
             connection,
             mine.id,
             {
@@ -41,7 +39,7 @@ def test_a_requesters_tickets_with_what_hangs_off_each(committing_engine: Engine
                 }
             },
         )
-        clock_rows.open_hold(connection, mine.id, T, "pièce", "agent", "incomplete")
+        hold_rows.open_hold(connection, mine.id, T, "pièce", "agent", "incomplete")
         ticket_rows.add_event(connection, mine.id, T, "opened")
     found = requester_rows.requester_tickets(committing_engine, "citoyen@example.org")
     assert [item.ticket.ref for item in found] == ["MRI-2025-00001", "MRI-2025-00003"]

@@ -7,10 +7,7 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Connection
 
-from mailbot.db import clocks as clock_rows
-from mailbot.db import retention as retention_rows
-from mailbot.db import service
-from mailbot.db import tickets as ticket_rows
+from mailbot.db import deadline_rows, legal_holds, retention_rows, service, ticket_rows
 from tests.db.seed import at, day, inbound, queued, ticket
 
 CUTOFF = at("2023-06-01T00:00:00Z")
@@ -34,7 +31,7 @@ def test_finished_tickets_of_the_queue_are_due(connection: Connection) -> None:
     finished(connection, "MRI-2023-00002", when="after")
     finished(connection, "MRI-2023-00003", status="answered")  # answered and left
     owed = finished(connection, "MRI-2023-00004", status="answered")
-    clock_rows.insert_deadlines(
+    deadline_rows.insert_deadlines(
         connection,
         owed,
         {
@@ -47,7 +44,7 @@ def test_finished_tickets_of_the_queue_are_due(connection: Connection) -> None:
         },
     )
     held = finished(connection, "MRI-2023-00005")
-    retention_rows.set_legal_hold(connection, held, "litige", BEFORE, by="admin", via="cli")
+    legal_holds.set_legal_hold(connection, held, "litige", BEFORE, by="admin", via="cli")
     finished(connection, "MRI-2023-00006", mailbox="plaintes")
     finished(connection, "MRI-2023-00007", status="open")
     due = retention_rows.due_raw(connection, "renseignements", CUTOFF, 10)
@@ -109,19 +106,19 @@ def test_a_requesters_tickets_are_found_whatever_the_case(connection: Connection
 
 def test_a_legal_hold_has_the_owner_who_placed_it_until_released(connection: Connection) -> None:
     row = ticket(connection, "MRI-2023-00001")
-    assert retention_rows.hold_origin(connection, row.id) is None
-    retention_rows.set_legal_hold(
+    assert legal_holds.hold_origin(connection, row.id) is None
+    legal_holds.set_legal_hold(
         connection, row.id, "litige", BEFORE, by="juriste@mri.gouv.qc.ca", via="email"
     )
-    assert retention_rows.hold_origin(connection, row.id) == retention_rows.HoldOrigin(
+    assert legal_holds.hold_origin(connection, row.id) == legal_holds.HoldOrigin(
         "juriste@mri.gouv.qc.ca", by_email=True
     )
-    retention_rows.set_legal_hold(connection, row.id, "litige", AFTER, by="admin", via="cli")
-    assert retention_rows.hold_origin(connection, row.id) == retention_rows.HoldOrigin(
+    legal_holds.set_legal_hold(connection, row.id, "litige", AFTER, by="admin", via="cli")
+    assert legal_holds.hold_origin(connection, row.id) == legal_holds.HoldOrigin(
         "admin", by_email=False
     )
-    retention_rows.set_legal_hold(connection, row.id, None, AFTER)
-    assert retention_rows.hold_origin(connection, row.id) is None
+    legal_holds.set_legal_hold(connection, row.id, None, AFTER)
+    assert legal_holds.hold_origin(connection, row.id) is None
     record = ticket_rows.ticket_record(connection, "MRI-2023-00001")
     assert record is not None
     assert (record["legal_hold_reason"], record["legal_hold_by"], record["legal_hold_via"]) == (

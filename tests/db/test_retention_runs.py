@@ -7,7 +7,7 @@ from datetime import UTC
 
 from sqlalchemy.engine import Connection
 
-from mailbot.db import retention as retention_runs
+from mailbot.db import retention_runs
 from tests.db.seed import at
 
 

@@ -8,8 +8,8 @@ from alembic.config import Config as AlembicConfig
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
 
-from mailbot import store
-from mailbot.models import META
+from mailbot.db import store
+from mailbot.db.models import META
 
 
 def test_migrating_twice_is_harmless_and_gives_the_newest_revision(

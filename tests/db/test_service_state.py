@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from mailbot.db import service
-from mailbot.models import ADDRESS
+from mailbot.db.models import ADDRESS
 from tests.db.concurrent import start_second
 from tests.db.seed import at
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Connection
 
-from mailbot.db import acts as act_rows
+from mailbot.db import act_rows
 from tests.db.seed import at, inbound, ticket
 
 T = at("2025-03-03T14:00:00Z")

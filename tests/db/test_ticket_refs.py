@@ -6,8 +6,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from mailbot.db import tickets as ticket_rows
-from mailbot.models import TICKET
+from mailbot.db import ticket_rows
+from mailbot.db.models import TICKET
 from tests.db.concurrent import start_second
 from tests.db.seed import ticket
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Connection
 
-from mailbot.db import tickets as ticket_rows
+from mailbot.db import ticket_rows
 from tests.db.seed import at, day, inbound, queued, ticket
 
 T = at("2025-03-03T14:00:00Z")

@@ -155,14 +155,14 @@ def test_sigkill_in_the_middle_of_a_pass_loses_nothing_and_sends_nothing_twice(
 LEASE_HOLDER = """
 import sys, time
 from datetime import datetime, timedelta
-from mailbot.db import outbox as rows
+from mailbot.db import outbox_rows
 from mailbot.sending.leases import lease_owner
-from mailbot.store import make_engine
+from mailbot.db.store import make_engine
 
 now = datetime.fromisoformat(sys.argv[2])
 with make_engine(sys.argv[1]).begin() as connection:
     until = now + timedelta(minutes=10)
-    leased = rows.lease(connection, now, until, lease_owner(), 100, paced=None)
+    leased = outbox_rows.lease(connection, now, until, lease_owner(), 100, paced=None)
 print(len(leased), flush=True)
 time.sleep(600)
 """

@@ -16,13 +16,13 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import col, select
 
-from mailbot.context import App
-from mailbot.models import AddressState, InboundMessage, OutboxMessage, Ticket
+from mailbot.app import App
+from mailbot.db.models import AddressState, InboundMessage, OutboxMessage, Ticket
+from mailbot.db.store import session_scope
 from mailbot.ops.passes import run_pass
 from mailbot.sandbox.servers import Sandbox, _SmtpHandler
 from mailbot.sending import outgoing
 from mailbot.settings import Settings
-from mailbot.store import session_scope
 from tests.conftest import AppFactory, subprocess_environ, write_sandbox_config
 from tests.intake.test_spine import BODY, CITIZEN, COMPLAINTS, INFO, citizen_request, office, parsed
 from tests.intake.test_spine import text_of as body_of

@@ -8,10 +8,10 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlmodel import select
 
-from mailbot.models import InboundMessage, OutboxMessage, Ticket
+from mailbot.db.models import InboundMessage, OutboxMessage, Ticket
+from mailbot.db.store import session_scope
 from mailbot.ops.passes import run_pass
 from mailbot.sandbox.servers import Sandbox
-from mailbot.store import session_scope
 from tests.conftest import AppFactory
 from tests.intake.test_spine import CITIZEN, INFO, citizen_request, office, parsed, text_of
 

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 
-from mailbot.context import App
+from mailbot.app import App
 from mailbot.intake import pipeline
 from mailbot.mail.parse import parse_message
 from mailbot.ops.passes import run_pass

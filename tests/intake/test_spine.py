@@ -13,13 +13,13 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlmodel import select
 
+from mailbot.db.models import InboundMessage, OutboxMessage, Ticket
+from mailbot.db.store import session_scope
 from mailbot.errors import ImapError
-from mailbot.models import InboundMessage, OutboxMessage, Ticket
 from mailbot.ops.passes import run_pass
 from mailbot.reporting.views import ticket_json
 from mailbot.sandbox.servers import Sandbox, maildir_for
-from mailbot.store import session_scope
-from mailbot.transport.mailbox import ImapMailbox
+from mailbot.transport.imap import ImapMailbox
 from tests.conftest import AppFactory
 
 OFFICE = ZoneInfo("America/Toronto")

@@ -30,15 +30,15 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
+from mailbot.app import build_app
 from mailbot.clock import FixedClock, parse_instant
-from mailbot.context import build_app
-from mailbot.models import OutboxMessage, Ticket
+from mailbot.db.models import OutboxMessage, Ticket
+from mailbot.db.store import session_scope
 from mailbot.ops.observe import Monitor
 from mailbot.ops.passes import run_pass
 from mailbot.sandbox.cli import sandbox_environ, sandbox_settings
 from mailbot.sandbox.servers import Sandbox, make_sandbox_dir
 from mailbot.settings import AlertSettings, DatabaseSettings, Settings, load_settings
-from mailbot.store import session_scope
 from tests.conftest import REPO, TEST_SIGNING_KEY, fresh_database
 from tests.intake.test_spine import CITIZEN, COMPLAINTS, INFO, citizen_request, office, parsed
 from tests.staff.test_staff_server import AGENT, staff_reply

@@ -7,13 +7,13 @@ from __future__ import annotations
 import pytest
 from sqlmodel import select
 
+from mailbot.db.models import InboundMessage
+from mailbot.db.store import session_scope
 from mailbot.mail.addresses import normalise_address, usable_address
 from mailbot.mail.parse import parse_message
-from mailbot.models import InboundMessage
 from mailbot.ops.passes import run_pass
 from mailbot.sandbox.servers import Sandbox
 from mailbot.settings import Settings
-from mailbot.store import session_scope
 from tests.conftest import AppFactory
 from tests.intake.test_spine import INFO, citizen_request, office, parsed
 from tests.staff.test_staff_server import event_kinds, staff_reply

@@ -11,8 +11,8 @@ from alembic.config import Config as AlembicConfig
 from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
 
-import mailbot.models  # noqa: F401  (registers the tables)
-from mailbot.store import MIGRATIONS, make_engine, migrate, schema_revision
+import mailbot.db.models  # noqa: F401  (registers the tables)
+from mailbot.db.store import MIGRATIONS, make_engine, migrate, schema_revision
 
 
 def test_migrations_match_the_models(tmp_path: Path) -> None:
@@ -65,7 +65,7 @@ def test_a_hold_in_force_gets_the_owner_of_the_first_hold_since_its_last_release
     from alembic import command
     from alembic.config import Config
 
-    from mailbot.store import MIGRATIONS
+    from mailbot.db.store import MIGRATIONS
 
     engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
     config = Config()

@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from mailbot.app import App, build_app
 from mailbot.clock import parse_instant
-from mailbot.context import App, build_app
-from mailbot.db.observe import Backlog
+from mailbot.db.backlog import Backlog
 from mailbot.intake.quarantine import list_quarantine, retry_quarantined
 from mailbot.ops.alerts import Firing, conditions
 from mailbot.ops.health import Observation, ServerSeen, judge

@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from mailbot.context import load_signing_key
+from mailbot.app import load_signing_key
+from mailbot.db.store import is_busy, is_transient, make_engine
 from mailbot.errors import DatabaseFailed
 from mailbot.ops import daemon
 from mailbot.ops.observe import Monitor
 from mailbot.ops.passes import PassReport
+from mailbot.ops.watch import PassRequests
 from mailbot.settings import Settings
-from mailbot.store import is_busy, is_transient, make_engine
-from mailbot.transport.watch import PassRequests
 from tests.conftest import REPO, AppFactory
 
 
@@ -64,7 +64,7 @@ def test_busy_and_lost_servers_are_transient_a_damaged_file_is_not() -> None:
 
 STARTER = """
 import sys, time
-from mailbot.store import make_engine, migrate, one_at_a_time
+from mailbot.db.store import make_engine, migrate, one_at_a_time
 url, go = sys.argv[1], float(sys.argv[2])
 while time.time() < go:
     pass

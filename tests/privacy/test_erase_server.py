@@ -7,7 +7,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from mailbot.context import App
+from mailbot.app import App
 from mailbot.ops.passes import run_pass
 from mailbot.privacy.export import export_requester, write_messages_zip
 from mailbot.privacy.retention import erase_requester, run_retention

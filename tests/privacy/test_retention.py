@@ -16,14 +16,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
-import mailbot.models  # noqa: F401  (registers the tables)
+import mailbot.db.models  # noqa: F401  (registers the tables)
 from mailbot.cli import main
+from mailbot.db.store import make_engine
 from mailbot.ops.passes import run_pass
 from mailbot.privacy.retention import run_retention
 from mailbot.sandbox.cli import sandbox_environ
 from mailbot.sandbox.servers import Sandbox
 from mailbot.settings import RetentionPeriod, RetentionSettings, Settings
-from mailbot.store import make_engine
 from tests.conftest import TEST_SIGNING_KEY, AppFactory, write_sandbox_config
 from tests.intake.test_spine import COMPLAINTS, INFO, office, parsed, text_of
 from tests.staff.test_staff_server import PASSING
@@ -611,7 +611,7 @@ KILL_AFTER_FIRST_BATCH = """
 import os, signal, sys
 from pathlib import Path
 from mailbot.clock import FixedClock, parse_instant
-from mailbot.context import build_app
+from mailbot.app import build_app
 from mailbot.privacy.retention import run_retention
 from mailbot.settings import load_settings
 

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 
-from mailbot.context import App
+from mailbot.app import App
 from mailbot.errors import ConfigError
 from mailbot.privacy.retention import cutoffs, due_today, run_retention
 from mailbot.settings import (

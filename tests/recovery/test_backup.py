@@ -13,15 +13,15 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from mailbot.app import App, build_app
 from mailbot.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, main
 from mailbot.clock import FixedClock, parse_instant
-from mailbot.context import App, build_app
 from mailbot.db import backup
+from mailbot.db.store import schema_revision
 from mailbot.intake.ingest import IngestReport, ingest_mailbox
 from mailbot.ops.passes import run_pass
 from mailbot.recovery.restore import AppOn, RestoreReport, restore
 from mailbot.settings import DatabaseSettings, Settings
-from mailbot.store import schema_revision
 from tests.conftest import TEST_SIGNING_KEY, AppFactory
 from tests.fakes import MemoryMailboxes, RecordingSender
 from tests.intake.test_pipeline import at, header, request

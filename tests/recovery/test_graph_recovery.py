@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from mailbot.app import App
 from mailbot.cli import EXIT_BEHIND
-from mailbot.context import App
 from mailbot.ops.passes import run_pass
 from mailbot.privacy.retention import erase_requester
 from mailbot.recovery.reconcile import reconcile, store_ahead

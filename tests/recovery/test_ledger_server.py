@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from mailbot.context import App
+from mailbot.app import App
 from mailbot.db import backup
 from mailbot.ops.passes import run_pass
 from mailbot.sandbox.servers import Sandbox, maildir_for

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from mailbot.context import App
+from mailbot.app import App
 from mailbot.ops.passes import run_pass
 from mailbot.recovery.reconcile import reconcile, split_ref, store_ahead
 from mailbot.settings import DatabaseSettings, RetentionSettings, Settings

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from mailbot.app import App, build_app
 from mailbot.cli import EXIT_BEHIND
 from mailbot.clock import FixedClock
-from mailbot.context import App, build_app
 from mailbot.db import backup
 from mailbot.ops.passes import run_pass
 from mailbot.recovery.reconcile import reconcile

@@ -22,9 +22,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from mailbot.db.report import office_date_sql, offset_segments
+from mailbot.db.models import Ticket, TicketDeadline, TicketHold, UtcDateTime
+from mailbot.db.report_rows import office_date_sql, offset_segments
+from mailbot.db.store import make_engine, migrate, session_scope
 from mailbot.errors import NotFound
-from mailbot.models import Ticket, TicketDeadline, TicketHold, UtcDateTime
 from mailbot.reporting.report import (
     Figures,
     Report,
@@ -35,7 +36,6 @@ from mailbot.reporting.report import (
 )
 from mailbot.settings import CalendarSettings, Settings, load_settings
 from mailbot.standards.business_calendar import BusinessCalendar, Hold, build_calendar
-from mailbot.store import make_engine, migrate, session_scope
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATES = REPO / "templates"

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from mailbot.context import App
-from mailbot.db.outbox import OutboxRow
+from mailbot.app import App
+from mailbot.db.outbox_rows import OutboxRow
 from mailbot.ops.passes import run_pass
 from mailbot.sending.outbox import lanes_of
-from mailbot.transport.sender import SendResult
+from mailbot.transport.base import SendResult
 from tests.conftest import AppFactory
 from tests.fakes import MemoryMailboxes, RecordingSender
 from tests.intake.test_pipeline import AGENT, CITIZEN, at, header, request

@@ -12,10 +12,10 @@ import re
 
 from sqlmodel import select
 
-from mailbot.models import Ticket
+from mailbot.db.models import Ticket
+from mailbot.db.store import session_scope
 from mailbot.ops.passes import run_pass
 from mailbot.sandbox.servers import Sandbox
-from mailbot.store import session_scope
 from tests.conftest import AppFactory
 from tests.intake.test_spine import CITIZEN, INFO, citizen_request, office, parsed, text_of
 from tests.staff.test_first_lines import TABLE, first_lines

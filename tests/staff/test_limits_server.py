@@ -14,12 +14,12 @@ from pathlib import Path
 
 from sqlmodel import col, select
 
-from mailbot.context import App
-from mailbot.models import AccessEntry, OutboxMessage, StaffAct, Ticket
+from mailbot.app import App
+from mailbot.db.models import AccessEntry, OutboxMessage, StaffAct, Ticket
+from mailbot.db.store import session_scope
 from mailbot.ops.passes import run_pass
 from mailbot.sandbox.servers import Sandbox
 from mailbot.settings import AlertSettings, Settings, StaffSettings
-from mailbot.store import session_scope
 from tests.conftest import REPO, AppFactory, subprocess_environ, write_sandbox_config
 from tests.intake.test_spine import INFO, citizen_request, office, parsed, text_of
 from tests.staff.test_staff_server import AGENT, SUPERVISOR, citizen_replies, staff_reply

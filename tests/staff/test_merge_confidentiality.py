@@ -14,11 +14,11 @@ from datetime import date
 import pytest
 from sqlmodel import col, select
 
-from mailbot.context import App
-from mailbot.models import AccessEntry, Ticket, TicketDeadline
+from mailbot.app import App
+from mailbot.db.models import AccessEntry, Ticket, TicketDeadline
+from mailbot.db.store import session_scope
 from mailbot.ops.passes import run_pass
 from mailbot.sandbox.servers import Sandbox
-from mailbot.store import session_scope
 from tests.conftest import AppFactory
 from tests.intake.test_spine import (
     CITIZEN,

@@ -12,11 +12,11 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from sqlmodel import col, select
 
-from mailbot.context import App
-from mailbot.models import InboundMessage, OutboxMessage, TicketDeadline, TicketEvent
+from mailbot.app import App
+from mailbot.db.models import InboundMessage, OutboxMessage, TicketDeadline, TicketEvent
+from mailbot.db.store import session_scope
 from mailbot.ops.passes import run_pass
 from mailbot.sandbox.servers import Sandbox
-from mailbot.store import session_scope
 from tests.conftest import AppFactory
 from tests.intake.test_spine import CITIZEN, INFO, citizen_request, office, parsed, text_of
 from tests.staff.test_staff_server import (

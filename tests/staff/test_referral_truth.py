@@ -13,11 +13,11 @@ import hashlib
 
 from sqlmodel import col, select
 
-from mailbot.context import App
-from mailbot.models import AccessEntry, OutboxMessage, Ticket, TicketDeadline
+from mailbot.app import App
+from mailbot.db.models import AccessEntry, OutboxMessage, Ticket, TicketDeadline
+from mailbot.db.store import session_scope
 from mailbot.ops.passes import run_pass
 from mailbot.sandbox.servers import Sandbox
-from mailbot.store import session_scope
 from tests.conftest import AppFactory
 from tests.intake.test_hostile import delivery_report
 from tests.intake.test_spine import CITIZEN, INFO, citizen_request, office, parsed, text_of

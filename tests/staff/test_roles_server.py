@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from sqlmodel import col, select
 
-from mailbot.context import App
-from mailbot.models import AccessEntry, InboundMessage, Ticket, TicketEvent
+from mailbot.app import App
+from mailbot.db.models import AccessEntry, InboundMessage, Ticket, TicketEvent
+from mailbot.db.store import session_scope
 from mailbot.ops.passes import run_pass
 from mailbot.sandbox.servers import Sandbox
-from mailbot.store import session_scope
 from tests.conftest import AppFactory
 from tests.intake.test_spine import (
     COMPLAINTS,

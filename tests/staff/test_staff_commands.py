@@ -12,12 +12,12 @@ from datetime import date
 import pytest
 from sqlmodel import col, select
 
-from mailbot.context import App
-from mailbot.models import TicketDeadline, TicketEvent, TicketHold
+from mailbot.app import App
+from mailbot.db.models import TicketDeadline, TicketEvent, TicketHold
+from mailbot.db.store import session_scope
 from mailbot.ops.passes import run_pass
 from mailbot.sandbox.servers import Sandbox
 from mailbot.settings import Settings
-from mailbot.store import session_scope
 from tests.conftest import AppFactory
 from tests.intake.test_spine import INFO, citizen_request, office, parsed, text_of
 from tests.staff.test_staff_server import (

@@ -11,14 +11,14 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlmodel import col, select
 
-from mailbot.context import App
-from mailbot.db.jobs import month_compliance
-from mailbot.models import AccessEntry, InboundMessage, Ticket, TicketDeadline, TicketEvent
+from mailbot.app import App
+from mailbot.db.job_rows import month_compliance
+from mailbot.db.models import AccessEntry, InboundMessage, Ticket, TicketDeadline, TicketEvent
+from mailbot.db.store import session_scope
 from mailbot.ops.passes import run_pass
 from mailbot.reporting.report import ReportRequest, build_report
 from mailbot.sandbox.servers import Sandbox
 from mailbot.settings import AnswersSettings, Settings
-from mailbot.store import session_scope
 from tests.conftest import AppFactory
 from tests.intake.test_spine import CITIZEN, INFO, citizen_request, office, parsed, text_of
 from tests.staff.test_staff_server import AGENT, citizen_replies, staff_reply

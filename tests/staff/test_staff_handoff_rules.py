@@ -14,7 +14,7 @@ import pytest
 import tomli_w
 
 from mailbot.cli import main
-from mailbot.db.tickets import TicketRow
+from mailbot.db.ticket_rows import TicketRow
 from mailbot.errors import ConfigError
 from mailbot.settings import LanguageSettings, Settings
 from mailbot.staff.answers import load_answers, may_write_english, ticket_values

@@ -9,12 +9,12 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import col, select
 
-from mailbot.context import App
+from mailbot.app import App
+from mailbot.db.models import OutboxMessage, Ticket, TicketDeadline, TicketEvent, TicketHold
+from mailbot.db.store import session_scope
 from mailbot.mail.render import INTERNAL_MARKER
-from mailbot.models import OutboxMessage, Ticket, TicketDeadline, TicketEvent, TicketHold
 from mailbot.ops.passes import run_pass
 from mailbot.sandbox.servers import Sandbox
-from mailbot.store import session_scope
 from tests.conftest import AppFactory
 from tests.intake.test_spine import CITIZEN, INFO, citizen_request, office, parsed, text_of
 

@@ -10,7 +10,7 @@ from email.message import EmailMessage
 import pytest
 import sqlalchemy as sa
 
-from mailbot.context import App
+from mailbot.app import App
 from mailbot.ops.passes import run_pass
 from mailbot.privacy.retention import set_legal_hold_by_ref
 from mailbot.settings import Settings

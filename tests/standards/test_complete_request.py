@@ -16,16 +16,16 @@ import holidays
 import pytest
 from sqlmodel import col, select
 
+from mailbot.app import App
 from mailbot.cli import _show_clocks
-from mailbot.context import App
-from mailbot.db.tickets import ticket_history, ticket_record
-from mailbot.models import AccessEntry, TicketEvent, TicketHold
+from mailbot.db.models import AccessEntry, TicketEvent, TicketHold
+from mailbot.db.store import reading, session_scope
+from mailbot.db.ticket_rows import ticket_history, ticket_record
 from mailbot.ops.passes import run_pass
 from mailbot.reporting.report import ReportRequest, build_report, render_report
 from mailbot.reporting.views import ticket_detail_json
 from mailbot.sandbox.servers import Sandbox
 from mailbot.settings import Settings
-from mailbot.store import reading, session_scope
 from tests.conftest import REPO, AppFactory
 from tests.intake.test_spine import CITIZEN, INFO, citizen_request, office, parsed, text_of
 from tests.staff.test_staff_commands import deadlines, with_programmes

@@ -6,7 +6,7 @@ its translation, `mailbot.db.outcome`. Random histories of one queue's cases, al
 2026: replies before, at and after the due instant, none at all, holds that begin before, at
 or after the deadline and are still open or ended, and an "as of" instant that is often the
 due instant itself, a reply or a hold boundary. For the same cases and the same instant, the
-supervisors' digest (`mailbot.db.jobs.month_compliance`) and the compliance report
+supervisors' digest (`mailbot.db.job_rows.month_compliance`) and the compliance report
 (`mailbot.reporting.report.build_report`) must count the same met, late, open and late, and pending
 cases, and each case's outcome in the report's listing must be the one `deadline_outcome`
 gives; the reminders' and escalations' reading and the metrics' overdue count must agree too.
@@ -30,15 +30,15 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
-from mailbot.db import jobs as job_rows
-from mailbot.db.observe import backlog
-from mailbot.models import DEADLINE, HOLD, TICKET
+from mailbot.db import job_rows
+from mailbot.db.backlog import backlog
+from mailbot.db.models import DEADLINE, HOLD, TICKET
+from mailbot.db.store import make_engine, migrate
 from mailbot.reporting.report import ReportRequest, build_report
 from mailbot.settings import Settings, load_settings
 from mailbot.standards.business_calendar import BusinessCalendar, Hold, build_calendar
 from mailbot.standards.compliance import Outcome, count_outcomes, deadline_outcome, has_passed
 from mailbot.standards.due_jobs import is_running
-from mailbot.store import make_engine, migrate
 from tests.conftest import postgres_database
 
 REPO = Path(__file__).resolve().parents[2]

@@ -17,11 +17,11 @@ import sqlalchemy as sa
 import stamina
 from stamina.instrumentation import RetryDetails
 
+from mailbot.app import App, build_app
 from mailbot.clock import FixedClock, parse_instant
-from mailbot.context import App, build_app
+from mailbot.db.models import GRAPH_FOLDER, OUTBOX, TICKET
 from mailbot.errors import ConfigError, GraphError
 from mailbot.intake.quarantine import list_quarantine, retry_quarantined
-from mailbot.models import GRAPH_FOLDER, OUTBOX, TICKET
 from mailbot.ops.passes import run_pass
 from mailbot.settings import (
     AuthSettings,

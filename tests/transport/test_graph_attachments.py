@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from mailbot.context import App
+from mailbot.app import App
 from mailbot.ops.passes import run_pass
 from mailbot.settings import DatabaseSettings, Settings, journal_over_graph
+from mailbot.transport.base import SendResult
 from mailbot.transport.graph import GraphClient
 from mailbot.transport.graph_limits import REQUEST_LIMIT, byte_ranges
 from mailbot.transport.graph_sender import GraphSender
-from mailbot.transport.sender import SendResult
 from tests.conftest import AppFactory
 from tests.graph_server import TENANT, GraphServer
 from tests.intake.test_spine import CITIZEN, INFO, citizen_request, office, parsed

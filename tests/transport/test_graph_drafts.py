@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from mailbot.models import OUTBOX
+from mailbot.db.models import OUTBOX
 from mailbot.ops.passes import run_pass
 from mailbot.settings import DatabaseSettings, Settings, journal_over_graph
 from mailbot.transport import graph_drafts

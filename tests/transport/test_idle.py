@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from mailbot.errors import ImapError
 from mailbot.sandbox.servers import Sandbox
 from mailbot.settings import Settings
-from mailbot.transport.mailbox import ImapMailbox
+from mailbot.transport.imap import ImapMailbox
 from tests.conftest import REPO, AppFactory, subprocess_environ, write_sandbox_config
 from tests.intake.test_spine import INFO, citizen_request, parsed
 

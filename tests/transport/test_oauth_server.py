@@ -19,14 +19,14 @@ import pytest
 import sqlalchemy as sa
 import tomli_w
 
+from mailbot.app import build_app
 from mailbot.clock import FixedClock, parse_instant
-from mailbot.context import build_app
 from mailbot.errors import ImapError
 from mailbot.ops.passes import run_pass
 from mailbot.sandbox.cli import sandbox_settings
 from mailbot.sandbox.servers import make_sandbox_dir
 from mailbot.settings import AuthSettings, DatabaseSettings, Settings
-from mailbot.transport.mailbox import ImapMailbox
+from mailbot.transport.imap import ImapMailbox
 from tests.conftest import REPO, TEST_SIGNING_KEY
 from tests.intake.test_spine import CITIZEN, COMPLAINTS, INFO, citizen_request, office
 from tests.oauth_sandbox import SCOPE, OAuthSandbox, OAuthServer

@@ -14,7 +14,8 @@ from aiosmtpd.controller import Controller
 
 from mailbot.sandbox.servers import free_port
 from mailbot.settings import SmtpSettings
-from mailbot.transport.sender import SendResult, SmtpSession, over_quota
+from mailbot.transport.base import SendResult
+from mailbot.transport.smtp import SmtpSession, over_quota
 
 EXCHANGE_DAILY_LIMIT = (
     "554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException; Failed to "

@@ -15,11 +15,11 @@ import pytest
 
 import mailbot
 from mailbot.mail.parse import parse_message
-from mailbot.mail.parse_ahead import ParseAhead, worker_environment
 from mailbot.ops.metrics import Metrics
 from mailbot.ops.passes import run_pass
 from mailbot.settings import Settings
-from mailbot.transport.mailbox import FetchedMessage
+from mailbot.transport.base import FetchedMessage
+from mailbot.transport.parse_ahead import ParseAhead, worker_environment
 from tests.conftest import AppFactory
 from tests.fakes import MemoryMailboxes
 from tests.intake.test_pipeline import at, request, rows

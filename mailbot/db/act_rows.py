@@ -11,8 +11,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from mailbot.models import STAFF_ACT, TICKET
-from mailbot.store import insert_ignoring_for
+from mailbot.db.models import STAFF_ACT, TICKET
+from mailbot.db.store import insert_ignoring_for
 
 APPLIED = "applied"
 HELD = "held"

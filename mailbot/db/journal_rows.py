@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from mailbot.models import COUNTER, INBOUND, MESSAGE_ALIAS, OUTBOX, TICKET
+from mailbot.db.models import COUNTER, INBOUND, MESSAGE_ALIAS, OUTBOX, TICKET
+from mailbot.db.store import insert_ignoring
 from mailbot.states import OutboxState
-from mailbot.store import insert_ignoring
 
 
 @dataclass(frozen=True, slots=True)

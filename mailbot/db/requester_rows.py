@@ -14,15 +14,15 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
-import mailbot.models  # noqa: F401  (registers the tables on SQLModel.metadata)
-from mailbot.store import reading
+import mailbot.db.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from mailbot.db.store import reading
 
 # The inbound kinds that are the requester's own messages on a ticket (staff replies, bounces
 # and the like are not theirs).
 REQUESTER_KINDS = ("new_request", "follow_up", "auto_reply")
 
 
-class TicketRow(NamedTuple):
+class ExportTicket(NamedTuple):
     id: int
     ref: str
     mailbox: str
@@ -38,21 +38,21 @@ class TicketRow(NamedTuple):
     closed_at: datetime | None
 
 
-class DeadlineRow(NamedTuple):
+class ExportDeadline(NamedTuple):
     commitment: str
     due_date: date
     met_at: datetime | None
     days_on_hold: int
 
 
-class HoldRow(NamedTuple):
+class ExportHold(NamedTuple):
     started_at: datetime
     ended_at: datetime | None
     reason: str
     kind: str  # wait (attente) | incomplete (incomplet: ended_at is when it was completed)
 
 
-class ReceivedRow(NamedTuple):
+class ExportReceived(NamedTuple):
     """A message the requester sent, as received (the raw bytes; parsing is the caller's)."""
 
     internal_date: datetime
@@ -60,7 +60,7 @@ class ReceivedRow(NamedTuple):
     raw: bytes
 
 
-class SentRow(NamedTuple):
+class ExportSent(NamedTuple):
     """A message mailbot queued for the requester, as queued (raw bytes)."""
 
     created_at: datetime
@@ -69,24 +69,26 @@ class SentRow(NamedTuple):
     raw: bytes
 
 
-class EventRow(NamedTuple):
+class ExportEvent(NamedTuple):
     at: datetime
     kind: str
 
 
-_Row = TypeVar("_Row", TicketRow, DeadlineRow, HoldRow, ReceivedRow, SentRow, EventRow)
+_Row = TypeVar(
+    "_Row", ExportTicket, ExportDeadline, ExportHold, ExportReceived, ExportSent, ExportEvent
+)
 
 
 @dataclass(frozen=True, slots=True)
 class RequesterTicket:
     """One of the requester's tickets with its deadlines, holds, messages and events, in order."""
 
-    ticket: TicketRow
-    deadlines: tuple[DeadlineRow, ...]
-    holds: tuple[HoldRow, ...]
-    received: tuple[ReceivedRow, ...]
-    sent: tuple[SentRow, ...]
-    events: tuple[EventRow, ...]
+    ticket: ExportTicket
+    deadlines: tuple[ExportDeadline, ...]
+    holds: tuple[ExportHold, ...]
+    received: tuple[ExportReceived, ...]
+    sent: tuple[ExportSent, ...]
+    events: tuple[ExportEvent, ...]
 
 
 def requester_tickets(engine: Engine, address: str) -> list[RequesterTicket]:
@@ -105,25 +107,25 @@ def requester_tickets(engine: Engine, address: str) -> list[RequesterTicket]:
             rows = connection.execute(selected.where(*where).order_by(table.c.id)).all()
             return tuple(shape(*row) for row in rows)
 
-        for row in rows_of(ticket, TicketRow, sa.func.lower(ticket.c.requester) == address):
+        for row in rows_of(ticket, ExportTicket, sa.func.lower(ticket.c.requester) == address):
             found.append(
                 RequesterTicket(
                     ticket=row,
-                    deadlines=rows_of(deadline, DeadlineRow, deadline.c.ticket_id == row.id),
-                    holds=rows_of(hold, HoldRow, hold.c.ticket_id == row.id),
+                    deadlines=rows_of(deadline, ExportDeadline, deadline.c.ticket_id == row.id),
+                    holds=rows_of(hold, ExportHold, hold.c.ticket_id == row.id),
                     received=rows_of(
                         inbound,
-                        ReceivedRow,
+                        ExportReceived,
                         inbound.c.ticket_id == row.id,
                         inbound.c.kind.in_(REQUESTER_KINDS),
                     ),
                     sent=rows_of(
                         outbox,
-                        SentRow,
+                        ExportSent,
                         outbox.c.ticket_id == row.id,
                         sa.func.lower(outbox.c.recipient) == address,
                     ),
-                    events=rows_of(event, EventRow, event.c.ticket_id == row.id),
+                    events=rows_of(event, ExportEvent, event.c.ticket_id == row.id),
                 )
             )
     return found

@@ -25,12 +25,12 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from mailbot.context import App
+from mailbot.app import App
 from mailbot.errors import ImapError, MailbotError
 from mailbot.logformat import log_fields
 from mailbot.ops.health import Observed, imap_name
 from mailbot.settings import MailboxSettings
-from mailbot.transport.mailbox import ImapMailbox
+from mailbot.transport.imap import ImapMailbox
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from mailbot.models import COUNTER, DEADLINE, EVENT, HOLD, INBOUND, TICKET
+from mailbot.db.models import COUNTER, DEADLINE, EVENT, HOLD, INBOUND, TICKET
 from mailbot.states import TicketStatus
 
 

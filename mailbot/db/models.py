@@ -270,7 +270,7 @@ class RetentionRun(SQLModel, table=True):
     anonymised: int = 0
     unlinked: int = 0
     refs: str = Field(default="", sa_column=sa.Column(sa.Text(), nullable=False))
-    # The run's key in the erasure ledger kept in the mail store (mailbot/recovery/ledger.py):
+    # The run's key in the erasure ledger kept in the mail store (mailbot/privacy/ledger.py):
     # a run the ledger records and the database lacks (restored from an older backup) is
     # recorded again under it.
     ledger_key: str = Field(default="", max_length=32, index=True)

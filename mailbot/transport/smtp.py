@@ -1,9 +1,9 @@
-"""The relay mailbot sends through: the `Sender` interface, and its SMTP implementation.
+"""The relay mailbot sends through over SMTP: `SmtpSender`, the SMTP implementation of `Sender`
+(mailbot/transport/base.py), with aiosmtplib over one connection per session.
 
 The outbox (mailbot/sending/outbox.py) talks only to `Sender`: open a session, send one message at a
 time, learn its outcome. Both are coroutines: the outbox drives several sessions from one event
-loop. `SmtpSender` does it with aiosmtplib over one connection per session; tests pass an
-in-memory one.
+loop.
 
 Outcomes: ``sent`` only after the server's 2xx at the end of DATA; ``retry`` for a 4xx, a
 connection error or a timeout (also after the final dot: the retry keeps the Message-ID), and
@@ -17,46 +17,17 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
+from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Literal, Protocol
 
 import aiosmtplib
 
 from mailbot.errors import ServerError, SmtpError
 from mailbot.settings import SmtpSettings
+from mailbot.transport.base import SendResult
 from mailbot.transport.logins import Login, Logins, login_smtp
 
 log = logging.getLogger(__name__)
-
-Outcome = Literal["sent", "retry", "failed", "held"]
-
-
-@dataclass(frozen=True, slots=True)
-class SendResult:
-    outcome: Outcome
-    error: str = ""  # the server's words; may name the recipient, so never logged whole
-    # The Message-ID the transport sent it with, when not the one it was given (Graph).
-    assigned_message_id: str = ""
-
-
-class SenderSession(Protocol):
-    async def send(self, envelope_from: str, recipient: str, raw: bytes) -> SendResult:
-        """Send one message; a session that cannot reach the relay again raises SmtpError."""
-        ...
-
-    @property
-    def announced_size(self) -> int | None:
-        """The largest message the relay said it takes (its EHLO SIZE, RFC 1870), 0 when it
-        announced no limit, None when it said nothing of the kind (yet, or ever: Graph)."""
-        ...
-
-
-class Sender(Protocol):
-    def session(self, now: datetime) -> AbstractAsyncContextManager[SenderSession]:
-        """A connected, logged-in session; SmtpError when the relay cannot be reached."""
-        ...
 
 
 class SmtpSender:

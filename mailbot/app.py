@@ -5,6 +5,10 @@ calendar, the signing key, and the two effects at the edges: how to open a mailb
 (`Mailbox`, IMAP by default) and how to send (`Sender`, SMTP by default); both go through
 Microsoft Graph when the configuration has a `[graph]` section. Tests build it with
 in-memory mailboxes and senders; nothing else reads the environment or the wall clock.
+
+Two checks every writing command makes on the `App` live here too: `guard_clock` (one kind
+of clock writes a database) and `reconcile_pending` (a restore left the database to
+reconcile with the mail store).
 """
 
 from __future__ import annotations
@@ -19,21 +23,26 @@ from typing import TYPE_CHECKING
 from sqlalchemy.engine import Engine
 
 from mailbot.clock import Clock
-from mailbot.errors import ConfigError
+from mailbot.db.backup import RECONCILE_PENDING
+from mailbot.db.service import claim_meta, meta_value
+from mailbot.errors import ClockRefused, ConfigError
 from mailbot.staff.answers import CannedAnswers, load_answers
 from mailbot.standards.business_calendar import BusinessCalendar, build_calendar
 
 if TYPE_CHECKING:
     from mailbot.transport.graph import GraphClient
-from mailbot.mail.parse_ahead import ParseAhead
+from mailbot.db.store import make_engine, migrate, reading
 from mailbot.mail.render import Renderer
 from mailbot.settings import Settings
-from mailbot.store import make_engine, migrate
+from mailbot.transport.base import MailboxOpener, Sender
+from mailbot.transport.imap import imap_opener
 from mailbot.transport.logins import Logins
-from mailbot.transport.mailbox import MailboxOpener, imap_opener
-from mailbot.transport.sender import Sender, SmtpSender
+from mailbot.transport.parse_ahead import ParseAhead
+from mailbot.transport.smtp import SmtpSender
 
 log = logging.getLogger(__name__)
+
+LIVE, REPLAY = "live", "replay"
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,3 +141,36 @@ def _graph_transport(
     # Sent as a watched mailbox only: a notes address receives, it never sends.
     senders = frozenset(mailbox.address.lower() for mailbox in settings.mailboxes)
     return client, graph_opener(client, engine), GraphSender(client, senders)
+
+
+def guard_clock(app: App) -> None:
+    """Refuse to mix replayed and real time in one database.
+
+    The first command that writes a database fixes which clock writes it from then on: the
+    real one (a live database) or `--now` (a replay database: tests, demos, audits on a
+    copy). A pass as of another instant on a live database would record late answers, send
+    reminders early and use up today's digest; the real clock on a replay database would mix
+    invented dates with real ones. Both are refused before anything is written.
+    """
+    wanted = REPLAY if app.clock.replays else LIVE
+    with app.engine.begin() as connection:
+        mode = claim_meta(connection, "clock", wanted)
+    if mode == wanted:
+        return
+    if mode == LIVE:
+        raise ClockRefused(
+            "--now cannot write to this database: it is a live one (written by the real "
+            "clock). Read-only commands (report, tickets, show, due) accept --now; replay a "
+            "pass on a separate database (MAILBOT_DATABASE_URL) against test mail servers"
+        )
+    raise ClockRefused(
+        "this database holds replayed time (it was written under --now): the real clock "
+        "never writes to it; give --now, or point mailbot at the live database"
+    )
+
+
+def reconcile_pending(app: App) -> bool:
+    """A restore left the database to reconcile with the mail store
+    (mailbot/recovery/reconcile.py)."""
+    with reading(app.engine) as connection:
+        return meta_value(connection, RECONCILE_PENDING) is not None

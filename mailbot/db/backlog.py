@@ -10,9 +10,9 @@ from datetime import date, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from mailbot.db.outbox import PACED_PURPOSE
+from mailbot.db.models import DEADLINE, INBOUND, OUTBOX, TICKET
+from mailbot.db.outbox_rows import PACED_PURPOSE
 from mailbot.db.outcome import outcome_sql
-from mailbot.models import DEADLINE, INBOUND, OUTBOX, TICKET
 from mailbot.states import MessageState, OutboxState, TicketStatus
 
 

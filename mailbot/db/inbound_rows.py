@@ -9,7 +9,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from mailbot.models import CHECKPOINT, INBOUND, OUTBOX
+from mailbot.db.models import CHECKPOINT, INBOUND, OUTBOX
 from mailbot.states import MessageState
 
 _INSERT_INBOUND = sa.insert(INBOUND).returning(INBOUND.c.id)

@@ -11,9 +11,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from mailbot.models import EVENT, OUTBOX, TICKET
+from mailbot.db.models import EVENT, OUTBOX, TICKET
+from mailbot.db.store import insert_ignoring_for
 from mailbot.states import OutboxState
-from mailbot.store import insert_ignoring_for
 
 # The one purpose the brake paces: acknowledgements (automatic answers to citizens).
 PACED_PURPOSE = "acknowledgement"

@@ -1,131 +1,39 @@
-"""The mailboxes mailbot reads: the `Mailbox` interface, and its IMAP implementation.
+"""The mailboxes mailbot reads over IMAP: `ImapMailbox`, the IMAP implementation of `Mailbox`
+(mailbot/transport/base.py), with imapclient.
 
 Ingestion (mailbot/intake/ingest.py) talks only to `Mailbox`: list the inbox, fetch without marking
-anything seen, and mark processed by moving. `ImapMailbox` does it with imapclient; tests pass
-an in-memory one. No value taken from a message ever reaches an IMAP command: only UIDs the
-server gave and folder names from the configuration do.
+anything seen, and mark processed by moving. No value taken from a message ever reaches an
+IMAP command: only UIDs the server gave and folder names from the configuration do.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import ssl
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Protocol
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
 
 from mailbot.errors import ImapError, TokenError
 from mailbot.settings import MailboxSettings, ServerSettings
+from mailbot.transport.base import (
+    Copies,
+    FetchedMessage,
+    MailboxOpener,
+    is_wanted,
+    message_id_of,
+)
 from mailbot.transport.logins import Login, Logins, login_imap
 from mailbot.transport.neterrors import describe
 
 log = logging.getLogger(__name__)
 
 HEADER_ONLY_LIMIT = 256 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class FetchedMessage:
-    """One message as the server gave it; `raw` is the headers alone when `truncated`."""
-
-    uid: int
-    internal_date: datetime
-    size: int
-    raw: bytes
-    truncated: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Copies:
-    """Which stored copies to delete from a folder: the messages whose bytes hash (SHA-256,
-    hex) to one of `digests`, looked for by Message-ID, and by size for a message without
-    one. The hash is the proof: a message that merely shares a Message-ID or a size is left
-    alone. (Never searched by sender: the server would cache the From header of every
-    message, the person's included, in its index files.)"""
-
-    digests: frozenset[str]
-    message_ids: tuple[str, ...] = ()
-    sizes: frozenset[int] = frozenset()
-
-
-def is_wanted(raw: bytes, wanted: Copies) -> bool:
-    """Whether a folder's message is one of the `wanted` copies: its bytes hash to a stored
-    digest, or its header block does (a message too large to store whole was stored as its
-    headers, `FetchedMessage.truncated`)."""
-    head = raw.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
-    return any(hashlib.sha256(part).hexdigest() in wanted.digests for part in (raw, head))
-
-
-def message_id_of(head: bytes) -> str:
-    """The Message-ID in a header block, as written (our own are never folded)."""
-    for line in head.replace(b"\r\n ", b" ").splitlines():
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"message-id":
-            return value.strip().decode("ascii", "replace")
-    return ""
-
-
-class Mailbox(Protocol):
-    """One watched mailbox, opened for a pass."""
-
-    def prepare(self, mailbox: MailboxSettings) -> int:
-        """Make the processed and quarantine folders if missing, select the watched folder
-        read-write, and return its UIDVALIDITY."""
-        ...
-
-    def list_uids(self) -> list[int]:
-        """Every message in the watched folder, deleted ones excluded, lowest UID first."""
-        ...
-
-    def sizes(self, uids: Sequence[int]) -> dict[int, int]:
-        """The size in bytes of each message of `uids` still there."""
-        ...
-
-    def fetch(self, uids: Sequence[int], max_bytes: int) -> Iterator[FetchedMessage]:
-        """The messages of `uids` still there, unread flags untouched; above `max_bytes`,
-        the headers alone (`truncated`)."""
-        ...
-
-    def move(self, uids: Sequence[int], folder: str) -> None:
-        """Move `uids` from the watched folder to `folder`."""
-        ...
-
-    def delete_copies(self, folder: str, wanted: Copies) -> int:
-        """Delete the `wanted` copies from `folder` (\\Deleted, then UID EXPUNGE of those
-        UIDs only); how many. A missing folder holds none."""
-        ...
-
-    def append_copies(self, folder: str, copies: Sequence[tuple[bytes, datetime]]) -> int:
-        """Put copies of messages mailbot sent (bytes, when sent) in `folder` (made if
-        missing), read; returns how many the server refused (each alone: the others are in)."""
-        ...
-
-    def message_ids_in(self, folder: str, since: datetime) -> set[str]:
-        """The Message-IDs of the messages of `folder` that arrived on or after `since`'s day."""
-        ...
-
-    def recent_heads(self, folder: str, count: int) -> list[tuple[datetime, bytes]]:
-        """The arrival instant and the Message-ID and X-Mailbot-Purpose lines of the newest
-        `count` messages of `folder` (none if it does not exist)."""
-        ...
-
-    def read_folder(self, folder: str, max_bytes: int) -> list[FetchedMessage]:
-        """Every message of `folder` (none if it does not exist), nothing marked; the
-        caller selects the watched folder again before touching it."""
-        ...
-
-
-# Opens a mailbox for a pass, as of an instant (an OAuth2 token is taken as of it).
-MailboxOpener = Callable[[MailboxSettings, datetime], AbstractContextManager[Mailbox]]
 
 
 def imap_opener(server: ServerSettings, logins: Logins) -> MailboxOpener:

@@ -1,8 +1,8 @@
 """The database: engine, migrations at start-up, sessions, and dialect-specific helpers.
 
-Every SQL statement mailbot runs lives in the database modules: this one, `models.py` (the
-tables) and the `mailbot.db` package (one module per room: tickets, inbound mail, outbox,
-clocks, service state, jobs, report, export). The rest of mailbot calls their functions.
+Every SQL statement mailbot runs lives in the `mailbot.db` package: this module, `models.py`
+(the tables) and one module per room (tickets, inbound mail, outbox, clocks, service state,
+jobs, report, export). The rest of mailbot calls their functions.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from sqlmodel import Session, create_engine
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 
 
 # How long a statement waits for another process's lock before SQLite gives up.

@@ -1,4 +1,4 @@
-"""What the erasure ledger (mailbot/recovery/ledger.py) reads and changes in the database: the
+"""What the erasure ledger (mailbot/privacy/ledger.py) reads and changes in the database: the
 reference counters, the instance id, and the rows an entry names (SQLAlchemy Core, on the
 caller's connection)."""
 
@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from mailbot.db.backup import INSTANCE_KEY
-from mailbot.models import (
+from mailbot.db.models import (
     ADDRESS,
     COUNTER,
     EVENT,
@@ -25,7 +25,7 @@ from mailbot.models import (
     RETENTION_RUN,
     TICKET,
 )
-from mailbot.store import insert_ignoring
+from mailbot.db.store import insert_ignoring
 
 
 def counters(connection: Connection) -> list[tuple[str, int, int]]:

@@ -7,14 +7,14 @@ backlog a worker process runs it on another core, one chunk ahead of the databas
 hands back each message's `InboundMail`: exactly what `parse_message` returns here, so the
 outcome of a message never depends on where it was parsed.
 
-The worker is `python -P -m mailbot.mail.parse_ahead`: it imports the parser alone (about 20 MiB),
-sees none of the daemon's secrets (`worker_environment`), reads a pickled list of raw
-messages on its standard input and writes their parses on its standard output, one chunk at a
-time. It is started on the first backlog and kept for the process's life; a batch of a single
-chunk never uses it. A message the worker could not parse,
-and any failure of the worker itself (killed, unable to start, an answer that makes no sense),
-fall back to parsing inline, where a poison message is quarantined as before; after a third
-failure the process parses inline for good. `[daemon] parse_worker = false` switches it off.
+The worker is `python -P -m mailbot.transport.parse_ahead`: it imports the parser alone
+(about 20 MiB), sees none of the daemon's secrets (`worker_environment`), reads a pickled list
+of raw messages on its standard input and writes their parses on its standard output, one
+chunk at a time. It is started on the first backlog and kept for the process's life; a batch
+of a single chunk never uses it. A message the worker could not parse, and any failure of the
+worker itself (killed, unable to start, an answer that makes no sense), fall back to parsing
+inline, where a poison message is quarantined as before; after a third failure the process
+parses inline for good. `[daemon] parse_worker = false` switches it off.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from typing import IO, TYPE_CHECKING
 from mailbot.mail.parse import InboundMail, parse_message
 
 if TYPE_CHECKING:  # the worker imports the parser alone
-    from mailbot.transport.mailbox import FetchedMessage
+    from mailbot.transport.base import FetchedMessage
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ class ParseAhead:
         try:
             self._worker = subprocess.Popen(
                 # -P: the working directory is not on the worker's import path.
-                [sys.executable, "-P", "-m", "mailbot.mail.parse_ahead"],
+                [sys.executable, "-P", "-m", "mailbot.transport.parse_ahead"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 env=worker_environment(os.environ),

@@ -22,10 +22,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import SQLModel
 
-import mailbot.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+import mailbot.db.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 from mailbot.db.outcome import OutcomeSql, outcome_sql
+from mailbot.db.store import reading
 from mailbot.standards.business_calendar import BusinessCalendar
-from mailbot.store import reading
 
 
 @dataclass(frozen=True, slots=True)

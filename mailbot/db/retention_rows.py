@@ -1,5 +1,6 @@
-"""Retention in the database: what is due, raw messages destroyed, tickets anonymised, the
-record of each run, legal holds (SQLAlchemy Core, on the caller's connection).
+"""Retention in the database: what is due, raw messages destroyed, tickets anonymised, what a
+person's mail left behind (SQLAlchemy Core, on the caller's connection). Legal holds are in
+`legal_holds`, the record of runs in `retention_runs`.
 
 What is kept and what is cleared, column by column, is written in `anonymise` and
 `clear_unlinked` below and in the README's "Personal information" section;
@@ -17,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from mailbot.models import (
+from mailbot.db.models import (
     ADDRESS,
     DEADLINE,
     EVENT,
@@ -25,9 +26,7 @@ from mailbot.models import (
     INBOUND,
     MESSAGE_ALIAS,
     OUTBOX,
-    RETENTION_RUN,
     TICKET,
-    UtcDateTime,
 )
 from mailbot.states import TicketStatus
 
@@ -575,130 +574,3 @@ def inbound_ids_of(connection: Connection, ticket_ids: Sequence[int]) -> list[in
             ).scalars()
         ]
     return found
-
-
-# --- legal hold ----------------------------------------------------------------------------------
-
-
-def set_legal_hold(
-    connection: Connection,
-    ticket_id: int,
-    reason: str | None,
-    now: datetime,
-    *,
-    by: str = "",
-    via: str = "",
-) -> None:
-    """Put the ticket under legal hold (a reason, placed `by` whom `via` "cli" or "email"),
-    or release it (None)."""
-    held = reason is not None
-    connection.execute(
-        sa.update(TICKET)
-        .where(TICKET.c.id == ticket_id)
-        .values(
-            legal_hold_reason=reason[:2000] if reason is not None else None,
-            legal_hold_at=now if held else None,
-            legal_hold_by=by[:320] if held else None,
-            legal_hold_via=via if held else None,
-            updated_at=now,
-        )
-    )
-
-
-# --- the record of runs --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class HoldOrigin:
-    """Who placed a ticket's legal hold in force, and whether by email (else the command line)."""
-
-    actor: str
-    by_email: bool
-
-
-def hold_origin(connection: Connection, ticket_id: int) -> HoldOrigin | None:
-    """The owner of the ticket's legal hold in force (None when it has none). A hold whose
-    origin is unknown counts as the command line's."""
-    row = connection.execute(
-        sa.select(TICKET.c.legal_hold_at, TICKET.c.legal_hold_by, TICKET.c.legal_hold_via).where(
-            TICKET.c.id == ticket_id
-        )
-    ).first()
-    if row is None or row.legal_hold_at is None:
-        return None
-    return HoldOrigin(row.legal_hold_by or "", row.legal_hold_via == "email")
-
-
-def start_run(
-    connection: Connection,
-    trigger: str,
-    actor: str,
-    now: datetime,
-    *,
-    dry_run: bool,
-    ledger_key: str = "",
-) -> int:
-    run_id: int = connection.execute(
-        sa.insert(RETENTION_RUN)
-        .values(
-            started_at=now,
-            trigger=trigger,
-            actor=actor,
-            dry_run=dry_run,
-            refs="",
-            ledger_key=ledger_key,
-        )
-        .returning(RETENTION_RUN.c.id)
-    ).scalar_one()
-    return run_id
-
-
-def add_to_run(
-    connection: Connection,
-    run_id: int,
-    *,
-    raw_destroyed: int = 0,
-    anonymised: int = 0,
-    unlinked: int = 0,
-    refs: Sequence[str] = (),
-) -> None:
-    """Counted in the batch's own transaction: a run killed halfway says what it did."""
-    added = " ".join(refs)
-    connection.execute(
-        sa.update(RETENTION_RUN)
-        .where(RETENTION_RUN.c.id == run_id)
-        .values(
-            raw_destroyed=RETENTION_RUN.c.raw_destroyed + raw_destroyed,
-            anonymised=RETENTION_RUN.c.anonymised + anonymised,
-            unlinked=RETENTION_RUN.c.unlinked + unlinked,
-            refs=sa.case(
-                (RETENTION_RUN.c.refs == "", added),
-                else_=RETENTION_RUN.c.refs + (" " + added if added else ""),
-            ),
-        )
-    )
-
-
-def finish_run(connection: Connection, run_id: int, now: datetime) -> None:
-    connection.execute(
-        sa.update(RETENTION_RUN).where(RETENTION_RUN.c.id == run_id).values(finished_at=now)
-    )
-
-
-def last_finished_run(connection: Connection, trigger: str) -> datetime | None:
-    """When the last completed run of `trigger` started (dry runs aside)."""
-    latest = sa.type_coerce(sa.func.max(RETENTION_RUN.c.started_at), UtcDateTime())
-    value: datetime | None = connection.execute(
-        sa.select(latest).where(
-            RETENTION_RUN.c.trigger == trigger,
-            RETENTION_RUN.c.finished_at.is_not(None),
-            RETENTION_RUN.c.dry_run.is_(False),
-        )
-    ).scalar()
-    return value
-
-
-def runs(connection: Connection) -> list[sa.RowMapping]:
-    return list(
-        connection.execute(sa.select(RETENTION_RUN).order_by(RETENTION_RUN.c.id)).mappings().all()
-    )

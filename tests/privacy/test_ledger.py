@@ -16,18 +16,18 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from mailbot.context import App
+from mailbot.app import App
 from mailbot.db import backup
 from mailbot.ops.passes import run_pass
-from mailbot.privacy.retention import erase_requester, run_retention
-from mailbot.recovery.ledger import read_ledger, start_new_database
-from mailbot.recovery.ledger_entry import (
+from mailbot.privacy.ledger import read_ledger, start_new_database
+from mailbot.privacy.ledger_entry import (
     LedgerEntry,
     ReadEntry,
     address_hash,
     entry_text,
     read_entry,
 )
+from mailbot.privacy.retention import erase_requester, run_retention
 from mailbot.recovery.reconcile import reconcile
 from mailbot.settings import DatabaseSettings, RetentionSettings, Settings
 from tests.conftest import AppFactory, fresh_database

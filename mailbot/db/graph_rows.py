@@ -11,7 +11,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from mailbot.models import GRAPH_FOLDER, GRAPH_MESSAGE, MESSAGE_ALIAS
+from mailbot.db.models import GRAPH_FOLDER, GRAPH_MESSAGE, MESSAGE_ALIAS
 
 
 @dataclass(frozen=True, slots=True)

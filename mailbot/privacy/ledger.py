@@ -4,7 +4,7 @@ database).
 
 The database cannot remember what it erased once it is lost, or replaced by a backup taken
 before: so every erasure on request and every batch of a retention run first leaves an entry
-(mailbot/recovery/ledger_entry.py: references, keyed hashes, mailbot's own Message-IDs,
+(mailbot/privacy/ledger_entry.py: references, keyed hashes, mailbot's own Message-IDs,
 each reference counter's high-water mark; nothing personal) in a folder of mailbot's own,
 `ledger_folder`, of every configured mailbox, and only then deletes copies from the mail store
 and rows from the database. If the entry cannot be kept, nothing is destroyed and the command
@@ -40,12 +40,13 @@ from email.utils import format_datetime
 
 from sqlalchemy.engine import Connection
 
-from mailbot.context import App
-from mailbot.db import ledger as rows
+from mailbot.app import App
+from mailbot.db import ledger_rows
 from mailbot.db.service import claim_meta, meta_value
+from mailbot.db.store import reading
 from mailbot.errors import ImapError
 from mailbot.mail import mime
-from mailbot.recovery.ledger_entry import (
+from mailbot.privacy.ledger_entry import (
     Ledger,
     LedgerEntry,
     ReadEntry,
@@ -54,7 +55,6 @@ from mailbot.recovery.ledger_entry import (
     message_hash,
     read_entry,
 )
-from mailbot.store import reading
 
 log = logging.getLogger(__name__)
 
@@ -90,13 +90,13 @@ def entry_for(connection: Connection, key: bytes, what: Destruction) -> LedgerEn
     read from the database on `connection`."""
     return LedgerEntry(
         entry=new_key(),
-        instance=rows.instance_id(connection),
+        instance=ledger_rows.instance_id(connection),
         at=what.at,
         kind=what.kind,
         run=what.run,
         trigger=what.trigger,
         actor=what.actor,
-        high_water=tuple(rows.counters(connection)),
+        high_water=tuple(ledger_rows.counters(connection)),
         addresses=tuple(sorted({address_hash(key, a) for a in what.addresses if a})),
         refs=tuple(sorted(set(what.refs))),
         kept=tuple(sorted(set(what.kept))),
@@ -250,7 +250,7 @@ def raise_counters(connection: Connection, marks: dict[tuple[str, int], int]) ->
     (the counters that rose)."""
     raised: list[str] = []
     for (prefix, year), last in sorted(marks.items()):
-        if rows.raise_counter(connection, prefix, year, last):
+        if ledger_rows.raise_counter(connection, prefix, year, last):
             raised.append(f"{prefix}-{year}-{last:05d}")
     return raised
 
@@ -261,8 +261,8 @@ def start_above(app: App, ledger: Ledger) -> list[str]:
     database: the marks only ever raise a counter). The references it continues after."""
     with app.engine.begin() as connection:
         instance = ledger.instance()
-        if instance and rows.holds_no_mail(connection):
-            rows.set_instance_id(connection, instance)
+        if instance and ledger_rows.holds_no_mail(connection):
+            ledger_rows.set_instance_id(connection, instance)
         return raise_counters(connection, ledger.high_water())
 
 
@@ -278,7 +278,9 @@ def start_new_database(app: App, failures: list[tuple[str, str]]) -> list[str] |
     named in `failures`): then no mail may be taken in yet. Nothing to do for a database
     that holds mail, or has read the ledger already."""
     with reading(app.engine) as connection:
-        if meta_value(connection, LEDGER_READ) is not None or not rows.holds_no_mail(connection):
+        if meta_value(connection, LEDGER_READ) is not None or not ledger_rows.holds_no_mail(
+            connection
+        ):
             return []
     found = read_ledger(app, failures)
     if failures:

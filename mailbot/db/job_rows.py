@@ -7,8 +7,8 @@ from datetime import date, datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from mailbot.db.models import DEADLINE, EVENT, HOLD, OUTBOX, TICKET
 from mailbot.db.outcome import outcome_sql
-from mailbot.models import DEADLINE, EVENT, HOLD, OUTBOX, TICKET
 from mailbot.settings import MailboxSettings, Settings
 from mailbot.standards.compliance import EXCLUDED_CLOSING_REASONS, EXCLUDED_STATUSES, Outcome
 from mailbot.standards.digest import SentReferral
