@@ -6,6 +6,7 @@ it replaces kept beside it; PostgreSQL refused with the right tools named."""
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from mailbot.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, main
+from mailbot.cli.commands import COMMANDS
 from mailbot.clock import FixedClock, parse_instant
 from mailbot.context import App, build_app
 from mailbot.db import backup
@@ -364,7 +366,8 @@ WRITERS: dict[str, tuple[list[str], str]] = {
         ["quarantine", "retry", "1"],
         "mailbot.intake.quarantine.retry_quarantined",
     ),
-    "show": (["show", "MRI-2025-00001"], "mailbot.cli._show"),
+    # A command's own handler: its line of the command table.
+    "show": (["show", "MRI-2025-00001"], "show"),
 }
 
 
@@ -396,8 +399,11 @@ def test_restore_is_refused_while_each_writing_command_runs_and_names_it(
         seen["said"] = capsys.readouterr().err
         raise SystemExit(0)
 
-    module, _, name = target.rpartition(".")
-    monkeypatch.setattr(__import__(module, fromlist=[name]), name, while_it_runs)
+    if target in COMMANDS:
+        monkeypatch.setitem(COMMANDS, target, replace(COMMANDS[target], run=while_it_runs))
+    else:
+        module, _, name = target.rpartition(".")
+        monkeypatch.setattr(__import__(module, fromlist=[name]), name, while_it_runs)
     with pytest.raises(SystemExit):
         main(["--config", str(config), "--now", "2025-11-03T10:05:00-05:00", *argv])
 

@@ -8,7 +8,9 @@ from zoneinfo import ZoneInfo
 import holidays
 import pytest
 
+from mailbot.cli.views import due_lines
 from mailbot.errors import ConfigError
+from mailbot.reporting.views import due_report_json
 from mailbot.settings import DEFAULT_COMMITMENTS, CalendarSettings, CommitmentSettings
 from mailbot.standards.business_calendar import (
     BusinessCalendar,
@@ -18,8 +20,6 @@ from mailbot.standards.business_calendar import (
     QuebecPublicServiceHolidays,
     build_calendar,
     due_report,
-    due_report_json,
-    format_due_text,
 )
 
 TORONTO = ZoneInfo("America/Toronto")
@@ -623,21 +623,19 @@ def test_hold_must_be_aware_and_ordered() -> None:
 
 def test_due_report_text(calendar: BusinessCalendar) -> None:
     report = due_report(calendar, local(2025, 11, 3, 10), DEFAULT_COMMITMENTS)
-    assert format_due_text(report) == "\n".join(
-        [
-            "received                                   2025-11-03 10:00-05:00",
-            "receipt day                                2025-11-03",
-            "ack (2 jours ouvrables)                    2025-11-05",
-            "info_reply (10 jours ouvrables)            2025-11-17",
-            "complaint_reply (15 jours ouvrables)       2025-11-24",
-            "internship_ack (2 jours ouvrables)         2025-11-05",
-            "internship_result (15 jours ouvrables) *   2025-11-24",
-            "cooperation_ack (2 jours ouvrables)        2025-11-05",
-            "cooperation_result (30 jours ouvrables) *  2025-12-15",
-            "* clock started by a date staff give (interview, committee): "
-            "counted here from the day given",
-        ]
-    )
+    assert due_lines(report) == [
+        "received                                   2025-11-03 10:00-05:00",
+        "receipt day                                2025-11-03",
+        "ack (2 jours ouvrables)                    2025-11-05",
+        "info_reply (10 jours ouvrables)            2025-11-17",
+        "complaint_reply (15 jours ouvrables)       2025-11-24",
+        "internship_ack (2 jours ouvrables)         2025-11-05",
+        "internship_result (15 jours ouvrables) *   2025-11-24",
+        "cooperation_ack (2 jours ouvrables)        2025-11-05",
+        "cooperation_result (30 jours ouvrables) *  2025-12-15",
+        "* clock started by a date staff give (interview, committee): "
+        "counted here from the day given",
+    ]
 
 
 def test_due_report_for_one_standard(calendar: BusinessCalendar) -> None:
@@ -651,7 +649,7 @@ def test_due_report_for_one_standard(calendar: BusinessCalendar) -> None:
 
 def test_due_report_singular_label(calendar: BusinessCalendar) -> None:
     one_day = CommitmentSettings(id="quick", label="Rapide", business_days=1, target=0.9)
-    text = format_due_text(due_report(calendar, local(2025, 11, 3, 10), [one_day]))
+    text = "\n".join(due_lines(due_report(calendar, local(2025, 11, 3, 10), [one_day])))
     assert "quick (1 jour ouvrable)  2025-11-04" in text
     assert "*" not in text
 
