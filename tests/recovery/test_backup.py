@@ -307,7 +307,7 @@ def test_another_instances_backup_is_refused_and_with_other_instance_its_mail_is
 def test_backup_on_postgresql_is_refused_naming_its_tools(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.ops.test_cli_edges import offline_config
+    from tests.cli.test_entry import offline_config
 
     config = offline_config(
         tmp_path, database={"url": "postgresql+psycopg://mailbot@127.0.0.1:1/mailbot"}
@@ -327,7 +327,7 @@ def test_the_commands_write_and_restore_a_copy(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from tests.ops.test_cli_edges import offline_config
+    from tests.cli.test_entry import offline_config
 
     config = offline_config(tmp_path, database={"url": fast_settings.database_url})
     make_app("2025-11-03T10:01:00-05:00").engine.dispose()
@@ -381,7 +381,7 @@ def test_restore_is_refused_while_each_writing_command_runs_and_names_it(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from tests.ops.test_cli_edges import offline_config
+    from tests.cli.test_entry import offline_config
 
     config = offline_config(tmp_path, database={"url": fast_settings.database_url})
     memory["renseignements"].deliver(request("<a@example.org>"), at("2025-11-03T10:00"))
@@ -420,7 +420,7 @@ def test_a_command_started_during_a_restore_is_refused(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from tests.ops.test_cli_edges import offline_config
+    from tests.cli.test_entry import offline_config
 
     config = offline_config(tmp_path, database={"url": fast_settings.database_url})
     make_app("2025-11-03T10:01:00-05:00").engine.dispose()
