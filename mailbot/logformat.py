@@ -7,7 +7,7 @@ A call site says which message, ticket or outbox row a line concerns through `ex
 
 Both formats show these fields: text appends them as `key=value` after the message, JSON puts
 each in its own key. Fields carry references and numbers only, never an address, a name or a
-text from a message. `mailbot/cli.py` chooses the format (`[logging] format`).
+text from a message. `mailbot/cli/logs.py` chooses the format (`[logging] format`).
 
 Libraries' own logs never reach the handler below WARNING (`OwnRecordsOnly`), whatever the
 level: their debug output prints what goes over the wire (imapclient's `imapclient.imaplib`

@@ -1,4 +1,6 @@
-"""The JSON shapes people read: a ticket, its detail, a quarantined message (pure).
+"""The JSON shapes people read: a ticket and its detail, a quarantined message, a retention
+run, an entry of the access trail, a held act, the deadlines of a receipt, holidays and
+canned answers (pure).
 
 Instants are ISO 8601 with their offset (UTC as stored); dates are YYYY-MM-DD. One definition
 of each shape, used by the CLI, the demo and the exports.
@@ -8,7 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime, tzinfo
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mailbot.db.act_rows import HeldAct
+    from mailbot.db.inbound_rows import QuarantinedMessage
+    from mailbot.standards.business_calendar import DueReport
 
 
 def instant(value: datetime | None) -> str | None:
@@ -120,3 +127,84 @@ def ticket_detail_json(
         "messages": [message_json(m) for m in history["messages"]],
         "events": [event_json(e) for e in history["events"]],
     }
+
+
+def quarantined_json(message: QuarantinedMessage) -> dict[str, Any]:
+    """A quarantined message (`mailbot quarantine list`): never its content, only its size."""
+    return {
+        "id": message.id,
+        "mailbox": message.mailbox,
+        "received_at": instant(message.received_at),
+        "size": message.size,
+        "message_id": message.message_id,
+        "reason": message.reason,
+    }
+
+
+def retention_run_json(run: Mapping[Any, Any]) -> dict[str, Any]:
+    """One retention run and what it did (`finished_at` None: it was interrupted)."""
+    return {
+        "run": run["id"],
+        "started_at": instant(run["started_at"]),
+        "finished_at": instant(run["finished_at"]),
+        "trigger": run["trigger"],
+        "actor": run["actor"],
+        "dry_run": run["dry_run"],
+        "raw_destroyed": run["raw_destroyed"],
+        "anonymised": run["anonymised"],
+        "unlinked": run["unlinked"],
+        "refs": run["refs"].split(),
+    }
+
+
+def access_entry_json(entry: Mapping[Any, Any]) -> dict[str, Any]:
+    """One entry of the access trail: who saw or changed what, when."""
+    return {
+        "at": instant(entry["at"]),
+        "actor": entry["actor"],
+        "action": entry["action"],
+        "ref": entry["ref"],
+        "detail": entry["detail"],
+    }
+
+
+def held_act_json(act: HeldAct) -> dict[str, Any]:
+    """A staff message whose acts are held past its author's hourly limit."""
+    return {"person": act.person, "ref": act.ref, "acts": act.acts, "at": instant(act.at)}
+
+
+def due_report_json(report: DueReport) -> dict[str, object]:
+    """The report as JSON-ready values: dates YYYY-MM-DD, instants ISO 8601 with an offset."""
+    return {
+        "received_at": report.received_at.isoformat(),
+        "received_at_office": report.received_at_office.isoformat(),
+        "receipt_day": report.receipt_day.isoformat(),
+        "deadlines": [
+            {
+                "id": line.commitment_id,
+                "label": line.label,
+                "business_days": line.business_days,
+                "starts_at": line.starts_at,
+                "clock_start": line.deadline.receipt_day.isoformat(),
+                "due_date": line.deadline.due_date.isoformat(),
+                "due_at": line.deadline.due_at.isoformat(),
+            }
+            for line in report.lines
+        ],
+    }
+
+
+def holidays_json(by_year: Mapping[int, Sequence[tuple[date, str]]]) -> dict[str, Any]:
+    """Each year's days off, by year."""
+    return {
+        str(year): [{"date": when.isoformat(), "name": name} for when, name in days]
+        for year, days in by_year.items()
+    }
+
+
+def answers_json(languages_by_name: Mapping[str, Sequence[str]]) -> list[dict[str, Any]]:
+    """Each canned answer's name and the languages it is written in."""
+    return [
+        {"name": name, "languages": list(languages)}
+        for name, languages in languages_by_name.items()
+    ]

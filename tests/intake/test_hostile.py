@@ -23,10 +23,10 @@ from mailbot.ops.passes import run_pass
 from mailbot.sandbox.servers import Sandbox, _SmtpHandler
 from mailbot.sending import outgoing
 from mailbot.settings import Settings
+from tests.cli.test_commands import mailbot
 from tests.conftest import AppFactory, subprocess_environ, write_sandbox_config
 from tests.intake.test_spine import BODY, CITIZEN, COMPLAINTS, INFO, citizen_request, office, parsed
 from tests.intake.test_spine import text_of as body_of
-from tests.ops.test_cli import mailbot
 from tests.staff.test_staff_server import (
     AGENT,
     PASSING,

@@ -34,9 +34,9 @@ from mailbot.ops.passes import run_pass
 from mailbot.sandbox.cli import sandbox_environ
 from mailbot.sandbox.servers import Sandbox, free_port
 from mailbot.settings import AlertSettings, ObservabilitySettings, Settings
+from tests.cli.test_commands import a_parser_bug_on
 from tests.conftest import REPO, TEST_SIGNING_KEY, subprocess_environ, write_sandbox_config
 from tests.intake.test_spine import CITIZEN, INFO, citizen_request, office
-from tests.ops.test_cli import a_parser_bug_on
 from tests.ops.test_logging import assert_nothing_personal, deliver_two_requests
 
 ADMIN = "exploitation@mri.gouv.qc.ca"

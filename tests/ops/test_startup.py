@@ -176,7 +176,7 @@ def test_a_daemon_stopped_while_it_waits_for_its_turn_to_start_exits_0(tmp_path:
     import os
     import signal
 
-    from tests.ops.test_cli_edges import offline_config
+    from tests.cli.test_entry import offline_config
 
     database = tmp_path / "data" / "mailbot.db"
     config = offline_config(tmp_path, database={"url": f"sqlite:///{database}"})

@@ -6,6 +6,7 @@ it replaces kept beside it; PostgreSQL refused with the right tools named."""
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from sqlalchemy.engine import Engine
 
 from mailbot.app import App, build_app
 from mailbot.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, main
+from mailbot.cli.commands import COMMANDS
 from mailbot.clock import FixedClock, parse_instant
 from mailbot.db import backup
 from mailbot.db.store import schema_revision
@@ -305,7 +307,7 @@ def test_another_instances_backup_is_refused_and_with_other_instance_its_mail_is
 def test_backup_on_postgresql_is_refused_naming_its_tools(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.ops.test_cli_edges import offline_config
+    from tests.cli.test_entry import offline_config
 
     config = offline_config(
         tmp_path, database={"url": "postgresql+psycopg://mailbot@127.0.0.1:1/mailbot"}
@@ -325,7 +327,7 @@ def test_the_commands_write_and_restore_a_copy(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from tests.ops.test_cli_edges import offline_config
+    from tests.cli.test_entry import offline_config
 
     config = offline_config(tmp_path, database={"url": fast_settings.database_url})
     make_app("2025-11-03T10:01:00-05:00").engine.dispose()
@@ -364,7 +366,8 @@ WRITERS: dict[str, tuple[list[str], str]] = {
         ["quarantine", "retry", "1"],
         "mailbot.intake.quarantine.retry_quarantined",
     ),
-    "show": (["show", "MRI-2025-00001"], "mailbot.cli._show"),
+    # A command's own handler: its line of the command table.
+    "show": (["show", "MRI-2025-00001"], "show"),
 }
 
 
@@ -378,7 +381,7 @@ def test_restore_is_refused_while_each_writing_command_runs_and_names_it(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from tests.ops.test_cli_edges import offline_config
+    from tests.cli.test_entry import offline_config
 
     config = offline_config(tmp_path, database={"url": fast_settings.database_url})
     memory["renseignements"].deliver(request("<a@example.org>"), at("2025-11-03T10:00"))
@@ -396,8 +399,11 @@ def test_restore_is_refused_while_each_writing_command_runs_and_names_it(
         seen["said"] = capsys.readouterr().err
         raise SystemExit(0)
 
-    module, _, name = target.rpartition(".")
-    monkeypatch.setattr(__import__(module, fromlist=[name]), name, while_it_runs)
+    if target in COMMANDS:
+        monkeypatch.setitem(COMMANDS, target, replace(COMMANDS[target], run=while_it_runs))
+    else:
+        module, _, name = target.rpartition(".")
+        monkeypatch.setattr(__import__(module, fromlist=[name]), name, while_it_runs)
     with pytest.raises(SystemExit):
         main(["--config", str(config), "--now", "2025-11-03T10:05:00-05:00", *argv])
 
@@ -414,7 +420,7 @@ def test_a_command_started_during_a_restore_is_refused(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from tests.ops.test_cli_edges import offline_config
+    from tests.cli.test_entry import offline_config
 
     config = offline_config(tmp_path, database={"url": fast_settings.database_url})
     make_app("2025-11-03T10:01:00-05:00").engine.dispose()

@@ -9,7 +9,7 @@ import holidays
 import pytest
 
 from mailbot.errors import ConfigError
-from mailbot.settings import DEFAULT_COMMITMENTS, CalendarSettings, CommitmentSettings
+from mailbot.settings import DEFAULT_COMMITMENTS, CalendarSettings
 from mailbot.standards.business_calendar import (
     BusinessCalendar,
     Deadline,
@@ -18,8 +18,6 @@ from mailbot.standards.business_calendar import (
     QuebecPublicServiceHolidays,
     build_calendar,
     due_report,
-    due_report_json,
-    format_due_text,
 )
 
 TORONTO = ZoneInfo("America/Toronto")
@@ -621,25 +619,6 @@ def test_hold_must_be_aware_and_ordered() -> None:
 # --- the `mailbot due` report -------------------------------------------------------------------
 
 
-def test_due_report_text(calendar: BusinessCalendar) -> None:
-    report = due_report(calendar, local(2025, 11, 3, 10), DEFAULT_COMMITMENTS)
-    assert format_due_text(report) == "\n".join(
-        [
-            "received                                   2025-11-03 10:00-05:00",
-            "receipt day                                2025-11-03",
-            "ack (2 jours ouvrables)                    2025-11-05",
-            "info_reply (10 jours ouvrables)            2025-11-17",
-            "complaint_reply (15 jours ouvrables)       2025-11-24",
-            "internship_ack (2 jours ouvrables)         2025-11-05",
-            "internship_result (15 jours ouvrables) *   2025-11-24",
-            "cooperation_ack (2 jours ouvrables)        2025-11-05",
-            "cooperation_result (30 jours ouvrables) *  2025-12-15",
-            "* clock started by a date staff give (interview, committee): "
-            "counted here from the day given",
-        ]
-    )
-
-
 def test_due_report_for_one_standard(calendar: BusinessCalendar) -> None:
     (cooperation_result,) = [c for c in DEFAULT_COMMITMENTS if c.id == "cooperation_result"]
     report = due_report(calendar, local(2025, 12, 19, 17, 5), [cooperation_result])
@@ -647,31 +626,3 @@ def test_due_report_for_one_standard(calendar: BusinessCalendar) -> None:
     (line,) = report.lines
     assert line.starts_at == "staff_date"
     assert line.deadline.due_date == date(2026, 2, 10)
-
-
-def test_due_report_singular_label(calendar: BusinessCalendar) -> None:
-    one_day = CommitmentSettings(id="quick", label="Rapide", business_days=1, target=0.9)
-    text = format_due_text(due_report(calendar, local(2025, 11, 3, 10), [one_day]))
-    assert "quick (1 jour ouvrable)  2025-11-04" in text
-    assert "*" not in text
-
-
-def test_due_report_json(calendar: BusinessCalendar) -> None:
-    ack = DEFAULT_COMMITMENTS[0]
-    report = due_report(calendar, datetime(2025, 12, 19, 22, 5, tzinfo=UTC), [ack])
-    assert due_report_json(report) == {
-        "received_at": "2025-12-19T22:05:00+00:00",
-        "received_at_office": "2025-12-19T17:05:00-05:00",
-        "receipt_day": "2025-12-22",
-        "deadlines": [
-            {
-                "id": "ack",
-                "label": "Accusé de réception",
-                "business_days": 2,
-                "starts_at": "receipt",
-                "clock_start": "2025-12-22",
-                "due_date": "2025-12-29",
-                "due_at": "2025-12-30T05:00:00+00:00",
-            }
-        ],
-    }

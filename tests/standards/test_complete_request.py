@@ -17,7 +17,7 @@ import pytest
 from sqlmodel import col, select
 
 from mailbot.app import App
-from mailbot.cli import _show_clocks
+from mailbot.cli.views import clock_lines
 from mailbot.db.models import AccessEntry, TicketEvent, TicketHold
 from mailbot.db.store import reading, session_scope
 from mailbot.db.ticket_rows import ticket_history, ticket_record
@@ -152,20 +152,16 @@ def trail(app: App) -> list[str]:
         return list(session.exec(select(AccessEntry.action).order_by(col(AccessEntry.id))).all())
 
 
-def shown(app: App, capsys: pytest.CaptureFixture[str]) -> tuple[dict[str, Any], str]:
+def shown(app: App) -> tuple[dict[str, Any], str]:
     """What `mailbot show` gives for the ticket: its JSON, and the clocks part of its text."""
     with reading(app.engine) as connection:
         record = ticket_record(connection, "MRI-2025-00001")
         assert record is not None
         data = ticket_detail_json(record, ticket_history(connection, record["id"]))
-    capsys.readouterr()
-    _show_clocks(data, app.settings.organisation.zone)
-    return data, capsys.readouterr().out
+    return data, "".join(f"{line}\n" for line in clock_lines(data, app.settings.organisation.zone))
 
 
-def test_the_issue_example_is_due_on_6_january_2026(
-    sandbox: Sandbox, make_app: AppFactory, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_the_issue_example_is_due_on_6_january_2026(sandbox: Sandbox, make_app: AppFactory) -> None:
     """Received Mon 1 Dec 2025 10:00; incomplete on Thursday; completed Fri 12 Dec 17:05."""
     _app, notice = request_on(sandbox, make_app, "2025-12-01T10:00")
     app = staff_says(sandbox, make_app, notice, f"#incomplet : {MISSING}", "2025-12-04T09:00")
@@ -195,7 +191,7 @@ def test_the_issue_example_is_due_on_6_january_2026(
     forwarded = text_of(parsed(sandbox.fetch_all(AGENT)[-1]))
     assert "ce message la complète" in forwarded and "6 janvier 2026" in forwarded
 
-    data, text = shown(app, capsys)
+    data, text = shown(app)
     assert data["receipt_date"] == "2025-12-01"  # the first receipt
     [wait] = data["holds"]
     assert (wait["kind"], wait["reason"], wait["ended_by"]) == ("incomplete", MISSING, CITIZEN)

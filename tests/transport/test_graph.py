@@ -34,10 +34,10 @@ from mailbot.settings import (
 from mailbot.transport.graph import GraphClient, wait_seconds
 from mailbot.transport.graph_sender import GraphSender
 from mailbot.transport.oauth import AccessToken
+from tests.cli.test_commands import a_parser_bug_on
 from tests.conftest import GRAPH_SECRET_ENV, TEST_SIGNING_KEY, AppFactory
 from tests.graph_server import TENANT, GraphServer
 from tests.intake.test_spine import CITIZEN, INFO, citizen_request, office, parsed
-from tests.ops.test_cli import a_parser_bug_on
 from tests.staff.test_exchange_staff import FROM_INTERNET, INSIDE
 from tests.staff.test_notes_server import LIKE_AN_ANSWER, note_from_link
 from tests.staff.test_staff_server import AGENT, staff_reply

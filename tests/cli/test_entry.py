@@ -10,12 +10,12 @@ import os
 import subprocess
 import sys
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import tomli_w
 
-from mailbot import cli
 from mailbot.cli import (
     EXIT_CONFIG,
     EXIT_DEPENDENCY,
@@ -26,6 +26,8 @@ from mailbot.cli import (
     EXIT_PIPE,
     main,
 )
+from mailbot.cli.commands import COMMANDS
+from mailbot.cli.parser import build_parser
 from mailbot.sandbox.servers import Sandbox, free_port
 from mailbot.settings import Settings
 from tests.conftest import REPO, subprocess_environ, write_sandbox_config
@@ -205,14 +207,15 @@ def test_an_internal_error_or_an_interruption_is_one_line(
     def interrupted(*_args: object) -> int:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "_holidays", broken)
+    holidays = COMMANDS["holidays"]
+    monkeypatch.setitem(COMMANDS, "holidays", replace(holidays, run=broken))
     assert main(["--config", config, "holidays", "2026"]) == EXIT_INTERNAL
     assert capsys.readouterr().err == (
         "mailbot: internal error: RuntimeError: a bug (run again with -v for the details)\n"
     )
     assert main(["--config", config, "holidays", "2026", "-v"]) == EXIT_INTERNAL
     assert "Traceback" in capsys.readouterr().err  # asked for with -v
-    monkeypatch.setattr(cli, "_holidays", interrupted)
+    monkeypatch.setitem(COMMANDS, "holidays", replace(holidays, run=interrupted))
     assert main(["--config", config, "holidays", "2026"]) == EXIT_INTERRUPTED
     assert capsys.readouterr().err == "mailbot: interrupted\n"
 
@@ -228,7 +231,7 @@ def test_every_option_and_argument_has_help() -> None:
                 missing.append(f"{where} {'/'.join(action.option_strings) or action.dest}")
         return missing
 
-    assert walk(cli._parser(), "mailbot") == []
+    assert walk(build_parser(COMMANDS.values()), "mailbot") == []
 
 
 def test_the_sandbox_demo_works_from_any_directory_honours_config_and_says_where_it_left_files(
