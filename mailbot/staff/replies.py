@@ -39,18 +39,19 @@ from sqlalchemy.engine import Connection
 from mailbot.app import App
 from mailbot.db import access, inbound_rows, outbox_rows, ticket_rows
 from mailbot.db.ticket_rows import TicketRow
-from mailbot.intake import citizens
 from mailbot.mail.parse import InboundMail, parse_message
 from mailbot.mail.render import INTERNAL_MARKER
-from mailbot.sending import outgoing
+from mailbot.sending import to_citizens
+from mailbot.sending.to_staff import to_staff
 from mailbot.staff import answers, apply_commands, authority, limits, send_as, trail
 from mailbot.staff.authresults import check_authentication
 from mailbot.staff.command_table import Command, CommandName
 from mailbot.staff.exchange import check_exchange_origin
 from mailbot.staff.parse_commands import StaffMessage, parse_commands
 from mailbot.staff.quotes import extract_new_text
-from mailbot.standards import completeness
 from mailbot.states import MessageState
+from mailbot.tickets import completeness, notices
+from mailbot.tickets.facts import Arrival
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ def handle(
     connection: Connection,
     app: App,
     ticket: TicketRow | None,
-    arrival: citizens.Arrival,
+    arrival: Arrival,
     now: datetime,
     *,
     as_note: bool = False,
@@ -115,7 +116,7 @@ def handle(
        the sender with the line and why, and applies nothing (`_reject`); a line that looks
        like a command left unmarked holds the reply and asks the sender (`_hold_unmarked`).
     6. Apply the commands in order, then relay the text to the citizen, all or nothing
-       (`_act`, in a savepoint; `apply_commands.apply_in_order`, `outgoing.relay`).
+       (`_act`, in a savepoint; `apply_commands.apply_in_order`, `to_citizens.relay`).
 
     Returns the inbound message's state and reason, written by the caller.
     """
@@ -124,7 +125,7 @@ def handle(
     raw, inbound_id = arrival.raw, arrival.inbound_id
     reasons = reasons or tuple(authenticate(app, mail, ticket))
     if reasons or ticket is None or mail.sender is None:
-        citizens.hold_for_review(connection, app, ticket, arrival, reasons, now)
+        notices.hold_for_review(connection, app, ticket, arrival, reasons, now)
         if ticket is not None:
             trail.record(connection, now, arrival.sender or "", ticket.ref, "message", "held")
         return StaffOutcome(MessageState.HELD, "staff message held: " + "; ".join(reasons))
@@ -182,7 +183,7 @@ def refuse_authority(
     connection: Connection,
     app: App,
     ticket: TicketRow,
-    arrival: citizens.Arrival,
+    arrival: Arrival,
     refusal: apply_commands.Refusal,
     now: datetime,
 ) -> StaffOutcome:
@@ -209,7 +210,7 @@ def refuse_authority(
         arrival.mail.message_id,
     )
     queue = authority.queue_of(app.settings, ticket)
-    citizens.hold_for_review(
+    notices.hold_for_review(
         connection,
         app,
         ticket,
@@ -235,7 +236,7 @@ def _act(
     inbound_id: int,
     reply_message_id: str,
     now: datetime,
-    arrival: citizens.Arrival,
+    arrival: Arrival,
 ) -> StaffOutcome:
     """Apply a staff reply: its commands in order, then its text relayed. All of it or
     nothing: a refused command, a doubtful cut or a relay that cannot be built undoes the
@@ -311,7 +312,7 @@ def _act(
                 )
                 if refusal is not None:
                     raise apply_commands.Refused(refusal)
-                outgoing.relay(
+                to_citizens.relay(
                     connection,
                     app,
                     current,
@@ -504,7 +505,7 @@ def _tell_sender(
     now: datetime,
     in_reply_to: str,
 ) -> None:
-    outgoing.to_staff(
+    to_staff(
         connection,
         app,
         template=template,
@@ -523,7 +524,7 @@ def _confirm_held_reply(
     connection: Connection,
     app: App,
     ticket: TicketRow,
-    arrival: citizens.Arrival,
+    arrival: Arrival,
     now: datetime,
 ) -> StaffOutcome:
     """Apply the reply the sender confirms (checked again, as the ticket and the queue's lists
@@ -603,7 +604,7 @@ def _written_since(
     app: App,
     ticket: TicketRow,
     held_id: int,
-    arrival: citizens.Arrival,
+    arrival: Arrival,
 ) -> bool:
     """Whether the confirming sender wrote on the ticket after the held reply (before this
     confirmation)."""

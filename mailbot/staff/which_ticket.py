@@ -21,10 +21,10 @@ from sqlalchemy.engine import Connection
 from mailbot.app import App
 from mailbot.db import ticket_rows
 from mailbot.db.ticket_rows import TicketRow
-from mailbot.intake import citizens
-from mailbot.sending import outgoing
+from mailbot.sending.to_staff import to_staff
 from mailbot.staff import authority, replies, send_as, trail
 from mailbot.states import MessageState
+from mailbot.tickets.facts import Arrival
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def ask(
     connection: Connection,
     app: App,
     ticket: TicketRow | None,
-    arrival: citizens.Arrival,
+    arrival: Arrival,
     named: Sequence[str],
     now: datetime,
 ) -> replies.StaffOutcome:
@@ -48,7 +48,7 @@ def ask(
         return replies.handle(connection, app, ticket, arrival, now)  # held as any other
     sender = arrival.sender or ""
     refs = list(dict.fromkeys(named))
-    outgoing.to_staff(
+    to_staff(
         connection,
         app,
         template="which_ticket",
