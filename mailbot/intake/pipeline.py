@@ -275,7 +275,7 @@ def _classify(
 ) -> Verdict:
     refs = candidate_refs(mail, signing_key, settings.organisation.ticket_prefix)
     known = ticket_rows.tickets_of_message_ids(connection, mail.thread_ids)
-    # A merged ticket's reference stands for the ticket kept (mailbot/staff/merge.py).
+    # A merged ticket's reference stands for the ticket kept (mailbot/tickets/merge.py).
     rows = handoff.follow_merges(
         connection, ticket_rows.tickets_by_ref(connection, set(refs) | set(known.values()))
     )

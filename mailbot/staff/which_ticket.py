@@ -23,6 +23,7 @@ from mailbot.db import ticket_rows
 from mailbot.db.ticket_rows import TicketRow
 from mailbot.sending.to_staff import to_staff
 from mailbot.staff import authority, replies, send_as, trail
+from mailbot.staff.to_sender import StaffOutcome
 from mailbot.states import MessageState
 from mailbot.tickets.facts import Arrival
 
@@ -38,7 +39,7 @@ def ask(
     arrival: Arrival,
     named: Sequence[str],
     now: datetime,
-) -> replies.StaffOutcome:
+) -> StaffOutcome:
     """Hold a staff reply naming the tickets `named` and ask its sender which one it is for."""
     mail, reasons = send_as.judged(app.settings, arrival.mail, arrival.raw)
     if reasons or ticket is None:
@@ -75,7 +76,7 @@ def ask(
         )
         trail.record(connection, now, sender, ref, "message", SEVERAL_TICKETS)
     log.warning("staff reply naming %d tickets held; its sender was asked which", len(refs))
-    return replies.StaffOutcome(
+    return StaffOutcome(
         MessageState.HELD,
         f"staff message held: it names several tickets ({', '.join(refs)}); the sender was "
         "asked which one it is for",

@@ -23,7 +23,7 @@ def automatic_mail_blocked(
     """Why no automatic answer may go to `recipient` now, or None.
 
     The per-address cap stops loops with one correspondent; a flood from many addresses is
-    not refused here but paced by the sender (mailbot/sending/delivery.py): it never drops anyone.
+    not refused here but paced by the sender (mailbot/sending/outbox.py): it never drops anyone.
     An undeliverable mark never blocks an acknowledgement: the person just wrote, which
     clears it (`mark_reachable`).
     """
