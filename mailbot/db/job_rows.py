@@ -87,7 +87,7 @@ def month_compliance(
         .join(TICKET, TICKET.c.id == DEADLINE.c.ticket_id)
         .where(_works(settings, queue))
         .where(*excluded)
-        # A merged duplicate is not a request of its own (mailbot/staff/merge.py).
+        # A merged duplicate is not a request of its own (mailbot/tickets/merge.py).
         .where(
             sa.or_(
                 TICKET.c.closed_reason.is_(None),

@@ -84,7 +84,8 @@ class Ticket(SQLModel, table=True):
     raw_destroyed_at: datetime | None = _instant()
     anonymised_at: datetime | None = _instant()
     # Why a closed ticket was closed, when not simply answered: merged | referred
-    # (mailbot/staff/merge.py, mailbot/staff/referral.py); a merged ticket names the one it joined.
+    # (mailbot/tickets/merge.py, mailbot/tickets/referral.py); a merged ticket names the one it
+    # joined.
     closed_reason: str | None = Field(default=None, max_length=16)
     merged_into: str | None = Field(default=None, max_length=32)
 
@@ -152,7 +153,7 @@ class InboundMessage(SQLModel, table=True):
     flags: str = Field(default="", max_length=200)
     stored_at: datetime = Field(sa_column=sa.Column(UtcDateTime(), nullable=False))
     moved_at: datetime | None = _instant()
-    # The ticket this message belonged to before a merge moved it (mailbot/staff/merge.py):
+    # The ticket this message belonged to before a merge moved it (mailbot/tickets/merge.py):
     # the ticket kept refers only its own messages, never a merged duplicate's.
     merged_from: int | None = None
 

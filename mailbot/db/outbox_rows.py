@@ -150,7 +150,7 @@ def row_by_message_id(connection: Connection, message_id: str) -> SentMessage | 
     return SentMessage(row.id, row.ticket_id, row.recipient, row.purpose) if row else None
 
 
-# The notices that ask a staff member to confirm a held reply (mailbot/staff/replies.py):
+# The notices that ask a staff member to confirm a held reply (mailbot/staff/confirm.py):
 # each row's key is "<template>:<held inbound id>:<recipient>".
 CONFIRMATION_PURPOSES = ("staff_confirm", "staff_unmarked_command")
 

@@ -159,6 +159,15 @@ def set_status_where(
     )
 
 
+def mark_answered(connection: Connection, ticket_id: int, at: datetime, now: datetime) -> None:
+    """The ticket's request was answered at `at`: stamp it (the first time) and mark an open
+    ticket answered."""
+    stamp_first(connection, ticket_id, "answered_at", at)
+    set_status_where(
+        connection, ticket_id, now, TicketStatus.ANSWERED.value, was=TicketStatus.OPEN.value
+    )
+
+
 def stamp_first(connection: Connection, ticket_id: int, column: str, at: datetime) -> None:
     """Set the instant `column` (acknowledged_at, answered_at) unless it is already set."""
     connection.execute(_stamp_first(column), {"ticket": ticket_id, "at": at})

@@ -15,6 +15,7 @@ from mailbot.intake.verdicts import Kind, Verdict, is_note
 from mailbot.mail.addresses import FROM_REFUSED
 from mailbot.mail.decoding import flatten
 from mailbot.mail.parse import InboundMail
+from mailbot.tickets.facts import NewTicket
 
 
 class Outcome(StrEnum):
@@ -24,19 +25,6 @@ class Outcome(StrEnum):
     ATTACHED = "attached"  # recorded on an existing ticket
     SET_ASIDE = "set_aside"  # kept, on no ticket, with its reason
     HELD = "held"  # kept for a person to review (e.g. staff mail that failed a check)
-
-
-@dataclass(frozen=True, slots=True)
-class NewTicket:
-    """The facts of a ticket to open; the reference is allocated when it is written."""
-
-    mailbox: str
-    category: str
-    requester: str
-    requester_name: str
-    language: str
-    subject: str
-    received_at: datetime
 
 
 @dataclass(frozen=True, slots=True)

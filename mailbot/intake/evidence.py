@@ -107,7 +107,7 @@ def has_own_message_id(e: Evidence) -> bool:
 
 
 # The shape of every Message-ID mailbot writes: "<mb.REF.NONCE.SIG@domain>" (a thread token)
-# or "<mb-KIND.NONCE@domain>" (mailbot/sending/outgoing.py).
+# or "<mb-KIND.NONCE@domain>" (mailbot/sending/queueing.py).
 _OUR_MESSAGE_ID = re.compile(r"^<mb[.-][^@<>\s]+@(?P<domain>[^@<>\s]+)>$", re.IGNORECASE)
 
 

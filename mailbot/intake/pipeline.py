@@ -22,19 +22,17 @@ from mailbot.app import App
 from mailbot.db import graph_rows, handoff, inbound_rows, ticket_rows
 from mailbot.db.inbound_rows import Duplicate
 from mailbot.db.ticket_rows import TicketRow
-from mailbot.intake import citizens
-from mailbot.intake.citizens import OVERSIZED
 from mailbot.intake.classify import classify
 from mailbot.intake.decide import NOTE_FLAG, Decision, Outcome, decide
 from mailbot.intake.thread_links import candidate_refs
 from mailbot.intake.verdicts import ClassifyContext, Kind, TicketFacts, Verdict
 from mailbot.logformat import log_fields
 from mailbot.mail.parse import InboundMail, parse_message, request_fingerprint
-from mailbot.sending import delivery
 from mailbot.settings import MailboxSettings, Settings
 from mailbot.staff import authority, replies, which_ticket
-from mailbot.standards import deadlines
 from mailbot.states import MessageState
+from mailbot.tickets import acknowledge, bounces, clocks, failures, follow_up, notices, reclassify
+from mailbot.tickets.facts import OVERSIZED, Arrival
 from mailbot.transport.base import FetchedMessage
 
 log = logging.getLogger(__name__)
@@ -140,12 +138,12 @@ def _process(
        the tickets the message names) and find the ticket the verdict names.
     3. Decide (`tickets.decide`, pure) what the message does: open a ticket, attach to one,
        hold for review or set aside; a truncated message is flagged. A new ticket is opened
-       with its deadlines (`deadlines.open_ticket`).
+       with its deadlines (`clocks.open_ticket`).
     4. Store the inbound row with the verdict's kind, rules, flags and reason, and its state
        (a staff message's state waits for the staff work).
     5. Apply: a staff reply goes to `replies.handle` (authenticate, commands, relay),
        whose outcome is then recorded; a held message is put before staff
-       (`citizens.hold_for_review`); any other message with a ticket is applied to it
+       (`notices.hold_for_review`); any other message with a ticket is applied to it
        (`_apply`: a new ticket is acknowledged and its queue told; a follow-up ends a hold,
        reopens when decided, and is forwarded to staff). A bounce is recorded against the
        message it answers.
@@ -180,12 +178,12 @@ def _process(
             "only; the whole message is kept in the quarantine folder",
         )
     if decision.open_ticket is not None:
-        ticket = deadlines.open_ticket(connection, app, decision.open_ticket, now)
+        ticket = clocks.open_ticket(connection, app, decision.open_ticket, now)
     is_staff = verdict.kind is Kind.STAFF_REPLY
-    bounce = citizens.match_bounce(connection, mail) if verdict.kind is Kind.BOUNCE else None
+    bounce = bounces.match_bounce(connection, mail) if verdict.kind is Kind.BOUNCE else None
     reason = decision.reason
     if bounce is not None and bounce.sent is None:
-        reason = f"{reason}; {citizens.Bounce.IGNORED}"
+        reason = f"{reason}; {bounces.Bounce.IGNORED}"
     # A staff message's outcome is decided by the staff work below, written once then.
     state = MessageState.RECEIVED if is_staff else STATE_OF_OUTCOME[decision.outcome]
     inbound_id = inbound_rows.insert_inbound(
@@ -201,8 +199,8 @@ def _process(
         },
     )
     if verdict.kind in (Kind.NEW_REQUEST, Kind.FOLLOW_UP) and mail.from_address is not None:
-        citizens.mark_reachable(connection, mail.from_address.address)
-    arrival = citizens.Arrival(mailbox, mail, fetched.raw, inbound_id, fetched.internal_date)
+        bounces.mark_reachable(connection, mail.from_address.address)
+    arrival = Arrival(mailbox, mail, fetched.raw, inbound_id, fetched.internal_date)
     flags = decision.flags
     if is_staff:
         as_note = NOTE_FLAG in decision.flags
@@ -216,13 +214,13 @@ def _process(
             connection, inbound_id, state=state, reason=staff.reason, flags=",".join(flags)
         )
     elif decision.outcome is Outcome.HELD:
-        citizens.hold_for_review(connection, app, ticket, arrival, [decision.reason], now)
+        notices.hold_for_review(connection, app, ticket, arrival, [decision.reason], now)
     elif ticket is not None:
         _apply(connection, app, ticket, arrival, verdict, decision, now)
     if bounce is not None:
-        citizens.record_bounce(connection, bounce, inbound_id, now)
+        bounces.record_bounce(connection, bounce, inbound_id, now)
         if bounce.sent is not None:
-            delivery.report_bounce(connection, app, bounce.sent, bounce.status, now)
+            failures.report_bounce(connection, app, bounce.sent, bounce.status, now)
     log.info(
         "inbound %s (%s)",
         verdict.kind.value,
@@ -277,7 +275,7 @@ def _classify(
 ) -> Verdict:
     refs = candidate_refs(mail, signing_key, settings.organisation.ticket_prefix)
     known = ticket_rows.tickets_of_message_ids(connection, mail.thread_ids)
-    # A merged ticket's reference stands for the ticket kept (mailbot/staff/merge.py).
+    # A merged ticket's reference stands for the ticket kept (mailbot/tickets/merge.py).
     rows = handoff.follow_merges(
         connection, ticket_rows.tickets_by_ref(connection, set(refs) | set(known.values()))
     )
@@ -339,8 +337,8 @@ def _duplicate(
             "ticket_id": duplicate.ticket_id,
         },
     )
-    arrival = citizens.Arrival(mailbox, mail, fetched.raw, inbound_id, fetched.internal_date)
-    citizens.copy_reached_complaints(connection, app, duplicate, arrival, now)
+    arrival = Arrival(mailbox, mail, fetched.raw, inbound_id, fetched.internal_date)
+    reclassify.copy_reached_complaints(connection, app, duplicate, arrival, now)
     return Processed(state, "duplicate")
 
 
@@ -348,7 +346,7 @@ def _apply(
     connection: Connection,
     app: App,
     ticket: TicketRow,
-    arrival: citizens.Arrival,
+    arrival: Arrival,
     verdict: Verdict,
     decision: Decision,
     now: datetime,
@@ -360,15 +358,15 @@ def _apply(
         ticket_rows.add_event(
             connection, ticket.id, now, "opened", detail, actor=actor, inbound_id=inbound_id
         )
-        citizens.acknowledge(
+        acknowledge.acknowledge(
             connection, app, ticket, arrival, now, automatic=not decision.acknowledge
         )
         reason = OVERSIZED if OVERSIZED in decision.flags else ""
-        citizens.notify_new_ticket(connection, app, ticket, arrival, now, reason=reason)
+        notices.notify_new_ticket(connection, app, ticket, arrival, now, reason=reason)
         return
     kind = "message_attached" if decision.outcome is Outcome.ATTACHED else "message_set_aside"
     ticket_rows.add_event(
         connection, ticket.id, now, kind, detail, actor=actor, inbound_id=inbound_id
     )
     if verdict.kind is Kind.FOLLOW_UP:
-        citizens.follow_up(connection, app, ticket, arrival, now, reopen=decision.reopen)
+        follow_up.follow_up(connection, app, ticket, arrival, now, reopen=decision.reopen)

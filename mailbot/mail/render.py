@@ -31,7 +31,7 @@ PURPOSE_HEADER = "X-Mailbot-Purpose"
 CHECK_PURPOSE = "check"
 # The journal (mailbot/recovery/journal.py): every queued message carries its ticket's reference and
 # its purpose, and mail to staff its dedupe key, so the copies in the Sent folder say what
-# was sent (outgoing.journal_headers writes them).
+# was sent (sending/queueing.py's journal_headers writes them).
 JOURNAL_REF_HEADER = "X-Mailbot-Ref"
 JOURNAL_KEY_HEADER = "X-Mailbot-Key"
 # Appears only in mailbot's internal mail to staff: if it survives in a staff reply, the

@@ -5,7 +5,7 @@ outbox's oldest unsent row older than `outbox_age_minutes`, a message in quarant
 brake engaged. `conditions` decides, from what the daemon observed, whether each is firing,
 clear or not known yet (pure); `review_alerts` opens and closes the episodes in the database
 (at most one open per name: across passes, restarts and instances) and queues the mail
-through the outbox (mailbot/sending/outgoing.py), whose dedupe keys make it exactly once.
+through the outbox (mailbot/sending/to_staff.py), whose dedupe keys make it exactly once.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 from mailbot.app import App
 from mailbot.db import service
 from mailbot.ops.health import Observation, ServerSeen
-from mailbot.sending import outgoing
+from mailbot.sending import to_staff
 from mailbot.settings import AlertSettings
 
 log = logging.getLogger(__name__)
@@ -126,7 +126,7 @@ def _tell(
     if not app.settings.alerts.admins:
         return
     zone = app.calendar.zone
-    outgoing.to_admins(
+    to_staff.to_admins(
         connection,
         app,
         template="alert",

@@ -29,7 +29,7 @@ from mailbot.ops.alerts import conditions, review_alerts
 from mailbot.ops.health import GRAPH_SEND, SMTP, Health, Observed, graph_name, imap_name, judge
 from mailbot.ops.metrics import Metrics
 from mailbot.ops.passes import PassReport, send_outbox
-from mailbot.sending.delivery import PACING
+from mailbot.sending.pacing import PACING
 from mailbot.transport.smtp import connect_smtp, smtp_client
 
 log = logging.getLogger(__name__)

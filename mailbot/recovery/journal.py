@@ -2,7 +2,7 @@
 sending mailbox's Sent folder (effects: IMAP).
 
 Every queued message carries its ticket's reference and its purpose in headers of our own
-(outgoing.journal_headers), so the Sent folder alone says what was sent, to whom, about which
+(queueing.journal_headers), so the Sent folder alone says what was sent, to whom, about which
 ticket; `mailbot reconcile` (mailbot/recovery/reconcile.py) reads it back. Per mailbox, `sent_copy`
 says who keeps the copy: "append" (generic IMAP servers: mailbot appends it, here), "server"
 (Exchange Online and Gmail keep a copy of what is submitted over SMTP: a second would be a

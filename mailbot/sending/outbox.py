@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.engine import Connection
 
 from mailbot.app import App
-from mailbot.db import graph_rows, outbox_rows, ticket_rows
+from mailbot.db import deadline_rows, graph_rows, outbox_rows, ticket_rows
 from mailbot.db.outbox_rows import OutboxRow
 from mailbot.errors import SmtpError
 from mailbot.logformat import log_fields
@@ -177,6 +177,25 @@ def met_at(row: OutboxRow, now: datetime) -> datetime:
     return min(row.created_at, now) if row.purpose in MET_WHEN_QUEUED else now
 
 
+def meet(
+    connection: Connection, settings: Settings, ticket_id: int, purpose: str, at: datetime
+) -> None:
+    """An acknowledgement or a reply was sent: stamp the ticket at `at` (the first time), mark
+    it answered, and meet its open deadlines of the matching commitments
+    (`deadlines.MEETS_KINDS`). `at` is the relay's acceptance for an acknowledgement, and for
+    a staff reply the instant staff answered (`met_at`): a resend after a crash or a relay
+    outage does not move it."""
+    kinds = deadlines.MEETS_KINDS.get(purpose)
+    if kinds is None:
+        return
+    if purpose == "reply":
+        ticket_rows.mark_answered(connection, ticket_id, at, at)
+    else:
+        ticket_rows.stamp_first(connection, ticket_id, deadlines.STAMPS[purpose], at)
+    met = [c.id for c in settings.commitments if c.kind in kinds]
+    deadline_rows.meet_deadlines(connection, ticket_id, met, at)
+
+
 def record(
     connection: Connection,
     app: App,
@@ -217,7 +236,7 @@ def record(
     if row.ticket_id is None or state == OutboxState.PENDING:
         return state
     if state == OutboxState.SENT:
-        deadlines.meet(connection, app.settings, row.ticket_id, row.purpose, met_at(row, now))
+        meet(connection, app.settings, row.ticket_id, row.purpose, met_at(row, now))
     ticket_rows.add_event(
         connection,
         row.ticket_id,

@@ -1,7 +1,7 @@
 """What the relay can carry: the largest message and file, as the transport last said.
 
 The outbox's SMTP sessions record the relay's EHLO SIZE (RFC 1870) each time they open, in
-the database, so the decision to refer a request (mailbot/staff/referral.py) is made, inside
+the database, so the decision to refer a request (mailbot/tickets/referral.py) is made, inside
 the inbound message's transaction and with no network at hand, against what the relay
 really announced; Graph's upload sessions take files up to 150 MB each (under 3 MB where a
 national cloud has no upload sessions: mailbot/transport/graph_limits.py). A relay that changed

@@ -6,7 +6,7 @@ is checked first against `authority.may_act_on`: its sender must work on the tic
 as it stands then, so after a category change that hands the ticket to another queue, the
 sender's next command is refused unless they work there too. The first refusal raises
 `Refused`; the caller's savepoint then undoes the commands before it. `fusionner` and
-`référer` hand the ticket off (mailbot/staff/merge.py, mailbot/staff/referral.py) and must stand
+`référer` hand the ticket off (mailbot/tickets/merge.py, mailbot/tickets/referral.py) and must stand
 alone in
 their reply; a merge needs its sender to work on both tickets' queues. `libérer ADRESSE`, from
 a supervisor of the ticket's queue, releases that person's acts held past their hourly limit
@@ -24,12 +24,12 @@ from sqlalchemy.engine import Connection
 from mailbot.app import App
 from mailbot.db import access, handoff, legal_holds, ticket_rows
 from mailbot.db.ticket_rows import TicketRow
-from mailbot.intake import citizens
 from mailbot.privacy import retention
-from mailbot.staff import authority, limits, merge, referral
+from mailbot.staff import authority, handoff_rules, limits
 from mailbot.staff.command_table import Command, CommandName
-from mailbot.standards import completeness, deadlines
+from mailbot.standards import deadlines
 from mailbot.states import TicketStatus
+from mailbot.tickets import clocks, completeness, merge, notices, reclassify, referral
 
 # The staff date that starts a programme's result clock.
 RESULT_CLOCK_STARTS = {CommandName.INTERVIEW: "interview", CommandName.COMMITTEE: "committee"}
@@ -92,14 +92,14 @@ def _handoff_refusal(
     if command.name is CommandName.MERGE:
         found = ticket_rows.ticket_by_ref(connection, command.argument)
         kept = handoff.kept_ticket(connection, found) if found is not None else None
-        problem = merge.merge_problem(ticket, kept, command.argument)
+        problem = handoff_rules.merge_problem(ticket, kept, command.argument)
         if problem is None and kept is not None:
             for side in (ticket, kept):  # the one rule, on each ticket's queue
                 if not authority.may_act_on(settings, side, sender).allowed:
                     problem = ("merge_not_on_queue", side.ref)
                     break
     elif command.name is CommandName.REFER:
-        problem = referral.referral_problem(settings, ticket, command.argument, text)
+        problem = handoff_rules.referral_problem(settings, ticket, command.argument, text)
     elif command.name is CommandName.RELEASE:
         problem = limits.release_problem(connection, settings, ticket, command.argument, sender)
     if problem is None:
@@ -276,9 +276,9 @@ def _apply(
 ) -> None:
     """Apply one checked command to the ticket, and record it in the ticket's history.
 
-    ``fermer`` closes; ``attente`` starts a hold (the clocks pause: `deadlines.start_hold`);
+    ``fermer`` closes; ``attente`` starts a hold (the clocks pause: `clocks.start_hold`);
     ``assigner`` sets the assignee; ``anglais`` allows an English version with its legal
-    basis; ``catégorie`` reclassifies (deadlines recomputed: `citizens.reclassify`);
+    basis; ``catégorie`` reclassifies (deadlines recomputed: `reclassify.reclassify`);
     ``entrevue`` / ``comité`` start a programme's result clock on the date given; the legal
     hold commands go to `retention.legal_hold`, which writes its own history. A note changes
     nothing here: the caller records the message's text.
@@ -296,7 +296,7 @@ def _apply(
             connection, ticket.id, now, status=TicketStatus.CLOSED.value, closed_at=now
         )
     elif name is CommandName.HOLD:
-        deadlines.start_hold(connection, ticket, command.argument, sender, now)
+        clocks.start_hold(connection, ticket, command.argument, sender, now)
     elif name is CommandName.ASSIGN:
         ticket_rows.set_ticket_fields(connection, ticket.id, now, assignee=command.argument)
     elif name in (CommandName.LEGAL_HOLD, CommandName.LEGAL_RELEASE):
@@ -308,7 +308,7 @@ def _apply(
             connection, ticket.id, now, english_allowed=True, english_basis=command.argument[:500]
         )
     elif name is CommandName.CATEGORY:
-        citizens.reclassify(
+        reclassify.reclassify(
             connection,
             app,
             ticket,
@@ -318,7 +318,7 @@ def _apply(
             now=now,
             reason="staff command",
         )
-        citizens.notify_handover(
+        notices.notify_handover(
             connection,
             app,
             ticket_rows.ticket_by_id(connection, ticket.id) or ticket,
@@ -332,7 +332,7 @@ def _apply(
             app.settings, ticket.category, RESULT_CLOCK_STARTS[name]
         )
         assert commitment is not None  # checked by refusal_of
-        deadlines.start_result_clock(
+        clocks.start_result_clock(
             connection, app, ticket, commitment, date.fromisoformat(command.argument), now
         )
     ticket_rows.add_event(
@@ -356,7 +356,7 @@ def _apply_completeness(
     now: datetime,
 ) -> None:
     """`incomplet : MOTIF` and `complet`: the clocks counted from the complete request wait,
-    then start again (mailbot/standards/completeness.py)."""
+    then start again (mailbot/tickets/completeness.py)."""
     if command.name is CommandName.INCOMPLETE:
         completeness.declare_incomplete(
             connection, app, ticket, command.argument, sender, inbound_id, now

@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection
 from mailbot.app import App
 from mailbot.db import access, act_rows, outbox_rows, ticket_rows
 from mailbot.db.ticket_rows import TicketRow
-from mailbot.sending import outgoing
+from mailbot.sending.to_staff import to_staff
 from mailbot.settings import Settings
 from mailbot.staff import authority
 from mailbot.staff.command_table import CommandName
@@ -130,7 +130,7 @@ def hold(
         acts=acts,
         state=act_rows.HELD,
     )
-    outgoing.to_staff(
+    to_staff(
         connection,
         app,
         template="act_held",

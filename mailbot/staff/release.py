@@ -27,11 +27,11 @@ from sqlalchemy.engine import Connection
 from mailbot.app import App
 from mailbot.db import access, act_rows, handoff, inbound_rows, service, ticket_rows
 from mailbot.db.store import reading
-from mailbot.intake import citizens
 from mailbot.mail.parse import parse_message
-from mailbot.sending import outgoing
+from mailbot.sending import to_staff
 from mailbot.staff import authority, limits, replies
 from mailbot.states import MessageState
+from mailbot.tickets.facts import Arrival
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def _alert(
         if not recipients:
             continue
         told.update(s.lower() for s in recipients)
-        outgoing.to_staff(
+        to_staff.to_staff(
             connection,
             app,
             template="acts_alert",
@@ -104,7 +104,7 @@ def _alert(
             dedupe=key,
             now=now,
         )
-    outgoing.to_admins(
+    to_staff.to_admins(
         connection,
         app,
         template="acts_alert",
@@ -154,7 +154,7 @@ def _replay(connection: Connection, app: App, act: act_rows.HeldAct, now: dateti
         act_rows.finish(connection, act.id, "refused")
         return
     ticket = handoff.kept_ticket(connection, found)
-    arrival = citizens.Arrival(
+    arrival = Arrival(
         app.settings.mailbox(stored.mailbox),
         parse_message(stored.raw),
         stored.raw,

@@ -21,10 +21,11 @@ from sqlalchemy.engine import Connection
 from mailbot.app import App
 from mailbot.db import ticket_rows
 from mailbot.db.ticket_rows import TicketRow
-from mailbot.intake import citizens
-from mailbot.sending import outgoing
+from mailbot.sending.to_staff import to_staff
 from mailbot.staff import authority, replies, send_as, trail
+from mailbot.staff.to_sender import StaffOutcome
 from mailbot.states import MessageState
+from mailbot.tickets.facts import Arrival
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +36,10 @@ def ask(
     connection: Connection,
     app: App,
     ticket: TicketRow | None,
-    arrival: citizens.Arrival,
+    arrival: Arrival,
     named: Sequence[str],
     now: datetime,
-) -> replies.StaffOutcome:
+) -> StaffOutcome:
     """Hold a staff reply naming the tickets `named` and ask its sender which one it is for."""
     mail, reasons = send_as.judged(app.settings, arrival.mail, arrival.raw)
     if reasons or ticket is None:
@@ -48,7 +49,7 @@ def ask(
         return replies.handle(connection, app, ticket, arrival, now)  # held as any other
     sender = arrival.sender or ""
     refs = list(dict.fromkeys(named))
-    outgoing.to_staff(
+    to_staff(
         connection,
         app,
         template="which_ticket",
@@ -75,7 +76,7 @@ def ask(
         )
         trail.record(connection, now, sender, ref, "message", SEVERAL_TICKETS)
     log.warning("staff reply naming %d tickets held; its sender was asked which", len(refs))
-    return replies.StaffOutcome(
+    return StaffOutcome(
         MessageState.HELD,
         f"staff message held: it names several tickets ({', '.join(refs)}); the sender was "
         "asked which one it is for",

@@ -21,7 +21,7 @@ from mailbot.app import App
 from mailbot.db import job_rows, outbox_rows, ticket_rows
 from mailbot.db.store import reading
 from mailbot.mail.render import Rendered
-from mailbot.sending import outgoing
+from mailbot.sending import to_staff
 from mailbot.standards.digest import (
     Compliance,
     build_digest,
@@ -79,7 +79,7 @@ def _ticket_mail(
 ) -> bool:
     """A reminder or an escalation: staff mail threaded to its ticket by the signed token."""
     deadline = item.deadline
-    row = outgoing.staff_message(
+    row = to_staff.staff_message(
         connection,
         app,
         rendered,
@@ -146,7 +146,7 @@ def _digest(
         now=now,
         referrals=job_rows.referrals_sent(connection, since, now),
     )
-    row = outgoing.staff_message(
+    row = to_staff.staff_message(
         connection,
         app,
         render_digest(app.renderer, digest, app.calendar, settings),

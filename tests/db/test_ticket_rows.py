@@ -1,5 +1,6 @@
 """Ticket rows and their event log: an instant stamped once, a status moved only from the
-one expected, lookups by reference and by the Message-ID of a stored message."""
+one expected, a ticket marked answered, lookups by reference and by the Message-ID of a stored
+message."""
 
 from __future__ import annotations
 
@@ -50,6 +51,18 @@ def test_a_status_moves_only_from_the_status_expected(connection: Connection) ->
     assert read(connection, row.id).status == "open"
     ticket_rows.set_status_where(connection, row.id, T, "answered", was="open")
     assert read(connection, row.id).status == "answered"
+
+
+def test_a_ticket_is_marked_answered_once_and_only_from_open(connection: Connection) -> None:
+    row = ticket(connection, "MRI-2025-00001")
+    ticket_rows.mark_answered(connection, row.id, T, LATER)
+    ticket_rows.mark_answered(connection, row.id, LATER, LATER)
+    record = ticket_rows.ticket_record(connection, "MRI-2025-00001")
+    assert record is not None
+    assert (record["answered_at"], record["status"], record["updated_at"]) == (T, "answered", LATER)
+    held = ticket(connection, "MRI-2025-00002", status="on_hold")
+    ticket_rows.mark_answered(connection, held.id, T, T)
+    assert read(connection, held.id).status == "on_hold"
 
 
 def test_the_due_date_is_set_and_cleared(connection: Connection) -> None:

@@ -21,7 +21,7 @@ from mailbot.db.models import AddressState, InboundMessage, OutboxMessage, Ticke
 from mailbot.db.store import session_scope
 from mailbot.ops.passes import run_pass
 from mailbot.sandbox.servers import Sandbox, _SmtpHandler
-from mailbot.sending import outgoing
+from mailbot.sending import to_citizens
 from mailbot.settings import Settings
 from tests.cli.test_commands import mailbot
 from tests.conftest import AppFactory, subprocess_environ, write_sandbox_config
@@ -590,7 +590,7 @@ def test_a_reply_that_cannot_be_built_changes_nothing_and_tells_its_author(
     def broken(*args: object, **kwargs: object) -> None:
         raise ValueError("a header value that cannot be written")
 
-    monkeypatch.setattr(outgoing, "relay", broken)
+    monkeypatch.setattr(to_citizens, "relay", broken)
     app = make_app("2025-11-04T09:05:00-05:00")
 
     run_pass(app)

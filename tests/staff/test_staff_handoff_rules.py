@@ -21,9 +21,8 @@ from mailbot.staff.answers import load_answers, may_write_english, ticket_values
 from mailbot.staff.apply_commands import Refusal, combination_refusal
 from mailbot.staff.authority import may_act
 from mailbot.staff.command_table import Command, CommandError, CommandName
-from mailbot.staff.merge import merge_problem
+from mailbot.staff.handoff_rules import is_own_address, merge_problem, referral_problem
 from mailbot.staff.parse_commands import parse_commands, read_command_line
-from mailbot.staff.referral import is_own_address, referral_problem
 from mailbot.staff.unmarked_commands import UnmarkedCommand, unmarked_command
 
 REPO = Path(__file__).resolve().parents[2]

@@ -17,12 +17,12 @@ from mailbot.mail.parse import files_of, parse_message
 from mailbot.sending.sizes import SendLimit, send_limit
 from mailbot.settings import GRAPH_CLOUDS, Settings
 from mailbot.staff.apply_commands import Refusal
+from mailbot.staff.handoff_rules import referral_problem
 from mailbot.staff.limits import acts_of
-from mailbot.staff.merge import stricter_category
 from mailbot.staff.parse_commands import parse_commands
-from mailbot.staff.referral import referral_problem
 from mailbot.staff.send_as import acting_person, judged
 from mailbot.staff.trail import detail_of
+from mailbot.tickets.merge import stricter_category
 from tests.staff.test_staff_handoff_rules import settings, ticket
 
 INFO = "renseignements@mri.gouv.qc.ca"

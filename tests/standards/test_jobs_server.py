@@ -24,14 +24,14 @@ from mailbot.db.job_rows import month_compliance, open_deadlines
 from mailbot.db.models import DEADLINE, OutboxMessage, TicketEvent, TicketHold
 from mailbot.db.store import session_scope
 from mailbot.db.ticket_rows import set_ticket_fields
-from mailbot.intake.decide import NewTicket
 from mailbot.mail import tokens
 from mailbot.mail.render import PURPOSE_HEADER
 from mailbot.ops.passes import PassReport, run_pass
 from mailbot.sandbox.servers import Sandbox
 from mailbot.settings import DatabaseSettings, Settings
-from mailbot.standards import deadlines as clocks
 from mailbot.standards.due_jobs import WATCHED_KINDS
+from mailbot.tickets import clocks
+from mailbot.tickets.facts import NewTicket
 from tests.conftest import TEST_SIGNING_KEY, AppFactory
 from tests.intake.test_spine import CITIZEN, INFO, OFFICE, citizen_request, office, parsed
 from tests.intake.test_spine import text_of as wire_text

@@ -1,34 +1,29 @@
-"""What sending leaves for people: the brake's start and end, and mail that could not go.
+"""What a message to a citizen that could not go does to its ticket, and who is told.
 
-The sender (mailbot/sending/outbox.py) only sends rows and records outcomes. Before each flush,
-`review_pacing` tells the queues' staff once when the brake starts holding acknowledgements
-back and once when it lets the last of them go; after it, `report_failures` tells a person
-about every acknowledgement or relayed reply that was refused for good or that the relay
-cannot carry, so a citizen is never left without an answer unknowingly; `report_bounce` does
-the same for a message the relay accepted and a delivery report later said never arrived.
-Both write outbox rows with dedupe keys: exactly once across passes, restarts and instances.
+After each flush, `report_failures` tells a person about every acknowledgement or relayed reply
+that was refused for good or that the relay cannot carry, so a citizen is never left without
+an answer unknowingly; `report_bounce` does the same for a message the relay accepted and a
+delivery report later said never arrived. A referral that failed did not happen: its ticket is
+open again. Both write outbox rows with dedupe keys: exactly once across passes, restarts and
+instances.
 """
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 
 from sqlalchemy.engine import Connection
 
 from mailbot.app import App
-from mailbot.db import access, deadline_rows, outbox_rows, service, ticket_rows
+from mailbot.db import access, deadline_rows, outbox_rows, ticket_rows
 from mailbot.db.outbox_rows import PACED_PURPOSE, Failure, SentMessage
 from mailbot.db.store import reading
 from mailbot.db.ticket_rows import TicketRow
-from mailbot.intake import citizens
-from mailbot.sending import outgoing
-from mailbot.sending.outbox import SendPolicy, error_summary, paced_capacity
+from mailbot.sending.outbox import error_summary
+from mailbot.sending.to_staff import to_staff
 from mailbot.states import ClosedReason, TicketStatus
+from mailbot.tickets.notices import staff_recipients
 
-log = logging.getLogger(__name__)
-
-PACING = "pacing"
 # Mail to a citizen whose failure a person must learn of; staff mail is not reported (a
 # failing staff address would only produce more failing staff mail).
 REPORTED_PURPOSES = (
@@ -41,62 +36,6 @@ REPORTED_PURPOSES = (
     "referral_notice",
     "referral",
 )
-
-
-def review_pacing(app: App, policy: SendPolicy, now: datetime) -> None:
-    """Open or close the brake's episode and tell the queues' staff and supervisors."""
-    if policy.pace_limit is None:
-        return
-    with app.engine.begin() as connection:
-        capacity = paced_capacity(connection, policy, now) or 0
-        waiting = outbox_rows.due_paced(connection, now)
-        alert = service.open_alert(connection, PACING)
-        if alert is None and waiting > capacity:
-            queues = outbox_rows.queues_waiting(connection, now)
-            if service.start_alert(connection, PACING, now, ",".join(queues)):
-                log.warning("brake: %d acknowledgement(s) paced", waiting - capacity)
-                _tell(connection, app, queues, now, ended=False, waiting=waiting, since=now)
-        elif (
-            alert is not None
-            and waiting <= capacity
-            and service.resolve_alert(connection, PACING, now)
-        ):
-            log.warning("brake released")
-            queues = [name for name in alert.detail.split(",") if name]
-            _tell(connection, app, queues, now, ended=True, since=alert.started_at)
-
-
-def _tell(
-    connection: Connection,
-    app: App,
-    queues: list[str],
-    now: datetime,
-    *,
-    ended: bool,
-    since: datetime,
-    waiting: int = 0,
-) -> None:
-    rules = app.settings.classification
-    for mailbox in app.settings.mailboxes:
-        if mailbox.name not in queues:
-            continue
-        outgoing.to_staff(
-            connection,
-            app,
-            template="brake",
-            values={
-                "ended": ended,
-                "waiting": waiting,
-                "limit": rules.burst_limit,
-                "window_minutes": rules.burst_window_minutes,
-                "started_at": since.astimezone(app.calendar.zone).strftime("%Y-%m-%d %H:%M"),
-            },
-            queue=mailbox,
-            recipients=(*mailbox.staff, *mailbox.supervisors),
-            purpose="brake_notice",
-            dedupe=f"brake:{mailbox.name}:{since.isoformat()}:{'end' if ended else 'start'}",
-            now=now,
-        )
 
 
 def report_failures(app: App, now: datetime) -> int:
@@ -114,7 +53,7 @@ def report_bounce(
     connection: Connection, app: App, sent: SentMessage, status: str, now: datetime
 ) -> None:
     """A delivery report says a message the relay had accepted never arrived (a permanent
-    failure, matched to the row: mailbot/intake/citizens.py `match_bounce`): the person who
+    failure, matched to the row: mailbot/tickets/bounces.py `match_bounce`): the person who
     must act learns it as of a refusal at the relay, once (the same key); a referral that
     bounced did not happen, and its ticket is open again."""
     if sent.ticket_id is None or sent.purpose not in REPORTED_PURPOSES:
@@ -136,9 +75,9 @@ def _report(
     recipients = (
         (author,)
         if failure.purpose != PACED_PURPOSE and author and author != "mailbot"
-        else citizens.staff_recipients(app.settings, ticket)
+        else staff_recipients(app.settings, ticket)
     )
-    outgoing.to_staff(
+    to_staff(
         connection,
         app,
         template="delivery_failed",

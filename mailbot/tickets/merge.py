@@ -13,7 +13,7 @@ the request it carried.
 
 The duplicate's messages and history join the kept ticket, each message marked with the
 ticket it came from, so that a later referral of the kept ticket carries its own request and
-follow-ups only (mailbot/staff/referral.py). The duplicate is closed with the reason `merged`
+follow-ups only (mailbot/tickets/referral.py). The duplicate is closed with the reason `merged`
 and names the ticket kept, so mail that quotes its reference (its signed token or its
 reference in a subject) lands on the kept ticket, and the report and the digests leave it
 out. The citizen is told once which reference to use.
@@ -28,32 +28,14 @@ from sqlalchemy.engine import Connection
 
 from mailbot.app import App
 from mailbot.db import deadline_rows, handoff, hold_rows, ticket_rows
-from mailbot.db.inbound_rows import citizen_thread
 from mailbot.db.ticket_rows import TicketRow
-from mailbot.intake import citizens
-from mailbot.sending import outgoing
+from mailbot.sending import to_citizens
 from mailbot.staff import authority
 from mailbot.standards import deadlines
 from mailbot.states import ClosedReason, TicketStatus
+from mailbot.tickets import clocks, notices, reclassify
 
 log = logging.getLogger(__name__)
-
-
-def merge_problem(duplicate: TicketRow, kept: TicketRow | None, ref: str) -> tuple[str, str] | None:
-    """Why `duplicate` cannot be merged into `kept` (the ticket `ref` names, after its own
-    merges): (code, argument), or None. The sender's queues are checked by the caller."""
-    if kept is None:
-        return ("no_such_ticket", ref)
-    if kept.id == duplicate.id:
-        return ("merge_same_ticket", ref)
-    if duplicate.closed_reason == ClosedReason.MERGED:
-        return ("ticket_closed_as", duplicate.closed_reason)
-    if kept.requester.lower() != duplicate.requester.lower():
-        return ("merge_other_requester", kept.ref)
-    for side in (kept, duplicate):
-        if side.closed_reason == ClosedReason.REFERRED:
-            return ("merge_referred", side.ref)
-    return None
 
 
 def stricter_category(duplicate: TicketRow, kept: TicketRow) -> str:
@@ -72,8 +54,9 @@ def merge_into(
     inbound_id: int,
     now: datetime,
 ) -> None:
-    """Merge `duplicate` into `kept` (checked by `merge_problem`) and tell the citizen once."""
-    citizen_ids, our_ids = citizen_thread(connection, duplicate.id)
+    """Merge `duplicate` into `kept` (checked by `staff.handoff_rules.merge_problem`) and tell
+    the citizen once."""
+    thread = to_citizens.thread_of(connection, duplicate.id)
     kept = _take_stricter_category(connection, app, duplicate, kept, sender, inbound_id, now)
     _keep_earliest_clock(connection, app, duplicate, kept, now)
     moved = handoff.move_history(connection, duplicate.id, kept.id)
@@ -106,13 +89,13 @@ def merge_into(
         inbound_id=inbound_id,
     )
     closed = ticket_rows.ticket_by_id(connection, duplicate.id) or duplicate
-    outgoing.notice_to_citizen(
+    to_citizens.notice_to_citizen(
         connection,
         app,
         closed,
         template="merged",
         values={"kept": kept, "text": text.rstrip()},
-        thread=(*our_ids, *citizen_ids),
+        thread=thread,
         token_ref=kept.ref,
         purpose="merge_notice",
         dedupe=f"merged:{duplicate.ref}",
@@ -133,13 +116,13 @@ def _take_stricter_category(
     now: datetime,
 ) -> TicketRow:
     """The kept ticket becomes a complaint when the duplicate is one: its clocks, its queue
-    (whose staff receive its request) and its assignee follow (`citizens.reclassify`). A
+    (whose staff receive its request) and its assignee follow (`reclassify.reclassify`). A
     kept ticket already answered is open again: the complaint is not answered yet."""
     category = stricter_category(duplicate, kept)
     if category == kept.category:
         return kept
     previous = authority.queue_of(app.settings, kept)
-    citizens.reclassify(
+    reclassify.reclassify(
         connection,
         app,
         kept,
@@ -153,7 +136,7 @@ def _take_stricter_category(
         connection, kept.id, now, TicketStatus.OPEN.value, was=TicketStatus.ANSWERED.value
     )
     moved = ticket_rows.ticket_by_id(connection, kept.id) or kept
-    citizens.notify_handover(
+    notices.notify_handover(
         connection, app, moved, previous, actor=sender, inbound_id=inbound_id, now=now
     )
     return moved
@@ -189,10 +172,7 @@ def _keep_earliest_clock(
         if values:
             deadline_rows.update_deadline(connection, row.id, values)
     if adopted:  # the duplicate was answered: so is the request, on the kept ticket
-        ticket_rows.stamp_first(connection, kept.id, "answered_at", min(adopted))
-        ticket_rows.set_status_where(
-            connection, kept.id, now, TicketStatus.ANSWERED.value, was=TicketStatus.OPEN.value
-        )
+        ticket_rows.mark_answered(connection, kept.id, min(adopted), now)
     if duplicate_first:
         ticket_rows.set_ticket_fields(
             connection,
@@ -201,4 +181,4 @@ def _keep_earliest_clock(
             received_at=duplicate.received_at,
             receipt_date=duplicate.receipt_date,
         )
-        deadlines.recompute(connection, app, kept.id, now)
+        clocks.recompute(connection, app, kept.id, now)

@@ -3,7 +3,7 @@ connection.
 
 A referral sends what it announces. The first referral of a ticket to a body carries the
 citizen's own request and every follow-up of theirs since (never a merged duplicate's: see
-mailbot/staff/merge.py); a later one to the same body carries the follow-ups received since
+mailbot/tickets/merge.py); a later one to the same body carries the follow-ups received since
 the one before. Their text goes in the body and every file whole. What cannot go whole is
 not sent at all: a referral over the relay's announced SIZE, or with a file over Graph's
 limit (mailbot/sending/sizes.py), a request over the size cap (only its headers were read),
@@ -17,7 +17,7 @@ the ticket is closed as referred; and the citizen's notice (where it went and wh
 to wait for the referral (outbox `after_id`): it leaves only once the relay accepted the
 referral, and is withdrawn if the relay refuses it for good. The relay's acceptance meets
 the ticket's reply and result clocks at the referral's instant (mailbot/sending/outbox.py); a
-refusal for good reopens the ticket and tells its author (mailbot/sending/delivery.py). The
+refusal for good reopens the ticket and tells its author (mailbot/tickets/failures.py). The
 personal information leaving the ministry is written in the access trail.
 """
 
@@ -30,18 +30,15 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from mailbot.app import App
-from mailbot.db import access, handoff, hold_rows, ticket_rows
-from mailbot.db.inbound_rows import citizen_thread
+from mailbot.db import access, handoff, ticket_rows
 from mailbot.db.ticket_rows import TicketRow
 from mailbot.mail.parse import CarriedFile, files_of, parse_message
-from mailbot.sending import outgoing, sizes
-from mailbot.settings import Settings
-from mailbot.standards import deadlines
+from mailbot.sending import referral_mail, sizes, to_citizens
 from mailbot.states import ClosedReason, TicketStatus
+from mailbot.tickets import clocks
+from mailbot.tickets.facts import OVERSIZED
 
 log = logging.getLogger(__name__)
-
-OVERSIZED = "oversized"  # the inbound flag of a message read by its headers only
 
 
 class NotReferred(Exception):
@@ -53,50 +50,6 @@ class NotReferred(Exception):
         self.code = code
         self.argument = argument
         self.files = files
-
-
-def own_domains(settings: Settings) -> frozenset[str]:
-    """The ministry's domains: its staff domains, its Message-ID domain and those of its
-    mailboxes."""
-    domains = {d.strip().lower().rstrip(".") for d in settings.organisation.staff_domains}
-    domains.add(settings.organisation.message_id_domain.strip().lower().rstrip("."))
-    domains.update(address.rpartition("@")[2] for address in settings.own_addresses)
-    return frozenset(domain for domain in domains if domain)
-
-
-def is_inside(domain: str, domains: frozenset[str]) -> bool:
-    """`domain` is one of `domains` or a subdomain of one (label by label: a lookalike such as
-    "mri.gouv.qc.ca.example.net" is outside)."""
-    domain = domain.strip().lower().rstrip(".")
-    return any(domain == own or domain.endswith("." + own) for own in domains)
-
-
-def is_own_address(settings: Settings, address: str) -> bool:
-    """An address of the ministry's own: a mailbox of mailbot's, staff, or an address in one
-    of the ministry's domains or their subdomains."""
-    address = address.strip().lower()
-    return (
-        address in settings.own_addresses
-        or settings.is_staff(address)
-        or is_inside(address.rpartition("@")[2], own_domains(settings))
-    )
-
-
-def referral_problem(
-    settings: Settings, ticket: TicketRow, address: str, note: str
-) -> tuple[str, str] | None:
-    """Why `ticket` cannot be referred to `address` with `note`: (code, argument), or None.
-    (What the referral would carry is checked when it is built: `refer`.)"""
-    if is_own_address(settings, address):
-        return ("refer_own_domain", address)
-    # Closed as merged or referred, and not reopened since by the citizen's follow-up.
-    if ticket.closed_reason is not None and ticket.status == TicketStatus.CLOSED:
-        return ("ticket_closed_as", ticket.closed_reason)
-    if ticket.legal_hold_at is not None:
-        return ("refer_legal_hold", ticket.ref)
-    if not note.strip():
-        return ("refer_needs_note", "")
-    return None
 
 
 def _carried(
@@ -127,7 +80,8 @@ def refer(
     inbound_id: int,
     now: datetime,
 ) -> None:
-    """Queue the referral of `ticket` to `address` (checked by `referral_problem`), close the
+    """Queue the referral of `ticket` to `address` (checked by
+    `staff.handoff_rules.referral_problem`), close the
     ticket as referred and queue the citizen's notice to wait for it; `NotReferred` when it
     cannot go as announced (nothing is written then)."""
     first, messages = _carried(connection, ticket, address)
@@ -149,7 +103,7 @@ def refer(
             }
         )
         files.extend(carried.files)
-    built = outgoing.build_referral(
+    built = referral_mail.build_referral(
         app,
         ticket,
         address=address,
@@ -171,7 +125,7 @@ def refer(
             f"{len(built.raw)}/{over}",
             tuple((file.filename, len(file.payload)) for file in files),
         )
-    row = outgoing.queue_referral(
+    row = referral_mail.queue_referral(
         connection,
         app,
         ticket,
@@ -195,8 +149,7 @@ def refer(
         f"{'request, ' if first else ''}{follow_ups} follow-up(s), requester's name and "
         f"address, and {len(files)} attachment(s) sent to @{domain}",
     )
-    citizen_ids, our_ids = citizen_thread(connection, ticket.id)
-    outgoing.notice_to_citizen(
+    to_citizens.notice_to_citizen(
         connection,
         app,
         ticket,
@@ -208,7 +161,7 @@ def refer(
             "files": [file.filename for file in files],
             "messages": len(messages),
         },
-        thread=(*our_ids, *citizen_ids),
+        thread=to_citizens.thread_of(connection, ticket.id),
         token_ref=ticket.ref,
         purpose="referral_notice",
         dedupe=f"referred:{ticket.ref}:{inbound_id}",
@@ -217,8 +170,7 @@ def refer(
         now=now,
         after_id=row,
     )
-    if hold_rows.close_hold(connection, ticket.id, now, sender):
-        deadlines.recompute(connection, app, ticket.id, now)  # the hold's days move the deadline
+    clocks.end_hold(connection, app, ticket, now, now, actor=sender)  # its days move the deadline
     ticket_rows.set_ticket_fields(
         connection,
         ticket.id,

@@ -23,9 +23,10 @@ from sqlalchemy.engine import Connection
 from mailbot.app import App
 from mailbot.db import deadline_rows, hold_rows, ticket_rows
 from mailbot.db.ticket_rows import TicketRow
-from mailbot.sending import outgoing
+from mailbot.sending import to_citizens
 from mailbot.standards import deadlines
 from mailbot.states import TicketStatus
+from mailbot.tickets import clocks
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ def declare_incomplete(
     ticket_rows.set_ticket_fields(
         connection, ticket.id, now, status=TicketStatus.ON_HOLD.value, closed_at=None
     )
-    deadlines.recompute(connection, app, ticket.id, now)
+    clocks.recompute(connection, app, ticket.id, now)
     log.info("ticket %s declared incomplete", ticket.ref)
 
 
@@ -98,10 +99,7 @@ def complete(
     receipt day. False when the request was not waiting to be completed."""
     if not is_incomplete(connection, ticket.id):
         return False
-    hold_rows.close_hold(connection, ticket.id, at, actor)
-    if ticket.status == TicketStatus.ON_HOLD:
-        ticket_rows.set_ticket_fields(connection, ticket.id, now, status=TicketStatus.OPEN.value)
-    deadlines.recompute(connection, app, ticket.id, now)
+    clocks.end_hold(connection, app, ticket, at, now, actor=actor)
     day = app.calendar.receipt_day(at)
     ticket_rows.add_event(
         connection,
@@ -116,7 +114,7 @@ def complete(
     log.info("ticket %s completed (%s), clocks start again from %s", ticket.ref, how, day)
     current = ticket_rows.ticket_by_id(connection, ticket.id) or ticket
     if _acknowledges_complete_file(app, current):
-        outgoing.complete_file_acknowledgement(
+        to_citizens.complete_file_acknowledgement(
             connection, app, current, day, inbound_id=inbound_id, now=now
         )
     return True
