@@ -41,6 +41,7 @@ from mailbot.db import access, inbound_rows, outbox_rows, ticket_rows
 from mailbot.db.ticket_rows import TicketRow
 from mailbot.intake import citizens
 from mailbot.mail.parse import InboundMail, parse_message
+from mailbot.mail.quotes import extract_new_text
 from mailbot.mail.render import INTERNAL_MARKER
 from mailbot.sending import outgoing
 from mailbot.staff import answers, apply_commands, authority, limits, send_as, trail
@@ -48,7 +49,6 @@ from mailbot.staff.authresults import check_authentication
 from mailbot.staff.command_table import Command, CommandName
 from mailbot.staff.exchange import check_exchange_origin
 from mailbot.staff.parse_commands import StaffMessage, parse_commands
-from mailbot.staff.quotes import extract_new_text
 from mailbot.standards import completeness
 from mailbot.states import MessageState
 
