@@ -28,6 +28,7 @@ from mailbot.db import outbox_rows, ticket_rows
 from mailbot.db.inbound_rows import citizen_thread
 from mailbot.db.ticket_rows import TicketRow
 from mailbot.mail import mime, tokens
+from mailbot.mail.canned import may_write_english
 from mailbot.mail.decoding import flatten
 from mailbot.mail.parse import CarriedFile, InboundMail
 from mailbot.mail.render import (
@@ -41,7 +42,6 @@ from mailbot.mail.render import (
 )
 from mailbot.mail.text import strip_reply_prefix
 from mailbot.settings import MailboxSettings
-from mailbot.staff.answers import may_write_english
 
 MAX_RELAYED_ATTACHMENT_BYTES = 15 * 1024 * 1024
 # Attachments are added with the email package to the message mailbot/mail/mime.py wrote: its

@@ -40,11 +40,12 @@ from mailbot.app import App
 from mailbot.db import access, inbound_rows, outbox_rows, ticket_rows
 from mailbot.db.ticket_rows import TicketRow
 from mailbot.intake import citizens
+from mailbot.mail import canned as answers
 from mailbot.mail.parse import InboundMail, parse_message
 from mailbot.mail.quotes import extract_new_text
 from mailbot.mail.render import INTERNAL_MARKER
 from mailbot.sending import outgoing
-from mailbot.staff import answers, apply_commands, authority, limits, send_as, trail
+from mailbot.staff import apply_commands, authority, limits, send_as, trail
 from mailbot.staff.authresults import check_authentication
 from mailbot.staff.command_table import Command, CommandName
 from mailbot.staff.exchange import check_exchange_origin

@@ -16,8 +16,8 @@ import tomli_w
 from mailbot.cli import main
 from mailbot.db.ticket_rows import TicketRow
 from mailbot.errors import ConfigError
+from mailbot.mail.canned import load_answers, may_write_english, ticket_values
 from mailbot.settings import LanguageSettings, Settings
-from mailbot.staff.answers import load_answers, may_write_english, ticket_values
 from mailbot.staff.apply_commands import Refusal, combination_refusal
 from mailbot.staff.authority import may_act
 from mailbot.staff.command_table import Command, CommandError, CommandName
