@@ -22,8 +22,7 @@ from mailbot.logformat import log_fields
 from mailbot.mail.parse import InboundMail, parse_message
 from mailbot.sending import outgoing
 from mailbot.settings import MailboxSettings, Settings
-from mailbot.staff import authority
-from mailbot.standards import completeness, deadlines
+from mailbot.standards import authority, completeness, deadlines
 from mailbot.states import TicketStatus
 
 log = logging.getLogger(__name__)

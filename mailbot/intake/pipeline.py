@@ -32,8 +32,8 @@ from mailbot.logformat import log_fields
 from mailbot.mail.parse import InboundMail, parse_message, request_fingerprint
 from mailbot.sending import delivery
 from mailbot.settings import MailboxSettings, Settings
-from mailbot.staff import authority, replies, which_ticket
-from mailbot.standards import deadlines
+from mailbot.staff import replies, which_ticket
+from mailbot.standards import authority, deadlines
 from mailbot.states import MessageState
 from mailbot.transport.base import FetchedMessage
 

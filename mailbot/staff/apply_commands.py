@@ -26,9 +26,9 @@ from mailbot.db import access, handoff, legal_holds, ticket_rows
 from mailbot.db.ticket_rows import TicketRow
 from mailbot.intake import citizens
 from mailbot.privacy import retention
-from mailbot.staff import authority, limits, merge, referral
+from mailbot.staff import limits, merge, referral
 from mailbot.staff.command_table import Command, CommandName
-from mailbot.standards import completeness, deadlines
+from mailbot.standards import authority, completeness, deadlines
 from mailbot.states import TicketStatus
 
 # The staff date that starts a programme's result clock.

@@ -32,8 +32,7 @@ from mailbot.db.inbound_rows import citizen_thread
 from mailbot.db.ticket_rows import TicketRow
 from mailbot.intake import citizens
 from mailbot.sending import outgoing
-from mailbot.staff import authority
-from mailbot.standards import deadlines
+from mailbot.standards import authority, deadlines
 from mailbot.states import ClosedReason, TicketStatus
 
 log = logging.getLogger(__name__)

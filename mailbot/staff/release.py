@@ -30,7 +30,8 @@ from mailbot.db.store import reading
 from mailbot.intake import citizens
 from mailbot.mail.parse import parse_message
 from mailbot.sending import outgoing
-from mailbot.staff import authority, limits, replies
+from mailbot.staff import limits, replies
+from mailbot.standards import authority
 from mailbot.states import MessageState
 
 log = logging.getLogger(__name__)

@@ -45,12 +45,12 @@ from mailbot.mail.parse import InboundMail, parse_message
 from mailbot.mail.quotes import extract_new_text
 from mailbot.mail.render import INTERNAL_MARKER
 from mailbot.sending import outgoing
-from mailbot.staff import apply_commands, authority, limits, send_as, trail
+from mailbot.staff import apply_commands, limits, send_as, trail
 from mailbot.staff.authresults import check_authentication
 from mailbot.staff.command_table import Command, CommandName
 from mailbot.staff.exchange import check_exchange_origin
 from mailbot.staff.parse_commands import StaffMessage, parse_commands
-from mailbot.standards import completeness
+from mailbot.standards import authority, completeness
 from mailbot.states import MessageState
 
 log = logging.getLogger(__name__)

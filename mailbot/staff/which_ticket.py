@@ -23,7 +23,8 @@ from mailbot.db import ticket_rows
 from mailbot.db.ticket_rows import TicketRow
 from mailbot.intake import citizens
 from mailbot.sending import outgoing
-from mailbot.staff import authority, replies, send_as, trail
+from mailbot.staff import replies, send_as, trail
+from mailbot.standards import authority
 from mailbot.states import MessageState
 
 log = logging.getLogger(__name__)
