@@ -59,7 +59,7 @@ from mailbot.mail.render import (
 )
 from mailbot.privacy import personal
 from mailbot.privacy.ledger import Withheld, read_ledger, start_above
-from mailbot.privacy.retention import Reapplied, reapply_ledger
+from mailbot.privacy.reapply import Reapplied, reapply_ledger
 from mailbot.sending.outbox import SendPolicy, record
 from mailbot.sending.queueing import sending_mailbox
 from mailbot.settings import MailboxSettings
