@@ -308,37 +308,6 @@ def run_if_due(app: App) -> RetentionReport | None:
 # --- legal hold ----------------------------------------------------------------------------------
 
 
-def legal_hold(
-    connection: Connection,
-    ticket: ticket_rows.TicketRow,
-    reason: str | None,
-    actor: str,
-    now: datetime,
-    inbound_id: int | None = None,
-) -> None:
-    """Place (a reason) or release (None) the legal hold; in the ticket's history. Its owner
-    is `actor`, from the command line, or by email when `inbound_id` names the message.
-    Placing a hold over one in force leaves that one as it is (reason and owner): the new
-    reason is in the history only, so who may lift the hold does not change."""
-    if reason is not None and legal_holds.hold_origin(connection, ticket.id) is not None:
-        ticket_rows.add_event(
-            connection,
-            ticket.id,
-            now,
-            "legal_hold_kept",
-            f"already under legal hold; also: {reason}",
-            actor=actor,
-            inbound_id=inbound_id,
-        )
-        return
-    via = "email" if inbound_id is not None else "cli"
-    legal_holds.set_legal_hold(connection, ticket.id, reason, now, by=actor, via=via)
-    kind = "legal_hold" if reason is not None else "legal_hold_released"
-    ticket_rows.add_event(
-        connection, ticket.id, now, kind, reason or "", actor=actor, inbound_id=inbound_id
-    )
-
-
 def set_legal_hold_by_ref(app: App, ref: str, reason: str | None, actor: str) -> None:
     """The command line's `legal-hold REF --reason TEXT | --release`."""
     now = app.clock.now()
@@ -346,6 +315,6 @@ def set_legal_hold_by_ref(app: App, ref: str, reason: str | None, actor: str) ->
         ticket = ticket_rows.ticket_by_ref(connection, ref)
         if ticket is None:
             raise NotFound(f"no ticket {ref}")
-        legal_hold(connection, ticket, reason, actor, now)
+        legal_holds.change_legal_hold(connection, ticket.id, reason, actor, now)
         action = "legal_hold" if reason is not None else "legal_hold_release"
         access.record(connection, now, actor, action, ref)
