@@ -24,6 +24,31 @@ TOP_LEVEL = {
 FOUNDATIONS = {"mailbot", "mailbot.errors", "mailbot.settings", "mailbot.states"}
 # Only these may import the command line, the daemon loop or the sandbox.
 ENTRY_POINTS = {"mailbot.__main__", "mailbot.cli"}
+# The layers, lowest first: a package imports only from its own layer or the layers below,
+# at the top of a module or inside a function. Two packages of one layer do not import each
+# other (no two subpackages do, whatever their layers).
+LAYERS: tuple[frozenset[str], ...] = tuple(
+    frozenset(layer.split())
+    for layer in (
+        "mailbot errors clock states logformat settings",  # foundations: values, no effects
+        "mail",  # mail as bytes and text
+        "standards",  # the published standards and the authority rule, pure
+        "db",  # every SQL statement
+        "transport",  # the servers: IMAP, SMTP, Microsoft Graph
+        "app",  # the shared context and its effects
+        "sending",  # mail that leaves: built, queued, sent
+        "tickets",  # everything that changes a ticket
+        "staff",  # staff mail parsed and authorised, then handed to tickets
+        "intake",  # mail that comes in: one pass, one message
+        "reporting privacy",  # the report and scheduled jobs; retention, erasure, export
+        "recovery",  # the database rebuilt or restored
+        "ops",  # the pass, the daemon, health
+        "sandbox",  # the throwaway mail system
+        "cli",  # the command line
+        "__main__",
+    )
+)
+MAX_MODULE_LINES = 600
 
 
 def is_entry_point(name: str) -> bool:
@@ -157,3 +182,71 @@ def test_nothing_reaches_up_to_the_entry_points() -> None:
         if is_entry_point(target) or target.startswith("mailbot.sandbox")
     }
     assert upward == set()
+
+
+def package_of(module: str) -> str:
+    """`mailbot.tickets.clocks` -> `tickets`; `mailbot.app` -> `app`; `mailbot` -> `mailbot`."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def layer_of(package: str) -> int:
+    return next(index for index, layer in enumerate(LAYERS) if package in layer)
+
+
+def package_graph() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {}
+    for name, targets in import_graph().items():
+        for target in targets:
+            if package_of(name) != package_of(target):
+                graph.setdefault(package_of(name), set()).add(package_of(target))
+    return graph
+
+
+def test_every_package_has_its_layer() -> None:
+    placed = set().union(*LAYERS)
+    unplaced = {package_of(name) for name in modules()} - placed
+    assert unplaced == set(), f"add to LAYERS in tests/test_layout.py: {sorted(unplaced)}"
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(
+        f"{name} -> {target}"
+        for name, targets in graph.items()
+        for target in targets
+        if layer_of(package_of(target)) > layer_of(package_of(name))
+    )
+
+
+def test_no_package_imports_one_above_it() -> None:
+    assert upward_imports(import_graph()) == []
+
+
+def test_no_two_packages_import_each_other() -> None:
+    graph = package_graph()
+    mutual = sorted(
+        (first, second)
+        for first, targets in graph.items()
+        for second in targets
+        if first < second and first in graph.get(second, set())
+    )
+    assert mutual == []
+
+
+def test_no_module_is_over_the_size_limit() -> None:
+    long = sorted(
+        f"{name}: {lines} lines"
+        for name, path in modules().items()
+        if (lines := len(path.read_text().splitlines())) > MAX_MODULE_LINES
+    )
+    assert long == []
+
+
+def test_the_layering_rule_sees_an_import_inside_a_function(tmp_path: Path) -> None:
+    """The rule cannot pass vacuously: an import inside a function, one layer up, is caught."""
+    module = tmp_path / "ticket_rows.py"
+    module.write_text("def f():\n    from mailbot.tickets import clocks\n    return clocks\n")
+    graph = import_graph()
+    known = set(graph)
+    graph["mailbot.db.ticket_rows"] = set(imports_of(module, known))
+    assert upward_imports(graph) == ["mailbot.db.ticket_rows -> mailbot.tickets.clocks"]

@@ -125,7 +125,7 @@ def erase_arguments(parser: argparse.ArgumentParser) -> None:
 
 def erase(call: Invocation) -> int:
     from mailbot.app import guard_clock
-    from mailbot.privacy.retention import erase_requester
+    from mailbot.privacy.erasure import erase_requester
 
     app, args = call.app, call.args
     args.requester = requester("erase", args.requester)

@@ -76,8 +76,8 @@ def answers_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def answers(call: Invocation) -> int:
+    from mailbot.mail.canned import load_answers
     from mailbot.reporting.views import answers_json
-    from mailbot.staff.answers import load_answers
 
     settings = call.settings
     found = load_answers(settings.answers.dir, settings.templates_dir)

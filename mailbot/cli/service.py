@@ -72,8 +72,8 @@ def check_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check(call: Invocation) -> int:
     """`mailbot check`: the canned answers, then each server (its lines printed as it goes)."""
+    from mailbot.mail.canned import load_answers
     from mailbot.ops.daemon import check_servers
-    from mailbot.staff.answers import load_answers
 
     settings = call.settings
     # A bad canned answer is a configuration error: named here, exit 2.

@@ -31,9 +31,9 @@ from mailbot.intake.thread_links import Threading
 from mailbot.intake.verdicts import ClassifyContext, Kind, Signal, Verdict
 from mailbot.mail.language import detect_language
 from mailbot.mail.parse import InboundMail
+from mailbot.mail.quotes import extract_new_text
 from mailbot.mail.text import strip_reply_prefix
 from mailbot.settings import Category
-from mailbot.staff.quotes import extract_new_text
 
 _LANGUAGE_TEXT_CHARS = 4_000
 

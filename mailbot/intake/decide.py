@@ -18,7 +18,7 @@ from mailbot.mail.parse import InboundMail
 from mailbot.tickets.facts import NewTicket
 
 
-class Outcome(StrEnum):
+class Disposition(StrEnum):
     """What became of an inbound message; stored as its state with a reason."""
 
     OPENED = "opened"  # a new ticket
@@ -29,7 +29,7 @@ class Outcome(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    outcome: Outcome
+    disposition: Disposition
     reason: str
     open_ticket: NewTicket | None = None
     ticket_ref: str | None = None
@@ -76,17 +76,17 @@ def decide(
         # The notes address is for the queue's staff: anyone else's mail there is an act
         # refused like any other, held for a person, never a ticket or a follow-up.
         return Decision(
-            Outcome.HELD,
+            Disposition.HELD,
             "mail to the notes address from someone who is not staff",
             ticket_ref=verdict.ticket_ref,
         )
     if kind is Kind.NEW_REQUEST:
         if mail.from_address is None:
             # Not automatic mail, but nowhere to answer: a person decides, never a drop.
-            return Decision(Outcome.HELD, _no_reply_address(mail))
+            return Decision(Disposition.HELD, _no_reply_address(mail))
         category = verdict.category or default_category
         return Decision(
-            Outcome.OPENED,
+            Disposition.OPENED,
             f"new request ({category})",
             open_ticket=_new_ticket(mail, verdict, mailbox, category, received_at),
             acknowledge=verdict.may_auto_answer,
@@ -95,20 +95,20 @@ def decide(
         if "sender_not_requester" in verdict.rules:
             # Someone other than the requester wrote on the ticket: a person decides.
             return Decision(
-                Outcome.HELD,
+                Disposition.HELD,
                 "message on a ticket from someone other than its requester",
                 ticket_ref=verdict.ticket_ref,
             )
         reopen = ticket_status in ("answered", "closed")
         return Decision(
-            Outcome.ATTACHED,
+            Disposition.ATTACHED,
             "follow-up from the requester" + (", ticket reopened" if reopen else ""),
             ticket_ref=verdict.ticket_ref,
             reopen=reopen,
         )
     if kind is Kind.AUTO_REPLY and verdict.ticket_ref is not None:
         return Decision(
-            Outcome.ATTACHED,
+            Disposition.ATTACHED,
             "automatic reply on a ticket",
             ticket_ref=verdict.ticket_ref,
             flags=("auto_reply",),
@@ -117,28 +117,30 @@ def decide(
         # The staff workflow authenticates the sender before anything reaches a citizen;
         # without a signed link to a ticket it is held for a person, never dropped.
         if verdict.ticket_ref is None:
-            return Decision(Outcome.HELD, "staff message without a signed link to a ticket")
+            return Decision(Disposition.HELD, "staff message without a signed link to a ticket")
         if is_note(verdict):
             return Decision(
-                Outcome.ATTACHED,
+                Disposition.ATTACHED,
                 "staff note on a ticket (never relayed)",
                 ticket_ref=verdict.ticket_ref,
                 flags=("staff", NOTE_FLAG),
             )
         return Decision(
-            Outcome.ATTACHED,
+            Disposition.ATTACHED,
             "staff message on a ticket",
             ticket_ref=verdict.ticket_ref,
             flags=("staff",),
         )
     if kind is Kind.BOUNCE and verdict.ticket_ref is not None:
         return Decision(
-            Outcome.ATTACHED,
+            Disposition.ATTACHED,
             "delivery report on a ticket",
             ticket_ref=verdict.ticket_ref,
             flags=("bounce",),
         )
-    return Decision(Outcome.SET_ASIDE, f"{kind.value}: " + ", ".join(verdict.rules or ("no rule",)))
+    return Decision(
+        Disposition.SET_ASIDE, f"{kind.value}: " + ", ".join(verdict.rules or ("no rule",))
+    )
 
 
 def _no_reply_address(mail: InboundMail) -> str:

@@ -23,13 +23,14 @@ from mailbot.db import graph_rows, handoff, inbound_rows, ticket_rows
 from mailbot.db.inbound_rows import Duplicate
 from mailbot.db.ticket_rows import TicketRow
 from mailbot.intake.classify import classify
-from mailbot.intake.decide import NOTE_FLAG, Decision, Outcome, decide
+from mailbot.intake.decide import NOTE_FLAG, Decision, Disposition, decide
 from mailbot.intake.thread_links import candidate_refs
 from mailbot.intake.verdicts import ClassifyContext, Kind, TicketFacts, Verdict
 from mailbot.logformat import log_fields
 from mailbot.mail.parse import InboundMail, parse_message, request_fingerprint
 from mailbot.settings import MailboxSettings, Settings
-from mailbot.staff import authority, replies, which_ticket
+from mailbot.staff import replies, which_ticket
+from mailbot.standards import authority
 from mailbot.states import MessageState
 from mailbot.tickets import acknowledge, bounces, clocks, failures, follow_up, notices, reclassify
 from mailbot.tickets.facts import OVERSIZED, Arrival
@@ -37,11 +38,11 @@ from mailbot.transport.base import FetchedMessage
 
 log = logging.getLogger(__name__)
 
-STATE_OF_OUTCOME: Mapping[Outcome, MessageState] = {
-    Outcome.OPENED: MessageState.PROCESSED,
-    Outcome.ATTACHED: MessageState.PROCESSED,
-    Outcome.SET_ASIDE: MessageState.SET_ASIDE,
-    Outcome.HELD: MessageState.HELD,
+STATE_OF_DISPOSITION: Mapping[Disposition, MessageState] = {
+    Disposition.OPENED: MessageState.PROCESSED,
+    Disposition.ATTACHED: MessageState.PROCESSED,
+    Disposition.SET_ASIDE: MessageState.SET_ASIDE,
+    Disposition.HELD: MessageState.HELD,
 }
 
 
@@ -185,7 +186,7 @@ def _process(
     if bounce is not None and bounce.sent is None:
         reason = f"{reason}; {bounces.Bounce.IGNORED}"
     # A staff message's outcome is decided by the staff work below, written once then.
-    state = MessageState.RECEIVED if is_staff else STATE_OF_OUTCOME[decision.outcome]
+    state = MessageState.RECEIVED if is_staff else STATE_OF_DISPOSITION[decision.disposition]
     inbound_id = inbound_rows.insert_inbound(
         connection,
         {
@@ -213,7 +214,7 @@ def _process(
         inbound_rows.record_outcome(
             connection, inbound_id, state=state, reason=staff.reason, flags=",".join(flags)
         )
-    elif decision.outcome is Outcome.HELD:
+    elif decision.disposition is Disposition.HELD:
         notices.hold_for_review(connection, app, ticket, arrival, [decision.reason], now)
     elif ticket is not None:
         _apply(connection, app, ticket, arrival, verdict, decision, now)
@@ -224,7 +225,7 @@ def _process(
     log.info(
         "inbound %s (%s)",
         verdict.kind.value,
-        decision.outcome.value,
+        decision.disposition.value,
         extra=log_fields(mailbox=mailbox.name, uid=fetched.uid, ref=ticket.ref if ticket else None),
     )
     label = verdict.kind.value if state == MessageState.PROCESSED else state.value
@@ -364,7 +365,9 @@ def _apply(
         reason = OVERSIZED if OVERSIZED in decision.flags else ""
         notices.notify_new_ticket(connection, app, ticket, arrival, now, reason=reason)
         return
-    kind = "message_attached" if decision.outcome is Outcome.ATTACHED else "message_set_aside"
+    kind = (
+        "message_attached" if decision.disposition is Disposition.ATTACHED else "message_set_aside"
+    )
     ticket_rows.add_event(
         connection, ticket.id, now, kind, detail, actor=actor, inbound_id=inbound_id
     )

@@ -20,11 +20,11 @@ from mailbot.logformat import log_fields
 from mailbot.privacy.ledger import start_new_database
 from mailbot.privacy.retention import run_if_due
 from mailbot.recovery.journal import keep_sent_copies
+from mailbot.reporting.jobs import run_due_jobs
 from mailbot.sending.outbox import FlushReport, SendPolicy, flush_outbox
 from mailbot.sending.pacing import review_pacing
 from mailbot.settings import MailboxSettings
 from mailbot.staff.release import replay_released, review_held_acts
-from mailbot.standards.run_jobs import run_due_jobs
 from mailbot.tickets.failures import report_failures
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,6 @@
 """Keep what the schedule requires, no longer: raw messages destroyed, then tickets
-anonymised, a given number of days after they were finished; legal holds; erasure on request.
+anonymised, a given number of days after they were finished; legal holds. Erasure on request
+is in mailbot/privacy/erasure.py, the ledger applied again in mailbot/privacy/reapply.py.
 
 Rules (calendar days, per queue, `[retention]` in the configuration). A ticket is *finished*
 at its closing, or, answered and left (no activity since, no result still owed), at its last
@@ -16,8 +17,8 @@ activity (`updated_at`):
   emptied `unlinked_days` after it was stored.
 * **Erasure ledger**: before a batch destroys anything, it leaves its entry in the ledger
   kept in the mail store (mailbot/privacy/ledger.py: references, keyed hashes, mailbot's
-  Message-IDs, the counters; nothing personal). `reapply_ledger` applies the entries again
-  to a database restored from an older backup or rebuilt from the mail store.
+  Message-IDs, the counters; nothing personal). `reapply.reapply_ledger` applies the entries
+  again to a database restored from an older backup or rebuilt from the mail store.
 * **Mail store**: when a message's bytes go (raw destruction, anonymisation, mail of no
   ticket, erasure), its copy in its mailbox's processed or quarantine folder is deleted first
   (`personal.delete_copies`: matched by Message-ID or size and proven by the stored SHA-256;
@@ -44,11 +45,10 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from mailbot.app import App
-from mailbot.db import access, ledger_rows, legal_holds, retention_rows, retention_runs, ticket_rows
+from mailbot.db import access, legal_holds, retention_rows, retention_runs, ticket_rows
 from mailbot.db.store import reading, scrub_freed_pages
-from mailbot.errors import MailbotError, NotFound
+from mailbot.errors import NotFound
 from mailbot.privacy import ledger, personal
-from mailbot.privacy.ledger_entry import Ledger, LedgerEntry, address_hash, message_hash
 from mailbot.settings import RetentionSettings, Settings
 from mailbot.standards.business_calendar import BusinessCalendar
 
@@ -305,326 +305,7 @@ def run_if_due(app: App) -> RetentionReport | None:
     return run_retention(app, trigger=DAEMON, actor="mailbot")
 
 
-# --- erasure on a justified request ------------------------------------------------------------
-
-
-def erase_requester(app: App, address: str, reason: str, actor: str) -> RetentionReport:
-    """Every ticket of `address` anonymised now, whatever the schedule, except those under
-    legal hold (reported); every other message of theirs emptied (automatic replies, list
-    mail, held messages: of no ticket, or held on someone else's ticket;
-    `personal.messages_of`), with the notices to staff made from them (a held message's
-    notice quotes its sender and subject); their address gone from other tickets' history.
-    First an entry in the erasure ledger (mailbot/privacy/ledger.py), then the copies of
-    all those messages deleted from the processed, quarantine and Sent folders: a failure
-    of either stops the erasure before the database changes, so it can be run again.
-    Recorded as a run and in the access trail."""
-    if not reason.strip():
-        raise MailbotError("erase: --reason is required (the request's justification)")
-    settings, engine, now = app.settings, app.engine, app.clock.now()
-    keeps = keeps_for(settings)
-    wanted = personal.normalised(address)
-    run_key = ledger.new_key()
-    with engine.begin() as connection:
-        run_id = retention_runs.start_run(
-            connection, "erase", actor, now, dry_run=False, ledger_key=run_key
-        )
-        found = retention_rows.tickets_of_requester(connection, wanted)
-    with reading(engine) as connection:
-        free = [row.id for row in found if row.legal_hold_at is None]
-        copies = retention_rows.copies_of_tickets(connection, free)
-        whole = {row.id for row in found} | set(retention_rows.legal_hold_ids(connection))
-        theirs = personal.messages_of(connection, wanted, skip_tickets=sorted(whole))
-        derived = retention_rows.derived_from(connection, [copy.id for copy in theirs])
-        sent = retention_rows.sent_of_tickets(connection, free)
-        sent += [(out.message_id, out.raw) for out in derived if out.journalled and out.raw]
-        entry = ledger.entry_for(
-            connection,
-            app.signing_key,
-            ledger.Destruction(
-                kind="erase",
-                run=run_key,
-                trigger="erase",
-                actor=actor,
-                at=now,
-                addresses=(wanted,),
-                refs=tuple(r.ref for r in found if r.legal_hold_at is None),
-                kept=tuple(r.ref for r in found if r.legal_hold_at is not None),
-                sha256s=tuple(copy.sha256 for copy in (*copies, *theirs)),
-                sent=(
-                    *retention_rows.outgoing_of_tickets(connection, free),
-                    *retention_rows.with_aliases(connection, [out.message_id for out in derived]),
-                ),
-                counts=(
-                    0,
-                    sum(1 for r in found if r.legal_hold_at is None and r.anonymised_at is None),
-                    len(theirs),
-                ),
-            ),
-        )
-    ledger.keep_entry(app, entry)
-    report = RetentionReport(run_id, dry_run=False)
-    report.copies_deleted = personal.delete_copies(app, [*copies, *theirs], now)
-    report.copies_deleted += personal.delete_sent_copies(app, sent, now)
-    for start in range(0, len(found), settings.retention.batch_size):
-        chunk = found[start : start + settings.retention.batch_size]
-        with engine.begin() as connection:
-            due = []
-            for row in chunk:
-                if row.legal_hold_at is not None:
-                    report.held.append(row.ref)
-                    access.record(connection, now, actor, "erase_refused", row.ref, "legal hold")
-                elif row.anonymised_at is None:
-                    due.append(retention_rows.DueTicket(row.id, row.ref, row.requester))
-            retention_rows.anonymise(connection, due, keeps, now)
-            retention_runs.add_to_run(
-                connection, run_id, anonymised=len(due), refs=[f"anonymised:{t.ref}" for t in due]
-            )
-            for ticket in due:
-                ticket_rows.add_event(connection, ticket.id, now, "erased", actor=actor)
-                access.record(connection, now, actor, "erase", ticket.ref, reason)
-            report.anonymised += [t.ref for t in due]
-    with engine.begin() as connection:
-        retention_rows.clear_inbound(connection, [copy.id for copy in theirs])
-        retention_rows.clear_outgoing(connection, [out.id for out in derived], keeps)
-        if theirs:
-            report.unlinked += len(theirs)
-            retention_runs.add_to_run(connection, run_id, unlinked=len(theirs))
-            access.record(connection, now, actor, "erase", None, f"{len(theirs)} other message(s)")
-        retention_rows.replace_person(connection, [wanted])
-        retention_rows.forget_addresses(connection, [wanted])
-        retention_runs.finish_run(connection, run_id, now)
-    scrub_freed_pages(engine)
-    return report
-
-
-# --- the erasure ledger applied again --------------------------------------------------------
-
-
-@dataclass
-class Reapplied:
-    """What the ledger's entries erased again in a database restored from an older backup
-    or rebuilt from the mail store."""
-
-    erasures: int = 0  # erasures on request that found something to erase again
-    runs: int = 0  # retention runs and erasures recorded again in `retention history`
-    tickets: int = 0  # tickets anonymised (or emptied of their messages) again
-    messages: int = 0  # received messages emptied again
-    sent: int = 0  # mailbot's own messages emptied again
-    on_record: int = 0  # erasures on request the ledger holds
-    ignored: int = 0  # entries not signed with this instance's key (not applied)
-
-    def summary(self) -> str:
-        text = (
-            f"ledger: {self.erasures} erasure(s) re-applied (of {self.on_record} on record), "
-            f"{self.tickets} ticket(s), {self.messages} received and {self.sent} sent "
-            f"message(s) erased again, {self.runs} run(s) put back in the retention history"
-        )
-        if self.ignored:
-            text += (
-                f"; {self.ignored} entry(ies) not signed with this instance's key were not "
-                "applied (was the signing key changed?)"
-            )
-        return text
-
-
-def reapply_ledger(app: App, found: Ledger) -> Reapplied:
-    """Apply the ledger's signed entries again to the database: tickets it anonymised or
-    emptied (by reference; an erased person's other tickets received before the erasure, by
-    the keyed hash of their address), received messages (by the keyed hash of their bytes'
-    SHA-256), mailbot's own mail (by Message-ID), mail of no ticket (by the instant the
-    schedule emptied it up to), the erased person in other tickets' history; legal holds
-    in force are respected. Runs the database does not know are put back in its history.
-    Running it again changes nothing."""
-    key, keeps, now = app.signing_key, keeps_for(app.settings), app.clock.now()
-    entries = found.verified
-    report = Reapplied(
-        on_record=len({e.run for e in entries if e.kind == "erase"}), ignored=found.unverified
-    )
-    if not entries:
-        return report
-    changed: set[str] = set()
-    with app.engine.begin() as connection:
-        report.tickets += _tickets_again(connection, key, entries, keeps, now, changed)
-        report.messages += _messages_again(connection, key, entries, keeps, changed)
-        report.sent += _sent_again(connection, entries, keeps, changed)
-        report.runs += _history_again(connection, entries)
-        report.erasures = len({e.run for e in entries if e.kind == "erase" and e.run in changed})
-        if changed:
-            access.record(connection, now, "mailbot", "ledger_reapplied", detail=report.summary())
-    if changed:
-        scrub_freed_pages(app.engine)
-    return report
-
-
-def _tickets_again(
-    connection: Connection,
-    key: bytes,
-    entries: list[LedgerEntry],
-    keeps: retention_rows.Keeps,
-    now: datetime,
-    changed: set[str],
-) -> int:
-    anonymise: dict[str, str] = {}
-    emptied: dict[str, str] = {}
-    for entry in entries:
-        for ref in entry.refs:
-            (emptied if entry.kind == "raw" else anonymise).setdefault(ref, entry.run)
-    people: dict[str, list[LedgerEntry]] = {}
-    for entry in entries:
-        for person in entry.addresses:
-            people.setdefault(person, []).append(entry)
-    due: dict[int, tuple[retention_rows.DueTicket, str]] = {}
-    for ticket in ledger_rows.tickets_named(connection, anonymise):
-        if not ticket.anonymised and not ticket.legal_hold:
-            due[ticket.id] = (
-                retention_rows.DueTicket(ticket.id, ticket.ref, ticket.requester),
-                anonymise[ticket.ref],
-            )
-    if people:
-        for ticket in ledger_rows.tickets_not_anonymised(connection):
-            if ticket.legal_hold or ticket.id in due:
-                continue
-            erasures = people.get(address_hash(key, personal.normalised(ticket.requester)), [])
-            for entry in erasures:
-                if ticket.received_at <= entry.at and ticket.ref not in entry.kept:
-                    due[ticket.id] = (
-                        retention_rows.DueTicket(ticket.id, ticket.ref, ticket.requester),
-                        entry.run,
-                    )
-                    break
-    if due:
-        retention_rows.anonymise(connection, [again for again, _run in due.values()], keeps, now)
-        for again, run in due.values():
-            ticket_rows.add_event(connection, again.id, now, "erased_again")
-            changed.add(run)
-    raw = [
-        (named, emptied[named.ref])
-        for named in ledger_rows.tickets_named(connection, emptied)
-        if not named.raw_destroyed and not named.legal_hold and named.id not in due
-    ]
-    if raw:
-        retention_rows.destroy_raw(connection, [named.id for named, _run in raw], now)
-        changed.update(run for _named, run in raw)
-    if people:
-        named = [
-            person
-            for person in ledger_rows.people_named(connection)
-            if address_hash(key, personal.normalised(person)) in people
-        ]
-        if named:
-            retention_rows.replace_person(connection, named)
-            retention_rows.forget_addresses(connection, named)
-    return len(due) + len(raw)
-
-
-def _messages_again(
-    connection: Connection,
-    key: bytes,
-    entries: list[LedgerEntry],
-    keeps: retention_rows.Keeps,
-    changed: set[str],
-) -> int:
-    wanted = {digest: entry.run for entry in entries for digest in entry.messages}
-    held = set(retention_rows.legal_hold_ids(connection))
-    hits = [
-        (message, wanted[digest])
-        for message in ledger_rows.messages_with_hashes(connection)
-        if message.ticket_id not in held and (digest := message_hash(key, message.sha256)) in wanted
-    ]
-    retention_rows.clear_inbound(connection, [message.id for message, _run in hits])
-    changed.update(run for _message, run in hits)
-    count = len(hits)
-    for entry in entries:
-        if entry.kind != "unlinked" or entry.unlinked_before is None:
-            continue
-        while True:
-            emptied = retention_rows.clear_unlinked(
-                connection, entry.unlinked_before, keeps, 500, dry_run=False
-            )
-            if not emptied:
-                break
-            count += emptied
-            changed.add(entry.run)
-    return count
-
-
-def _sent_again(
-    connection: Connection,
-    entries: list[LedgerEntry],
-    keeps: retention_rows.Keeps,
-    changed: set[str],
-) -> int:
-    wanted = {message_id: entry.run for entry in entries for message_id in entry.sent}
-    named = ledger_rows.outbox_named(connection, wanted)
-    retention_rows.clear_outgoing(connection, [row_id for row_id, _message_id in named], keeps)
-    changed.update(wanted[message_id] for _row_id, message_id in named)
-    return len(named)
-
-
-def _history_again(connection: Connection, entries: list[LedgerEntry]) -> int:
-    """Each run the ledger records and the database lacks, put back in its history."""
-    known = ledger_rows.run_keys(connection)
-    runs: dict[str, list[LedgerEntry]] = {}
-    for entry in entries:
-        if entry.run and entry.run not in known:
-            runs.setdefault(entry.run, []).append(entry)
-    for run, batches in runs.items():
-        first = batches[0]
-        prefix = {"erase": "anonymised", "anonymise": "anonymised", "raw": "raw"}
-        ledger_rows.record_run(
-            connection,
-            key=run,
-            trigger=first.trigger,
-            actor=first.actor,
-            started_at=min(entry.at for entry in batches),
-            finished_at=max(entry.at for entry in batches),
-            counts=(
-                sum(entry.counts[0] for entry in batches),
-                sum(entry.counts[1] for entry in batches),
-                sum(entry.counts[2] for entry in batches),
-            ),
-            refs=[
-                f"{prefix[entry.kind]}:{ref}"
-                for entry in batches
-                if entry.kind in prefix
-                for ref in entry.refs
-            ],
-        )
-    return len(runs)
-
-
 # --- legal hold ----------------------------------------------------------------------------------
-
-
-def legal_hold(
-    connection: Connection,
-    ticket: ticket_rows.TicketRow,
-    reason: str | None,
-    actor: str,
-    now: datetime,
-    inbound_id: int | None = None,
-) -> None:
-    """Place (a reason) or release (None) the legal hold; in the ticket's history. Its owner
-    is `actor`, from the command line, or by email when `inbound_id` names the message.
-    Placing a hold over one in force leaves that one as it is (reason and owner): the new
-    reason is in the history only, so who may lift the hold does not change."""
-    if reason is not None and legal_holds.hold_origin(connection, ticket.id) is not None:
-        ticket_rows.add_event(
-            connection,
-            ticket.id,
-            now,
-            "legal_hold_kept",
-            f"already under legal hold; also: {reason}",
-            actor=actor,
-            inbound_id=inbound_id,
-        )
-        return
-    via = "email" if inbound_id is not None else "cli"
-    legal_holds.set_legal_hold(connection, ticket.id, reason, now, by=actor, via=via)
-    kind = "legal_hold" if reason is not None else "legal_hold_released"
-    ticket_rows.add_event(
-        connection, ticket.id, now, kind, reason or "", actor=actor, inbound_id=inbound_id
-    )
 
 
 def set_legal_hold_by_ref(app: App, ref: str, reason: str | None, actor: str) -> None:
@@ -634,6 +315,6 @@ def set_legal_hold_by_ref(app: App, ref: str, reason: str | None, actor: str) ->
         ticket = ticket_rows.ticket_by_ref(connection, ref)
         if ticket is None:
             raise NotFound(f"no ticket {ref}")
-        legal_hold(connection, ticket, reason, actor, now)
+        legal_holds.change_legal_hold(connection, ticket.id, reason, actor, now)
         action = "legal_hold" if reason is not None else "legal_hold_release"
         access.record(connection, now, actor, action, ref)

@@ -59,7 +59,7 @@ from mailbot.mail.render import (
 )
 from mailbot.privacy import personal
 from mailbot.privacy.ledger import Withheld, read_ledger, start_above
-from mailbot.privacy.retention import Reapplied, reapply_ledger
+from mailbot.privacy.reapply import Reapplied, reapply_ledger
 from mailbot.sending.outbox import SendPolicy, record
 from mailbot.sending.queueing import sending_mailbox
 from mailbot.settings import MailboxSettings
@@ -93,7 +93,7 @@ class SentEntry:
 
 
 @dataclass(frozen=True, slots=True)
-class Arrival:
+class FolderMessage:
     """A message of a processed or quarantine folder."""
 
     mailbox: MailboxSettings
@@ -211,17 +211,17 @@ class _Journal:
         return [entry for entry in self.entries if entry.message_id not in self._used]
 
 
-def read_store(app: App) -> tuple[list[Arrival], list[SentEntry]]:
+def read_store(app: App) -> tuple[list[FolderMessage], list[SentEntry]]:
     """Every message of every mailbox's processed and quarantine folders, and our copies in
     the Sent folders (each folder read once)."""
-    arrivals: list[Arrival] = []
+    arrivals: list[FolderMessage] = []
     entries: dict[str, SentEntry] = {}
     limit = app.settings.daemon.max_message_bytes
     for mailbox in app.settings.mailboxes:
         with app.open_mailbox(mailbox, app.clock.now()) as box:
             for folder in (mailbox.processed_folder, mailbox.quarantine_folder):
                 arrivals += [
-                    Arrival(mailbox, folder, message)
+                    FolderMessage(mailbox, folder, message)
                     for message in box.read_folder(folder, limit)
                     if not is_check_copy(message.raw)
                 ]
@@ -350,7 +350,7 @@ def _message_id_header(raw: bytes) -> str:
 def _replay(
     connection: Connection,
     app: App,
-    arrival: Arrival,
+    arrival: FolderMessage,
     year: int,
     prefix: str,
     wanted: str | None,

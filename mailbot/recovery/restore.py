@@ -28,7 +28,7 @@ from mailbot.db import backup, ledger_rows
 from mailbot.db.store import known_revisions, make_engine, scrub_freed_pages
 from mailbot.errors import ConfigError, ImapError
 from mailbot.privacy.ledger import read_ledger, start_above
-from mailbot.privacy.retention import Reapplied, reapply_ledger
+from mailbot.privacy.reapply import Reapplied, reapply_ledger
 
 log = logging.getLogger(__name__)
 

@@ -1,1 +1,2 @@
-"""The compliance report (values, queries, rendering, charts) and the views people read."""
+"""The compliance report (values, queries, rendering, charts), the views people read, and the
+reminders, escalations and digests queued for staff at each pass."""

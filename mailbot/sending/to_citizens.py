@@ -20,12 +20,12 @@ from mailbot.app import App
 from mailbot.db import ticket_rows
 from mailbot.db.inbound_rows import citizen_thread
 from mailbot.db.ticket_rows import TicketRow
+from mailbot.mail.canned import may_write_english
 from mailbot.mail.parse import InboundMail
 from mailbot.mail.render import Envelope, Rendered, compose
 from mailbot.mail.text import strip_reply_prefix
 from mailbot.sending.queueing import message_id, queue_row, with_attachments
 from mailbot.settings import MailboxSettings
-from mailbot.staff.answers import may_write_english
 
 
 @dataclass(frozen=True, slots=True)

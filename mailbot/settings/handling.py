@@ -77,7 +77,7 @@ class StaffSettings(Frozen):
 
 
 class AnswersSettings(Frozen):
-    """Canned answers (mailbot/staff/answers.py): the folder of `NAME.fr.txt` / `NAME.en.txt`
+    """Canned answers (mailbot/mail/canned.py): the folder of `NAME.fr.txt` / `NAME.en.txt`
     Jinja2 files the ministry maintains; none when unset."""
 
     dir: Path | None = None

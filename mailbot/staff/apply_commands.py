@@ -24,10 +24,9 @@ from sqlalchemy.engine import Connection
 from mailbot.app import App
 from mailbot.db import access, handoff, legal_holds, ticket_rows
 from mailbot.db.ticket_rows import TicketRow
-from mailbot.privacy import retention
-from mailbot.staff import authority, handoff_rules, limits
+from mailbot.staff import handoff_rules, limits
 from mailbot.staff.command_table import Command, CommandName
-from mailbot.standards import deadlines
+from mailbot.standards import authority, deadlines
 from mailbot.states import TicketStatus
 from mailbot.tickets import clocks, completeness, merge, notices, reclassify, referral
 
@@ -280,8 +279,8 @@ def _apply(
     ``assigner`` sets the assignee; ``anglais`` allows an English version with its legal
     basis; ``catégorie`` reclassifies (deadlines recomputed: `reclassify.reclassify`);
     ``entrevue`` / ``comité`` start a programme's result clock on the date given; the legal
-    hold commands go to `retention.legal_hold`, which writes its own history. A note changes
-    nothing here: the caller records the message's text.
+    hold commands go to `legal_holds.change_legal_hold`, which writes its own history. A note
+    changes nothing here: the caller records the message's text.
     """
     name = command.name
     if name is CommandName.NOTE:
@@ -301,7 +300,7 @@ def _apply(
         ticket_rows.set_ticket_fields(connection, ticket.id, now, assignee=command.argument)
     elif name in (CommandName.LEGAL_HOLD, CommandName.LEGAL_RELEASE):
         reason = command.argument if name is CommandName.LEGAL_HOLD else None
-        retention.legal_hold(connection, ticket, reason, sender, now, inbound_id)
+        legal_holds.change_legal_hold(connection, ticket.id, reason, sender, now, inbound_id)
         return  # the history has it (legal_hold, legal_hold_released)
     elif name is CommandName.ENGLISH:
         ticket_rows.set_ticket_fields(

@@ -11,8 +11,9 @@ from sqlalchemy.engine import Connection
 from mailbot.app import App
 from mailbot.db import access, ticket_rows
 from mailbot.db.ticket_rows import TicketRow
+from mailbot.mail import canned
 from mailbot.sending import to_citizens
-from mailbot.staff import answers, apply_commands, limits
+from mailbot.staff import apply_commands, limits
 from mailbot.staff.command_table import Command, CommandName
 from mailbot.staff.parse_commands import StaffMessage
 from mailbot.staff.to_sender import (
@@ -188,8 +189,8 @@ def with_canned_answers(
     """The reply's text with each `réponse type` line replaced by its answer rendered for the
     ticket: French in place; the answers' English versions after it, where the ticket's
     language rules allow and every answer used has one."""
-    english = answers.may_write_english(app.settings, ticket)
-    values = answers.ticket_values(app.settings, ticket, app.calendar.office_date(now))
+    english = canned.may_write_english(app.settings, ticket)
+    values = canned.ticket_values(app.settings, ticket, app.calendar.office_date(now))
     french: list[str] = [hold.argument] if hold else []
     english_parts: list[str | None] = []
     for piece in parsed.pieces:

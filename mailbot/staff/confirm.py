@@ -12,11 +12,11 @@ from mailbot.app import App
 from mailbot.db import inbound_rows, outbox_rows, ticket_rows
 from mailbot.db.ticket_rows import TicketRow
 from mailbot.mail.parse import InboundMail, parse_message
+from mailbot.mail.quotes import extract_new_text
 from mailbot.mail.render import INTERNAL_MARKER
 from mailbot.staff import send_as
 from mailbot.staff.apply_reply import UNCERTAIN_CUT, act
 from mailbot.staff.parse_commands import StaffMessage, parse_commands
-from mailbot.staff.quotes import extract_new_text
 from mailbot.staff.to_sender import StaffOutcome, tell_sender
 from mailbot.states import MessageState
 from mailbot.tickets.facts import Arrival

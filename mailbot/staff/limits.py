@@ -27,9 +27,9 @@ from mailbot.db import access, act_rows, outbox_rows, ticket_rows
 from mailbot.db.ticket_rows import TicketRow
 from mailbot.sending.to_staff import to_staff
 from mailbot.settings import Settings
-from mailbot.staff import authority
 from mailbot.staff.command_table import CommandName
 from mailbot.staff.parse_commands import StaffMessage
+from mailbot.standards import authority
 
 log = logging.getLogger(__name__)
 

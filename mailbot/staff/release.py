@@ -29,7 +29,8 @@ from mailbot.db import access, act_rows, handoff, inbound_rows, service, ticket_
 from mailbot.db.store import reading
 from mailbot.mail.parse import parse_message
 from mailbot.sending import to_staff
-from mailbot.staff import authority, limits, replies
+from mailbot.staff import limits, replies
+from mailbot.standards import authority
 from mailbot.states import MessageState
 from mailbot.tickets.facts import Arrival
 

@@ -18,7 +18,7 @@ author's hourly limit is held whole (mailbot/staff/limits.py). Every refusal is 
 the access trail (mailbot/staff/trail.py).
 
 What reaches the citizen: the reply's text, with each `#réponse type : NOM` line replaced by
-that canned answer rendered for the ticket (mailbot/staff/answers.py); after `#fusionner` or
+that canned answer rendered for the ticket (mailbot/mail/canned.py); after `#fusionner` or
 `#référer` nothing is relayed, the merge's or the referral's own notice carries the text
 (mailbot/tickets/merge.py, mailbot/tickets/referral.py). A reply whose text opens with what looks
 like a command left unmarked (`Fermer`, `Note interne`: mailbot/staff/unmarked_commands.py) is
@@ -42,6 +42,7 @@ from mailbot.app import App
 from mailbot.db import access, ticket_rows
 from mailbot.db.ticket_rows import TicketRow
 from mailbot.mail.parse import InboundMail
+from mailbot.mail.quotes import extract_new_text
 from mailbot.mail.render import INTERNAL_MARKER
 from mailbot.staff import apply_commands, limits, send_as, trail
 from mailbot.staff.apply_reply import act
@@ -49,7 +50,6 @@ from mailbot.staff.authresults import check_authentication
 from mailbot.staff.confirm import CONFIRM_WORDS, confirm_held_reply, hold_unmarked
 from mailbot.staff.exchange import check_exchange_origin
 from mailbot.staff.parse_commands import parse_commands
-from mailbot.staff.quotes import extract_new_text
 from mailbot.staff.to_sender import StaffOutcome, refuse_authority, reject
 from mailbot.states import MessageState
 from mailbot.tickets import notices

@@ -14,7 +14,8 @@ from mailbot.app import App
 from mailbot.db import ticket_rows
 from mailbot.db.ticket_rows import TicketRow
 from mailbot.sending.to_staff import to_staff
-from mailbot.staff import apply_commands, authority, trail
+from mailbot.staff import apply_commands, trail
+from mailbot.standards import authority
 from mailbot.states import MessageState
 from mailbot.tickets import notices
 from mailbot.tickets.facts import Arrival

@@ -22,8 +22,9 @@ from mailbot.app import App
 from mailbot.db import ticket_rows
 from mailbot.db.ticket_rows import TicketRow
 from mailbot.sending.to_staff import to_staff
-from mailbot.staff import authority, replies, send_as, trail
+from mailbot.staff import replies, send_as, trail
 from mailbot.staff.to_sender import StaffOutcome
+from mailbot.standards import authority
 from mailbot.states import MessageState
 from mailbot.tickets.facts import Arrival
 

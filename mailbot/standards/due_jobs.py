@@ -2,7 +2,7 @@
 
 Functions from facts (open deadlines, the day of each supervisor's last digest), `now`, the
 calendar and the settings to frozen values (`ReminderDue`, `EscalationDue`, `DigestDue`).
-`run_due_jobs` (`mailbot/standards/run_jobs.py`) is the effectful edge: it reads those facts,
+`run_due_jobs` (`mailbot/reporting/jobs.py`) is the effectful edge: it reads those facts,
 renders the French templates and writes one outbox row per message in its own transaction.
 The scheduler only wakes this code up; the database decides what is due.
 

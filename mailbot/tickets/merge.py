@@ -30,8 +30,7 @@ from mailbot.app import App
 from mailbot.db import deadline_rows, handoff, hold_rows, ticket_rows
 from mailbot.db.ticket_rows import TicketRow
 from mailbot.sending import to_citizens
-from mailbot.staff import authority
-from mailbot.standards import deadlines
+from mailbot.standards import authority, deadlines
 from mailbot.states import ClosedReason, TicketStatus
 from mailbot.tickets import clocks, notices, reclassify
 

@@ -19,7 +19,7 @@ from mailbot.logformat import log_fields
 from mailbot.mail.parse import parse_message
 from mailbot.sending.to_staff import to_staff
 from mailbot.settings import MailboxSettings, Settings
-from mailbot.staff import authority
+from mailbot.standards import authority
 from mailbot.tickets.facts import Arrival
 
 log = logging.getLogger(__name__)

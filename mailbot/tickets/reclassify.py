@@ -12,7 +12,7 @@ from mailbot.app import App
 from mailbot.db import ticket_rows
 from mailbot.db.inbound_rows import Duplicate
 from mailbot.db.ticket_rows import TicketRow
-from mailbot.staff import authority
+from mailbot.standards import authority
 from mailbot.tickets import clocks
 from mailbot.tickets.facts import Arrival
 from mailbot.tickets.notices import notify_new_ticket

@@ -877,7 +877,7 @@ def test_staff_requester_who_works_the_ticket_queue_is_staff_on_it() -> None:
 
 
 def test_staff_replying_on_a_ticket_they_do_not_request_stays_staff_whatever_the_queue() -> None:
-    # The authority rule (mailbot/staff/authority.py) then decides; it is never a citizen's.
+    # The authority rule (mailbot/standards/authority.py) then decides; it is never a citizen's.
     raw = message({"In-Reply-To": TOKEN_ID}, sender="<nouvel.agent@mri.gouv.qc.ca>")
     assert verdict_of(raw, mailbox=mailbox("plaintes", "complaint")).kind is Kind.STAFF_REPLY
 

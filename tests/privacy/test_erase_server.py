@@ -9,8 +9,9 @@ from pathlib import Path
 
 from mailbot.app import App
 from mailbot.ops.passes import run_pass
+from mailbot.privacy.erasure import erase_requester
 from mailbot.privacy.export import export_requester, write_messages_zip
-from mailbot.privacy.retention import erase_requester, run_retention
+from mailbot.privacy.retention import run_retention
 from mailbot.sandbox.servers import Sandbox, maildir_for
 from mailbot.settings import Settings
 from tests.conftest import AppFactory

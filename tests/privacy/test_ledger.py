@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from mailbot.app import App
 from mailbot.db import backup
 from mailbot.ops.passes import run_pass
+from mailbot.privacy.erasure import erase_requester
 from mailbot.privacy.ledger import read_ledger, start_new_database
 from mailbot.privacy.ledger_entry import (
     LedgerEntry,
@@ -27,7 +28,7 @@ from mailbot.privacy.ledger_entry import (
     entry_text,
     read_entry,
 )
-from mailbot.privacy.retention import erase_requester, run_retention
+from mailbot.privacy.retention import run_retention
 from mailbot.recovery.reconcile import reconcile
 from mailbot.settings import DatabaseSettings, RetentionSettings, Settings
 from tests.conftest import AppFactory, fresh_database

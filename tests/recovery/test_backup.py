@@ -355,7 +355,7 @@ WRITERS: dict[str, tuple[list[str], str]] = {
     "reconcile": (["reconcile"], "mailbot.recovery.reconcile.reconcile"),
     "erase": (
         ["erase", "--requester", "a@example.org", "--reason", "demande 1"],
-        "mailbot.privacy.retention.erase_requester",
+        "mailbot.privacy.erasure.erase_requester",
     ),
     "legal-hold": (
         ["legal-hold", "MRI-2025-00001", "--reason", "dossier 7"],

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from mailbot.app import App
 from mailbot.cli import EXIT_BEHIND
 from mailbot.ops.passes import run_pass
-from mailbot.privacy.retention import erase_requester
+from mailbot.privacy.erasure import erase_requester
 from mailbot.recovery.reconcile import reconcile, store_ahead
 from mailbot.settings import DatabaseSettings, Settings, journal_over_graph, parse_settings
 from mailbot.transport.graph_mailbox import GraphMailbox

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import pytest
 
 from mailbot.errors import ConfigError
-from mailbot.intake.decide import NOTE_FLAG, Outcome, decide
+from mailbot.intake.decide import NOTE_FLAG, Disposition, decide
 from mailbot.intake.verdicts import Kind, is_note
 from mailbot.mail.parse import parse_message
 from mailbot.mail.tokens import make_token
@@ -136,7 +136,7 @@ def test_staff_mail_is_a_note_by_its_address_or_its_links_subject(
         received_at=datetime(2025, 11, 4, 14, tzinfo=UTC),
         ticket_status="open",
     )
-    assert decision.outcome is Outcome.ATTACHED and NOTE_FLAG in decision.flags
+    assert decision.disposition is Disposition.ATTACHED and NOTE_FLAG in decision.flags
 
 
 def test_a_reply_to_a_notice_sent_to_the_queue_is_no_note() -> None:
@@ -172,6 +172,6 @@ def test_mail_to_the_notes_address_from_anyone_else_is_held(to: str) -> None:
         received_at=datetime(2025, 11, 4, 14, tzinfo=UTC),
         ticket_status=None,
     )
-    assert decision.outcome is Outcome.HELD and decision.open_ticket is None
+    assert decision.disposition is Disposition.HELD and decision.open_ticket is None
     assert "notes address" in decision.reason
     assert CITIZEN not in decision.reason

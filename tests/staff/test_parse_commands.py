@@ -8,11 +8,11 @@ from pathlib import Path
 import jinja2
 import pytest
 
+from mailbot.mail.quotes import extract_new_text
 from mailbot.mail.text import fold
 from mailbot.staff.command_table import COMMANDS, Command, CommandError, CommandName, parse_date
 from mailbot.staff.parse_commands import StaffMessage, parse_commands, read_command_line
-from mailbot.staff.quotes import extract_new_text
-from tests.staff.test_quotes import MARKERS
+from tests.mail.test_quotes import MARKERS
 
 RECOGNISED = (
     "#fermer, #attente, #note, #assigner, #catégorie, #anglais, #entrevue, #comité, "

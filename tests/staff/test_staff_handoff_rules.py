@@ -16,14 +16,14 @@ import tomli_w
 from mailbot.cli import main
 from mailbot.db.ticket_rows import TicketRow
 from mailbot.errors import ConfigError
+from mailbot.mail.canned import load_answers, may_write_english, ticket_values
 from mailbot.settings import LanguageSettings, Settings
-from mailbot.staff.answers import load_answers, may_write_english, ticket_values
 from mailbot.staff.apply_commands import Refusal, combination_refusal
-from mailbot.staff.authority import may_act
 from mailbot.staff.command_table import Command, CommandError, CommandName
 from mailbot.staff.handoff_rules import is_own_address, merge_problem, referral_problem
 from mailbot.staff.parse_commands import parse_commands, read_command_line
 from mailbot.staff.unmarked_commands import UnmarkedCommand, unmarked_command
+from mailbot.standards.authority import may_act
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATES = REPO / "templates"
@@ -188,7 +188,7 @@ def settings() -> Settings:
     ],
 )
 def test_works_on_queue(queue: str, address: str, works: bool) -> None:
-    """A merge's sender must work on both queues: the one rule of `mailbot.staff.authority`."""
+    """A merge's sender must work on both queues: the one rule of `mailbot.standards.authority`."""
     chosen = settings()
     assert may_act(address, chosen.mailbox(queue), chosen).allowed is works
 

@@ -704,7 +704,7 @@ def test_erasure_deletes_the_copies_in_the_graph_folders_for_good(
     """`erase` over Graph: the processed folder's copy of the person's request is deleted
     (permanentDelete, not Deleted Items); another person's stays. Sent Items is the server's
     (`sent_copy` "server" under [graph]): erasure does not look there."""
-    from mailbot.privacy.retention import erase_requester
+    from mailbot.privacy.erasure import erase_requester
 
     graph.deliver(INFO, citizen_request(), at=office("2025-11-03T10:00"))
     graph.deliver(

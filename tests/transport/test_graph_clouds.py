@@ -13,7 +13,7 @@ import pytest
 import tomli_w
 
 from mailbot.ops.passes import run_pass
-from mailbot.privacy.retention import erase_requester
+from mailbot.privacy.erasure import erase_requester
 from mailbot.settings import (
     AuthSettings,
     DatabaseSettings,

@@ -9,11 +9,11 @@ another queue needs the sender to work on the current queue; afterwards only the
 queue's people act on it. The same rule says who may be given a ticket (`assigner`): a person
 who may act on it.
 
-  may_act(sender, queue, settings) -> Verdict       the rule
-  queue_of(settings, ticket) -> MailboxSettings     the ticket's current queue
-  may_act_on(settings, ticket, sender) -> Verdict   the rule on the ticket's current queue
+  may_act(sender, queue, settings) -> Permission      the rule
+  queue_of(settings, ticket) -> MailboxSettings      the ticket's current queue
+  may_act_on(settings, ticket, sender) -> Permission  the rule on the ticket's current queue
 
-The verdict's `reason` is a code that `templates/_refusal.j2` words for the sender.
+The permission's `reason` is a code that `templates/_refusal.j2` words for the sender.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class TicketPlace(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class Verdict:
+class Permission:
     """Whether `sender` may act on a ticket of `queue`, and why not (a reason code)."""
 
     allowed: bool
@@ -53,15 +53,15 @@ def _members(addresses: tuple[str, ...]) -> frozenset[str]:
     return frozenset(address.strip().lower() for address in addresses)
 
 
-def may_act(sender: str, queue: MailboxSettings, settings: Settings) -> Verdict:
+def may_act(sender: str, queue: MailboxSettings, settings: Settings) -> Permission:
     """Whether `sender` may act on a ticket whose current queue is `queue`."""
     address = sender.strip().lower()
     if address in settings.own_addresses:
-        return Verdict(False, address, queue.name, OWN_MAILBOX)
+        return Permission(False, address, queue.name, OWN_MAILBOX)
     supervisor = address in _members(queue.supervisors)
     if supervisor or address in _members(queue.staff):
-        return Verdict(True, address, queue.name, supervisor=supervisor)
-    return Verdict(False, address, queue.name, NOT_ON_QUEUE)
+        return Permission(True, address, queue.name, supervisor=supervisor)
+    return Permission(False, address, queue.name, NOT_ON_QUEUE)
 
 
 def queue_of(settings: Settings, ticket: TicketPlace) -> MailboxSettings:
@@ -69,6 +69,6 @@ def queue_of(settings: Settings, ticket: TicketPlace) -> MailboxSettings:
     return settings.queue_for(ticket.category, ticket.mailbox)
 
 
-def may_act_on(settings: Settings, ticket: TicketPlace, sender: str) -> Verdict:
+def may_act_on(settings: Settings, ticket: TicketPlace, sender: str) -> Permission:
     """`may_act` on the ticket's current queue."""
     return may_act(sender, queue_of(settings, ticket), settings)

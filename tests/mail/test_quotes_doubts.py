@@ -7,8 +7,8 @@ from dataclasses import FrozenInstanceError
 
 import pytest
 
-from mailbot.staff.quotes import CUT_RULES, DOUBT_RULES, ReplyText, extract_new_text
-from tests.staff.test_quotes import MARKERS, OUTLOOK_FR
+from mailbot.mail.quotes import CUT_RULES, DOUBT_RULES, ReplyText, extract_new_text
+from tests.mail.test_quotes import MARKERS, OUTLOOK_FR
 
 INTERNAL_MARKER_LEFT = """\
 Bonjour Madame Tremblay, votre demande est acceptée.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailbot.staff.quotes import ReplyText, extract_new_text
+from mailbot.mail.quotes import ReplyText, extract_new_text
 
 # The internal markers configured in the tests: a line staff keep out of the citizen's reply.
 MARKERS = ("Usage interne", "Référence interne")

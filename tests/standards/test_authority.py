@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mailbot.settings import Settings
-from mailbot.staff import authority
+from mailbot.standards import authority
 
 
 @dataclass(frozen=True)
@@ -18,7 +18,7 @@ def test_only_the_current_queues_staff_and_supervisors_may_act(base_settings: Se
     complaint = Place("complaint", "renseignements")  # a complaint found in the info mailbox
     assert authority.queue_of(base_settings, complaint).name == "plaintes"
 
-    def verdict(sender: str) -> authority.Verdict:
+    def verdict(sender: str) -> authority.Permission:
         return authority.may_act_on(base_settings, complaint, sender)
 
     assert verdict("Agent.Plaintes@MRI.gouv.qc.ca").allowed

@@ -21,11 +21,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Protocol
 
 import jinja2
 import jinja2.sandbox
 
-from mailbot.db.ticket_rows import TicketRow
 from mailbot.errors import ConfigError
 from mailbot.settings import Settings
 
@@ -41,6 +41,29 @@ _SAMPLE = {
     "organisation": "Ministère",
 }
 _SAMPLE_DAY = date(2025, 11, 3)
+
+
+class TicketForAnswers(Protocol):
+    """What a canned answer may say about a ticket (`db.ticket_rows.TicketRow` has it all)."""
+
+    @property
+    def ref(self) -> str: ...
+    @property
+    def mailbox(self) -> str: ...
+    @property
+    def category(self) -> str: ...
+    @property
+    def requester_name(self) -> str: ...
+    @property
+    def language(self) -> str: ...
+    @property
+    def subject(self) -> str: ...
+    @property
+    def receipt_date(self) -> date: ...
+    @property
+    def due_date(self) -> date | None: ...
+    @property
+    def english_allowed(self) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +118,7 @@ class CannedAnswers:
         return str(macro(day)).strip()
 
 
-def ticket_values(settings: Settings, ticket: TicketRow, today: date) -> dict[str, object]:
+def ticket_values(settings: Settings, ticket: TicketForAnswers, today: date) -> dict[str, object]:
     """What a canned answer may say about `ticket` (its dates as dates, worded later)."""
     queue = settings.queue_for(ticket.category, ticket.mailbox)
     return {
@@ -110,7 +133,7 @@ def ticket_values(settings: Settings, ticket: TicketRow, today: date) -> dict[st
     }
 
 
-def may_write_english(settings: Settings, ticket: TicketRow) -> bool:
+def may_write_english(settings: Settings, ticket: TicketForAnswers) -> bool:
     """An English version follows the French one where the ticket's language rules allow it:
     the policy trusts detected English, or staff recorded a legal basis (`#anglais :`)."""
     detected = settings.language.english_policy == "detected_english" and ticket.language == "en"
