@@ -24,7 +24,7 @@ from sqlalchemy.engine import Engine
 
 from mailbot.clock import Clock
 from mailbot.db.backup import RECONCILE_PENDING
-from mailbot.db.service import claim_meta, meta_value
+from mailbot.db.service_state import claim_meta, meta_value
 from mailbot.errors import ClockRefused, ConfigError
 from mailbot.mail.canned import CannedAnswers, load_answers
 from mailbot.standards.business_calendar import BusinessCalendar, build_calendar

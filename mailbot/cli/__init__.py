@@ -6,7 +6,7 @@ arguments, handler and what it needs), logging is set up (`logs.py`), the comman
 what it needs (the configuration, the database held, the application: `startup.py`), and what
 happens ends in one of the exit codes of `exits.py`. The handlers sit by group of commands
 (`service.py`, `casework.py`, `records.py`, `reference.py`); the text they print is built in
-`views.py`, their JSON in `mailbot/reporting/views.py`. `mailbot sandbox` is run by
+`views.py`, their JSON in `mailbot/reporting/shapes.py`. `mailbot sandbox` is run by
 `mailbot/sandbox/cli.py`.
 
 `main` and the exit codes are importable from here, the one import surface of the package.

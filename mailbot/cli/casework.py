@@ -33,7 +33,7 @@ def tickets_arguments(parser: argparse.ArgumentParser) -> None:
 def tickets(call: Invocation) -> int:
     from mailbot.db.report_rows import queue_has_tickets
     from mailbot.db.ticket_rows import ticket_records
-    from mailbot.reporting.views import ticket_json
+    from mailbot.reporting.shapes import ticket_json
 
     app, args = call.app, call.args
     with reading(app.engine) as connection:
@@ -69,7 +69,7 @@ def show_arguments(parser: argparse.ArgumentParser) -> None:
 
 def show(call: Invocation) -> int:
     from mailbot.db.ticket_rows import ticket_history, ticket_record
-    from mailbot.reporting.views import ticket_detail_json
+    from mailbot.reporting.shapes import ticket_detail_json
 
     app, args = call.app, call.args
     with reading(app.engine) as connection:
@@ -95,7 +95,7 @@ def quarantine_retry_arguments(parser: argparse.ArgumentParser) -> None:
 
 def quarantine(call: Invocation) -> int:
     from mailbot.intake.quarantine import list_quarantine, retry_quarantined
-    from mailbot.reporting.views import quarantined_json
+    from mailbot.reporting.shapes import quarantined_json
 
     app, args = call.app, call.args
     if args.action == "list":
@@ -122,7 +122,7 @@ def held_acts_arguments(parser: argparse.ArgumentParser) -> None:
 
 def held_acts(call: Invocation) -> int:
     from mailbot.app import guard_clock
-    from mailbot.reporting.views import held_act_json
+    from mailbot.reporting.shapes import held_act_json
     from mailbot.staff import release
 
     app, args = call.app, call.args
@@ -149,7 +149,7 @@ def audit_arguments(parser: argparse.ArgumentParser) -> None:
 
 def audit(call: Invocation) -> int:
     from mailbot.db.access import entries
-    from mailbot.reporting.views import access_entry_json
+    from mailbot.reporting.shapes import access_entry_json
 
     app, args = call.app, call.args
     zone = app.settings.organisation.zone

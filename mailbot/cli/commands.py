@@ -4,38 +4,38 @@ and what it needs; `mailbot --help` lists them in this order."""
 from __future__ import annotations
 
 from mailbot.cli import casework, records, reference, service
-from mailbot.cli.invocation import Action, Command
+from mailbot.cli.invocation import Action, Subcommand
 
 
-def _table(*commands: Command) -> dict[str, Command]:
+def _table(*commands: Subcommand) -> dict[str, Subcommand]:
     table = {command.name: command for command in commands}
     assert len(table) == len(commands), "two commands of one name"
     return table
 
 
-COMMANDS: dict[str, Command] = _table(
-    Command(
+COMMANDS: dict[str, Subcommand] = _table(
+    Subcommand(
         "run",
         "the daemon: watch the mailboxes, send, run jobs",
         service.run,
         needs="database",
         arguments=service.run_arguments,
     ),
-    Command(
+    Subcommand(
         "tickets",
         "list tickets",
         casework.tickets,
         needs="app",
         arguments=casework.tickets_arguments,
     ),
-    Command(
+    Subcommand(
         "show",
         "one ticket with its deadlines, messages, events",
         casework.show,
         needs="app",
         arguments=casework.show_arguments,
     ),
-    Command(
+    Subcommand(
         "check",
         "validate the configuration, log in to each server, and check that mail to each "
         "queue's notes address arrives",
@@ -43,14 +43,14 @@ COMMANDS: dict[str, Command] = _table(
         needs="settings",
         arguments=service.check_arguments,
     ),
-    Command(
+    Subcommand(
         "answers",
         "the canned answers staff can use (#réponse type : NOM)",
         reference.answers,
         needs="settings",
         arguments=reference.answers_arguments,
     ),
-    Command(
+    Subcommand(
         "due",
         "receipt day and deadlines for a receipt instant",
         reference.due,
@@ -58,7 +58,7 @@ COMMANDS: dict[str, Command] = _table(
         arguments=reference.due_arguments,
         quiet=True,
     ),
-    Command(
+    Subcommand(
         "holidays",
         "the public-service holidays of a year",
         reference.holidays,
@@ -66,20 +66,20 @@ COMMANDS: dict[str, Command] = _table(
         arguments=reference.holidays_arguments,
         quiet=True,
     ),
-    Command(
+    Subcommand(
         "report",
         "compliance per commitment and queue over a period (published figures)",
         reference.report,
         needs="app",
         arguments=reference.report_arguments,
     ),
-    Command(
+    Subcommand(
         "report-rules",
         "how the report counts, in full (the text shipped with mailbot)",
         reference.report_rules,
         needs="nothing",
     ),
-    Command(
+    Subcommand(
         "quarantine",
         "messages that could not be processed",
         casework.quarantine,
@@ -93,14 +93,14 @@ COMMANDS: dict[str, Command] = _table(
             ),
         ),
     ),
-    Command(
+    Subcommand(
         "export",
         "everything held about one requester, as JSON (access requests)",
         records.export,
         needs="app",
         arguments=records.export_arguments,
     ),
-    Command(
+    Subcommand(
         "retention",
         "destroy and anonymise what the retention schedule says is due",
         records.retention,
@@ -110,42 +110,42 @@ COMMANDS: dict[str, Command] = _table(
             Action("history", "the runs so far", records.retention_history_arguments),
         ),
     ),
-    Command(
+    Subcommand(
         "legal-hold",
         "keep a ticket whole whatever the schedule (litigation, inquiry)",
         records.legal_hold,
         needs="app",
         arguments=records.legal_hold_arguments,
     ),
-    Command(
+    Subcommand(
         "erase",
         "anonymise one requester's tickets now (a justified erasure request)",
         records.erase,
         needs="app",
         arguments=records.erase_arguments,
     ),
-    Command(
+    Subcommand(
         "held-acts",
         "staff acts held past a person's hourly limit ([staff] actions_per_hour)",
         casework.held_acts,
         needs="app",
         arguments=casework.held_acts_arguments,
     ),
-    Command(
+    Subcommand(
         "audit",
         "the access trail: who saw or changed what, when",
         casework.audit,
         needs="app",
         arguments=casework.audit_arguments,
     ),
-    Command(
+    Subcommand(
         "backup",
         "a consistent copy of the SQLite database, while mailbot runs",
         service.backup,
         needs="database",
         arguments=service.backup_arguments,
     ),
-    Command(
+    Subcommand(
         "restore",
         "put a backup in place of the database (mailbot stopped)",
         service.restore,
@@ -153,13 +153,13 @@ COMMANDS: dict[str, Command] = _table(
         needs="settings",
         arguments=service.restore_arguments,
     ),
-    Command(
+    Subcommand(
         "reconcile",
         "bring back from the mail store (processed, quarantine, Sent) what the database lacks",
         service.reconcile,
         needs="app",
     ),
-    Command(
+    Subcommand(
         "sandbox",
         "a throwaway Dovecot + SMTP for trying mailbot",
         service.sandbox,

@@ -21,7 +21,7 @@ from mailbot.cli.exits import (
     is_database_unreachable,
     missing_package,
 )
-from mailbot.cli.invocation import Command, Invocation
+from mailbot.cli.invocation import Invocation, Subcommand
 from mailbot.cli.logs import configure_logging
 from mailbot.cli.parser import build_parser
 from mailbot.clock import Clock, FixedClock, SystemClock, parse_instant
@@ -61,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return internal_error(exc, verbose)
 
 
-def _run(command: Command, args: argparse.Namespace) -> int:
+def _run(command: Subcommand, args: argparse.Namespace) -> int:
     try:
         clock = _clock(args.now)
     except ValueError as exc:
@@ -78,7 +78,7 @@ def _clock(now: str | None) -> Clock:
     return FixedClock(parse_instant(now)) if now else SystemClock()
 
 
-def _dispatch(command: Command, args: argparse.Namespace, clock: Clock) -> int:
+def _dispatch(command: Subcommand, args: argparse.Namespace, clock: Clock) -> int:
     """Give the command what its line of the table says it needs, then run it."""
     if command.needs == "nothing":
         return command.run(Invocation(args, clock))

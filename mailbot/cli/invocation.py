@@ -61,7 +61,7 @@ class Action:
 
 
 @dataclass(frozen=True, slots=True)
-class Command:
+class Subcommand:
     """One line of the command table: `mailbot NAME`, its help (also its description), its
     arguments or its actions, the handler that runs it and what it needs."""
 

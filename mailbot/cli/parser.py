@@ -9,7 +9,7 @@ from typing import NoReturn
 
 from mailbot import __version__
 from mailbot.cli.exits import EXIT_CONFIG
-from mailbot.cli.invocation import Command
+from mailbot.cli.invocation import Subcommand
 
 JSON_HELP = "print JSON instead of text"
 
@@ -68,7 +68,7 @@ def year(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a year (write e.g. 2026)") from None
 
 
-def build_parser(commands: Iterable[Command]) -> argparse.ArgumentParser:
+def build_parser(commands: Iterable[Subcommand]) -> argparse.ArgumentParser:
     """`mailbot [global options] COMMAND [ACTION] [arguments]`, one sub-command per line of
     the table, in its order (the order `mailbot --help` lists them)."""
     parser = Parser(

@@ -83,7 +83,7 @@ def retention(call: Invocation) -> int:
 
 def _history(call: Invocation) -> int:
     from mailbot.db.retention_runs import runs
-    from mailbot.reporting.views import retention_run_json
+    from mailbot.reporting.shapes import retention_run_json
 
     app = call.app
     with reading(app.engine) as connection:

@@ -24,7 +24,7 @@ def due_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def due(call: Invocation) -> int:
-    from mailbot.reporting.views import due_report_json
+    from mailbot.reporting.shapes import due_report_json
     from mailbot.standards.business_calendar import build_calendar, due_report
 
     settings, args = call.settings, call.args
@@ -54,7 +54,7 @@ def holidays_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def holidays(call: Invocation) -> int:
-    from mailbot.reporting.views import holidays_json
+    from mailbot.reporting.shapes import holidays_json
     from mailbot.standards.business_calendar import build_calendar
 
     settings, args = call.settings, call.args
@@ -77,7 +77,7 @@ def answers_arguments(parser: argparse.ArgumentParser) -> None:
 
 def answers(call: Invocation) -> int:
     from mailbot.mail.canned import load_answers
-    from mailbot.reporting.views import answers_json
+    from mailbot.reporting.shapes import answers_json
 
     settings = call.settings
     found = load_answers(settings.answers.dir, settings.templates_dir)

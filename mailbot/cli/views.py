@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from mailbot.reporting.views import office_minute
+from mailbot.reporting.shapes import office_minute
 
 if TYPE_CHECKING:
     from mailbot.db.backup import BackupFacts

@@ -19,7 +19,7 @@ from enum import StrEnum
 from sqlalchemy.engine import Connection
 
 from mailbot.app import App
-from mailbot.db import service
+from mailbot.db import service_state
 from mailbot.ops.health import Observation, ServerSeen
 from mailbot.sending import to_staff
 from mailbot.settings import AlertSettings
@@ -94,15 +94,15 @@ def review_alerts(app: App, found: Sequence[Condition], now: datetime) -> list[s
         if condition.state == Firing.UNKNOWN:
             continue
         with app.engine.begin() as connection:
-            episode = service.open_alert(connection, condition.name)
+            episode = service_state.open_alert(connection, condition.name)
             if condition.state == Firing.FIRING and episode is None:
-                if not service.start_alert(connection, condition.name, now, condition.kind):
+                if not service_state.start_alert(connection, condition.name, now, condition.kind):
                     continue
                 since, ended = now, False
             elif (
                 condition.state == Firing.CLEAR
                 and episode is not None
-                and service.resolve_alert(connection, condition.name, now)
+                and service_state.resolve_alert(connection, condition.name, now)
             ):
                 since, ended = episode.started_at, True
             else:

@@ -21,7 +21,7 @@ import aiosmtplib
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from mailbot.app import App
-from mailbot.db import service
+from mailbot.db import service_state
 from mailbot.db.backlog import backlog
 from mailbot.db.store import reading
 from mailbot.errors import ConfigError, SmtpError, TokenError
@@ -96,7 +96,7 @@ class Monitor:
         app = self.app
         now = app.clock.now()
         with reading(app.engine) as connection:
-            braking = service.open_alert(connection, PACING) is not None
+            braking = service_state.open_alert(connection, PACING) is not None
             found = backlog(
                 connection,
                 now,

@@ -42,7 +42,7 @@ from sqlalchemy.engine import Connection
 
 from mailbot.app import App
 from mailbot.db import ledger_rows
-from mailbot.db.service import claim_meta, meta_value
+from mailbot.db.service_state import claim_meta, meta_value
 from mailbot.db.store import reading
 from mailbot.errors import ImapError
 from mailbot.mail import mime

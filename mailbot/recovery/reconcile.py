@@ -47,7 +47,7 @@ from mailbot.db import graph_rows, inbound_rows, journal_rows
 from mailbot.db.backup import RECONCILE_PENDING
 from mailbot.db.journal_rows import REPLAYED_UIDVALIDITY, PendingRow
 from mailbot.db.outbox_rows import OutboxRow
-from mailbot.db.service import drop_meta
+from mailbot.db.service_state import drop_meta
 from mailbot.db.store import reading
 from mailbot.errors import ImapError
 from mailbot.intake.pipeline import process_fetched

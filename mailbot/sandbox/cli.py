@@ -312,7 +312,7 @@ def _demo_in(settings: Settings, samples: Path, clock: Clock, root: Path) -> int
     from mailbot.app import build_app
     from mailbot.db.ticket_rows import ticket_records
     from mailbot.ops.passes import run_pass
-    from mailbot.reporting.views import office_minute, ticket_json
+    from mailbot.reporting.shapes import office_minute, ticket_json
 
     zone = settings.organisation.zone
     with Sandbox(root=root / "mail-system", catch_all=CATCH_ALL) as sandbox:

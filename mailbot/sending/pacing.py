@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy.engine import Connection
 
 from mailbot.app import App
-from mailbot.db import outbox_rows, service
+from mailbot.db import outbox_rows, service_state
 from mailbot.sending.outbox import SendPolicy, paced_capacity
 from mailbot.sending.to_staff import to_staff
 
@@ -30,16 +30,16 @@ def review_pacing(app: App, policy: SendPolicy, now: datetime) -> None:
     with app.engine.begin() as connection:
         capacity = paced_capacity(connection, policy, now) or 0
         waiting = outbox_rows.due_paced(connection, now)
-        alert = service.open_alert(connection, PACING)
+        alert = service_state.open_alert(connection, PACING)
         if alert is None and waiting > capacity:
             queues = outbox_rows.queues_waiting(connection, now)
-            if service.start_alert(connection, PACING, now, ",".join(queues)):
+            if service_state.start_alert(connection, PACING, now, ",".join(queues)):
                 log.warning("brake: %d acknowledgement(s) paced", waiting - capacity)
                 _tell(connection, app, queues, now, ended=False, waiting=waiting, since=now)
         elif (
             alert is not None
             and waiting <= capacity
-            and service.resolve_alert(connection, PACING, now)
+            and service_state.resolve_alert(connection, PACING, now)
         ):
             log.warning("brake released")
             queues = [name for name in alert.detail.split(",") if name]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Connection
 
-from mailbot.db import service
+from mailbot.db import service_state
 from mailbot.settings import Settings
 from mailbot.transport.graph_limits import POST_BELOW, UPLOAD_MAX
 
@@ -41,7 +41,7 @@ class SendLimit:
 
 def record_relay_size(connection: Connection, size: int) -> None:
     """The relay announced `size` (0: no fixed limit) on its latest session."""
-    service.set_meta(connection, RELAY_SIZE_KEY, str(size))
+    service_state.set_meta(connection, RELAY_SIZE_KEY, str(size))
 
 
 def send_limit(connection: Connection, settings: Settings) -> SendLimit:
@@ -51,6 +51,6 @@ def send_limit(connection: Connection, settings: Settings) -> SendLimit:
         # Where the deployment has no upload sessions, a file must go in one POST.
         largest = UPLOAD_MAX if settings.graph.deployment.upload_sessions else POST_BELOW - 1
         return SendLimit(None, largest, "graph")
-    value = service.meta_value(connection, RELAY_SIZE_KEY) or ""
+    value = service_state.meta_value(connection, RELAY_SIZE_KEY) or ""
     size = int(value) if value.isdigit() else 0
     return SendLimit(size or None, None, "smtp")

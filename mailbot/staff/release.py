@@ -25,7 +25,7 @@ from datetime import datetime
 from sqlalchemy.engine import Connection
 
 from mailbot.app import App
-from mailbot.db import access, act_rows, handoff, inbound_rows, service, ticket_rows
+from mailbot.db import access, act_rows, handoff, inbound_rows, service_state, ticket_rows
 from mailbot.db.store import reading
 from mailbot.mail.parse import parse_message
 from mailbot.sending import to_staff
@@ -50,19 +50,19 @@ def review_held_acts(app: App, now: datetime) -> int:
     is written when nothing changes: a pass with nothing held only reads.)"""
     with reading(app.engine) as connection:
         people = sorted({act.person for act in act_rows.held(connection)})
-        alerted = {alert.detail for alert in service.open_alerts(connection, ALERT_PREFIX)}
+        alerted = {alert.detail for alert in service_state.open_alerts(connection, ALERT_PREFIX)}
     opened = 0
     for person in people:
         if person in alerted:
             continue
         with app.engine.begin() as connection:
-            if not service.start_alert(connection, episode_name(person), now, person):
+            if not service_state.start_alert(connection, episode_name(person), now, person):
                 continue  # another instance opened it
             _alert(connection, app, person, act_rows.held(connection, person), now)
             opened += 1
     for person in sorted(alerted - set(people)):
         with app.engine.begin() as connection:
-            service.resolve_alert(connection, episode_name(person), now)
+            service_state.resolve_alert(connection, episode_name(person), now)
     return opened
 
 

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from sqlalchemy.engine import Connection
 
-from mailbot.db import outbox_rows, service, ticket_rows
+from mailbot.db import outbox_rows, service_state, ticket_rows
 from mailbot.db.outbox_rows import SentMessage
 from mailbot.mail.parse import InboundMail
 
@@ -57,7 +57,7 @@ def record_bounce(connection: Connection, bounce: Bounce, inbound_id: int, now: 
     if sent is None:
         return
     reason = f"permanent failure {bounce.status}"
-    service.mark_undeliverable(connection, sent.recipient, reason, now)
+    service_state.mark_undeliverable(connection, sent.recipient, reason, now)
     if sent.ticket_id is not None:
         ticket_rows.add_event(
             connection,
@@ -72,4 +72,4 @@ def record_bounce(connection: Connection, bounce: Bounce, inbound_id: int, now: 
 
 def mark_reachable(connection: Connection, address: str) -> None:
     """A person who writes again is reachable again (a bounce may have been transient)."""
-    service.clear_undeliverable(connection, address)
+    service_state.clear_undeliverable(connection, address)

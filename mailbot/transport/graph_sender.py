@@ -80,7 +80,7 @@ class Unsendable(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class Attachment:
+class DraftAttachment:
     """One attachment of a message too large for a MIME draft, and how it is added."""
 
     name: str
@@ -95,7 +95,7 @@ def _addresses(message: EmailMessage, *names: str) -> list[str]:
     return [address for _name, address in email.utils.getaddresses(values) if address]
 
 
-def attachments_of(message: EmailMessage, upload_sessions: bool) -> list[Attachment]:
+def attachments_of(message: EmailMessage, upload_sessions: bool) -> list[DraftAttachment]:
     """The message's attachments, each with its POST body and its route (pure)."""
     found = []
     for part in message.iter_attachments():
@@ -111,7 +111,7 @@ def attachments_of(message: EmailMessage, upload_sessions: bool) -> list[Attachm
             }
         ).encode("utf-8")
         route = attachment_route(len(data), len(body), upload_sessions)
-        found.append(Attachment(name, part.get_content_type(), data, body, route))
+        found.append(DraftAttachment(name, part.get_content_type(), data, body, route))
     return found
 
 
@@ -265,7 +265,7 @@ class GraphSender:
                 log.warning("unfinished draft of %s not deleted yet (next attempt): %s", key, again)
             raise
 
-    def _attach(self, user: str, attachment: Attachment, draft_id: str) -> None:
+    def _attach(self, user: str, attachment: DraftAttachment, draft_id: str) -> None:
         if attachment.route == "post":
             self._post_attachment(user, draft_id, attachment)
             return
@@ -301,7 +301,7 @@ class GraphSender:
                 upload_url, attachment.data[first : last + 1], content_range(first, last, size)
             )
 
-    def _post_attachment(self, user: str, draft_id: str, attachment: Attachment) -> None:
+    def _post_attachment(self, user: str, draft_id: str, attachment: DraftAttachment) -> None:
         self._client.call(
             user,
             "POST",

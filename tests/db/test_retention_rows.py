@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Connection
 
-from mailbot.db import deadline_rows, legal_holds, retention_rows, service, ticket_rows
+from mailbot.db import deadline_rows, legal_holds, retention_rows, service_state, ticket_rows
 from tests.db.seed import at, day, inbound, queued, ticket
 
 CUTOFF = at("2023-06-01T00:00:00Z")
@@ -87,7 +87,7 @@ def test_the_mail_of_no_ticket_is_found_by_id_and_by_cut_off(connection: Connect
 def test_an_address_is_forgotten_once_no_ticket_kept_whole_names_it(connection: Connection) -> None:
     kept = ticket(connection, "MRI-2023-00001", requester="Garde@Example.org")
     for address in ("garde@example.org", "parti@example.org"):
-        service.mark_undeliverable(connection, address, "5.1.1", BEFORE)
+        service_state.mark_undeliverable(connection, address, "5.1.1", BEFORE)
     retention_rows.forget_addresses(connection, ["GARDE@example.org", "Parti@example.org", ""])
     remaining = connection.exec_driver_sql("SELECT address FROM address_state").scalars().all()
     assert remaining == ["garde@example.org"]

@@ -17,7 +17,7 @@ from mailbot.db.models import InboundMessage, OutboxMessage, Ticket
 from mailbot.db.store import session_scope
 from mailbot.errors import ImapError
 from mailbot.ops.passes import run_pass
-from mailbot.reporting.views import ticket_json
+from mailbot.reporting.shapes import ticket_json
 from mailbot.sandbox.servers import Sandbox, maildir_for
 from mailbot.transport.imap import ImapMailbox
 from tests.conftest import AppFactory

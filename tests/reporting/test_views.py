@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from mailbot.reporting.views import (
+from mailbot.reporting.shapes import (
     access_entry_json,
     answers_json,
     due_report_json,

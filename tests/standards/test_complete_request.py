@@ -23,7 +23,7 @@ from mailbot.db.store import reading, session_scope
 from mailbot.db.ticket_rows import ticket_history, ticket_record
 from mailbot.ops.passes import run_pass
 from mailbot.reporting.report import ReportRequest, build_report, render_report
-from mailbot.reporting.views import ticket_detail_json
+from mailbot.reporting.shapes import ticket_detail_json
 from mailbot.sandbox.servers import Sandbox
 from mailbot.settings import Settings
 from tests.conftest import REPO, AppFactory
