@@ -25,6 +25,7 @@ from mailbot.sending.outbox import FlushReport, SendPolicy, flush_outbox
 from mailbot.sending.pacing import review_pacing
 from mailbot.settings import MailboxSettings
 from mailbot.staff.release import replay_released, review_held_acts
+from mailbot.tickets.clocks import meet_sent
 from mailbot.tickets.failures import report_failures
 
 log = logging.getLogger(__name__)
@@ -165,7 +166,7 @@ def send_outbox(app: App) -> FlushReport:
     each commit before its next message (measured: no gain, bench/throughput_bench.py) or
     record the relay's answers later, widening the one window SMTP cannot close (the relay's
     250 received, the process killed before the row is marked sent)."""
-    policy = SendPolicy.of(app.settings)
+    policy = SendPolicy.of(app.settings, meet_sent)
     now = app.clock.now()
     review_pacing(app, policy, now)
     report = flush_outbox(app, now, policy)

@@ -63,6 +63,7 @@ from mailbot.privacy.reapply import Reapplied, reapply_ledger
 from mailbot.sending.outbox import SendPolicy, record
 from mailbot.sending.queueing import sending_mailbox
 from mailbot.settings import MailboxSettings
+from mailbot.tickets.clocks import meet_sent
 from mailbot.transport.base import FetchedMessage, SendResult
 
 log = logging.getLogger(__name__)
@@ -253,7 +254,7 @@ def reconcile(app: App) -> ReconcileReport:
     withheld = Withheld.of(found)
     erased_sent = [entry for entry in entries if entry.message_id in withheld.sent]
     entries = [entry for entry in entries if entry.message_id not in withheld.sent]
-    policy = SendPolicy.of(app.settings)
+    policy = SendPolicy.of(app.settings, meet_sent)
     prefix = app.settings.organisation.ticket_prefix
     with app.engine.begin() as connection:
         journal = _Journal(entries)

@@ -18,7 +18,7 @@ import re
 import time
 import zlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -26,13 +26,12 @@ from datetime import datetime, timedelta
 from sqlalchemy.engine import Connection
 
 from mailbot.app import App
-from mailbot.db import deadline_rows, graph_rows, outbox_rows, ticket_rows
+from mailbot.db import graph_rows, outbox_rows, ticket_rows
 from mailbot.db.outbox_rows import OutboxRow
 from mailbot.errors import SmtpError
 from mailbot.logformat import log_fields
 from mailbot.sending import leases, sizes
 from mailbot.settings import Settings
-from mailbot.standards import deadlines
 from mailbot.states import OutboxState
 from mailbot.transport.base import SenderSession, SendResult
 
@@ -47,20 +46,27 @@ MAX_BACKOFF = timedelta(hours=1)
 RELAY_DOWN_RETRY = timedelta(minutes=1)
 
 
+# A row of a ticket was sent: (connection, settings, ticket id, purpose, the instant it meets).
+OnSent = Callable[[Connection, Settings, int, str, datetime], None]
+
+
 @dataclass(frozen=True, slots=True)
 class SendPolicy:
-    """How long to keep retrying, and the brake: at most `pace_limit` automatic answers sent
-    in any `pace_window` (None: no brake)."""
+    """How long to keep retrying, the brake (at most `pace_limit` automatic answers sent in any
+    `pace_window`; None: no brake), and what a sent row of a ticket changes on that ticket
+    (`on_sent`, given by the caller: the ticket's deadlines are met in `mailbot.tickets`)."""
 
     give_up_after: timedelta
+    on_sent: OnSent
     pace_limit: int | None = None
     pace_window: timedelta = timedelta(minutes=10)
 
     @classmethod
-    def of(cls, settings: Settings) -> SendPolicy:
+    def of(cls, settings: Settings, on_sent: OnSent) -> SendPolicy:
         rules = settings.classification
         return cls(
             give_up_after=timedelta(hours=settings.daemon.outbox_max_attempts_hours),
+            on_sent=on_sent,
             pace_limit=rules.burst_limit,
             pace_window=timedelta(minutes=rules.burst_window_minutes),
         )
@@ -177,25 +183,6 @@ def met_at(row: OutboxRow, now: datetime) -> datetime:
     return min(row.created_at, now) if row.purpose in MET_WHEN_QUEUED else now
 
 
-def meet(
-    connection: Connection, settings: Settings, ticket_id: int, purpose: str, at: datetime
-) -> None:
-    """An acknowledgement or a reply was sent: stamp the ticket at `at` (the first time), mark
-    it answered, and meet its open deadlines of the matching commitments
-    (`deadlines.MEETS_KINDS`). `at` is the relay's acceptance for an acknowledgement, and for
-    a staff reply the instant staff answered (`met_at`): a resend after a crash or a relay
-    outage does not move it."""
-    kinds = deadlines.MEETS_KINDS.get(purpose)
-    if kinds is None:
-        return
-    if purpose == "reply":
-        ticket_rows.mark_answered(connection, ticket_id, at, at)
-    else:
-        ticket_rows.stamp_first(connection, ticket_id, deadlines.STAMPS[purpose], at)
-    met = [c.id for c in settings.commitments if c.kind in kinds]
-    deadline_rows.meet_deadlines(connection, ticket_id, met, at)
-
-
 def record(
     connection: Connection,
     app: App,
@@ -236,7 +223,7 @@ def record(
     if row.ticket_id is None or state == OutboxState.PENDING:
         return state
     if state == OutboxState.SENT:
-        meet(connection, app.settings, row.ticket_id, row.purpose, met_at(row, now))
+        policy.on_sent(connection, app.settings, row.ticket_id, row.purpose, met_at(row, now))
     ticket_rows.add_event(
         connection,
         row.ticket_id,

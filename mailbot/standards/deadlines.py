@@ -3,7 +3,8 @@ clock starts and when it is due, the restart from the complete request, and what
 leaving the building meets.
 
 The counting itself is `BusinessCalendar`'s; the rows are written by `mailbot.tickets.clocks`
-(and, when the relay accepts an answer, by the sender: `mailbot.sending.outbox.meet`).
+(and, when the relay accepts an answer, by `mailbot.tickets.clocks.meet_sent`, the outbox's
+`on_sent`).
 """
 
 from __future__ import annotations

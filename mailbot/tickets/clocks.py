@@ -16,6 +16,8 @@ from sqlalchemy.engine import Connection
 from mailbot.app import App
 from mailbot.db import deadline_rows, hold_rows, ticket_rows
 from mailbot.db.ticket_rows import TicketRow
+from mailbot.settings import Settings
+from mailbot.standards import deadlines
 from mailbot.standards.deadlines import (
     commitments_for,
     completeness_of,
@@ -147,3 +149,22 @@ def start_result_clock(
         connection, ticket.id, commitment_id, {**deadline_values(deadline), "days_on_hold": 0}
     )
     ticket_rows.set_due_date(connection, ticket.id, deadline.due_date, now)
+
+
+def meet_sent(
+    connection: Connection, settings: Settings, ticket_id: int, purpose: str, at: datetime
+) -> None:
+    """An acknowledgement or a reply was sent (the outbox's `on_sent`): stamp the ticket at
+    `at` (the first time), mark it answered, and meet its open deadlines of the matching commitments
+    (`deadlines.MEETS_KINDS`). `at` is the relay's acceptance for an acknowledgement, and for
+    a staff reply the instant staff answered (`met_at`): a resend after a crash or a relay
+    outage does not move it."""
+    kinds = deadlines.MEETS_KINDS.get(purpose)
+    if kinds is None:
+        return
+    if purpose == "reply":
+        ticket_rows.mark_answered(connection, ticket_id, at, at)
+    else:
+        ticket_rows.stamp_first(connection, ticket_id, deadlines.STAMPS[purpose], at)
+    met = [c.id for c in settings.commitments if c.kind in kinds]
+    deadline_rows.meet_deadlines(connection, ticket_id, met, at)
