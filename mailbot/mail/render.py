@@ -35,7 +35,7 @@ CHECK_PURPOSE = "check"
 JOURNAL_REF_HEADER = "X-Mailbot-Ref"
 JOURNAL_KEY_HEADER = "X-Mailbot-Key"
 # Appears only in mailbot's internal mail to staff: if it survives in a staff reply, the
-# quoted history was not cut cleanly and the reply is held (see mailbot/staff/replies.py).
+# quoted history was not cut cleanly and the reply is held (see mailbot/staff/apply_reply.py).
 INTERNAL_MARKER = "--- Usage interne : ne pas transmettre ---"
 
 

@@ -19,6 +19,7 @@ from mailbot.db.ticket_rows import TicketRow
 from mailbot.mail.parse import CarriedFile
 from mailbot.mail.render import Envelope, compose
 from mailbot.sending.queueing import ATTACHING, journal_headers, message_id
+from mailbot.standards import authority
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +44,7 @@ def build_referral(
     """The citizen's messages (their text in the body, every file whole) to the body
     `address`, from the queue's official address with the staff's note. A reply to it
     carries the ticket's token."""
-    queue = app.settings.queue_for(ticket.category, ticket.mailbox)
+    queue = authority.queue_of(app.settings, ticket)
     rendered = app.renderer.render(
         "referral",
         {"ticket": ticket, "queue": queue, "org": app.settings.organisation, **values},
@@ -100,7 +101,7 @@ def queue_referral(
         purpose="referral",
         dedupe_key=dedupe,
         message_id=built.message_id,
-        envelope_from=app.settings.queue_for(ticket.category, ticket.mailbox).address,
+        envelope_from=authority.queue_of(app.settings, ticket).address,
         recipient=address,
         raw=built.raw,
         now=now,

@@ -26,6 +26,7 @@ from mailbot.mail.render import Envelope, Rendered, compose
 from mailbot.mail.text import strip_reply_prefix
 from mailbot.sending.queueing import message_id, queue_row, with_attachments
 from mailbot.settings import MailboxSettings
+from mailbot.standards import authority
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +189,7 @@ def complete_file_acknowledgement(
     threaded under the citizen's messages: the acknowledgement the programme commitments
     measure (sent as an "acknowledgement", so its acceptance meets them)."""
     settings = app.settings
-    queue = settings.queue_for(ticket.category, ticket.mailbox)
+    queue = authority.queue_of(settings, ticket)
     queue_to_citizen(
         connection,
         app,
@@ -227,7 +228,7 @@ def relay(
 ) -> None:
     """A staff member's words to the citizen, from the queue's official address, threaded
     under the citizen's messages, with the staff member's attachments."""
-    queue = app.settings.queue_for(ticket.category, ticket.mailbox)
+    queue = authority.queue_of(app.settings, ticket)
     key = f"relay:{staff_message_id or inbound_id}"
 
     def event(queued: Queued) -> tuple[str, str]:
@@ -279,7 +280,7 @@ def notice_to_citizen(
     official address, threaded under `thread`; a reply to it lands on `token_ref`'s ticket.
     Queued once per `dedupe`; None when it was already. With `after_id` it waits for that
     outbox row: sent once the relay accepted it, never if it is refused for good."""
-    queue = app.settings.queue_for(ticket.category, ticket.mailbox)
+    queue = authority.queue_of(app.settings, ticket)
     queued = queue_to_citizen(
         connection,
         app,

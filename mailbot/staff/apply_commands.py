@@ -6,11 +6,10 @@ is checked first against `authority.may_act_on`: its sender must work on the tic
 as it stands then, so after a category change that hands the ticket to another queue, the
 sender's next command is refused unless they work there too. The first refusal raises
 `Refused`; the caller's savepoint then undoes the commands before it. `fusionner` and
-`référer` hand the ticket off (mailbot/tickets/merge.py, mailbot/tickets/referral.py) and must stand
-alone in
-their reply; a merge needs its sender to work on both tickets' queues. `libérer ADRESSE`, from
-a supervisor of the ticket's queue, releases that person's acts held past their hourly limit
-(mailbot/staff/limits.py); it stands alone too.
+`référer` hand the ticket off (mailbot/tickets/merge.py, mailbot/tickets/referral.py) and must
+stand alone in their reply; a merge needs its sender to work on both tickets' queues.
+`libérer ADRESSE`, from a supervisor of the ticket's queue, releases that person's acts held
+past their hourly limit (mailbot/staff/limits.py); it stands alone too.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ from mailbot.app import App
 from mailbot.db import access, handoff, legal_holds, ticket_rows
 from mailbot.db.ticket_rows import TicketRow
 from mailbot.staff import handoff_rules, limits
-from mailbot.staff.command_table import Command, CommandName
+from mailbot.staff.command_table import STANDS_ALONE, Command, CommandName
 from mailbot.standards import authority, deadlines
 from mailbot.states import TicketStatus
 from mailbot.tickets import clocks, completeness, merge, notices, reclassify, referral
@@ -59,12 +58,6 @@ class Refused(Exception):
     def __init__(self, refusal: Refusal) -> None:
         super().__init__(refusal.code)
         self.refusal = refusal
-
-
-# Commands that end the ticket's life as it was, and the release of a person's held acts
-# (answered on whichever ticket its alert named): each must be the reply's only command, and
-# nothing of the reply is relayed to the ticket's citizen.
-STANDS_ALONE = frozenset({CommandName.MERGE, CommandName.REFER, CommandName.RELEASE})
 
 
 def combination_refusal(commands: Sequence[Command]) -> Refusal | None:
@@ -192,7 +185,7 @@ def apply_in_order(
     For each command in the order written: read the ticket again (the command before may have
     changed its category, queue or clocks), check it (`refusal_of`, then `_release_refusal`
     for a legal hold's release), apply it (`_apply`) and record the access. The first refusal
-    raises `Refused` with the line and why; the caller (`staff_replies`) then rolls back its
+    raises `Refused` with the line and why; the caller (`apply_reply.act`) then rolls back its
     savepoint, so no command of the message stays applied, and tells the sender. `text` is
     the reply's text: a merge's words to the citizen, a referral's note.
     """
@@ -357,9 +350,7 @@ def _apply_completeness(
     """`incomplet : MOTIF` and `complet`: the clocks counted from the complete request wait,
     then start again (mailbot/tickets/completeness.py)."""
     if command.name is CommandName.INCOMPLETE:
-        completeness.declare_incomplete(
-            connection, app, ticket, command.argument, sender, inbound_id, now
-        )
+        completeness.declare_incomplete(connection, app, ticket, command.argument, sender, now)
         ticket_rows.add_event(
             connection,
             ticket.id,

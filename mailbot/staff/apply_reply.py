@@ -14,7 +14,7 @@ from mailbot.db.ticket_rows import TicketRow
 from mailbot.mail import canned
 from mailbot.sending import to_citizens
 from mailbot.staff import apply_commands, limits
-from mailbot.staff.command_table import Command, CommandName
+from mailbot.staff.command_table import STANDS_ALONE, Command, CommandName
 from mailbot.staff.parse_commands import StaffMessage
 from mailbot.staff.to_sender import (
     AUTHORITY_CODES,
@@ -61,7 +61,7 @@ def act(
     purpose = "incomplete_request" if incomplete else "hold_request" if hold else "reply"
     names = {command.name for command in parsed.commands}
     # A merge or a referral carries the reply's text in its own notices: nothing is relayed.
-    handing_off = bool(names & apply_commands.STANDS_ALONE)
+    handing_off = bool(names & STANDS_ALONE)
     acts = limits.acts_of(parsed)
     done = limits.over_limit(connection, app.settings, sender, inbound_id, now) if acts else None
     if done is not None:  # past the sender's hourly limit: held whole for a supervisor
@@ -91,15 +91,16 @@ def act(
                 now,
                 text=parsed.body if handing_off else "",
             )
+            # The ticket as the commands left it (category, queue, clocks): what the citizen
+            # is written from, and what the relay's authority is checked against.
+            current = ticket_rows.ticket_by_id(connection, ticket.id) or ticket
             if handing_off:
                 if parsed.body and not certain:
                     text_for_citizen = parsed.body
                     raise _NeedsConfirmation
                 text_for_citizen = ""
             elif parsed.pieces:
-                current = ticket_rows.ticket_by_id(connection, ticket.id) or ticket
                 text_for_citizen = with_canned_answers(app, current, parsed, hold, now)
-            current = ticket_rows.ticket_by_id(connection, ticket.id) or ticket
             if incomplete is not None:
                 # What is missing, worded for the ticket as the commands left it, then the rest.
                 text_for_citizen = completeness.citizen_text(
@@ -119,7 +120,6 @@ def act(
                     inbound_id=inbound_id,
                 )
             if text_for_citizen:
-                current = ticket_rows.ticket_by_id(connection, ticket.id) or ticket
                 refusal = apply_commands.authority_refusal(
                     app, current, sender, next(iter(text_for_citizen.strip().splitlines()), "")
                 )

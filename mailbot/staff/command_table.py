@@ -154,6 +154,10 @@ _ADDRESS = re.compile(
     r"^[a-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
     r"@[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+$"
 )
+# Commands that end the ticket's life as it was, and the release of a person's held acts
+# (answered on whichever ticket its alert named): each must be the reply's only command, and
+# nothing of the reply is relayed to the ticket's citizen.
+STANDS_ALONE = frozenset({CommandName.MERGE, CommandName.REFER, CommandName.RELEASE})
 REFERENCE = re.compile(r"^[A-Z][A-Z0-9]{0,9}-[0-9]{4}-[0-9]{1,9}$")
 ANSWER_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _MAILTO_SUFFIX = re.compile(r"^(?P<address>[^<>\s]+)<mailto:(?P<target>[^<>\s]+)>$")

@@ -27,7 +27,7 @@ from mailbot.db import access, act_rows, outbox_rows, ticket_rows
 from mailbot.db.ticket_rows import TicketRow
 from mailbot.sending.to_staff import to_staff
 from mailbot.settings import Settings
-from mailbot.staff.command_table import CommandName
+from mailbot.staff.command_table import STANDS_ALONE, CommandName
 from mailbot.staff.parse_commands import StaffMessage
 from mailbot.standards import authority
 
@@ -43,8 +43,6 @@ _ACT_OF_COMMAND = {
 }
 # Commands whose text reaches the citizen (the hold's reason, what is missing, an answer).
 _RELAYING = frozenset({CommandName.HOLD, CommandName.INCOMPLETE, CommandName.CANNED})
-# Commands after which nothing is relayed (the notices carry the text, or there is none).
-_NOT_RELAYED = frozenset({CommandName.MERGE, CommandName.REFER, CommandName.RELEASE})
 
 
 def acts_of(parsed: StaffMessage) -> tuple[str, ...]:
@@ -52,7 +50,7 @@ def acts_of(parsed: StaffMessage) -> tuple[str, ...]:
     names = {command.name for command in parsed.commands}
     found = [act for name, act in _ACT_OF_COMMAND.items() if name in names]
     body_relayed = bool(parsed.body.strip()) and CommandName.NOTE not in names
-    if not names & _NOT_RELAYED and (names & _RELAYING or body_relayed):
+    if not names & STANDS_ALONE and (names & _RELAYING or body_relayed):
         found.append("relay")
     return tuple(found)
 

@@ -123,7 +123,7 @@ def tell_sender(
         app,
         template=template,
         values=values,
-        queue=app.settings.queue_for(ticket.category, ticket.mailbox),
+        queue=authority.queue_of(app.settings, ticket),
         recipients=(sender,),
         ticket=ticket,
         purpose=f"staff_{template}",

@@ -17,8 +17,8 @@ from typing import Protocol
 from sqlalchemy.engine import Connection
 
 from mailbot.db import access
+from mailbot.staff.command_table import REFERENCE
 
-_REFERENCE = re.compile(r"^[A-Z][A-Z0-9]{0,9}-[0-9]{4}-[0-9]{1,9}$")
 _QUEUE_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 
 
@@ -40,7 +40,7 @@ def detail_of(problem: Problem) -> str:
     argument = problem.argument.strip()
     if "@" in argument:
         argument = "@" + argument.rpartition("@")[2]
-    elif not (_REFERENCE.match(argument) or _QUEUE_NAME.match(argument)):
+    elif not (REFERENCE.match(argument) or _QUEUE_NAME.match(argument)):
         argument = ""
     return f"{problem.code} ({argument})" if argument else problem.code
 

@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection
 from mailbot.app import App
 from mailbot.db import deadline_rows, hold_rows, ticket_rows
 from mailbot.db.ticket_rows import TicketRow
+from mailbot.mail.canned import may_write_english
 from mailbot.sending import to_citizens
 from mailbot.standards import deadlines
 from mailbot.states import TicketStatus
@@ -38,15 +39,13 @@ PROGRAMME_ACK_KIND = "acknowledgement"
 def citizen_text(app: App, ticket: TicketRow, reason: str, rest: str) -> str:
     """What the citizen reads for `incomplet : MOTIF`: the reason in the template's words
     (French first; English after it where allowed), then the rest of the staff's text."""
-    settings = app.settings
-    english = settings.language.english_policy == "detected_english" and ticket.language == "en"
     rendered = app.renderer.render(
         "incomplete_request",
         {
             "ticket": ticket,
             "reason": reason,
             "body": rest,
-            "english": english or ticket.english_allowed,
+            "english": may_write_english(app.settings, ticket),
         },
         with_html=False,
     )
@@ -64,7 +63,6 @@ def declare_incomplete(
     ticket: TicketRow,
     reason: str,
     actor: str,
-    inbound_id: int | None,
     now: datetime,
 ) -> None:
     """`incomplet : MOTIF`: the request waits for the missing piece; its clocks counted from

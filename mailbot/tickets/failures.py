@@ -21,6 +21,7 @@ from mailbot.db.store import reading
 from mailbot.db.ticket_rows import TicketRow
 from mailbot.sending.outbox import error_summary
 from mailbot.sending.to_staff import to_staff
+from mailbot.standards import authority
 from mailbot.states import ClosedReason, TicketStatus
 from mailbot.tickets.notices import staff_recipients
 
@@ -89,7 +90,7 @@ def _report(
             # Accepted by the relay, then reported undelivered: notices went out meanwhile.
             "late": late,
         },
-        queue=app.settings.queue_for(ticket.category, ticket.mailbox),
+        queue=authority.queue_of(app.settings, ticket),
         recipients=recipients,
         ticket=ticket,
         purpose="failure_notice",

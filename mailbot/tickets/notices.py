@@ -58,7 +58,7 @@ def to_workers(
             "defects": arrival.mail.defects,
             **values,
         },
-        queue=app.settings.queue_for(ticket.category, ticket.mailbox),
+        queue=authority.queue_of(app.settings, ticket),
         recipients=staff_recipients(app.settings, ticket),
         ticket=ticket,
         purpose=purpose,
@@ -81,7 +81,7 @@ def notify_new_ticket(
 ) -> None:
     """Send the queue's staff (or the assignee) the request itself, with its attachments."""
     if not staff_recipients(app.settings, ticket):
-        queue = app.settings.queue_for(ticket.category, ticket.mailbox)
+        queue = authority.queue_of(app.settings, ticket)
         ticket_rows.add_event(
             connection,
             ticket.id,
@@ -164,7 +164,7 @@ def hold_for_review(
 ) -> None:
     """Keep the message, relay nothing, and tell the queue's staff (or `recipients`, e.g. its
     supervisors) why (never the sender)."""
-    queue = app.settings.queue_for(ticket.category, ticket.mailbox) if ticket else arrival.mailbox
+    queue = authority.queue_of(app.settings, ticket) if ticket else arrival.mailbox
     to_staff(
         connection,
         app,

@@ -16,7 +16,7 @@ Otherwise the referral is queued, with the staff's note, from the queue's offici
 the ticket is closed as referred; and the citizen's notice (where it went and why) is queued
 to wait for the referral (outbox `after_id`): it leaves only once the relay accepted the
 referral, and is withdrawn if the relay refuses it for good. The relay's acceptance meets
-the ticket's reply and result clocks at the referral's instant (mailbot/sending/outbox.py); a
+the ticket's reply and result clocks at the referral's instant (`clocks.meet_sent`); a
 refusal for good reopens the ticket and tells its author (mailbot/tickets/failures.py). The
 personal information leaving the ministry is written in the access trail.
 """
