@@ -146,7 +146,9 @@ def sandbox_arguments(parser: argparse.ArgumentParser) -> None:
         "running; send: put a message into the running sandbox (through its SMTP)",
     )
     parser.add_argument(
-        "file", nargs="?", help="send: the message to send (FILE.eml; default: a short request)"
+        "file",
+        nargs="?",
+        help="send: the message to send, right after `send` (FILE.eml; default: a short request)",
     )
     parser.add_argument(
         "--dir",

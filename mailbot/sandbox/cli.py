@@ -271,8 +271,8 @@ def _serve(directory: Path, settings: Settings, config: Path) -> int:
         first = settings.mailboxes[0].name if settings.mailboxes else "renseignements"
         print(
             "put a message in (another terminal):\n"
-            f"  mailbot sandbox send --from lea.roy@example.org --to {first} "
-            "[--subject TEXT] [FILE.eml]\n"
+            f"  mailbot sandbox send [FILE.eml] --from lea.roy@example.org --to {first} "
+            "[--subject TEXT]\n"
             "then: mailbot run --once; mailbot tickets\n"
             f"its SMTP delivers to any address; mail for addresses that are not sandbox users "
             f"is kept for {CATCH_ALL} (IMAP login, password {SANDBOX_PASSWORD!r}; files in "
