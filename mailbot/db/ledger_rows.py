@@ -1,6 +1,6 @@
 """What the erasure ledger (mailbot/privacy/ledger.py) reads and changes in the database: the
-reference counters, the instance id, and the rows an entry names (SQLAlchemy Core, on the
-caller's connection)."""
+reference counters and the rows an entry names (SQLAlchemy Core, on the caller's
+connection); the instance id is the service_meta key db/backup.INSTANCE_KEY."""
 
 from __future__ import annotations
 
@@ -13,19 +13,16 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from mailbot.db.backup import INSTANCE_KEY
 from mailbot.db.models import (
     ADDRESS,
     COUNTER,
     EVENT,
     HOLD,
     INBOUND,
-    META,
     OUTBOX,
     RETENTION_RUN,
     TICKET,
 )
-from mailbot.db.store import insert_ignoring
 
 
 def counters(connection: Connection) -> list[tuple[str, int, int]]:
@@ -54,21 +51,6 @@ def raise_counter(connection: Connection, prefix: str, year: int, last: int) -> 
         .values(prefix=prefix, year=year, last=last)
     )
     return bool(inserted.rowcount)
-
-
-def instance_id(connection: Connection) -> str:
-    found = connection.execute(sa.select(META.c.value).where(META.c.key == INSTANCE_KEY)).scalar()
-    return str(found or "")
-
-
-def set_instance_id(connection: Connection, value: str) -> None:
-    updated = connection.execute(
-        sa.update(META).where(META.c.key == INSTANCE_KEY).values(value=value)
-    )
-    if not updated.rowcount:
-        connection.execute(
-            insert_ignoring(connection, META, "key").values(key=INSTANCE_KEY, value=value)
-        )
 
 
 def holds_no_mail(connection: Connection) -> bool:
