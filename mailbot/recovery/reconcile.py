@@ -43,7 +43,7 @@ from email.utils import getaddresses
 from sqlalchemy.engine import Connection
 
 from mailbot.app import App
-from mailbot.db import graph_rows, inbound_rows, journal_rows
+from mailbot.db import graph_rows, inbound_rows, journal_rows, ledger_rows
 from mailbot.db.backup import RECONCILE_PENDING
 from mailbot.db.journal_rows import REPLAYED_UIDVALIDITY, PendingRow
 from mailbot.db.outbox_rows import OutboxRow
@@ -59,6 +59,7 @@ from mailbot.mail.render import (
 )
 from mailbot.privacy import personal
 from mailbot.privacy.ledger import Withheld, read_ledger, start_above
+from mailbot.privacy.ledger_entry import split
 from mailbot.privacy.reapply import Reapplied, reapply_ledger
 from mailbot.sending.outbox import SendPolicy, record
 from mailbot.sending.queueing import sending_mailbox
@@ -168,15 +169,6 @@ def read_sent_entry(raw: bytes, sent_at: datetime) -> SentEntry | None:
     )
 
 
-def split_ref(ref: str) -> tuple[str, int, int] | None:
-    """(prefix, year, sequence) of a reference such as MRI-2025-00042."""
-    prefix, _, rest = ref.rpartition("-")
-    prefix, _, year = prefix.rpartition("-")
-    if not (prefix and year.isdigit() and rest.isdigit()):
-        return None
-    return prefix, int(year), int(rest)
-
-
 class _Journal:
     """The Sent copies not yet accounted for, to be matched with the rows a replay queues:
     by dedupe key where the copy has one, else the oldest copy of the same ticket, purpose
@@ -270,7 +262,7 @@ def reconcile(app: App) -> ReconcileReport:
         highest: dict[tuple[str, int], int] = defaultdict(int)
         named = [*journal_rows.known_refs(connection), *(e.ref for e in (*entries, *erased_sent))]
         for ref in named:
-            parts = split_ref(ref)
+            parts = split(ref)
             if parts is not None:
                 highest[parts[:2]] = max(highest[parts[:2]], parts[2])
         for (ref_prefix, year), last in found.high_water().items():
@@ -339,7 +331,7 @@ def _raise_counters(connection: Connection, highest: dict[tuple[str, int], int])
     for (prefix, year), last in list(highest.items()):
         current = journal_rows.counter_value(connection, prefix, year)
         if last > current:
-            journal_rows.set_counter(connection, prefix, year, last)
+            ledger_rows.raise_counter(connection, prefix, year, last)
         highest[(prefix, year)] = max(last, current)
 
 
@@ -367,7 +359,7 @@ def _replay(
     highest[(prefix, year)] = max(
         highest[(prefix, year)], journal_rows.counter_value(connection, prefix, year)
     )
-    parts = split_ref(wanted) if wanted else None
+    parts = split(wanted) if wanted else None
     forced = (
         parts is not None
         and parts[:2] == (prefix, year)
