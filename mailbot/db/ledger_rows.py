@@ -23,6 +23,7 @@ from mailbot.db.models import (
     RETENTION_RUN,
     TICKET,
 )
+from mailbot.db.store import chunks
 
 
 def counters(connection: Connection) -> list[tuple[str, int, int]]:
@@ -98,10 +99,8 @@ _TICKET_COLUMNS = (
 def tickets_named(connection: Connection, refs: Iterable[str]) -> list[NamedTicket]:
     wanted = sorted(set(refs))
     found: list[NamedTicket] = []
-    for start in range(0, len(wanted), 500):
-        rows = connection.execute(
-            sa.select(*_TICKET_COLUMNS).where(TICKET.c.ref.in_(wanted[start : start + 500]))
-        ).all()
+    for chunk in chunks(wanted, 500):
+        rows = connection.execute(sa.select(*_TICKET_COLUMNS).where(TICKET.c.ref.in_(chunk))).all()
         found += [_named(row) for row in rows]
     return found
 
@@ -143,10 +142,10 @@ def outbox_named(connection: Connection, message_ids: Iterable[str]) -> list[tup
     """(id, message_id) of our own mail named by Message-ID that still holds something."""
     wanted = sorted(set(message_ids))
     found: list[tuple[int, str]] = []
-    for start in range(0, len(wanted), 500):
+    for chunk in chunks(wanted, 500):
         rows = connection.execute(
             sa.select(OUTBOX.c.id, OUTBOX.c.message_id).where(
-                OUTBOX.c.message_id.in_(wanted[start : start + 500]),
+                OUTBOX.c.message_id.in_(chunk),
                 sa.or_(sa.func.length(OUTBOX.c.raw) > 0, OUTBOX.c.state == "pending"),
             )
         ).all()
@@ -206,10 +205,10 @@ def hold_pending(connection: Connection, reason: str, now: datetime) -> int:
     if not pending:
         return 0
     ids = [row.id for row in pending]
-    for start in range(0, len(ids), 500):
+    for chunk in chunks(ids, 500):
         connection.execute(
             sa.update(OUTBOX)
-            .where(OUTBOX.c.id.in_(ids[start : start + 500]))
+            .where(OUTBOX.c.id.in_(chunk))
             .values(state="held", last_error=reason[:2000], lease_owner=None, lease_until=None)
         )
     events = [

@@ -48,7 +48,7 @@ from mailbot.db.backup import RECONCILE_PENDING
 from mailbot.db.journal_rows import REPLAYED_UIDVALIDITY, PendingRow
 from mailbot.db.outbox_rows import OutboxRow
 from mailbot.db.service_state import drop_meta
-from mailbot.db.store import reading
+from mailbot.db.store import chunks, reading
 from mailbot.errors import ImapError
 from mailbot.intake.pipeline import process_fetched
 from mailbot.mail.render import (
@@ -295,11 +295,11 @@ def reconcile(app: App) -> ReconcileReport:
         # anonymised by retention on purpose, and is not brought back.
         unknown = [a for a in unknown if a.message.internal_date > newest - REPLAY_MARGIN]
     report.known = len(arrivals) - len(unknown) - report.withheld
-    for start in range(0, len(unknown), COMMIT_EVERY):
+    for batch in chunks(unknown, COMMIT_EVERY):
         # A few messages a transaction (a savepoint each, in the pipeline): a stop halfway
         # keeps what was committed, and running again goes on from there.
         with app.engine.begin() as connection:
-            for arrival in unknown[start : start + COMMIT_EVERY]:
+            for arrival in batch:
                 message = arrival.message
                 year = app.calendar.office_date(message.internal_date).year
                 wanted = told.get(_first_id(_message_id_header(message.raw)))
