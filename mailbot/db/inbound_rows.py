@@ -31,12 +31,6 @@ def record_outcome(
     )
 
 
-def set_reason(connection: Connection, inbound_id: int, reason: str) -> None:
-    connection.execute(
-        sa.update(INBOUND).where(INBOUND.c.id == inbound_id).values(reason=reason[:2000])
-    )
-
-
 def stored_state(connection: Connection, mailbox: str, uidvalidity: int, uid: int) -> str | None:
     state: str | None = connection.execute(
         sa.select(INBOUND.c.state)

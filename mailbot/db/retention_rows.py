@@ -559,15 +559,3 @@ def legal_hold_ids(connection: Connection) -> list[int]:
             sa.select(TICKET.c.id).where(TICKET.c.legal_hold_at.is_not(None))
         ).scalars()
     ]
-
-
-def inbound_ids_of(connection: Connection, ticket_ids: Sequence[int]) -> list[int]:
-    found: list[int] = []
-    for chunk in chunks(ticket_ids, 500):
-        found += [
-            int(value)
-            for value in connection.execute(
-                sa.select(INBOUND.c.id).where(INBOUND.c.ticket_id.in_(chunk))
-            ).scalars()
-        ]
-    return found

@@ -34,8 +34,6 @@ from mailbot.transport.neterrors import describe
 
 log = logging.getLogger(__name__)
 
-HEADER_ONLY_LIMIT = 256 * 1024
-
 
 def imap_opener(server: ServerSettings, logins: Logins) -> MailboxOpener:
     def open_mailbox(mailbox: MailboxSettings, now: datetime) -> ImapMailbox:
