@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from mailbot.db.models import CHECKPOINT, INBOUND, OUTBOX
+from mailbot.db.store import chunks
 from mailbot.states import MessageState
 
 _INSERT_INBOUND = sa.insert(INBOUND).returning(INBOUND.c.id)
@@ -27,12 +28,6 @@ def record_outcome(
         sa.update(INBOUND)
         .where(INBOUND.c.id == inbound_id)
         .values(state=state, reason=reason[:2000], flags=flags[:200])
-    )
-
-
-def set_reason(connection: Connection, inbound_id: int, reason: str) -> None:
-    connection.execute(
-        sa.update(INBOUND).where(INBOUND.c.id == inbound_id).values(reason=reason[:2000])
     )
 
 
@@ -110,17 +105,12 @@ def advance_checkpoint(
             )
 
 
-def _chunks(items: Sequence[int], size: int = 500) -> Iterable[Sequence[int]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def stored_outcomes(
     connection: Connection, mailbox: str, uidvalidity: int, uids: Sequence[int]
 ) -> dict[int, tuple[str, str]]:
     """The messages of `uids` already stored: uid -> (state, flags)."""
     found: dict[int, tuple[str, str]] = {}
-    for batch in _chunks(sorted(uids)):
+    for batch in chunks(sorted(uids), 500):
         rows = connection.execute(
             sa.select(INBOUND.c.uid, INBOUND.c.state, INBOUND.c.flags)
             .where(INBOUND.c.mailbox == mailbox)
@@ -139,7 +129,7 @@ def record_moves(
     folder: str,
     now: datetime,
 ) -> None:
-    for batch in _chunks(sorted(uids)):
+    for batch in chunks(sorted(uids), 500):
         connection.execute(
             sa.update(INBOUND)
             .where(INBOUND.c.mailbox == mailbox)

@@ -1,6 +1,6 @@
 """What the erasure ledger (mailbot/privacy/ledger.py) reads and changes in the database: the
-reference counters, the instance id, and the rows an entry names (SQLAlchemy Core, on the
-caller's connection)."""
+reference counters and the rows an entry names (SQLAlchemy Core, on the caller's
+connection); the instance id is the service_meta key db/backup.INSTANCE_KEY."""
 
 from __future__ import annotations
 
@@ -13,19 +13,17 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from mailbot.db.backup import INSTANCE_KEY
 from mailbot.db.models import (
     ADDRESS,
     COUNTER,
     EVENT,
     HOLD,
     INBOUND,
-    META,
     OUTBOX,
     RETENTION_RUN,
     TICKET,
 )
-from mailbot.db.store import insert_ignoring
+from mailbot.db.store import chunks
 
 
 def counters(connection: Connection) -> list[tuple[str, int, int]]:
@@ -54,21 +52,6 @@ def raise_counter(connection: Connection, prefix: str, year: int, last: int) -> 
         .values(prefix=prefix, year=year, last=last)
     )
     return bool(inserted.rowcount)
-
-
-def instance_id(connection: Connection) -> str:
-    found = connection.execute(sa.select(META.c.value).where(META.c.key == INSTANCE_KEY)).scalar()
-    return str(found or "")
-
-
-def set_instance_id(connection: Connection, value: str) -> None:
-    updated = connection.execute(
-        sa.update(META).where(META.c.key == INSTANCE_KEY).values(value=value)
-    )
-    if not updated.rowcount:
-        connection.execute(
-            insert_ignoring(connection, META, "key").values(key=INSTANCE_KEY, value=value)
-        )
 
 
 def holds_no_mail(connection: Connection) -> bool:
@@ -116,10 +99,8 @@ _TICKET_COLUMNS = (
 def tickets_named(connection: Connection, refs: Iterable[str]) -> list[NamedTicket]:
     wanted = sorted(set(refs))
     found: list[NamedTicket] = []
-    for start in range(0, len(wanted), 500):
-        rows = connection.execute(
-            sa.select(*_TICKET_COLUMNS).where(TICKET.c.ref.in_(wanted[start : start + 500]))
-        ).all()
+    for chunk in chunks(wanted, 500):
+        rows = connection.execute(sa.select(*_TICKET_COLUMNS).where(TICKET.c.ref.in_(chunk))).all()
         found += [_named(row) for row in rows]
     return found
 
@@ -161,10 +142,10 @@ def outbox_named(connection: Connection, message_ids: Iterable[str]) -> list[tup
     """(id, message_id) of our own mail named by Message-ID that still holds something."""
     wanted = sorted(set(message_ids))
     found: list[tuple[int, str]] = []
-    for start in range(0, len(wanted), 500):
+    for chunk in chunks(wanted, 500):
         rows = connection.execute(
             sa.select(OUTBOX.c.id, OUTBOX.c.message_id).where(
-                OUTBOX.c.message_id.in_(wanted[start : start + 500]),
+                OUTBOX.c.message_id.in_(chunk),
                 sa.or_(sa.func.length(OUTBOX.c.raw) > 0, OUTBOX.c.state == "pending"),
             )
         ).all()
@@ -224,10 +205,10 @@ def hold_pending(connection: Connection, reason: str, now: datetime) -> int:
     if not pending:
         return 0
     ids = [row.id for row in pending]
-    for start in range(0, len(ids), 500):
+    for chunk in chunks(ids, 500):
         connection.execute(
             sa.update(OUTBOX)
-            .where(OUTBOX.c.id.in_(ids[start : start + 500]))
+            .where(OUTBOX.c.id.in_(chunk))
             .values(state="held", last_error=reason[:2000], lease_owner=None, lease_until=None)
         )
     events = [

@@ -28,6 +28,7 @@ from mailbot.db.models import (
     OUTBOX,
     TICKET,
 )
+from mailbot.db.store import chunks
 from mailbot.states import TicketStatus
 
 # What stands in for a person's address or name once anonymised.
@@ -362,10 +363,10 @@ def unlinked_copies(connection: Connection, cutoff: datetime, limit: int) -> lis
 
 def clear_inbound(connection: Connection, ids: Sequence[int]) -> None:
     """These inbound rows emptied of everything personal (bytes, identifiers, reason)."""
-    for start in range(0, len(ids), 500):
+    for chunk in chunks(ids, 500):
         connection.execute(
             sa.update(INBOUND)
-            .where(INBOUND.c.id.in_(ids[start : start + 500]))
+            .where(INBOUND.c.id.in_(chunk))
             .values(raw=b"", message_id="", sha256="", fingerprint="", reason="")
         )
 
@@ -429,10 +430,10 @@ class OutgoingCopy:
 def derived_from(connection: Connection, inbound_ids: Sequence[int]) -> list[OutgoingCopy]:
     """The outgoing rows made from these received messages (`_DERIVED_KEYS`)."""
     found: list[OutgoingCopy] = []
-    for start in range(0, len(inbound_ids), 100):
+    for chunk in chunks(inbound_ids, 100):
         patterns = [
             OUTBOX.c.dedupe_key.like(f"{key}:{inbound_id}:%")
-            for inbound_id in inbound_ids[start : start + 100]
+            for inbound_id in chunk
             for key in _DERIVED_KEYS
         ]
         rows = connection.execute(
@@ -450,13 +451,11 @@ def outgoing_of_tickets(connection: Connection, ticket_ids: Sequence[int]) -> li
     """The Message-IDs of every message mailbot queued on these tickets, and those the
     transport sent them under (`with_aliases`)."""
     found: list[str] = []
-    for start in range(0, len(ticket_ids), 500):
+    for chunk in chunks(ticket_ids, 500):
         found += [
             str(value)
             for value in connection.execute(
-                sa.select(OUTBOX.c.message_id).where(
-                    OUTBOX.c.ticket_id.in_(ticket_ids[start : start + 500])
-                )
+                sa.select(OUTBOX.c.message_id).where(OUTBOX.c.ticket_id.in_(chunk))
             ).scalars()
         ]
     return with_aliases(connection, found)
@@ -466,12 +465,12 @@ def with_aliases(connection: Connection, message_ids: Sequence[str]) -> list[str
     """`message_ids` and the Message-IDs the transport gave those messages instead (Exchange,
     over Graph: `message_alias`), which is what their copies in Sent Items carry."""
     found = list(message_ids)
-    for start in range(0, len(message_ids), 500):
+    for chunk in chunks(message_ids, 500):
         found += [
             str(value)
             for value in connection.execute(
                 sa.select(MESSAGE_ALIAS.c.assigned).where(
-                    MESSAGE_ALIAS.c.message_id.in_(list(message_ids[start : start + 500]))
+                    MESSAGE_ALIAS.c.message_id.in_(list(chunk))
                 )
             ).scalars()
         ]
@@ -481,8 +480,8 @@ def with_aliases(connection: Connection, message_ids: Sequence[str]) -> list[str
 def clear_outgoing(connection: Connection, ids: Sequence[int], keeps: Keeps) -> None:
     """These outgoing rows emptied: bytes, error text, a citizen recipient; one not sent yet
     never will be, and says why."""
-    for start in range(0, len(ids), 500):
-        chunk = list(ids[start : start + 500])
+    for batch in chunks(ids, 500):
+        chunk = list(batch)
         unsent = list(
             connection.execute(
                 sa.select(OUTBOX.c.id).where(OUTBOX.c.id.in_(chunk), OUTBOX.c.state.in_(_UNSENT))
@@ -560,17 +559,3 @@ def legal_hold_ids(connection: Connection) -> list[int]:
             sa.select(TICKET.c.id).where(TICKET.c.legal_hold_at.is_not(None))
         ).scalars()
     ]
-
-
-def inbound_ids_of(connection: Connection, ticket_ids: Sequence[int]) -> list[int]:
-    found: list[int] = []
-    for start in range(0, len(ticket_ids), 500):
-        found += [
-            int(value)
-            for value in connection.execute(
-                sa.select(INBOUND.c.id).where(
-                    INBOUND.c.ticket_id.in_(ticket_ids[start : start + 500])
-                )
-            ).scalars()
-        ]
-    return found

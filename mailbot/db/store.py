@@ -12,10 +12,10 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from alembic import command
@@ -206,6 +206,16 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+_Item = TypeVar("_Item")
+
+
+def chunks(items: Sequence[_Item], size: int) -> Iterator[Sequence[_Item]]:
+    """`items` in consecutive slices of `size` (the last may be shorter): a statement or a
+    command names a bounded number of values."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def insert_ignoring(connection: sa.Connection, table: sa.Table, key: str) -> Any:

@@ -63,8 +63,7 @@ def gather_evidence(mail: InboundMail, context: ClassifyContext) -> Evidence:
 
 def _works_on_mailbox(e: Evidence) -> bool:
     """The sender is on the staff or supervisors of the queue the message was sent to."""
-    mailbox = e.context.mailbox
-    return e.sender in {a.strip().lower() for a in (*mailbox.staff, *mailbox.supervisors)}
+    return e.sender in e.context.mailbox.workers
 
 
 def _acts_as_staff(e: Evidence) -> bool:

@@ -311,7 +311,7 @@ def _workers(settings: Settings, ticket: TicketRow) -> frozenset[str]:
         queue = authority.queue_of(settings, ticket)
     except KeyError:
         return frozenset()
-    return frozenset(a.strip().lower() for a in (*queue.staff, *queue.supervisors))
+    return queue.workers
 
 
 def _duplicate(

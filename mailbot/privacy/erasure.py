@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from mailbot.app import App
 from mailbot.db import access, retention_rows, retention_runs, ticket_rows
-from mailbot.db.store import reading, scrub_freed_pages
+from mailbot.db.store import chunks, reading, scrub_freed_pages
 from mailbot.errors import MailbotError
 from mailbot.privacy import ledger, personal
 from mailbot.privacy.retention import RetentionReport, keeps_for
@@ -69,8 +69,7 @@ def erase_requester(app: App, address: str, reason: str, actor: str) -> Retentio
     report = RetentionReport(run_id, dry_run=False)
     report.copies_deleted = personal.delete_copies(app, [*copies, *theirs], now)
     report.copies_deleted += personal.delete_sent_copies(app, sent, now)
-    for start in range(0, len(found), settings.retention.batch_size):
-        chunk = found[start : start + settings.retention.batch_size]
+    for chunk in chunks(found, settings.retention.batch_size):
         with engine.begin() as connection:
             due = []
             for row in chunk:

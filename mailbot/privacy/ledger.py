@@ -42,7 +42,8 @@ from sqlalchemy.engine import Connection
 
 from mailbot.app import App
 from mailbot.db import ledger_rows
-from mailbot.db.service_state import claim_meta, meta_value
+from mailbot.db.backup import INSTANCE_KEY
+from mailbot.db.service_state import claim_meta, meta_value, set_meta
 from mailbot.db.store import reading
 from mailbot.errors import ImapError
 from mailbot.mail import mime
@@ -90,7 +91,7 @@ def entry_for(connection: Connection, key: bytes, what: Destruction) -> LedgerEn
     read from the database on `connection`."""
     return LedgerEntry(
         entry=new_key(),
-        instance=ledger_rows.instance_id(connection),
+        instance=meta_value(connection, INSTANCE_KEY) or "",
         at=what.at,
         kind=what.kind,
         run=what.run,
@@ -262,7 +263,7 @@ def start_above(app: App, ledger: Ledger) -> list[str]:
     with app.engine.begin() as connection:
         instance = ledger.instance()
         if instance and ledger_rows.holds_no_mail(connection):
-            ledger_rows.set_instance_id(connection, instance)
+            set_meta(connection, INSTANCE_KEY, instance)
         return raise_counters(connection, ledger.high_water())
 
 

@@ -178,6 +178,10 @@ def _sent_again(
     return len(named)
 
 
+# The word before a reference in a run's history, by the kind of ledger entry that named it.
+_REF_PREFIX = {"erase": "anonymised", "anonymise": "anonymised", "raw": "raw"}
+
+
 def _history_again(connection: Connection, entries: list[LedgerEntry]) -> int:
     """Each run the ledger records and the database lacks, put back in its history."""
     known = ledger_rows.run_keys(connection)
@@ -187,7 +191,6 @@ def _history_again(connection: Connection, entries: list[LedgerEntry]) -> int:
             runs.setdefault(entry.run, []).append(entry)
     for run, batches in runs.items():
         first = batches[0]
-        prefix = {"erase": "anonymised", "anonymise": "anonymised", "raw": "raw"}
         ledger_rows.record_run(
             connection,
             key=run,
@@ -201,9 +204,9 @@ def _history_again(connection: Connection, entries: list[LedgerEntry]) -> int:
                 sum(entry.counts[2] for entry in batches),
             ),
             refs=[
-                f"{prefix[entry.kind]}:{ref}"
+                f"{_REF_PREFIX[entry.kind]}:{ref}"
                 for entry in batches
-                if entry.kind in prefix
+                if entry.kind in _REF_PREFIX
                 for ref in entry.refs
             ],
         )

@@ -43,12 +43,12 @@ from email.utils import getaddresses
 from sqlalchemy.engine import Connection
 
 from mailbot.app import App
-from mailbot.db import graph_rows, inbound_rows, journal_rows
+from mailbot.db import graph_rows, inbound_rows, journal_rows, ledger_rows
 from mailbot.db.backup import RECONCILE_PENDING
 from mailbot.db.journal_rows import REPLAYED_UIDVALIDITY, PendingRow
 from mailbot.db.outbox_rows import OutboxRow
 from mailbot.db.service_state import drop_meta
-from mailbot.db.store import reading
+from mailbot.db.store import chunks, reading
 from mailbot.errors import ImapError
 from mailbot.intake.pipeline import process_fetched
 from mailbot.mail.render import (
@@ -59,6 +59,7 @@ from mailbot.mail.render import (
 )
 from mailbot.privacy import personal
 from mailbot.privacy.ledger import Withheld, read_ledger, start_above
+from mailbot.privacy.ledger_entry import split
 from mailbot.privacy.reapply import Reapplied, reapply_ledger
 from mailbot.sending.outbox import SendPolicy, record
 from mailbot.sending.queueing import sending_mailbox
@@ -168,15 +169,6 @@ def read_sent_entry(raw: bytes, sent_at: datetime) -> SentEntry | None:
     )
 
 
-def split_ref(ref: str) -> tuple[str, int, int] | None:
-    """(prefix, year, sequence) of a reference such as MRI-2025-00042."""
-    prefix, _, rest = ref.rpartition("-")
-    prefix, _, year = prefix.rpartition("-")
-    if not (prefix and year.isdigit() and rest.isdigit()):
-        return None
-    return prefix, int(year), int(rest)
-
-
 class _Journal:
     """The Sent copies not yet accounted for, to be matched with the rows a replay queues:
     by dedupe key where the copy has one, else the oldest copy of the same ticket, purpose
@@ -270,7 +262,7 @@ def reconcile(app: App) -> ReconcileReport:
         highest: dict[tuple[str, int], int] = defaultdict(int)
         named = [*journal_rows.known_refs(connection), *(e.ref for e in (*entries, *erased_sent))]
         for ref in named:
-            parts = split_ref(ref)
+            parts = split(ref)
             if parts is not None:
                 highest[parts[:2]] = max(highest[parts[:2]], parts[2])
         for (ref_prefix, year), last in found.high_water().items():
@@ -303,11 +295,11 @@ def reconcile(app: App) -> ReconcileReport:
         # anonymised by retention on purpose, and is not brought back.
         unknown = [a for a in unknown if a.message.internal_date > newest - REPLAY_MARGIN]
     report.known = len(arrivals) - len(unknown) - report.withheld
-    for start in range(0, len(unknown), COMMIT_EVERY):
+    for batch in chunks(unknown, COMMIT_EVERY):
         # A few messages a transaction (a savepoint each, in the pipeline): a stop halfway
         # keeps what was committed, and running again goes on from there.
         with app.engine.begin() as connection:
-            for arrival in unknown[start : start + COMMIT_EVERY]:
+            for arrival in batch:
                 message = arrival.message
                 year = app.calendar.office_date(message.internal_date).year
                 wanted = told.get(_first_id(_message_id_header(message.raw)))
@@ -339,7 +331,7 @@ def _raise_counters(connection: Connection, highest: dict[tuple[str, int], int])
     for (prefix, year), last in list(highest.items()):
         current = journal_rows.counter_value(connection, prefix, year)
         if last > current:
-            journal_rows.set_counter(connection, prefix, year, last)
+            ledger_rows.raise_counter(connection, prefix, year, last)
         highest[(prefix, year)] = max(last, current)
 
 
@@ -367,7 +359,7 @@ def _replay(
     highest[(prefix, year)] = max(
         highest[(prefix, year)], journal_rows.counter_value(connection, prefix, year)
     )
-    parts = split_ref(wanted) if wanted else None
+    parts = split(wanted) if wanted else None
     forced = (
         parts is not None
         and parts[:2] == (prefix, year)

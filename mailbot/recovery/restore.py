@@ -24,7 +24,7 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 
 from mailbot.app import App
-from mailbot.db import backup, ledger_rows
+from mailbot.db import backup, ledger_rows, service_state
 from mailbot.db.store import known_revisions, make_engine, scrub_freed_pages
 from mailbot.errors import ConfigError, ImapError
 from mailbot.privacy.ledger import read_ledger, start_above
@@ -148,7 +148,7 @@ def _prepare(
                     now,
                 )
             if prepared.this_instance:
-                ledger_rows.set_instance_id(connection, prepared.this_instance)
+                service_state.set_meta(connection, backup.INSTANCE_KEY, prepared.this_instance)
         if ledger is not None:
             prepared.above = start_above(app, ledger)
             prepared.ledger = reapply_ledger(app, ledger)

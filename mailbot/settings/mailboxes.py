@@ -53,6 +53,11 @@ class MailboxSettings(Frozen):
         object.__setattr__(self, "notes_address", address)
         return self
 
+    @property
+    def workers(self) -> frozenset[str]:
+        """Who works this queue: its staff and supervisors (stripped, lower-case)."""
+        return frozenset(a.strip().lower() for a in (*self.staff, *self.supervisors))
+
 
 def default_notes_address(address: str) -> str:
     """The queue's address with "+note" before the "@": renseignements+note@mri.gouv.qc.ca."""

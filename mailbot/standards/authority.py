@@ -59,7 +59,7 @@ def may_act(sender: str, queue: MailboxSettings, settings: Settings) -> Permissi
     if address in settings.own_addresses:
         return Permission(False, address, queue.name, OWN_MAILBOX)
     supervisor = address in _members(queue.supervisors)
-    if supervisor or address in _members(queue.staff):
+    if address in queue.workers:
         return Permission(True, address, queue.name, supervisor=supervisor)
     return Permission(False, address, queue.name, NOT_ON_QUEUE)
 

@@ -54,6 +54,23 @@ FIRST_DELAY_SECONDS = 1.0
 RESYNC_CODES = frozenset({"syncstatenotfound", "syncstateinvalid", "resyncrequired"})
 
 
+def quote(text: str) -> str:
+    """An OData string literal: `text` in single quotes, each quote in it doubled."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def instant(value: object) -> datetime | None:
+    """A date and time as Graph gives it (ISO 8601, "Z" for UTC; UTC when it names no
+    offset); None when absent or unreadable."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
 def wait_seconds(
     retry_after: str | None, attempt: int, now: datetime, cap: float, jitter: float
 ) -> float:

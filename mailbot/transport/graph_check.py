@@ -43,7 +43,7 @@ from email.message import EmailMessage
 from mailbot.errors import ConfigError, GraphError, TokenError
 from mailbot.mail.render import CHECK_PURPOSE, LOOP_HEADER, PURPOSE_HEADER
 from mailbot.settings import GraphSettings, MailboxSettings, Settings, graph_cloud_of
-from mailbot.transport.graph import GraphClient
+from mailbot.transport.graph import GraphClient, quote
 from mailbot.transport.logins import Logins
 from mailbot.transport.notes_check import HOW_TO_FIX, probe_message
 
@@ -189,9 +189,8 @@ def _folder_lookup(client: GraphClient, user: str, name: str) -> dict[str, objec
     well_known = {"inbox": "inbox"}.get(name.lower())
     if well_known:
         return client.call(user, "GET", f"mailFolders/{well_known}").json()
-    quoted = "'" + name.replace("'", "''") + "'"
     found = client.call(
-        user, "GET", "mailFolders", params={"$filter": f"displayName eq {quoted}"}
+        user, "GET", "mailFolders", params={"$filter": f"displayName eq {quote(name)}"}
     ).json()
     values = found.get("value") or []
     return values[0] if values and isinstance(values[0], dict) else None
@@ -246,7 +245,7 @@ def _send_and_find(
     except (GraphError, TokenError):
         client.delete_message(user, str(draft["id"]))  # never left in Drafts
         raise
-    subject = str(message["Subject"]).replace("'", "''")
+    subject = quote(str(message["Subject"]))
     sent_items = str(client.call(user, "GET", "mailFolders/sentitems").json().get("id", ""))
     deadline = time.monotonic() + wait_seconds
     found: str | None = None
@@ -257,7 +256,7 @@ def _send_and_find(
             "GET",
             "messages",
             params={
-                "$filter": f"subject eq '{subject}'",
+                "$filter": f"subject eq {subject}",
                 "$select": "id,parentFolderId,isDraft",
             },
         ).json()

@@ -33,10 +33,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from mailbot.mail.render import LOOP_HEADER, PURPOSE_HEADER
-from mailbot.transport.graph import GraphClient
+from mailbot.transport.graph import GraphClient, instant, quote
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +45,6 @@ PROPERTY_SET = "{5c0b8f0e-6a51-4d8e-9a3f-2f1d7c64b2a9}"
 KEY_PROPERTY = f"String {PROPERTY_SET} Name MailbotOutboxKey"
 # What the sweep reads of a draft without the key to tell whether it is mailbot's.
 HEAD_BYTES = 16 * 1024
-
-
-def quote(text: str) -> str:
-    """An OData string literal."""
-    return "'" + text.replace("'", "''") + "'"
 
 
 def key_property(key: str) -> list[dict[str, str]]:
@@ -109,7 +104,7 @@ def sweep(client: GraphClient, user: str, now: datetime, older_than: timedelta) 
     horizon = now - older_than
     deleted = 0
     for item in _drafts(client, user):
-        created = _instant(item.get("createdDateTime"))
+        created = instant(item.get("createdDateTime"))
         if created is None or created >= horizon:
             continue
         key = _key_of(item)
@@ -166,13 +161,3 @@ def _is_ours(raw: bytes) -> bool:
     head = b"\n" + raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0].lower()
     names = (PURPOSE_HEADER, LOOP_HEADER)
     return any(b"\n" + name.lower().encode() + b":" in head for name in names)
-
-
-def _instant(value: object) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        instant = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return instant if instant.tzinfo else instant.replace(tzinfo=UTC)

@@ -53,7 +53,7 @@ from mailbot.db import graph_rows
 from mailbot.errors import GraphError
 from mailbot.settings import MailboxSettings
 from mailbot.transport.base import Copies, FetchedMessage, MailboxOpener, is_wanted
-from mailbot.transport.graph import IMMUTABLE_IDS, GraphClient, is_resync
+from mailbot.transport.graph import IMMUTABLE_IDS, GraphClient, instant, is_resync, quote
 
 log = logging.getLogger(__name__)
 
@@ -94,21 +94,6 @@ def graph_opener(client: GraphClient, engine: Engine) -> MailboxOpener:
         return GraphMailbox(client, engine, folders, now, mailbox)
 
     return open_mailbox
-
-
-def _quote(text: str) -> str:
-    """An OData string literal."""
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _instant(value: object) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        instant = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return instant if instant.tzinfo else instant.replace(tzinfo=UTC)
 
 
 class GraphMailbox:
@@ -186,7 +171,7 @@ class GraphMailbox:
             self.user,
             "GET",
             "mailFolders",
-            params={"$filter": f"displayName eq {_quote(name)}", "$select": "id,displayName"},
+            params={"$filter": f"displayName eq {quote(name)}", "$select": "id,displayName"},
         )
         for item in answer.json().get("value", []):
             if isinstance(item, dict) and item.get("displayName") == name:
@@ -253,7 +238,7 @@ class GraphMailbox:
             for item in answer.get("value", []):
                 if isinstance(item, dict) and item.get("id"):
                     seen.append(
-                        graph_rows.Seen(str(item["id"]), _instant(item.get("receivedDateTime")))
+                        graph_rows.Seen(str(item["id"]), instant(item.get("receivedDateTime")))
                     )
             if "@odata.nextLink" not in answer:
                 return seen
@@ -307,7 +292,7 @@ class GraphMailbox:
                 seen.append(
                     graph_rows.Seen(
                         str(item["id"]),
-                        _instant(item.get("receivedDateTime")),
+                        instant(item.get("receivedDateTime")),
                         removed="@removed" in item,
                     )
                 )
@@ -388,7 +373,7 @@ class GraphMailbox:
                 return 0  # a missing folder holds none
             raise
         candidates: set[str] = set()
-        filters = [f"internetMessageId eq {_quote(m)}" for m in wanted.message_ids]
+        filters = [f"internetMessageId eq {quote(m)}" for m in wanted.message_ids]
         if wanted.sizes:
             filters.append("")  # every message of the folder
         for found in filters:
@@ -495,7 +480,7 @@ class GraphMailbox:
             if raw.status == 404:
                 continue  # moved or deleted meanwhile
             head = raw.body.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0] + b"\r\n\r\n"
-            heads.append((_instant(item.get("receivedDateTime")) or self._now, head))
+            heads.append((instant(item.get("receivedDateTime")) or self._now, head))
             if len(heads) == count:
                 break
         return heads
@@ -517,7 +502,7 @@ class GraphMailbox:
             )
             if answer.status == 404:
                 continue  # moved or deleted meanwhile
-            when = _instant(item.get("receivedDateTime")) or self._now
+            when = instant(item.get("receivedDateTime")) or self._now
             if answer.truncated:
                 head = answer.body.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
                 size = int(answer.headers.get("Content-Length") or 0) or max_bytes + 1

@@ -19,6 +19,7 @@ from types import TracebackType
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
 
+from mailbot.db.store import chunks
 from mailbot.errors import ImapError, TokenError
 from mailbot.settings import MailboxSettings, ServerSettings
 from mailbot.transport.base import (
@@ -32,8 +33,6 @@ from mailbot.transport.logins import Login, Logins, login_imap
 from mailbot.transport.neterrors import describe
 
 log = logging.getLogger(__name__)
-
-HEADER_ONLY_LIMIT = 256 * 1024
 
 
 def imap_opener(server: ServerSettings, logins: Logins) -> MailboxOpener:
@@ -237,15 +236,15 @@ class ImapMailbox:
                 uids.update(self.client.search(["HEADER", "Message-ID", message_id]))
             if wanted.sizes:
                 listed = self.client.search("ALL")
-                for start in range(0, len(listed), 500):
-                    found = self.client.fetch(listed[start : start + 500], ["RFC822.SIZE"])
+                for chunk in chunks(listed, 500):
+                    found = self.client.fetch(chunk, ["RFC822.SIZE"])
                     uids.update(
                         uid for uid, data in found.items() if data[b"RFC822.SIZE"] in wanted.sizes
                     )
             doomed: list[int] = []
             ordered = sorted(uids)
-            for start in range(0, len(ordered), 50):
-                fetched = self.client.fetch(ordered[start : start + 50], ["BODY.PEEK[]"])
+            for chunk in chunks(ordered, 50):
+                fetched = self.client.fetch(chunk, ["BODY.PEEK[]"])
                 doomed += [
                     uid
                     for uid, data in fetched.items()
@@ -299,10 +298,8 @@ class ImapMailbox:
             uids = sorted(int(uid) for uid in self.client.search(["SINCE", since.date()]))
             found: set[str] = set()
             # A few hundred UIDs a command: servers cap the length of a command line.
-            for start in range(0, len(uids), 500):
-                fetched = self.client.fetch(
-                    uids[start : start + 500], ["BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"]
-                )
+            for chunk in chunks(uids, 500):
+                fetched = self.client.fetch(chunk, ["BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"])
                 found |= {
                     message_id_of(bytes(data[b"BODY[HEADER.FIELDS (MESSAGE-ID)]"]))
                     for data in fetched.values()
@@ -340,8 +337,8 @@ class ImapMailbox:
         except (OSError, IMAPClientError) as exc:
             raise ImapError(f"cannot read {folder!r}: {exc}") from exc
         found: list[FetchedMessage] = []
-        for start in range(0, len(uids), 500):
-            found.extend(self.fetch(uids[start : start + 500], max_bytes))
+        for chunk in chunks(uids, 500):
+            found.extend(self.fetch(chunk, max_bytes))
         return found
 
     def noop(self) -> None:

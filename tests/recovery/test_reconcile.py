@@ -10,7 +10,8 @@ import sqlalchemy as sa
 
 from mailbot.app import App
 from mailbot.ops.passes import run_pass
-from mailbot.recovery.reconcile import reconcile, split_ref, store_ahead
+from mailbot.privacy.ledger_entry import split
+from mailbot.recovery.reconcile import reconcile, store_ahead
 from mailbot.settings import DatabaseSettings, RetentionSettings, Settings
 from tests.conftest import AppFactory
 from tests.fakes import MemoryMailboxes, RecordingSender
@@ -97,9 +98,9 @@ def test_an_empty_database_is_rebuilt_from_the_mail_store_and_nothing_is_sent_ag
 
 
 def test_a_reference_nobody_was_told_goes_past_every_reference_seen() -> None:
-    assert split_ref("MRI-2025-00042") == ("MRI", 2025, 42)
-    assert split_ref("A-B-2026-00001") == ("A-B", 2026, 1)
-    assert split_ref("nonsense") is None
+    assert split("MRI-2025-00042") == ("MRI", 2025, 42)
+    assert split("A-B-2026-00001") == ("A-B", 2026, 1)
+    assert split("nonsense") is None
 
 
 def test_mail_retention_emptied_long_before_the_newest_is_not_brought_back(
