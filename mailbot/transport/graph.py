@@ -143,7 +143,7 @@ class _Again(GraphError):
         self.wait = wait
 
 
-def _wait_of(error: Exception) -> float | bool:
+def _wait_of(error: BaseException) -> float | bool:
     """stamina's backoff hook: the wait `_Again` asks for; any other error is not retried."""
     return error.wait if isinstance(error, _Again) else False
 

@@ -182,7 +182,7 @@ def test_the_wheel_and_the_sdist_carry_every_module_and_data_file(
     assert {f"mailbot/{name}" for name in templates} - in_wheel == set()
     assert sources - in_sdist == set()
     assert templates - in_sdist == set()
-    assert {"config/mailbot.toml", "docs/report-rules.md"} <= in_sdist
+    assert {"config/mailbot.toml", "docs/report-rules.md", "constraints.txt"} <= in_sdist
 
 
 def test_the_installed_mailbot_is_not_the_checkout(installed: Installed, elsewhere: Path) -> None:
