@@ -8,12 +8,16 @@ Outlook could send again, outside retention. So:
 
     the key        the row's Message-ID (given once, when the row was queued; a retry keeps
                    it), in a single-value extended property of mailbot's own (`KEY_PROPERTY`),
-                   set in the request that makes a JSON draft, and by a PATCH just after a
-                   MIME draft is made (the MIME request carries nothing but MIME); a MIME
-                   draft also carries it as its Message-ID
+                   set by a PATCH just after the draft is made (the request that makes it
+                   carries nothing but MIME); the MIME carries it too, as its Message-ID and
+                   in a header of mailbot's own (`KEY_HEADER`), which Exchange keeps when it
+                   gives the draft a Message-ID of its own
     before a draft `look_for`: the mailbox's messages with that Message-ID or that key. One
                    that is not a draft means the row went out before (it is not sent again);
                    drafts are an earlier attempt's, and are deleted before a new one is made
+    a lost answer  `look_for`, then, when it finds no draft, `by_header`: the drafts without
+                   the key whose MIME carries it in `KEY_HEADER` (the creation's answer was
+                   lost before the PATCH; their heads are read, so this is only done then)
     at start       `sweep`: the drafts of mailbot's own (the key, or mailbot's X- headers in
                    their MIME) older than the outbox lease are deleted: no worker is making
                    them any more, and a draft in Drafts was never sent
@@ -22,10 +26,10 @@ Every deletion is logged with the draft's Message-ID (mailbot's own, never a per
 Where the deployment offers `permanentDelete` a deleted draft is gone for good; elsewhere it
 is deleted with DELETE (`GraphClient.delete_message`).
 
-One case escapes `look_for`: a MIME draft whose creation answer was lost, in a tenant that
-gives drafts a Message-ID of its own, has neither our Message-ID nor the key. The row is sent
-through a new draft (once: Sent Items is looked at first); the stray draft is deleted by the
-next start's sweep once it is older than the lease.
+A draft the process left between its creation and the PATCH (killed there), in a tenant that
+gives drafts a Message-ID of its own, has neither our Message-ID nor the key property: the
+next attempt sends the row through a new draft (once: Sent Items is looked at first), and the
+stray draft is deleted by the next start's sweep once it is older than the lease.
 """
 
 from __future__ import annotations
@@ -43,8 +47,16 @@ log = logging.getLogger(__name__)
 # mailbot's property set (a GUID of its own) and the property's name: the outbox key.
 PROPERTY_SET = "{5c0b8f0e-6a51-4d8e-9a3f-2f1d7c64b2a9}"
 KEY_PROPERTY = f"String {PROPERTY_SET} Name MailbotOutboxKey"
+# The header of the draft's MIME that carries the key (graph_sender adds it).
+KEY_HEADER = "X-Mailbot-Outbox-Key"
 # What the sweep reads of a draft without the key to tell whether it is mailbot's.
 HEAD_BYTES = 16 * 1024
+
+
+def marked(raw: bytes, key: str) -> bytes:
+    """The MIME with `KEY_HEADER` first: the key, which Exchange keeps in the draft's MIME
+    whatever Message-ID it gives the draft (pure)."""
+    return f"{KEY_HEADER}: {key}\r\n".encode("ascii", "replace") + raw
 
 
 def key_property(key: str) -> list[dict[str, str]]:
@@ -88,6 +100,21 @@ def look_for(client: GraphClient, user: str, key: str) -> Found:
                 found.sent = True
         if found.sent:
             return found
+    return found
+
+
+def by_header(client: GraphClient, user: str, key: str) -> list[str]:
+    """The drafts in `user`'s Drafts without the key property whose MIME carries `key` in
+    `KEY_HEADER`: made for row `key`, their creation's answer lost before the PATCH."""
+    found = []
+    for item in _drafts(client, user):
+        if _key_of(item):
+            continue
+        head = client.call(
+            user, "GET", f"messages/{item['id']}/$value", limit=HEAD_BYTES, allow=frozenset({404})
+        )
+        if head.status != 404 and _header_key(head.body) == key:
+            found.append(str(item["id"]))
     return found
 
 
@@ -156,8 +183,17 @@ def _key_of(item: dict[str, object]) -> str:
     return ""
 
 
+def _header_key(raw: bytes) -> str:
+    """The value of `KEY_HEADER` in a draft's header block ("" when it has none)."""
+    wanted = KEY_HEADER.lower().encode() + b":"
+    for line in raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0].splitlines():
+        if line.lower().startswith(wanted):
+            return line[len(wanted) :].strip().decode("ascii", "replace")
+    return ""
+
+
 def _is_ours(raw: bytes) -> bool:
     """Whether a draft's MIME carries mailbot's own headers (in its header block)."""
     head = b"\n" + raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0].lower()
-    names = (PURPOSE_HEADER, LOOP_HEADER)
+    names = (PURPOSE_HEADER, LOOP_HEADER, KEY_HEADER)
     return any(b"\n" + name.lower().encode() + b":" in head for name in names)

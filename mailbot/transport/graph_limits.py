@@ -55,7 +55,7 @@ def base64_length(size: int) -> int:
 
 def mime_fits(size: int, max_bytes: int) -> bool:
     """Whether a message of `size` bytes of MIME goes as one draft (its MIME in base64, one
-    request under the limit) rather than a JSON draft and its attachments one by one."""
+    request under the limit) rather than without its attachments, which follow one by one."""
     return size <= max_bytes and base64_length(size) < REQUEST_LIMIT
 
 

@@ -9,12 +9,13 @@ Then (sizes: mailbot/transport/graph_limits.py; every request stays under Graph'
     the MIME fits one request   POST /users/{from}/messages, the MIME in base64 (text/plain):
     (`mime_fits`)               a draft, whose answer says the Message-ID Exchange gave it;
                                 PATCH it with the outbox key (graph_drafts.KEY_PROPERTY)
-    larger                      a draft from JSON (its text, recipients, X- headers, the key in
-                                the same request), then each attachment by its size: under
-                                3 MB a POST to the draft's attachments (a fileAttachment),
-                                from 3 MB to 150 MB an upload session (createUploadSession,
-                                then PUTs of 3,932,160 bytes at most), both when the reading
-                                of "3 MB" decides
+    larger                      a MIME draft as above of the message without its
+                                attachments (every header kept, so it threads as the others
+                                do), then each attachment by its size: under 3 MB a POST to
+                                the draft's attachments (a fileAttachment), from 3 MB to
+                                150 MB an upload session (createUploadSession, then PUTs of
+                                3,932,160 bytes at most), both when the reading of "3 MB"
+                                decides
     then                        POST .../messages/{id}/send
 
 Why a draft rather than sendMail (the same MIME, one request fewer): sendMail answers 202 and
@@ -43,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import copy
 import email
 import email.policy
 import email.utils
@@ -115,6 +117,18 @@ def attachments_of(message: EmailMessage, upload_sessions: bool) -> list[DraftAt
     return found
 
 
+def without_attachments(message: EmailMessage) -> bytes:
+    """The message's MIME with its attachments left out, every header as it was (pure): the
+    draft a message too large for one request starts from."""
+    bare = copy.deepcopy(message)
+    attached = {id(part) for part in bare.iter_attachments()}
+    if attached:
+        parts = bare.get_payload()
+        assert isinstance(parts, list)
+        bare.set_payload([part for part in parts if id(part) not in attached])
+    return bare.as_bytes(policy=email.policy.SMTP)
+
+
 class GraphSender:
     """Drafts sent as the watched mailbox the message is From; `own` are their addresses."""
 
@@ -157,10 +171,11 @@ class GraphSender:
                 graph_drafts.discard(
                     self._client, user, found.drafts, key, "left by an attempt that did not send it"
                 )
-            if mime_fits(len(raw), self._client.settings.sendmail_max_bytes):
-                created = self._mime_draft(user, key, raw)
+            marked = graph_drafts.marked(raw, key) if key else raw
+            if mime_fits(len(marked), self._client.settings.sendmail_max_bytes):
+                created = self._mime_draft(user, key, marked)
             else:
-                created = self._json_draft(user, key, message)
+                created = self._draft_then_attachments(user, key, marked)
             assigned = str(created.get("internetMessageId") or "").strip()
             self._send_draft(user, str(created["id"]), key)
         except TokenError as exc:
@@ -186,8 +201,9 @@ class GraphSender:
             if exc.status in UNKNOWN_OUTCOME and key:
                 try:
                     found = graph_drafts.look_for(self._client, user, key)
+                    drafts = found.drafts or graph_drafts.by_header(self._client, user, key)
                     graph_drafts.discard(
-                        self._client, user, found.drafts, key, "its creation's answer was lost"
+                        self._client, user, drafts, key, "its creation's answer was lost"
                     )
                 except GraphError as again:
                     log.warning("drafts of %s not looked for yet (next attempt): %s", key, again)
@@ -209,10 +225,12 @@ class GraphSender:
             )
         return created
 
-    def _json_draft(self, user: str, key: str, message: EmailMessage) -> dict[str, Any]:
-        """A draft from the message's text, its X- headers and the key, then each attachment
-        by its size. Graph keeps only X- headers on this path: threading rests on the
-        reference in the subject."""
+    def _draft_then_attachments(self, user: str, key: str, raw: bytes) -> dict[str, Any]:
+        """A MIME draft of the message without its attachments, every header kept (Message-ID,
+        In-Reply-To, References: the citizen's client threads it as it does the others), then
+        each attachment by its size."""
+        message = email.message_from_bytes(raw, policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
         deployment = self._client.settings.deployment
         attachments = attachments_of(message, deployment.upload_sessions)
         for attachment in attachments:
@@ -226,27 +244,10 @@ class GraphSender:
                         else " (150 MB at most)"
                     )
                 )
-        body = message.get_body(("plain", "html"))
-        content = body.get_content() if body is not None else ""
-        kind = "html" if body is not None and body.get_content_subtype() == "html" else "text"
-        draft: dict[str, Any] = {
-            "subject": str(message.get("Subject", "")),
-            "body": {"contentType": kind, "content": content},
-            "toRecipients": [{"emailAddress": {"address": a}} for a in _addresses(message, "To")],
-            "ccRecipients": [{"emailAddress": {"address": a}} for a in _addresses(message, "Cc")],
-            "internetMessageHeaders": [
-                {"name": name, "value": str(value)}
-                for name, value in message.items()
-                if name.lower().startswith("x-")
-            ],
-        }
-        if key:
-            draft["internetMessageId"] = key
-            draft["singleValueExtendedProperties"] = graph_drafts.key_property(key)
-        request = json.dumps(draft).encode("utf-8")
-        if len(request) > REQUEST_LIMIT:
+        bare = without_attachments(message)
+        if not mime_fits(len(bare), self._client.settings.sendmail_max_bytes):
             raise Unsendable(f"its text alone is over Graph's {REQUEST_LIMIT} bytes of request")
-        created = self._create(user, key, request, "application/json")
+        created = self._mime_draft(user, key, bare)
         draft_id = str(created["id"])
         for attachment in attachments:
             self._while_drafting(user, draft_id, key, partial(self._attach, user, attachment))

@@ -40,13 +40,18 @@ def digest(data: bytes) -> str:
 
 
 def answer_with(
-    files: list[tuple[str, bytes]], message_id: str = "<answer-1@mri.gouv.qc.ca>"
+    files: list[tuple[str, bytes]],
+    message_id: str = "<answer-1@mri.gouv.qc.ca>",
+    answering: str = "",
 ) -> bytes:
     message = EmailMessage()
     message["From"] = INFO
     message["To"] = CITIZEN
     message["Subject"] = "[MRI-2025-00001] Votre demande"
     message["Message-ID"] = message_id
+    if answering:
+        message["In-Reply-To"] = answering
+        message["References"] = answering
     message["X-Mailbot-Purpose"] = "relay"
     message.set_content("Bonjour,\n\nVoici les documents demandés.\n")
     for name, data in files:
@@ -101,6 +106,29 @@ def test_an_attachment_of_any_size_reaches_the_citizen_whole(
         assert graph.count("PUT", r"/upload/") == 0
     if size >= 3 * megabyte:
         assert uploads == 1 and posts == 0
+
+
+@pytest.mark.parametrize("size", [100_000, 3_500_000, 10 * MB], ids=["whole", "3.5MB", "10MB"])
+def test_an_answer_threads_as_a_reply_whatever_the_size_of_its_attachments(
+    graph: GraphServer, size: int
+) -> None:
+    """A message too large for one request goes as a MIME draft without its attachments,
+    which follow one by one: it keeps its Message-ID, In-Reply-To and References, so the
+    citizen's client shows it in the conversation, like a small one."""
+    request_id = "<demande-1@example.org>"
+    document = contents(size)
+    raw_answer = answer_with([("piece.pdf", document)], answering=request_id)
+    result = sender_for(graph).send_now(CITIZEN, raw_answer)
+    assert result == SendResult("sent"), result.error
+    [raw] = graph.to(CITIZEN)
+    received = parsed(raw)
+    assert str(received["Message-ID"]) == "<answer-1@mri.gouv.qc.ca>"
+    assert str(received["In-Reply-To"]) == request_id
+    assert str(received["References"]) == request_id
+    body = received.get_body(("plain",))
+    assert body is not None and "Voici les documents demandés." in body.get_content()
+    assert files_received(raw) == {"piece.pdf": digest(document)}
+    assert_within_graphs_limits(graph)
 
 
 def test_a_throttled_upload_chunk_is_sent_again_after_the_wait(graph: GraphServer) -> None:
