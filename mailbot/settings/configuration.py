@@ -163,14 +163,6 @@ class Settings(Frozen):
             own=self.own_addresses,
         )
 
-    def may_work_on(self, category: str, arrived_in: str, address: str) -> bool:
-        """Complaints are confidential: only the complaint queue's own staff and supervisors
-        may be given one. Any staff member may be given another ticket."""
-        if category != "complaint":
-            return True
-        queue = self.queue_for(category, arrived_in)
-        return address.lower() in {a.lower() for a in (*queue.staff, *queue.supervisors)}
-
     @property
     def restarting_commitments(self) -> tuple[str, ...]:
         """The commitments counted from the complete request (their clocks start again)."""

@@ -253,6 +253,14 @@ class GraphSender:
             self._while_drafting(user, draft_id, key, partial(self._attach, user, attachment))
         return created
 
+    def _discard_else_later(self, user: str, draft_ids: list[str], key: str, why: str) -> None:
+        """Delete these drafts of row `key`; one that cannot be deleted now is left to the next
+        attempt's look and the start's sweep, and said."""
+        try:
+            graph_drafts.discard(self._client, user, draft_ids, key, why)
+        except GraphError as again:
+            log.warning("draft of %s not deleted yet (next attempt): %s", key, again)
+
     def _while_drafting(
         self, user: str, draft_id: str, key: str, step: Callable[[str], object]
     ) -> None:
@@ -260,10 +268,7 @@ class GraphSender:
         try:
             step(draft_id)
         except (GraphError, TokenError) as exc:
-            try:
-                graph_drafts.discard(self._client, user, [draft_id], key, f"unfinished: {exc}")
-            except GraphError as again:
-                log.warning("unfinished draft of %s not deleted yet (next attempt): %s", key, again)
+            self._discard_else_later(user, [draft_id], key, f"unfinished: {exc}")
             raise
 
     def _attach(self, user: str, attachment: DraftAttachment, draft_id: str) -> None:
@@ -329,10 +334,7 @@ class GraphSender:
                 if left.status == 404 or not left.json().get("isDraft", True):
                     log.info("the answer to send was lost; the draft of %s went: sent", key)
                     return
-            try:
-                graph_drafts.discard(self._client, user, [draft_id], key, f"not sent: {exc}")
-            except GraphError as again:
-                log.warning("unsent draft of %s not deleted yet (next attempt): %s", key, again)
+            self._discard_else_later(user, [draft_id], key, f"not sent: {exc}")
             raise
 
 
