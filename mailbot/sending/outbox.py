@@ -32,6 +32,7 @@ from mailbot.errors import SmtpError
 from mailbot.logformat import log_fields
 from mailbot.sending import leases, sizes
 from mailbot.settings import Settings
+from mailbot.standards import deadlines
 from mailbot.states import OutboxState
 from mailbot.transport.base import SenderSession, SendResult
 
@@ -171,16 +172,12 @@ def claim_rows(
         return outbox_rows.leased_rows(connection, claimed, owner)
 
 
-# Rows whose acceptance meets the ticket's deadlines at the instant staff acted.
-MET_WHEN_QUEUED = frozenset({"reply", "referral"})
-
-
 def met_at(row: OutboxRow, now: datetime) -> datetime:
     """The instant a sent row meets its ticket's deadline: for a staff reply or a referral,
     when staff acted (the command was applied and the row queued), however late the relay
     took it (a retry, a resend after a crash); for the others, the relay's acceptance. Never
     before the relay accepted it: a referral refused for good meets nothing."""
-    return min(row.created_at, now) if row.purpose in MET_WHEN_QUEUED else now
+    return min(row.created_at, now) if row.purpose in deadlines.MET_WHEN_QUEUED else now
 
 
 def record(

@@ -24,12 +24,12 @@ CATEGORY_COMMITMENTS: Mapping[str, tuple[str, ...]] = {
     "cooperation": ("cooperation_ack", "cooperation_result"),
 }
 
-# What leaving the building means for a ticket: the column stamped the first time, and the
-# kinds of commitment an outgoing message of that purpose meets.
+# What leaving the building means for a ticket: the column stamped the first time (a staff
+# reply marks the ticket answered instead, which stamps answered_at too), and the kinds of
+# commitment an outgoing message of that purpose meets.
 # A referral is the response: its acceptance by the relay meets the reply and result clocks.
 STAMPS: Mapping[str, str] = {
     "acknowledgement": "acknowledged_at",
-    "reply": "answered_at",
     "referral": "answered_at",
 }
 MEETS_KINDS: Mapping[str, tuple[str, ...]] = {
@@ -37,6 +37,9 @@ MEETS_KINDS: Mapping[str, tuple[str, ...]] = {
     "reply": ("reply", "result"),
     "referral": ("reply", "result"),
 }
+# The purposes whose acceptance meets the deadlines at the instant staff acted (the row was
+# queued), however late the relay took it; the others meet them at the relay's acceptance.
+MET_WHEN_QUEUED = frozenset({"reply", "referral"})
 
 
 def commitments_for(settings: Settings, category: str) -> tuple[str, ...]:
