@@ -22,6 +22,7 @@ from mailbot.sandbox.servers import Sandbox
 from mailbot.settings import AlertSettings, Settings, StaffSettings
 from tests.conftest import REPO, AppFactory, subprocess_environ, write_sandbox_config
 from tests.intake.test_spine import INFO, citizen_request, office, parsed, text_of
+from tests.staff.test_staff_handoff import notice_for
 from tests.staff.test_staff_server import AGENT, SUPERVISOR, citizen_replies, staff_reply
 
 ADMIN = "exploitation@mri.gouv.qc.ca"
@@ -162,7 +163,10 @@ def test_an_administrator_lists_and_releases_held_acts_on_the_command_line(
         request = citizen_request(f"<req-{number}@example.org>", subject=f"Demande {number}")
         sandbox.deliver(INFO, request, received_at=office("2025-11-03T10:00"))
     run_pass(make_app("2025-11-03T10:30:00-05:00", limited))
-    for number, notice in enumerate(sandbox.fetch_all(AGENT), start=1):
+    # The agent closes the three in the order of their references (their notices, sent in the
+    # same pass, arrive in either order): the third close, MRI-2025-00003's, is over the limit.
+    for number in range(1, 4):
+        notice = notice_for(sandbox, f"MRI-2025-{number:05d}")
         reply = staff_reply(notice, "#close", message_id=f"<close-{number}@mri.gouv.qc.ca>")
         sandbox.deliver(INFO, reply, received_at=office("2025-11-04T09:00"))
     run_pass(make_app("2025-11-04T09:05:00-05:00", limited))
