@@ -55,7 +55,9 @@ HEAD_BYTES = 16 * 1024
 
 def marked(raw: bytes, key: str) -> bytes:
     """The MIME with `KEY_HEADER` first: the key, which Exchange keeps in the draft's MIME
-    whatever Message-ID it gives the draft (pure)."""
+    whatever Message-ID it gives the draft; unchanged without a key (pure)."""
+    if not key:
+        return raw
     return f"{KEY_HEADER}: {key}\r\n".encode("ascii", "replace") + raw
 
 
@@ -183,10 +185,15 @@ def _key_of(item: dict[str, object]) -> str:
     return ""
 
 
+def _header_block(raw: bytes) -> bytes:
+    """A message's header block: what comes before its first empty line."""
+    return raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+
+
 def _header_key(raw: bytes) -> str:
     """The value of `KEY_HEADER` in a draft's header block ("" when it has none)."""
     wanted = KEY_HEADER.lower().encode() + b":"
-    for line in raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0].splitlines():
+    for line in _header_block(raw).splitlines():
         if line.lower().startswith(wanted):
             return line[len(wanted) :].strip().decode("ascii", "replace")
     return ""
@@ -194,6 +201,6 @@ def _header_key(raw: bytes) -> str:
 
 def _is_ours(raw: bytes) -> bool:
     """Whether a draft's MIME carries mailbot's own headers (in its header block)."""
-    head = b"\n" + raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0].lower()
+    head = b"\n" + _header_block(raw).lower()
     names = (PURPOSE_HEADER, LOOP_HEADER, KEY_HEADER)
     return any(b"\n" + name.lower().encode() + b":" in head for name in names)

@@ -171,11 +171,11 @@ class GraphSender:
                 graph_drafts.discard(
                     self._client, user, found.drafts, key, "left by an attempt that did not send it"
                 )
-            marked = graph_drafts.marked(raw, key) if key else raw
+            marked = graph_drafts.marked(raw, key)
             if mime_fits(len(marked), self._client.settings.sendmail_max_bytes):
                 created = self._mime_draft(user, key, marked)
             else:
-                created = self._draft_then_attachments(user, key, marked)
+                created = self._draft_then_attachments(user, key, message)
             assigned = str(created.get("internetMessageId") or "").strip()
             self._send_draft(user, str(created["id"]), key)
         except TokenError as exc:
@@ -225,12 +225,10 @@ class GraphSender:
             )
         return created
 
-    def _draft_then_attachments(self, user: str, key: str, raw: bytes) -> dict[str, Any]:
+    def _draft_then_attachments(self, user: str, key: str, message: EmailMessage) -> dict[str, Any]:
         """A MIME draft of the message without its attachments, every header kept (Message-ID,
         In-Reply-To, References: the citizen's client threads it as it does the others), then
         each attachment by its size."""
-        message = email.message_from_bytes(raw, policy=email.policy.default)
-        assert isinstance(message, EmailMessage)
         deployment = self._client.settings.deployment
         attachments = attachments_of(message, deployment.upload_sessions)
         for attachment in attachments:
@@ -244,7 +242,7 @@ class GraphSender:
                         else " (150 MB at most)"
                     )
                 )
-        bare = without_attachments(message)
+        bare = graph_drafts.marked(without_attachments(message), key)
         if not mime_fits(len(bare), self._client.settings.sendmail_max_bytes):
             raise Unsendable(f"its text alone is over Graph's {REQUEST_LIMIT} bytes of request")
         created = self._mime_draft(user, key, bare)

@@ -6,6 +6,7 @@ file: tests/ops/test_installed.py.)"""
 from __future__ import annotations
 
 import tomllib
+from importlib.metadata import PackageNotFoundError, version
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -48,8 +49,6 @@ def test_every_declared_dependency_is_pinned_inside_its_range() -> None:
 def test_the_pins_are_what_the_test_environment_runs() -> None:
     """Bootstrap installs with the constraints: a pin edited by hand without reinstalling, or
     an environment older than the file, shows here rather than as a puzzle in CI."""
-    from importlib.metadata import PackageNotFoundError, version
-
     different = {}
     for name, expected in pinned().items():
         try:
